@@ -1,0 +1,81 @@
+// Reads policies.yaml: YAML → ${VAR} interpolation → schema validation.
+// Errors name the field path and the line, so `llm-gateway check` output can be
+// acted on without opening the schema.
+import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { LineCounter, parseDocument, isScalar, visit, type Document } from 'yaml';
+import { policiesSchema, type Policies } from './schema.js';
+
+export class PolicyError extends Error {
+  readonly code = 'GW_POLICY_INVALID';
+  constructor(
+    readonly file: string,
+    readonly problems: string[],
+  ) {
+    super(`${file}: invalid policies\n  ${problems.join('\n  ')}`);
+  }
+}
+
+const VAR = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
+
+/** Replaces ${VAR} and ${VAR:-default} inside string scalars only, so a value can never inject YAML structure. */
+function interpolate(doc: Document, env: NodeJS.ProcessEnv, missing: Set<string>): void {
+  visit(doc, {
+    Scalar(_key, node) {
+      if (typeof node.value !== 'string' || !node.value.includes('${')) return;
+      node.value = node.value.replace(VAR, (_m, name: string, fallback: string | undefined) => {
+        const v = env[name];
+        if (v !== undefined && v !== '') return v;
+        if (fallback !== undefined) return fallback;
+        missing.add(name);
+        return '';
+      });
+    },
+  });
+}
+
+function lineOf(doc: Document, lc: LineCounter, path: PropertyKey[]): number | undefined {
+  // Walk down as far as the path exists; report the deepest node found.
+  for (let n = path.length; n >= 0; n--) {
+    const node = doc.getIn(path.slice(0, n) as unknown[], true);
+    if (node && typeof node === 'object' && 'range' in node && Array.isArray(node.range)) {
+      return lc.linePos(node.range[0] as number).line;
+    }
+    if (n === 0) break;
+  }
+  return undefined;
+}
+
+export function parsePolicies(text: string, file: string, env: NodeJS.ProcessEnv = process.env): Policies {
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new PolicyError(
+      file,
+      doc.errors.map((e) => `line ${e.linePos?.[0]?.line ?? '?'}: ${e.message.split('\n')[0]}`),
+    );
+  }
+  const missing = new Set<string>();
+  interpolate(doc, env, missing);
+  const raw: unknown = doc.toJS() ?? {};
+  const result = policiesSchema.safeParse(raw);
+  if (!result.success) {
+    const problems = result.error.issues.map((issue) => {
+      const path = issue.path.length ? issue.path.join('.') : '(root)';
+      const line = lineOf(doc, lc, issue.path);
+      const unset = [...missing].filter((v) => isScalar(doc.getIn(issue.path as unknown[], true)));
+      const hint = unset.length ? ` (unset environment variable ${unset.join(', ')})` : '';
+      return `${path}${line ? ` (line ${line})` : ''}: ${issue.message}${hint}`;
+    });
+    throw new PolicyError(file, problems);
+  }
+  return result.data;
+}
+
+export async function loadPolicies(file: string, env: NodeJS.ProcessEnv = process.env): Promise<Policies> {
+  return parsePolicies(await readFile(file, 'utf8'), file, env);
+}
+
+export function loadPoliciesSync(file: string, env: NodeJS.ProcessEnv = process.env): Policies {
+  return parsePolicies(readFileSync(file, 'utf8'), file, env);
+}

@@ -1,0 +1,239 @@
+// The policies.yaml schema. Field names are a contract (see DESIGN.md and README):
+// extend them, never rename them. Every object is strict so a typo is an error with
+// a path, not a silently ignored setting.
+import { z } from 'zod';
+
+const positiveInt = z.number().int().positive();
+const nonNegative = z.number().nonnegative();
+
+export const limitsSchema = z
+  .object({
+    rpm: positiveInt.optional(),
+    tpm: positiveInt.optional(),
+    concurrency: positiveInt.optional(),
+  })
+  .strict();
+
+export const budgetSchema = z
+  .object({
+    usd: nonNegative,
+    period: z.enum(['day', 'week', 'month', 'total']).default('month'),
+  })
+  .strict();
+
+const simulatorBackendSchema = z
+  .object({
+    type: z.literal('simulator'),
+    ttft_ms: nonNegative.default(150),
+    tpot_ms: nonNegative.default(20),
+    output_tokens: positiveInt.default(16),
+    error_rate: z.number().min(0).max(1).default(0),
+    timeout_ms: positiveInt.default(60_000),
+    connect_timeout_ms: positiveInt.default(5_000),
+    idle_timeout_ms: positiveInt.default(30_000),
+    pool_size: positiveInt.default(128),
+  })
+  .strict();
+
+const httpBackendSchema = z
+  .object({
+    type: z.literal('openai').default('openai'),
+    base_url: z.url({ protocol: /^https?$/ }),
+    api_key: z.string().optional(),
+    // Extra headers sent upstream (e.g. OpenAI-Organization, api-version for Azure).
+    headers: z.record(z.string(), z.string()).default({}),
+    // First byte (response headers) must arrive within timeout_ms.
+    timeout_ms: positiveInt.default(60_000),
+    connect_timeout_ms: positiveInt.default(5_000),
+    // Longest silence allowed between two body chunks of a response.
+    idle_timeout_ms: positiveInt.default(30_000),
+    pool_size: positiveInt.default(128),
+  })
+  .strict();
+
+export const backendSchema = z.union([simulatorBackendSchema, httpBackendSchema]);
+
+export const deploymentSchema = z
+  .object({
+    backend: z.string().min(1),
+    model: z.string().min(1).optional(),
+    weight: nonNegative.default(1),
+  })
+  .strict();
+
+export const pricingSchema = z
+  .object({
+    input_per_mtok: nonNegative.default(0),
+    output_per_mtok: nonNegative.default(0),
+    cached_input_per_mtok: nonNegative.optional(),
+  })
+  .strict();
+
+export const circuitBreakerSchema = z
+  .object({
+    window_s: z.number().positive().default(30),
+    min_requests: positiveInt.default(20),
+    error_rate: z.number().gt(0).max(1).default(0.5),
+    cooldown_s: z.number().positive().default(30),
+    max_cooldown_s: z.number().positive().default(300),
+    half_open_probes: positiveInt.default(3),
+  })
+  .strict();
+
+export const retriesSchema = z
+  .object({
+    max: z.number().int().min(0).default(2),
+    backoff_ms: nonNegative.default(100),
+    max_backoff_ms: nonNegative.default(2_000),
+    max_retry_after_ms: nonNegative.default(5_000),
+    deadline_ms: positiveInt.default(120_000),
+  })
+  .strict();
+
+export const modelSchema = z
+  .object({
+    deployments: z.array(deploymentSchema).min(1),
+    pricing: pricingSchema.default({ input_per_mtok: 0, output_per_mtok: 0 }),
+    fallbacks: z.array(z.string()).default([]),
+    context_window_fallbacks: z.array(z.string()).default([]),
+    limits: limitsSchema.optional(),
+    budget: budgetSchema.optional(),
+    circuit_breaker: circuitBreakerSchema.partial().optional(),
+    // Output tokens reserved when a request sets no max_tokens.
+    default_max_tokens: positiveInt.optional(),
+  })
+  .strict();
+
+export const keySchema = z
+  .object({
+    key: z.string().min(1).optional(),
+    key_sha256: z
+      .string()
+      .regex(/^[0-9a-f]{64}$/i, 'must be 64 hex characters')
+      .optional(),
+    name: z.string().min(1),
+    user: z.string().min(1).optional(),
+    team: z.string().min(1).optional(),
+    limits: limitsSchema.optional(),
+    budget: budgetSchema.optional(),
+    models: z.array(z.string()).optional(),
+  })
+  .strict()
+  .refine((k) => (k.key === undefined) !== (k.key_sha256 === undefined), {
+    message: 'exactly one of key or key_sha256 is required',
+  });
+
+const scopeSettingsSchema = z
+  .object({ limits: limitsSchema.optional(), budget: budgetSchema.optional() })
+  .strict();
+
+export const stateSchema = z
+  .object({
+    store: z.enum(['memory', 'redis']).default('memory'),
+    redis_url: z.string().default('redis://127.0.0.1:6379'),
+    redis_prefix: z.string().default('llmgw:'),
+    file: z.string().optional(),
+    flush_interval_ms: positiveInt.default(1_000),
+    on_store_error: z.enum(['open', 'closed']).default('open'),
+  })
+  .strict();
+
+export const serverSchema = z
+  .object({
+    host: z.string().optional(),
+    port: z.number().int().min(0).max(65535).optional(),
+    max_body_bytes: positiveInt.default(10 * 1024 * 1024),
+    drain_timeout_ms: nonNegative.default(25_000),
+    trusted_identity_headers: z.boolean().default(false),
+    // Backend that other /v1/* routes (files, batches, ...) are passed through to.
+    passthrough_backend: z.string().optional(),
+  })
+  .strict();
+
+export const policiesSchema = z
+  .object({
+    admin_token: z.string().optional(),
+    server: serverSchema.default({
+      max_body_bytes: 10 * 1024 * 1024,
+      drain_timeout_ms: 25_000,
+      trusted_identity_headers: false,
+    }),
+    state: stateSchema.default({
+      store: 'memory',
+      redis_url: 'redis://127.0.0.1:6379',
+      redis_prefix: 'llmgw:',
+      flush_interval_ms: 1_000,
+      on_store_error: 'open',
+    }),
+    backends: z.record(z.string(), backendSchema),
+    models: z.record(z.string(), modelSchema),
+    circuit_breaker: circuitBreakerSchema.default({
+      window_s: 30,
+      min_requests: 20,
+      error_rate: 0.5,
+      cooldown_s: 30,
+      max_cooldown_s: 300,
+      half_open_probes: 3,
+    }),
+    retries: retriesSchema.default({
+      max: 2,
+      backoff_ms: 100,
+      max_backoff_ms: 2_000,
+      max_retry_after_ms: 5_000,
+      deadline_ms: 120_000,
+    }),
+    keys: z.array(keySchema).default([]),
+    teams: z.record(z.string(), scopeSettingsSchema).default({}),
+    users: z.record(z.string(), scopeSettingsSchema).default({}),
+    global: scopeSettingsSchema.optional(),
+    budget_alerts: z.array(z.number().gt(0).max(1)).default([0.7, 0.8, 0.95, 1.0]),
+    budget_webhook: z.string().optional(),
+  })
+  .strict()
+  .superRefine((p, ctx) => {
+    for (const [name, model] of Object.entries(p.models)) {
+      model.deployments.forEach((d, i) => {
+        if (!(d.backend in p.backends)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['models', name, 'deployments', i, 'backend'],
+            message: `unknown backend "${d.backend}"`,
+          });
+        }
+      });
+      for (const list of ['fallbacks', 'context_window_fallbacks'] as const) {
+        model[list].forEach((f, i) => {
+          if (!(f in p.models)) {
+            ctx.addIssue({
+              code: 'custom',
+              path: ['models', name, list, i],
+              message: `unknown model "${f}"`,
+            });
+          } else if (f === name) {
+            ctx.addIssue({
+              code: 'custom',
+              path: ['models', name, list, i],
+              message: 'a model cannot fall back to itself',
+            });
+          }
+        });
+      }
+    }
+    p.keys.forEach((k, i) => {
+      k.models?.forEach((m, j) => {
+        if (!(m in p.models)) {
+          ctx.addIssue({ code: 'custom', path: ['keys', i, 'models', j], message: `unknown model "${m}"` });
+        }
+      });
+    });
+  });
+
+export type Policies = z.infer<typeof policiesSchema>;
+export type BackendConfig = z.infer<typeof backendSchema>;
+export type ModelConfig = z.infer<typeof modelSchema>;
+export type Pricing = z.infer<typeof pricingSchema>;
+export type Limits = z.infer<typeof limitsSchema>;
+export type Budget = z.infer<typeof budgetSchema>;
+export type KeyConfig = z.infer<typeof keySchema>;
+export type CircuitBreakerConfig = z.infer<typeof circuitBreakerSchema>;
+export type RetriesConfig = z.infer<typeof retriesSchema>;

@@ -1,0 +1,97 @@
+#!/usr/bin/env node
+// CLI: `llm-gateway [--policies FILE] [--port N] [--host H]` runs the gateway;
+// `llm-gateway check FILE` validates a policies file for ops' own CI.
+import { parseArgs } from 'node:util';
+import { loadPolicies, PolicyError } from './config/load.js';
+import { Gateway } from './gateway.js';
+
+const USAGE = `usage:
+  llm-gateway [--policies FILE] [--port N] [--host HOST]   run the gateway
+  llm-gateway check FILE                                     validate a policies file
+environment: GATEWAY_POLICIES, GATEWAY_PORT, GATEWAY_HOST (default 127.0.0.1), GATEWAY_ADMIN_TOKEN, GATEWAY_LOG_LEVEL`;
+
+async function check(file: string | undefined): Promise<number> {
+  if (!file) {
+    console.error(USAGE);
+    return 2;
+  }
+  try {
+    const p = await loadPolicies(file);
+    console.log(`${file}: ok (${Object.keys(p.models).length} models, ${Object.keys(p.backends).length} backends, ${p.keys.length} keys)`);
+    return 0;
+  } catch (e) {
+    console.error(e instanceof PolicyError ? e.message : `${file}: ${(e as Error).message}`);
+    return 1;
+  }
+}
+
+async function run(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      policies: { type: 'string' },
+      port: { type: 'string' },
+      host: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (positionals[0] === 'check') return check(positionals[1] ?? values.policies);
+  if (positionals.length) {
+    console.error(`unknown command: ${positionals.join(' ')}\n${USAGE}`);
+    return 2;
+  }
+
+  const file = values.policies ?? process.env.GATEWAY_POLICIES ?? 'policies/policies.yaml';
+  let policies;
+  try {
+    policies = await loadPolicies(file);
+  } catch (e) {
+    console.error(e instanceof PolicyError ? e.message : `${file}: ${(e as Error).message}`);
+    return 1;
+  }
+  const port = Number(values.port ?? process.env.GATEWAY_PORT ?? policies.server.port ?? 4000);
+  const host = values.host ?? process.env.GATEWAY_HOST ?? policies.server.host ?? '127.0.0.1';
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    console.error(`invalid port: ${values.port ?? process.env.GATEWAY_PORT}`);
+    return 2;
+  }
+  const gw = await Gateway.create(policies, { policiesFile: file });
+  const addr = await gw.listen(port, host);
+  gw.logger.info({ host: addr.host, port: addr.port, policies: file, models: Object.keys(policies.models) }, 'listening');
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    gw.logger.info({ signal, inflight: gw.inflight.size }, 'shutting down');
+    gw.close()
+      .then(() => {
+        gw.logger.info('stopped');
+        gw.logger.flush?.();
+        process.exitCode = 0;
+        setTimeout(() => process.exit(0), 50).unref();
+      })
+      .catch((e: unknown) => {
+        console.error(e);
+        process.exit(1);
+      });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  return -1;
+}
+
+run(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exitCode = code;
+  },
+  (e: unknown) => {
+    console.error(e);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,168 @@
+// The request pipeline for /v1/chat/completions, /v1/completions and /v1/embeddings,
+// in the order of DESIGN.md: server → auth → policy → admission → routing → upstream →
+// stream tap → settle. Each stage lives in its own folder; this file only wires them.
+//
+//   stage      | may answer with
+//   -----------+-------------------------------------------------------------
+//   server     | 400 bad JSON / body, 413 too large, 415 content-type
+//   auth       | 401 invalid_api_key, 403 model_not_allowed
+//   policy     | 404 model_not_found
+//   admission  | 429 rate_limit_exceeded / insufficient_quota, 503 store down
+//   routing    | 502 / 503 / 504 upstream trouble (before the first byte)
+//   stream tap | a final `data: {"error":…}` event (after the first byte)
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { errors, GatewayError, sendError } from './server/errors.js';
+import type { Gateway } from './gateway.js';
+import type { Ticket } from './admission/index.js';
+import { estimatePromptTokens } from './streamtap/index.js';
+import { forwardResponse } from './streamtap/forward.js';
+import { ClientAbort } from './upstream/failures.js';
+import type { UpstreamExchange } from './upstream/exchange.js';
+import type { Target } from './routing/index.js';
+import { settle, type RequestRecord } from './settle/index.js';
+import { startRequestSpan } from './telemetry/tracing.js';
+import { worstCaseUsd, maxOutputTokens } from './policy/cost.js';
+
+export type Endpoint = 'chat/completions' | 'completions' | 'embeddings';
+
+export interface InferenceRequest {
+  id: string;
+  endpoint: Endpoint;
+  req: IncomingMessage;
+  res: ServerResponse;
+  body: Record<string, unknown>;
+  receivedAt: number;
+}
+
+const OPERATION: Record<Endpoint, string> = { 'chat/completions': 'chat', completions: 'text_completion', embeddings: 'embeddings' };
+
+export async function handleInference(gw: Gateway, r: InferenceRequest): Promise<void> {
+  const model = r.body.model;
+  if (typeof model !== 'string' || model === '') return sendError(r.res, errors.missingModel(), r.id);
+  const stream = r.body.stream === true && r.endpoint !== 'embeddings';
+  const rec: RequestRecord = { requestId: r.id, endpoint: r.endpoint, model, status: 0, stream, receivedAt: r.receivedAt, endedAt: 0 };
+  const span = startRequestSpan(OPERATION[r.endpoint], model);
+  const { policy, auth, admission, router, metrics, logger } = gw.stages();
+  let ticket: Ticket | undefined;
+  let exchange: UpstreamExchange | undefined;
+  let clientGone = false;
+  const onClose = () => {
+    if (r.res.writableFinished) return;
+    clientGone = true;
+    exchange?.abort(new ClientAbort());
+  };
+  r.res.on('close', onClose);
+  gw.inflight.add(r.res);
+
+  try {
+    const identity = auth.identify(r.req.headers);
+    Object.assign(rec, { keyName: identity.key, user: identity.user, team: identity.team });
+    const route = policy.resolve(model);
+    if (!route) throw errors.unknownModel(model);
+    if (identity.config?.models && !identity.config.models.includes(model)) throw errors.modelNotAllowed(model);
+    if (r.body.stream !== undefined && typeof r.body.stream !== 'boolean') throw errors.invalidParam('stream', "'stream' must be a boolean.");
+
+    const promptTokens = estimatePromptTokens(r.body);
+    const maxOut = maxOutputTokens(r.body, route);
+    ticket = await admission.admit({
+      identity,
+      route,
+      promptTokens,
+      maxOutputTokens: maxOut,
+      worstCaseUsd: worstCaseUsd(policy, route, promptTokens, maxOut),
+    });
+    if (clientGone) throw new ClientAbort();
+
+    metrics.active.inc({ model });
+    try {
+      const served = await router.open(
+        {
+          buildRequest: (t) => buildUpstreamRequest(r, t, stream),
+          onExchange: (e) => (exchange = e),
+          clientGone: () => clientGone,
+        },
+        route,
+      );
+      Object.assign(rec, {
+        servedModel: served.route.name,
+        backend: served.backend.name,
+        upstreamModel: served.upstreamModel,
+        pricing: served.route.config.pricing,
+        attempts: served.attempts,
+        system: served.backend.system,
+      });
+      const outcome = await forwardResponse({
+        res: r.res,
+        exchange: served.exchange,
+        stream,
+        stripUsage: stream && !clientAskedForUsage(r.body),
+        requestId: r.id,
+        headers: { ...ticket.headers, 'x-gateway-model': served.route.name },
+        promptTokens,
+      });
+      router.report(served, outcome.failure === undefined || outcome.failure.reason === 'client_abort', outcome.failure);
+      Object.assign(rec, {
+        status: outcome.status,
+        tokens: outcome.tokens,
+        estimated: outcome.estimated,
+        firstTokenAt: outcome.firstTokenAt,
+        lastTokenAt: outcome.lastTokenAt,
+        finishReason: outcome.finishReason,
+        error: outcome.failure && { code: outcome.failure.error.code, message: outcome.failure.error.message },
+      });
+    } finally {
+      metrics.active.dec({ model });
+    }
+  } catch (e) {
+    if (e instanceof ClientAbort || clientGone) {
+      rec.status = 499;
+      rec.error = { code: 'client_closed_request', message: 'client closed the connection before the response' };
+    } else {
+      const err = e instanceof GatewayError ? e : errors.internal();
+      if (!(e instanceof GatewayError)) logger.error({ err: e, request_id: r.id }, 'internal error');
+      if (err.status === 429 || err.status === 401) span.setAttribute('http.response.status_code', err.status);
+      sendError(r.res, err, r.id);
+      rec.status = err.status;
+      rec.error = { code: err.code, message: err.message };
+    }
+  } finally {
+    r.res.off('close', onClose);
+    gw.inflight.delete(r.res);
+    rec.endedAt = performance.now();
+    settle(rec, { metrics, logger, ticket, span });
+  }
+}
+
+function clientAskedForUsage(body: Record<string, unknown>): boolean {
+  const so = body.stream_options;
+  return typeof so === 'object' && so !== null && (so as { include_usage?: unknown }).include_usage === true;
+}
+
+/** The body sent upstream: the deployment's model name, and usage requested for streams. Serialised once per attempt, never per chunk. */
+function buildUpstreamRequest(r: InferenceRequest, t: Target, stream: boolean) {
+  const body: Record<string, unknown> = { ...r.body, model: t.upstreamModel };
+  if (stream && !clientAskedForUsage(r.body)) {
+    const so = typeof r.body.stream_options === 'object' && r.body.stream_options !== null ? r.body.stream_options : {};
+    body.stream_options = { ...so, include_usage: true };
+  }
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    // The tap reads the bytes it forwards: ask for them uncompressed.
+    'accept-encoding': 'identity',
+    'x-request-id': r.id,
+  };
+  for (const [name, v] of Object.entries(r.req.headers)) {
+    if (typeof v === 'string' && !DROPPED_REQUEST_HEADERS.has(name) && !name.startsWith('x-gateway-')) headers[name] ??= v;
+  }
+  return { method: 'POST' as const, path: `/${r.endpoint}`, headers, body: JSON.stringify(body) };
+}
+
+/**
+ * Client headers never passed upstream: hop-by-hop ones, the ones we set, and credentials
+ * (the client's key is the gateway's business; the provider key is added by the backend).
+ */
+const DROPPED_REQUEST_HEADERS = new Set([
+  'authorization', 'api-key', 'cookie', 'host', 'content-length', 'content-type', 'accept-encoding',
+  'connection', 'keep-alive', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade',
+  'expect', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'forwarded',
+]);

@@ -1,0 +1,77 @@
+// Every error the gateway answers with has OpenAI's shape and a fixed status, so the
+// official SDKs map it to their own exception classes (BadRequestError, RateLimitError, ...).
+import type { ServerResponse } from 'node:http';
+
+export type ErrorType =
+  | 'invalid_request_error'
+  | 'authentication_error'
+  | 'permission_error'
+  | 'not_found_error'
+  | 'rate_limit_error'
+  | 'insufficient_quota'
+  | 'server_error'
+  | 'upstream_error'
+  | 'timeout_error'
+  | 'service_unavailable';
+
+export class GatewayError extends Error {
+  constructor(
+    readonly status: number,
+    readonly type: ErrorType,
+    readonly code: string,
+    message: string,
+    readonly param: string | null = null,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+  }
+
+  body(): { error: { message: string; type: string; param: string | null; code: string } } {
+    return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
+  }
+}
+
+export const errors = {
+  invalidJson: (detail: string) => new GatewayError(400, 'invalid_request_error', 'invalid_json', `We could not parse the JSON body of your request: ${detail}`),
+  notObject: () => new GatewayError(400, 'invalid_request_error', 'invalid_request', 'The request body must be a JSON object.'),
+  missingModel: () => new GatewayError(400, 'invalid_request_error', 'missing_model', 'You must provide a model parameter (a string).', 'model'),
+  invalidParam: (param: string, message: string) => new GatewayError(400, 'invalid_request_error', 'invalid_value', message, param),
+  contentType: (got: string | undefined) =>
+    new GatewayError(415, 'invalid_request_error', 'unsupported_media_type', `Content-Type must be application/json (got ${got ? JSON.stringify(got) : 'none'}).`),
+  tooLarge: (limit: number) => new GatewayError(413, 'invalid_request_error', 'request_too_large', `Request body is larger than the gateway's limit of ${limit} bytes.`),
+  badKey: () => new GatewayError(401, 'authentication_error', 'invalid_api_key', 'Incorrect API key provided.'),
+  modelNotAllowed: (model: string) => new GatewayError(403, 'permission_error', 'model_not_allowed', `This key may not use the model '${model}'.`, 'model'),
+  unknownModel: (model: string) => new GatewayError(404, 'invalid_request_error', 'model_not_found', `The model '${model}' does not exist or is not served by this gateway.`, 'model'),
+  notFound: (path: string) => new GatewayError(404, 'invalid_request_error', 'not_found', `Unknown path ${path}.`),
+  methodNotAllowed: (method: string, path: string) => new GatewayError(405, 'invalid_request_error', 'method_not_allowed', `${method} is not allowed on ${path}.`),
+  unauthorizedAdmin: () => new GatewayError(401, 'authentication_error', 'invalid_admin_token', 'Admin routes need Authorization: Bearer <admin token>.'),
+  adminDisabled: () => new GatewayError(403, 'permission_error', 'admin_disabled', 'Admin routes are disabled: set admin_token in policies.yaml or GATEWAY_ADMIN_TOKEN.'),
+  upstreamConnect: (backend: string) => new GatewayError(502, 'upstream_error', 'upstream_unreachable', `Could not connect to backend '${backend}'.`),
+  upstreamReset: (backend: string) => new GatewayError(502, 'upstream_error', 'upstream_reset', `Backend '${backend}' closed the connection before answering.`),
+  upstreamBadResponse: (backend: string, detail: string) => new GatewayError(502, 'upstream_error', 'upstream_bad_response', `Backend '${backend}' sent an invalid response: ${detail}`),
+  upstreamTimeout: (backend: string, what: string) => new GatewayError(504, 'timeout_error', 'upstream_timeout', `Backend '${backend}' timed out (${what}).`),
+  midStream: (backend: string, detail: string) => new GatewayError(502, 'upstream_error', 'upstream_stream_error', `The stream from backend '${backend}' broke: ${detail}`),
+  unavailable: (message: string) => new GatewayError(503, 'service_unavailable', 'service_unavailable', message),
+  shuttingDown: () => new GatewayError(503, 'service_unavailable', 'shutting_down', 'The gateway is shutting down.'),
+  internal: () => new GatewayError(500, 'server_error', 'internal_error', 'The gateway hit an internal error.'),
+};
+
+const JSON_HEADERS = { 'content-type': 'application/json' };
+
+/** Writes an OpenAI-shaped error, unless the response has already started. */
+export function sendError(res: ServerResponse, err: GatewayError, requestId: string): void {
+  if (res.headersSent || res.destroyed) return;
+  const body = JSON.stringify(err.body());
+  res.writeHead(err.status, {
+    ...JSON_HEADERS,
+    ...err.headers,
+    'x-request-id': requestId,
+    'content-length': Buffer.byteLength(body),
+  });
+  res.end(body);
+}
+
+/** The SSE event a stream ends with when it fails after the first byte: the SDKs raise it. */
+export function sseErrorEvent(err: GatewayError): string {
+  return `data: ${JSON.stringify(err.body())}\n\n`;
+}

@@ -1,0 +1,128 @@
+// The one place a request is finished: real tokens → cost, the admission ticket settled
+// (reservation freed, spend committed), metrics, the log line and the span. Envoy finishes
+// stats, access log and span at one point too; doing it here means no path can forget one.
+import type { Pricing } from '../config/schema.js';
+import type { Ticket } from '../admission/index.js';
+import type { Metrics } from '../telemetry/metrics.js';
+import type { Logger } from '../telemetry/logger.js';
+import { endRequestSpan } from '../telemetry/tracing.js';
+import type { Span } from '@opentelemetry/api';
+
+export interface TokenCounts {
+  input: number;
+  output: number;
+  cachedInput: number;
+  reasoning: number;
+}
+
+/** USD for the given tokens. Cached input is billed at its own price (default: the input price); reasoning tokens are part of output. */
+export function costUsd(p: Pricing, t: TokenCounts): number {
+  const cached = Math.min(t.cachedInput, t.input);
+  const cachedPrice = p.cached_input_per_mtok ?? p.input_per_mtok;
+  return ((t.input - cached) * p.input_per_mtok + cached * cachedPrice + t.output * p.output_per_mtok) / 1e6;
+}
+
+export interface RequestRecord {
+  requestId: string;
+  endpoint: string;
+  /** The model the client asked for. */
+  model: string;
+  /** The model that served it (after fallbacks), if any did. */
+  servedModel?: string;
+  backend?: string;
+  upstreamModel?: string;
+  status: number;
+  stream: boolean;
+  receivedAt: number;
+  endedAt: number;
+  firstTokenAt?: number;
+  lastTokenAt?: number;
+  tokens?: TokenCounts;
+  /** True when tokens came from our tokenizer rather than upstream usage. */
+  estimated?: boolean;
+  pricing?: Pricing;
+  keyName?: string;
+  user?: string;
+  team?: string;
+  attempts?: number;
+  finishReason?: string;
+  error?: { code: string; message: string };
+  system?: string;
+}
+
+const round = (n: number, d = 3) => Math.round(n * 10 ** d) / 10 ** d;
+
+export function settle(rec: RequestRecord, deps: { metrics: Metrics; logger: Logger; ticket?: Ticket; span: Span }): void {
+  const { metrics } = deps;
+  const servedModel = rec.servedModel ?? rec.model;
+  const backend = rec.backend ?? 'none';
+  const cost = rec.tokens && rec.pricing ? costUsd(rec.pricing, rec.tokens) : 0;
+  deps.ticket?.settle({
+    servedModel,
+    inputTokens: rec.tokens?.input ?? 0,
+    outputTokens: rec.tokens?.output ?? 0,
+    costUsd: cost,
+  });
+
+  const durationS = (rec.endedAt - rec.receivedAt) / 1000;
+  metrics.requests.inc({ model: rec.model, backend, status: String(rec.status) });
+  metrics.duration.observe({ model: rec.model, backend, stream: String(rec.stream) }, durationS);
+  let ttftMs: number | undefined;
+  let tpotMs: number | undefined;
+  if (rec.stream && rec.firstTokenAt !== undefined) {
+    ttftMs = rec.firstTokenAt - rec.receivedAt;
+    metrics.ttft.observe({ model: servedModel, backend }, ttftMs / 1000);
+    const out = rec.tokens?.output ?? 0;
+    if (out > 1 && rec.lastTokenAt !== undefined) {
+      tpotMs = (rec.lastTokenAt - rec.firstTokenAt) / (out - 1);
+      metrics.tpot.observe({ model: servedModel, backend }, tpotMs / 1000);
+    }
+  }
+  if (rec.tokens) {
+    const t = rec.tokens;
+    const labels = { model: servedModel, backend };
+    if (t.input) metrics.tokens.inc({ ...labels, type: 'input' }, t.input);
+    if (t.output) metrics.tokens.inc({ ...labels, type: 'output' }, t.output);
+    if (t.cachedInput) metrics.tokens.inc({ ...labels, type: 'cached_input' }, t.cachedInput);
+    if (t.reasoning) metrics.tokens.inc({ ...labels, type: 'reasoning' }, t.reasoning);
+  }
+  if (cost > 0) metrics.cost.inc({ model: servedModel, team: rec.team ?? 'none' }, cost);
+
+  deps.logger.info(
+    {
+      request_id: rec.requestId,
+      endpoint: rec.endpoint,
+      model: rec.model,
+      served_model: servedModel,
+      backend: rec.backend,
+      upstream_model: rec.upstreamModel,
+      status: rec.status,
+      stream: rec.stream,
+      ttft_ms: ttftMs === undefined ? undefined : round(ttftMs),
+      tpot_ms: tpotMs === undefined ? undefined : round(tpotMs),
+      duration_ms: round(rec.endedAt - rec.receivedAt),
+      tokens: rec.tokens
+        ? { input: rec.tokens.input, output: rec.tokens.output, cached_input: rec.tokens.cachedInput, reasoning: rec.tokens.reasoning }
+        : undefined,
+      tokens_estimated: rec.tokens ? rec.estimated === true : undefined,
+      cost_usd: round(cost, 8),
+      key_name: rec.keyName,
+      user: rec.user,
+      team: rec.team,
+      attempts: rec.attempts,
+      finish_reason: rec.finishReason,
+      error: rec.error,
+    },
+    'request',
+  );
+  endRequestSpan(deps.span, {
+    status: rec.status,
+    system: rec.system,
+    responseModel: rec.upstreamModel,
+    inputTokens: rec.tokens?.input,
+    outputTokens: rec.tokens?.output,
+    ttftMs,
+    finishReason: rec.finishReason,
+    error: rec.error?.message,
+  });
+}

@@ -1,0 +1,184 @@
+// Pumps an upstream response to the client. Each chunk is written the moment it arrives;
+// the tap only looks at it (and, when the gateway itself asked for usage, cuts that one
+// event out). Backpressure goes straight through: a slow client pauses the upstream.
+import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { StreamTap, countTokens, usageFromResponse, type TapUsage } from './index.js';
+import type { UpstreamExchange } from '../upstream/exchange.js';
+import { UpstreamFailure } from '../upstream/failures.js';
+import { errors, sseErrorEvent } from '../server/errors.js';
+import type { TokenCounts } from '../settle/index.js';
+
+export interface ForwardOptions {
+  res: ServerResponse;
+  exchange: UpstreamExchange;
+  stream: boolean;
+  stripUsage: boolean;
+  requestId: string;
+  /** Gateway headers for the client (x-ratelimit-*, x-gateway-model). */
+  headers: Record<string, string>;
+  promptTokens: number;
+}
+
+export interface ForwardOutcome {
+  status: number;
+  tokens: TokenCounts;
+  estimated: boolean;
+  firstTokenAt?: number;
+  lastTokenAt?: number;
+  finishReason?: string;
+  /** Set when the body broke after the head, or the client left (reason client_abort). */
+  failure?: UpstreamFailure;
+}
+
+/** Upstream response headers never passed to the client: hop-by-hop, framing we redo, cookies and the provider's own account details. */
+const DROPPED_RESPONSE_HEADERS = new Set([
+  'connection', 'keep-alive', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authenticate',
+  'set-cookie', 'openai-organization', 'openai-project', 'x-request-id', 'alt-svc', 'server',
+]);
+
+function clientHeaders(upstream: IncomingHttpHeaders, opts: ForwardOptions): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  for (const [name, value] of Object.entries(upstream)) {
+    if (value === undefined || DROPPED_RESPONSE_HEADERS.has(name) || name.startsWith('x-ratelimit-')) continue;
+    out[name] = value;
+  }
+  // Removing the injected usage event changes the length; streams are chunked anyway.
+  if (opts.stream) delete out['content-length'];
+  Object.assign(out, opts.headers);
+  out['x-request-id'] = opts.requestId;
+  return out;
+}
+
+function toCounts(u: TapUsage): TokenCounts {
+  return { input: u.input, output: u.output, cachedInput: u.cachedInput, reasoning: u.reasoning };
+}
+
+export function forwardResponse(opts: ForwardOptions): Promise<ForwardOutcome> {
+  return opts.stream ? forwardStream(opts) : forwardWhole(opts);
+}
+
+function forwardStream(opts: ForwardOptions): Promise<ForwardOutcome> {
+  const { res, exchange } = opts;
+  const tap = new StreamTap({ stripUsage: opts.stripUsage });
+  res.writeHead(exchange.status, clientHeaders(exchange.headers, opts));
+  // Send the head now: the client sees the 200 before the first token, as it would direct.
+  res.flushHeaders();
+  let waitingForDrain = false;
+  const onDrain = () => {
+    waitingForDrain = false;
+    exchange.resume();
+  };
+
+  return new Promise((resolve) => {
+    const finish = (failure?: UpstreamFailure) => {
+      res.off('drain', onDrain);
+      let tokens: TokenCounts;
+      let estimated = false;
+      if (tap.usage) tokens = toCounts(tap.usage);
+      else {
+        estimated = true;
+        tokens = { input: opts.promptTokens, output: tap.contentEvents > 0 ? countTokens(tap.outputText()) : 0, cachedInput: 0, reasoning: 0 };
+      }
+      resolve({
+        status: failure?.reason === 'client_abort' ? 499 : exchange.status,
+        tokens,
+        estimated,
+        firstTokenAt: tap.firstTokenAt,
+        lastTokenAt: tap.lastTokenAt,
+        finishReason: tap.finishReason,
+        failure,
+      });
+    };
+    exchange.attach({
+      onData(chunk) {
+        const out = tap.push(chunk);
+        if (out === null || res.write(out)) return true;
+        if (!waitingForDrain) {
+          waitingForDrain = true;
+          res.once('drain', onDrain);
+        }
+        return false;
+      },
+      onEnd() {
+        const rest = tap.end();
+        let failure: UpstreamFailure | undefined;
+        if (tap.upstreamError !== undefined) {
+          failure = new UpstreamFailure('mid_stream', errors.midStream(exchange.backend.name, 'the upstream sent an error event'), false);
+        } else if (!tap.sawDone) {
+          // A stream that ends without [DONE] was cut short: tell the client instead of letting it take a truncated answer as complete.
+          failure = new UpstreamFailure('mid_stream', errors.midStream(exchange.backend.name, 'the stream ended before [DONE]'), false);
+          if (rest) res.write(rest);
+          res.end(sseErrorEvent(failure.error));
+          return finish(failure);
+        }
+        res.end(rest ?? undefined);
+        finish(failure);
+      },
+      onError(failure) {
+        if (failure.reason !== 'client_abort' && !res.destroyed) {
+          const rest = tap.end();
+          if (rest) res.write(rest);
+          res.end(sseErrorEvent(failure.error));
+        }
+        finish(failure);
+      },
+    });
+  });
+}
+
+function forwardWhole(opts: ForwardOptions): Promise<ForwardOutcome> {
+  const { res, exchange } = opts;
+  res.writeHead(exchange.status, clientHeaders(exchange.headers, opts));
+  const chunks: Buffer[] = [];
+  let waitingForDrain = false;
+  const onDrain = () => {
+    waitingForDrain = false;
+    exchange.resume();
+  };
+  return new Promise((resolve) => {
+    const done = (failure?: UpstreamFailure) => {
+      res.off('drain', onDrain);
+      let usage: TapUsage | undefined;
+      let text = '';
+      let finishReason: string | undefined;
+      if (!failure) {
+        try {
+          const json = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { choices?: Array<{ message?: { content?: unknown }; text?: unknown; finish_reason?: unknown }> };
+          usage = usageFromResponse(json);
+          const first = json.choices?.[0];
+          if (typeof first?.finish_reason === 'string') finishReason = first.finish_reason;
+          if (!usage) for (const c of json.choices ?? []) text += typeof c.message?.content === 'string' ? c.message.content : typeof c.text === 'string' ? c.text : '';
+        } catch {
+          // A non-JSON 2xx body is passed through untouched; tokens are then estimated.
+        }
+      }
+      resolve({
+        status: failure?.reason === 'client_abort' ? 499 : failure ? 502 : exchange.status,
+        tokens: usage ? toCounts(usage) : { input: opts.promptTokens, output: text ? countTokens(text) : 0, cachedInput: 0, reasoning: 0 },
+        estimated: usage === undefined,
+        finishReason,
+        failure,
+      });
+    };
+    exchange.attach({
+      onData(chunk) {
+        chunks.push(chunk);
+        if (res.write(chunk)) return true;
+        if (!waitingForDrain) {
+          waitingForDrain = true;
+          res.once('drain', onDrain);
+        }
+        return false;
+      },
+      onEnd() {
+        res.end();
+        done();
+      },
+      onError(failure) {
+        // The head is out, so the status cannot change: cut the connection so the client sees a broken body, not a short one.
+        res.destroy();
+        done(failure);
+      },
+    });
+  });
+}

@@ -1,0 +1,125 @@
+// One request to one backend, driven through undici's dispatch handler API (no Readable
+// stream layer between the socket and our tap). open() resolves when the response head
+// has arrived: the router can still retry or fail over at that point, because nothing has
+// been sent to the client yet. Error bodies (status >= 400) are read whole, since they are
+// small and the router needs them (context_length_exceeded, retry-after).
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Dispatcher } from 'undici';
+import type { Backend } from './backends.js';
+import { UpstreamFailure, classifyError } from './failures.js';
+
+export interface ResponseSink {
+  /** A body chunk arrived. Return false to pause the upstream until sink.resume is called. */
+  onData(chunk: Buffer): boolean;
+  onEnd(): void;
+  /** The body broke after the head (reset, idle timeout, abort). */
+  onError(failure: UpstreamFailure): void;
+}
+
+export interface UpstreamRequest {
+  method: 'POST' | 'GET';
+  /** Path relative to the backend's base_url, e.g. "/chat/completions". */
+  path: string;
+  headers: Record<string, string>;
+  body?: string | Buffer;
+}
+
+const MAX_ERROR_BODY = 64 * 1024;
+
+export class UpstreamExchange {
+  status = 0;
+  headers: IncomingHttpHeaders = {};
+  /** For status >= 400: the (bounded) error body. */
+  errorBody: Buffer | undefined;
+  private controller: Dispatcher.DispatchController | undefined;
+  private sink: ResponseSink | undefined;
+  private ended = false;
+  private failure: UpstreamFailure | undefined;
+  private errorChunks: Buffer[] = [];
+  private errorBytes = 0;
+  private settleHead!: { resolve: () => void; reject: (e: UpstreamFailure) => void };
+  private headDone = false;
+  private abortReason: Error | undefined;
+
+  constructor(readonly backend: Backend) {}
+
+  /** Sends the request; resolves once the response head (and, for errors, the body) is in. */
+  open(req: UpstreamRequest): Promise<void> {
+    const head = new Promise<void>((resolve, reject) => (this.settleHead = { resolve, reject }));
+    const handler: Dispatcher.DispatchHandler = {
+      onRequestStart: (controller) => {
+        this.controller = controller;
+        if (this.abortReason) controller.abort(this.abortReason);
+      },
+      onResponseStart: (controller, status, headers) => {
+        this.status = status;
+        this.headers = headers;
+        if (status < 400) {
+          // Hold the body until the pipeline attaches its sink (it may be deciding to retry).
+          controller.pause();
+          this.headDone = true;
+          this.settleHead.resolve();
+        }
+      },
+      onResponseData: (controller, chunk) => {
+        if (this.status >= 400) {
+          if (this.errorBytes < MAX_ERROR_BODY) this.errorChunks.push(chunk);
+          this.errorBytes += chunk.length;
+          return;
+        }
+        if (this.sink && !this.sink.onData(chunk)) controller.pause();
+      },
+      onResponseEnd: () => {
+        this.ended = true;
+        if (this.status >= 400) {
+          this.errorBody = Buffer.concat(this.errorChunks);
+          this.errorChunks = [];
+          this.headDone = true;
+          this.settleHead.resolve();
+          return;
+        }
+        this.sink?.onEnd();
+      },
+      onResponseError: (_controller, err) => {
+        this.failure = classifyError(err, this.backend.name, this.headDone);
+        if (!this.headDone) {
+          this.headDone = true;
+          this.settleHead.reject(this.failure);
+        } else {
+          this.sink?.onError(this.failure);
+        }
+      },
+    };
+    const headers: Record<string, string> = { ...req.headers, ...this.backend.injectedHeaders };
+    this.backend.pool.dispatch(
+      {
+        origin: this.backend.origin,
+        method: req.method,
+        path: this.backend.basePath + req.path,
+        headers,
+        body: req.body ?? null,
+      },
+      handler,
+    );
+    return head;
+  }
+
+  /** Starts the body flowing into the sink (after the head resolved with status < 400). */
+  attach(sink: ResponseSink): void {
+    this.sink = sink;
+    if (this.failure) sink.onError(this.failure);
+    else if (this.ended) sink.onEnd();
+    else this.controller?.resume();
+  }
+
+  resume(): void {
+    this.controller?.resume();
+  }
+
+  /** Aborts the upstream request (client left, deadline, shutdown). Safe to call twice. */
+  abort(reason: Error): void {
+    if (this.ended) return;
+    this.abortReason = reason;
+    if (this.controller && !this.controller.aborted) this.controller.abort(reason);
+  }
+}
