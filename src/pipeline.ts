@@ -34,6 +34,8 @@ export interface InferenceRequest {
   receivedAt: number;
 }
 
+const CLIENT_LEFT = { code: 'client_closed_request', message: 'the client closed the connection' };
+
 const OPERATION: Record<Endpoint, string> = { 'chat/completions': 'chat', completions: 'text_completion', embeddings: 'embeddings' };
 
 export async function handleInference(gw: Gateway, r: InferenceRequest): Promise<void> {
@@ -63,7 +65,7 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
     if (r.body.stream !== undefined && typeof r.body.stream !== 'boolean') throw errors.invalidParam('stream', "'stream' must be a boolean.");
 
     const promptTokens = estimatePromptTokens(r.body);
-    const maxOut = maxOutputTokens(r.body, route);
+    const maxOut = r.endpoint === 'embeddings' ? 0 : maxOutputTokens(r.body, route);
     ticket = await admission.admit({
       identity,
       route,
@@ -110,13 +112,14 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
         finishReason: outcome.finishReason,
         error: outcome.failure && { code: outcome.failure.error.code, message: outcome.failure.error.message },
       });
+      if (outcome.failure?.reason === 'client_abort') rec.error = CLIENT_LEFT;
     } finally {
       metrics.active.dec({ model });
     }
   } catch (e) {
     if (e instanceof ClientAbort || clientGone) {
       rec.status = 499;
-      rec.error = { code: 'client_closed_request', message: 'client closed the connection before the response' };
+      rec.error = CLIENT_LEFT;
     } else {
       const err = e instanceof GatewayError ? e : errors.internal();
       if (!(e instanceof GatewayError)) logger.error({ err: e, request_id: r.id }, 'internal error');

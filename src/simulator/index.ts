@@ -1,0 +1,385 @@
+// An OpenAI-compatible fake model server over real sockets, with real timing and
+// fault injection. Used as the gateway's built-in `type: simulator` backend, as an
+// upstream in tests, and (via cli.ts) as its own process for the benchmark.
+//
+// Control surface, besides the options:
+//   request headers  x-sim-ttft-ms, x-sim-tpot-ms, x-sim-output-tokens, x-sim-fault (JSON Fault)
+//   POST /_sim/config  (JSON patch, same as configure())   GET /_sim/stats   DELETE /_sim/stats
+import http from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Action, Fault } from './faults.js';
+import { failTimesAction, parseFault, roll } from './faults.js';
+import { CONTEXT_LENGTH_BODY, errorBody, errorForStatus, newId, nowMs } from './openai.js';
+import { chatAnswer, completionAnswer } from './generate.js';
+import type { Knobs } from './generate.js';
+import { embeddingsBody } from './embeddings.js';
+import { TokenStream } from './stream.js';
+
+export type { Fault } from './faults.js';
+
+export interface SimulatorOptions {
+  host?: string; // default 127.0.0.1
+  port?: number; // default 0 (ephemeral)
+  ttftMs?: number; // delay before the first content chunk (default 150)
+  tpotMs?: number; // delay between content chunks (default 20)
+  outputTokens?: number; // tokens per completion (default 16); max_tokens / max_completion_tokens caps it
+  errorRate?: number; // 0..1 probability a request fails with `errorStatus`
+  errorStatus?: number; // default 500
+  includeUsageAlways?: boolean; // emit a usage chunk even if not requested (some servers do)
+  omitUsage?: boolean; // never send usage (models servers that don't)
+  modelName?: string; // if set, the `model` field of responses; else echo the request's model
+}
+
+export interface SimulatorStats {
+  /** API requests received (not /_sim/*) */
+  requests: number;
+  /** the client went away before the response ended */
+  aborted: number;
+  /** 2xx responses sent in full */
+  completed: number;
+  /** requests a fault (or errorRate) applied to */
+  faults: number;
+  byPath: Record<string, number>;
+  lastRequest?: { headers: Record<string, string | string[] | undefined>; body: unknown };
+}
+
+export type SimulatorPatch = Partial<SimulatorOptions> & { fault?: Fault | null };
+
+export interface Simulator {
+  url: string; // http://127.0.0.1:PORT/v1 (base_url form)
+  port: number;
+  stats: SimulatorStats;
+  configure(patch: SimulatorPatch): void; // change behaviour live; throws on an invalid patch
+  resetStats(): void;
+  close(): Promise<void>; // closes the server, destroys open sockets, stops every timer
+}
+
+type Settings = Required<Omit<SimulatorOptions, 'host' | 'port' | 'modelName'>> & { modelName: string | undefined };
+
+const DEFAULTS: Settings = {
+  ttftMs: 150,
+  tpotMs: 20,
+  outputTokens: 16,
+  errorRate: 0,
+  errorStatus: 500,
+  includeUsageAlways: false,
+  omitUsage: false,
+  modelName: undefined,
+};
+
+const MAX_BODY_BYTES = 32 * 1024 * 1024;
+const NUMERIC = ['ttftMs', 'tpotMs', 'outputTokens', 'errorRate', 'errorStatus'] as const;
+const FLAGS = ['includeUsageAlways', 'omitUsage'] as const;
+
+/** Apply a patch to settings, validating it (patches also arrive as JSON over HTTP). */
+function applyPatch(s: Settings, patch: Record<string, unknown>): void {
+  for (const k of NUMERIC) {
+    const v = patch[k];
+    if (v === undefined) continue;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new Error(`${k} must be a number >= 0`);
+    s[k] = v;
+  }
+  if (s.errorRate > 1) throw new Error('errorRate must be 0..1');
+  if (s.errorStatus < 100 || s.errorStatus > 599) throw new Error('errorStatus must be 100..599');
+  for (const k of FLAGS) {
+    const v = patch[k];
+    if (v === undefined) continue;
+    if (typeof v !== 'boolean') throw new Error(`${k} must be a boolean`);
+    s[k] = v;
+  }
+  if ('modelName' in patch) {
+    const v = patch.modelName;
+    if (v !== undefined && v !== null && typeof v !== 'string') throw new Error('modelName must be a string');
+    s.modelName = (v as string | null | undefined) ?? undefined;
+  }
+}
+
+function emptyStats(): SimulatorStats {
+  return { requests: 0, aborted: 0, completed: 0, faults: 0, byPath: {} };
+}
+
+function headerNum(req: IncomingMessage, name: string): number | undefined {
+  const v = req.headers[name];
+  if (typeof v !== 'string' || v === '') return undefined;
+  const n = Number(v);
+  return Number.isFinite(n) && n >= 0 ? n : undefined;
+}
+
+function sendJson(res: ServerResponse, status: number, body: string, headers: Record<string, string> = {}): void {
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    'x-request-id': newId('req'),
+    ...headers,
+  });
+  res.end(body);
+}
+
+function readBody(req: IncomingMessage): Promise<Buffer | null> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY_BYTES) {
+        resolve(null); // caller answers 413
+        req.removeAllListeners('data');
+        req.resume();
+      } else chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+    // Closed before 'end': the client vanished mid-body (a no-op once resolved).
+    req.on('close', () => reject(new Error('request aborted')));
+  });
+}
+
+export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simulator> {
+  const settings: Settings = { ...DEFAULTS };
+  applyPatch(settings, opts as Record<string, unknown>);
+  let fault: Fault | null = null;
+  let faultLeft = 0; // for a configured fail_times
+  // x-sim-fault fail_times: SDK retries resend the same header, so count per header value.
+  const headerFails = new Map<string, number>();
+  const stats = emptyStats();
+  // Stop functions of in-flight API requests, so close() can clear their timers at once.
+  const live = new Set<() => void>();
+  const startedS = Math.floor(Date.now() / 1000);
+
+  function configure(patch: SimulatorPatch): void {
+    const p = patch as Record<string, unknown>;
+    const next = { ...settings };
+    applyPatch(next, p);
+    const f = p.fault === undefined || p.fault === null ? p.fault : parseFault(p.fault);
+    Object.assign(settings, next);
+    if (f !== undefined) {
+      fault = f;
+      faultLeft = f?.kind === 'fail_times' ? f.times : 0;
+      if (f?.kind === 'fail_times' && faultLeft <= 0) fault = null;
+    }
+  }
+
+  function resetStats(): void {
+    // Mutate in place: callers may hold a reference to sim.stats.
+    Object.assign(stats, emptyStats());
+    delete stats.lastRequest;
+    headerFails.clear();
+  }
+
+  /** The fault for this request: x-sim-fault header first, else the configured one; then errorRate. */
+  function decide(req: IncomingMessage): Action | null {
+    const raw = req.headers['x-sim-fault'];
+    let action: Action | null = null;
+    if (typeof raw === 'string' && raw !== '') {
+      const f = parseFault(JSON.parse(raw));
+      if (f.kind === 'fail_times') {
+        const left = headerFails.get(raw) ?? f.times;
+        if (headerFails.size > 10_000) headerFails.clear(); // bound memory under odd use
+        headerFails.set(raw, Math.max(0, left - 1));
+        if (left > 0) action = failTimesAction(f);
+      } else action = roll(f);
+    } else if (fault?.kind === 'fail_times') {
+      if (faultLeft > 0) action = failTimesAction(fault);
+      if (--faultLeft <= 0) fault = null;
+    } else if (fault) action = roll(fault);
+    if (!action && settings.errorRate > 0 && Math.random() < settings.errorRate) {
+      action = { kind: 'status', status: settings.errorStatus };
+    }
+    return action;
+  }
+
+  type Kind = 'chat' | 'completions' | 'embeddings';
+  const API: Record<string, Kind> = {
+    '/v1/chat/completions': 'chat',
+    '/v1/completions': 'completions',
+    '/v1/embeddings': 'embeddings',
+  };
+
+  /** Per-request state shared with the 'close' handler. */
+  interface Exchange {
+    stop: () => void;
+    killed: boolean; // a fault dropped the connection on purpose
+  }
+
+  function api(kind: Kind, req: IncomingMessage, res: ServerResponse, body: unknown, t0: number, ex: Exchange): void {
+    if (!body || typeof body !== 'object' || Array.isArray(body)) {
+      return sendJson(res, 400, errorBody('The request body must be a JSON object.', 'invalid_request_error'));
+    }
+    const b = body as Record<string, unknown>;
+    let action: Action | null;
+    try {
+      action = decide(req);
+    } catch (e) {
+      return sendJson(res, 400, errorBody(`bad x-sim-fault: ${(e as Error).message}`, 'invalid_request_error'));
+    }
+    if (action) stats.faults++;
+    switch (action?.kind) {
+      case 'status': {
+        const { status, body: fb, retryAfterS } = action;
+        const text = fb === undefined ? errorForStatus(status) : typeof fb === 'string' ? fb : JSON.stringify(fb);
+        return sendJson(res, status, text, retryAfterS === undefined ? {} : { 'retry-after': String(retryAfterS) });
+      }
+      case 'context_length':
+        return sendJson(res, 400, CONTEXT_LENGTH_BODY);
+      case 'hang':
+        return; // never answer; the 'close' handler counts the client giving up
+      case 'reset':
+        ex.killed = true;
+        req.socket.resetAndDestroy();
+        return;
+    }
+    const ttftMs = action?.kind === 'slow_first_token' ? action.ttftMs : (headerNum(req, 'x-sim-ttft-ms') ?? settings.ttftMs);
+    const tpotMs = headerNum(req, 'x-sim-tpot-ms') ?? settings.tpotMs;
+    const dieAfter = action?.kind === 'die_mid_stream' ? action.afterChunks : undefined;
+    const knobs: Knobs = { ...settings, outputTokens: Math.floor(headerNum(req, 'x-sim-output-tokens') ?? settings.outputTokens) };
+    const reqHeaders = { 'x-request-id': newId('req'), 'x-sim-request-ms': String(t0) };
+
+    if (kind === 'embeddings') {
+      const r = embeddingsBody(b, settings.modelName ?? (typeof b.model === 'string' ? b.model : 'simulator'));
+      if ('error' in r) return sendJson(res, 400, errorBody(r.error, 'invalid_request_error', null, r.param));
+      // An embedding model answers in one go: ttftMs stands for its latency.
+      return delayed(res, r.body, t0 + ttftMs, dieAfter, ex, reqHeaders);
+    }
+    if (kind === 'chat' && !Array.isArray(b.messages)) {
+      return sendJson(res, 400, errorBody("Missing required parameter: 'messages'.", 'invalid_request_error', 'missing_required_parameter', 'messages'));
+    }
+    const answer = kind === 'chat' ? chatAnswer(b, knobs) : completionAnswer(b, knobs);
+    if (!answer.stream) {
+      // A non-streamed answer arrives when the whole generation would have finished.
+      const total = ttftMs + Math.max(0, answer.n - 1) * tpotMs;
+      return delayed(res, answer.body, t0 + total, dieAfter, ex, reqHeaders);
+    }
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', ...reqHeaders });
+    const plan = {
+      format: answer.format,
+      tokens: answer.tokens,
+      n: answer.n,
+      ttftMs,
+      tpotMs,
+      dieAfter: dieAfter === undefined ? undefined : Math.min(dieAfter, answer.n),
+    };
+    const stream = new TokenStream(res, plan, () => (ex.killed = true));
+    ex.stop = () => stream.stop();
+    stream.start(t0);
+  }
+
+  /** Send a JSON body at `dueAt`; with die_mid_stream, send half of it and drop the socket. */
+  function delayed(res: ServerResponse, body: string, dueAt: number, dieAfter: number | undefined, ex: Exchange, headers: Record<string, string>): void {
+    let timer: NodeJS.Timeout | undefined;
+    const fire = (): void => {
+      const early = dueAt - nowMs();
+      if (early > 0) {
+        // The timer clock is coarse (see stream.ts): wait out the remainder rather than answer early.
+        timer = setTimeout(fire, Math.ceil(early));
+        return;
+      }
+      if (dieAfter === undefined) return sendJson(res, 200, body, headers);
+      ex.killed = true;
+      const socket = res.socket;
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...headers });
+      res.write(body.slice(0, body.length >> 1), () => socket?.destroy());
+    };
+    timer = setTimeout(fire, Math.max(0, dueAt - nowMs()));
+    ex.stop = () => clearTimeout(timer);
+  }
+
+  function control(method: string, path: string, body: unknown, res: ServerResponse): void {
+    if (path === '/_sim/config' && method === 'POST') {
+      try {
+        configure((body ?? {}) as SimulatorPatch);
+      } catch (e) {
+        return sendJson(res, 400, errorBody((e as Error).message, 'invalid_request_error'));
+      }
+      return sendJson(res, 200, JSON.stringify({ ok: true, settings, fault }));
+    }
+    if (path === '/_sim/stats' && method === 'GET') return sendJson(res, 200, JSON.stringify(stats));
+    if (path === '/_sim/stats' && method === 'DELETE') {
+      resetStats();
+      return sendJson(res, 200, JSON.stringify({ ok: true }));
+    }
+    sendJson(res, 404, errorBody(`Invalid URL (${method} ${path})`, 'invalid_request_error'));
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const method = req.method ?? 'GET';
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    const isControl = path.startsWith('/_sim/');
+    const ex: Exchange = { stop: () => {}, killed: false };
+    if (!isControl) {
+      stats.requests++;
+      stats.byPath[path] = (stats.byPath[path] ?? 0) + 1;
+      const stop = () => ex.stop();
+      live.add(stop);
+      res.on('close', () => {
+        live.delete(stop);
+        ex.stop(); // client gone: no timer may fire after this
+        if (res.writableFinished) {
+          if (res.statusCode < 300) stats.completed++;
+        } else if (!ex.killed) stats.aborted++;
+      });
+    }
+    const raw = await readBody(req);
+    if (raw === null) {
+      res.setHeader('connection', 'close');
+      return sendJson(res, 413, errorBody('Request body too large.', 'invalid_request_error'));
+    }
+    const t0 = nowMs(); // the body has been read: TTFT counts from here
+    let body: unknown;
+    try {
+      body = raw.length ? JSON.parse(raw.toString('utf8')) : undefined;
+    } catch {
+      return sendJson(res, 400, errorBody('We could not parse the JSON body of your request.', 'invalid_request_error'));
+    }
+    if (isControl) return control(method, path, body, res);
+    stats.lastRequest = { headers: req.headers, body };
+
+    const kind = method === 'POST' ? API[path] : undefined;
+    if (kind) return api(kind, req, res, body, t0, ex);
+    if (method === 'GET' && path === '/v1/models') {
+      const id = settings.modelName ?? 'simulator';
+      const list = { object: 'list', data: [{ id, object: 'model', created: startedS, owned_by: 'llm-gateway-simulator' }] };
+      return sendJson(res, 200, JSON.stringify(list));
+    }
+    sendJson(res, 404, errorBody(`Invalid URL (${method} ${path})`, 'invalid_request_error'));
+  }
+
+  const server = http.createServer({ noDelay: true }, (req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      // A request stream error (client vanished mid-body) or a bug: never crash the process.
+      if (!res.headersSent && !res.destroyed) sendJson(res, 500, errorBody(String(err), 'server_error'));
+      else res.destroy();
+    });
+  });
+
+  const host = opts.host ?? '127.0.0.1';
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    // A deep accept backlog: the bench opens thousands of connections at once.
+    server.listen({ host, port: opts.port ?? 0, backlog: 8192 }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const urlHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
+
+  let closing: Promise<void> | undefined;
+  return {
+    url: `http://${urlHost}:${port}/v1`,
+    port,
+    stats,
+    configure,
+    resetStats,
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        for (const stop of live) stop();
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,180 @@
+// OpenAI wire format: ids, error bodies, usage, stream chunk pieces and whole bodies.
+// Stream pieces are built once per request as strings, so emitting a token is a
+// single concatenation (see stream.ts).
+
+export interface Meta {
+  id: string;
+  created: number; // unix seconds, as OpenAI sends it
+  model: string;
+}
+
+let seq = 0;
+const tag = Math.random().toString(36).slice(2, 8);
+/** Unique enough within and across simulator processes; cheaper than randomUUID. */
+export const newId = (prefix: string): string => `${prefix}-sim${tag}${(++seq).toString(36)}`;
+
+export const nowMs = (): number => performance.timeOrigin + performance.now();
+
+export function errorBody(message: string, type: string, code: string | null = null, param: string | null = null): string {
+  return JSON.stringify({ error: { message, type, param, code } });
+}
+
+/** The error body OpenAI sends for a given status (what SDKs and the gateway parse). */
+export function errorForStatus(status: number): string {
+  if (status === 429) return errorBody('Rate limit reached (simulated).', 'requests', 'rate_limit_exceeded');
+  if (status === 401) return errorBody('Incorrect API key provided (simulated).', 'invalid_request_error', 'invalid_api_key');
+  if (status === 404) return errorBody('Not found (simulated).', 'invalid_request_error', 'not_found');
+  if (status >= 500) return errorBody('The server had an error while processing your request (simulated).', 'server_error');
+  return errorBody(`Simulated error ${status}.`, 'invalid_request_error');
+}
+
+export const CONTEXT_LENGTH_BODY = errorBody(
+  "This model's maximum context length is 128000 tokens. However, your messages resulted in 131072 tokens. " +
+    'Please reduce the length of the messages.',
+  'invalid_request_error',
+  'context_length_exceeded',
+  'messages',
+);
+
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  prompt_tokens_details: { cached_tokens: number; audio_tokens: number };
+  completion_tokens_details: {
+    reasoning_tokens: number;
+    audio_tokens: number;
+    accepted_prediction_tokens: number;
+    rejected_prediction_tokens: number;
+  };
+}
+
+export function usage(prompt: number, completion: number): Usage {
+  return {
+    prompt_tokens: prompt,
+    completion_tokens: completion,
+    total_tokens: prompt + completion,
+    prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
+    completion_tokens_details: {
+      reasoning_tokens: 0,
+      audio_tokens: 0,
+      accepted_prediction_tokens: 0,
+      rejected_prediction_tokens: 0,
+    },
+  };
+}
+
+/**
+ * A stream as strings. Token chunk i is
+ *   prefix + tokens[i % tokens.length] + suffix + <sim_ts> + '}\n\n'
+ * `head` goes right after the headers, `tail` (finish chunk, usage chunk, [DONE]) at the end.
+ */
+export interface StreamFormat {
+  head: string;
+  prefix: string;
+  suffix: string;
+  tail: string;
+}
+
+export interface StreamOpts {
+  finishReason: string;
+  /** usage object for the final usage-only chunk; undefined = no usage chunk */
+  usage: Usage | undefined;
+  /** OpenAI puts "usage":null on every chunk when include_usage was requested */
+  usageNull: boolean;
+}
+
+function envelope(meta: Meta, object: string): string {
+  return `data: {"id":${JSON.stringify(meta.id)},"object":"${object}","created":${meta.created},"model":${JSON.stringify(meta.model)},"system_fingerprint":"fp_sim","choices":`;
+}
+
+function tailOf(env: string, finishChunk: string, o: StreamOpts): string {
+  const usageChunk = o.usage ? `${env}[],"usage":${JSON.stringify(o.usage)}}\n\n` : '';
+  return finishChunk + usageChunk + 'data: [DONE]\n\n';
+}
+
+/** chat.completion.chunk with text content. */
+export function chatTextStream(meta: Meta, o: StreamOpts): StreamFormat {
+  const env = envelope(meta, 'chat.completion.chunk');
+  const un = o.usageNull ? ',"usage":null' : '';
+  const open = `${env}[{"index":0,"delta":`;
+  const rest = `,"logprobs":null,"finish_reason":null}]${un}`;
+  return {
+    head: `${open}{"role":"assistant","content":"","refusal":null}${rest}}\n\n`,
+    prefix: `${open}{"content":`,
+    suffix: `}${rest},"sim_ts":`,
+    tail: tailOf(env, `${open}{},"logprobs":null,"finish_reason":"${o.finishReason}"}]${un}}\n\n`, o),
+  };
+}
+
+export interface ToolCall {
+  id: string;
+  name: string;
+  arguments: string;
+}
+
+/** chat.completion.chunk streaming one tool call: head names it, tokens are argument fragments. */
+export function chatToolStream(meta: Meta, call: ToolCall, o: StreamOpts): StreamFormat {
+  const env = envelope(meta, 'chat.completion.chunk');
+  const un = o.usageNull ? ',"usage":null' : '';
+  const open = `${env}[{"index":0,"delta":`;
+  const rest = `,"logprobs":null,"finish_reason":null}]${un}`;
+  const first = {
+    role: 'assistant',
+    content: null,
+    tool_calls: [{ index: 0, id: call.id, type: 'function', function: { name: call.name, arguments: '' } }],
+    refusal: null,
+  };
+  return {
+    head: `${open}${JSON.stringify(first)}${rest}}\n\n`,
+    prefix: `${open}{"tool_calls":[{"index":0,"function":{"arguments":`,
+    suffix: `}}]}${rest},"sim_ts":`,
+    tail: tailOf(env, `${open}{},"logprobs":null,"finish_reason":"${o.finishReason}"}]${un}}\n\n`, o),
+  };
+}
+
+/** Legacy text_completion stream: no role chunk, text in choices[].text. */
+export function completionStream(meta: Meta, o: StreamOpts): StreamFormat {
+  const env = envelope(meta, 'text_completion');
+  const un = o.usageNull ? ',"usage":null' : '';
+  return {
+    head: '',
+    prefix: `${env}[{"text":`,
+    suffix: `,"index":0,"logprobs":null,"finish_reason":null}]${un},"sim_ts":`,
+    tail: tailOf(env, `${env}[{"text":"","index":0,"logprobs":null,"finish_reason":"${o.finishReason}"}]${un}}\n\n`, o),
+  };
+}
+
+export function chatCompletionBody(meta: Meta, content: string | ToolCall, finishReason: string, u: Usage | undefined): string {
+  const message =
+    typeof content === 'string'
+      ? { role: 'assistant', content, refusal: null, annotations: [] }
+      : {
+          role: 'assistant',
+          content: null,
+          refusal: null,
+          annotations: [],
+          tool_calls: [{ id: content.id, type: 'function', function: { name: content.name, arguments: content.arguments } }],
+        };
+  return JSON.stringify({
+    id: meta.id,
+    object: 'chat.completion',
+    created: meta.created,
+    model: meta.model,
+    system_fingerprint: 'fp_sim',
+    choices: [{ index: 0, message, logprobs: null, finish_reason: finishReason }],
+    ...(u ? { usage: u } : {}),
+  });
+}
+
+export function completionBody(meta: Meta, text: string, finishReason: string, u: Usage | undefined): string {
+  return JSON.stringify({
+    id: meta.id,
+    object: 'text_completion',
+    created: meta.created,
+    model: meta.model,
+    system_fingerprint: 'fp_sim',
+    choices: [{ text, index: 0, logprobs: null, finish_reason: finishReason }],
+    ...(u ? { usage: u } : {}),
+  });
+}

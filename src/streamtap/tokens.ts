@@ -1,0 +1,127 @@
+/**
+ * Token counting for when the upstream reports no usage, prompt estimates for admission,
+ * and the mapping of an OpenAI `usage` object.
+ */
+
+// o200k_base is the encoding of every current OpenAI model (gpt-4o, 4.1, o-series, gpt-5);
+// for other backends any BPE is an estimate, and this one is as good as any. Imported
+// statically on purpose: loading the ranks takes ~200 ms, which must happen at startup,
+// not as an event-loop stall the first time a stream without usage settles.
+import { countTokens as bpeCount } from 'gpt-tokenizer/encoding/o200k_base';
+
+export interface TapUsage {
+  /** Prompt tokens, cached ones included (OpenAI's prompt_tokens). */
+  input: number;
+  /** Completion tokens, reasoning ones included (OpenAI's completion_tokens). */
+  output: number;
+  /** The part of `input` served from the prompt cache. */
+  cachedInput: number;
+  /** The part of `output` spent on reasoning. */
+  reasoning: number;
+}
+
+// User text may contain strings like "<|endoftext|>": count them as plain text instead of
+// letting the tokenizer throw on a "disallowed special token".
+const PLAIN_TEXT = { disallowedSpecial: new Set<string>() };
+
+/** Tokens in `text` (o200k_base). */
+export function countTokens(text: string): number {
+  return text.length === 0 ? 0 : bpeCount(text, PLAIN_TEXT);
+}
+
+// OpenAI's cookbook ("How to count tokens with tiktoken"): every message costs 3 tokens of
+// framing plus its fields, a name 1 more, and every reply is primed with 3 tokens.
+const TOKENS_PER_MESSAGE = 3;
+const TOKENS_PER_NAME = 1;
+const REPLY_PRIMING = 3;
+// An image part costs at least the 85 base tokens OpenAI documents for a low-detail image;
+// without fetching the image we cannot know more.
+const TOKENS_PER_IMAGE = 85;
+
+/**
+ * Estimated prompt tokens of a parsed chat/completions, completions or embeddings request
+ * body. Used before the upstream answers (admission, reservations), so it errs on the side
+ * of counting what will be sent.
+ */
+export function estimatePromptTokens(body: Record<string, unknown>): number {
+  let n = 0;
+  const messages = body['messages'];
+  if (Array.isArray(messages)) {
+    for (const m of messages) {
+      n += TOKENS_PER_MESSAGE;
+      if (!isRecord(m)) continue;
+      for (const key of Object.keys(m)) {
+        const v = m[key];
+        if (key === 'content') n += contentTokens(v);
+        else if (typeof v === 'string') n += countTokens(v) + (key === 'name' ? TOKENS_PER_NAME : 0);
+        else if (v !== null && typeof v === 'object') n += countTokens(JSON.stringify(v)); // tool_calls, function_call
+      }
+    }
+    n += REPLY_PRIMING;
+  }
+  // Tool definitions reach the model as text; their JSON is a close stand-in.
+  for (const key of ['tools', 'functions'] as const) {
+    const v = body[key];
+    if (v !== undefined && v !== null) n += countTokens(JSON.stringify(v));
+  }
+  return n + inputTokens(body['prompt']) + inputTokens(body['input']);
+}
+
+/** A message's content: a string, or an array of parts ({type:'text',text}, images, ...). */
+function contentTokens(content: unknown): number {
+  if (typeof content === 'string') return countTokens(content);
+  if (!Array.isArray(content)) return 0;
+  let n = 0;
+  for (const part of content) {
+    if (typeof part === 'string') n += countTokens(part);
+    else if (isRecord(part)) {
+      if (typeof part['text'] === 'string') n += countTokens(part['text']);
+      else if (part['type'] === 'image_url') n += TOKENS_PER_IMAGE;
+    }
+  }
+  return n;
+}
+
+/** `prompt` (completions) or `input` (embeddings): a string, strings, or pre-tokenised ids. */
+function inputTokens(v: unknown): number {
+  if (typeof v === 'string') return countTokens(v);
+  if (!Array.isArray(v)) return 0;
+  let n = 0;
+  for (const el of v) {
+    if (typeof el === 'string') n += countTokens(el);
+    else if (typeof el === 'number') n += 1; // a token id
+    else if (Array.isArray(el)) n += el.length; // a tokenised prompt
+    else if (isRecord(el)) n += countTokens(JSON.stringify(el));
+  }
+  return n;
+}
+
+/**
+ * The usage of a response (or stream event) object, mapped from OpenAI's `usage`:
+ * prompt_tokens, completion_tokens (absent for embeddings), prompt_tokens_details.cached_tokens,
+ * completion_tokens_details.reasoning_tokens. Undefined when there is no usable usage.
+ */
+export function usageFromResponse(json: unknown): TapUsage | undefined {
+  if (!isRecord(json)) return undefined;
+  const u = json['usage'];
+  if (!isRecord(u)) return undefined;
+  const input = num(u['prompt_tokens']);
+  const output = num(u['completion_tokens']);
+  if (input === undefined && output === undefined) return undefined;
+  const pd = u['prompt_tokens_details'];
+  const cd = u['completion_tokens_details'];
+  return {
+    input: input ?? 0,
+    output: output ?? 0,
+    cachedInput: (isRecord(pd) ? num(pd['cached_tokens']) : undefined) ?? 0,
+    reasoning: (isRecord(cd) ? num(cd['reasoning_tokens']) : undefined) ?? 0,
+  };
+}
+
+function num(v: unknown): number | undefined {
+  return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : undefined;
+}
+
+export function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}

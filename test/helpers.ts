@@ -1,0 +1,88 @@
+// Shared test plumbing: a real gateway on a loopback port, its log lines captured as
+// objects (pino writes JSON; we parse it, as pino's own tests do).
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { parsePolicies } from '../src/config/load.js';
+import { Gateway } from '../src/gateway.js';
+import { Metrics } from '../src/telemetry/metrics.js';
+
+export interface LogLine {
+  msg: string;
+  level: number;
+  [k: string]: unknown;
+}
+
+export interface TestGateway {
+  gw: Gateway;
+  url: string;
+  baseURL: string;
+  port: number;
+  logs: LogLine[];
+  /** Resolves with the next request log line that matches. */
+  waitForLog(pred: (l: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
+  metricsText(): Promise<string>;
+  close(): Promise<void>;
+}
+
+export async function startGateway(yamlText: string, env: NodeJS.ProcessEnv = {}): Promise<TestGateway> {
+  const policies = parsePolicies(yamlText, 'test.yaml', { ...process.env, ...env });
+  const logs: LogLine[] = [];
+  const waiters: Array<{ pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }> = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString('utf8').split('\n')) {
+        if (!line) continue;
+        const obj = JSON.parse(line) as LogLine;
+        logs.push(obj);
+        for (let i = waiters.length - 1; i >= 0; i--) {
+          if (waiters[i]!.pred(obj)) {
+            waiters[i]!.resolve(obj);
+            waiters.splice(i, 1);
+          }
+        }
+      }
+      cb();
+    },
+  });
+  const logger = pino({ level: 'debug', base: null }, sink);
+  const gw = await Gateway.create(policies, { logger, metrics: new Metrics({ defaultMetrics: false }) });
+  const { port } = await gw.listen(0, '127.0.0.1');
+  const url = `http://127.0.0.1:${port}`;
+  return {
+    gw,
+    url,
+    baseURL: `${url}/v1`,
+    port,
+    logs,
+    waitForLog(pred, timeoutMs = 5000) {
+      const found = logs.find(pred);
+      if (found) return Promise.resolve(found);
+      return new Promise((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error('timed out waiting for a log line')), timeoutMs);
+        waiters.push({
+          pred,
+          resolve: (l) => {
+            clearTimeout(t);
+            resolve(l);
+          },
+        });
+      });
+    },
+    metricsText: () => gw.metrics.registry.metrics(),
+    close: () => gw.close(1000),
+  };
+}
+
+/** Value of one Prometheus sample in exposition text, e.g. metricValue(text, 'llm_gateway_requests_total', {status: '200'}). */
+export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
+  let total: number | undefined;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue;
+    const m = /^([a-zA-Z_:][\w:]*)(\{([^}]*)\})?\s+(\S+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const got: Record<string, string> = {};
+    for (const pair of (m[3] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) got[pair[1]!] = pair[2]!;
+    if (Object.entries(labels).every(([k, v]) => got[k] === v)) total = (total ?? 0) + Number(m[4]);
+  }
+  return total;
+}
