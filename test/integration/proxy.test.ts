@@ -146,6 +146,22 @@ describe('chat completions through the simulator', () => {
   });
 });
 
+describe('other /v1/* routes', () => {
+  it('pass through to the first model\'s backend with the provider key, never the client\'s', async () => {
+    const before = sim.stats.requests;
+    const r = await request(`${gw.url}/v1/files?purpose=batch`, { headers: { authorization: 'Bearer sk-client-key', connection: 'upgrade, keep-alive' } });
+    const body = (await r.body.json()) as { error?: { code?: string } };
+    // The simulator has no /files: its own OpenAI-shaped 404 comes back through the proxy.
+    expect(r.statusCode).toBe(404);
+    expect(body.error).toBeTruthy();
+    expect(sim.stats.requests).toBe(before + 1);
+    const seen = sim.stats.lastRequest!.headers;
+    expect(seen.authorization).toBe('Bearer sk-provider-secret');
+    expect(JSON.stringify(seen)).not.toContain('sk-client-key');
+    expect(r.headers['x-request-id']).toBeTruthy();
+  });
+});
+
 describe('byte-exact pass-through (scripted upstream)', () => {
   async function rawStream(body: Record<string, unknown>): Promise<{ bytes: string; headers: Record<string, unknown> }> {
     const r = await request(`${gw.url}/v1/chat/completions`, {
