@@ -123,7 +123,6 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
     } else {
       const err = e instanceof GatewayError ? e : errors.internal();
       if (!(e instanceof GatewayError)) logger.error({ err: e, request_id: r.id }, 'internal error');
-      if (err.status === 429 || err.status === 401) span.setAttribute('http.response.status_code', err.status);
       sendError(r.res, err, r.id);
       rec.status = err.status;
       rec.error = { code: err.code, message: err.message };
