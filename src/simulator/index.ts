@@ -8,132 +8,20 @@
 import http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { embeddingsBody } from './embeddings.js';
 import type { Action, Fault } from './faults.js';
 import { failTimesAction, parseFault, roll } from './faults.js';
-import { CONTEXT_LENGTH_BODY, errorBody, errorForStatus, newId, nowMs } from './openai.js';
 import { chatAnswer, completionAnswer } from './generate.js';
 import type { Knobs } from './generate.js';
-import { embeddingsBody } from './embeddings.js';
+import { headerNum, readBody, sendJson } from './http.js';
+import { CONTEXT_LENGTH_BODY, errorBody, errorForStatus, newId, nowMs } from './openai.js';
+import { DEFAULTS, applyPatch, emptyStats } from './settings.js';
+import type { Settings, Simulator, SimulatorOptions, SimulatorPatch } from './settings.js';
 import { TokenStream } from './stream.js';
+import { countText } from './words.js';
 
 export type { Fault } from './faults.js';
-
-export interface SimulatorOptions {
-  host?: string; // default 127.0.0.1
-  port?: number; // default 0 (ephemeral)
-  ttftMs?: number; // delay before the first content chunk (default 150)
-  tpotMs?: number; // delay between content chunks (default 20)
-  outputTokens?: number; // tokens per completion (default 16); max_tokens / max_completion_tokens caps it
-  errorRate?: number; // 0..1 probability a request fails with `errorStatus`
-  errorStatus?: number; // default 500
-  includeUsageAlways?: boolean; // emit a usage chunk even if not requested (some servers do)
-  omitUsage?: boolean; // never send usage (models servers that don't)
-  modelName?: string; // if set, the `model` field of responses; else echo the request's model
-}
-
-export interface SimulatorStats {
-  /** API requests received (not /_sim/*) */
-  requests: number;
-  /** the client went away before the response ended */
-  aborted: number;
-  /** 2xx responses sent in full */
-  completed: number;
-  /** requests a fault (or errorRate) applied to */
-  faults: number;
-  byPath: Record<string, number>;
-  lastRequest?: { headers: Record<string, string | string[] | undefined>; body: unknown };
-}
-
-export type SimulatorPatch = Partial<SimulatorOptions> & { fault?: Fault | null };
-
-export interface Simulator {
-  url: string; // http://127.0.0.1:PORT/v1 (base_url form)
-  port: number;
-  stats: SimulatorStats;
-  configure(patch: SimulatorPatch): void; // change behaviour live; throws on an invalid patch
-  resetStats(): void;
-  close(): Promise<void>; // closes the server, destroys open sockets, stops every timer
-}
-
-type Settings = Required<Omit<SimulatorOptions, 'host' | 'port' | 'modelName'>> & { modelName: string | undefined };
-
-const DEFAULTS: Settings = {
-  ttftMs: 150,
-  tpotMs: 20,
-  outputTokens: 16,
-  errorRate: 0,
-  errorStatus: 500,
-  includeUsageAlways: false,
-  omitUsage: false,
-  modelName: undefined,
-};
-
-const MAX_BODY_BYTES = 32 * 1024 * 1024;
-const NUMERIC = ['ttftMs', 'tpotMs', 'outputTokens', 'errorRate', 'errorStatus'] as const;
-const FLAGS = ['includeUsageAlways', 'omitUsage'] as const;
-
-/** Apply a patch to settings, validating it (patches also arrive as JSON over HTTP). */
-function applyPatch(s: Settings, patch: Record<string, unknown>): void {
-  for (const k of NUMERIC) {
-    const v = patch[k];
-    if (v === undefined) continue;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new Error(`${k} must be a number >= 0`);
-    s[k] = v;
-  }
-  if (s.errorRate > 1) throw new Error('errorRate must be 0..1');
-  if (s.errorStatus < 100 || s.errorStatus > 599) throw new Error('errorStatus must be 100..599');
-  for (const k of FLAGS) {
-    const v = patch[k];
-    if (v === undefined) continue;
-    if (typeof v !== 'boolean') throw new Error(`${k} must be a boolean`);
-    s[k] = v;
-  }
-  if ('modelName' in patch) {
-    const v = patch.modelName;
-    if (v !== undefined && v !== null && typeof v !== 'string') throw new Error('modelName must be a string');
-    s.modelName = (v as string | null | undefined) ?? undefined;
-  }
-}
-
-function emptyStats(): SimulatorStats {
-  return { requests: 0, aborted: 0, completed: 0, faults: 0, byPath: {} };
-}
-
-function headerNum(req: IncomingMessage, name: string): number | undefined {
-  const v = req.headers[name];
-  if (typeof v !== 'string' || v === '') return undefined;
-  const n = Number(v);
-  return Number.isFinite(n) && n >= 0 ? n : undefined;
-}
-
-function sendJson(res: ServerResponse, status: number, body: string, headers: Record<string, string> = {}): void {
-  res.writeHead(status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(body),
-    'x-request-id': newId('req'),
-    ...headers,
-  });
-  res.end(body);
-}
-
-function readBody(req: IncomingMessage): Promise<Buffer | null> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_BODY_BYTES) {
-        resolve(null); // caller answers 413
-        req.removeAllListeners('data');
-        req.resume();
-      } else chunks.push(c);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-    // Closed before 'end': the client vanished mid-body (a no-op once resolved).
-    req.on('close', () => reject(new Error('request aborted')));
-  });
-}
+export type { Simulator, SimulatorOptions, SimulatorPatch, SimulatorStats } from './settings.js';
 
 export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simulator> {
   const settings: Settings = { ...DEFAULTS };
@@ -146,6 +34,9 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
   // Stop functions of in-flight API requests, so close() can clear their timers at once.
   const live = new Set<() => void>();
   const startedS = Math.floor(Date.now() / 1000);
+  // The tokenizer builds its tables on first use (a few ms): do it now, not inside the
+  // first request's TTFT.
+  countText('warm up');
 
   function configure(patch: SimulatorPatch): void {
     const p = patch as Record<string, unknown>;
@@ -280,7 +171,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...headers });
       res.write(body.slice(0, body.length >> 1), () => socket?.destroy());
     };
-    timer = setTimeout(fire, Math.max(0, dueAt - nowMs()));
+    timer = setTimeout(fire, Math.max(0, Math.ceil(dueAt - nowMs())));
     ex.stop = () => clearTimeout(timer);
   }
 

@@ -100,7 +100,7 @@ export function chatTextStream(meta: Meta, o: StreamOpts): StreamFormat {
   const open = `${env}[{"index":0,"delta":`;
   const rest = `,"logprobs":null,"finish_reason":null}]${un}`;
   return {
-    head: `${open}{"role":"assistant","content":"","refusal":null}${rest}}\n\n`,
+    head: `${open}{"role":"assistant","content":""}${rest}}\n\n`,
     prefix: `${open}{"content":`,
     suffix: `}${rest},"sim_ts":`,
     tail: tailOf(env, `${open}{},"logprobs":null,"finish_reason":"${o.finishReason}"}]${un}}\n\n`, o),
@@ -123,7 +123,6 @@ export function chatToolStream(meta: Meta, call: ToolCall, o: StreamOpts): Strea
     role: 'assistant',
     content: null,
     tool_calls: [{ index: 0, id: call.id, type: 'function', function: { name: call.name, arguments: '' } }],
-    refusal: null,
   };
   return {
     head: `${open}${JSON.stringify(first)}${rest}}\n\n`,

@@ -43,7 +43,9 @@ export class TokenStream {
     if (dieAfter === 0) return this.die(format.head);
     if (format.head) this.res.write(format.head);
     this.dueAt = t0 + ttftMs;
-    this.first = setTimeout(this.tick, Math.max(0, this.dueAt - nowMs()));
+    // Whole milliseconds: Node keeps one timer list per distinct duration, and thousands
+    // of fractional ones would each get their own.
+    this.first = setTimeout(this.tick, Math.max(0, Math.ceil(this.dueAt - nowMs())));
   }
 
   /** Stop timers at once (client gone, or the simulator closing). */
