@@ -2,9 +2,10 @@
  * The stream tap: observes an upstream's SSE chat/completions stream on its way to the
  * client. Every chunk is handed back for writing the moment it arrives; the tap only looks.
  *
- * Events are classified by byte patterns, not JSON.parse: inside a JSON string every quote
- * is escaped, so a pattern such as `"content":` (quote, key, quote, colon) can only match a
- * real key. Only the rare events carrying a usage object or an error are parsed.
+ * Events are classified by bytes, not JSON.parse: one pass over an event's colons finds the
+ * keys we care about (`"content":`, `"finish_reason":`, ...). Inside a JSON string every
+ * quote is escaped, so `"key":` (quote, key, quote, colon) can only be a real key. Only the
+ * rare events carrying a usage object or an error are parsed.
  */
 import { SseScanner, eventData } from './sse.js';
 import { isRecord, usageFromResponse, type TapUsage } from './tokens.js';
@@ -20,50 +21,48 @@ const LF = 0x0a;
 const QUOTE = 0x22;
 const SPACE = 0x20;
 const TAB = 0x09;
+const COLON = 0x3a;
+const LBRACE = 0x7b;
 
-/**
- * Finds a fixed pattern while events of one buffer are examined in order. It remembers the
- * next occurrence, so each pattern costs one pass over a chunk however many events it holds
- * (Buffer.indexOf has no end bound; searching per event would rescan the rest of the chunk).
- */
-class Finder {
-  private buf: Buffer | null = null;
-  private pos = 0;
-  readonly pat: Buffer;
-  constructor(pattern: string) {
-    this.pat = Buffer.from(pattern, 'latin1');
+// The keys the tap looks at. TOKEN: a non-empty string value is a generated token: chat
+// content, reasoning (reasoning_content: DeepSeek/vLLM; reasoning: OpenRouter/Ollama),
+// refusals, tool-call arguments, legacy /v1/completions `text`.
+const TOKEN = 1;
+const FINISH = 2;
+const USAGE = 3;
+const ERROR = 4;
+const KEY_TABLE: ReadonlyArray<readonly [string, number]> = [
+  ['content', TOKEN],
+  ['reasoning_content', TOKEN],
+  ['reasoning', TOKEN],
+  ['refusal', TOKEN],
+  ['arguments', TOKEN],
+  ['text', TOKEN],
+  ['finish_reason', FINISH],
+  ['usage', USAGE],
+  ['error', ERROR],
+];
+const KEY_BYTES = KEY_TABLE.map(([k]) => Buffer.from(k, 'latin1'));
+const KEY_KINDS = KEY_TABLE.map(([, kind]) => kind);
+const MAX_KEY = Math.max(...KEY_BYTES.map((k) => k.length));
+
+/** Which of the keys is bytes [a, b) of buf (0: none). */
+function keyKind(buf: Buffer, a: number, b: number): number {
+  const len = b - a;
+  next: for (let k = 0; k < KEY_BYTES.length; k++) {
+    const key = KEY_BYTES[k]!;
+    if (key.length !== len) continue;
+    for (let j = 0; j < len; j++) if (buf[a + j] !== key[j]) continue next;
+    return KEY_KINDS[k]!;
   }
-  /** Offset of the first occurrence at or after `from` that ends by `to`, or -1. Calls must not go backwards within one buffer. */
-  find(buf: Buffer, from: number, to: number): number {
-    if (buf !== this.buf || this.pos < from) {
-      this.buf = buf;
-      const p = buf.indexOf(this.pat, from);
-      this.pos = p < 0 ? buf.length : p;
-    }
-    return this.pos + this.pat.length <= to ? this.pos : -1;
-  }
-  reset(): void {
-    this.buf = null;
-  }
+  return 0;
 }
-
-// Keys whose non-empty string value is a generated token: chat content, reasoning
-// (reasoning_content: DeepSeek/vLLM; reasoning: OpenRouter/Ollama), refusals, tool-call
-// arguments, and legacy /v1/completions `text`.
-const TOKEN_KEYS = ['content', 'reasoning_content', 'reasoning', 'refusal', 'arguments', 'text'];
 
 export class StreamTap {
   private readonly stripUsage: boolean;
   private readonly now: () => number;
   private readonly scanner = new SseScanner();
   private readonly chunks: Buffer[] = []; // every chunk, by reference, for outputText()
-
-  private readonly tokenFinders = TOKEN_KEYS.map((k) => new Finder(`"${k}":`));
-  private readonly braceFinder = new Finder('{');
-  private readonly finishFinder = new Finder('"finish_reason":');
-  private readonly usageFinder = new Finder('"usage":');
-  private readonly errorFinder = new Finder('"error":');
-  private readonly finders = [...this.tokenFinders, this.braceFinder, this.finishFinder, this.usageFinder, this.errorFinder];
 
   private pushTime: number | undefined; // now() of the current push, read at most once per push
   private lastCut = false; // the last complete event was removed
@@ -89,7 +88,7 @@ export class StreamTap {
   get lastTokenAt(): number | undefined {
     return this._lastTokenAt;
   }
-  /** Events carrying content (text, reasoning, refusal, tool-call arguments). */
+  /** Events carrying content (text, reasoning, refusal, tool-call arguments, legacy completions text). */
   get contentEvents(): number {
     return this._contentEvents;
   }
@@ -114,7 +113,6 @@ export class StreamTap {
   push(chunk: Buffer): Buffer | null {
     this.chunks.push(chunk);
     this.pushTime = undefined;
-    for (let k = 0; k < this.finders.length; k++) this.finders[k]!.reset();
     const sc = this.scanner;
     sc.begin(chunk);
 
@@ -171,7 +169,6 @@ export class StreamTap {
     this.pushTime = undefined;
     const tail = this.scanner.takeTail();
     if (tail === null) return null;
-    for (let k = 0; k < this.finders.length; k++) this.finders[k]!.reset();
     const cut = this.observe(tail, 0, tail.length);
     return this.stripUsage && !cut ? tail : null;
   }
@@ -195,34 +192,56 @@ export class StreamTap {
 
   /** Classify one complete event (bytes [s, e) of buf). Returns true when it must be cut. */
   private observe(buf: Buffer, s: number, e: number): boolean {
-    if (this.braceFinder.find(buf, s, e) < 0) {
-      // No JSON: [DONE], a comment/keep-alive, or an empty event. Rare enough to decode.
+    const first = dataValueStart(buf, s, e);
+    if (first < 0 || buf[first] !== LBRACE) {
+      // Not a plain JSON event: [DONE], a comment/keep-alive, other fields. Rare: decode it.
       const data = eventData(buf, s, e);
-      if (data !== null && data.trim() === '[DONE]') this._sawDone = true;
-      return false;
+      if (data === null) return false;
+      if (data.trim() === '[DONE]') {
+        this._sawDone = true;
+        return false;
+      }
+      if (data.charCodeAt(0) !== LBRACE) return false;
     }
 
-    if (this.hasToken(buf, s, e)) {
+    // One pass over the colons of the event; a colon right after a quoted key we know is a hit.
+    let token = false;
+    let parse = false; // a usage object or an error: worth a JSON.parse
+    let wantUsage = false;
+    for (let c = buf.indexOf(COLON, s); c >= 0 && c < e; c = buf.indexOf(COLON, c + 1)) {
+      let q = c - 1;
+      while (q > s && (buf[q] === SPACE || buf[q] === TAB)) q--;
+      if (buf[q] !== QUOTE) continue;
+      let o = q - 1;
+      while (o > s && buf[o] !== QUOTE && q - o <= MAX_KEY) o--;
+      if (buf[o] !== QUOTE) continue;
+      const kind = keyKind(buf, o + 1, q);
+      if (kind === 0) continue;
+      const v = skipWs(buf, c + 1, e);
+      const b = buf[v];
+      if (kind === TOKEN) {
+        // `"` then anything but `"`: a non-empty string ("role":"assistant","content":"" is no token).
+        if (b === QUOTE && v + 1 < e && buf[v + 1] !== QUOTE) token = true;
+      } else if (kind === FINISH) {
+        if (b === QUOTE) {
+          const end = buf.indexOf(QUOTE, v + 1);
+          if (end > v && end < e) this._finishReason = buf.toString('latin1', v + 1, end);
+        }
+      } else if (kind === USAGE) {
+        // Not `"usage":null`, which OpenAI puts on every chunk once include_usage is on.
+        if (b === LBRACE) parse = wantUsage = true;
+      } else if (b === LBRACE || b === QUOTE) {
+        parse = true; // ERROR
+      }
+    }
+
+    if (token) {
       const t = (this.pushTime ??= this.now());
       this._firstTokenAt ??= t;
       this._lastTokenAt = t;
       this._contentEvents++;
     }
-
-    for (let p = this.finishFinder.find(buf, s, e); p >= 0; p = this.finishFinder.find(buf, p + 1, e)) {
-      const v = skipWs(buf, p + this.finishFinder.pat.length, e);
-      if (buf[v] !== QUOTE) continue; // null
-      const q = buf.indexOf(QUOTE, v + 1);
-      if (q > v && q < e) this._finishReason = buf.toString('latin1', v + 1, q);
-    }
-
-    // Only a usage object (not `"usage":null`, which OpenAI puts on every chunk once
-    // include_usage is on) or an error makes the event worth parsing.
-    const usageAt = this.valueAt(this.usageFinder, buf, s, e);
-    const errorAt = this.valueAt(this.errorFinder, buf, s, e);
-    const wantUsage = usageAt >= 0 && buf[usageAt] === 0x7b; // {
-    const wantError = errorAt >= 0 && (buf[errorAt] === 0x7b || buf[errorAt] === QUOTE);
-    if (!wantUsage && !wantError) return false;
+    if (!parse) return false;
 
     let obj: unknown;
     try {
@@ -231,7 +250,8 @@ export class StreamTap {
       return false;
     }
     if (!isRecord(obj)) return false;
-    if (wantError && obj['error'] !== undefined && obj['error'] !== null) this._upstreamError = obj['error'];
+    const err = obj['error'];
+    if (err !== undefined && err !== null) this._upstreamError = err;
     if (!wantUsage) return false;
     const usage = usageFromResponse(obj);
     if (usage === undefined) return false;
@@ -239,26 +259,14 @@ export class StreamTap {
     const choices = obj['choices'];
     return this.stripUsage && (choices === undefined || (Array.isArray(choices) && choices.length === 0));
   }
+}
 
-  /** Does the event have a non-empty string value under one of TOKEN_KEYS? */
-  private hasToken(buf: Buffer, s: number, e: number): boolean {
-    const fs = this.tokenFinders;
-    for (let k = 0; k < fs.length; k++) {
-      const f = fs[k]!;
-      for (let p = f.find(buf, s, e); p >= 0; p = f.find(buf, p + 1, e)) {
-        const v = skipWs(buf, p + f.pat.length, e);
-        // `"` then anything but `"`: a non-empty string ("role":"assistant","content":"" is not a token).
-        if (v + 1 < e && buf[v] === QUOTE && buf[v + 1] !== QUOTE) return true;
-      }
-    }
-    return false;
+/** Offset of the value of the event's first line when that is a data line ("data:" or "data: "), else -1. */
+function dataValueStart(buf: Buffer, s: number, e: number): number {
+  if (e - s < 6 || buf[s] !== 0x64 || buf[s + 1] !== 0x61 || buf[s + 2] !== 0x74 || buf[s + 3] !== 0x61 || buf[s + 4] !== COLON) {
+    return -1;
   }
-
-  /** Offset of the value after the first match of f in [s, e), or -1. */
-  private valueAt(f: Finder, buf: Buffer, s: number, e: number): number {
-    const p = f.find(buf, s, e);
-    return p < 0 ? -1 : skipWs(buf, p + f.pat.length, e);
-  }
+  return buf[s + 5] === SPACE ? s + 6 : s + 5;
 }
 
 function skipWs(buf: Buffer, i: number, e: number): number {
