@@ -12,9 +12,11 @@ export interface Identity {
   user?: string;
   team?: string;
   config?: KeyConfig;
+  /** The team as a metric label: only configured names (a trusted header could otherwise mint series). */
+  teamLabel: string;
 }
 
-const ANONYMOUS: Identity = { key: 'anonymous' };
+const ANONYMOUS: Identity = { key: 'anonymous', teamLabel: 'none' };
 
 function sha256(text: string): Buffer {
   return createHash('sha256').update(text).digest();
@@ -29,7 +31,7 @@ function bearer(header: string | undefined): string | undefined {
 export class KeyRing {
   private readonly byDigest = new Map<string, { digest: Buffer; config: KeyConfig }>();
 
-  constructor(private readonly policies: Pick<Policies, 'keys' | 'server'>) {
+  constructor(private readonly policies: Pick<Policies, 'keys' | 'server' | 'teams'>) {
     for (const k of policies.keys) {
       const digest = k.key !== undefined ? sha256(k.key) : Buffer.from(k.key_sha256!, 'hex');
       this.byDigest.set(digest.toString('hex'), { digest, config: k });
@@ -49,7 +51,8 @@ export class KeyRing {
       const digest = sha256(presented);
       const entry = this.byDigest.get(digest.toString('hex'));
       if (!entry || !timingSafeEqual(entry.digest, digest)) throw errors.badKey();
-      identity = { key: entry.config.name, user: entry.config.user, team: entry.config.team, config: entry.config };
+      const team = entry.config.team;
+      identity = { key: entry.config.name, user: entry.config.user, team, config: entry.config, teamLabel: team ?? 'none' };
     }
     if (this.policies.server.trusted_identity_headers) {
       const user = headers['x-gateway-user'];
@@ -57,7 +60,7 @@ export class KeyRing {
       identity = {
         ...identity,
         ...(typeof user === 'string' && user ? { user } : {}),
-        ...(typeof team === 'string' && team ? { team } : {}),
+        ...(typeof team === 'string' && team ? { team, teamLabel: team in this.policies.teams ? team : 'other' } : {}),
       };
     }
     return identity;

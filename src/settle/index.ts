@@ -27,6 +27,8 @@ export interface RequestRecord {
   endpoint: string;
   /** The model the client asked for. */
   model: string;
+  /** True once the model resolved to a route: only then may it be a metric label (clients must not mint series). */
+  routed?: boolean;
   /** The model that served it (after fallbacks), if any did. */
   servedModel?: string;
   backend?: string;
@@ -44,6 +46,8 @@ export interface RequestRecord {
   keyName?: string;
   user?: string;
   team?: string;
+  /** Bounded team label for metrics (see Identity.teamLabel). */
+  teamLabel?: string;
   attempts?: number;
   finishReason?: string;
   error?: { code: string; message: string };
@@ -54,7 +58,8 @@ const round = (n: number, d = 3) => Math.round(n * 10 ** d) / 10 ** d;
 
 export function settle(rec: RequestRecord, deps: { metrics: Metrics; logger: Logger; ticket?: Ticket; span: Span }): void {
   const { metrics } = deps;
-  const servedModel = rec.servedModel ?? rec.model;
+  const model = rec.routed ? rec.model : 'unknown';
+  const servedModel = rec.servedModel ?? model;
   const backend = rec.backend ?? 'none';
   const cost = rec.tokens && rec.pricing ? costUsd(rec.pricing, rec.tokens) : 0;
   deps.ticket?.settle({
@@ -65,8 +70,8 @@ export function settle(rec: RequestRecord, deps: { metrics: Metrics; logger: Log
   });
 
   const durationS = (rec.endedAt - rec.receivedAt) / 1000;
-  metrics.requests.inc({ model: rec.model, backend, status: String(rec.status) });
-  metrics.duration.observe({ model: rec.model, backend, stream: String(rec.stream) }, durationS);
+  metrics.requests.inc({ model, backend, status: String(rec.status) });
+  metrics.duration.observe({ model, backend, stream: String(rec.stream) }, durationS);
   let ttftMs: number | undefined;
   let tpotMs: number | undefined;
   if (rec.stream && rec.firstTokenAt !== undefined) {
@@ -86,7 +91,7 @@ export function settle(rec: RequestRecord, deps: { metrics: Metrics; logger: Log
     if (t.cachedInput) metrics.tokens.inc({ ...labels, type: 'cached_input' }, t.cachedInput);
     if (t.reasoning) metrics.tokens.inc({ ...labels, type: 'reasoning' }, t.reasoning);
   }
-  if (cost > 0) metrics.cost.inc({ model: servedModel, team: rec.team ?? 'none' }, cost);
+  if (cost > 0) metrics.cost.inc({ model: servedModel, team: rec.teamLabel ?? 'none' }, cost);
 
   deps.logger.info(
     {

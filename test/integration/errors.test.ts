@@ -82,6 +82,10 @@ describe('bad input', () => {
       status: 404,
       code: 'model_not_found',
     });
+    // A client cannot mint metric series by inventing model names.
+    const text = await gw.metricsText();
+    expect(text).not.toContain('model="nope"');
+    expect(metricValue(text, 'llm_gateway_requests_total', { model: 'unknown', status: '404' })).toBeGreaterThanOrEqual(1);
   });
 
   it('oversized body → 413, by content-length and by streamed size', async () => {
