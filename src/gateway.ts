@@ -11,6 +11,7 @@ import { Backends } from './upstream/backends.js';
 import { Metrics } from './telemetry/metrics.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
 import { createHttpServer } from './server/http.js';
+import './dashboard/index.js'; // registers GET /admin/stats (the live dashboard's data)
 
 export interface Stages {
   policies: Policies;
@@ -53,8 +54,8 @@ export class Gateway {
       policies,
       policy,
       auth: new KeyRing(policies),
-      admission: createAdmission(),
-      router: new Router(policy, backends, metrics, policies),
+      admission: createAdmission(policies, { metrics, logger }),
+      router: new Router(policy, backends, metrics, policies, logger),
       backends,
       metrics,
       logger,

@@ -5,6 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Gateway } from '../gateway.js';
 import { errors, GatewayError, sendError } from './errors.js';
 import { readBody } from './http.js';
+import { validSession } from '../dashboard/session.js';
 
 export interface AdminRequest {
   gw: Gateway;
@@ -32,7 +33,8 @@ function authorised(gw: Gateway, req: IncomingMessage): boolean {
   const token = gw.stages().policies.admin_token || process.env.GATEWAY_ADMIN_TOKEN;
   if (!token) throw errors.adminDisabled();
   const m = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '');
-  if (!m?.[1]) return false;
+  // No Bearer: the dashboard's session cookie (HMAC-signed, constant-time checked), for GET (reads) only.
+  if (!m?.[1]) return req.method === 'GET' && validSession(req.headers.cookie, token, req.socket.localPort);
   return timingSafeEqual(digest(m[1].trim()), digest(token));
 }
 

@@ -6,6 +6,7 @@ import { errors, GatewayError, sendError } from './errors.js';
 import { handleInference, type Endpoint } from '../pipeline.js';
 import { handleAdmin } from './admin.js';
 import { createPassthrough } from './passthrough.js';
+import { handleDashboard } from '../dashboard/page.js';
 
 const INFERENCE: Record<string, Endpoint> = {
   '/v1/chat/completions': 'chat/completions',
@@ -96,6 +97,7 @@ export function createHttpServer(gw: Gateway): Server {
       res.end(text);
       return;
     }
+    if (path === '/dashboard') return handleDashboard(gw, req, res, id);
     if (path.startsWith('/admin/') || path === '/admin') return handleAdmin(gw, req, res, path, id);
 
     if (gw.isDraining) {
