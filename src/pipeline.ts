@@ -48,9 +48,11 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
   let ticket: Ticket | undefined;
   let exchange: UpstreamExchange | undefined;
   let clientGone = false;
+  const left = new AbortController();
   const onClose = () => {
     if (r.res.writableFinished) return;
     clientGone = true;
+    left.abort();
     exchange?.abort(new ClientAbort());
   };
   r.res.on('close', onClose);
@@ -58,9 +60,10 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
 
   try {
     const identity = auth.identify(r.req.headers);
-    Object.assign(rec, { keyName: identity.key, user: identity.user, team: identity.team });
+    Object.assign(rec, { keyName: identity.key, user: identity.user, team: identity.team, teamLabel: identity.teamLabel });
     const route = policy.resolve(model);
     if (!route) throw errors.unknownModel(model);
+    rec.routed = true;
     if (identity.config?.models && !identity.config.models.includes(model)) throw errors.modelNotAllowed(model);
     if (r.body.stream !== undefined && typeof r.body.stream !== 'boolean') throw errors.invalidParam('stream', "'stream' must be a boolean.");
 
@@ -82,6 +85,7 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
           buildRequest: (t) => buildUpstreamRequest(r, t, stream),
           onExchange: (e) => (exchange = e),
           clientGone: () => clientGone,
+          signal: left.signal,
         },
         route,
       );
