@@ -5,7 +5,7 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'n
 import { StreamTap, countTokens, usageFromResponse, type TapUsage } from './index.js';
 import type { UpstreamExchange } from '../upstream/exchange.js';
 import { UpstreamFailure } from '../upstream/failures.js';
-import { errors, sseErrorEvent } from '../server/errors.js';
+import { errors, sendError, sseErrorEvent } from '../server/errors.js';
 import type { TokenCounts } from '../settle/index.js';
 
 export interface ForwardOptions {
@@ -128,22 +128,18 @@ function forwardStream(opts: ForwardOptions): Promise<ForwardOutcome> {
 
 function forwardWhole(opts: ForwardOptions): Promise<ForwardOutcome> {
   const { res, exchange } = opts;
-  res.writeHead(exchange.status, clientHeaders(exchange.headers, opts));
+  // A non-streamed body is held until it is complete (it is one JSON document the client
+  // cannot use in part, and it arrives at once after generation): a body that breaks midway
+  // then becomes a clean OpenAI-shaped 502 instead of a cut connection.
   const chunks: Buffer[] = [];
-  let waitingForDrain = false;
-  const onDrain = () => {
-    waitingForDrain = false;
-    exchange.resume();
-  };
   return new Promise((resolve) => {
-    const done = (failure?: UpstreamFailure) => {
-      res.off('drain', onDrain);
+    const done = (body: Buffer | undefined, failure?: UpstreamFailure) => {
       let usage: TapUsage | undefined;
       let text = '';
       let finishReason: string | undefined;
-      if (!failure) {
+      if (body) {
         try {
-          const json = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { choices?: Array<{ message?: { content?: unknown }; text?: unknown; finish_reason?: unknown }> };
+          const json = JSON.parse(body.toString('utf8')) as { choices?: Array<{ message?: { content?: unknown }; text?: unknown; finish_reason?: unknown }> };
           usage = usageFromResponse(json);
           const first = json.choices?.[0];
           if (typeof first?.finish_reason === 'string') finishReason = first.finish_reason;
@@ -153,7 +149,7 @@ function forwardWhole(opts: ForwardOptions): Promise<ForwardOutcome> {
         }
       }
       resolve({
-        status: failure?.reason === 'client_abort' ? 499 : failure ? 502 : exchange.status,
+        status: failure?.reason === 'client_abort' ? 499 : failure ? failure.error.status : exchange.status,
         tokens: usage ? toCounts(usage) : { input: opts.promptTokens, output: text ? countTokens(text) : 0, cachedInput: 0, reasoning: 0 },
         estimated: usage === undefined,
         finishReason,
@@ -163,21 +159,19 @@ function forwardWhole(opts: ForwardOptions): Promise<ForwardOutcome> {
     exchange.attach({
       onData(chunk) {
         chunks.push(chunk);
-        if (res.write(chunk)) return true;
-        if (!waitingForDrain) {
-          waitingForDrain = true;
-          res.once('drain', onDrain);
-        }
-        return false;
+        return true;
       },
       onEnd() {
-        res.end();
-        done();
+        const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+        const headers = clientHeaders(exchange.headers, opts);
+        headers['content-length'] = body.length;
+        res.writeHead(exchange.status, headers);
+        res.end(body);
+        done(body);
       },
       onError(failure) {
-        // The head is out, so the status cannot change: cut the connection so the client sees a broken body, not a short one.
-        res.destroy();
-        done(failure);
+        if (failure.reason !== 'client_abort') sendError(res, failure.error, opts.requestId);
+        done(undefined, failure);
       },
     });
   });
