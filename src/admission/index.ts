@@ -1,15 +1,372 @@
-// Admission for a policy without limits or budgets: every request is admitted and nothing
-// is reserved. The limits/budgets engine (issue [2]) plugs in behind the same interface.
-import type { Admission, AdmissionRequest, Ticket } from './types.js';
+// Admission: rate limits (rpm, tpm, concurrency) and budgets for every scope that applies to
+// a request (key → user → team → model → global). admit() checks all of them and reserves
+// in all of them, atomically, or refuses naming the first scope that said no; the ticket's
+// settle() commits the real usage and frees the rest, exactly once.
+//
+//   store    | where state lives                     | atomic by
+//   ---------+---------------------------------------+-------------------------------------
+//   memory   | this process (+ state.file for spend)  | a synchronous check-then-reserve
+//   redis    | Redis, shared by the fleet             | one Lua script per admit / settle
+//
+// With Redis unreachable, state.on_store_error picks: `open` admits against a local memory
+// store (seeded with the last spend seen) and writes its spend to Redis once it is back;
+// `closed` answers 503 and reports not-ready.
+import { randomBytes } from 'node:crypto';
+import type { Policies } from '../config/schema.js';
+import { GatewayError } from '../server/errors.js';
+import { Metrics } from '../telemetry/metrics.js';
+import { createLogger, type Logger } from '../telemetry/logger.js';
+import { BudgetAlerts } from './alerts.js';
+import { MemoryStore } from './memory.js';
+import { RedisStore } from './redis.js';
+import { StateFile } from './statefile.js';
+import { ScopeTable, fromNano, toNano, type Scope } from './scopes.js';
+import { StoreUnavailable, type Reservation, type ScopeUsage, type Usage, type Verdict } from './store.js';
+import type {
+  Admission,
+  AdmissionAdmin,
+  AdmissionRequest,
+  BudgetView,
+  LimitsReport,
+  ResetReport,
+  SettledUsage,
+  SpendReport,
+  StoreStatus,
+  Ticket,
+} from './types.js';
+import './admin.js';
 
-export type { Admission, AdmissionRequest, Ticket, SettledUsage } from './types.js';
+export type {
+  Admission,
+  AdmissionAdmin,
+  AdmissionRequest,
+  Ticket,
+  SettledUsage,
+  SpendReport,
+  LimitsReport,
+  ResetReport,
+  BudgetView,
+} from './types.js';
+export { ScopeTable } from './scopes.js';
 
-const OPEN_TICKET: Ticket = { headers: {}, settle: () => {} };
+export interface AdmissionDeps {
+  metrics?: Metrics;
+  logger?: Logger;
+}
 
-export function createAdmission(): Admission {
+const NO_HEADERS: Record<string, string> = Object.freeze({}) as Record<string, string>;
+const OPEN_TICKET: Ticket = { headers: NO_HEADERS, settle: () => {} };
+const OPEN_PROMISE = Promise.resolve(OPEN_TICKET);
+
+/** Builds admission for a policy. Without any limit or budget it is a no-op that touches no store. */
+export function createAdmission(policies?: Policies, deps: AdmissionDeps = {}): Admission {
+  const table = policies && new ScopeTable(policies);
+  if (!policies || !table || table.empty) {
+    const store = policies?.state.store ?? 'memory';
+    return {
+      admit: () => OPEN_PROMISE,
+      ready: () => true,
+      close: async () => {},
+      admin: emptyAdmin(store),
+    };
+  }
+  return new AdmissionEngine(policies, table, deps.metrics ?? new Metrics({ defaultMetrics: false }), deps.logger ?? createLogger());
+}
+
+/** Where a ticket's reservation lives. */
+const enum Where {
+  Memory,
+  Redis,
+  Fallback,
+}
+
+class LiveTicket implements Ticket {
+  private settled = false;
+  constructor(
+    readonly headers: Record<string, string>,
+    private readonly engine: AdmissionEngine,
+    private readonly r: Reservation,
+    private readonly where: Where,
+  ) {}
+
+  settle(u: SettledUsage): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.engine.settle(this.r, this.where, u);
+  }
+}
+
+class AdmissionEngine implements Admission {
+  /** memory: the store; redis + open: the local fallback. */
+  private readonly local: MemoryStore | undefined;
+  private readonly redis: RedisStore | undefined;
+  private readonly file: StateFile | undefined;
+  private readonly alerts: BudgetAlerts;
+  private readonly closedOnError: boolean;
+  private degraded = false;
+  private readonly idPrefix = randomBytes(6).toString('base64url');
+  private seq = 0;
+  readonly admin: AdmissionAdmin;
+
+  constructor(
+    policies: Policies,
+    private readonly table: ScopeTable,
+    private readonly metrics: Metrics,
+    private readonly logger: Logger,
+  ) {
+    const state = policies.state;
+    const thresholds = [...new Set(policies.budget_alerts)].sort((a, b) => a - b);
+    this.alerts = new BudgetAlerts(metrics, logger, policies.budget_webhook);
+    this.alerts.init(table.budgets);
+    this.closedOnError = state.on_store_error === 'closed';
+    if (state.store === 'redis') {
+      this.redis = new RedisStore({
+        url: state.redis_url,
+        prefix: state.redis_prefix,
+        scopes: table.all,
+        thresholds,
+        onSpend: this.alerts.onSpend,
+        logger,
+        metrics,
+      });
+      this.redis.onReady = () => (this.degraded = false);
+      // The fallback counts spend only to keep local budgets honest; alerts come from Redis.
+      if (!this.closedOnError) this.local = new MemoryStore(table.all, thresholds, undefined);
+    } else {
+      this.local = new MemoryStore(table.all, thresholds, this.alerts.onSpend);
+      if (state.file) {
+        this.file = new StateFile(state.file, state.flush_interval_ms, this.local, logger, metrics);
+        this.file.load(table);
+        this.file.start();
+      }
+      for (const u of this.local.usage()) if (u.scope.budget) this.metrics.budgetSpend.set({ scope: u.scope.kind, name: u.scope.name }, fromNano(u.spentNano));
+    }
+    this.admin = {
+      spend: () => this.spendReport(),
+      limits: () => this.limitsReport(),
+      resetBudget: (scope, name) => this.resetBudget(scope, name),
+    };
+  }
+
+  admit(req: AdmissionRequest): Promise<Ticket> {
+    const scopes = this.table.resolve(req.identity, req.route);
+    if (!scopes) return OPEN_PROMISE;
+    const r: Reservation = {
+      id: `${this.idPrefix}.${(++this.seq).toString(36)}`,
+      scopes,
+      tokens: req.promptTokens + req.maxOutputTokens,
+      nano: toNano(req.worstCaseUsd),
+    };
+    if (!this.redis) {
+      try {
+        return Promise.resolve(this.decide(r, this.local!.admit(r), Where.Memory));
+      } catch (e) {
+        return Promise.reject(e as Error);
+      }
+    }
+    return this.admitShared(r, this.redis);
+  }
+
+  private async admitShared(r: Reservation, redis: RedisStore): Promise<Ticket> {
+    let v: Verdict | undefined;
+    try {
+      v = await redis.admit(r);
+    } catch (e) {
+      if (!(e instanceof StoreUnavailable)) throw e;
+      this.metrics.storeErrors.inc({ store: 'redis', op: 'admit' });
+    }
+    if (v) return this.decide(r, v, Where.Redis);
+    if (this.closedOnError || !this.local) {
+      throw new GatewayError(503, 'service_unavailable', 'store_unavailable', 'The rate-limit and budget store is unreachable; try again shortly.', null, {
+        'retry-after': '1',
+      });
+    }
+    if (!this.degraded) {
+      this.degraded = true;
+      for (const [scope, s] of redis.lastSpent) this.local.setSpent(scope, s.periodId, s.nano);
+      this.logger.warn({ store: 'redis' }, 'state store unreachable: admitting against local limits (on_store_error: open)');
+    }
+    return this.decide(r, this.local.admit(r), Where.Fallback);
+  }
+
+  private decide(r: Reservation, v: Verdict, where: Where): Ticket {
+    if (v.ok) return new LiveTicket(rateHeaders(v), this, r, where);
+    throw this.refusal(r, v);
+  }
+
+  settle(r: Reservation, where: Where, su: SettledUsage): void {
+    const u: Usage = { tokens: su.inputTokens + su.outputTokens, costNano: toNano(su.costUsd) };
+    try {
+      if (where === Where.Memory) this.local!.settle(r, u);
+      else if (where === Where.Redis) this.redis!.settle(r, u);
+      else {
+        this.local!.settle(r, u);
+        this.redis!.addSpend(r, u);
+      }
+    } catch (e) {
+      this.logger.error({ err: e, reservation: r.id }, 'admission settle failed');
+    }
+  }
+
+  private refusal(r: Reservation, v: Verdict): GatewayError {
+    const s = r.scopes[v.refusedAt]!;
+    const limit = v.limit ?? 'rpm';
+    this.metrics.rateLimited.inc({ scope: s.kind, limit });
+    const headers = { ...rateHeaders(v) };
+    const who = `${s.kind} '${s.name}'`;
+    if (limit === 'budget') {
+      headers['x-should-retry'] = 'false';
+      const b = s.budget!;
+      const msg =
+        `Budget exceeded for ${who}: $${usd(v.spentNano)} of $${b.usd} spent this ${b.period === 'total' ? 'budget' : b.period}` +
+        `${v.reservedNano > 0 ? ` ($${usd(v.reservedNano)} more reserved by requests in flight)` : ''}, and this request may cost up to $${usd(r.nano)}.`;
+      return new GatewayError(429, 'insufficient_quota', 'insufficient_quota', msg, null, headers);
+    }
+    const n = limit === 'rpm' ? s.rpm : limit === 'tpm' ? s.tpm : s.concurrency;
+    const what = limit === 'rpm' ? 'requests per minute (rpm)' : limit === 'tpm' ? 'tokens per minute (tpm)' : 'concurrent requests';
+    let msg: string;
+    if (v.retryAfterMs < 0) {
+      headers['x-should-retry'] = 'false';
+      msg = `Request too large for ${who}: it may use ${r.tokens} tokens, more than its limit of ${n} tokens per minute. Lower max_tokens or shorten the prompt.`;
+    } else {
+      const ms = Math.max(1, Math.ceil(v.retryAfterMs));
+      const secs = Math.ceil(ms / 1000);
+      headers['retry-after'] = String(secs);
+      headers['retry-after-ms'] = String(ms);
+      msg = `Rate limit reached for ${who} on ${what}: limit ${n}. Please try again in ${limit === 'concurrency' ? 'a moment' : `${(ms / 1000).toFixed(3)}s`}.`;
+    }
+    return new GatewayError(429, 'rate_limit_error', 'rate_limit_exceeded', msg, null, headers);
+  }
+
+  ready(): boolean {
+    if (!this.redis || !this.closedOnError) return true;
+    return this.redis.available;
+  }
+
+  async close(): Promise<void> {
+    this.alerts.close();
+    await Promise.all([this.file?.close(), this.redis?.close()]);
+  }
+
+  // ---- admin -------------------------------------------------------------------------
+
+  private status(): StoreStatus {
+    return { store: this.redis ? 'redis' : 'memory', degraded: this.degraded || (this.redis !== undefined && !this.redis.available), pending_ops: this.redis?.pendingOps ?? 0 };
+  }
+
+  /** Usage of every scope; with Redis, plus what the local fallback holds in flight. */
+  private async usage(): Promise<ScopeUsage[]> {
+    if (!this.redis) return this.local!.usage();
+    let shared: ScopeUsage[];
+    try {
+      shared = await this.redis.usage(this.table.all);
+    } catch (e) {
+      if (!(e instanceof StoreUnavailable)) throw e;
+      this.metrics.storeErrors.inc({ store: 'redis', op: 'admin' });
+      throw new GatewayError(503, 'service_unavailable', 'store_unavailable', 'The rate-limit and budget store is unreachable; try again shortly.');
+    }
+    if (this.local) {
+      const mine = this.local.usage();
+      shared.forEach((u, i) => {
+        const m = mine[i]!;
+        if (u.reservedNano >= 0) u.reservedNano += m.reservedNano;
+        if (u.inUse >= 0) u.inUse += m.inUse;
+      });
+    }
+    return shared;
+  }
+
+  private async spendReport(): Promise<SpendReport> {
+    const list = await this.usage();
+    return { ...this.status(), budgets: list.filter((u) => u.scope.budget).map(budgetView) };
+  }
+
+  private async limitsReport(): Promise<LimitsReport> {
+    const list = await this.usage();
+    return {
+      ...this.status(),
+      scopes: list.map((u) => {
+        const s = u.scope;
+        const out: LimitsReport['scopes'][number] = { scope: s.kind, name: s.name };
+        if (s.rpm) out.rpm = { limit: s.rpm, used: u.rpmUsed, remaining: Math.max(0, s.rpm - u.rpmUsed) };
+        if (s.tpm) out.tpm = { limit: s.tpm, used: u.tpmUsed, remaining: Math.max(0, s.tpm - u.tpmUsed) };
+        if (s.concurrency) out.concurrency = { limit: s.concurrency, in_use: u.inUse };
+        if (s.budget) {
+          const { scope: _s, name: _n, ...b } = budgetView(u);
+          out.budget = b;
+        }
+        return out;
+      }),
+    };
+  }
+
+  private async resetBudget(kind: string, name: string): Promise<ResetReport> {
+    const s = this.table.find(kind, name);
+    if (!s?.budget) {
+      throw new GatewayError(404, 'invalid_request_error', 'budget_not_found', `No budget is configured for ${kind} '${name}'.`, 'scope');
+    }
+    let before: number;
+    if (this.redis) {
+      try {
+        before = await this.redis.resetBudget(s);
+      } catch (e) {
+        if (!(e instanceof StoreUnavailable)) throw e;
+        this.metrics.storeErrors.inc({ store: 'redis', op: 'admin' });
+        throw new GatewayError(503, 'service_unavailable', 'store_unavailable', 'The rate-limit and budget store is unreachable; try again shortly.');
+      }
+      this.local?.resetBudget(s);
+    } else {
+      before = this.local!.resetBudget(s);
+      void this.file?.flush();
+    }
+    this.logger.info({ scope: s.kind, name: s.name, previous_spend: fromNano(before) }, 'budget reset');
+    return { ok: true, scope: s.kind, name: s.name, period: s.budget.period, previous_spend_usd: fromNano(before) };
+  }
+}
+
+/** x-ratelimit-* headers from the tightest rpm and tpm scopes. */
+function rateHeaders(v: Verdict): Record<string, string> {
+  if (v.reqLimit < 0 && v.tokLimit < 0) return NO_HEADERS;
+  const h: Record<string, string> = {};
+  if (v.reqLimit >= 0) {
+    h['x-ratelimit-limit-requests'] = String(v.reqLimit);
+    h['x-ratelimit-remaining-requests'] = String(Math.max(0, v.reqRemaining));
+  }
+  if (v.tokLimit >= 0) {
+    h['x-ratelimit-limit-tokens'] = String(v.tokLimit);
+    h['x-ratelimit-remaining-tokens'] = String(Math.max(0, v.tokRemaining));
+  }
+  return h;
+}
+
+const usd = (nano: number) => String(Math.round(nano / 1e3) / 1e6);
+
+function budgetView(u: ScopeUsage): BudgetView {
+  const s: Scope = u.scope;
+  const b = s.budget!;
+  const spent = Math.max(0, u.spentNano);
+  const reserved = Math.max(0, u.reservedNano);
+  const finite = (ms: number | undefined) => (ms !== undefined && Number.isFinite(ms) && ms > 0 ? new Date(ms).toISOString() : null);
   return {
-    admit: async (_req: AdmissionRequest) => OPEN_TICKET,
-    ready: () => true,
-    close: async () => {},
+    scope: s.kind,
+    name: s.name,
+    period: b.period,
+    period_start: b.period === 'total' ? null : finite(u.period?.start),
+    resets_at: b.period === 'total' ? null : finite(u.period?.end),
+    limit_usd: b.usd,
+    spend_usd: fromNano(spent),
+    reserved_usd: fromNano(reserved),
+    remaining_usd: fromNano(Math.max(0, b.nano - spent - reserved)),
+  };
+}
+
+function emptyAdmin(store: 'memory' | 'redis'): AdmissionAdmin {
+  const status: StoreStatus = { store, degraded: false, pending_ops: 0 };
+  return {
+    spend: async () => ({ ...status, budgets: [] }),
+    limits: async () => ({ ...status, scopes: [] }),
+    resetBudget: async (scope, name) => {
+      throw new GatewayError(404, 'invalid_request_error', 'budget_not_found', `No budget is configured for ${scope} '${name}'.`, 'scope');
+    },
   };
 }

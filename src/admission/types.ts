@@ -35,4 +35,59 @@ export interface Admission {
   /** false when the store is unreachable and on_store_error is closed. */
   ready(): boolean;
   close(): Promise<void>;
+  /** What /admin/spend, /admin/limits and /admin/budgets/reset read (absent: nothing configured). */
+  readonly admin?: AdmissionAdmin;
+}
+
+export interface AdmissionAdmin {
+  spend(): Promise<SpendReport>;
+  limits(): Promise<LimitsReport>;
+  /** Zeroes the current period's spend of one budget; throws a 404 GatewayError for an unknown one. */
+  resetBudget(scope: string, name: string): Promise<ResetReport>;
+}
+
+export interface StoreStatus {
+  store: 'memory' | 'redis';
+  /** Redis unreachable: serving from local limits (on_store_error: open) or refusing (closed). */
+  degraded: boolean;
+  /** Settles / cancels / fallback spend waiting to be written to Redis. */
+  pending_ops: number;
+}
+
+export interface BudgetView {
+  scope: string;
+  name: string;
+  period: 'day' | 'week' | 'month' | 'total';
+  /** ISO time the current period began (null for total). */
+  period_start: string | null;
+  /** ISO time the spend resets (null for total). */
+  resets_at: string | null;
+  limit_usd: number;
+  spend_usd: number;
+  /** Worst-case cost held by requests in flight. */
+  reserved_usd: number;
+  remaining_usd: number;
+}
+
+export interface SpendReport extends StoreStatus {
+  budgets: BudgetView[];
+}
+
+export interface LimitsReport extends StoreStatus {
+  scopes: Array<{
+    scope: string;
+    name: string;
+    rpm?: { limit: number; used: number; remaining: number };
+    tpm?: { limit: number; used: number; remaining: number };
+    concurrency?: { limit: number; in_use: number };
+    budget?: Omit<BudgetView, 'scope' | 'name'>;
+  }>;
+}
+
+export interface ResetReport {
+  ok: true;
+  scope: string;
+  name: string;
+  period: string;
+  previous_spend_usd: number;
 }

@@ -1,0 +1,243 @@
+// The Redis side of admission: one script per operation, so every check-and-reserve across
+// all of a request's scopes is a single atomic step and N gateways share limits exactly.
+//
+// Per scope, in order key → user → team → model → global, ARGV carries four limits
+// (rpm, tpm, concurrency, budget in nano-USD; -1 = none) and KEYS carries, for each limit
+// present:
+//   rpm          ZSET  member = reservation id, score = admit time          (sliding window log)
+//   tpm          ZSET  member = "id:tokens",    score = admit time          + STRING running sum
+//   concurrency  ZSET  member = reservation id, score = lease expiry
+//   budget       ZSET  member = "id:nano",      score = lease expiry        + STRING running sum
+//                HASH  spend of the current period {spent, alert:<threshold>}
+// Time comes from Redis (TIME), so gateways with skewed clocks still share one window.
+// Every reservation has a lease: entries past it are dropped by the next script that looks,
+// so a gateway that dies mid-request cannot hold a slot or a budget reservation forever.
+// Money is integer nano-USD; string.format('%.0f') writes it back without the 14-digit
+// rounding of Lua's tostring.
+
+const PRELUDE = `
+local W = 60000
+local function fmt(x) return string.format('%.0f', x) end
+local function amount(m) return tonumber(string.match(m, ':(%d+)$')) or 0 end
+local function clock()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+-- Drops the entries of a sum-tracked ZSET scored <= upto and keeps its sum right.
+local function trim(z, s, upto)
+  local old = redis.call('ZRANGEBYSCORE', z, '-inf', upto)
+  local sum = tonumber(redis.call('GET', s) or '0')
+  if #old > 0 then
+    for i = 1, #old do sum = sum - amount(old[i]) end
+    redis.call('ZREMRANGEBYSCORE', z, '-inf', upto)
+    if sum < 0 or redis.call('ZCARD', z) == 0 then sum = 0 end
+    redis.call('SET', s, fmt(sum), 'KEEPTTL')
+  end
+  return sum
+end
+`;
+
+/**
+ * ARGV: id, tokens, nano, lease_ms, concurrency_retry_ms, n, then n × (rpm, tpm, conc, budget).
+ * Returns {ok, refused_scope (1-based), kind (1 rpm 2 tpm 3 conc 4 budget), retry_ms,
+ *          req_limit, req_remaining, tok_limit, tok_remaining, spent, reserved, ...spent per budget scope}.
+ */
+export const ADMIT = `${PRELUDE}
+local now = clock()
+local id, need, usd, lease, cretry, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local cut = now - W
+local ok, at, kind, retry, spentR, resR = 1, 0, 0, 0, 0, 0
+local reqL, reqR, tokL, tokR = -1, 0, -1, 0
+local spent = {}
+local k, a = 1, 7
+for i = 1, n do
+  local rpm, tpm, conc, bud = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  a = a + 4
+  if rpm >= 0 then
+    local z = KEYS[k]; k = k + 1
+    redis.call('ZREMRANGEBYSCORE', z, '-inf', cut)
+    local c = redis.call('ZCARD', z)
+    local rem = rpm - c - 1
+    if reqL < 0 or rem < reqR then reqL, reqR = rpm, rem end
+    if rem < 0 and ok == 1 then
+      local e = redis.call('ZRANGE', z, c - rpm, c - rpm, 'WITHSCORES')
+      ok, at, kind, retry = 0, i, 1, tonumber(e[2]) + W - now
+    end
+  end
+  if tpm >= 0 then
+    local z, s = KEYS[k], KEYS[k + 1]; k = k + 2
+    local sum = trim(z, s, cut)
+    local rem = tpm - sum - need
+    if tokL < 0 or rem < tokR then tokL, tokR = tpm, rem end
+    if rem < 0 and ok == 1 then
+      ok, at, kind, retry = 0, i, 2, -1
+      if need <= tpm then
+        retry = W
+        local es = redis.call('ZRANGE', z, 0, -1, 'WITHSCORES')
+        local left = sum
+        for j = 1, #es, 2 do
+          left = left - amount(es[j])
+          if left + need <= tpm then retry = tonumber(es[j + 1]) + W - now; break end
+        end
+      end
+    end
+  end
+  if conc >= 0 then
+    local z = KEYS[k]; k = k + 1
+    redis.call('ZREMRANGEBYSCORE', z, '-inf', now)
+    if redis.call('ZCARD', z) >= conc and ok == 1 then ok, at, kind, retry = 0, i, 3, cretry end
+  end
+  if bud >= 0 then
+    local rz, rs, sk = KEYS[k], KEYS[k + 1], KEYS[k + 2]; k = k + 3
+    local reserved = trim(rz, rs, now)
+    local sp = tonumber(redis.call('HGET', sk, 'spent') or '0')
+    spent[#spent + 1] = sp
+    if sp + reserved + usd > bud and ok == 1 then ok, at, kind, retry, spentR, resR = 0, i, 4, -1, sp, reserved end
+  end
+end
+if ok == 0 then return {0, at, kind, retry, reqL, reqR, tokL, tokR, spentR, resR} end
+k, a = 1, 7
+for i = 1, n do
+  local rpm, tpm, conc, bud = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  a = a + 4
+  if rpm >= 0 then
+    local z = KEYS[k]; k = k + 1
+    redis.call('ZADD', z, now, id)
+    redis.call('PEXPIRE', z, W + 1000)
+  end
+  if tpm >= 0 then
+    local z, s = KEYS[k], KEYS[k + 1]; k = k + 2
+    redis.call('ZADD', z, now, id .. ':' .. ARGV[2])
+    redis.call('INCRBY', s, ARGV[2])
+    redis.call('PEXPIRE', z, W + 1000)
+    redis.call('PEXPIRE', s, W + 1000)
+  end
+  if conc >= 0 then
+    local z = KEYS[k]; k = k + 1
+    redis.call('ZADD', z, now + lease, id)
+    redis.call('PEXPIRE', z, lease + 1000)
+  end
+  if bud >= 0 then
+    local rz, rs = KEYS[k], KEYS[k + 1]; k = k + 3
+    redis.call('ZADD', rz, now + lease, id .. ':' .. ARGV[3])
+    redis.call('INCRBY', rs, ARGV[3])
+    redis.call('PEXPIRE', rz, lease + 1000)
+    redis.call('PEXPIRE', rs, lease + 1000)
+  end
+end
+return {1, 0, 0, 0, reqL, reqR, tokL, tokR, 0, 0, unpack(spent)}
+`;
+
+/**
+ * Settles (mode 1), cancels (mode 2: as if never admitted) or only adds spend (mode 3: spend
+ * made on the local fallback while Redis was down; idempotent through the marker key, the
+ * last of KEYS). Modes 1 and 2 are idempotent: each entry is removed once; a retried settle
+ * (first = 0) commits spend only if it still found its reservation.
+ * ARGV: id, mode, est_tokens, real_tokens, reserved_nano, cost_nano, first, n,
+ *       n × (rpm, tpm, conc, budget, spend_expire_at_ms), n_thresholds, thresholds...
+ * Returns, per budget scope: spent after (-1 if nothing committed), bitmask of thresholds fired now.
+ */
+export const SETTLE = `${PRELUDE}
+local id, mode, est, real, resv, cost, first, n = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7] == '1', tonumber(ARGV[8])
+local tb = 9 + n * 5
+local nth = tonumber(ARGV[tb])
+if mode == 3 and not redis.call('SET', KEYS[#KEYS], '1', 'NX', 'PX', 86400000) then return {} end
+local out = {}
+local k, a = 1, 9
+for i = 1, n do
+  local rpm, tpm, conc, bud, exp = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+  a = a + 5
+  if rpm >= 0 then
+    local z = KEYS[k]; k = k + 1
+    if mode == 2 then redis.call('ZREM', z, id) end
+  end
+  if tpm >= 0 then
+    local z, s = KEYS[k], KEYS[k + 1]; k = k + 2
+    if mode ~= 3 then
+      local m = id .. ':' .. est
+      local sc = redis.call('ZSCORE', z, m)
+      if sc then
+        redis.call('ZREM', z, m)
+        local sum = tonumber(redis.call('GET', s) or '0') - tonumber(est)
+        if mode == 1 then
+          redis.call('ZADD', z, sc, id .. ':' .. real)
+          sum = sum + tonumber(real)
+        end
+        if sum < 0 or redis.call('ZCARD', z) == 0 then sum = 0 end
+        redis.call('SET', s, fmt(sum), 'KEEPTTL')
+      end
+    end
+  end
+  if conc >= 0 then
+    local z = KEYS[k]; k = k + 1
+    if mode ~= 3 then redis.call('ZREM', z, id) end
+  end
+  if bud >= 0 then
+    local rz, rs, sk = KEYS[k], KEYS[k + 1], KEYS[k + 2]; k = k + 3
+    local apply = mode == 3 or (mode == 1 and first)
+    if mode ~= 3 and redis.call('ZREM', rz, id .. ':' .. resv) == 1 then
+      local r = tonumber(redis.call('GET', rs) or '0') - tonumber(resv)
+      if r < 0 or redis.call('ZCARD', rz) == 0 then r = 0 end
+      redis.call('SET', rs, fmt(r), 'KEEPTTL')
+      if mode == 1 then apply = true end
+    end
+    if apply and cost > 0 then
+      local sp = tonumber(redis.call('HGET', sk, 'spent') or '0') + cost
+      redis.call('HSET', sk, 'spent', fmt(sp))
+      if exp > 0 then redis.call('PEXPIREAT', sk, exp) end
+      local fired = 0
+      if bud > 0 then
+        for j = 1, nth do
+          local th = ARGV[tb + j]
+          if sp >= tonumber(th) * bud and redis.call('HSETNX', sk, 'alert:' .. th, '1') == 1 then fired = fired + 2 ^ (j - 1) end
+        end
+      end
+      out[#out + 1] = sp
+      out[#out + 1] = fired
+    else
+      out[#out + 1] = -1
+      out[#out + 1] = 0
+    end
+  end
+end
+return out
+`;
+
+/**
+ * Current usage for the admin API (drops expired entries on the way).
+ * ARGV: n, n × (rpm, tpm, conc, budget). Returns per scope: rpm used, tpm used, in use, spent, reserved (-1 = n/a).
+ */
+export const INSPECT = `${PRELUDE}
+local now = clock()
+local n = tonumber(ARGV[1])
+local out = {}
+local k, a = 1, 2
+for i = 1, n do
+  local rpm, tpm, conc, bud = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  a = a + 4
+  local r, t, c, sp, rv = -1, -1, -1, -1, -1
+  if rpm >= 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', now - W)
+    r = redis.call('ZCARD', KEYS[k]); k = k + 1
+  end
+  if tpm >= 0 then t = trim(KEYS[k], KEYS[k + 1], now - W); k = k + 2 end
+  if conc >= 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', now)
+    c = redis.call('ZCARD', KEYS[k]); k = k + 1
+  end
+  if bud >= 0 then
+    rv = trim(KEYS[k], KEYS[k + 1], now)
+    sp = tonumber(redis.call('HGET', KEYS[k + 2], 'spent') or '0')
+    k = k + 3
+  end
+  out[#out + 1] = r; out[#out + 1] = t; out[#out + 1] = c; out[#out + 1] = sp; out[#out + 1] = rv
+end
+return out
+`;
+
+/** Zeroes a budget's current period (spend and fired alerts). KEYS[1] = spend hash. Returns the spend it had. */
+export const RESET = `
+local v = redis.call('HGET', KEYS[1], 'spent') or '0'
+redis.call('DEL', KEYS[1])
+return v
+`;

@@ -1,0 +1,87 @@
+// What every state store does: check every scope of a request and reserve in all of them,
+// atomically (all or nothing); settle a reservation to the real usage; report usage for the
+// admin API. `memory` does it in-process, `redis` in one Lua script per operation.
+import type { LimitKind, Scope } from './scopes.js';
+import type { PeriodWindow } from './periods.js';
+
+/** Sliding window length of rpm and tpm. */
+export const WINDOW_MS = 60_000;
+/** After a concurrency refusal: a slot frees when some request ends, which we cannot know; ask for a short wait. */
+export const CONCURRENCY_RETRY_MS = 1_000;
+
+/** One admitted (or being admitted) request's claim on its scopes. */
+export interface Reservation {
+  /** Unique per request across the fleet: it names the request's entries in Redis. */
+  readonly id: string;
+  readonly scopes: readonly Scope[];
+  /** Tokens reserved: prompt estimate + max output tokens. */
+  readonly tokens: number;
+  /** Worst-case cost, nano-USD. */
+  readonly nano: number;
+  /** Store-specific state kept from admit to settle. */
+  handle?: unknown;
+}
+
+/** The outcome of admit(). Limits are -1 where no scope has that kind of limit. */
+export interface Verdict {
+  ok: boolean;
+  /** Index in reservation.scopes of the first scope that refused, -1 when admitted. */
+  refusedAt: number;
+  limit: LimitKind | undefined;
+  /** When the refusing window admits again; -1 when waiting cannot help (request larger than the limit). */
+  retryAfterMs: number;
+  /** The tightest rpm / tpm scope: its limit and what remains after this request. */
+  reqLimit: number;
+  reqRemaining: number;
+  tokLimit: number;
+  tokRemaining: number;
+  /** For a budget refusal: the refusing budget's state (nano-USD). */
+  spentNano: number;
+  reservedNano: number;
+}
+
+export function newVerdict(): Verdict {
+  return {
+    ok: true,
+    refusedAt: -1,
+    limit: undefined,
+    retryAfterMs: 0,
+    reqLimit: -1,
+    reqRemaining: 0,
+    tokLimit: -1,
+    tokRemaining: 0,
+    spentNano: 0,
+    reservedNano: 0,
+  };
+}
+
+export interface Usage {
+  /** Real input + output tokens. */
+  tokens: number;
+  /** Real cost, nano-USD. */
+  costNano: number;
+}
+
+/** A scope's current state, for /admin/limits and /admin/spend. -1 where the scope has no such limit. */
+export interface ScopeUsage {
+  scope: Scope;
+  rpmUsed: number;
+  tpmUsed: number;
+  inUse: number;
+  spentNano: number;
+  reservedNano: number;
+  period: PeriodWindow | undefined;
+}
+
+/** Called when committed spend of a budget scope changed; `fired` lists thresholds crossed for the first time this period. */
+export type SpendListener = (scope: Scope, spentNano: number, fired: readonly number[]) => void;
+
+export class StoreUnavailable extends Error {
+  constructor(
+    message: string,
+    /** true when the command may have run on the server (timeout): the reservation must be cancelled later. */
+    readonly maybeApplied: boolean,
+  ) {
+    super(message);
+  }
+}
