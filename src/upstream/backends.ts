@@ -45,27 +45,42 @@ export class Backend {
 export class Backends {
   private constructor(
     private readonly byName: Map<string, Backend>,
-    private readonly simulators: Simulator[],
+    /** Simulators started for this set (a built-in backend's server lives with its Backend). */
+    private readonly simulators: Map<Backend, Simulator>,
   ) {}
 
-  static async start(configs: Record<string, BackendConfig>): Promise<Backends> {
+  /**
+   * Builds the backends of a policy. With `previous` (a reload), a backend whose config is
+   * unchanged is carried over as is: its pool keeps its warm keep-alive connections and its
+   * in-flight requests. Call `retire(previous)` on the new set afterwards.
+   */
+  static async start(configs: Record<string, BackendConfig>, previous?: Backends): Promise<Backends> {
     const byName = new Map<string, Backend>();
-    const simulators: Simulator[] = [];
+    const simulators = new Map<Backend, Simulator>();
     for (const [name, cfg] of Object.entries(configs)) {
+      const old = previous?.byName.get(name);
+      if (old && JSON.stringify(old.config) === JSON.stringify(cfg)) {
+        byName.set(name, old);
+        const sim = previous!.simulators.get(old);
+        if (sim) simulators.set(old, sim);
+        continue;
+      }
       let baseUrl: string;
+      let sim: Simulator | undefined;
       if (cfg.type === 'simulator') {
-        const sim = await startSimulator({
+        sim = await startSimulator({
           ttftMs: cfg.ttft_ms,
           tpotMs: cfg.tpot_ms,
           outputTokens: cfg.output_tokens,
           errorRate: cfg.error_rate,
         });
-        simulators.push(sim);
         baseUrl = sim.url;
       } else {
         baseUrl = cfg.base_url;
       }
-      byName.set(name, new Backend(name, baseUrl, cfg));
+      const backend = new Backend(name, baseUrl, cfg);
+      byName.set(name, backend);
+      if (sim) simulators.set(backend, sim);
     }
     return new Backends(byName, simulators);
   }
@@ -78,8 +93,24 @@ export class Backends {
     return [...this.byName.values()];
   }
 
+  /**
+   * Closes the backends of `previous` that this set did not carry over. pool.close() lets
+   * requests already dispatched on them finish (in-flight requests keep the policy they
+   * started with); only then are their simulators stopped.
+   */
+  async retire(previous: Backends): Promise<void> {
+    const mine = new Set(this.byName.values());
+    const gone = [...previous.byName.values()].filter((b) => !mine.has(b));
+    await Promise.all(
+      gone.map(async (b) => {
+        await b.pool.close();
+        await previous.simulators.get(b)?.close();
+      }),
+    );
+  }
+
   async close(): Promise<void> {
     await Promise.all([...this.byName.values()].map((b) => b.pool.destroy()));
-    await Promise.all(this.simulators.map((s) => s.close()));
+    await Promise.all([...this.simulators.values()].map((s) => s.close()));
   }
 }
