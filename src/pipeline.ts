@@ -39,8 +39,7 @@ const CLIENT_LEFT = { code: 'client_closed_request', message: 'the client closed
 const OPERATION: Record<Endpoint, string> = { 'chat/completions': 'chat', completions: 'text_completion', embeddings: 'embeddings' };
 
 export async function handleInference(gw: Gateway, r: InferenceRequest): Promise<void> {
-  const model = r.body.model;
-  if (typeof model !== 'string' || model === '') return sendError(r.res, errors.missingModel(), r.id);
+  const model = typeof r.body.model === 'string' ? r.body.model : '';
   const stream = r.body.stream === true && r.endpoint !== 'embeddings';
   const rec: RequestRecord = { requestId: r.id, endpoint: r.endpoint, model, status: 0, stream, receivedAt: r.receivedAt, endedAt: 0 };
   const span = startRequestSpan(OPERATION[r.endpoint], model);
@@ -59,6 +58,7 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
   gw.inflight.add(r.res);
 
   try {
+    if (!model) throw errors.missingModel();
     const identity = auth.identify(r.req.headers);
     Object.assign(rec, { keyName: identity.key, user: identity.user, team: identity.team, teamLabel: identity.teamLabel });
     const route = policy.resolve(model);
@@ -127,7 +127,8 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
     } else {
       const err = e instanceof GatewayError ? e : errors.internal();
       if (!(e instanceof GatewayError)) logger.error({ err: e, request_id: r.id }, 'internal error');
-      sendError(r.res, err, r.id);
+      // Limits applied to this request: its error carries the x-ratelimit-* headers too.
+      sendError(r.res, err, r.id, ticket?.headers);
       rec.status = err.status;
       rec.error = { code: err.code, message: err.message };
     }

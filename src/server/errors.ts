@@ -59,11 +59,12 @@ export const errors = {
 const JSON_HEADERS = { 'content-type': 'application/json' };
 
 /** Writes an OpenAI-shaped error, unless the response has already started. */
-export function sendError(res: ServerResponse, err: GatewayError, requestId: string): void {
+export function sendError(res: ServerResponse, err: GatewayError, requestId: string, extraHeaders?: Record<string, string>): void {
   if (res.headersSent || res.destroyed) return;
   const body = JSON.stringify(err.body());
   res.writeHead(err.status, {
     ...JSON_HEADERS,
+    ...extraHeaders,
     ...err.headers,
     'x-request-id': requestId,
     'content-length': Buffer.byteLength(body),
