@@ -1,0 +1,281 @@
+// The processes under test and how to reach them. In local mode: one simulator for the
+// whole run, and for each measurement a fresh bare proxy or gateway in front of it. In
+// remote mode (--target-url): one target, an existing deployment, and nothing started.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import os from 'node:os';
+import { Pool } from 'undici';
+import { startNode, jsonLine, pinSelf, tasksetAvailable } from './procs.js';
+import { request } from './loadgen.js';
+
+export const MODEL = 'bench-model';
+// The values are ones admission must never refuse: the point is the cost of checking them.
+const HUGE = { rpm: 1_000_000_000, tpm: 1_000_000_000_000, concurrency: 1_000_000 };
+const BIG_BUDGET = { usd: 1_000_000_000, period: 'month' };
+
+/** CPU layout: the server under test gets a core of its own; load generator and simulator share the other. */
+export function cpuPlan(pin) {
+  const cores = os.availableParallelism?.() ?? os.cpus().length;
+  if (pin === 'off' || cores < 2 || !tasksetAvailable()) return { pinned: false, cores, main: null, sim: null, proxy: null };
+  if (cores === 2) return { pinned: true, cores, main: 0, sim: 0, proxy: 1 };
+  return { pinned: true, cores, main: 0, sim: 1, proxy: 2 };
+}
+
+export class Lab {
+  constructor({ root, dir, cpus, cpuProfDir, progress, redisUrl, gatewayNodeArgs = [] }) {
+    this.gatewayNodeArgs = gatewayNodeArgs;
+    this.root = root;
+    this.dir = dir;
+    this.cpus = cpus;
+    this.cpuProfDir = cpuProfDir;
+    this.progress = progress;
+    this.redisUrl = redisUrl;
+    this.sim = null;
+    this.seq = 0;
+    this.tag = `${process.pid.toString(36)}${Date.now().toString(36)}`;
+    if (cpus.pinned && cpus.main !== null) pinSelf(cpus.main);
+  }
+
+  async startSimulator() {
+    const { child, info } = await startNode({
+      name: 'simulator',
+      script: join(this.root, 'dist/simulator/cli.js'),
+      args: ['--port', '0', '--ttft-ms', '0', '--tpot-ms', '0', '--output-tokens', '16', '--error-rate', '0'],
+      dir: this.dir,
+      cpu: this.cpus.sim,
+      ready: (line) => jsonLine(line)?.url,
+    });
+    const origin = new URL(info).origin;
+    this.sim = { child, origin, base: info };
+    this.simPool = new Pool(origin, { connections: 2 });
+    return this.sim;
+  }
+
+  /** POST /_sim/config (ttftMs, tpotMs, outputTokens, errorRate). */
+  async configureSim(patch) {
+    const r = await this.simRequest('POST', '/_sim/config', JSON.stringify(patch));
+    if (r.status !== 200) throw new Error(`simulator refused config ${JSON.stringify(patch)}: ${r.status} ${r.text}`);
+  }
+
+  async simStats() {
+    const r = await this.simRequest('GET', '/_sim/stats');
+    return JSON.parse(r.text);
+  }
+
+  simRequest(method, path, body) {
+    return new Promise((resolve, reject) => {
+      const chunks = [];
+      let status = 0;
+      this.simPool.dispatch(
+        { method, path, headers: { 'content-type': 'application/json' }, body: body ?? null },
+        {
+          onRequestStart() {},
+          onResponseStart(_c, s) {
+            status = s;
+          },
+          onResponseData(_c, c) {
+            chunks.push(c);
+          },
+          onResponseEnd() {
+            resolve({ status, text: Buffer.concat(chunks).toString('utf8') });
+          },
+          onResponseError(_c, e) {
+            reject(e);
+          },
+        },
+      );
+    });
+  }
+
+  /** The simulator itself as a target. */
+  direct() {
+    return { name: 'direct', origin: this.sim.origin, base: '/v1', model: MODEL, headers: {}, child: null, stop: async () => {} };
+  }
+
+  async bare(connections = 10_000) {
+    const n = ++this.seq;
+    const { child, info } = await startNode({
+      name: `bare-${n}`,
+      script: join(this.root, 'bench/bare-proxy.js'),
+      nodeArgs: this.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${this.cpuProfDir}`, `--cpu-prof-name=bare-${n}.cpuprofile`] : [],
+      args: ['--upstream', this.sim.origin, '--port', '0', '--connections', String(connections)],
+      dir: this.dir,
+      cpu: this.cpus.proxy,
+      ready: (line) => jsonLine(line)?.url,
+    });
+    return { name: 'bare', origin: info, base: '/v1', model: MODEL, headers: {}, child, stop: () => child.stop() };
+  }
+
+  /**
+   * A gateway in front of the simulator. features: null (no keys, limits or budgets),
+   * 'memory' or 'redis' (keys, rate limits, budgets at every scope, explicit breaker).
+   */
+  async gateway({ features = null, name = 'gateway' } = {}) {
+    const n = ++this.seq;
+    const key = `sk-bench-${this.tag}`;
+    const policy = {
+      server: { drain_timeout_ms: 1000 },
+      backends: {
+        sim: {
+          type: 'openai',
+          base_url: this.sim.base,
+          api_key: 'sk-sim-not-a-real-key',
+          pool_size: 10_000,
+          timeout_ms: 120_000,
+          idle_timeout_ms: 120_000,
+        },
+      },
+      models: {
+        [MODEL]: {
+          deployments: [{ backend: 'sim', model: 'sim-model', weight: 1 }],
+          pricing: { input_per_mtok: 0.15, output_per_mtok: 0.6 },
+        },
+      },
+    };
+    let redisPrefix;
+    if (features) {
+      Object.assign(policy.models[MODEL], { limits: HUGE, budget: BIG_BUDGET });
+      policy.keys = [
+        { key, name: 'bench', team: 'bench-team', user: 'bench-user', limits: HUGE, budget: BIG_BUDGET },
+      ];
+      policy.teams = { 'bench-team': { limits: HUGE, budget: BIG_BUDGET } };
+      policy.users = { 'bench-user': { limits: HUGE, budget: BIG_BUDGET } };
+      policy.global = { limits: HUGE, budget: BIG_BUDGET };
+      policy.circuit_breaker = { window_s: 30, min_requests: 20, error_rate: 0.5, cooldown_s: 30 };
+      if (features === 'redis') {
+        redisPrefix = `llmgw-bench-${this.tag}-${n}:`;
+        policy.state = { store: 'redis', redis_url: this.redisUrl, redis_prefix: redisPrefix };
+      } else {
+        policy.state = { store: 'memory' };
+      }
+    }
+    // YAML is a superset of JSON: the policy file is written as JSON.
+    const file = join(this.dir, `policies-${n}.yaml`);
+    writeFileSync(file, JSON.stringify(policy, null, 2));
+    const nodeArgs = this.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${this.cpuProfDir}`, `--cpu-prof-name=${name}-${n}.cpuprofile`] : [];
+    nodeArgs.push(...this.gatewayNodeArgs);
+    const { child, info } = await startNode({
+      name: `${name}-${n}`,
+      script: join(this.root, 'dist/main.js'),
+      args: ['--policies', file, '--port', '0'],
+      nodeArgs,
+      dir: this.dir,
+      cpu: this.cpus.proxy,
+      // The request log line (level info) carries ttft_ms / tpot_ms, which the streams scenario reads.
+      env: { GATEWAY_HOST: '127.0.0.1', GATEWAY_LOG_LEVEL: 'info' },
+      ready: (line) => {
+        const j = jsonLine(line);
+        return j?.msg === 'listening' ? j.port : undefined;
+      },
+    });
+    const target = {
+      name,
+      origin: `http://127.0.0.1:${info}`,
+      base: '/v1',
+      model: MODEL,
+      headers: features ? { authorization: `Bearer ${key}` } : {},
+      child,
+      policyFile: file,
+      redisPrefix,
+      stop: async () => {
+        await child.stop(5000);
+        if (redisPrefix) await this.dropRedisKeys(redisPrefix).catch(() => {});
+      },
+    };
+    return target;
+  }
+
+  async redisReachable() {
+    const { Redis } = await import('ioredis');
+    const r = new Redis(this.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 1000, retryStrategy: () => null });
+    r.on('error', () => {});
+    try {
+      await r.connect();
+      return (await r.ping()) === 'PONG';
+    } catch {
+      return false;
+    } finally {
+      r.disconnect();
+    }
+  }
+
+  async dropRedisKeys(prefix) {
+    const { Redis } = await import('ioredis');
+    const r = new Redis(this.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, connectTimeout: 1000, retryStrategy: () => null });
+    r.on('error', () => {});
+    try {
+      await r.connect();
+      let cursor = '0';
+      do {
+        const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+        cursor = next;
+        if (keys.length) await r.del(...keys);
+      } while (cursor !== '0');
+    } finally {
+      r.disconnect();
+    }
+  }
+}
+
+/** A target given by URL (an existing deployment): nothing is started, nothing is stopped. */
+export function remoteTarget({ url, model, apiKey }) {
+  const u = new URL(url);
+  const base = u.pathname.replace(/\/+$/, '');
+  return {
+    name: 'target',
+    origin: u.origin,
+    base,
+    model,
+    headers: apiKey ? { authorization: `Bearer ${apiKey}` } : {},
+    child: null,
+    remote: true,
+    stop: async () => {},
+  };
+}
+
+/** Resident memory of a target in bytes: /proc for a local process, else the gateway's /metrics. */
+export async function targetRss(target) {
+  if (target.child) return target.child.rss();
+  const m = await scrape(target);
+  return m.llm_gateway_process_resident_memory_bytes ?? NaN;
+}
+
+/** Unlabelled samples of GET /metrics as {name: value}. */
+export async function scrape(target) {
+  const pool = new Pool(target.origin, { connections: 1 });
+  try {
+    const chunks = [];
+    const r = await new Promise((resolve) => {
+      let status = 0;
+      pool.dispatch(
+        { method: 'GET', path: '/metrics', headers: {} },
+        {
+          onRequestStart() {},
+          onResponseStart(_c, s) {
+            status = s;
+          },
+          onResponseData(_c, c) {
+            chunks.push(c);
+          },
+          onResponseEnd() {
+            resolve({ status });
+          },
+          onResponseError() {
+            resolve({ status: 0 });
+          },
+        },
+      );
+    });
+    const out = {};
+    if (r.status !== 200) return out;
+    for (const line of Buffer.concat(chunks).toString('utf8').split('\n')) {
+      const m = /^([a-zA-Z_:][\w:]*)\s+(\S+)$/.exec(line);
+      if (m) out[m[1]] = Number(m[2]);
+    }
+    return out;
+  } finally {
+    await pool.destroy();
+  }
+}
+
+export { request };

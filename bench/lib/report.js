@@ -1,0 +1,277 @@
+// Tables for the terminal (and, with markdown: true, for PERFORMANCE.md) and the PASS/MISS
+// verdict on each target.
+import { MB } from './stats.js';
+
+const KB = 1024;
+
+function fmt(v, digits = 2) {
+  if (v === undefined || v === null || Number.isNaN(v)) return '-';
+  if (typeof v === 'string') return v;
+  if (Math.abs(v) >= 1000) return Math.round(v).toLocaleString('en-US');
+  return v.toFixed(digits);
+}
+const signed = (v, d = 2) => (v === undefined || v === null || Number.isNaN(v) ? '-' : `${v >= 0 ? '+' : ''}${fmt(v, d)}`);
+const mb = (b) => (Number.isFinite(b) ? (b / MB).toFixed(1) : '-');
+const pct = (r) => (Number.isFinite(r) ? `${(r * 100).toFixed(0)}%` : '-');
+
+/** align: one 'l' or 'r' per column (default: first column left, the rest right). */
+export function table(head, rows, { markdown = false, align } = {}) {
+  const cells = [head, ...rows].map((r) => r.map((c) => String(c ?? '-')));
+  const widths = head.map((_, i) => Math.max(...cells.map((r) => r[i].length)));
+  const left = (i) => (align ? align[i] === 'l' : i === 0);
+  const pad = (c, i) => (left(i) ? c.padEnd(widths[i]) : c.padStart(widths[i]));
+  const line = (r) => (markdown ? `| ${r.map(pad).join(' | ')} |` : r.map(pad).join('  ').trimEnd());
+  const out = [line(cells[0])];
+  out.push(
+    markdown
+      ? `| ${widths.map((w, i) => (left(i) ? '-'.repeat(w) : `${'-'.repeat(Math.max(1, w - 1))}:`)).join(' | ')} |`
+      : widths.map((w) => '-'.repeat(w)).join('  '),
+  );
+  for (const r of cells.slice(1)) out.push(line(r));
+  return out.join('\n');
+}
+
+function errs(r) {
+  const n = (r.non2xx ?? 0) + (r.errors ?? 0) + (r.timeouts ?? 0) + (r.failed ?? 0);
+  return String(n);
+}
+
+/** Every scenario's table, as text. */
+export function renderTables(results, { markdown = false } = {}) {
+  const s = results.scenarios;
+  const parts = [];
+  const h = (title) => parts.push(markdown ? `\n**${title}**\n` : `\n== ${title}`);
+  if (s.throughput?.targets) {
+    const st = s.throughput.settings;
+    h(`throughput: non-streamed, ${st.connections} connections, max rate, ${st.duration_s} s per target`);
+    parts.push(
+      table(
+        ['target', 'req/s', 'vs bare', 'vs direct', 'p50 ms', 'p99 ms', 'proxy CPU µs/req', 'errors'],
+        Object.entries(s.throughput.targets).map(([n, r]) => [
+          n,
+          fmt(r.rps, 0),
+          pct(r.vs_bare),
+          pct(r.vs_direct),
+          fmt(r.latency_ms?.p50),
+          fmt(r.latency_ms?.p99),
+          fmt(r.proxy_cpu_us_per_request, 0),
+          errs(r),
+        ]),
+        { markdown },
+      ),
+    );
+  }
+  if (s.latency?.targets) {
+    const st = s.latency.settings;
+    h(`latency: ${st.rate} req/s (${st.client}), ${st.duration_s} s per target; added = this target's percentile minus the reference's`);
+    parts.push(
+      table(
+        ['target', 'p50 ms', 'p99 ms', 'p99.9 ms', '+p50 vs direct', '+p99 vs direct', '+p99 vs bare', 'proxy CPU µs/req', 'errors'],
+        Object.entries(s.latency.targets).map(([n, r]) => [
+          n,
+          fmt(r.latency_ms?.p50, 3),
+          fmt(r.latency_ms?.p99, 3),
+          fmt(r.latency_ms?.p99_9, 3),
+          signed(r.added_vs_direct_ms?.p50, 3),
+          signed(r.added_vs_direct_ms?.p99, 3),
+          n === 'bare' || n === 'direct' ? '-' : signed(r.added_vs_bare_ms?.p99, 3),
+          fmt(r.proxy_cpu_us_per_request, 0),
+          errs(r),
+        ]),
+        { markdown },
+      ),
+    );
+  }
+  for (const [key, sc] of Object.entries(s)) {
+    if (!key.startsWith('streams') || !sc?.targets) continue;
+    const st = sc.settings;
+    const timing = st.sim
+      ? `TTFT ${st.sim.ttft_ms} ms, TPOT ${st.sim.tpot_ms} ms, ${st.sim.output_tokens} tokens`
+      : `timing set by the target, max_tokens ${st.max_tokens}`;
+    const ideal = st.ideal_chunks_per_s ? ` (ideal ${fmt(st.ideal_chunks_per_s, 0)} chunks/s)` : '';
+    h(`streams: ${st.streams} concurrent, ${timing}, ${st.duration_s} s per target${ideal}; chunk delay = client arrival − sim_ts`);
+    parts.push(
+      table(
+        ['target', 'TTFT p50', 'TTFT p99', '+TTFT p50', '+TTFT p99', 'delay p50', 'delay p99', '+p99 vs direct', '+p99 vs bare', 'chunks/s', 'of ideal', 'proxy CPU µs/chunk', 'errors'],
+        Object.entries(sc.targets).map(([n, r]) => [
+          n,
+          fmt(r.ttft_ms?.p50, 2),
+          fmt(r.ttft_ms?.p99, 2),
+          n === 'direct' ? '-' : signed(r.added_ttft_vs_direct_ms?.p50, 2),
+          n === 'direct' ? '-' : signed(r.added_ttft_vs_direct_ms?.p99, 2),
+          fmt(r.chunk_delay_ms?.p50, 3),
+          fmt(r.chunk_delay_ms?.p99, 3),
+          n === 'direct' ? '-' : signed(r.added_chunk_delay_vs_direct_ms?.p99, 3),
+          n === 'direct' || n === 'bare' ? '-' : signed(r.added_chunk_delay_vs_bare_ms?.p99, 3),
+          fmt(r.chunks_per_s, 0),
+          st.ideal_chunks_per_s ? pct(r.chunks_per_s / st.ideal_chunks_per_s) : '-',
+          fmt(r.proxy_cpu_us_per_chunk, 1),
+          errs(r),
+        ]),
+        { markdown },
+      ),
+    );
+    const m = Object.entries(sc.measurement ?? {});
+    if (m.length) {
+      parts.push(
+        (markdown ? '\n' : '') +
+          table(
+            ['gateway measurement', 'compared', 'TPOT |err| p50', 'TPOT |err| p99', 'TTFT |err| p50', 'TTFT |err| p99', 'TTFT bracket viol. p99', 'missing logs'],
+            m.map(([n, e]) => [
+              n,
+              e.compared,
+              fmt(e.tpot_abs_error_ms?.p50, 4),
+              fmt(e.tpot_abs_error_ms?.p99, 4),
+              fmt(e.ttft_abs_error_ms?.p50, 3),
+              fmt(e.ttft_abs_error_ms?.p99, 3),
+              fmt(e.ttft_bracket_violation_ms?.p99, 3),
+              e.missing_log_lines,
+            ]),
+            { markdown },
+          ),
+      );
+    }
+  }
+  if (s.features?.targets) {
+    const st = s.features.settings;
+    h(`features: throughput as above (${st.connections} connections), gateway with keys, limits, budgets, breaker`);
+    parts.push(
+      table(
+        ['target', 'req/s', 'vs bare', 'vs gateway', 'p50 ms', 'p99 ms', 'proxy CPU µs/req', 'errors'],
+        Object.entries(s.features.targets).map(([n, r]) => [
+          n,
+          fmt(r.rps, 0),
+          pct(r.vs_bare),
+          pct(r.vs_gateway),
+          fmt(r.latency_ms?.p50),
+          fmt(r.latency_ms?.p99),
+          fmt(r.proxy_cpu_us_per_request, 0),
+          errs(r),
+        ]),
+        { markdown },
+      ),
+    );
+    for (const note of s.features.notes ?? []) parts.push(`note: ${note}`);
+  } else if (s.features?.skipped) parts.push(`\nfeatures: skipped (${s.features.skipped})`);
+  if (s.memory?.targets) {
+    const st = s.memory.settings;
+    const levels = st.streams.map(String);
+    h(`memory (RSS MiB; ${st.rss_source}): idle, with N open streams, per-stream cost, and across a soak of ${st.soak_requests.toLocaleString('en-US')} requests`);
+    parts.push(
+      table(
+        ['target', st.remote ? 'at start' : 'idle', ...levels.map((l) => `${l} streams`), 'KiB/stream', `after ${st.soak_first / 1000}k req`, 'after soak', 'growth', 'live heap growth'],
+        Object.entries(s.memory.targets).map(([n, r]) => {
+          const per = perStream(r);
+          return [
+            n,
+            mb(r.rss_bytes?.idle ?? r.rss_bytes?.start),
+            ...levels.map((l) => mb(r.rss_bytes?.[l])),
+            Number.isFinite(per) ? (per / KB).toFixed(1) : '-',
+            mb(r.soak?.rss_after_first_bytes),
+            mb(r.soak?.rss_end_bytes),
+            r.soak ? `${signed(r.soak.growth_bytes / MB, 1)}` : '-',
+            Number.isFinite(r.soak?.live_heap_growth_bytes) ? signed(r.soak.live_heap_growth_bytes / MB, 1) : '-',
+          ];
+        }),
+        { markdown },
+      ),
+    );
+  }
+  return parts.join('\n');
+}
+
+function perStream(r) {
+  const p = r.per_stream_bytes ?? {};
+  const marginal = Object.entries(p).find(([k]) => !k.endsWith('_vs_idle'));
+  return marginal ? marginal[1] : Object.values(p)[0];
+}
+
+function streamsAt(s, want, pick) {
+  const levels = Object.keys(s)
+    .filter((k) => k.startsWith('streams') && s[k]?.targets)
+    .map((k) => s[k].settings.streams);
+  if (!levels.length) return undefined;
+  const n = levels.includes(want) ? want : pick(levels);
+  return { n, sc: s[`streams_${n}`], exact: n === want };
+}
+
+/** PASS/MISS for each target of issue [4], from one run's figures. */
+export function evaluate(results) {
+  const s = results.scenarios;
+  const out = [];
+  const add = (id, what, value, limit, pass, unit, note) => out.push({ id, what, value, limit, unit, pass, note });
+
+  const f = s.features?.targets;
+  if (f?.['gateway+features'] && f.bare) {
+    const cpuNote = (g) => {
+      const a = f.bare.proxy_cpu_us_per_request;
+      const b = g.proxy_cpu_us_per_request;
+      return a && b ? `≥ 80% (by CPU per request: ${pct(a / b)})` : '≥ 80%';
+    };
+    const g = f['gateway+features'];
+    add('throughput', 'throughput: gateway with all features (memory store) / bare proxy req/s', g.vs_bare, 0.8, g.vs_bare >= 0.8, 'ratio', cpuNote(g));
+    const gr = f['gateway+features(redis)'];
+    if (gr) add('throughput_redis', 'throughput: gateway with all features (redis store) / bare proxy req/s', gr.vs_bare, 0.8, gr.vs_bare >= 0.8, 'ratio', cpuNote(gr));
+  } else if (s.throughput?.targets?.gateway && s.throughput.targets.bare) {
+    const r = s.throughput.targets.gateway.vs_bare;
+    add('throughput', 'throughput: gateway (features scenario not run: no features) / bare proxy req/s', r, 0.8, r >= 0.8, 'ratio', '≥ 80%');
+  }
+
+  const l = s.latency?.targets?.gateway?.added_vs_bare_ms;
+  if (l) add('latency', `latency: p99 the gateway adds over the bare proxy at ${s.latency.settings.rate} req/s`, l.p99, 1, l.p99 <= 1, 'ms', '≤ 1 ms');
+
+  const hi = streamsAt(s, 1000, (ls) => Math.max(...ls));
+  const d = hi?.sc.targets.gateway?.added_chunk_delay_vs_bare_ms;
+  if (d) add('streams', `streams: p99 chunk delay the gateway adds over the bare proxy at ${hi.n} streams${hi.exact ? '' : ' (target is at 1000)'}`, d.p99, 1, d.p99 <= 1, 'ms', '≤ 1 ms');
+
+  const lo = streamsAt(s, 100, (ls) => Math.min(...ls));
+  const m = lo?.sc.measurement?.gateway;
+  if (m) {
+    const sfx = lo.exact ? '' : ' (target is at 100)';
+    if (m.tpot_abs_error_ms?.n) add('tpot_error', `measurement: gateway TPOT |error| p99 at ${lo.n} streams${sfx}`, m.tpot_abs_error_ms.p99, 1, m.tpot_abs_error_ms.p99 <= 1, 'ms', '≤ 1 ms');
+    const o = lo.sc.direct_overhead_ms;
+    const noise = o ? `; estimator noise, direct overhead p99 − p50: ${fmt(o.p99 - o.p50, 3)} ms` : '';
+    if (m.ttft_abs_error_ms?.n) add('ttft_error', `measurement: gateway TTFT |error| p99 at ${lo.n} streams (estimate)${sfx}`, m.ttft_abs_error_ms.p99, 1, m.ttft_abs_error_ms.p99 <= 1, 'ms', `≤ 1 ms${noise}`);
+    if (m.ttft_bracket_violation_ms?.n) add('ttft_bracket', `measurement: gateway TTFT outside [sim TTFT, client TTFT], p99 at ${lo.n} streams${sfx}`, m.ttft_bracket_violation_ms.p99, 1, m.ttft_bracket_violation_ms.p99 <= 1, 'ms', '≤ 1 ms (noise-free lower bound of the error)');
+  }
+
+  const g = s.memory?.targets?.gateway ?? s.memory?.targets?.target;
+  if (g) {
+    const idle = g.rss_bytes?.idle;
+    if (Number.isFinite(idle)) add('memory_idle', 'memory: gateway idle RSS', idle / MB, 80, idle <= 80 * MB, 'MiB', '≤ 80 MiB');
+    const per = perStream(g);
+    if (Number.isFinite(per)) add('memory_per_stream', 'memory: gateway RSS per open stream', per / KB, 60, per <= 60 * KB, 'KiB', '≤ 60 KiB');
+    if (g.soak) {
+      const allowed = Math.max(8 * MB, 0.1 * g.soak.rss_after_first_bytes);
+      add(
+        'memory_soak',
+        `memory: RSS growth from ${g.soak.series[0].requests.toLocaleString('en-US')} to ${g.soak.requests.toLocaleString('en-US')} requests`,
+        g.soak.growth_bytes / MB,
+        allowed / MB,
+        g.soak.growth_bytes <= allowed,
+        'MiB',
+        `≤ max(8 MiB, 10% of RSS after the first segment) = ${(allowed / MB).toFixed(1)} MiB`,
+      );
+      const lh = g.soak.live_heap_growth_bytes;
+      if (Number.isFinite(lh)) {
+        const allowedHeap = Math.max(4 * MB, 0.1 * g.soak.live_heap_first_bytes);
+        add(
+          'memory_soak_heap',
+          'memory: live heap growth over the soak (lowest heap used, first vs last segments)',
+          lh / MB,
+          allowedHeap / MB,
+          lh <= allowedHeap,
+          'MiB',
+          `≤ max(4 MiB, 10%) = ${(allowedHeap / MB).toFixed(1)} MiB`,
+        );
+      }
+    }
+  }
+  return out;
+}
+
+export function renderVerdicts(list, { markdown = false } = {}) {
+  if (!list.length) return '';
+  const rows = list.map((t) => [t.pass ? 'PASS' : 'MISS', t.what, t.unit === 'ratio' ? pct(t.value) : `${fmt(t.value, 3)} ${t.unit}`, t.note]);
+  return (markdown ? '\n**targets**\n\n' : '\n== targets\n') + table(['', 'target', 'measured', 'limit'], rows, { markdown, align: ['l', 'l', 'r', 'l'] });
+}

@@ -1,0 +1,625 @@
+// The five scenarios. Each runs every target in turn (direct, bare proxy, gateway; or the
+// one --target-url), a fresh proxy process per target, and returns plain figures.
+import { autocannonRun, pacedRun, request } from './loadgen.js';
+import { openStream, streamPool } from './streams.js';
+import { Samples, summarize, round, nowMs, median, MB } from './stats.js';
+import { targetRss, scrape } from './lab.js';
+import { Pool } from 'undici';
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const PROMPT = [{ role: 'user', content: 'Write one sentence about reverse proxies.' }];
+
+export function chatBody(model, extra = {}) {
+  return JSON.stringify({ model, messages: PROMPT, ...extra });
+}
+
+function headersFor(t, extra = {}) {
+  return { 'content-type': 'application/json', ...t.headers, ...extra };
+}
+
+/** The targets a scenario runs, as specs ctx.up() turns into running targets. */
+function baseSpecs(ctx) {
+  if (ctx.remote) return [{ kind: 'remote', name: 'target' }];
+  return ctx.opts.targets.map((k) => ({ kind: k, name: k }));
+}
+
+async function withTarget(ctx, spec, fn) {
+  ctx.progress.update(`starting ${spec.name}`, { force: true });
+  const t = await ctx.up(spec);
+  try {
+    return await fn(t);
+  } finally {
+    await t.stop();
+  }
+}
+
+/** Differences of a target's percentiles from a reference's. */
+function added(s, ref, keys = ['p50', 'p99', 'p99_9']) {
+  if (!s || !ref || !s.n || !ref.n) return undefined;
+  const out = {};
+  for (const k of keys) out[k] = round(s[k] - ref[k], 3);
+  return out;
+}
+
+function rrParams(ctx, t) {
+  return {
+    url: t.origin + t.base + '/chat/completions',
+    origin: t.origin,
+    path: t.base + '/chat/completions',
+    headers: headersFor(t),
+    body: chatBody(t.model, { max_tokens: 16 }),
+  };
+}
+
+/** Max-rate request/response load on one target (warm-up, then the measured run). */
+async function maxRate(ctx, t, label) {
+  const { connections, duration, warmup } = ctx.opts;
+  const p = rrParams(ctx, t);
+  if (warmup > 0) await autocannonRun({ ...p, connections, duration: warmup, progress: ctx.progress, label: `${label} ${t.name} warm-up` });
+  return withCpu(t, () => autocannonRun({ ...p, connections, duration, progress: ctx.progress, label: `${label} ${t.name}` }));
+}
+
+/**
+ * Runs `fn` and adds the CPU time the target's own process spent meanwhile (all threads, so
+ * the log writes of libuv's pool count too) per request, or per chunk for streams. Less
+ * sensitive to other load on the machine than req/s, since a descheduled process spends none.
+ */
+async function withCpu(t, fn, per = 'requests') {
+  const before = t.child?.cpuMs() ?? NaN;
+  const r = await fn();
+  const spent = (t.child?.cpuMs() ?? NaN) - before;
+  if (Number.isFinite(spent)) {
+    r.proxy_cpu_ms = round(spent, 0);
+    const n = per === 'chunks' ? r.chunks_total : r.requests;
+    if (n > 0) r[per === 'chunks' ? 'proxy_cpu_us_per_chunk' : 'proxy_cpu_us_per_request'] = round((spent * 1000) / n, 1);
+  }
+  return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. throughput: non-streamed completions at max rate, fixed connections.
+
+export async function throughput(ctx) {
+  const { connections, duration } = ctx.opts;
+  await ctx.simConfig({ ttftMs: 0, tpotMs: 0, outputTokens: 16 });
+  const targets = {};
+  for (const spec of baseSpecs(ctx)) targets[spec.name] = await withTarget(ctx, spec, (t) => maxRate(ctx, t, 'throughput'));
+  ratios(targets);
+  return { settings: { connections, duration_s: duration, stream: false, sim: { ttft_ms: 0, tpot_ms: 0, output_tokens: 16 } }, targets };
+}
+
+function ratios(targets) {
+  const bare = targets.bare?.rps;
+  const direct = targets.direct?.rps;
+  for (const r of Object.values(targets)) {
+    if (bare) r.vs_bare = round(r.rps / bare, 3);
+    if (direct) r.vs_direct = round(r.rps / direct, 3);
+    if (targets.gateway?.rps && r !== targets.gateway) r.vs_gateway = round(r.rps / targets.gateway.rps, 3);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. latency: a fixed request rate well below saturation.
+
+export async function latency(ctx) {
+  const { rate, duration, warmup, latencyClient, connections } = ctx.opts;
+  await ctx.simConfig({ ttftMs: 0, tpotMs: 0, outputTokens: 16 });
+  const targets = {};
+  for (const spec of baseSpecs(ctx)) {
+    targets[spec.name] = await withTarget(ctx, spec, async (t) => {
+      const p = rrParams(ctx, t);
+      const label = `latency ${t.name}`;
+      if (latencyClient === 'autocannon') {
+        if (warmup > 0) await autocannonRun({ ...p, connections, overallRate: rate, duration: warmup, progress: ctx.progress, label: `${label} warm-up` });
+        return withCpu(t, () => autocannonRun({ ...p, connections, overallRate: rate, duration, progress: ctx.progress, label }));
+      }
+      if (warmup > 0) await pacedRun({ ...p, rate, duration: warmup, progress: ctx.progress, label: `${label} warm-up` });
+      return withCpu(t, () => pacedRun({ ...p, rate, duration, progress: ctx.progress, label }));
+    });
+  }
+  for (const r of Object.values(targets)) {
+    r.added_vs_direct_ms = added(r.latency_ms, targets.direct?.latency_ms);
+    r.added_vs_bare_ms = added(r.latency_ms, targets.bare?.latency_ms);
+  }
+  return { settings: { rate, duration_s: duration, client: latencyClient, sim: { ttft_ms: 0, tpot_ms: 0, output_tokens: 16 } }, targets };
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. streams: N concurrent streamed completions with realistic timing.
+
+export async function streams(ctx, n) {
+  const { ttftMs, tpotMs, outputTokens, duration } = ctx.opts;
+  await ctx.simConfig({ ttftMs, tpotMs, outputTokens });
+  const targets = {};
+  const recsByTarget = {};
+  const children = {};
+  for (const spec of baseSpecs(ctx)) {
+    const { result, recs, child } = await withTarget(ctx, spec, async (t) => ({ ...(await streamRun(ctx, t, n)), child: t.child }));
+    targets[spec.name] = result;
+    recsByTarget[spec.name] = recs;
+    children[spec.name] = child;
+  }
+  const direct = targets.direct;
+  for (const r of Object.values(targets)) {
+    r.added_ttft_vs_direct_ms = added(r.ttft_ms, direct?.ttft_ms);
+    r.added_chunk_delay_vs_direct_ms = added(r.chunk_delay_ms, direct?.chunk_delay_ms);
+    r.added_chunk_delay_vs_bare_ms = added(r.chunk_delay_ms, targets.bare?.chunk_delay_ms);
+  }
+  // Client↔server overhead seen on direct streams: client TTFT minus the simulator's own TTFT.
+  let directOverhead;
+  if (recsByTarget.direct) {
+    const o = recsByTarget.direct.filter((r) => Number.isFinite(r.simT0) && Number.isFinite(r.firstSim)).map((r) => r.firstAt - r.sendAt - (r.firstSim - r.simT0));
+    if (o.length) directOverhead = { median_ms: round(median(o), 3), ...summarize(o) };
+  }
+  const measurement = {};
+  for (const [name, child] of Object.entries(children)) {
+    if (!child || name === 'bare') continue;
+    measurement[name] = measurementError(child.log(), recsByTarget[name], directOverhead?.median_ms);
+  }
+  return {
+    settings: {
+      streams: n,
+      duration_s: duration,
+      // A remote target's model decides its own timing; max_tokens is still sent.
+      sim: ctx.remote ? null : { ttft_ms: ttftMs, tpot_ms: tpotMs, output_tokens: outputTokens },
+      max_tokens: outputTokens,
+      ideal_chunks_per_s: ctx.remote ? null : round((n * outputTokens * 1000) / (ttftMs + Math.max(0, outputTokens - 1) * tpotMs), 0),
+    },
+    targets,
+    direct_overhead_ms: directOverhead,
+    measurement,
+  };
+}
+
+/**
+ * N workers, each opening a stream, reading it to the end, and opening the next. Starts are
+ * spread over a ramp; streams sent during the ramp/warm-up are not measured, chunks are
+ * counted when they arrive inside the measured window.
+ */
+async function streamRun(ctx, t, n) {
+  const { ttftMs, tpotMs, outputTokens, duration, warmup } = ctx.opts;
+  const pool = streamPool(t.origin, n + 8);
+  const path = t.base + '/chat/completions';
+  const body = Buffer.from(chatBody(t.model, { stream: true, max_tokens: outputTokens }));
+  const streamMs = t.remote ? 2000 : ttftMs + Math.max(0, outputTokens - 1) * tpotMs;
+  const ramp = Math.min(2000, Math.max(100, streamMs));
+  const start = nowMs();
+  const mStart = start + Math.max(ramp, warmup * 1000);
+  const mEnd = mStart + duration * 1000;
+  const delays = new Samples(1 << 16);
+  const gaps = new Samples(1 << 16);
+  const simLate = new Samples(1 << 16);
+  const ttft = new Samples();
+  const recs = [];
+  const errorKinds = {};
+  let chunksInWindow = 0;
+  let started = 0;
+  let completed = 0;
+  let failed = 0;
+  let open = 0;
+  const prefix = `bench-${ctx.tag}-${t.name}-${n}-`;
+  const onChunk = (rec, at, ts, prevAt, prevSim) => {
+    if (at < mStart || at > mEnd) return;
+    chunksInWindow++;
+    if (ts === ts) delays.push(at - ts); // ts === ts: not NaN
+    if (prevAt === prevAt) gaps.push(at - prevAt);
+    if (ts === ts && prevSim === prevSim) simLate.push(ts - prevSim - tpotMs);
+  };
+  const headers = headersFor(t);
+  const worker = async (w) => {
+    await sleep((w * ramp) / n);
+    while (nowMs() < mEnd) {
+      const id = prefix + started++;
+      open++;
+      const rec = await openStream(pool, { path, headers: { ...headers, 'x-request-id': id }, body, id, onChunk }).done;
+      open--;
+      if (rec.error) {
+        failed++;
+        errorKinds[rec.error] = (errorKinds[rec.error] ?? 0) + 1;
+      } else completed++;
+      if (rec.sendAt >= mStart && rec.sendAt <= mEnd) {
+        delete rec.controller;
+        delete rec.done;
+        recs.push(rec);
+        if (!rec.error && rec.n > 0) ttft.push(rec.firstAt - rec.sendAt);
+      }
+    }
+  };
+  // CPU time of each process over the measured window: who is saturated.
+  const simChild = ctx.lab?.sim?.child;
+  const cpu = {};
+  const cpuMark = (k) => {
+    cpu[k] = { proxy: t.child?.cpuMs() ?? NaN, simulator: simChild?.cpuMs() ?? NaN, load_generator: (process.cpuUsage().user + process.cpuUsage().system) / 1000 };
+  };
+  const markStart = setTimeout(() => cpuMark('start'), Math.max(0, mStart - nowMs()));
+  const markEnd = setTimeout(() => cpuMark('end'), Math.max(0, mEnd - nowMs()));
+  const timer = setInterval(() => {
+    const now = nowMs();
+    const phase = now < mStart ? 'ramp' : now <= mEnd ? `${((now - mStart) / 1000).toFixed(1)}/${duration}s` : 'drain';
+    ctx.progress.update(`streams(${n}) ${t.name} ${phase}  open ${open}  done ${completed}  failed ${failed}  chunks ${chunksInWindow}`);
+  }, 250);
+  try {
+    await Promise.all(Array.from({ length: n }, (_, w) => worker(w)));
+  } finally {
+    clearInterval(timer);
+    clearTimeout(markStart);
+    clearTimeout(markEnd);
+    await pool.destroy();
+  }
+  const measured = recs.filter((r) => !r.error);
+  const cpuWindow = {};
+  if (cpu.start && cpu.end) {
+    for (const k of Object.keys(cpu.start)) {
+      const v = cpu.end[k] - cpu.start[k];
+      if (Number.isFinite(v)) cpuWindow[k] = round((100 * v) / (duration * 1000), 1);
+    }
+  }
+  const proxyCpu = cpu.start && cpu.end ? cpu.end.proxy - cpu.start.proxy : NaN;
+  return {
+    recs: measured,
+    result: {
+      streams: n,
+      started,
+      completed,
+      failed,
+      error_kinds: errorKinds,
+      measured_streams: recs.length,
+      ttft_ms: summarize(ttft),
+      chunk_delay_ms: summarize(delays),
+      chunk_gap_ms: summarize(gaps),
+      sim_lateness_ms: summarize(simLate),
+      chunks_per_s: round(chunksInWindow / duration, 0),
+      chunks_per_stream: measured.length ? round(measured.reduce((a, r) => a + r.n, 0) / measured.length, 2) : 0,
+      cpu_percent_in_window: cpuWindow,
+      proxy_cpu_us_per_chunk: Number.isFinite(proxyCpu) && chunksInWindow > 0 ? round((proxyCpu * 1000) / chunksInWindow, 2) : undefined,
+    },
+  };
+}
+
+/**
+ * The gateway's own TTFT/TPOT (its per-request log line, matched by the x-request-id we sent)
+ * against what the stream shows:
+ *  - TPOT truth = (sim_ts of the last content chunk − sim_ts of the first) / (n − 1), the
+ *    simulator's exact send times; the gateway logs (its last − first token time) / (output − 1).
+ *  - TTFT truth = first token leaving the gateway − the gateway receiving the request. Neither
+ *    instant is visible from outside, so it is estimated as client TTFT − the median client↔server
+ *    overhead of direct streams (client TTFT − the simulator's own TTFT, x-sim-request-ms to the
+ *    first sim_ts). The estimate carries the per-request noise of two loopback legs.
+ *  - A noise-free check: the gateway's window lies inside the client's and contains the
+ *    simulator's, so sim TTFT ≤ ttft_ms ≤ client TTFT must hold; the bracket violation
+ *    max(0, sim TTFT − ttft_ms, ttft_ms − client TTFT) is a lower bound on the error.
+ */
+export function measurementError(logText, recs, directOverheadMs) {
+  const byId = new Map();
+  for (const line of logText.split('\n')) {
+    if (!line.includes('"msg":"request"')) continue;
+    try {
+      const j = JSON.parse(line);
+      if (typeof j.request_id === 'string') byId.set(j.request_id, j);
+    } catch {
+      /* a torn line at a crash; ignore */
+    }
+  }
+  const tpotErr = [];
+  const ttftErr = [];
+  const viol = [];
+  let compared = 0;
+  let missing = 0;
+  let tokenMismatch = 0;
+  let noTpot = 0;
+  for (const r of recs ?? []) {
+    const l = byId.get(r.id);
+    if (!l) {
+      missing++;
+      continue;
+    }
+    compared++;
+    if (l.tokens?.output !== undefined && l.tokens.output !== r.n) tokenMismatch++;
+    if (typeof l.tpot_ms === 'number' && r.n > 1 && Number.isFinite(r.firstSim)) tpotErr.push(l.tpot_ms - (r.lastSim - r.firstSim) / (r.n - 1));
+    else noTpot++;
+    if (typeof l.ttft_ms === 'number') {
+      const client = r.firstAt - r.sendAt;
+      if (directOverheadMs !== undefined) ttftErr.push(l.ttft_ms - (client - directOverheadMs));
+      if (Number.isFinite(r.simT0) && Number.isFinite(r.firstSim)) viol.push(Math.max(0, r.firstSim - r.simT0 - l.ttft_ms, l.ttft_ms - client));
+    }
+  }
+  const abs = (a) => a.map(Math.abs);
+  return {
+    compared,
+    missing_log_lines: missing,
+    token_count_mismatches: tokenMismatch,
+    without_tpot: noTpot,
+    tpot_error_ms: summarize(tpotErr, 4),
+    tpot_abs_error_ms: summarize(abs(tpotErr), 4),
+    ttft_error_ms: summarize(ttftErr, 4),
+    ttft_abs_error_ms: summarize(abs(ttftErr), 4),
+    ttft_bracket_violation_ms: summarize(viol, 4),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. features: throughput with keys, rate limits, budgets and breakers on.
+
+export async function features(ctx) {
+  const { connections, duration } = ctx.opts;
+  if (ctx.remote) return { skipped: 'features compares gateway configurations the benchmark starts itself; not available with --target-url' };
+  await ctx.simConfig({ ttftMs: 0, tpotMs: 0, outputTokens: 16 });
+  const specs = baseSpecs(ctx);
+  const notes = [];
+  if (ctx.opts.targets.includes('gateway')) {
+    specs.push({ kind: 'gateway', features: 'memory', name: 'gateway+features' });
+    if (await ctx.lab.redisReachable()) specs.push({ kind: 'gateway', features: 'redis', name: 'gateway+features(redis)' });
+    else notes.push(`redis at ${ctx.opts.redisUrl} unreachable: the redis store variant was skipped`);
+  }
+  const targets = {};
+  const admission = {};
+  for (const spec of specs) {
+    targets[spec.name] = await withTarget(ctx, spec, async (t) => {
+      if (spec.features) admission[spec.name] = await probeAdmission(ctx, t);
+      const r = await maxRate(ctx, t, 'features');
+      if (spec.features) Object.assign(admission[spec.name], await admissionMetrics(t));
+      return r;
+    });
+  }
+  ratios(targets);
+  return {
+    settings: {
+      connections,
+      duration_s: duration,
+      stream: false,
+      sim: { ttft_ms: 0, tpot_ms: 0, output_tokens: 16 },
+      features: 'one virtual key; rpm/tpm/concurrency limits and budgets on key, user, team, model and global scopes (values never reached); circuit breaker on',
+    },
+    targets,
+    admission,
+    notes,
+  };
+}
+
+/** One request through a features gateway: is admission visibly at work (x-ratelimit-* headers)? And does a wrong key get 401? */
+async function probeAdmission(ctx, t) {
+  const pool = new Pool(t.origin, { connections: 1 });
+  try {
+    const body = chatBody(t.model, { max_tokens: 4 });
+    let headers = {};
+    const ok = await new Promise((resolve) => {
+      let status = 0;
+      pool.dispatch(
+        { method: 'POST', path: t.base + '/chat/completions', headers: headersFor(t), body },
+        {
+          onRequestStart() {},
+          onResponseStart(_c, s, h) {
+            status = s;
+            headers = h;
+          },
+          onResponseData() {},
+          onResponseEnd() {
+            resolve(status);
+          },
+          onResponseError() {
+            resolve(0);
+          },
+        },
+      );
+    });
+    const bad = await request(pool, { method: 'POST', path: t.base + '/chat/completions', headers: { 'content-type': 'application/json', authorization: 'Bearer sk-wrong' }, body });
+    return {
+      probe_status: ok,
+      wrong_key_status: bad.status,
+      ratelimit_headers: Object.keys(headers).filter((h) => h.startsWith('x-ratelimit-')),
+    };
+  } finally {
+    await pool.destroy();
+  }
+}
+
+async function admissionMetrics(t) {
+  const pool = new Pool(t.origin, { connections: 1 });
+  try {
+    const chunks = [];
+    await new Promise((resolve) => {
+      pool.dispatch(
+        { method: 'GET', path: '/metrics', headers: {} },
+        {
+          onRequestStart() {},
+          onResponseStart() {},
+          onResponseData(_c, c) {
+            chunks.push(c);
+          },
+          onResponseEnd: resolve,
+          onResponseError: resolve,
+        },
+      );
+    });
+    const text = Buffer.concat(chunks).toString('utf8');
+    const spend = text.split('\n').filter((l) => l.startsWith('llm_gateway_budget_spend_usd{'));
+    const limited = text.split('\n').filter((l) => l.startsWith('llm_gateway_rate_limited_total{'));
+    return { budget_spend_series: spend.length, rate_limited_series: limited.length };
+  } finally {
+    await pool.destroy();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. memory: RSS idle, with many open streams, and across a soak.
+
+async function rssSample(t, samples = 3, gapMs = 250) {
+  const v = [];
+  for (let i = 0; i < samples; i++) {
+    if (i) await sleep(gapMs);
+    v.push(await targetRss(t));
+  }
+  return median(v);
+}
+
+export async function memory(ctx) {
+  const { memoryStreams, soak, soakFirst, connections } = ctx.opts;
+  const specs = ctx.remote
+    ? [{ kind: 'remote', name: 'target' }]
+    : [
+        ...(ctx.opts.targets.includes('bare') ? [{ kind: 'bare', name: 'bare' }] : []),
+        ...(ctx.opts.targets.includes('gateway') ? [{ kind: 'gateway', features: 'memory', name: 'gateway' }] : []),
+      ];
+  const targets = {};
+  for (const spec of specs) {
+    targets[spec.name] = await withTarget(ctx, spec, async (t) => {
+      const out = { rss_bytes: {} };
+      // A remote deployment is measured as it is ("start"); a local one fresh and idle.
+      if (!t.remote) await sleep(1500);
+      out.rss_bytes[t.remote ? 'start' : 'idle'] = await rssSample(t);
+      if (!t.remote && memoryStreams.length) Object.assign(out, await openStreamsRss(ctx, t, memoryStreams, out.rss_bytes));
+      // A remote deployment is soaked as it is; a local gateway afresh, so the garbage of the
+      // thousands of aborted streams above (collected whenever V8 gets to it) is not mistaken
+      // for growth, or hides it.
+      if (spec.name !== 'bare' && soak > 0 && t.remote) out.soak = await soakRun(ctx, t, soak, Math.min(soakFirst, soak), connections);
+      return out;
+    });
+    if (!ctx.remote && spec.name !== 'bare' && soak > 0) {
+      targets[spec.name].soak = await withTarget(ctx, spec, async (t) => {
+        await sleep(1500);
+        const idle = await rssSample(t);
+        return { rss_start_bytes: idle, ...(await soakRun(ctx, t, soak, Math.min(soakFirst, soak), connections)) };
+      });
+    }
+  }
+  return {
+    settings: {
+      streams: memoryStreams,
+      stream_sim: { ttft_ms: 20, tpot_ms: 1000 },
+      soak_requests: soak,
+      soak_first: soakFirst,
+      connections,
+      gateway_policy: ctx.remote ? 'the deployment' : 'keys, limits, budgets (memory store), breaker: as in features',
+      soak_process: ctx.remote ? 'the deployment' : 'a fresh gateway process (not the one that held the open streams)',
+      remote: Boolean(ctx.remote),
+      rss_source: ctx.remote ? 'llm_gateway_process_resident_memory_bytes from /metrics' : 'VmRSS from /proc/PID/status',
+    },
+    targets,
+  };
+}
+
+/** Opens streams up to each level (long TPOT keeps them open), waits for each to be flowing, samples RSS. */
+async function openStreamsRss(ctx, t, levels, rss) {
+  await ctx.simConfig({ ttftMs: 20, tpotMs: 1000, outputTokens: 1_000_000 });
+  const max = Math.max(...levels);
+  const pool = streamPool(t.origin, max + 8);
+  const path = t.base + '/chat/completions';
+  const body = Buffer.from(chatBody(t.model, { stream: true }));
+  const headers = headersFor(t);
+  const recs = [];
+  const out = { open_streams: {}, failed_streams: 0 };
+  try {
+    for (const level of [...levels].sort((a, b) => a - b)) {
+      while (recs.length < level) {
+        recs.push(openStream(pool, { path, headers: { ...headers, 'x-request-id': `bench-${ctx.tag}-mem-${recs.length}` }, body, id: recs.length }));
+        if (recs.length % 100 === 0) {
+          ctx.progress.update(`memory ${t.name} opening streams ${recs.length}/${level}`);
+          await sleep(20);
+        }
+      }
+      const deadline = Date.now() + 60_000;
+      for (;;) {
+        const flowing = recs.filter((r) => r.n > 0).length;
+        const failed = recs.filter((r) => r.error).length;
+        ctx.progress.update(`memory ${t.name} streams flowing ${flowing}/${level}  failed ${failed}`);
+        if (flowing + failed >= level || Date.now() > deadline) break;
+        await sleep(200);
+      }
+      await sleep(2000);
+      rss[String(level)] = await rssSample(t);
+      out.open_streams[String(level)] = recs.filter((r) => r.n > 0 && !r.error).length;
+    }
+  } finally {
+    out.failed_streams = recs.filter((r) => r.error).length;
+    out.failed_kinds = {};
+    for (const r of recs) if (r.error) out.failed_kinds[r.error] = (out.failed_kinds[r.error] ?? 0) + 1;
+    await pool.destroy();
+    await Promise.all(recs.map((r) => r.done));
+  }
+  await sleep(1500);
+  rss.after_streams_closed = await rssSample(t);
+  const sorted = [...levels].sort((a, b) => a - b);
+  const lo = sorted[0];
+  const hi = sorted[sorted.length - 1];
+  out.per_stream_bytes = {
+    [`${hi}_vs_idle`]: Math.round((rss[String(hi)] - rss.idle) / hi),
+  };
+  if (hi !== lo) out.per_stream_bytes[`${hi}_vs_${lo}`] = Math.round((rss[String(hi)] - rss[String(lo)]) / (hi - lo));
+  await ctx.simConfig({ ttftMs: 0, tpotMs: 0, outputTokens: 16 });
+  return out;
+}
+
+/** `total` non-streamed requests in segments, RSS (and heap, from /metrics) after each. */
+async function soakRun(ctx, t, total, first, connections) {
+  await ctx.simConfig({ ttftMs: 0, tpotMs: 0, outputTokens: 16 });
+  const p = rrParams(ctx, t);
+  const segments = [first];
+  const rest = total - first;
+  const parts = Math.min(10, Math.max(1, Math.ceil(rest / first)));
+  for (let i = 0; i < parts && rest > 0; i++) segments.push(Math.round((rest * (i + 1)) / parts) - Math.round((rest * i) / parts));
+  const series = [];
+  let done = 0;
+  let non2xx = 0;
+  let errors = 0;
+  const started = performance.now();
+  // Heap used from /metrics twice a second: it saw-tooths with GC, and its lowest value in a
+  // segment (after a major GC) is the live heap, a steadier leak signal than RSS, which
+  // follows V8's heap sizing and seldom shrinks.
+  let segMin = Infinity;
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      const m = await scrape(t).catch(() => ({}));
+      const h = m.llm_gateway_nodejs_heap_size_used_bytes;
+      if (Number.isFinite(h) && h < segMin) segMin = h;
+      await sleep(500);
+    }
+  })();
+  try {
+    for (const amount of segments) {
+      if (amount <= 0) continue;
+      segMin = Infinity;
+      const r = await autocannonRun({ ...p, connections, amount, progress: ctx.progress, label: `memory soak ${t.name} ${done + amount}/${total}:` });
+      done += amount;
+      non2xx += r.non2xx;
+      errors += r.errors + r.timeouts;
+      await sleep(500);
+      const m = await scrape(t).catch(() => ({}));
+      const h = m.llm_gateway_nodejs_heap_size_used_bytes ?? null;
+      series.push({
+        requests: done,
+        rss_bytes: await rssSample(t, 3, 150),
+        heap_used_bytes: h,
+        heap_used_min_bytes: Number.isFinite(segMin) ? Math.min(segMin, h ?? Infinity) : h,
+      });
+    }
+  } finally {
+    sampling = false;
+    await sampler;
+  }
+  const firstRss = series[0].rss_bytes;
+  const lastRss = series[series.length - 1].rss_bytes;
+  const maxRss = Math.max(...series.map((s) => s.rss_bytes));
+  // Live heap: the lowest heap seen in the first segments vs in the last ones.
+  const lows = series.map((s) => s.heap_used_min_bytes).filter((v) => Number.isFinite(v));
+  const k = Math.max(1, Math.min(3, Math.floor(lows.length / 3)));
+  const liveFirst = lows.length ? Math.min(...lows.slice(0, k)) : null;
+  const liveLast = lows.length ? Math.min(...lows.slice(-k)) : null;
+  return {
+    requests: done,
+    non2xx,
+    errors,
+    seconds: round((performance.now() - started) / 1000, 1),
+    series,
+    rss_after_first_bytes: firstRss,
+    rss_end_bytes: lastRss,
+    rss_max_bytes: maxRss,
+    growth_bytes: lastRss - firstRss,
+    growth_bytes_per_request: round((lastRss - firstRss) / Math.max(1, done - series[0].requests), 2),
+    live_heap_first_bytes: liveFirst,
+    live_heap_last_bytes: liveLast,
+    live_heap_growth_bytes: liveFirst !== null && liveLast !== null ? liveLast - liveFirst : null,
+  };
+}
+
+export { MB };

@@ -1,0 +1,121 @@
+// Smoke test of the benchmark suite (bench/run.js) as users run it: a child process that
+// starts the simulator, the bare proxy and the gateway as processes of their own, drives load,
+// and writes a results JSON. A behaviour check only: the figures are never asserted on, just
+// that every target answered, without errors, and that the gateway's TTFT/TPOT could be
+// matched with the stream stamps. Everything the bench starts is stopped by the bench; the
+// bench itself is stopped here if it overruns.
+import { afterAll, describe, expect, it } from 'vitest';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+const children = new Set<ChildProcess>();
+let dir: string | undefined;
+
+afterAll(async () => {
+  await Promise.all([...children].map((c) => stop(c)));
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+/** SIGTERM (the bench then stops its own children), SIGKILL if it lingers. */
+function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((res) => {
+    const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+    child.once('exit', () => {
+      clearTimeout(t);
+      res();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function bench(args: string[], timeoutMs: number): Promise<RunResult> {
+  const child = spawn(process.execPath, ['bench/run.js', '--quiet', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const timer = setTimeout(() => void stop(child), timeoutMs);
+  return new Promise((res) => {
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      children.delete(child);
+      res({ code, stdout, stderr });
+    });
+  });
+}
+
+type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+async function results(file: string, run: RunResult): Promise<Json> {
+  expect(run.code, `bench exited ${run.code}\n${run.stderr}\n${run.stdout}`).toBe(0);
+  return JSON.parse(await readFile(file, 'utf8')) as Json;
+}
+
+describe('bench/run.js', () => {
+  it('runs throughput and streams against direct, bare proxy and gateway, and writes every figure', async () => {
+    expect(existsSync(join(ROOT, 'dist/main.js')), 'dist/ is built by the pretest script').toBe(true);
+    dir = await mkdtemp(join(tmpdir(), 'bench-test-'));
+    const tFile = join(dir, 'throughput.json');
+    const sFile = join(dir, 'streams.json');
+    // Both runs at once, to keep the test short; each one's figures are only checked for sanity.
+    const [tRun, sRun] = await Promise.all([
+      bench(['--scenario', 'throughput', '--duration', '1', '--connections', '4', '--out', tFile], 25_000),
+      bench(
+        ['--scenario', 'streams', '--streams', '10', '--duration', '2', '--ttft-ms', '20', '--tpot-ms', '10', '--output-tokens', '16', '--out', sFile],
+        25_000,
+      ),
+    ]);
+
+    const t = await results(tFile, tRun);
+    expect(t.node).toBe(process.version);
+    expect(t.machine.cores).toBeGreaterThan(0);
+    expect(typeof t.machine.cpu_model).toBe('string');
+    expect(t.settings.connections).toBe(4);
+    const tt = t.scenarios.throughput.targets as Json;
+    expect(Object.keys(tt).sort()).toEqual(['bare', 'direct', 'gateway']);
+    for (const [name, r] of Object.entries(tt)) {
+      expect(r.requests, name).toBeGreaterThan(0);
+      expect(r.rps, name).toBeGreaterThan(0);
+      expect(r.latency_ms.n, name).toBe(r.requests);
+      expect(r.latency_ms.p99, name).toBeGreaterThan(0);
+      expect([r.non2xx, r.errors, r.timeouts], name).toEqual([0, 0, 0]);
+    }
+    expect(tt.gateway.vs_bare).toBeGreaterThan(0);
+    expect(t.targets.map((x: Json) => x.id)).toContain('throughput');
+    expect(tRun.stdout).toMatch(/throughput/);
+    expect(tRun.stdout).toMatch(/(PASS|MISS) {2}throughput/);
+
+    const s = await results(sFile, sRun);
+    const sc = s.scenarios.streams_10 as Json;
+    expect(sc.settings.streams).toBe(10);
+    expect(Object.keys(sc.targets).sort()).toEqual(['bare', 'direct', 'gateway']);
+    for (const [name, r] of Object.entries(sc.targets as Json)) {
+      expect(r.completed, name).toBeGreaterThan(0);
+      expect(r.failed, name).toBe(0);
+      expect(r.chunks_per_stream, name).toBe(16);
+      expect(r.ttft_ms.n, name).toBeGreaterThan(0);
+      // Every content chunk carried the simulator's send stamp through the target.
+      expect(r.chunk_delay_ms.n, name).toBeGreaterThan(0);
+      expect(r.chunks_per_s, name).toBeGreaterThan(0);
+    }
+    const m = sc.measurement.gateway as Json;
+    expect(m.compared).toBeGreaterThan(0);
+    expect(m.missing_log_lines).toBe(0);
+    expect(m.token_count_mismatches).toBe(0);
+    expect(m.tpot_abs_error_ms.n).toBe(m.compared);
+    expect(m.ttft_abs_error_ms.n).toBe(m.compared);
+  }, 40_000);
+});
