@@ -1,8 +1,16 @@
 // The composition root: builds every stage from a policy and owns the server's lifetime.
 // A request takes one snapshot of the stages when it starts (gw.stages()), so a policy
 // reload swaps the snapshot without touching requests already in flight.
+//
+// reload(): parse and validate → build new stages from the old ones (each stage carries its
+// own state over: backends, breakers, admission) → swap → retire the old stages in the
+// background, once the requests that started under them are done. Reloads run one at a time.
 import type { Server, ServerResponse } from 'node:http';
+import { readFile } from 'node:fs/promises';
 import type { Policies } from './config/schema.js';
+import { parsePolicies, PolicyError } from './config/load.js';
+import { contentHash, watchPolicies, type PolicyWatcher } from './config/watch.js';
+import { diffPolicies, type PolicyChanges } from './config/diff.js';
 import { KeyRing } from './auth/index.js';
 import { PolicyTable } from './policy/index.js';
 import { createAdmission, type Admission } from './admission/index.js';
@@ -12,6 +20,7 @@ import { Metrics } from './telemetry/metrics.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
 import { createHttpServer } from './server/http.js';
 import './dashboard/index.js'; // registers GET /admin/stats (the live dashboard's data)
+import './config/admin.js'; // registers POST /admin/reload
 
 export interface Stages {
   policies: Policies;
@@ -27,7 +36,43 @@ export interface Stages {
 export interface GatewayOptions {
   logger?: Logger;
   metrics?: Metrics;
+  /** Where reload() reads the policy from. */
   policiesFile?: string;
+  /** contentHash() of the text the starting policy came from: a file event that finds it unchanged is ignored. */
+  policiesHash?: string;
+}
+
+export type ReloadSource = 'watch' | 'sighup' | 'admin';
+export type ReloadResult = { ok: true; changed: PolicyChanges; unchanged?: true } | { ok: false; problems: string[] };
+
+/** How long the previous stages wait for the requests that started under them (streams can be long). */
+const RETIRE_MAX_MS = 10 * 60_000;
+
+/** Builds every stage for a policy; with `prev` (a reload), each stage takes its state over from the old one. */
+async function buildStages(policies: Policies, metrics: Metrics, logger: Logger, prev?: Stages): Promise<Stages> {
+  const backends = await Backends.start(policies.backends, prev?.backends);
+  try {
+    const policy = new PolicyTable(policies);
+    const auth = new KeyRing(policies);
+    const router = new Router(policy, backends, metrics, policies, logger, prev?.router.breakers);
+    // Last: taking the old admission's state over has effects on it (its state file stops).
+    const admission = createAdmission(policies, { metrics, logger }, prev?.admission);
+    return { policies, policy, auth, admission, router, backends, metrics, logger };
+  } catch (e) {
+    // Close what was started for this policy only (backends carried over stay).
+    await (prev ? prev.backends.retire(backends) : backends.close());
+    throw e;
+  }
+}
+
+/** Resolves when none of `started` is in `inflight` any more, or after maxMs (polled on an unref'd timer). */
+async function finished(started: Set<ServerResponse>, inflight: Set<ServerResponse>, maxMs: number): Promise<void> {
+  const deadline = Date.now() + maxMs;
+  for (;;) {
+    for (const r of started) if (!inflight.has(r)) started.delete(r);
+    if (started.size === 0 || Date.now() >= deadline) return;
+    await new Promise((r) => setTimeout(r, 100).unref());
+  }
 }
 
 export class Gateway {
@@ -37,30 +82,120 @@ export class Gateway {
   readonly logger: Logger;
   private current: Stages;
   private draining = false;
+  /** The last reload (or a resolved promise): the next one starts after it. */
+  private reloading: Promise<unknown> = Promise.resolve();
+  /** A file-triggered reload queued and not started yet: more file events join it. */
+  private queuedWatch: Promise<ReloadResult> | undefined;
+  /** Hash of the policy text last tried (applied or refused): unchanged content is not re-applied on file events. */
+  private seenHash: string | undefined;
+  private watcher: PolicyWatcher | undefined;
+  /** Previous stages being retired, with the promise that ends when they are closed. */
+  private readonly retiring = new Map<Stages, Promise<void>>();
 
   private constructor(stages: Stages, readonly options: GatewayOptions) {
     this.current = stages;
     this.metrics = stages.metrics;
     this.logger = stages.logger;
+    this.seenHash = options.policiesHash;
     this.server = createHttpServer(this);
   }
 
   static async create(policies: Policies, options: GatewayOptions = {}): Promise<Gateway> {
     const metrics = options.metrics ?? new Metrics();
     const logger = options.logger ?? createLogger();
-    const backends = await Backends.start(policies.backends);
-    const policy = new PolicyTable(policies);
-    const stages: Stages = {
-      policies,
-      policy,
-      auth: new KeyRing(policies),
-      admission: createAdmission(policies, { metrics, logger }),
-      router: new Router(policy, backends, metrics, policies, logger),
-      backends,
-      metrics,
-      logger,
-    };
-    return new Gateway(stages, options);
+    return new Gateway(await buildStages(policies, metrics, logger), options);
+  }
+
+  /**
+   * Applies a new policy: `text`, or else the policies file. An invalid one is refused (the
+   * current policy keeps serving) and the result lists its problems, each with field path and
+   * line. Reloads run one at a time; a file event whose content is unchanged does nothing
+   * (SIGHUP and admin always re-apply: ${VAR}s may have changed).
+   */
+  reload(text: string | undefined, source: ReloadSource): Promise<ReloadResult> {
+    const fromFile = source === 'watch' && text === undefined;
+    if (fromFile && this.queuedWatch) return this.queuedWatch;
+    const run: Promise<ReloadResult> = this.reloading.then(() => {
+      if (this.queuedWatch === run) this.queuedWatch = undefined;
+      return this.apply(text, source);
+    });
+    if (fromFile) this.queuedWatch = run;
+    this.reloading = run.catch(() => undefined);
+    return run;
+  }
+
+  private async apply(text: string | undefined, source: ReloadSource): Promise<ReloadResult> {
+    const file = this.options.policiesFile ?? '(inline policy)';
+    if (this.draining) return { ok: false, problems: ['the gateway is shutting down'] };
+    if (text === undefined && !this.options.policiesFile) return this.refused(source, file, ['no policies file to reload from']);
+    let unreadable: Error | undefined;
+    text ??= await readFile(file, 'utf8').catch((e: Error) => ((unreadable = e), ''));
+    // What was tried last (a content, or why the file could not be read): a file event that
+    // finds the same does nothing, so an invalid file is refused (and counted) once, not at every poll.
+    const seen = unreadable ? `unreadable: ${unreadable.message}` : contentHash(text);
+    if (source === 'watch' && seen === this.seenHash) return this.unchanged();
+    this.seenHash = seen;
+    let policies: Policies;
+    try {
+      if (unreadable) throw unreadable;
+      policies = parsePolicies(text, file);
+    } catch (e) {
+      return this.refused(source, file, e instanceof PolicyError ? e.problems : [`${file}: ${(e as Error).message}`], e);
+    }
+    const prev = this.current;
+    let next: Stages;
+    try {
+      next = await buildStages(policies, this.metrics, this.logger, prev);
+    } catch (e) {
+      return this.refused(source, file, [`cannot apply the policy: ${(e as Error).message}`], e);
+    }
+    // (Should close() have started meanwhile: it waits for this reload, then closes `next`
+    // as the current stages and `prev` as retiring ones.)
+    this.current = next;
+    this.retire(prev, next);
+    const changed = diffPolicies(prev.policies, policies);
+    this.metrics.policyReloads.inc({ result: 'success' });
+    this.logger.info({ source, file, changed }, 'policy reloaded');
+    if (changed.needs_restart.length) {
+      this.logger.warn({ settings: changed.needs_restart }, 'policy reloaded, but these settings only apply after a restart');
+    }
+    return { ok: true, changed };
+  }
+
+  private unchanged(): ReloadResult {
+    return { ok: true, changed: diffPolicies(this.current.policies, this.current.policies), unchanged: true };
+  }
+
+  private refused(source: ReloadSource, file: string, problems: string[], err?: unknown): ReloadResult {
+    this.metrics.policyReloads.inc({ result: 'failure' });
+    // The problems say it all for an invalid policy; anything else keeps its stack for the log.
+    const e = err instanceof PolicyError ? undefined : err;
+    this.logger.warn({ source, file, problems, err: e }, 'policy reload refused: the previous policy keeps serving');
+    return { ok: false, problems };
+  }
+
+  /** Closes the previous stages once the requests that started under them are done. */
+  private retire(prev: Stages, next: Stages): void {
+    const started = new Set(this.inflight);
+    const done = Promise.all([
+      // Its tickets settle through the old admission: it waits for them itself.
+      prev.admission.retire(),
+      // A request may still open an exchange on an old backend (a retry): close pools after it.
+      finished(started, this.inflight, RETIRE_MAX_MS).then(() => next.backends.retire(prev.backends)),
+    ])
+      .then(() => undefined)
+      .catch((e: unknown) => this.logger.error({ err: e }, 'closing the previous policy\'s stages failed'))
+      .finally(() => this.retiring.delete(prev));
+    this.retiring.set(prev, done);
+  }
+
+  /** Reloads when the policies file changes (ConfigMap symlink swaps included). Closed by close(). */
+  watch(): void {
+    const file = this.options.policiesFile;
+    if (!file || this.watcher || this.draining) return;
+    this.watcher = watchPolicies(file, () => {
+      this.reload(undefined, 'watch').catch((e: unknown) => this.logger.error({ err: e }, 'policy reload failed'));
+    });
   }
 
   stages(): Stages {
@@ -95,6 +230,7 @@ export class Gateway {
   async close(drainMs = this.current.policies.server.drain_timeout_ms): Promise<void> {
     if (this.draining) return;
     this.draining = true;
+    this.watcher?.close();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
     const deadline = Date.now() + drainMs;
@@ -107,7 +243,15 @@ export class Gateway {
     }
     this.server.closeAllConnections();
     await closed;
+    // A reload still building finishes first: its stages are then the current ones, and the
+    // ones it replaced are retiring.
+    await this.reloading;
     const s = this.current;
+    // Every request is done or cut: previous stages being retired close now.
+    for (const old of this.retiring.keys()) void old.admission.close();
+    let t: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(this.retiring.values()), new Promise((r) => (t = setTimeout(r, 2_000)).unref())]);
+    clearTimeout(t);
     await s.admission.close();
     await s.backends.close();
   }

@@ -2,13 +2,16 @@
 // CLI: `llm-gateway [--policies FILE] [--port N] [--host H]` runs the gateway;
 // `llm-gateway check FILE` validates a policies file for ops' own CI.
 import { parseArgs } from 'node:util';
-import { loadPolicies, PolicyError } from './config/load.js';
+import { readFile } from 'node:fs/promises';
+import { loadPolicies, parsePolicies, PolicyError } from './config/load.js';
+import { contentHash } from './config/watch.js';
 import { Gateway } from './gateway.js';
 
 const USAGE = `usage:
   llm-gateway [--policies FILE] [--port N] [--host HOST]   run the gateway
   llm-gateway check FILE                                     validate a policies file
-environment: GATEWAY_POLICIES, GATEWAY_PORT, GATEWAY_HOST (default 127.0.0.1), GATEWAY_ADMIN_TOKEN, GATEWAY_LOG_LEVEL`;
+environment: GATEWAY_POLICIES, GATEWAY_PORT, GATEWAY_HOST (default 127.0.0.1), GATEWAY_ADMIN_TOKEN, GATEWAY_LOG_LEVEL
+signals: SIGHUP reloads the policies file (so do file changes and POST /admin/reload); SIGTERM/SIGINT drain and stop`;
 
 async function check(file: string | undefined): Promise<number> {
   if (!file) {
@@ -48,8 +51,10 @@ async function run(argv: string[]): Promise<number> {
 
   const file = values.policies ?? process.env.GATEWAY_POLICIES ?? 'policies/policies.yaml';
   let policies;
+  let text: string;
   try {
-    policies = await loadPolicies(file);
+    text = await readFile(file, 'utf8');
+    policies = parsePolicies(text, file);
   } catch (e) {
     console.error(e instanceof PolicyError ? e.message : `${file}: ${(e as Error).message}`);
     return 1;
@@ -60,9 +65,14 @@ async function run(argv: string[]): Promise<number> {
     console.error(`invalid port: ${values.port ?? process.env.GATEWAY_PORT}`);
     return 2;
   }
-  const gw = await Gateway.create(policies, { policiesFile: file });
+  const gw = await Gateway.create(policies, { policiesFile: file, policiesHash: contentHash(text) });
   const addr = await gw.listen(port, host);
   gw.logger.info({ host: addr.host, port: addr.port, policies: file, models: Object.keys(policies.models) }, 'listening');
+  // Hot reload: file changes (ConfigMap swaps included), SIGHUP, POST /admin/reload.
+  gw.watch();
+  process.on('SIGHUP', () => {
+    gw.reload(undefined, 'sighup').catch((e: unknown) => gw.logger.error({ err: e }, 'policy reload failed'));
+  });
 
   let stopping = false;
   const stop = (signal: string) => {

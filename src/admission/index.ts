@@ -11,6 +11,11 @@
 // With Redis unreachable, state.on_store_error picks: `open` admits against a local memory
 // store (seeded with the last spend seen) and writes its spend to Redis once it is back;
 // `closed` answers 503 and reports not-ready.
+//
+// A policy reload builds a new engine from the old one (createAdmission(…, previous)): the
+// memory store adopts the old store's per-scope state (rate windows, concurrency, spend), and
+// Redis state is shared by construction (keys are named by scope). The old engine keeps
+// settling the tickets it issued, then retire() closes it.
 import { randomBytes } from 'node:crypto';
 import type { Policies } from '../config/schema.js';
 import { GatewayError } from '../server/errors.js';
@@ -57,20 +62,31 @@ export interface AdmissionDeps {
 const NO_HEADERS: Record<string, string> = Object.freeze({}) as Record<string, string>;
 const OPEN_TICKET: Ticket = { headers: NO_HEADERS, settle: () => {} };
 const OPEN_PROMISE = Promise.resolve(OPEN_TICKET);
+/** How long a retired engine waits for its tickets to settle before closing anyway (streams can be long). */
+export const RETIRE_MAX_MS = 10 * 60_000;
 
-/** Builds admission for a policy. Without any limit or budget it is a no-op that touches no store. */
-export function createAdmission(policies?: Policies, deps: AdmissionDeps = {}): Admission {
+/**
+ * Builds admission for a policy. Without any limit or budget it is a no-op that touches no
+ * store. With `previous` (a reload), state carries over for scopes that still exist; call
+ * `previous.retire()` once the new admission serves.
+ */
+export function createAdmission(policies?: Policies, deps: AdmissionDeps = {}, previous?: Admission): Admission {
   const table = policies && new ScopeTable(policies);
+  const metrics = deps.metrics ?? new Metrics({ defaultMetrics: false });
+  const prev = previous instanceof AdmissionEngine ? previous : undefined;
+  if (prev) prev.dropGauges(table, metrics);
   if (!policies || !table || table.empty) {
     const store = policies?.state.store ?? 'memory';
     return {
       admit: () => OPEN_PROMISE,
       ready: () => true,
       close: async () => {},
+      retire: async () => {},
       admin: emptyAdmin(store),
     };
   }
-  return new AdmissionEngine(policies, table, deps.metrics ?? new Metrics({ defaultMetrics: false }), deps.logger ?? createLogger());
+  const logger = deps.logger ?? createLogger();
+  return new AdmissionEngine(policies, table, metrics, logger, prev && prev.carriesTo(policies, logger) ? prev : undefined);
 }
 
 /** Where a ticket's reservation lives. */
@@ -96,6 +112,13 @@ class LiveTicket implements Ticket {
   }
 }
 
+/** Waits for `p`, at most `ms` (an unref'd timer: it never keeps the process alive). */
+async function bounded(p: Promise<unknown>, ms: number): Promise<void> {
+  let t: NodeJS.Timeout | undefined;
+  await Promise.race([p, new Promise<void>((r) => (t = setTimeout(r, ms)).unref())]);
+  clearTimeout(t);
+}
+
 class AdmissionEngine implements Admission {
   /** memory: the store; redis + open: the local fallback. */
   private readonly local: MemoryStore | undefined;
@@ -106,13 +129,20 @@ class AdmissionEngine implements Admission {
   private degraded = false;
   private readonly idPrefix = randomBytes(6).toString('base64url');
   private seq = 0;
+  /** Tickets issued and not settled yet: a retired engine closes when they are all in. */
+  private outstanding = 0;
+  private allSettled: (() => void) | undefined;
+  private closing: Promise<void> | undefined;
+  private retiring: Promise<void> | undefined;
   readonly admin: AdmissionAdmin;
 
   constructor(
-    policies: Policies,
+    private readonly policies: Policies,
     private readonly table: ScopeTable,
     private readonly metrics: Metrics,
     private readonly logger: Logger,
+    /** The engine of the policy this one replaces, when its state carries over. */
+    previous?: AdmissionEngine,
   ) {
     const state = policies.state;
     const thresholds = [...new Set(policies.budget_alerts)].sort((a, b) => a - b);
@@ -132,11 +162,17 @@ class AdmissionEngine implements Admission {
       this.redis.onReady = () => (this.degraded = false);
       // The fallback counts spend only to keep local budgets honest; alerts come from Redis.
       if (!this.closedOnError) this.local = new MemoryStore(table.all, thresholds, undefined);
+      // Redis state is shared by key; only what the old fallback holds in flight is adopted.
+      if (this.local && previous?.local) this.local.adopt(previous.local);
     } else {
       this.local = new MemoryStore(table.all, thresholds, this.alerts.onSpend);
+      const carried = previous?.local ? this.local.adopt(previous.local) : new Set<string>();
       if (state.file) {
         this.file = new StateFile(state.file, state.flush_interval_ms, this.local, logger, metrics);
-        this.file.load(table);
+        // The file holds what the old engine had: only scopes new to this policy read it.
+        this.file.load(table, (s) => !carried.has(s.id));
+        if (previous?.file) this.file.takeOver(previous.file);
+        if (carried.size) this.local.dirty = true; // write it soon (the path or the budgets may have changed)
         this.file.start();
       }
       for (const u of this.local.usage()) if (u.scope.budget) this.metrics.budgetSpend.set({ scope: u.scope.kind, name: u.scope.name }, fromNano(u.spentNano));
@@ -190,11 +226,13 @@ class AdmissionEngine implements Admission {
   }
 
   private decide(r: Reservation, v: Verdict, where: Where): Ticket {
-    if (v.ok) return new LiveTicket(rateHeaders(v), this, r, where);
-    throw this.refusal(r, v);
+    if (!v.ok) throw this.refusal(r, v);
+    this.outstanding++;
+    return new LiveTicket(rateHeaders(v), this, r, where);
   }
 
   settle(r: Reservation, where: Where, su: SettledUsage): void {
+    if (--this.outstanding === 0) this.allSettled?.();
     const u: Usage = { tokens: su.inputTokens + su.outputTokens, costNano: toNano(su.costUsd) };
     try {
       if (where === Where.Memory) this.local!.settle(r, u);
@@ -243,9 +281,48 @@ class AdmissionEngine implements Admission {
     return this.redis.available;
   }
 
-  async close(): Promise<void> {
-    this.alerts.close();
-    await Promise.all([this.file?.close(), this.redis?.close()]);
+  close(): Promise<void> {
+    this.allSettled?.(); // a retire() waiting for tickets stops waiting
+    return (this.closing ??= (async () => {
+      this.alerts.close();
+      await Promise.all([this.file?.close(), this.redis?.close()]);
+    })());
+  }
+
+  /**
+   * A reload replaced this engine: wait until every ticket it issued has settled (they still
+   * settle through it: the Redis connection, the memory state shared with the new engine),
+   * at most RETIRE_MAX_MS, then close.
+   */
+  retire(maxWaitMs = RETIRE_MAX_MS): Promise<void> {
+    return (this.retiring ??= (async () => {
+      if (this.outstanding > 0 && !this.closing) {
+        await bounded(new Promise<void>((r) => (this.allSettled = r)), maxWaitMs);
+        if (this.outstanding > 0) this.logger.warn({ unsettled: this.outstanding }, 'closing the previous policy\'s admission with requests still unsettled');
+      }
+      await this.close();
+    })());
+  }
+
+  /** Whether the state of this engine can carry over to an engine for `next` (same store). */
+  carriesTo(next: Policies, logger: Logger): boolean {
+    const a = this.policies.state;
+    const b = next.state;
+    if (a.store === b.store && (a.store === 'memory' || (a.redis_url === b.redis_url && a.redis_prefix === b.redis_prefix))) return true;
+    logger.warn(
+      { from: a.store, to: b.store },
+      'state store changed: rate-limit windows and spend start from the new store (in-flight requests settle in the old one)',
+    );
+    return false;
+  }
+
+  /** Removes the budget gauges of budgets the next policy no longer has. */
+  dropGauges(next: ScopeTable | undefined, metrics: Metrics): void {
+    for (const s of this.table.budgets) {
+      if (next?.find(s.kind, s.name)?.budget) continue;
+      metrics.budgetLimit.remove({ scope: s.kind, name: s.name });
+      metrics.budgetSpend.remove({ scope: s.kind, name: s.name });
+    }
   }
 
   // ---- admin -------------------------------------------------------------------------

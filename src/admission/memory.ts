@@ -1,6 +1,13 @@
 // The in-process store: exact sliding-window logs for rpm and tpm, a counter for
 // concurrency, spend + in-flight reservations per budget. Node runs admit() to the end
 // without yielding, so "check every scope, then reserve in every scope" is atomic here.
+//
+// A policy reload builds a new store that adopts the old one's per-scope state objects
+// (adopt()), so both stores read and write the same state: requests admitted before the
+// reload settle through the old store into the state the new one admits against. For that,
+// what a request holds (a concurrency slot, a budget reservation, a tpm entry) is counted
+// whatever the scope's limits are, and released from the object it was taken from: a reload
+// may add or remove a limit between a request's admit and its settle.
 import type { Scope } from './scopes.js';
 import { PeriodClock } from './periods.js';
 import {
@@ -32,6 +39,14 @@ export class RequestLog {
     }
   }
 
+  /** A log with another capacity holding the newest of these timestamps (a reload changed the rpm). */
+  resized(limit: number, now: number): RequestLog {
+    this.trim(now);
+    const out = new RequestLog(limit);
+    for (let i = Math.max(0, this.count - limit); i < this.count; i++) out.push(this.ts[(this.head + i) % this.limit]!);
+    return out;
+  }
+
   /** ms until the oldest entry leaves the window (call when full). */
   retryAfter(now: number): number {
     return this.ts[this.head]! + WINDOW_MS - now;
@@ -46,6 +61,8 @@ export class RequestLog {
 export class TokenEntry {
   live = true;
   constructor(
+    /** The log it was pushed to: settle adjusts that one, even if a reload has replaced it since. */
+    readonly log: TokenLog,
     readonly at: number,
     public tokens: number,
   ) {}
@@ -88,7 +105,7 @@ export class TokenLog {
   }
 
   push(now: number, tokens: number): TokenEntry {
-    const x = new TokenEntry(now, tokens);
+    const x = new TokenEntry(this, now, tokens);
     this.entries.push(x);
     this.sum += tokens;
     return x;
@@ -106,11 +123,13 @@ export class BudgetState {
   start = 0;
   end = 0;
   spent = 0;
-  reserved = 0;
   /** Bit i set: threshold i has fired this period. */
   fired = 0;
 
-  /** Moves to the period containing `now`; a new period starts with no spend and no alerts. */
+  /**
+   * Moves to the period containing `now`; a new period starts with no spend and no alerts.
+   * `scope` must be the state's own (ScopeState.scope): another policy's period would reset it.
+   */
   roll(scope: Scope, clock: PeriodClock, now: number): void {
     if (now >= this.start && now < this.end) return;
     const w = clock.at(scope.budget!.period, now);
@@ -125,10 +144,26 @@ export class BudgetState {
 }
 
 interface ScopeState {
+  /** The configuration this state is kept for: the scope of the newest store that adopted it. */
+  scope: Scope;
   rpm: RequestLog | undefined;
   tpm: TokenLog | undefined;
+  /** Requests admitted and not settled (counted with or without a concurrency limit). */
   inUse: number;
+  /** Worst-case cost they hold, nano-USD (counted with or without a budget). */
+  reserved: number;
   budget: BudgetState | undefined;
+}
+
+function newState(s: Scope): ScopeState {
+  return {
+    scope: s,
+    rpm: s.rpm ? new RequestLog(s.rpm) : undefined,
+    tpm: s.tpm ? new TokenLog() : undefined,
+    inUse: 0,
+    reserved: 0,
+    budget: s.budget ? new BudgetState() : undefined,
+  };
 }
 
 export interface PersistedBudget {
@@ -144,6 +179,8 @@ export class MemoryStore {
   readonly clock = new PeriodClock();
   /** Set when committed spend changed since the last snapshot. */
   dirty = false;
+  /** The store that adopted this one's state (a reload): spend alerts and `dirty` are its business now. */
+  private successor: MemoryStore | undefined;
 
   constructor(
     private readonly scopes: readonly Scope[],
@@ -153,12 +190,57 @@ export class MemoryStore {
     private readonly mono: () => number = () => performance.now(),
     private readonly wall: () => number = () => Date.now(),
   ) {
-    this.states = scopes.map((s) => ({
-      rpm: s.rpm ? new RequestLog(s.rpm) : undefined,
-      tpm: s.tpm ? new TokenLog() : undefined,
-      inUse: 0,
-      budget: s.budget ? new BudgetState() : undefined,
-    }));
+    this.states = scopes.map(newState);
+  }
+
+  /**
+   * Takes over the state of the store a reload replaces, for every scope that still exists
+   * (same `kind:name`). The state objects are shared, not copied: requests the old store
+   * admitted settle through it into this same state. Only what the new policy changed is
+   * rebuilt: a new rpm keeps the timestamps, a new budget period starts a fresh spend, a
+   * removed limit drops its state. Returns the ids of the scopes carried over.
+   */
+  adopt(prev: MemoryStore): Set<string> {
+    const now = this.mono();
+    const old = new Map(prev.scopes.map((s) => [s.id, prev.states[s.slot]!]));
+    const carried = new Set<string>();
+    for (const s of this.scopes) {
+      const st = old.get(s.id);
+      if (!st) continue;
+      this.reconfigure(st, s, prev.thresholds, now);
+      this.states[s.slot] = st;
+      carried.add(s.id);
+    }
+    prev.successor = this;
+    return carried;
+  }
+
+  private reconfigure(st: ScopeState, s: Scope, oldThresholds: readonly number[], now: number): void {
+    if (!s.rpm) st.rpm = undefined;
+    else if (!st.rpm) st.rpm = new RequestLog(s.rpm);
+    else if (st.rpm.limit !== s.rpm) st.rpm = st.rpm.resized(s.rpm, now);
+    if (!s.tpm) st.tpm = undefined;
+    else st.tpm ??= new TokenLog(); // a token log does not depend on the limit
+    const before = st.scope.budget;
+    if (!s.budget) st.budget = undefined;
+    // Spend of a day is not spend of a month: another period starts from nothing.
+    else if (!st.budget || before?.period !== s.budget.period) st.budget = new BudgetState();
+    else {
+      const b = st.budget;
+      b.fired = remapFired(b.fired, oldThresholds, this.thresholds);
+      // A raised limit re-arms the thresholds the spend is now below.
+      this.thresholds.forEach((th, i) => {
+        if (b.spent < th * s.budget!.nano) b.fired &= ~(1 << i);
+      });
+    }
+    st.scope = s;
+  }
+
+  /** The store that owns the shared state now (this one, unless a reload adopted it). */
+  private owner(): MemoryStore {
+    let m: MemoryStore = this;
+    while (m.successor) m = m.successor;
+    return m;
   }
 
   admit(r: Reservation): Verdict {
@@ -166,36 +248,38 @@ export class MemoryStore {
     const now = this.mono();
     const wall = this.wall();
     const scopes = r.scopes;
-    // Pass 1: check every scope (and gather the tightest remaining for the headers).
+    // Pass 1: check every scope (and gather the tightest remaining for the headers). Limits
+    // come from the state's own configuration (st.scope: the same as s unless a reload
+    // reconfigured the state after this store was replaced).
     for (let i = 0; i < scopes.length; i++) {
-      const s = scopes[i]!;
-      const st = this.states[s.slot]!;
+      const st = this.states[scopes[i]!.slot]!;
+      const c = st.scope;
       if (st.rpm) {
         st.rpm.trim(now);
-        const rem = s.rpm - st.rpm.count - 1;
+        const rem = st.rpm.limit - st.rpm.count - 1;
         if (v.reqLimit < 0 || rem < v.reqRemaining) {
-          v.reqLimit = s.rpm;
+          v.reqLimit = st.rpm.limit;
           v.reqRemaining = rem;
         }
         if (rem < 0 && v.ok) refuse(v, i, 'rpm', st.rpm.retryAfter(now));
       }
       if (st.tpm) {
         st.tpm.trim(now);
-        const rem = s.tpm - st.tpm.sum - r.tokens;
+        const rem = c.tpm - st.tpm.sum - r.tokens;
         if (v.tokLimit < 0 || rem < v.tokRemaining) {
-          v.tokLimit = s.tpm;
+          v.tokLimit = c.tpm;
           v.tokRemaining = rem;
         }
-        if (rem < 0 && v.ok) refuse(v, i, 'tpm', st.tpm.retryAfter(now, r.tokens, s.tpm));
+        if (rem < 0 && v.ok) refuse(v, i, 'tpm', st.tpm.retryAfter(now, r.tokens, c.tpm));
       }
-      if (s.concurrency && st.inUse >= s.concurrency && v.ok) refuse(v, i, 'concurrency', CONCURRENCY_RETRY_MS);
+      if (c.concurrency && st.inUse >= c.concurrency && v.ok) refuse(v, i, 'concurrency', CONCURRENCY_RETRY_MS);
       const b = st.budget;
       if (b) {
-        b.roll(s, this.clock, wall);
-        if (b.spent + b.reserved + r.nano > s.budget!.nano && v.ok) {
+        b.roll(c, this.clock, wall);
+        if (b.spent + st.reserved + r.nano > c.budget!.nano && v.ok) {
           refuse(v, i, 'budget', -1);
           v.spentNano = b.spent;
-          v.reservedNano = b.reserved;
+          v.reservedNano = st.reserved;
         }
       }
     }
@@ -206,8 +290,8 @@ export class MemoryStore {
       const st = this.states[s.slot]!;
       st.rpm?.push(now);
       if (st.tpm) (entries ??= []).push(st.tpm.push(now, r.tokens));
-      if (s.concurrency) st.inUse++;
-      if (st.budget) st.budget.reserved += r.nano;
+      st.inUse++;
+      st.reserved += r.nano;
     }
     r.handle = entries;
     return v;
@@ -216,21 +300,21 @@ export class MemoryStore {
   /** Frees the reservation and commits the real usage. Never throws. */
   settle(r: Reservation, u: Usage): void {
     const entries = r.handle as TokenEntry[] | undefined;
-    let t = 0;
+    if (entries) for (const x of entries) x.log.adjust(x, u.tokens);
     let wall = 0;
+    let owner: MemoryStore | undefined;
     for (const s of r.scopes) {
       const st = this.states[s.slot]!;
-      if (st.tpm && entries) st.tpm.adjust(entries[t++]!, u.tokens);
-      if (s.concurrency) st.inUse = Math.max(0, st.inUse - 1);
+      st.inUse = Math.max(0, st.inUse - 1);
+      st.reserved = Math.max(0, st.reserved - r.nano);
       const b = st.budget;
-      if (!b) continue;
-      b.reserved = Math.max(0, b.reserved - r.nano);
-      if (u.costNano <= 0) continue;
+      if (!b || u.costNano <= 0) continue;
       wall ||= this.wall();
-      b.roll(s, this.clock, wall);
+      b.roll(st.scope, this.clock, wall);
       b.spent += u.costNano;
-      this.dirty = true;
-      this.afterSpend(s, b);
+      owner ??= this.owner();
+      owner.dirty = true;
+      owner.afterSpend(st.scope, b);
     }
   }
 
@@ -255,14 +339,14 @@ export class MemoryStore {
       const st = this.states[s.slot]!;
       st.rpm?.trim(now);
       st.tpm?.trim(now);
-      st.budget?.roll(s, this.clock, wall);
+      st.budget?.roll(st.scope, this.clock, wall);
       return {
         scope: s,
         rpmUsed: st.rpm ? st.rpm.count : -1,
         tpmUsed: st.tpm ? st.tpm.sum : -1,
         inUse: s.concurrency ? st.inUse : -1,
         spentNano: st.budget ? st.budget.spent : -1,
-        reservedNano: st.budget ? st.budget.reserved : -1,
+        reservedNano: st.budget ? st.reserved : -1,
         period: st.budget ? { id: st.budget.periodId, start: st.budget.start, end: st.budget.end } : undefined,
       };
     });
@@ -270,9 +354,10 @@ export class MemoryStore {
 
   /** Zeroes a budget's spend (and its alerts) for the current period; returns the spend it had. */
   resetBudget(s: Scope): number {
-    const b = this.states[s.slot]?.budget;
+    const st = this.states[s.slot];
+    const b = st?.budget;
     if (!b) return 0;
-    b.roll(s, this.clock, this.wall());
+    b.roll(st.scope, this.clock, this.wall());
     const before = b.spent;
     b.spent = 0;
     b.fired = 0;
@@ -283,9 +368,10 @@ export class MemoryStore {
 
   /** Overwrites the current period's spend of budgets (fallback seeding, state file load). */
   setSpent(s: Scope, periodId: string, spentNano: number, alerted: readonly number[] = []): boolean {
-    const b = this.states[s.slot]?.budget;
+    const st = this.states[s.slot];
+    const b = st?.budget;
     if (!b) return false;
-    b.roll(s, this.clock, this.wall());
+    b.roll(st.scope, this.clock, this.wall());
     if (b.periodId !== periodId) return false;
     b.spent = spentNano;
     b.fired = 0;
@@ -300,9 +386,10 @@ export class MemoryStore {
     const out: Record<string, PersistedBudget> = {};
     const wall = this.wall();
     for (const s of this.scopes) {
-      const b = this.states[s.slot]!.budget;
+      const st = this.states[s.slot]!;
+      const b = st.budget;
       if (!b) continue;
-      b.roll(s, this.clock, wall);
+      b.roll(st.scope, this.clock, wall);
       out[s.id] = {
         period: b.periodId,
         spent_nano: b.spent,
@@ -315,6 +402,17 @@ export class MemoryStore {
 }
 
 const NONE: readonly number[] = Object.freeze([]);
+
+/** Fired-threshold bits re-indexed for a new budget_alerts list (a threshold that fired stays fired). */
+function remapFired(fired: number, from: readonly number[], to: readonly number[]): number {
+  if (!fired || (from.length === to.length && from.every((t, i) => t === to[i]))) return fired;
+  let out = 0;
+  to.forEach((t, i) => {
+    const j = from.indexOf(t);
+    if (j >= 0 && fired & (1 << j)) out |= 1 << i;
+  });
+  return out;
+}
 
 function refuse(v: Verdict, i: number, limit: Verdict['limit'], retryAfterMs: number): void {
   v.ok = false;

@@ -4,13 +4,16 @@
 // close: a crash (SIGKILL, OOM, power) loses at most the spend committed during the last
 // flush interval. Rate-limit windows and in-flight reservations are not persisted: the
 // requests they belong to die with the process.
+//
+// After a policy reload the new engine's StateFile takes the file over (takeOver()): the old
+// one stops writing at once, with no final write that could land after the new engine's.
 import { mkdirSync, readFileSync } from 'node:fs';
 import { open, rename, mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { MemoryStore, PersistedBudget } from './memory.js';
-import type { ScopeTable } from './scopes.js';
+import type { Scope, ScopeTable } from './scopes.js';
 
 interface StateFileV1 {
   version: 1;
@@ -21,6 +24,8 @@ interface StateFileV1 {
 export class StateFile {
   private timer: NodeJS.Timeout | undefined;
   private writing: Promise<void> | undefined;
+  /** Another StateFile owns the file now: never write again. */
+  private stopped = false;
 
   constructor(
     readonly path: string,
@@ -30,8 +35,11 @@ export class StateFile {
     private readonly metrics: Metrics,
   ) {}
 
-  /** Reads the file into the store (synchronously: once, at start). Spend of a period that has ended is dropped. */
-  load(table: ScopeTable): void {
+  /**
+   * Reads the file into the store (synchronously: once, at start). Spend of a period that has
+   * ended is dropped. `only` picks the scopes to restore (after a reload: those not carried over).
+   */
+  load(table: ScopeTable, only: (s: Scope) => boolean = () => true): void {
     let text: string;
     try {
       text = readFileSync(this.path, 'utf8');
@@ -48,7 +56,7 @@ export class StateFile {
       for (const [id, b] of Object.entries(data.budgets ?? {})) {
         const i = id.indexOf(':');
         const scope = table.find(id.slice(0, i), id.slice(i + 1));
-        if (scope && this.store.setSpent(scope, b.period, b.spent_nano, b.alerted)) restored++;
+        if (scope && only(scope) && this.store.setSpent(scope, b.period, b.spent_nano, b.alerted)) restored++;
       }
       this.logger.info({ file: this.path, budgets: restored, saved_at: data.saved_at }, 'spend restored from the state file');
     } catch (e) {
@@ -69,8 +77,26 @@ export class StateFile {
     this.timer.unref();
   }
 
+  /**
+   * Takes the file over from the previous engine's StateFile: that one stops now (its timer,
+   * and its close() will not write); a write of its still in progress finishes before our
+   * first one starts, so an older snapshot can never land after a newer one.
+   */
+  takeOver(prev: StateFile): void {
+    prev.stopped = true;
+    if (prev.timer) clearInterval(prev.timer);
+    prev.timer = undefined;
+    const pending = prev.writing;
+    if (!pending || this.writing) return;
+    const w: Promise<void> = pending.finally(() => {
+      if (this.writing === w) this.writing = undefined;
+    });
+    this.writing = w;
+  }
+
   /** Writes the file if spend changed since the last write (or always, when forced). */
   flush(force = false): Promise<void> {
+    if (this.stopped) return this.writing ?? Promise.resolve();
     if (this.writing) return force ? this.writing.then(() => this.flush(true)) : this.writing;
     if (!this.store.dirty && !force) return Promise.resolve();
     this.store.dirty = false;

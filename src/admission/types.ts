@@ -35,6 +35,11 @@ export interface Admission {
   /** false when the store is unreachable and on_store_error is closed. */
   ready(): boolean;
   close(): Promise<void>;
+  /**
+   * A reload replaced this admission: close once the tickets it issued have settled (bounded
+   * wait; unref'd timers). A no-op where nothing is held.
+   */
+  retire(): Promise<void>;
   /** What /admin/spend, /admin/limits and /admin/budgets/reset read (absent: nothing configured). */
   readonly admin?: AdmissionAdmin;
 }

@@ -121,5 +121,8 @@ export class Metrics {
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'llm_gateway_' });
+    // Both series exist from the start: increase() over a series that first appears with the
+    // first failure reads 0, and the reload-failed alert would miss it.
+    for (const result of ['success', 'failure']) this.policyReloads.inc({ result }, 0);
   }
 }
