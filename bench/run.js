@@ -36,8 +36,11 @@ options:
   --tpot-ms MS          simulator time per output token for streams (default 20)
   --output-tokens N     tokens per streamed completion (default 64)
   --memory-streams L    open-stream levels for memory (default 1000,5000)
+  --memory-policy P     gateway policy for memory: features (keys, limits, budgets; default) | plain
   --soak N              soak requests for memory (default 200000; 0 = no soak)
   --soak-first N        RSS reference point of the soak (default 10000)
+  --soak-drain S        after the soak, wait S s for rate-limit windows to expire, then compare
+                        the live heap (forced GC) with the idle one (default 65; 0 = skip)
   --targets LIST        local targets to run (default direct,bare,gateway)
   --redis-url URL       redis for the features redis-store variant (default redis://127.0.0.1:6379)
   --no-pin              do not pin processes to CPUs with taskset
@@ -45,6 +48,7 @@ options:
                         (summarise with node bench/profile-summary.js [--inclusive] DIR/*.cpuprofile)
   --gateway-node-args=A extra node flags for the gateway, e.g. --gateway-node-args=--trace-gc (its log
                         is kept with --keep-logs)
+  --gateway-root DIR    run the gateway from DIR/dist/main.js (another build, to A/B a change)
   --out FILE            results JSON (default bench/results/<timestamp>.json)
   --keep-logs           keep the temp dir with policies and process logs
   --quiet               no progress line
@@ -90,13 +94,16 @@ function parseOptions(argv) {
       'tpot-ms': { type: 'string' },
       'output-tokens': { type: 'string' },
       'memory-streams': { type: 'string', default: '1000,5000' },
+      'memory-policy': { type: 'string', default: 'features' },
       soak: { type: 'string' },
       'soak-first': { type: 'string' },
+      'soak-drain': { type: 'string' },
       targets: { type: 'string', default: 'direct,bare,gateway' },
       'redis-url': { type: 'string', default: 'redis://127.0.0.1:6379' },
       'no-pin': { type: 'boolean', default: false },
       'cpu-prof': { type: 'string' },
       'gateway-node-args': { type: 'string' },
+      'gateway-root': { type: 'string' },
       out: { type: 'string' },
       'keep-logs': { type: 'boolean', default: false },
       quiet: { type: 'boolean', default: false },
@@ -112,6 +119,7 @@ function parseOptions(argv) {
   const targets = list(values.targets);
   for (const t of targets) if (!['direct', 'bare', 'gateway'].includes(t)) throw new UsageError(`unknown target "${t}" (direct, bare, gateway)`);
   if (!['paced', 'autocannon'].includes(values['latency-client'])) throw new UsageError('--latency-client is paced or autocannon');
+  if (!['features', 'plain'].includes(values['memory-policy'])) throw new UsageError('--memory-policy is features or plain');
   const duration = numberOpt(values, 'duration', 10, { min: 0.1 });
   const levels = (v, name) =>
     list(v).map((x) => {
@@ -131,12 +139,15 @@ function parseOptions(argv) {
     tpotMs: numberOpt(values, 'tpot-ms', 20),
     outputTokens: numberOpt(values, 'output-tokens', 64, { int: true, min: 1 }),
     memoryStreams: values['memory-streams'] === '' || values['memory-streams'] === '0' ? [] : levels(values['memory-streams'], 'memory-streams'),
+    memoryPolicy: values['memory-policy'],
     soak: numberOpt(values, 'soak', 200_000, { int: true }),
+    soakDrain: numberOpt(values, 'soak-drain', 65),
     soakFirst: numberOpt(values, 'soak-first', 10_000, { int: true, min: 1 }),
     targets,
     redisUrl: values['redis-url'],
     pin: values['no-pin'] ? 'off' : 'auto',
     cpuProf: values['cpu-prof'] ? resolve(values['cpu-prof']) : undefined,
+    gatewayRoot: values['gateway-root'] ? resolve(values['gateway-root']) : undefined,
     gatewayNodeArgs: values['gateway-node-args'] ? values['gateway-node-args'].split(/\s+/).filter(Boolean) : [],
     out: values.out,
     keepLogs: values['keep-logs'],
@@ -202,6 +213,7 @@ async function main() {
     for (const f of ['dist/main.js', 'dist/simulator/cli.js']) {
       if (!existsSync(join(ROOT, f))) throw new Error(`${f} is missing: run \`npm run build\` (or \`npm run bench\`, which builds first)`);
     }
+    if (opts.gatewayRoot && !existsSync(join(opts.gatewayRoot, 'dist/main.js'))) throw new UsageError(`--gateway-root: ${opts.gatewayRoot}/dist/main.js is missing`);
     notes.push(
       cpus.pinned
         ? `processes pinned with taskset: load generator (this process) on CPU ${cpus.main}, simulator on CPU ${cpus.sim}, the proxy under test (bare or gateway) on CPU ${cpus.proxy}` +
@@ -218,7 +230,7 @@ async function main() {
     notes.push(`remote target ${remote.origin}${remote.base}: nothing was started; load generator on this machine`);
   }
 
-  const lab = remote ? null : new Lab({ root: ROOT, dir, cpus, cpuProfDir: opts.cpuProf, progress, redisUrl: opts.redisUrl, gatewayNodeArgs: opts.gatewayNodeArgs });
+  const lab = remote ? null : new Lab({ root: ROOT, dir, cpus, cpuProfDir: opts.cpuProf, progress, redisUrl: opts.redisUrl, gatewayNodeArgs: opts.gatewayNodeArgs, gatewayRoot: opts.gatewayRoot });
   const ctx = {
     opts,
     progress,
@@ -232,7 +244,7 @@ async function main() {
       if (spec.kind === 'remote') return remote;
       if (spec.kind === 'direct') return lab.direct();
       if (spec.kind === 'bare') return lab.bare();
-      return lab.gateway({ features: spec.features ?? null, name: spec.name });
+      return lab.gateway({ features: spec.features ?? null, name: spec.name, inspect: spec.inspect === true });
     },
   };
 
@@ -252,13 +264,16 @@ async function main() {
       streams: opts.streams,
       stream_sim: { ttft_ms: opts.ttftMs, tpot_ms: opts.tpotMs, output_tokens: opts.outputTokens },
       memory_streams: opts.memoryStreams,
+      memory_policy: opts.memoryPolicy,
       soak: opts.soak,
       soak_first: opts.soakFirst,
+      soak_drain_s: opts.soakDrain,
       targets: remote ? ['target'] : opts.targets,
       target_url: opts.targetUrl,
       model: remote ? opts.model : undefined,
       cpu_pinning: cpus,
       gateway_node_args: opts.gatewayNodeArgs.length ? opts.gatewayNodeArgs : undefined,
+      gateway_root: opts.gatewayRoot,
     },
     notes,
     scenarios: {},

@@ -6,11 +6,12 @@ import { join } from 'node:path';
 import os from 'node:os';
 import { Pool } from 'undici';
 import { startNode, jsonLine, pinSelf, tasksetAvailable } from './procs.js';
-import { request } from './loadgen.js';
+import { inspectorUrl } from './inspector.js';
 
 export const MODEL = 'bench-model';
-// The values are ones admission must never refuse: the point is the cost of checking them.
-const HUGE = { rpm: 1_000_000_000, tpm: 1_000_000_000_000, concurrency: 1_000_000 };
+// Limits admission must never reach: the point is the cost of checking them. (Not higher:
+// the memory store sizes its per-scope request log by rpm, 8 bytes a slot.)
+const HUGE = { rpm: 10_000_000, tpm: 1_000_000_000_000, concurrency: 1_000_000 };
 const BIG_BUDGET = { usd: 1_000_000_000, period: 'month' };
 
 /** CPU layout: the server under test gets a core of its own; load generator and simulator share the other. */
@@ -22,8 +23,9 @@ export function cpuPlan(pin) {
 }
 
 export class Lab {
-  constructor({ root, dir, cpus, cpuProfDir, progress, redisUrl, gatewayNodeArgs = [] }) {
+  constructor({ root, dir, cpus, cpuProfDir, progress, redisUrl, gatewayNodeArgs = [], gatewayRoot }) {
     this.gatewayNodeArgs = gatewayNodeArgs;
+    this.gatewayRoot = gatewayRoot ?? root;
     this.root = root;
     this.dir = dir;
     this.cpus = cpus;
@@ -110,7 +112,7 @@ export class Lab {
    * A gateway in front of the simulator. features: null (no keys, limits or budgets),
    * 'memory' or 'redis' (keys, rate limits, budgets at every scope, explicit breaker).
    */
-  async gateway({ features = null, name = 'gateway' } = {}) {
+  async gateway({ features = null, name = 'gateway', inspect = false } = {}) {
     const n = ++this.seq;
     const key = `sk-bench-${this.tag}`;
     const policy = {
@@ -154,9 +156,11 @@ export class Lab {
     writeFileSync(file, JSON.stringify(policy, null, 2));
     const nodeArgs = this.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${this.cpuProfDir}`, `--cpu-prof-name=${name}-${n}.cpuprofile`] : [];
     nodeArgs.push(...this.gatewayNodeArgs);
+    // The memory soak forces full GCs through the inspector (loopback, ephemeral port).
+    if (inspect) nodeArgs.push('--inspect=127.0.0.1:0');
     const { child, info } = await startNode({
       name: `${name}-${n}`,
-      script: join(this.root, 'dist/main.js'),
+      script: join(this.gatewayRoot, 'dist/main.js'),
       args: ['--policies', file, '--port', '0'],
       nodeArgs,
       dir: this.dir,
@@ -176,6 +180,7 @@ export class Lab {
       headers: features ? { authorization: `Bearer ${key}` } : {},
       child,
       policyFile: file,
+      inspectorUrl: inspect ? inspectorUrl(child.stderr()) : undefined,
       redisPrefix,
       stop: async () => {
         await child.stop(5000);
@@ -278,4 +283,3 @@ export async function scrape(target) {
   }
 }
 
-export { request };

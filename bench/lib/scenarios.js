@@ -2,8 +2,9 @@
 // one --target-url), a fresh proxy process per target, and returns plain figures.
 import { autocannonRun, pacedRun, request } from './loadgen.js';
 import { openStream, streamPool } from './streams.js';
-import { Samples, summarize, round, nowMs, median, MB } from './stats.js';
+import { Samples, summarize, round, nowMs, median } from './stats.js';
 import { targetRss, scrape } from './lab.js';
+import { gcAndMemory } from './inspector.js';
 import { Pool } from 'undici';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -458,15 +459,26 @@ export async function memory(ctx) {
     ? [{ kind: 'remote', name: 'target' }]
     : [
         ...(ctx.opts.targets.includes('bare') ? [{ kind: 'bare', name: 'bare' }] : []),
-        ...(ctx.opts.targets.includes('gateway') ? [{ kind: 'gateway', features: 'memory', name: 'gateway' }] : []),
+        ...(ctx.opts.targets.includes('gateway') ? [{ kind: 'gateway', features: ctx.opts.memoryPolicy === 'plain' ? null : 'memory', name: 'gateway' }] : []),
       ];
   const targets = {};
   for (const spec of specs) {
-    targets[spec.name] = await withTarget(ctx, spec, async (t) => {
+    targets[spec.name] = await withTarget(ctx, { ...spec, inspect: spec.kind === 'gateway' }, async (t) => {
       const out = { rss_bytes: {} };
       // A remote deployment is measured as it is ("start"); a local one fresh and idle.
       if (!t.remote) await sleep(1500);
       out.rss_bytes[t.remote ? 'start' : 'idle'] = await rssSample(t);
+      // Idle RSS depends on whether V8 has yet collected the start-up garbage (the tokenizer's
+      // ranks are built from strings): also taken after a forced full GC, which is what the
+      // idle target is judged on.
+      if (t.inspectorUrl) {
+        const mem = await gcAndMemory(t.inspectorUrl).catch(() => null);
+        if (mem) {
+          await sleep(500);
+          out.rss_bytes.idle_after_gc = await rssSample(t);
+          out.live_heap_idle_bytes = mem.heapUsed;
+        }
+      }
       if (!t.remote && memoryStreams.length) Object.assign(out, await openStreamsRss(ctx, t, memoryStreams, out.rss_bytes));
       // A remote deployment is soaked as it is; a local gateway afresh, so the garbage of the
       // thousands of aborted streams above (collected whenever V8 gets to it) is not mistaken
@@ -475,10 +487,13 @@ export async function memory(ctx) {
       return out;
     });
     if (!ctx.remote && spec.name !== 'bare' && soak > 0) {
-      targets[spec.name].soak = await withTarget(ctx, spec, async (t) => {
+      targets[spec.name].soak = await withTarget(ctx, { ...spec, inspect: true }, async (t) => {
         await sleep(1500);
         const idle = await rssSample(t);
-        return { rss_start_bytes: idle, ...(await soakRun(ctx, t, soak, Math.min(soakFirst, soak), connections)) };
+        const mem = await gcAndMemory(t.inspectorUrl).catch(() => null);
+        const out = { rss_start_bytes: idle, live_heap_idle_bytes: mem?.heapUsed ?? null, ...(await soakRun(ctx, t, soak, Math.min(soakFirst, soak), connections)) };
+        if (ctx.opts.soakDrain > 0 && out.live_heap_idle_bytes !== null) Object.assign(out, await drained(ctx, t, ctx.opts.soakDrain));
+        return out;
       });
     }
   }
@@ -489,7 +504,8 @@ export async function memory(ctx) {
       soak_requests: soak,
       soak_first: soakFirst,
       connections,
-      gateway_policy: ctx.remote ? 'the deployment' : 'keys, limits, budgets (memory store), breaker: as in features',
+      gateway_policy: ctx.remote ? 'the deployment' : ctx.opts.memoryPolicy === 'plain' ? 'no keys, limits or budgets' : 'keys, limits, budgets (memory store), breaker: as in features',
+      soak_drain_s: ctx.opts.soakDrain,
       soak_process: ctx.remote ? 'the deployment' : 'a fresh gateway process (not the one that held the open streams)',
       remote: Boolean(ctx.remote),
       rss_source: ctx.remote ? 'llm_gateway_process_resident_memory_bytes from /metrics' : 'VmRSS from /proc/PID/status',
@@ -549,6 +565,25 @@ async function openStreamsRss(ctx, t, levels, rss) {
   return out;
 }
 
+/**
+ * Rate limits keep a 60 s window of per-request state, so a soak's live heap grows for a
+ * while however leak-free the gateway is. After the soak: wait out the windows, send a few
+ * requests (admission trims its windows on admit), force a full GC, and compare the live heap
+ * with the idle one taken before the soak. What remains is what the soak left behind.
+ */
+async function drained(ctx, t, seconds) {
+  const until = Date.now() + seconds * 1000;
+  while (Date.now() < until) {
+    ctx.progress.update(`memory ${t.name}: waiting ${Math.ceil((until - Date.now()) / 1000)} s for the rate-limit windows to expire`);
+    await sleep(Math.min(1000, Math.max(0, until - Date.now())));
+  }
+  const p = rrParams(ctx, t);
+  await autocannonRun({ ...p, connections: 1, amount: 20 });
+  await sleep(500);
+  const mem = await gcAndMemory(t.inspectorUrl).catch(() => null);
+  return { drain_s: seconds, live_heap_drained_bytes: mem?.heapUsed ?? null, rss_drained_bytes: await rssSample(t) };
+}
+
 /** `total` non-streamed requests in segments, RSS (and heap, from /metrics) after each. */
 async function soakRun(ctx, t, total, first, connections) {
   await ctx.simConfig({ ttftMs: 0, tpotMs: 0, outputTokens: 16 });
@@ -562,49 +597,32 @@ async function soakRun(ctx, t, total, first, connections) {
   let non2xx = 0;
   let errors = 0;
   const started = performance.now();
-  // Heap used from /metrics twice a second: it saw-tooths with GC, and its lowest value in a
-  // segment (after a major GC) is the live heap, a steadier leak signal than RSS, which
-  // follows V8's heap sizing and seldom shrinks.
-  let segMin = Infinity;
-  let sampling = true;
-  const sampler = (async () => {
-    while (sampling) {
+  // After each segment: a forced full GC through the inspector, then the live heap. Heap
+  // used without a GC (all a remote target offers, from /metrics) includes garbage that waits
+  // for the next major GC, and RSS follows V8's heap sizing; the live heap is the leak signal.
+  for (const amount of segments) {
+    if (amount <= 0) continue;
+    const r = await autocannonRun({ ...p, connections, amount, progress: ctx.progress, label: `memory soak ${t.name} ${done + amount}/${total}:` });
+    done += amount;
+    non2xx += r.non2xx;
+    errors += r.errors + r.timeouts;
+    await sleep(500);
+    const point = { requests: done, rss_bytes: await rssSample(t, 3, 150) };
+    if (t.inspectorUrl) {
+      const mem = await gcAndMemory(t.inspectorUrl).catch(() => null);
+      point.live_heap_bytes = mem?.heapUsed ?? null;
+      point.rss_after_gc_bytes = mem?.rss ?? null;
+    } else {
       const m = await scrape(t).catch(() => ({}));
-      const h = m.llm_gateway_nodejs_heap_size_used_bytes;
-      if (Number.isFinite(h) && h < segMin) segMin = h;
-      await sleep(500);
+      point.heap_used_bytes = m.llm_gateway_nodejs_heap_size_used_bytes ?? null;
     }
-  })();
-  try {
-    for (const amount of segments) {
-      if (amount <= 0) continue;
-      segMin = Infinity;
-      const r = await autocannonRun({ ...p, connections, amount, progress: ctx.progress, label: `memory soak ${t.name} ${done + amount}/${total}:` });
-      done += amount;
-      non2xx += r.non2xx;
-      errors += r.errors + r.timeouts;
-      await sleep(500);
-      const m = await scrape(t).catch(() => ({}));
-      const h = m.llm_gateway_nodejs_heap_size_used_bytes ?? null;
-      series.push({
-        requests: done,
-        rss_bytes: await rssSample(t, 3, 150),
-        heap_used_bytes: h,
-        heap_used_min_bytes: Number.isFinite(segMin) ? Math.min(segMin, h ?? Infinity) : h,
-      });
-    }
-  } finally {
-    sampling = false;
-    await sampler;
+    series.push(point);
   }
   const firstRss = series[0].rss_bytes;
   const lastRss = series[series.length - 1].rss_bytes;
   const maxRss = Math.max(...series.map((s) => s.rss_bytes));
-  // Live heap: the lowest heap seen in the first segments vs in the last ones.
-  const lows = series.map((s) => s.heap_used_min_bytes).filter((v) => Number.isFinite(v));
-  const k = Math.max(1, Math.min(3, Math.floor(lows.length / 3)));
-  const liveFirst = lows.length ? Math.min(...lows.slice(0, k)) : null;
-  const liveLast = lows.length ? Math.min(...lows.slice(-k)) : null;
+  const liveFirst = series[0].live_heap_bytes ?? null;
+  const liveLast = series[series.length - 1].live_heap_bytes ?? null;
   return {
     requests: done,
     non2xx,
@@ -622,4 +640,3 @@ async function soakRun(ctx, t, total, first, connections) {
   };
 }
 
-export { MB };

@@ -57,7 +57,8 @@ function bench(args: string[], timeoutMs: number): Promise<RunResult> {
   });
 }
 
-type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- results JSON, checked field by field
+type Json = Record<string, any>;
 
 async function results(file: string, run: RunResult): Promise<Json> {
   expect(run.code, `bench exited ${run.code}\n${run.stderr}\n${run.stdout}`).toBe(0);
