@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { loadPolicies, parsePolicies, PolicyError } from './config/load.js';
 import { contentHash } from './config/watch.js';
 import { Gateway } from './gateway.js';
+import type { GatewayLogger } from './telemetry/logger.js';
 
 const USAGE = `usage:
   llm-gateway [--policies FILE] [--port N] [--host HOST]   run the gateway
@@ -82,9 +83,11 @@ async function run(argv: string[]): Promise<number> {
     gw.close()
       .then(() => {
         gw.logger.info('stopped');
-        gw.logger.flush?.();
         process.exitCode = 0;
-        setTimeout(() => process.exit(0), 50).unref();
+        const exit = () => setTimeout(() => process.exit(0), 50).unref();
+        const log = gw.logger as GatewayLogger;
+        if (log.closeLog) log.closeLog(exit);
+        else exit();
       })
       .catch((e: unknown) => {
         console.error(e);

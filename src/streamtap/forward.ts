@@ -59,7 +59,8 @@ export function forwardResponse(opts: ForwardOptions): Promise<ForwardOutcome> {
 
 function forwardStream(opts: ForwardOptions): Promise<ForwardOutcome> {
   const { res, exchange } = opts;
-  const tap = new StreamTap({ stripUsage: opts.stripUsage });
+  const backend = exchange.backend;
+  const tap = new StreamTap({ stripUsage: opts.stripUsage, retainChunks: !backend.sendsUsage });
   res.writeHead(exchange.status, clientHeaders(exchange.headers, opts));
   // Send the head now: the client sees the 200 before the first token, as it would direct.
   res.flushHeaders();
@@ -77,8 +78,13 @@ function forwardStream(opts: ForwardOptions): Promise<ForwardOutcome> {
       if (tap.usage) tokens = toCounts(tap.usage);
       else {
         estimated = true;
-        tokens = { input: opts.promptTokens, output: tap.contentEvents > 0 ? countTokens(tap.outputText()) : 0, cachedInput: 0, reasoning: 0 };
+        // Without retained chunks (the backend used to send usage) each content event counts
+        // as one token, which is how OpenAI, vLLM and Ollama stream; the next stream from this
+        // backend keeps its chunks again and gets a tokenizer count.
+        const output = tap.contentEvents === 0 ? 0 : backend.sendsUsage ? tap.contentEvents : countTokens(tap.outputText());
+        tokens = { input: opts.promptTokens, output, cachedInput: 0, reasoning: 0 };
       }
+      if (!failure) backend.sendsUsage = tap.usage !== undefined;
       resolve({
         status: failure?.reason === 'client_abort' ? 499 : exchange.status,
         tokens,

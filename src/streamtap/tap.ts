@@ -15,6 +15,13 @@ export interface StreamTapOptions {
   stripUsage: boolean;
   /** Clock in ms used to stamp tokens (default performance.now). */
   now?: () => number;
+  /**
+   * Keep every chunk (by reference) so outputText() can rebuild the text when the upstream
+   * sends no usage (default true). Holding each chunk for the whole stream keeps it alive
+   * into the old generation, which made scavenges several times longer under many streams;
+   * the forwarder turns it off for backends that have been seen to send usage.
+   */
+  retainChunks?: boolean;
 }
 
 const LF = 0x0a;
@@ -63,6 +70,7 @@ export class StreamTap {
   private readonly now: () => number;
   private readonly scanner = new SseScanner();
   private readonly chunks: Buffer[] = []; // every chunk, by reference, for outputText()
+  private readonly retain: boolean;
 
   private pushTime: number | undefined; // now() of the current push, read at most once per push
   private lastCut = false; // the last complete event was removed
@@ -79,6 +87,7 @@ export class StreamTap {
 
   constructor(opts: StreamTapOptions) {
     this.stripUsage = opts.stripUsage;
+    this.retain = opts.retainChunks !== false;
     this.now = opts.now ?? (() => performance.now());
   }
 
@@ -111,7 +120,7 @@ export class StreamTap {
    * nothing was removed, a subarray/concatenation when the usage event was cut out, or null.
    */
   push(chunk: Buffer): Buffer | null {
-    this.chunks.push(chunk);
+    if (this.retain) this.chunks.push(chunk);
     this.pushTime = undefined;
     const sc = this.scanner;
     sc.begin(chunk);
@@ -179,6 +188,7 @@ export class StreamTap {
    * so call it once, after the stream ended.
    */
   outputText(): string {
+    if (!this.retain) throw new Error('outputText() needs retainChunks');
     const all = Buffer.concat(this.chunks);
     const sc = new SseScanner();
     const parts: string[] = [];

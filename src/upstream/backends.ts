@@ -12,6 +12,11 @@ export class Backend {
   readonly pool: Pool;
   /** Headers added to every upstream request: provider key and configured extras. */
   readonly injectedHeaders: Record<string, string>;
+  /**
+   * Whether this backend's last completed stream carried usage. While it does, the stream
+   * tap need not keep chunks for a tokenizer count (see StreamTapOptions.retainChunks).
+   */
+  sendsUsage = false;
 
   constructor(
     readonly name: string,

@@ -95,6 +95,25 @@ describe('tokens when the upstream sends no usage', () => {
     expect((line.tokens as { input: number }).input).toBeGreaterThan(0);
   });
 
+  it('a backend that stops sending usage is still counted (one token per content event), then by tokenizer again', async () => {
+    const drain = async (id: string) => {
+      const s = await client.chat.completions.create({ model: 'nousage', messages: [{ role: 'user', content: 'x' }], stream: true }, { headers: { 'x-request-id': id } });
+      for await (const _ of s) {
+        /* drain */
+      }
+      return gw.waitForLog((l) => l.msg === 'request' && l.request_id === id);
+    };
+    noUsage.configure({ omitUsage: false });
+    expect((await drain('usage-on')).tokens_estimated).toBe(false);
+    noUsage.configure({ omitUsage: true });
+    const a = await drain('usage-gone');
+    expect(a.tokens_estimated).toBe(true);
+    expect((a.tokens as { output: number }).output).toBe(40);
+    const b = await drain('usage-gone-2');
+    expect(b.tokens_estimated).toBe(true);
+    expect((b.tokens as { output: number }).output).toBe(40);
+  });
+
   it('non-streamed responses without usage are estimated too', async () => {
     const r = await client.chat.completions.create({ model: 'nousage', messages: [{ role: 'user', content: 'x' }] }, { headers: { 'x-request-id': 'est-2' } });
     expect(r.usage).toBeUndefined();
