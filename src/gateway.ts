@@ -19,6 +19,7 @@ import { Backends } from './upstream/backends.js';
 import { Metrics } from './telemetry/metrics.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
 import { createHttpServer } from './server/http.js';
+import { preloadTokenizer } from './streamtap/index.js';
 import './dashboard/index.js'; // registers GET /admin/stats (the live dashboard's data)
 import './config/admin.js'; // registers POST /admin/reload
 
@@ -53,6 +54,8 @@ async function buildStages(policies: Policies, metrics: Metrics, logger: Logger,
   const backends = await Backends.start(policies.backends, prev?.backends);
   try {
     const policy = new PolicyTable(policies);
+    // Every request will need a prompt estimate: load the tokenizer now, not on a request.
+    if (policy.needsTokenEstimates) preloadTokenizer();
     const auth = new KeyRing(policies);
     const router = new Router(policy, backends, metrics, policies, logger, prev?.router.breakers);
     // Last: taking the old admission's state over has effects on it (its state file stops).

@@ -67,14 +67,17 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
     if (identity.config?.models && !identity.config.models.includes(model)) throw errors.modelNotAllowed(model);
     if (r.body.stream !== undefined && typeof r.body.stream !== 'boolean') throw errors.invalidParam('stream', "'stream' must be a boolean.");
 
-    const promptTokens = estimatePromptTokens(r.body);
+    // A tokenizer pass only when some scope reserves tokens or money; otherwise the prompt
+    // is counted at the end, and only if the upstream reports no usage.
+    let promptTokens = policy.needsTokenEstimates ? estimatePromptTokens(r.body) : -1;
+    const prompt = () => (promptTokens >= 0 ? promptTokens : (promptTokens = estimatePromptTokens(r.body)));
     const maxOut = r.endpoint === 'embeddings' ? 0 : maxOutputTokens(r.body, route);
     ticket = await admission.admit({
       identity,
       route,
-      promptTokens,
+      promptTokens: Math.max(promptTokens, 0),
       maxOutputTokens: maxOut,
-      worstCaseUsd: worstCaseUsd(policy, route, promptTokens, maxOut),
+      worstCaseUsd: promptTokens >= 0 ? worstCaseUsd(policy, route, promptTokens, maxOut) : 0,
     });
     if (clientGone) throw new ClientAbort();
 
@@ -104,7 +107,7 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
         stripUsage: stream && !clientAskedForUsage(r.body),
         requestId: r.id,
         headers: { ...ticket.headers, 'x-gateway-model': served.route.name },
-        promptTokens,
+        promptTokens: prompt,
       });
       router.report(served, outcome.failure === undefined || outcome.failure.reason === 'client_abort', outcome.failure);
       Object.assign(rec, {

@@ -10,11 +10,24 @@ export interface Route {
 
 export class PolicyTable {
   private readonly routes = new Map<string, Route>();
+  /**
+   * True when some scope has a token limit or a budget: only then does admission need a
+   * prompt-token estimate (a tokenizer pass) for every request.
+   */
+  readonly needsTokenEstimates: boolean;
 
   constructor(readonly policies: Policies) {
     for (const [name, config] of Object.entries(policies.models)) {
       this.routes.set(name, { name, config, breaker: { ...policies.circuit_breaker, ...config.circuit_breaker } });
     }
+    const scopes = [
+      ...policies.keys,
+      ...Object.values(policies.users),
+      ...Object.values(policies.teams),
+      ...Object.values(policies.models),
+      ...(policies.global ? [policies.global] : []),
+    ];
+    this.needsTokenEstimates = scopes.some((s) => s.limits?.tpm !== undefined || s.budget !== undefined);
   }
 
   resolve(model: string): Route | undefined {

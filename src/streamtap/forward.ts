@@ -16,7 +16,8 @@ export interface ForwardOptions {
   requestId: string;
   /** Gateway headers for the client (x-ratelimit-*, x-gateway-model). */
   headers: Record<string, string>;
-  promptTokens: number;
+  /** Prompt tokens by tokenizer, computed on demand (only needed when the upstream sends no usage). */
+  promptTokens: () => number;
 }
 
 export interface ForwardOutcome {
@@ -82,7 +83,7 @@ function forwardStream(opts: ForwardOptions): Promise<ForwardOutcome> {
         // as one token, which is how OpenAI, vLLM and Ollama stream; the next stream from this
         // backend keeps its chunks again and gets a tokenizer count.
         const output = tap.contentEvents === 0 ? 0 : backend.sendsUsage ? tap.contentEvents : countTokens(tap.outputText());
-        tokens = { input: opts.promptTokens, output, cachedInput: 0, reasoning: 0 };
+        tokens = { input: opts.promptTokens(), output, cachedInput: 0, reasoning: 0 };
       }
       if (!failure) backend.sendsUsage = tap.usage !== undefined;
       resolve({
@@ -156,7 +157,7 @@ function forwardWhole(opts: ForwardOptions): Promise<ForwardOutcome> {
       }
       resolve({
         status: failure?.reason === 'client_abort' ? 499 : failure ? failure.error.status : exchange.status,
-        tokens: usage ? toCounts(usage) : { input: opts.promptTokens, output: text ? countTokens(text) : 0, cachedInput: 0, reasoning: 0 },
+        tokens: usage ? toCounts(usage) : { input: opts.promptTokens(), output: text ? countTokens(text) : 0, cachedInput: 0, reasoning: 0 },
         estimated: usage === undefined,
         finishReason,
         failure,

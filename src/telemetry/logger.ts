@@ -16,7 +16,7 @@ export type { Logger };
 
 /** Longest a log line waits in the buffer. */
 const FLUSH_INTERVAL_MS = 250;
-const BUFFER_BYTES = 16 * 1024;
+const BUFFER_BYTES = 8 * 1024;
 
 /** What of an Error is safe to log: no `options`, `headers`, `config` or other attached state. */
 export function safeError(e: unknown): Record<string, unknown> {

@@ -3,7 +3,7 @@
 // same sockets and code path as a real model server.
 import { Pool } from 'undici';
 import type { BackendConfig } from '../config/schema.js';
-import { startSimulator, type Simulator } from '../simulator/index.js';
+import type { Simulator } from '../simulator/index.js';
 
 export class Backend {
   readonly origin: string;
@@ -73,6 +73,8 @@ export class Backends {
       let baseUrl: string;
       let sim: Simulator | undefined;
       if (cfg.type === 'simulator') {
+        // Loaded only when a policy has a built-in simulator: production sidecars never carry it.
+        const { startSimulator } = await import('../simulator/index.js');
         sim = await startSimulator({
           ttftMs: cfg.ttft_ms,
           tpotMs: cfg.tpot_ms,

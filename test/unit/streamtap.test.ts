@@ -343,10 +343,10 @@ describe('token counting', () => {
     expect(tap.usage).toBeUndefined();
     const text = tap.outputText();
     expect(text).toBe('Héllo wörld 👋日本語');
-    expect(countTokens(text)).toBe(10);
+    expect(countTokens(text)).toBe(12); // cl100k_base
   });
 
-  it('countTokens uses o200k_base and treats special-token strings as text', () => {
+  it('countTokens uses cl100k_base and treats special-token strings as text', () => {
     expect(countTokens('')).toBe(0);
     expect(countTokens('hello world')).toBe(2);
     expect(countTokens('You are a helpful assistant.')).toBe(6);
