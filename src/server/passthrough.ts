@@ -2,12 +2,22 @@
 // to one configured backend: server.passthrough_backend, or the first deployment of the
 // first model. The client cannot name the upstream; its key is replaced by the provider's.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { createProxyServer } from 'http-proxy-3';
+import { createRequire } from 'node:module';
+import type { ProxyServer } from 'http-proxy-3';
 import type { Gateway } from '../gateway.js';
 import { errors, GatewayError, sendError } from './errors.js';
 
 export function createPassthrough(gw: Gateway) {
-  const proxy = createProxyServer({ xfwd: false, changeOrigin: true, proxyTimeout: 120_000 });
+  // Required on the first pass-through request: most sidecars never serve one, and the
+  // library is ~10 MB of resident memory.
+  let proxy: ProxyServer | undefined;
+  const getProxy = (): ProxyServer => {
+    if (!proxy) {
+      const { createProxyServer } = createRequire(import.meta.url)('http-proxy-3') as typeof import('http-proxy-3');
+      proxy = createProxyServer({ xfwd: false, changeOrigin: true, proxyTimeout: 120_000 });
+    }
+    return proxy;
+  };
   return (req: IncomingMessage, res: ServerResponse, id: string): void => {
     const s = gw.stages();
     try {
@@ -29,7 +39,7 @@ export function createPassthrough(gw: Gateway) {
     delete req.headers.cookie;
     const started = performance.now();
     res.setHeader('x-request-id', id);
-    proxy.web(
+    getProxy().web(
       req,
       res,
       { target: backend.origin + backend.basePath, headers: { ...backend.injectedHeaders } },
