@@ -47,11 +47,12 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
   let ticket: Ticket | undefined;
   let exchange: UpstreamExchange | undefined;
   let clientGone = false;
-  const left = new AbortController();
+  // Made only if routing has to wait (backoff, retry-after): most requests never do.
+  let left: AbortController | undefined;
   const onClose = () => {
     if (r.res.writableFinished) return;
     clientGone = true;
-    left.abort();
+    left?.abort();
     exchange?.abort(new ClientAbort());
   };
   r.res.on('close', onClose);
@@ -81,14 +82,21 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
     });
     if (clientGone) throw new ClientAbort();
 
-    metrics.active.inc({ model });
+    const active = metrics.activeFor(model);
+    active.inc();
     try {
       const served = await router.open(
         {
           buildRequest: (t) => buildUpstreamRequest(r, t, stream),
           onExchange: (e) => (exchange = e),
           clientGone: () => clientGone,
-          signal: left.signal,
+          get signal() {
+            if (!left) {
+              left = new AbortController();
+              if (clientGone) left.abort();
+            }
+            return left.signal;
+          },
         },
         route,
       );
@@ -121,7 +129,7 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
       });
       if (outcome.failure?.reason === 'client_abort') rec.error = CLIENT_LEFT;
     } finally {
-      metrics.active.dec({ model });
+      active.dec();
     }
   } catch (e) {
     if (e instanceof ClientAbort || clientGone) {

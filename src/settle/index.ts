@@ -70,28 +70,29 @@ export function settle(rec: RequestRecord, deps: { metrics: Metrics; logger: Log
   });
 
   const durationS = (rec.endedAt - rec.receivedAt) / 1000;
-  metrics.requests.inc({ model, backend, status: String(rec.status) });
-  metrics.duration.observe({ model, backend, stream: String(rec.stream) }, durationS);
+  const asked = metrics.series(model, backend);
+  asked.requests(rec.status).inc();
+  asked.duration(rec.stream).observe(durationS);
+  const served = servedModel === model ? asked : metrics.series(servedModel, backend);
   let ttftMs: number | undefined;
   let tpotMs: number | undefined;
   if (rec.stream && rec.firstTokenAt !== undefined) {
     ttftMs = rec.firstTokenAt - rec.receivedAt;
-    metrics.ttft.observe({ model: servedModel, backend }, ttftMs / 1000);
+    served.ttft.observe(ttftMs / 1000);
     const out = rec.tokens?.output ?? 0;
     if (out > 1 && rec.lastTokenAt !== undefined) {
       tpotMs = (rec.lastTokenAt - rec.firstTokenAt) / (out - 1);
-      metrics.tpot.observe({ model: servedModel, backend }, tpotMs / 1000);
+      served.tpot.observe(tpotMs / 1000);
     }
   }
   if (rec.tokens) {
     const t = rec.tokens;
-    const labels = { model: servedModel, backend };
-    if (t.input) metrics.tokens.inc({ ...labels, type: 'input' }, t.input);
-    if (t.output) metrics.tokens.inc({ ...labels, type: 'output' }, t.output);
-    if (t.cachedInput) metrics.tokens.inc({ ...labels, type: 'cached_input' }, t.cachedInput);
-    if (t.reasoning) metrics.tokens.inc({ ...labels, type: 'reasoning' }, t.reasoning);
+    if (t.input) served.input.inc(t.input);
+    if (t.output) served.output.inc(t.output);
+    if (t.cachedInput) served.cachedInput.inc(t.cachedInput);
+    if (t.reasoning) served.reasoning.inc(t.reasoning);
   }
-  if (cost > 0) metrics.cost.inc({ model: servedModel, team: rec.teamLabel ?? 'none' }, cost);
+  if (cost > 0) metrics.costFor(servedModel, rec.teamLabel ?? 'none').inc(cost);
 
   deps.logger.info(
     {
