@@ -2,7 +2,9 @@
 // 0.7/0.8/0.95/1.0) fires once per period per budget: the store decides "first time"
 // (atomically in Redis, so once per fleet), this file tells the world: a warn log line,
 // llm_gateway_budget_alerts_total, and an optional JSON webhook POSTed off the request path,
-// retried with backoff, its timers unref'd and cleared on close.
+// retried with backoff, its timers unref'd and cleared on close. The spend gauge is written
+// once per event-loop turn and budget (the last value), not once per request: setting a
+// labelled gauge builds a label object and hashes it.
 import { request } from 'undici';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
@@ -16,6 +18,9 @@ export class BudgetAlerts {
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly inflight = new Set<AbortController>();
   private closed = false;
+  /** Spend gauge values not written yet, by budget. */
+  private readonly spendDue = new Map<Scope, number>();
+  private spendTimer: NodeJS.Immediate | undefined;
 
   constructor(
     private readonly metrics: Metrics,
@@ -30,8 +35,13 @@ export class BudgetAlerts {
 
   /** Committed spend of a budget changed; `fired` are the thresholds crossed for the first time this period. */
   readonly onSpend = (s: Scope, spentNano: number, fired: readonly number[]): void => {
+    this.spendDue.set(s, spentNano);
+    if (fired.length === 0) {
+      this.spendTimer ??= setImmediate(this.writeSpend);
+      return;
+    }
+    this.writeSpend(); // an alert and the gauge it is about agree
     const spend = fromNano(spentNano);
-    this.metrics.budgetSpend.set({ scope: s.kind, name: s.name }, spend);
     for (const threshold of fired) {
       const limit = s.budget!.usd;
       this.metrics.budgetAlerts.inc({ scope: s.kind, threshold: String(threshold) });
@@ -50,6 +60,13 @@ export class BudgetAlerts {
         this.post(this.webhook, body, 0);
       }
     }
+  };
+
+  private readonly writeSpend = (): void => {
+    if (this.spendTimer) clearImmediate(this.spendTimer);
+    this.spendTimer = undefined;
+    for (const [s, nano] of this.spendDue) this.metrics.budgetSpend.set({ scope: s.kind, name: s.name }, fromNano(nano));
+    this.spendDue.clear();
   };
 
   private post(url: string, body: string, attempt: number): void {
@@ -90,6 +107,7 @@ export class BudgetAlerts {
   }
 
   close(): void {
+    this.writeSpend();
     this.closed = true;
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();

@@ -187,11 +187,14 @@ class AdmissionEngine implements Admission {
   admit(req: AdmissionRequest): Promise<Ticket> {
     const scopes = this.table.resolve(req.identity, req.route);
     if (!scopes) return OPEN_PROMISE;
+    // Every field set here, in one order: one object shape for every reservation.
     const r: Reservation = {
-      id: `${this.idPrefix}.${(++this.seq).toString(36)}`,
+      id: '',
       scopes,
       tokens: req.promptTokens + req.maxOutputTokens,
       nano: toNano(req.worstCaseUsd),
+      bucket: -1,
+      gen: 0,
     };
     if (!this.redis) {
       try {
@@ -204,6 +207,8 @@ class AdmissionEngine implements Admission {
   }
 
   private async admitShared(r: Reservation, redis: RedisStore): Promise<Ticket> {
+    // Only Redis names reservations (its entries, fleet-wide): the memory path builds no id.
+    r.id = `${this.idPrefix}.${(++this.seq).toString(36)}`;
     let v: Verdict | undefined;
     try {
       v = await redis.admit(r);
@@ -242,7 +247,7 @@ class AdmissionEngine implements Admission {
         this.redis!.addSpend(r, u);
       }
     } catch (e) {
-      this.logger.error({ err: e, reservation: r.id }, 'admission settle failed');
+      this.logger.error({ err: e, reservation: r.id || undefined, scopes: r.scopes.map((s) => s.id) }, 'admission settle failed');
     }
   }
 

@@ -1,5 +1,6 @@
 // The Redis side of admission: one script per operation, so every check-and-reserve across
 // all of a request's scopes is a single atomic step and N gateways share limits exactly.
+// (Settles, which nobody waits for, go many to a script: each one is still applied whole.)
 //
 // Per scope, in order key → user → team → model → global, ARGV carries four limits
 // (rpm, tpm, concurrency, budget in nano-USD; -1 = none) and KEYS carries, for each limit
@@ -129,76 +130,85 @@ return {1, 0, 0, 0, reqL, reqR, tokL, tokR, 0, 0, unpack(spent)}
 `;
 
 /**
- * Settles (mode 1), cancels (mode 2: as if never admitted) or only adds spend (mode 3: spend
- * made on the local fallback while Redis was down; idempotent through the marker key, the
- * last of KEYS). Modes 1 and 2 are idempotent: each entry is removed once; a retried settle
- * (first = 0) commits spend only if it still found its reservation.
- * ARGV: id, mode, est_tokens, real_tokens, reserved_nano, cost_nano, first, n,
- *       n × (rpm, tpm, conc, budget, spend_expire_at_ms), n_thresholds, thresholds...
- * Returns, per budget scope: spent after (-1 if nothing committed), bitmask of thresholds fired now.
+ * Settles a batch of reservations, each in its own mode: 1 settles, 2 cancels (as if never
+ * admitted), 3 only adds spend (spend made on the local fallback while Redis was down;
+ * idempotent through its marker key). Modes 1 and 2 are idempotent: each entry is removed
+ * once; a retried settle (first = 0) commits spend only if it still found its reservation.
+ * One script for many: settles are batched off the request path (see RedisStore.settle).
+ * ARGV: n_thresholds, thresholds..., n_ops, then per op:
+ *       n_keys, id, mode, est_tokens, real_tokens, reserved_nano, cost_nano, first, n,
+ *       n × (rpm, tpm, conc, budget, spend_expire_at_ms)
+ * KEYS: per op, its scopes' keys as for ADMIT (n_keys of them), then, for mode 3 only, its marker.
+ * Returns, per op and per budget scope: spent after (-1 if nothing committed), bitmask of thresholds fired now.
  */
 export const SETTLE = `${PRELUDE}
-local id, mode, est, real, resv, cost, first, n = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7] == '1', tonumber(ARGV[8])
-local tb = 9 + n * 5
-local nth = tonumber(ARGV[tb])
-if mode == 3 and not redis.call('SET', KEYS[#KEYS], '1', 'NX', 'PX', 86400000) then return {} end
+local nth = tonumber(ARGV[1])
+local tb = 1
 local out = {}
-local k, a = 1, 9
-for i = 1, n do
-  local rpm, tpm, conc, bud, exp = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
-  a = a + 5
-  if rpm >= 0 then
-    local z = KEYS[k]; k = k + 1
-    if mode == 2 then redis.call('ZREM', z, id) end
-  end
-  if tpm >= 0 then
-    local z, s = KEYS[k], KEYS[k + 1]; k = k + 2
-    if mode ~= 3 then
-      local m = id .. ':' .. est
-      local sc = redis.call('ZSCORE', z, m)
-      if sc then
-        redis.call('ZREM', z, m)
-        local sum = tonumber(redis.call('GET', s) or '0') - tonumber(est)
-        if mode == 1 then
-          redis.call('ZADD', z, sc, id .. ':' .. real)
-          sum = sum + tonumber(real)
+local k, a = 1, nth + 3
+for o = 1, tonumber(ARGV[nth + 2]) do
+  local nk, id, mode, est, real, resv, cost, first, n = tonumber(ARGV[a]), ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], tonumber(ARGV[a + 6]), ARGV[a + 7] == '1', tonumber(ARGV[a + 8])
+  a = a + 9
+  local nextK, nextA = k + nk, a + n * 5
+  -- mode 3 runs once per id: a replay finds the marker and commits nothing.
+  local skip = mode == 3 and not redis.call('SET', KEYS[nextK - 1], '1', 'NX', 'PX', 86400000)
+  for i = 1, n do
+    local rpm, tpm, conc, bud, exp = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+    a = a + 5
+    if rpm >= 0 then
+      local z = KEYS[k]; k = k + 1
+      if mode == 2 then redis.call('ZREM', z, id) end
+    end
+    if tpm >= 0 then
+      local z, s = KEYS[k], KEYS[k + 1]; k = k + 2
+      if mode ~= 3 then
+        local m = id .. ':' .. est
+        local sc = redis.call('ZSCORE', z, m)
+        if sc then
+          redis.call('ZREM', z, m)
+          local sum = tonumber(redis.call('GET', s) or '0') - tonumber(est)
+          if mode == 1 then
+            redis.call('ZADD', z, sc, id .. ':' .. real)
+            sum = sum + tonumber(real)
+          end
+          if sum < 0 or redis.call('ZCARD', z) == 0 then sum = 0 end
+          redis.call('SET', s, fmt(sum), 'KEEPTTL')
         end
-        if sum < 0 or redis.call('ZCARD', z) == 0 then sum = 0 end
-        redis.call('SET', s, fmt(sum), 'KEEPTTL')
+      end
+    end
+    if conc >= 0 then
+      local z = KEYS[k]; k = k + 1
+      if mode ~= 3 then redis.call('ZREM', z, id) end
+    end
+    if bud >= 0 then
+      local rz, rs, sk = KEYS[k], KEYS[k + 1], KEYS[k + 2]; k = k + 3
+      local apply = mode == 3 and not skip or (mode == 1 and first)
+      if mode ~= 3 and redis.call('ZREM', rz, id .. ':' .. resv) == 1 then
+        local r = tonumber(redis.call('GET', rs) or '0') - tonumber(resv)
+        if r < 0 or redis.call('ZCARD', rz) == 0 then r = 0 end
+        redis.call('SET', rs, fmt(r), 'KEEPTTL')
+        if mode == 1 then apply = true end
+      end
+      if apply and cost > 0 then
+        local sp = tonumber(redis.call('HGET', sk, 'spent') or '0') + cost
+        redis.call('HSET', sk, 'spent', fmt(sp))
+        if exp > 0 then redis.call('PEXPIREAT', sk, exp) end
+        local fired = 0
+        if bud > 0 then
+          for j = 1, nth do
+            local th = ARGV[tb + j]
+            if sp >= tonumber(th) * bud and redis.call('HSETNX', sk, 'alert:' .. th, '1') == 1 then fired = fired + 2 ^ (j - 1) end
+          end
+        end
+        out[#out + 1] = sp
+        out[#out + 1] = fired
+      else
+        out[#out + 1] = -1
+        out[#out + 1] = 0
       end
     end
   end
-  if conc >= 0 then
-    local z = KEYS[k]; k = k + 1
-    if mode ~= 3 then redis.call('ZREM', z, id) end
-  end
-  if bud >= 0 then
-    local rz, rs, sk = KEYS[k], KEYS[k + 1], KEYS[k + 2]; k = k + 3
-    local apply = mode == 3 or (mode == 1 and first)
-    if mode ~= 3 and redis.call('ZREM', rz, id .. ':' .. resv) == 1 then
-      local r = tonumber(redis.call('GET', rs) or '0') - tonumber(resv)
-      if r < 0 or redis.call('ZCARD', rz) == 0 then r = 0 end
-      redis.call('SET', rs, fmt(r), 'KEEPTTL')
-      if mode == 1 then apply = true end
-    end
-    if apply and cost > 0 then
-      local sp = tonumber(redis.call('HGET', sk, 'spent') or '0') + cost
-      redis.call('HSET', sk, 'spent', fmt(sp))
-      if exp > 0 then redis.call('PEXPIREAT', sk, exp) end
-      local fired = 0
-      if bud > 0 then
-        for j = 1, nth do
-          local th = ARGV[tb + j]
-          if sp >= tonumber(th) * bud and redis.call('HSETNX', sk, 'alert:' .. th, '1') == 1 then fired = fired + 2 ^ (j - 1) end
-        end
-      end
-      out[#out + 1] = sp
-      out[#out + 1] = fired
-    else
-      out[#out + 1] = -1
-      out[#out + 1] = 0
-    end
-  end
+  k, a = nextK, nextA
 end
 return out
 `;

@@ -1,13 +1,13 @@
-// The in-process store: exact sliding-window logs for rpm and tpm, a counter for
+// The in-process store: sliding windows of 1-second buckets for rpm and tpm, a counter for
 // concurrency, spend + in-flight reservations per budget. Node runs admit() to the end
 // without yielding, so "check every scope, then reserve in every scope" is atomic here.
 //
 // A policy reload builds a new store that adopts the old one's per-scope state objects
 // (adopt()), so both stores read and write the same state: requests admitted before the
 // reload settle through the old store into the state the new one admits against. For that,
-// what a request holds (a concurrency slot, a budget reservation, a tpm entry) is counted
-// whatever the scope's limits are, and released from the object it was taken from: a reload
-// may add or remove a limit between a request's admit and its settle.
+// what a request holds (a concurrency slot, a budget reservation, tokens in a tpm window) is
+// counted whatever the scope's limits are, and released from the object it was taken from: a
+// reload may add or remove a limit between a request's admit and its settle.
 import type { Scope } from './scopes.js';
 import { PeriodClock } from './periods.js';
 import {
@@ -21,100 +21,85 @@ import {
   type Verdict,
 } from './store.js';
 
-/** Timestamps of the requests admitted in the last 60 s, in a ring of `limit` slots (never more can be inside). */
-export class RequestLog {
-  private readonly ts: Float64Array;
-  private head = 0;
-  count = 0;
+export const BUCKET_MS = 1_000;
+/**
+ * Buckets per window: a 60 s window (now-60 s, now] touches 61 one-second buckets (the current
+ * one and, partly, the one 60 s back), and every one of them is counted whole.
+ */
+export const BUCKETS = WINDOW_MS / BUCKET_MS + 1;
 
-  constructor(readonly limit: number) {
-    this.ts = new Float64Array(limit);
-  }
+/** Creation order of rate windows: a reservation settles only into windows that existed when it was admitted. */
+let windowSerial = 0;
 
-  trim(now: number): void {
-    const cut = now - WINDOW_MS;
-    while (this.count > 0 && this.ts[this.head]! <= cut) {
-      this.head = (this.head + 1) % this.limit;
-      this.count--;
-    }
-  }
-
-  /** A log with another capacity holding the newest of these timestamps (a reload changed the rpm). */
-  resized(limit: number, now: number): RequestLog {
-    this.trim(now);
-    const out = new RequestLog(limit);
-    for (let i = Math.max(0, this.count - limit); i < this.count; i++) out.push(this.ts[(this.head + i) % this.limit]!);
-    return out;
-  }
-
-  /** ms until the oldest entry leaves the window (call when full). */
-  retryAfter(now: number): number {
-    return this.ts[this.head]! + WINDOW_MS - now;
-  }
-
-  push(now: number): void {
-    this.ts[(this.head + this.count) % this.limit] = now;
-    this.count++;
-  }
-}
-
-export class TokenEntry {
-  live = true;
-  constructor(
-    /** The log it was pushed to: settle adjusts that one, even if a reload has replaced it since. */
-    readonly log: TokenLog,
-    readonly at: number,
-    public tokens: number,
-  ) {}
-}
-
-/** Token reservations of the last 60 s, oldest first, with their running sum. */
-export class TokenLog {
-  private entries: TokenEntry[] = [];
-  private head = 0;
+/**
+ * What a scope admitted (requests for rpm, tokens for tpm) per second, over the last 61
+ * seconds: a ring of BUCKETS counters and their sum. Memory is the same whatever the rate or
+ * the limit, and counting allocates nothing.
+ *
+ * An amount admitted at time t, in bucket s = floor(t / 1 s), is counted until the whole
+ * bucket has left the window, i.e. until (s + 61) s: between 60 s and 61 s after t, never
+ * less. So the sum is never below what an exact log of the window (now-60 s, now] holds, and
+ * admitting only while `sum + need <= limit` never lets any 60 s window hold more than the
+ * limit; the price is refusing up to 1 s longer than an exact log would.
+ */
+export class RateWindow {
+  /** The amount admitted in second s, at index s % BUCKETS. */
+  private readonly buckets = new Float64Array(BUCKETS);
+  /** The newest second the ring has moved to: it holds seconds head-60 .. head, older ones are cleared. */
+  private head = -Infinity;
+  /** What counts against the limit: the sum of the buckets. */
   sum = 0;
+  readonly serial = ++windowSerial;
 
-  trim(now: number): void {
-    const cut = now - WINDOW_MS;
-    const e = this.entries;
-    while (this.head < e.length && e[this.head]!.at <= cut) {
-      const x = e[this.head++]!;
-      x.live = false;
-      this.sum -= x.tokens;
+  /** Moves the window to second `sec` (floor(now / BUCKET_MS)), dropping the buckets that left it. */
+  advance(sec: number): void {
+    let h = this.head;
+    if (sec <= h) return;
+    const b = this.buckets;
+    if (sec - h >= BUCKETS) {
+      b.fill(0);
+      this.sum = 0;
+    } else {
+      while (h < sec) {
+        const i = ++h % BUCKETS;
+        this.sum -= b[i]!;
+        b[i] = 0;
+      }
     }
-    if (this.head === e.length) {
-      e.length = 0;
-      this.head = 0;
-      this.sum = 0; // self-healing: an empty window holds nothing
-    } else if (this.head > 1024 && this.head * 2 > e.length) {
-      this.entries = e.slice(this.head);
-      this.head = 0;
-    }
+    this.head = sec;
   }
 
-  /** ms until `need` more tokens fit under `limit`; -1 if they never can. */
+  /** Counts `n` in second `sec` (call advance(sec) first). */
+  add(sec: number, n: number): void {
+    this.buckets[sec % BUCKETS]! += n;
+    this.sum += n;
+  }
+
+  /**
+   * Replaces `from`, counted in second `sec`, by `to` (a settle: estimate → real tokens), if
+   * that bucket is still in the ring; once it has left the window there is nothing to adjust.
+   */
+  adjust(sec: number, from: number, to: number): void {
+    if (sec > this.head || sec <= this.head - BUCKETS) return;
+    const d = to - from;
+    this.buckets[sec % BUCKETS]! += d;
+    this.sum += d;
+  }
+
+  /**
+   * ms from `now` until `need` more fits under `limit` as the oldest buckets leave, one per
+   * second (the moment a bucket stops counting, so never early); -1 if it never can.
+   * Call advance() to now's second first.
+   */
   retryAfter(now: number, need: number, limit: number): number {
     if (need > limit) return -1;
-    let s = this.sum;
-    for (let i = this.head; i < this.entries.length; i++) {
-      const x = this.entries[i]!;
-      s -= x.tokens;
-      if (s + need <= limit) return x.at + WINDOW_MS - now;
+    let left = this.sum;
+    for (let k = 1; k <= BUCKETS; k++) {
+      // Oldest first: second head-60+(k-1), which stops counting at second head+k.
+      left -= this.buckets[(this.head + k) % BUCKETS]!;
+      if (left + need <= limit) return (this.head + k) * BUCKET_MS - now;
     }
-    return WINDOW_MS;
-  }
-
-  push(now: number, tokens: number): TokenEntry {
-    const x = new TokenEntry(this, now, tokens);
-    this.entries.push(x);
-    this.sum += tokens;
-    return x;
-  }
-
-  /** Settle an entry to the real count (only counts while it is still inside the window). */
-  adjust(x: TokenEntry, tokens: number): void {
-    if (x.live) this.sum += tokens - x.tokens;
-    x.tokens = tokens;
+    return (this.head + BUCKETS) * BUCKET_MS - now;
   }
 }
 
@@ -146,8 +131,8 @@ export class BudgetState {
 interface ScopeState {
   /** The configuration this state is kept for: the scope of the newest store that adopted it. */
   scope: Scope;
-  rpm: RequestLog | undefined;
-  tpm: TokenLog | undefined;
+  rpm: RateWindow | undefined;
+  tpm: RateWindow | undefined;
   /** Requests admitted and not settled (counted with or without a concurrency limit). */
   inUse: number;
   /** Worst-case cost they hold, nano-USD (counted with or without a budget). */
@@ -158,8 +143,8 @@ interface ScopeState {
 function newState(s: Scope): ScopeState {
   return {
     scope: s,
-    rpm: s.rpm ? new RequestLog(s.rpm) : undefined,
-    tpm: s.tpm ? new TokenLog() : undefined,
+    rpm: s.rpm ? new RateWindow() : undefined,
+    tpm: s.tpm ? new RateWindow() : undefined,
     inUse: 0,
     reserved: 0,
     budget: s.budget ? new BudgetState() : undefined,
@@ -197,17 +182,17 @@ export class MemoryStore {
    * Takes over the state of the store a reload replaces, for every scope that still exists
    * (same `kind:name`). The state objects are shared, not copied: requests the old store
    * admitted settle through it into this same state. Only what the new policy changed is
-   * rebuilt: a new rpm keeps the timestamps, a new budget period starts a fresh spend, a
-   * removed limit drops its state. Returns the ids of the scopes carried over.
+   * rebuilt: a new rpm or tpm keeps the window (its buckets do not depend on the limit), a new
+   * budget period starts a fresh spend, a removed limit drops its state. Returns the ids of
+   * the scopes carried over.
    */
   adopt(prev: MemoryStore): Set<string> {
-    const now = this.mono();
     const old = new Map(prev.scopes.map((s) => [s.id, prev.states[s.slot]!]));
     const carried = new Set<string>();
     for (const s of this.scopes) {
       const st = old.get(s.id);
       if (!st) continue;
-      this.reconfigure(st, s, prev.thresholds, now);
+      this.reconfigure(st, s, prev.thresholds);
       this.states[s.slot] = st;
       carried.add(s.id);
     }
@@ -215,12 +200,12 @@ export class MemoryStore {
     return carried;
   }
 
-  private reconfigure(st: ScopeState, s: Scope, oldThresholds: readonly number[], now: number): void {
+  private reconfigure(st: ScopeState, s: Scope, oldThresholds: readonly number[]): void {
+    // A window does not depend on the limit: a changed rpm / tpm keeps its buckets.
     if (!s.rpm) st.rpm = undefined;
-    else if (!st.rpm) st.rpm = new RequestLog(s.rpm);
-    else if (st.rpm.limit !== s.rpm) st.rpm = st.rpm.resized(s.rpm, now);
+    else st.rpm ??= new RateWindow();
     if (!s.tpm) st.tpm = undefined;
-    else st.tpm ??= new TokenLog(); // a token log does not depend on the limit
+    else st.tpm ??= new RateWindow();
     const before = st.scope.budget;
     if (!s.budget) st.budget = undefined;
     // Spend of a day is not spend of a month: another period starts from nothing.
@@ -246,6 +231,7 @@ export class MemoryStore {
   admit(r: Reservation): Verdict {
     const v = newVerdict();
     const now = this.mono();
+    const sec = Math.floor(now / BUCKET_MS);
     const wall = this.wall();
     const scopes = r.scopes;
     // Pass 1: check every scope (and gather the tightest remaining for the headers). Limits
@@ -254,23 +240,25 @@ export class MemoryStore {
     for (let i = 0; i < scopes.length; i++) {
       const st = this.states[scopes[i]!.slot]!;
       const c = st.scope;
-      if (st.rpm) {
-        st.rpm.trim(now);
-        const rem = st.rpm.limit - st.rpm.count - 1;
+      const rpm = st.rpm;
+      if (rpm) {
+        rpm.advance(sec);
+        const rem = c.rpm - rpm.sum - 1;
         if (v.reqLimit < 0 || rem < v.reqRemaining) {
-          v.reqLimit = st.rpm.limit;
+          v.reqLimit = c.rpm;
           v.reqRemaining = rem;
         }
-        if (rem < 0 && v.ok) refuse(v, i, 'rpm', st.rpm.retryAfter(now));
+        if (rem < 0 && v.ok) refuse(v, i, 'rpm', rpm.retryAfter(now, 1, c.rpm));
       }
-      if (st.tpm) {
-        st.tpm.trim(now);
-        const rem = c.tpm - st.tpm.sum - r.tokens;
+      const tpm = st.tpm;
+      if (tpm) {
+        tpm.advance(sec);
+        const rem = c.tpm - tpm.sum - r.tokens;
         if (v.tokLimit < 0 || rem < v.tokRemaining) {
           v.tokLimit = c.tpm;
           v.tokRemaining = rem;
         }
-        if (rem < 0 && v.ok) refuse(v, i, 'tpm', st.tpm.retryAfter(now, r.tokens, c.tpm));
+        if (rem < 0 && v.ok) refuse(v, i, 'tpm', tpm.retryAfter(now, r.tokens, c.tpm));
       }
       if (c.concurrency && st.inUse >= c.concurrency && v.ok) refuse(v, i, 'concurrency', CONCURRENCY_RETRY_MS);
       const b = st.budget;
@@ -284,27 +272,32 @@ export class MemoryStore {
       }
     }
     if (!v.ok) return v;
-    // Pass 2: reserve in every scope.
-    let entries: TokenEntry[] | undefined;
-    for (const s of scopes) {
-      const st = this.states[s.slot]!;
-      st.rpm?.push(now);
-      if (st.tpm) (entries ??= []).push(st.tpm.push(now, r.tokens));
+    // Pass 2: reserve in every scope. Settle finds the tokens by second: the windows that
+    // existed now (serial <= gen) got them in bucket `sec`.
+    for (let i = 0; i < scopes.length; i++) {
+      const st = this.states[scopes[i]!.slot]!;
+      st.rpm?.add(sec, 1);
+      st.tpm?.add(sec, r.tokens);
       st.inUse++;
       st.reserved += r.nano;
     }
-    r.handle = entries;
+    r.bucket = sec;
+    r.gen = windowSerial;
     return v;
   }
 
   /** Frees the reservation and commits the real usage. Never throws. */
   settle(r: Reservation, u: Usage): void {
-    const entries = r.handle as TokenEntry[] | undefined;
-    if (entries) for (const x of entries) x.log.adjust(x, u.tokens);
+    const sec = r.bucket ?? -Infinity;
+    const gen = r.gen ?? 0;
     let wall = 0;
     let owner: MemoryStore | undefined;
-    for (const s of r.scopes) {
-      const st = this.states[s.slot]!;
+    const scopes = r.scopes;
+    for (let i = 0; i < scopes.length; i++) {
+      const st = this.states[scopes[i]!.slot]!;
+      // A window created since (a reload added the limit) never counted this request.
+      const tpm = st.tpm;
+      if (tpm && tpm.serial <= gen) tpm.adjust(sec, r.tokens, u.tokens);
       st.inUse = Math.max(0, st.inUse - 1);
       st.reserved = Math.max(0, st.reserved - r.nano);
       const b = st.budget;
@@ -333,16 +326,16 @@ export class MemoryStore {
   }
 
   usage(): ScopeUsage[] {
-    const now = this.mono();
+    const sec = Math.floor(this.mono() / BUCKET_MS);
     const wall = this.wall();
     return this.scopes.map((s) => {
       const st = this.states[s.slot]!;
-      st.rpm?.trim(now);
-      st.tpm?.trim(now);
+      st.rpm?.advance(sec);
+      st.tpm?.advance(sec);
       st.budget?.roll(st.scope, this.clock, wall);
       return {
         scope: s,
-        rpmUsed: st.rpm ? st.rpm.count : -1,
+        rpmUsed: st.rpm ? st.rpm.sum : -1,
         tpmUsed: st.tpm ? st.tpm.sum : -1,
         inUse: s.concurrency ? st.inUse : -1,
         spentNano: st.budget ? st.budget.spent : -1,

@@ -1,7 +1,11 @@
 // The shared store: every operation is one Lua script (EVALSHA, EVAL on NOSCRIPT), so a
-// fleet of gateways enforces one limit exactly. A dead Redis fails fast (no offline queue,
-// no per-command retries, a command timeout); ioredis reconnects by itself and, once it
-// is back, queued settles / cancels / fallback spend are replayed (all idempotent).
+// fleet of gateways enforces one limit exactly. Admits are one script per request (the
+// request waits for the answer). Settles, which nobody waits for, are group-committed: one
+// goes out at once when no settle script is in flight; the ones that come meanwhile wait for
+// its reply and then go out together, as one script. ioredis auto-pipelining puts the
+// commands of an event-loop turn in one socket write. A dead Redis fails fast (no offline
+// queue, no per-command retries, a command timeout); ioredis reconnects by itself and, once
+// it is back, queued settles / cancels / fallback spend are replayed (all idempotent).
 import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Logger } from '../telemetry/logger.js';
@@ -27,17 +31,23 @@ const SPEND_RETENTION_MS = 8 * 86_400_000;
 /** After a command failed on a live connection (timeout), go straight to the fallback this long. */
 const BACKOFF_MS = 1_000;
 const MAX_PENDING = 100_000;
+/** Settles per script: bounds how long one script keeps Redis busy (each op is ~10-20 commands). */
+const MAX_BATCH = 128;
 const CONNECT_TIMEOUT_MS = 2_000;
 const LIMIT_CODES = [undefined, 'rpm', 'tpm', 'concurrency', 'budget'] as const;
+const CONCURRENCY_RETRY_ARG = String(CONCURRENCY_RETRY_MS);
 
+/** Per scope, built once: its limits as script arguments and its keys. */
 interface ScopeKeys {
-  rpm?: string;
-  tpm?: string;
-  tpmSum?: string;
-  conc?: string;
-  res?: string;
-  resSum?: string;
-  spend?: string; // + period id
+  /** rpm, tpm, concurrency, budget nano ('-1' = none). */
+  limits: readonly string[];
+  /** The keys of its rate and concurrency limits and budget reservations, in script order. */
+  fixed: readonly string[];
+  /** The spend hash's key, without the period id; '' without a budget. */
+  spend: string;
+  /** The last period id seen and its spend key (a new string only when the period changes). */
+  periodId: string;
+  spendKey: string;
 }
 
 const enum Mode {
@@ -83,10 +93,15 @@ export class RedisStore {
   private readonly keys: ScopeKeys[];
   private readonly clock = new PeriodClock();
   private readonly thresholdArgs: string[];
+  private readonly leaseArg: string;
   private readonly logger: Logger;
   private readonly timeoutMs: number;
   private readonly metrics: Metrics;
   private pending: PendingOp[] = [];
+  /** Settles waiting for the settle script in flight to answer; then they go out as one. */
+  private batch: PendingOp[] = [];
+  /** Settle scripts sent and not answered yet (close() waits for them). */
+  private readonly inflight = new Set<Promise<void>>();
   private draining = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private skipUntil = 0;
@@ -107,21 +122,17 @@ export class RedisStore {
     this.metrics = o.metrics;
     this.keys = o.scopes.map((s) => {
       const base = `${o.prefix}${s.kind}:${encodeURIComponent(s.name)}:`;
-      const k: ScopeKeys = {};
-      if (s.rpm) k.rpm = `${base}rpm`;
-      if (s.tpm) {
-        k.tpm = `${base}tpm`;
-        k.tpmSum = `${base}tpm:sum`;
-      }
-      if (s.concurrency) k.conc = `${base}conc`;
-      if (s.budget) {
-        k.res = `${base}reserved`;
-        k.resSum = `${base}reserved:sum`;
-        k.spend = `${base}spend:`;
-      }
-      return k;
+      const fixed: string[] = [];
+      if (s.rpm) fixed.push(`${base}rpm`);
+      if (s.tpm) fixed.push(`${base}tpm`, `${base}tpm:sum`);
+      if (s.concurrency) fixed.push(`${base}conc`);
+      if (s.budget) fixed.push(`${base}reserved`, `${base}reserved:sum`);
+      const limit = (n: number) => (n ? String(n) : '-1'); // 0 = no such limit
+      const limits = [limit(s.rpm), limit(s.tpm), limit(s.concurrency), s.budget ? String(s.budget.nano) : '-1'];
+      return { limits, fixed, spend: s.budget ? `${base}spend:` : '', periodId: '', spendKey: '' };
     });
     this.thresholdArgs = [String(o.thresholds.length), ...o.thresholds.map(String)];
+    this.leaseArg = String(o.leaseMs ?? LEASE_MS);
     this.redis = new Redis(o.url, {
       // Fail fast instead of queueing while disconnected: the fallback (or a 503) answers now.
       enableOfflineQueue: false,
@@ -131,6 +142,8 @@ export class RedisStore {
       connectTimeout: CONNECT_TIMEOUT_MS,
       retryStrategy: (times) => Math.min(100 * times, 1_000),
       lazyConnect: false,
+      // Commands issued in the same event-loop turn go out in one write (one syscall, not one each).
+      enableAutoPipelining: true,
     });
     let resolveFirst!: () => void;
     this.firstReady = new Promise((r) => (resolveFirst = r));
@@ -229,15 +242,18 @@ export class RedisStore {
   }
 
   private scopeArgs(scopes: readonly Scope[], at: number, keys: string[], args: string[], withExpiry: boolean): void {
-    for (const s of scopes) {
+    for (let i = 0; i < scopes.length; i++) {
+      const s = scopes[i]!;
       const k = this.keys[s.slot]!;
-      args.push(s.rpm ? String(s.rpm) : '-1', s.tpm ? String(s.tpm) : '-1', s.concurrency ? String(s.concurrency) : '-1', s.budget ? String(s.budget.nano) : '-1');
-      if (k.rpm) keys.push(k.rpm);
-      if (k.tpm) keys.push(k.tpm, k.tpmSum!);
-      if (k.conc) keys.push(k.conc);
-      if (k.res) {
-        const w = this.clock.at(s.budget!.period, at);
-        keys.push(k.res, k.resSum!, k.spend! + w.id);
+      args.push(k.limits[0]!, k.limits[1]!, k.limits[2]!, k.limits[3]!);
+      for (let j = 0; j < k.fixed.length; j++) keys.push(k.fixed[j]!);
+      if (s.budget) {
+        const w = this.clock.at(s.budget.period, at);
+        if (w.id !== k.periodId) {
+          k.periodId = w.id;
+          k.spendKey = k.spend + w.id;
+        }
+        keys.push(k.spendKey);
         if (withExpiry) args.push(w.end === Infinity ? '0' : String(w.end + SPEND_RETENTION_MS));
       } else if (withExpiry) args.push('0');
     }
@@ -245,7 +261,7 @@ export class RedisStore {
 
   async admit(r: Reservation): Promise<Verdict> {
     const keys: string[] = [];
-    const args = [r.id, String(r.tokens), String(r.nano), String(this.o.leaseMs ?? LEASE_MS), String(CONCURRENCY_RETRY_MS), String(r.scopes.length)];
+    const args = [r.id, String(r.tokens), String(r.nano), this.leaseArg, CONCURRENCY_RETRY_ARG, String(r.scopes.length)];
     const at = Date.now();
     this.scopeArgs(r.scopes, at, keys, args, false);
     let reply: number[];
@@ -269,15 +285,22 @@ export class RedisStore {
     v.reservedNano = reply[9]!;
     if (v.ok) {
       let j = 10;
-      for (const s of r.scopes) {
-        if (!s.budget) continue;
-        this.lastSpent.set(s, { periodId: this.clock.at(s.budget.period, at).id, nano: reply[j++]! });
-      }
+      for (const s of r.scopes) if (s.budget) this.noteSpent(s, at, reply[j++]!);
     }
     return v;
   }
 
-  /** Commits and frees. Never throws: on failure the operation is queued and replayed when Redis is back. */
+  private noteSpent(s: Scope, at: number, nano: number): void {
+    const periodId = this.clock.at(s.budget!.period, at).id;
+    const last = this.lastSpent.get(s);
+    if (last && last.periodId === periodId) last.nano = nano;
+    else this.lastSpent.set(s, { periodId, nano });
+  }
+
+  /**
+   * Commits and frees. Never throws: the operation goes out now or with the next batch; if
+   * it cannot be written it is queued and replayed when Redis is back.
+   */
   settle(r: Reservation, u: Usage): void {
     this.submit({ mode: Mode.Settle, r, u, at: Date.now(), first: true });
   }
@@ -289,35 +312,80 @@ export class RedisStore {
   }
 
   private submit(op: PendingOp): void {
-    if (!this.available) this.metrics.storeErrors.inc({ store: 'redis', op: op.mode === Mode.Spend ? 'reconcile' : 'settle' });
-    if (this.pending.length > 0 || !this.available) {
+    // Behind a replay in progress, or with Redis away: queue (in order).
+    if (this.pending.length > 0 || this.draining || !this.available) {
+      if (!this.available) this.countFailure(op);
       this.enqueue(op);
       return;
     }
-    this.exec(op).catch((e: unknown) => {
-      this.metrics.storeErrors.inc({ store: 'redis', op: op.mode === Mode.Spend ? 'reconcile' : 'settle' });
-      if (e instanceof StoreUnavailable && e.maybeApplied) op.first = false;
-      this.enqueue(op);
-    });
+    this.batch.push(op);
+    // Nothing in flight: go now (no added delay when idle; ioredis still joins it to this
+    // turn's pipeline). Otherwise wait for the reply (see send()), up to a full batch.
+    if (this.inflight.size === 0 || this.batch.length >= MAX_BATCH) this.flushBatch();
   }
 
-  private async exec(op: PendingOp): Promise<void> {
-    const { r, u } = op;
+  private countFailure(op: PendingOp): void {
+    this.metrics.storeErrors.inc({ store: 'redis', op: op.mode === Mode.Spend ? 'reconcile' : 'settle' });
+  }
+
+  /** Sends the settles waiting, as one script. */
+  private flushBatch(): void {
+    const ops = this.batch;
+    if (ops.length === 0) return;
+    this.batch = [];
+    this.send(ops);
+  }
+
+  private send(ops: PendingOp[]): void {
+    if (this.pending.length > 0 || this.draining || !this.available) {
+      for (const op of ops) {
+        if (!this.available) this.countFailure(op);
+        this.enqueue(op);
+      }
+      return;
+    }
+    const p: Promise<void> = this.exec(ops)
+      .catch((e: unknown) => {
+        const maybe = e instanceof StoreUnavailable && e.maybeApplied;
+        for (const op of ops) {
+          this.countFailure(op);
+          if (maybe) op.first = false;
+          this.enqueue(op);
+        }
+      })
+      .finally(() => {
+        this.inflight.delete(p);
+        // The settles that came while this one was in flight (queued instead if it failed).
+        this.flushBatch();
+      });
+    this.inflight.add(p);
+  }
+
+  /** Runs settles / cancels / spend additions, all in one script (applied in order, each whole). */
+  private async exec(ops: readonly PendingOp[]): Promise<void> {
     const keys: string[] = [];
-    const args = [r.id, String(op.mode), String(r.tokens), String(u.tokens), String(r.nano), String(u.costNano), op.first ? '1' : '0', String(r.scopes.length)];
-    this.scopeArgs(r.scopes, op.at, keys, args, true);
-    args.push(...this.thresholdArgs);
-    keys.push(`${this.o.prefix}done:${r.id}`);
+    const args: string[] = [...this.thresholdArgs, String(ops.length)];
+    for (const op of ops) {
+      const { r, u } = op;
+      const k0 = keys.length;
+      const head = args.length;
+      args.push('', r.id, String(op.mode), String(r.tokens), String(u.tokens), String(r.nano), String(u.costNano), op.first ? '1' : '0', String(r.scopes.length));
+      this.scopeArgs(r.scopes, op.at, keys, args, true);
+      if (op.mode === Mode.Spend) keys.push(`${this.o.prefix}done:${r.id}`);
+      args[head] = String(keys.length - k0);
+    }
     const reply = (await this.call(SCRIPTS.settle, keys, args)) as number[];
     let j = 0;
-    for (const s of r.scopes) {
-      if (!s.budget || j >= reply.length) continue;
-      const spent = reply[j]!;
-      const mask = reply[j + 1]!;
-      j += 2;
-      if (spent < 0) continue;
-      this.lastSpent.set(s, { periodId: this.clock.at(s.budget.period, op.at).id, nano: spent });
-      this.o.onSpend(s, spent, mask ? this.o.thresholds.filter((_, i) => mask & (1 << i)) : NONE);
+    for (const op of ops) {
+      for (const s of op.r.scopes) {
+        if (!s.budget) continue;
+        const spent = reply[j]!;
+        const mask = reply[j + 1]!;
+        j += 2;
+        if (spent < 0) continue;
+        this.noteSpent(s, op.at, spent);
+        this.o.onSpend(s, spent, mask ? this.o.thresholds.filter((_, i) => mask & (1 << i)) : NONE);
+      }
     }
   }
 
@@ -340,26 +408,32 @@ export class RedisStore {
     this.retryTimer.unref();
   }
 
-  /** Replays queued operations in order, stopping at the first failure. */
+  /**
+   * Sends the settles waiting now, then replays queued operations in order, MAX_BATCH per
+   * script, stopping at the first failure.
+   */
   async drain(): Promise<void> {
+    this.flushBatch();
     if (this.draining) return;
     this.draining = true;
     try {
       while (this.pending.length > 0 && this.available) {
-        const op = this.pending[0]!;
+        // Out of the queue while in flight (enqueue may drop the oldest when full), back in front on failure.
+        const ops = this.pending.splice(0, MAX_BATCH);
         try {
-          await this.exec(op);
+          await this.exec(ops);
         } catch (e) {
           this.metrics.storeErrors.inc({ store: 'redis', op: 'reconcile' });
-          if (e instanceof StoreUnavailable && e.maybeApplied) op.first = false;
+          if (e instanceof StoreUnavailable && e.maybeApplied) for (const op of ops) op.first = false;
+          this.pending.unshift(...ops);
           break;
         }
-        this.pending.shift();
       }
     } finally {
       this.draining = false;
       if (this.pending.length > 0) this.scheduleDrain();
     }
+    await Promise.all(this.inflight);
   }
 
   async usage(scopes: readonly Scope[]): Promise<ScopeUsage[]> {
@@ -391,15 +465,17 @@ export class RedisStore {
   async close(): Promise<void> {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
-    // Last chance for queued settles; whatever cannot be written now expires with its lease.
-    if (this.pending.length > 0 && this.available) {
+    // Last chance for waiting and queued settles; whatever cannot be written now
+    // expires with its lease.
+    if (this.batch.length > 0 || this.inflight.size > 0 || (this.pending.length > 0 && this.available)) {
       let t: NodeJS.Timeout | undefined;
       await Promise.race([this.drain(), new Promise<void>((r) => (t = setTimeout(r, 1_000)))]);
       clearTimeout(t);
     }
     this.closed = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
-    if (this.pending.length > 0) this.logger.warn({ store: 'redis', pending: this.pending.length }, 'closing with operations not written to the state store');
+    const unwritten = this.pending.length + this.batch.length;
+    if (unwritten > 0) this.logger.warn({ store: 'redis', pending: unwritten }, 'closing with operations not written to the state store');
     if (this.redis.status === 'ready') {
       let t: NodeJS.Timeout | undefined;
       await Promise.race([this.redis.quit().catch(() => undefined), new Promise<void>((r) => (t = setTimeout(r, 500)))]);

@@ -11,15 +11,19 @@ export const CONCURRENCY_RETRY_MS = 1_000;
 
 /** One admitted (or being admitted) request's claim on its scopes. */
 export interface Reservation {
-  /** Unique per request across the fleet: it names the request's entries in Redis. */
-  readonly id: string;
+  /** Unique per request across the fleet: it names the request's entries in Redis ('' with the memory store, which needs none). */
+  id: string;
   readonly scopes: readonly Scope[];
   /** Tokens reserved: prompt estimate + max output tokens. */
   readonly tokens: number;
   /** Worst-case cost, nano-USD. */
   readonly nano: number;
-  /** Store-specific state kept from admit to settle. */
-  handle?: unknown;
+  /**
+   * Memory store, kept from admit to settle without an object per entry: the second (1 s
+   * bucket) the tokens were counted in, and the newest rate window at that time.
+   */
+  bucket?: number;
+  gen?: number;
 }
 
 /** The outcome of admit(). Limits are -1 where no scope has that kind of limit. */

@@ -69,11 +69,13 @@ describe('admission, memory store', () => {
     expect(e.status).toBe(429);
     expect(e.code).toBe('rate_limit_exceeded');
     expect(e.message).toContain("key 'rpm100'");
-    // The window opened moments ago: it admits again ~60 s after its oldest request.
+    // The window opened moments ago: it admits again 60 s after its oldest request, rounded up
+    // to the end of that request's 1 s bucket (so up to 61 s from now, never less than 60 s
+    // after the oldest request).
     const retryAfter = Number(e.headers?.get('retry-after'));
     const retryAfterMs = Number(e.headers?.get('retry-after-ms'));
     expect(retryAfter).toBeGreaterThanOrEqual(50);
-    expect(retryAfter).toBeLessThanOrEqual(60);
+    expect(retryAfter).toBeLessThanOrEqual(61);
     expect(Math.ceil(retryAfterMs / 1000)).toBe(retryAfter);
     expect(e.headers?.get('x-ratelimit-limit-requests')).toBe('100');
     expect(e.headers?.get('x-ratelimit-remaining-requests')).toBe('0');

@@ -52,7 +52,7 @@ describe('memory store: adopt()', () => {
     expect(next.dirty).toBe(true);
   });
 
-  it('rebuilds only what changed: a new rpm keeps the timestamps, added limits start empty, removed ones go', () => {
+  it('rebuilds only what changed: a new rpm keeps the window, added limits start empty, removed ones go', () => {
     const { clock, t1, t2, old, next, res } = stores(
       [{ name: 'k', limits: { rpm: 10 }, budget: { usd: 1, period: 'day' } }],
       [{ name: 'k', limits: { rpm: 3, tpm: 100, concurrency: 1 } }],
@@ -66,15 +66,18 @@ describe('memory store: adopt()', () => {
     const inflight = res(t1, 1, 0.1);
     expect(old.admit(inflight).ok).toBe(true); // 5 in the window, one still running
     next.adopt(old);
-    // rpm 3 with 5 in the window: full until enough of the oldest leave.
+    // rpm 3 with 5 in the window: full until enough of the oldest leave (buckets 0, 1 and 2 s:
+    // at 63 s only the two requests of 3 s still count).
     const v = next.admit(res(t2, 10));
-    expect(v).toMatchObject({ ok: false, limit: 'rpm', reqLimit: 3 });
-    expect(next.usage()[0]).toMatchObject({ rpmUsed: 3, tpmUsed: 0, inUse: 1, spentNano: -1 });
+    expect(v).toMatchObject({ ok: false, limit: 'rpm', reqLimit: 3, retryAfterMs: 63_000 - 3_000 });
+    expect(next.usage()[0]).toMatchObject({ rpmUsed: 5, tpmUsed: 0, inUse: 1, spentNano: -1 });
     // The old request settles: no tpm entry of its own in the new log, its concurrency slot freed.
     old.settle(inflight, { tokens: 50, costNano: toNano(0.1) });
     expect(next.usage()[0]).toMatchObject({ tpmUsed: 0, inUse: 0 });
-    clock.mono = 63_000; // the timestamps at 0..3 s have left
-    expect(next.admit(res(t2, 10)).ok).toBe(true);
+    clock.mono = 63_000 - 1;
+    expect(next.admit(res(t2, 10))).toMatchObject({ ok: false, limit: 'rpm' });
+    clock.mono = 63_000; // the buckets of 0..2 s have left
+    expect(next.admit(res(t2, 10))).toMatchObject({ ok: true, reqRemaining: 0 });
   });
 
   it('a budget whose period changed starts a fresh spend but keeps what requests in flight reserved', () => {

@@ -1,6 +1,7 @@
-// Admission internals on a fake clock: UTC period boundaries, the sliding window log (no
-// 60-second window ever holds more than the limit, and retry-after says exactly when the
-// window admits again), token settle, budget reserve/commit/free and alerts once per period.
+// Admission internals on a fake clock: UTC period boundaries, the sliding window of 1 s
+// buckets (no 60-second window ever holds more than the limit, retry-after is never early and
+// at most 1 s later than an exact log's, memory does not grow with requests), token settle,
+// budget reserve/commit/free and alerts once per period.
 import { describe, expect, it } from 'vitest';
 import { periodAt } from '../../src/admission/periods.js';
 import { ScopeTable, toNano, type Scope } from '../../src/admission/scopes.js';
@@ -47,7 +48,7 @@ function harness(scopes: Scope[], thresholds: number[] = []) {
   return { clock, store, alerts, res };
 }
 
-describe('memory store: sliding window log', () => {
+describe('memory store: sliding window of 1 s buckets', () => {
   it('never admits more than rpm in any 60 s window, where a fixed window would admit twice the limit', () => {
     const t = table([{ name: 'k', limits: { rpm: 10 } }]);
     const { clock, store, res } = harness(t.all);
@@ -61,7 +62,7 @@ describe('memory store: sliding window log', () => {
     expect(admitted.length).toBe(30);
   });
 
-  it('retry-after is exactly when the window admits again', () => {
+  it('retry-after is when the window admits again: bucket granularity, never early, at most 1 s later than an exact log', () => {
     const t = table([{ name: 'k', limits: { rpm: 2 } }]);
     const { clock, store, res } = harness(t.all);
     clock.mono = 1_000;
@@ -70,10 +71,12 @@ describe('memory store: sliding window log', () => {
     expect(store.admit(res()).ok).toBe(true);
     clock.mono = 20_000;
     const v = store.admit(res());
-    expect(v).toMatchObject({ ok: false, limit: 'rpm', refusedAt: 0, retryAfterMs: 41_000, reqLimit: 2 });
-    clock.mono = 20_000 + 41_000 - 1;
+    // An exact log admits again at 61 s (the request of 1 s leaves); its 1 s bucket (1.000–1.999 s)
+    // counts whole until 62 s.
+    expect(v).toMatchObject({ ok: false, limit: 'rpm', refusedAt: 0, retryAfterMs: 42_000, reqLimit: 2 });
+    clock.mono = 20_000 + 42_000 - 1;
     expect(store.admit(res()).ok).toBe(false);
-    clock.mono = 20_000 + 41_000;
+    clock.mono = 20_000 + 42_000;
     expect(store.admit(res()).ok).toBe(true);
   });
 
@@ -83,7 +86,8 @@ describe('memory store: sliding window log', () => {
     const a = res(600);
     expect(store.admit(a)).toMatchObject({ ok: true, tokLimit: 1000, tokRemaining: 400 });
     clock.mono = 10_000;
-    expect(store.admit(res(600))).toMatchObject({ ok: false, limit: 'tpm', retryAfterMs: 50_000 });
+    // Exact: 50 s (the entry of 0 s leaves at 60 s); its bucket counts until 61 s.
+    expect(store.admit(res(600))).toMatchObject({ ok: false, limit: 'tpm', retryAfterMs: 51_000 });
     store.settle(a, { tokens: 100, costNano: 0 }); // it used far less than reserved
     expect(store.admit(res(600))).toMatchObject({ ok: true, tokRemaining: 300 });
     expect(store.admit(res(2000))).toMatchObject({ ok: false, limit: 'tpm', retryAfterMs: -1 }); // can never fit
@@ -109,6 +113,191 @@ describe('memory store: sliding window log', () => {
     expect(store.admit(res(10, 0.1))).toMatchObject({ ok: false, refusedAt: 1, limit: 'rpm' });
     const a = store.usage()[0]!;
     expect(a).toMatchObject({ inUse: 1, tpmUsed: 10, reservedNano: toNano(0.1) });
+  });
+});
+
+/** A small seeded PRNG (mulberry32): the randomized runs are the same every time. */
+function prng(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let x = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Bytes of typed arrays, array slots and object fields reachable from `root`: what a store holds. */
+function footprint(root: unknown): number {
+  const seen = new Set<unknown>();
+  let bytes = 0;
+  const walk = (x: unknown): void => {
+    if (x === null || typeof x !== 'object' || seen.has(x)) return;
+    seen.add(x);
+    if (ArrayBuffer.isView(x)) {
+      bytes += x.byteLength;
+      return;
+    }
+    if (x instanceof Map || x instanceof Set) {
+      for (const e of x) walk(e);
+      bytes += 16 * x.size;
+      return;
+    }
+    const keys = Object.keys(x);
+    bytes += 8 * keys.length;
+    for (const k of keys) walk((x as Record<string, unknown>)[k]);
+  };
+  walk(root);
+  return bytes;
+}
+
+interface Entry {
+  at: number;
+  tokens: number;
+}
+
+/** What an exact log would say: ms from `now` until `need` more fits under `limit`, oldest entries leaving first. */
+function exactRetry(entries: readonly Entry[], now: number, need: number, limit: number, count: boolean): number {
+  const inside = entries.filter((e) => e.at > now - 60_000);
+  let sum = inside.reduce((a, e) => a + (count ? 1 : e.tokens), 0);
+  if (sum + need <= limit) return 0; // an exact log would admit it now
+  for (const e of inside) {
+    sum -= count ? 1 : e.tokens;
+    if (sum + need <= limit) return e.at + 60_000 - now;
+  }
+  return 0;
+}
+
+/** The most any 60 s window (t-60 s, t] holds, over windows ending at an entry (where the maximum is). */
+function maxInAnyWindow(entries: readonly Entry[], count: boolean): number {
+  let max = 0;
+  let sum = 0;
+  let lo = 0;
+  for (let hi = 0; hi < entries.length; hi++) {
+    sum += count ? 1 : entries[hi]!.tokens;
+    for (; entries[lo]!.at <= entries[hi]!.at - 60_000; lo++) sum -= count ? 1 : entries[lo]!.tokens;
+    max = Math.max(max, sum);
+  }
+  return max;
+}
+
+describe('memory store: 1 s buckets, randomized and at scale', () => {
+  it('over 2 random hours never admits more than the limit in any 60 s window; retry-after is never early and at most 1 s late', () => {
+    const t = table([
+      { name: 'a', limits: { rpm: 40, tpm: 6_000 } },
+      { name: 'b', limits: { rpm: 55, tpm: 4_500 } },
+    ]);
+    const { clock, store, res } = harness(t.all);
+    const rand = prng(42);
+    const log: Entry[] = []; // every admitted request, with its current token count (real once settled)
+    const open: Array<{ r: Reservation; e: Entry }> = [];
+    let refusals = 0;
+    let probes = 0;
+    while (clock.mono < 120 * 60_000) {
+      // Mostly bursts (gaps of a few ms), sometimes quiet spells of up to 20 s; fractional ms too.
+      clock.mono += rand() < 0.97 ? rand() * 400 : rand() * 20_000;
+      const r = res(1 + Math.floor(rand() * 500));
+      const v = store.admit(r);
+      if (v.ok) {
+        const e = { at: clock.mono, tokens: r.tokens };
+        log.push(e);
+        open.push({ r, e });
+      } else {
+        refusals++;
+        expect(['rpm', 'tpm']).toContain(v.limit);
+        const scope = t.all[v.refusedAt]!;
+        const exact = v.limit === 'rpm' ? exactRetry(log, clock.mono, 1, scope.rpm, true) : exactRetry(log, clock.mono, r.tokens, scope.tpm, false);
+        expect(v.retryAfterMs).toBeGreaterThanOrEqual(exact - 1e-6);
+        expect(v.retryAfterMs).toBeLessThanOrEqual(exact + 1_000 + 1e-6);
+        if (rand() < 0.2) {
+          // Never early: the same request is still refused just before, and that scope admits it at the time said.
+          probes++;
+          const at = clock.mono + v.retryAfterMs;
+          clock.mono = at - Math.min(0.5, v.retryAfterMs / 2);
+          expect(store.admit(r)).toMatchObject({ ok: false, refusedAt: v.refusedAt, limit: v.limit });
+          clock.mono = at;
+          const w = store.admit(r);
+          if (!w.ok) expect([w.refusedAt, w.limit]).not.toEqual([v.refusedAt, v.limit]); // another scope or limit may still say no
+          else {
+            const e = { at, tokens: r.tokens };
+            log.push(e);
+            open.push({ r, e });
+          }
+        }
+      }
+      // Settle some requests in flight, some long after their bucket left the window: real <= estimate.
+      while (open.length > 0 && rand() < 0.6) {
+        const { r: done, e } = open.splice(Math.floor(rand() * open.length), 1)[0]!;
+        const real = Math.floor(done.tokens * rand());
+        store.settle(done, { tokens: real, costNano: 0 });
+        e.tokens = real;
+      }
+    }
+    expect(log.length).toBeGreaterThan(3_000);
+    expect(refusals).toBeGreaterThan(1_500);
+    expect(probes).toBeGreaterThan(300);
+    // Every request goes through both scopes: the tighter limits bind (rpm 40 of a, tpm 4,500 of b),
+    // counted with each request's real tokens once settled (never more than its estimate).
+    expect(maxInAnyWindow(log, true)).toBe(40); // reached, never passed
+    expect(maxInAnyWindow(log, false)).toBeLessThanOrEqual(4_500);
+  });
+
+  it('memory does not grow with requests or with the limit: constant state after 100,000 admits at rpm 1e9', () => {
+    const t = table([
+      { name: 'huge', limits: { rpm: 1_000_000_000, tpm: 1_000_000_000_000, concurrency: 1_000_000 } },
+      { name: 'big', limits: { rpm: 10_000_000, tpm: 1_000_000_000_000 }, budget: { usd: 1_000_000, period: 'month' } },
+    ]);
+    const { clock, store, res } = harness(t.all);
+    const first = res(100, 0.001);
+    expect(store.admit(first).ok).toBe(true);
+    store.settle(first, { tokens: 50, costNano: toNano(0.0005) });
+    const before = footprint(store);
+    expect(before).toBeLessThan(4_096); // two rate windows per scope of 61 × 8 bytes, and a few fields
+    const open: Reservation[] = [];
+    for (let i = 0; i < 100_000; i++) {
+      clock.mono += 0.5; // 2,000 req/s: 50 s of traffic, all of it inside one window
+      const r = res(100, 0.001);
+      expect(store.admit(r).ok).toBe(true);
+      open.push(r);
+      if (open.length > 100) store.settle(open.shift()!, { tokens: 50, costNano: toNano(0.0005) });
+    }
+    expect(footprint(store)).toBe(before);
+    expect(store.usage()[0]).toMatchObject({ rpmUsed: 100_001, inUse: 100 });
+  });
+
+  it('a settle adjusts the bucket its tokens went into', () => {
+    const t = table([{ name: 'k', limits: { tpm: 10_000 } }]);
+    const { clock, store, res } = harness(t.all);
+    clock.mono = 500;
+    const a = res(100); // bucket 0 s
+    store.admit(a);
+    clock.mono = 1_500;
+    const b = res(100); // bucket 1 s
+    store.admit(b);
+    clock.mono = 2_000;
+    store.settle(a, { tokens: 10, costNano: 0 });
+    expect(store.usage()[0]!.tpmUsed).toBe(110);
+    clock.mono = 61_000; // bucket 0 s has left: only b's 100 remain, so a's 10 were in bucket 0
+    expect(store.usage()[0]!.tpmUsed).toBe(100);
+    store.settle(b, { tokens: 30, costNano: 0 });
+    expect(store.usage()[0]!.tpmUsed).toBe(30);
+    clock.mono = 62_000;
+    expect(store.usage()[0]!.tpmUsed).toBe(0);
+  });
+
+  it('a reservation whose bucket has left the window changes nothing at settle (even where the ring reuses its slot)', () => {
+    const t = table([{ name: 'k', limits: { tpm: 10_000 } }]);
+    const { clock, store, res } = harness(t.all);
+    const old = res(100);
+    store.admit(old); // bucket 0 s
+    clock.mono = 61_000;
+    const now = res(200); // bucket 61 s: the slot bucket 0 s had
+    store.admit(now);
+    store.settle(old, { tokens: 7_000, costNano: 0 });
+    expect(store.usage()[0]!.tpmUsed).toBe(200);
+    // Left the window with the ring not moved since (no request in between): ignored all the same.
+    clock.mono = 200_000;
+    store.settle(now, { tokens: 5_000, costNano: 0 });
+    expect(store.usage()[0]!.tpmUsed).toBe(0);
   });
 });
 
