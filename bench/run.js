@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The llm-gateway benchmark. `npm run bench` (builds, then runs every scenario) or
-// `node bench/run.js --scenario NAME ...`. See bench/PERFORMANCE.md, or --help.
+// `node bench/run.js --scenario NAME ...`. See README.md ("Performance"), or --help.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -30,7 +30,7 @@ options:
   --warmup S            warm-up seconds per target (default min(2, duration/4))
   --connections N       autocannon connections for throughput/features/soak (default 16)
   --rate N              latency scenario request rate (default 500)
-  --latency-client C    paced (open loop, default) | autocannon (overallRate; bursty, see PERFORMANCE.md)
+  --latency-client C    paced (open loop, default) | autocannon (overallRate; bursty, see README "Performance")
   --streams N[,N...]    concurrent streams (default 100,1000)
   --ttft-ms MS          simulator time to first token for streams (default 100)
   --tpot-ms MS          simulator time per output token for streams (default 20)

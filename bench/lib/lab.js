@@ -9,8 +9,7 @@ import { startNode, jsonLine, pinSelf, tasksetAvailable } from './procs.js';
 import { inspectorUrl } from './inspector.js';
 
 export const MODEL = 'bench-model';
-// Limits admission must never reach: the point is the cost of checking them. (Not higher:
-// the memory store sizes its per-scope request log by rpm, 8 bytes a slot.)
+// Limits admission must never reach: the point is the cost of checking them.
 const HUGE = { rpm: 10_000_000, tpm: 1_000_000_000_000, concurrency: 1_000_000 };
 const BIG_BUDGET = { usd: 1_000_000_000, period: 'month' };
 
