@@ -64,28 +64,7 @@ export class Lab {
   }
 
   simRequest(method, path, body) {
-    return new Promise((resolve, reject) => {
-      const chunks = [];
-      let status = 0;
-      this.simPool.dispatch(
-        { method, path, headers: { 'content-type': 'application/json' }, body: body ?? null },
-        {
-          onRequestStart() {},
-          onResponseStart(_c, s) {
-            status = s;
-          },
-          onResponseData(_c, c) {
-            chunks.push(c);
-          },
-          onResponseEnd() {
-            resolve({ status, text: Buffer.concat(chunks).toString('utf8') });
-          },
-          onResponseError(_c, e) {
-            reject(e);
-          },
-        },
-      );
-    });
+    return dispatchText(this.simPool, { method, path, headers: { 'content-type': 'application/json' }, body: body ?? null });
   }
 
   /** The simulator itself as a target. */
@@ -244,35 +223,37 @@ export async function targetRss(target) {
   return m.llm_gateway_process_resident_memory_bytes ?? NaN;
 }
 
+/** One request through an undici dispatcher, the whole body as text. */
+function dispatchText(pool, opts) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    let status = 0;
+    pool.dispatch(opts, {
+      onRequestStart() {},
+      onResponseStart(_c, s) {
+        status = s;
+      },
+      onResponseData(_c, c) {
+        chunks.push(c);
+      },
+      onResponseEnd() {
+        resolve({ status, text: Buffer.concat(chunks).toString('utf8') });
+      },
+      onResponseError(_c, e) {
+        reject(e);
+      },
+    });
+  });
+}
+
 /** Unlabelled samples of GET /metrics as {name: value}. */
 export async function scrape(target) {
   const pool = new Pool(target.origin, { connections: 1 });
   try {
-    const chunks = [];
-    const r = await new Promise((resolve) => {
-      let status = 0;
-      pool.dispatch(
-        { method: 'GET', path: '/metrics', headers: {} },
-        {
-          onRequestStart() {},
-          onResponseStart(_c, s) {
-            status = s;
-          },
-          onResponseData(_c, c) {
-            chunks.push(c);
-          },
-          onResponseEnd() {
-            resolve({ status });
-          },
-          onResponseError() {
-            resolve({ status: 0 });
-          },
-        },
-      );
-    });
+    const r = await dispatchText(pool, { method: 'GET', path: '/metrics', headers: {} }).catch(() => ({ status: 0, text: '' }));
     const out = {};
     if (r.status !== 200) return out;
-    for (const line of Buffer.concat(chunks).toString('utf8').split('\n')) {
+    for (const line of r.text.split('\n')) {
       const m = /^([a-zA-Z_:][\w:]*)\s+(\S+)$/.exec(line);
       if (m) out[m[1]] = Number(m[2]);
     }
