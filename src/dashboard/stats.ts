@@ -1,8 +1,8 @@
-// GET /admin/stats: a JSON snapshot computed only from the gateway's own prom-client metrics
+// GET /admin/stats: a JSON snapshot computed only from the metrics in the gateway's registry
 // (the same numbers /metrics exposes), so it is coupled to no other stage. Everything is
 // cumulative since the gateway started; rates (requests/s, error rate) and windowed
 // quantiles are the difference of two snapshots, which the dashboard page computes.
-import type { MetricObjectWithValues, MetricValue } from 'prom-client';
+import type { MetricValue } from 'prom-client';
 import { TPOT_BUCKETS, TTFT_BUCKETS, type Metrics } from '../telemetry/metrics.js';
 
 /** A histogram summed over a model's backends, with its quantiles estimated from the buckets. */
@@ -90,7 +90,8 @@ const SCOPE_ORDER = ['global', 'team', 'user', 'key', 'model'];
 type Values = MetricValue<string>[];
 const label = (v: { labels: Record<string, unknown> }, name: string): string => String(v.labels[name] ?? '');
 
-async function values(metric: { get(): Promise<MetricObjectWithValues<MetricValue<string>>> }): Promise<Values> {
+// Both prom-client metrics and the lean families of series.ts.
+async function values(metric: { get(): Promise<{ values: Values }> }): Promise<Values> {
   return (await metric.get()).values;
 }
 

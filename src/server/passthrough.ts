@@ -50,8 +50,9 @@ export function createPassthrough(gw: Gateway) {
       },
     );
     res.once('finish', () => {
-      s.metrics.requests.inc({ model: 'passthrough', backend: backend.name, status: String(res.statusCode) });
-      s.metrics.duration.observe({ model: 'passthrough', backend: backend.name, stream: 'false' }, (performance.now() - started) / 1000);
+      const series = s.metrics.series('passthrough', backend.name);
+      series.requests(res.statusCode).inc();
+      series.duration(false).observe((performance.now() - started) / 1000);
     });
   };
 }

@@ -2,51 +2,47 @@
 // Labels only ever carry bounded values: configured model/backend/team names, status codes,
 // fixed enums. Never request ids or keys: prom-client renders the whole scrape synchronously
 // on the event loop that also pumps the streams, so series count is latency.
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-
-type CounterChild = ReturnType<Counter['labels']>;
-type HistogramChild = ReturnType<Histogram['labels']>;
-type GaugeChild = ReturnType<Gauge['labels']>;
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { CounterFamily, GaugeFamily, HistogramFamily, type CounterSeries, type GaugeSeries, type HistogramSeries } from './series.js';
 
 /**
- * The per-request series of one (model, backend), resolved once. prom-client hashes a label
- * set on every inc/observe; a request touches up to nine series, so settling paid for nine
- * hashes (sorting and joining label values) per request. Children are cached here instead,
- * behind one Map lookup. Safe because these series are never removed.
+ * The per-request series of one (model, backend), resolved once. A request touches up to nine
+ * series; prom-client would hash and validate the label set on each update, even through a
+ * cached child, so these are lean series (series.ts) whose updates are plain arithmetic.
  */
 export class ModelSeries {
-  private readonly byStatus = new Map<number, CounterChild>();
-  private readonly byStream: [HistogramChild | undefined, HistogramChild | undefined] = [undefined, undefined];
-  readonly ttft: HistogramChild;
-  readonly tpot: HistogramChild;
-  readonly input: CounterChild;
-  readonly output: CounterChild;
-  readonly cachedInput: CounterChild;
-  readonly reasoning: CounterChild;
+  private readonly byStatus = new Map<number, CounterSeries>();
+  private readonly byStream: [HistogramSeries | undefined, HistogramSeries | undefined] = [undefined, undefined];
+  readonly ttft: HistogramSeries;
+  readonly tpot: HistogramSeries;
+  readonly input: CounterSeries;
+  readonly output: CounterSeries;
+  readonly cachedInput: CounterSeries;
+  readonly reasoning: CounterSeries;
 
   constructor(
     private readonly m: Metrics,
     private readonly model: string,
     private readonly backend: string,
   ) {
-    const labels = { model, backend };
-    this.ttft = m.ttft.labels(labels);
-    this.tpot = m.tpot.labels(labels);
-    this.input = m.tokens.labels({ ...labels, type: 'input' });
-    this.output = m.tokens.labels({ ...labels, type: 'output' });
-    this.cachedInput = m.tokens.labels({ ...labels, type: 'cached_input' });
-    this.reasoning = m.tokens.labels({ ...labels, type: 'reasoning' });
+    // Resolving a series does not expose it: it shows from its first update, as before.
+    this.ttft = m.ttft.child(model, backend);
+    this.tpot = m.tpot.child(model, backend);
+    this.input = m.tokens.child(model, backend, 'input');
+    this.output = m.tokens.child(model, backend, 'output');
+    this.cachedInput = m.tokens.child(model, backend, 'cached_input');
+    this.reasoning = m.tokens.child(model, backend, 'reasoning');
   }
 
-  requests(status: number): CounterChild {
+  requests(status: number): CounterSeries {
     let c = this.byStatus.get(status);
-    if (!c) this.byStatus.set(status, (c = this.m.requests.labels({ model: this.model, backend: this.backend, status: String(status) })));
+    if (!c) this.byStatus.set(status, (c = this.m.requests.child(this.model, this.backend, String(status))));
     return c;
   }
 
-  duration(stream: boolean): HistogramChild {
+  duration(stream: boolean): HistogramSeries {
     const i = stream ? 1 : 0;
-    return (this.byStream[i] ??= this.m.duration.labels({ model: this.model, backend: this.backend, stream: String(stream) }));
+    return (this.byStream[i] ??= this.m.duration.child(this.model, this.backend, String(stream)));
   }
 }
 
@@ -59,51 +55,46 @@ export const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.
 export class Metrics {
   readonly registry = new Registry();
 
-  readonly requests = new Counter({
-    name: 'llm_gateway_requests_total',
-    help: 'Requests answered, by the model the client asked for, the backend that served it and HTTP status (499: client left).',
-    labelNames: ['model', 'backend', 'status'] as const,
-    registers: [this.registry],
-  });
-  readonly duration = new Histogram({
-    name: 'llm_gateway_request_duration_seconds',
-    help: 'Time from receiving the request to its last byte leaving toward the client.',
-    labelNames: ['model', 'backend', 'stream'] as const,
-    buckets: DURATION_BUCKETS,
-    registers: [this.registry],
-  });
-  readonly ttft = new Histogram({
-    name: 'llm_gateway_time_to_first_token_seconds',
-    help: 'Time from receiving the request to the first content token leaving toward the client (streamed requests).',
-    labelNames: ['model', 'backend'] as const,
-    buckets: TTFT_BUCKETS,
-    registers: [this.registry],
-  });
-  readonly tpot = new Histogram({
-    name: 'llm_gateway_time_per_output_token_seconds',
-    help: '(last token - first token) / (output tokens - 1), one observation per streamed request.',
-    labelNames: ['model', 'backend'] as const,
-    buckets: TPOT_BUCKETS,
-    registers: [this.registry],
-  });
-  readonly tokens = new Counter({
-    name: 'llm_gateway_tokens_total',
-    help: 'Tokens by type: input, output, cached_input, reasoning.',
-    labelNames: ['model', 'backend', 'type'] as const,
-    registers: [this.registry],
-  });
-  readonly cost = new Counter({
-    name: 'llm_gateway_cost_usd_total',
-    help: 'Cost in USD at the pricing of the model that served the request.',
-    labelNames: ['model', 'team'] as const,
-    registers: [this.registry],
-  });
-  readonly active = new Gauge({
-    name: 'llm_gateway_active_requests',
-    help: 'Requests in flight.',
-    labelNames: ['model'] as const,
-    registers: [this.registry],
-  });
+  readonly requests = new CounterFamily(
+    this.registry,
+    'llm_gateway_requests_total',
+    'Requests answered, by the model the client asked for, the backend that served it and HTTP status (499: client left).',
+    ['model', 'backend', 'status'],
+  );
+  readonly duration = new HistogramFamily(
+    this.registry,
+    'llm_gateway_request_duration_seconds',
+    'Time from receiving the request to its last byte leaving toward the client.',
+    ['model', 'backend', 'stream'],
+    DURATION_BUCKETS,
+  );
+  readonly ttft = new HistogramFamily(
+    this.registry,
+    'llm_gateway_time_to_first_token_seconds',
+    'Time from receiving the request to the first content token leaving toward the client (streamed requests).',
+    ['model', 'backend'],
+    TTFT_BUCKETS,
+  );
+  readonly tpot = new HistogramFamily(
+    this.registry,
+    'llm_gateway_time_per_output_token_seconds',
+    '(last token - first token) / (output tokens - 1), one observation per streamed request.',
+    ['model', 'backend'],
+    TPOT_BUCKETS,
+  );
+  readonly tokens = new CounterFamily(
+    this.registry,
+    'llm_gateway_tokens_total',
+    'Tokens by type: input, output, cached_input, reasoning.',
+    ['model', 'backend', 'type'],
+  );
+  readonly cost = new CounterFamily(
+    this.registry,
+    'llm_gateway_cost_usd_total',
+    'Cost in USD at the pricing of the model that served the request.',
+    ['model', 'team'],
+  );
+  readonly active = new GaugeFamily(this.registry, 'llm_gateway_active_requests', 'Requests in flight.', ['model']);
   readonly rateLimited = new Counter({
     name: 'llm_gateway_rate_limited_total',
     help: 'Requests refused by admission, by the scope that refused and the limit (rpm, tpm, concurrency, budget).',
@@ -165,28 +156,31 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  private readonly seriesCache = new Map<string, ModelSeries>();
-  private readonly activeCache = new Map<string, GaugeChild>();
-  private readonly costCache = new Map<string, CounterChild>();
+  // Nested maps: a composite string key would be built (and hashed) on every request.
+  private readonly seriesCache = new Map<string, Map<string, ModelSeries>>();
+  private readonly activeCache = new Map<string, GaugeSeries>();
+  private readonly costCache = new Map<string, Map<string, CounterSeries>>();
 
   /** The cached series of (model, backend); both are bounded, configured names. */
   series(model: string, backend: string): ModelSeries {
-    const k = `${model}\u0000${backend}`;
-    let s = this.seriesCache.get(k);
-    if (!s) this.seriesCache.set(k, (s = new ModelSeries(this, model, backend)));
+    let byBackend = this.seriesCache.get(model);
+    if (!byBackend) this.seriesCache.set(model, (byBackend = new Map()));
+    let s = byBackend.get(backend);
+    if (!s) byBackend.set(backend, (s = new ModelSeries(this, model, backend)));
     return s;
   }
 
-  activeFor(model: string): GaugeChild {
+  activeFor(model: string): GaugeSeries {
     let g = this.activeCache.get(model);
-    if (!g) this.activeCache.set(model, (g = this.active.labels({ model })));
+    if (!g) this.activeCache.set(model, (g = this.active.child(model)));
     return g;
   }
 
-  costFor(model: string, team: string): CounterChild {
-    const k = `${model}\u0000${team}`;
-    let c = this.costCache.get(k);
-    if (!c) this.costCache.set(k, (c = this.cost.labels({ model, team })));
+  costFor(model: string, team: string): CounterSeries {
+    let byTeam = this.costCache.get(model);
+    if (!byTeam) this.costCache.set(model, (byTeam = new Map()));
+    let c = byTeam.get(team);
+    if (!c) byTeam.set(team, (c = this.cost.child(model, team)));
     return c;
   }
 
