@@ -61,7 +61,6 @@ export interface AdmissionDeps {
 
 const NO_HEADERS: Record<string, string> = Object.freeze({}) as Record<string, string>;
 const OPEN_TICKET: Ticket = { headers: NO_HEADERS, settle: () => {} };
-const OPEN_PROMISE = Promise.resolve(OPEN_TICKET);
 /** How long a retired engine waits for its tickets to settle before closing anyway (streams can be long). */
 export const RETIRE_MAX_MS = 10 * 60_000;
 
@@ -78,7 +77,7 @@ export function createAdmission(policies?: Policies, deps: AdmissionDeps = {}, p
   if (!policies || !table || table.empty) {
     const store = policies?.state.store ?? 'memory';
     return {
-      admit: () => OPEN_PROMISE,
+      admit: () => OPEN_TICKET,
       ready: () => true,
       close: async () => {},
       retire: async () => {},
@@ -184,9 +183,9 @@ class AdmissionEngine implements Admission {
     };
   }
 
-  admit(req: AdmissionRequest): Promise<Ticket> {
+  admit(req: AdmissionRequest): Ticket | Promise<Ticket> {
     const scopes = this.table.resolve(req.identity, req.route);
-    if (!scopes) return OPEN_PROMISE;
+    if (!scopes) return OPEN_TICKET;
     // Every field set here, in one order: one object shape for every reservation.
     const r: Reservation = {
       id: '',
@@ -196,13 +195,7 @@ class AdmissionEngine implements Admission {
       bucket: -1,
       gen: 0,
     };
-    if (!this.redis) {
-      try {
-        return Promise.resolve(this.decide(r, this.local!.admit(r), Where.Memory));
-      } catch (e) {
-        return Promise.reject(e as Error);
-      }
-    }
+    if (!this.redis) return this.decide(r, this.local!.admit(r), Where.Memory);
     return this.admitShared(r, this.redis);
   }
 

@@ -31,7 +31,12 @@ export interface Ticket {
 
 export interface Admission {
   /** Resolves a ticket, or throws a GatewayError (429 rate_limit_exceeded / insufficient_quota, 503). */
-  admit(req: AdmissionRequest): Promise<Ticket>;
+  /**
+   * Reserves for every scope or refuses (throws a GatewayError). The memory store decides
+   * synchronously and returns the ticket itself (no promise, no microtask hop); Redis returns
+   * a promise.
+   */
+  admit(req: AdmissionRequest): Ticket | Promise<Ticket>;
   /** false when the store is unreachable and on_store_error is closed. */
   ready(): boolean;
   close(): Promise<void>;

@@ -347,12 +347,13 @@ ${extra}`;
   const route = { name: 'm' } as Route;
   const anon: Identity = { key: 'anonymous' };
 
-  it('without limits or budgets admits with one shared, already-resolved promise (no store, no allocation)', async () => {
+  it('without limits or budgets admits synchronously with one shared ticket (no store, no allocation)', async () => {
     const a = createAdmission(parsePolicies(yaml(''), 't.yaml'));
     const req = { identity: anon, route, promptTokens: 1, maxOutputTokens: 1, worstCaseUsd: 0 };
-    const p1 = a.admit(req);
-    expect(a.admit(req)).toBe(p1);
-    expect((await p1).headers).toEqual({});
+    const t1 = a.admit(req);
+    expect(t1).not.toBeInstanceOf(Promise);
+    expect(a.admit(req)).toBe(t1);
+    expect((await t1).headers).toEqual({});
     expect(a.ready()).toBe(true);
     await a.close();
   });
@@ -373,10 +374,17 @@ global: { limits: { rpm: 1 } }`,
     expect(t.resolve(identity, route)!.map((s) => s.id)).toEqual(['key:app', 'user:u1', 'team:t1', 'model:m', 'global:global']);
     const a = createAdmission(p);
     const req = { identity, route, promptTokens: 1, maxOutputTokens: 1, worstCaseUsd: 0 };
-    const ticket = await a.admit(req);
-    expect(ticket.headers['x-ratelimit-limit-requests']).toBe('1');
-    expect(ticket.headers['x-ratelimit-remaining-requests']).toBe('0');
-    const err = await a.admit(req).catch((e: unknown) => e);
+    // The memory store decides synchronously: a ticket, or a thrown refusal.
+    const ticket = a.admit(req);
+    expect(ticket).not.toBeInstanceOf(Promise);
+    expect((await ticket).headers['x-ratelimit-limit-requests']).toBe('1');
+    expect((await ticket).headers['x-ratelimit-remaining-requests']).toBe('0');
+    let err: unknown;
+    try {
+      a.admit(req);
+    } catch (e) {
+      err = e;
+    }
     expect(err).toMatchObject({ status: 429, code: 'rate_limit_exceeded' });
     expect((err as Error).message).toContain("global 'global'");
     await a.close();
