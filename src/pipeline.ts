@@ -41,7 +41,7 @@ const OPERATION: Record<Endpoint, string> = { 'chat/completions': 'chat', comple
 export async function handleInference(gw: Gateway, r: InferenceRequest): Promise<void> {
   const model = typeof r.body.model === 'string' ? r.body.model : '';
   const stream = r.body.stream === true && r.endpoint !== 'embeddings';
-  const rec: RequestRecord = { requestId: r.id, endpoint: r.endpoint, model, status: 0, stream, receivedAt: r.receivedAt, endedAt: 0 };
+  const rec = newRecord(r, model, stream);
   const span = startRequestSpan(OPERATION[r.endpoint], model);
   const { policy, auth, admission, router, metrics, logger } = gw.stages();
   let ticket: Ticket | undefined;
@@ -61,7 +61,10 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
   try {
     if (!model) throw errors.missingModel();
     const identity = auth.identify(r.req.headers);
-    Object.assign(rec, { keyName: identity.key, user: identity.user, team: identity.team, teamLabel: identity.teamLabel });
+    rec.keyName = identity.key;
+    rec.user = identity.user;
+    rec.team = identity.team;
+    rec.teamLabel = identity.teamLabel;
     const route = policy.resolve(model);
     if (!route) throw errors.unknownModel(model);
     rec.routed = true;
@@ -73,13 +76,15 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
     let promptTokens = policy.needsTokenEstimates ? estimatePromptTokens(r.body) : -1;
     const prompt = () => (promptTokens >= 0 ? promptTokens : (promptTokens = estimatePromptTokens(r.body)));
     const maxOut = r.endpoint === 'embeddings' ? 0 : maxOutputTokens(r.body, route);
-    ticket = await admission.admit({
+    const admitted = admission.admit({
       identity,
       route,
       promptTokens: Math.max(promptTokens, 0),
       maxOutputTokens: maxOut,
       worstCaseUsd: promptTokens >= 0 ? worstCaseUsd(policy, route, promptTokens, maxOut) : 0,
     });
+    // The memory store answers synchronously: no microtask hop for it.
+    ticket = admitted instanceof Promise ? await admitted : admitted;
     if (clientGone) throw new ClientAbort();
 
     const active = metrics.activeFor(model);
@@ -100,34 +105,30 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
         },
         route,
       );
-      Object.assign(rec, {
-        servedModel: served.route.name,
-        backend: served.backend.name,
-        upstreamModel: served.upstreamModel,
-        pricing: served.route.config.pricing,
-        attempts: served.attempts,
-        system: served.backend.system,
-      });
+      rec.servedModel = served.route.name;
+      rec.backend = served.backend.name;
+      rec.upstreamModel = served.upstreamModel;
+      rec.pricing = served.route.config.pricing;
+      rec.attempts = served.attempts;
+      rec.system = served.backend.system;
       const outcome = await forwardResponse({
         res: r.res,
         exchange: served.exchange,
         stream,
         stripUsage: stream && !clientAskedForUsage(r.body),
         requestId: r.id,
-        headers: { ...ticket.headers, 'x-gateway-model': served.route.name },
+        headers: ticket.headers,
+        servedModel: served.route.name,
         promptTokens: prompt,
       });
       router.report(served, outcome.failure === undefined || outcome.failure.reason === 'client_abort', outcome.failure);
-      Object.assign(rec, {
-        status: outcome.status,
-        tokens: outcome.tokens,
-        estimated: outcome.estimated,
-        firstTokenAt: outcome.firstTokenAt,
-        lastTokenAt: outcome.lastTokenAt,
-        finishReason: outcome.finishReason,
-        error: outcome.failure && { code: outcome.failure.error.code, message: outcome.failure.error.message },
-      });
-      if (outcome.failure?.reason === 'client_abort') rec.error = CLIENT_LEFT;
+      rec.status = outcome.status;
+      rec.tokens = outcome.tokens;
+      rec.estimated = outcome.estimated;
+      rec.firstTokenAt = outcome.firstTokenAt;
+      rec.lastTokenAt = outcome.lastTokenAt;
+      rec.finishReason = outcome.finishReason;
+      if (outcome.failure) rec.error = outcome.failure.reason === 'client_abort' ? CLIENT_LEFT : { code: outcome.failure.error.code, message: outcome.failure.error.message };
     } finally {
       active.dec();
     }
@@ -151,6 +152,36 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
   }
 }
 
+/** Every field present from the start, in one order: one hidden class for all records. */
+function newRecord(r: InferenceRequest, model: string, stream: boolean): RequestRecord {
+  return {
+    requestId: r.id,
+    endpoint: r.endpoint,
+    model,
+    routed: false,
+    servedModel: undefined,
+    backend: undefined,
+    upstreamModel: undefined,
+    status: 0,
+    stream,
+    receivedAt: r.receivedAt,
+    endedAt: 0,
+    firstTokenAt: undefined,
+    lastTokenAt: undefined,
+    tokens: undefined,
+    estimated: undefined,
+    pricing: undefined,
+    keyName: undefined,
+    user: undefined,
+    team: undefined,
+    teamLabel: undefined,
+    attempts: undefined,
+    finishReason: undefined,
+    error: undefined,
+    system: undefined,
+  };
+}
+
 function clientAskedForUsage(body: Record<string, unknown>): boolean {
   const so = body.stream_options;
   return typeof so === 'object' && so !== null && (so as { include_usage?: unknown }).include_usage === true;
@@ -169,8 +200,10 @@ function buildUpstreamRequest(r: InferenceRequest, t: Target, stream: boolean) {
     'accept-encoding': 'identity',
     'x-request-id': r.id,
   };
-  for (const [name, v] of Object.entries(r.req.headers)) {
-    if (typeof v === 'string' && !DROPPED_REQUEST_HEADERS.has(name) && !name.startsWith('x-gateway-')) headers[name] ??= v;
+  const given = r.req.headers;
+  for (const name in given) {
+    const v = given[name];
+    if (typeof v === 'string' && headers[name] === undefined && !DROPPED_REQUEST_HEADERS.has(name) && !name.startsWith('x-gateway-')) headers[name] = v;
   }
   return { method: 'POST' as const, path: `/${r.endpoint}`, headers, body: JSON.stringify(body) };
 }

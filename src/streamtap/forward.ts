@@ -7,6 +7,7 @@ import type { UpstreamExchange } from '../upstream/exchange.js';
 import { UpstreamFailure } from '../upstream/failures.js';
 import { errors, sendError, sseErrorEvent } from '../server/errors.js';
 import type { TokenCounts } from '../settle/index.js';
+import { summariseBody } from './body.js';
 
 export interface ForwardOptions {
   res: ServerResponse;
@@ -14,8 +15,10 @@ export interface ForwardOptions {
   stream: boolean;
   stripUsage: boolean;
   requestId: string;
-  /** Gateway headers for the client (x-ratelimit-*, x-gateway-model). */
+  /** Admission's headers for the client (x-ratelimit-*). */
   headers: Record<string, string>;
+  /** The model that answered, sent as x-gateway-model. */
+  servedModel: string;
   /** Prompt tokens by tokenizer, computed on demand (only needed when the upstream sends no usage). */
   promptTokens: () => number;
 }
@@ -39,13 +42,16 @@ const DROPPED_RESPONSE_HEADERS = new Set([
 
 function clientHeaders(upstream: IncomingHttpHeaders, opts: ForwardOptions): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
-  for (const [name, value] of Object.entries(upstream)) {
+  for (const name in upstream) {
+    const value = upstream[name];
     if (value === undefined || DROPPED_RESPONSE_HEADERS.has(name) || name.startsWith('x-ratelimit-')) continue;
+    // Removing the injected usage event changes a stream's length; streams are chunked anyway.
+    if (opts.stream && name === 'content-length') continue;
     out[name] = value;
   }
-  // Removing the injected usage event changes the length; streams are chunked anyway.
-  if (opts.stream) delete out['content-length'];
-  Object.assign(out, opts.headers);
+  const ours = opts.headers;
+  for (const name in ours) out[name] = ours[name];
+  out['x-gateway-model'] = opts.servedModel;
   out['x-request-id'] = opts.requestId;
   return out;
 }
@@ -144,7 +150,11 @@ function forwardWhole(opts: ForwardOptions): Promise<ForwardOutcome> {
       let usage: TapUsage | undefined;
       let text = '';
       let finishReason: string | undefined;
-      if (body) {
+      const summary = body && summariseBody(body);
+      if (summary) {
+        usage = summary.usage;
+        finishReason = summary.finishReason;
+      } else if (body) {
         try {
           const json = JSON.parse(body.toString('utf8')) as { choices?: Array<{ message?: { content?: unknown }; text?: unknown; finish_reason?: unknown }> };
           usage = usageFromResponse(json);

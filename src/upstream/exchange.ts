@@ -90,7 +90,10 @@ export class UpstreamExchange {
         }
       },
     };
-    const headers: Record<string, string> = { ...req.headers, ...this.backend.injectedHeaders };
+    // The request's headers are built fresh for each attempt: the provider's go in place, last.
+    const headers = req.headers;
+    const injected = this.backend.injectedHeaders;
+    for (const name in injected) headers[name] = injected[name]!;
     this.backend.pool.dispatch(
       {
         origin: this.backend.origin,

@@ -1,0 +1,90 @@
+// Usage and finish_reason of a non-streamed response, read without parsing the whole body.
+//
+// The body is forwarded as the upstream's bytes; the gateway only needs its `usage` object
+// and the first choice's `finish_reason`. OpenAI, vLLM, Ollama and llama.cpp put `usage`
+// near the end, so a native Buffer.lastIndexOf finds it and only that small object is
+// parsed: a full JSON.parse built the whole response as objects (content included) just to
+// read four numbers. Inside a JSON string a quote is always escaped, so a match for `"usage"`
+// is always a real string token; preceded by `{`/`,` and followed by `:` it is a key. The
+// last such key is taken as the response's usage (no known server puts a nested `usage`
+// object after the top-level one). When the scan cannot read a usage object with token
+// counts, it returns undefined and the caller parses the body in full.
+import { usageFromResponse, type TapUsage } from './tokens.js';
+
+const USAGE_KEY = Buffer.from('"usage"');
+const FINISH_KEY = Buffer.from('"finish_reason"');
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const COLON = 0x3a;
+const COMMA = 0x2c;
+const OPEN_BRACE = 0x7b;
+const CLOSE_BRACE = 0x7d;
+
+export interface BodySummary {
+  usage: TapUsage;
+  finishReason: string | undefined;
+}
+
+const isSpace = (b: number | undefined) => b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09;
+
+/**
+ * Where the value of the key token found at `at` starts, or -1 unless that token really is
+ * an object key. An unescaped `"usage"` can only be a string token (quotes inside strings
+ * are always escaped); preceded by `{` or `,` and followed by `:` it is a key.
+ */
+function valueAfterKey(body: Buffer, at: number, keyLength: number): number {
+  let p = at - 1;
+  while (p >= 0 && isSpace(body[p])) p--;
+  if (p < 0 || (body[p] !== OPEN_BRACE && body[p] !== COMMA)) return -1;
+  let i = at + keyLength;
+  while (isSpace(body[i])) i++;
+  if (body[i] !== COLON) return -1;
+  i++;
+  while (isSpace(body[i])) i++;
+  return i < body.length ? i : -1;
+}
+
+/** Index just past the object that opens at `start`, skipping braces inside strings; -1 if it does not close. */
+function objectEnd(body: Buffer, start: number): number {
+  let depth = 0;
+  for (let i = start; i < body.length; i++) {
+    const b = body[i];
+    if (b === QUOTE) {
+      for (i++; i < body.length && body[i] !== QUOTE; i++) if (body[i] === BACKSLASH) i++;
+    } else if (b === OPEN_BRACE) depth++;
+    else if (b === CLOSE_BRACE && --depth === 0) return i + 1;
+  }
+  return -1;
+}
+
+/** Usage and the first finish_reason from a JSON response body, or undefined when a full parse is needed. */
+export function summariseBody(body: Buffer): BodySummary | undefined {
+  const u = body.lastIndexOf(USAGE_KEY);
+  if (u < 0) return undefined;
+  const start = valueAfterKey(body, u, USAGE_KEY.length);
+  if (start < 0 || body[start] !== OPEN_BRACE) return undefined;
+  const end = objectEnd(body, start);
+  if (end < 0) return undefined;
+  let usage: TapUsage | undefined;
+  try {
+    usage = usageFromResponse({ usage: JSON.parse(body.toString('utf8', start, end)) as unknown });
+  } catch {
+    return undefined;
+  }
+  if (!usage) return undefined;
+
+  let finishReason: string | undefined;
+  const f = body.indexOf(FINISH_KEY);
+  if (f >= 0) {
+    const v = valueAfterKey(body, f, FINISH_KEY.length);
+    if (v < 0) return undefined;
+    if (body[v] === QUOTE) {
+      const close = body.indexOf(QUOTE, v + 1);
+      if (close < 0) return undefined;
+      // finish_reason values are plain words; an escape means something unusual: parse in full.
+      for (let i = v + 1; i < close; i++) if (body[i] === BACKSLASH) return undefined;
+      finishReason = body.toString('utf8', v + 1, close);
+    }
+  }
+  return { usage, finishReason };
+}
