@@ -6,6 +6,7 @@ import type { Ticket } from '../admission/index.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { Logger } from '../telemetry/logger.js';
 import { endRequestSpan } from '../telemetry/tracing.js';
+import { INFO, SERVICE, requestLogEnabled, writeRequestLine } from '../telemetry/request-log.js';
 import type { Span } from '@opentelemetry/api';
 
 export interface TokenCounts {
@@ -94,8 +95,11 @@ export function settle(rec: RequestRecord, deps: { metrics: Metrics; logger: Log
   }
   if (cost > 0) metrics.costFor(servedModel, rec.teamLabel ?? 'none').inc(cost);
 
-  deps.logger.info(
-    {
+  if (requestLogEnabled(deps.logger)) {
+    writeRequestLine(deps.logger, {
+      level: INFO,
+      time: new Date().toISOString(),
+      service: SERVICE,
       request_id: rec.requestId,
       endpoint: rec.endpoint,
       model: rec.model,
@@ -118,9 +122,9 @@ export function settle(rec: RequestRecord, deps: { metrics: Metrics; logger: Log
       attempts: rec.attempts,
       finish_reason: rec.finishReason,
       error: rec.error,
-    },
-    'request',
-  );
+      msg: 'request',
+    });
+  }
   endRequestSpan(deps.span, {
     status: rec.status,
     system: rec.system,
