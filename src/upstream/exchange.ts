@@ -26,7 +26,11 @@ export interface UpstreamRequest {
 
 const MAX_ERROR_BODY = 64 * 1024;
 
-export class UpstreamExchange {
+/**
+ * The exchange is its own undici dispatch handler: its on* methods are called by the pool,
+ * so a request allocates no handler object or closures.
+ */
+export class UpstreamExchange implements Dispatcher.DispatchHandler {
   status = 0;
   headers: IncomingHttpHeaders = {};
   /** For status >= 400: the (bounded) error body. */
@@ -35,9 +39,10 @@ export class UpstreamExchange {
   private sink: ResponseSink | undefined;
   private ended = false;
   private failure: UpstreamFailure | undefined;
-  private errorChunks: Buffer[] = [];
+  private errorChunks: Buffer[] | undefined;
   private errorBytes = 0;
-  private settleHead!: { resolve: () => void; reject: (e: UpstreamFailure) => void };
+  private headResolve: (() => void) | undefined;
+  private headReject: ((e: UpstreamFailure) => void) | undefined;
   private headDone = false;
   private abortReason: Error | undefined;
 
@@ -45,51 +50,10 @@ export class UpstreamExchange {
 
   /** Sends the request; resolves once the response head (and, for errors, the body) is in. */
   open(req: UpstreamRequest): Promise<void> {
-    const head = new Promise<void>((resolve, reject) => (this.settleHead = { resolve, reject }));
-    const handler: Dispatcher.DispatchHandler = {
-      onRequestStart: (controller) => {
-        this.controller = controller;
-        if (this.abortReason) controller.abort(this.abortReason);
-      },
-      onResponseStart: (controller, status, headers) => {
-        this.status = status;
-        this.headers = headers;
-        if (status < 400) {
-          // Hold the body until the pipeline attaches its sink (it may be deciding to retry).
-          controller.pause();
-          this.headDone = true;
-          this.settleHead.resolve();
-        }
-      },
-      onResponseData: (controller, chunk) => {
-        if (this.status >= 400) {
-          if (this.errorBytes < MAX_ERROR_BODY) this.errorChunks.push(chunk);
-          this.errorBytes += chunk.length;
-          return;
-        }
-        if (this.sink && !this.sink.onData(chunk)) controller.pause();
-      },
-      onResponseEnd: () => {
-        this.ended = true;
-        if (this.status >= 400) {
-          this.errorBody = Buffer.concat(this.errorChunks);
-          this.errorChunks = [];
-          this.headDone = true;
-          this.settleHead.resolve();
-          return;
-        }
-        this.sink?.onEnd();
-      },
-      onResponseError: (_controller, err) => {
-        this.failure = classifyError(err, this.backend.name, this.headDone);
-        if (!this.headDone) {
-          this.headDone = true;
-          this.settleHead.reject(this.failure);
-        } else {
-          this.sink?.onError(this.failure);
-        }
-      },
-    };
+    const head = new Promise<void>((resolve, reject) => {
+      this.headResolve = resolve;
+      this.headReject = reject;
+    });
     // The request's headers are built fresh for each attempt: the provider's go in place, last.
     const headers = req.headers;
     const injected = this.backend.injectedHeaders;
@@ -102,9 +66,56 @@ export class UpstreamExchange {
         headers,
         body: req.body ?? null,
       },
-      handler,
+      this,
     );
     return head;
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.abortReason) controller.abort(this.abortReason);
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeaders): void {
+    this.status = status;
+    this.headers = headers;
+    if (status < 400) {
+      // Hold the body until the pipeline attaches its sink (it may be deciding to retry).
+      controller.pause();
+      this.headDone = true;
+      this.headResolve!();
+    }
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.status >= 400) {
+      if (this.errorBytes < MAX_ERROR_BODY) (this.errorChunks ??= []).push(chunk);
+      this.errorBytes += chunk.length;
+      return;
+    }
+    if (this.sink && !this.sink.onData(chunk)) controller.pause();
+  }
+
+  onResponseEnd(): void {
+    this.ended = true;
+    if (this.status >= 400) {
+      this.errorBody = this.errorChunks ? Buffer.concat(this.errorChunks) : Buffer.alloc(0);
+      this.errorChunks = undefined;
+      this.headDone = true;
+      this.headResolve!();
+      return;
+    }
+    this.sink?.onEnd();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    this.failure = classifyError(err, this.backend.name, this.headDone);
+    if (!this.headDone) {
+      this.headDone = true;
+      this.headReject!(this.failure);
+    } else {
+      this.sink?.onError(this.failure);
+    }
   }
 
   /** Starts the body flowing into the sink (after the head resolved with status < 400). */
