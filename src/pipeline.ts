@@ -15,10 +15,10 @@ import { errors, GatewayError, sendError } from './server/errors.js';
 import type { Gateway } from './gateway.js';
 import type { Ticket } from './admission/index.js';
 import { estimatePromptTokens } from './streamtap/index.js';
-import { forwardResponse } from './streamtap/forward.js';
+import { forwardResponse, type PromptCounter } from './streamtap/forward.js';
 import { ClientAbort } from './upstream/failures.js';
-import type { UpstreamExchange } from './upstream/exchange.js';
-import type { Target } from './routing/index.js';
+import type { UpstreamExchange, UpstreamRequest } from './upstream/exchange.js';
+import type { RoutingContext, Target } from './routing/index.js';
 import { settle, type RequestRecord } from './settle/index.js';
 import { startRequestSpan } from './telemetry/tracing.js';
 import { worstCaseUsd, maxOutputTokens } from './policy/cost.js';
@@ -38,24 +38,68 @@ const CLIENT_LEFT = { code: 'client_closed_request', message: 'the client closed
 
 const OPERATION: Record<Endpoint, string> = { 'chat/completions': 'chat', completions: 'text_completion', embeddings: 'embeddings' };
 
+/**
+ * One request's state in the pipeline. It is also the routing context and the prompt
+ * counter: methods on a prototype instead of per-request closures and an object literal
+ * with a getter (which gave every request its own hidden class and made the call sites
+ * that read it megamorphic).
+ */
+class Call implements RoutingContext, PromptCounter {
+  exchange: UpstreamExchange | undefined = undefined;
+  gone = false;
+  /** Made only if routing has to wait (backoff, retry-after): most requests never do. */
+  private left: AbortController | undefined = undefined;
+  /** -1 until counted: a tokenizer pass only when some scope reserves tokens or money, or the upstream reports no usage. */
+  private prompt = -1;
+  /** The 'close' listener (the one closure a request needs). */
+  readonly onClose = (): void => this.closed();
+
+  constructor(
+    readonly r: InferenceRequest,
+    readonly stream: boolean,
+  ) {}
+
+  private closed(): void {
+    if (this.r.res.writableFinished) return;
+    this.gone = true;
+    this.left?.abort();
+    this.exchange?.abort(new ClientAbort());
+  }
+
+  buildRequest(t: Target): UpstreamRequest {
+    return buildUpstreamRequest(this.r, t, this.stream);
+  }
+
+  onExchange(e: UpstreamExchange | undefined): void {
+    this.exchange = e;
+  }
+
+  clientGone(): boolean {
+    return this.gone;
+  }
+
+  get signal(): AbortSignal {
+    if (!this.left) {
+      this.left = new AbortController();
+      if (this.gone) this.left.abort();
+    }
+    return this.left.signal;
+  }
+
+  promptTokens(): number {
+    return this.prompt >= 0 ? this.prompt : (this.prompt = estimatePromptTokens(this.r.body));
+  }
+}
+
 export async function handleInference(gw: Gateway, r: InferenceRequest): Promise<void> {
   const model = typeof r.body.model === 'string' ? r.body.model : '';
   const stream = r.body.stream === true && r.endpoint !== 'embeddings';
   const rec = newRecord(r, model, stream);
   const span = startRequestSpan(OPERATION[r.endpoint], model);
   const { policy, auth, admission, router, metrics, logger } = gw.stages();
+  const call = new Call(r, stream);
   let ticket: Ticket | undefined;
-  let exchange: UpstreamExchange | undefined;
-  let clientGone = false;
-  // Made only if routing has to wait (backoff, retry-after): most requests never do.
-  let left: AbortController | undefined;
-  const onClose = () => {
-    if (r.res.writableFinished) return;
-    clientGone = true;
-    left?.abort();
-    exchange?.abort(new ClientAbort());
-  };
-  r.res.on('close', onClose);
+  r.res.on('close', call.onClose);
   gw.inflight.add(r.res);
 
   try {
@@ -71,10 +115,7 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
     if (identity.config?.models && !identity.config.models.includes(model)) throw errors.modelNotAllowed(model);
     if (r.body.stream !== undefined && typeof r.body.stream !== 'boolean') throw errors.invalidParam('stream', "'stream' must be a boolean.");
 
-    // A tokenizer pass only when some scope reserves tokens or money; otherwise the prompt
-    // is counted at the end, and only if the upstream reports no usage.
-    let promptTokens = policy.needsTokenEstimates ? estimatePromptTokens(r.body) : -1;
-    const prompt = () => (promptTokens >= 0 ? promptTokens : (promptTokens = estimatePromptTokens(r.body)));
+    const promptTokens = policy.needsTokenEstimates ? call.promptTokens() : -1;
     const maxOut = r.endpoint === 'embeddings' ? 0 : maxOutputTokens(r.body, route);
     const admitted = admission.admit({
       identity,
@@ -85,26 +126,12 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
     });
     // The memory store answers synchronously: no microtask hop for it.
     ticket = admitted instanceof Promise ? await admitted : admitted;
-    if (clientGone) throw new ClientAbort();
+    if (call.gone) throw new ClientAbort();
 
     const active = metrics.activeFor(model);
     active.inc();
     try {
-      const served = await router.open(
-        {
-          buildRequest: (t) => buildUpstreamRequest(r, t, stream),
-          onExchange: (e) => (exchange = e),
-          clientGone: () => clientGone,
-          get signal() {
-            if (!left) {
-              left = new AbortController();
-              if (clientGone) left.abort();
-            }
-            return left.signal;
-          },
-        },
-        route,
-      );
+      const served = await router.open(call, route);
       rec.servedModel = served.route.name;
       rec.backend = served.backend.name;
       rec.upstreamModel = served.upstreamModel;
@@ -119,7 +146,7 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
         requestId: r.id,
         headers: ticket.headers,
         servedModel: served.route.name,
-        promptTokens: prompt,
+        prompt: call,
       });
       router.report(served, outcome.failure === undefined || outcome.failure.reason === 'client_abort', outcome.failure);
       rec.status = outcome.status;
@@ -133,7 +160,7 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
       active.dec();
     }
   } catch (e) {
-    if (e instanceof ClientAbort || clientGone) {
+    if (e instanceof ClientAbort || call.gone) {
       rec.status = 499;
       rec.error = CLIENT_LEFT;
     } else {
@@ -145,7 +172,7 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
       rec.error = { code: err.code, message: err.message };
     }
   } finally {
-    r.res.off('close', onClose);
+    r.res.off('close', call.onClose);
     gw.inflight.delete(r.res);
     rec.endedAt = performance.now();
     settle(rec, { metrics, logger, ticket, span });

@@ -56,7 +56,7 @@ export interface RoutingContext {
   onExchange(exchange: UpstreamExchange | undefined): void;
   clientGone(): boolean;
   /** Aborts when the client leaves: cuts a backoff wait short. */
-  signal?: AbortSignal;
+  readonly signal?: AbortSignal;
 }
 
 export type FallbackReason = 'circuit_open' | 'upstream_error' | 'context_length';

@@ -9,6 +9,10 @@ import { errors, sendError, sseErrorEvent } from '../server/errors.js';
 import type { TokenCounts } from '../settle/index.js';
 import { summariseBody } from './body.js';
 
+export interface PromptCounter {
+  promptTokens(): number;
+}
+
 export interface ForwardOptions {
   res: ServerResponse;
   exchange: UpstreamExchange;
@@ -20,7 +24,7 @@ export interface ForwardOptions {
   /** The model that answered, sent as x-gateway-model. */
   servedModel: string;
   /** Prompt tokens by tokenizer, computed on demand (only needed when the upstream sends no usage). */
-  promptTokens: () => number;
+  prompt: PromptCounter;
 }
 
 export interface ForwardOutcome {
@@ -89,7 +93,7 @@ function forwardStream(opts: ForwardOptions): Promise<ForwardOutcome> {
         // as one token, which is how OpenAI, vLLM and Ollama stream; the next stream from this
         // backend keeps its chunks again and gets a tokenizer count.
         const output = tap.contentEvents === 0 ? 0 : backend.sendsUsage ? tap.contentEvents : countTokens(tap.outputText());
-        tokens = { input: opts.promptTokens(), output, cachedInput: 0, reasoning: 0 };
+        tokens = { input: opts.prompt.promptTokens(), output, cachedInput: 0, reasoning: 0 };
       }
       if (!failure) backend.sendsUsage = tap.usage !== undefined;
       resolve({
@@ -167,7 +171,7 @@ function forwardWhole(opts: ForwardOptions): Promise<ForwardOutcome> {
       }
       resolve({
         status: failure?.reason === 'client_abort' ? 499 : failure ? failure.error.status : exchange.status,
-        tokens: usage ? toCounts(usage) : { input: opts.promptTokens(), output: text ? countTokens(text) : 0, cachedInput: 0, reasoning: 0 },
+        tokens: usage ? toCounts(usage) : { input: opts.prompt.promptTokens(), output: text ? countTokens(text) : 0, cachedInput: 0, reasoning: 0 },
         estimated: usage === undefined,
         finishReason,
         failure,
