@@ -1,7 +1,7 @@
 // Virtual keys → identity. The client's key is looked up by its SHA-256 digest, then the
 // digests are compared with timingSafeEqual, so neither the lookup nor the comparison
 // leaks the key through timing. Provider keys never come from the client.
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { hash, timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { KeyConfig, Policies } from '../config/schema.js';
 import { errors } from '../server/errors.js';
@@ -18,8 +18,9 @@ export interface Identity {
 
 const ANONYMOUS: Identity = { key: 'anonymous', teamLabel: 'none' };
 
+/** One-shot hash: no Hash object per request. */
 function sha256(text: string): Buffer {
-  return createHash('sha256').update(text).digest();
+  return hash('sha256', text, 'buffer');
 }
 
 function bearer(header: string | undefined): string | undefined {
@@ -29,12 +30,14 @@ function bearer(header: string | undefined): string | undefined {
 }
 
 export class KeyRing {
-  private readonly byDigest = new Map<string, { digest: Buffer; config: KeyConfig }>();
+  private readonly byDigest = new Map<string, { digest: Buffer; config: KeyConfig; identity: Identity }>();
 
   constructor(private readonly policies: Pick<Policies, 'keys' | 'server' | 'teams'>) {
     for (const k of policies.keys) {
       const digest = k.key !== undefined ? sha256(k.key) : Buffer.from(k.key_sha256!, 'hex');
-      this.byDigest.set(digest.toString('hex'), { digest, config: k });
+      // The identity a key stands for is built once, not per request.
+      const identity: Identity = { key: k.name, user: k.user, team: k.team, config: k, teamLabel: k.team ?? 'none' };
+      this.byDigest.set(digest.toString('hex'), { digest, config: k, identity });
     }
   }
 
@@ -51,8 +54,7 @@ export class KeyRing {
       const digest = sha256(presented);
       const entry = this.byDigest.get(digest.toString('hex'));
       if (!entry || !timingSafeEqual(entry.digest, digest)) throw errors.badKey();
-      const team = entry.config.team;
-      identity = { key: entry.config.name, user: entry.config.user, team, config: entry.config, teamLabel: team ?? 'none' };
+      identity = entry.identity;
     }
     if (this.policies.server.trusted_identity_headers) {
       const user = headers['x-gateway-user'];

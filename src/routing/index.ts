@@ -333,10 +333,21 @@ export class Router {
 
   /** One upstream attempt: its breaker outcome is booked here unless it was served (then report() does it). */
   private async attempt(plan: Plan, slot: Slot, permit: Permit, st: RequestState): Promise<AttemptResult> {
-    const target: Target = { route: plan.route, deployment: slot.deployment, backend: slot.backend, upstreamModel: slot.upstreamModel };
     const exchange = new UpstreamExchange(slot.backend);
-    st.ctx.onExchange(exchange);
     st.attempts++;
+    // Built whole, in one shape, before the attempt: it is the target the request is built for
+    // and, if the head comes back fine, what open() returns.
+    const served: Served = {
+      route: plan.route,
+      deployment: slot.deployment,
+      backend: slot.backend,
+      upstreamModel: slot.upstreamModel,
+      exchange,
+      attempts: st.attempts,
+      breaker: slot.breaker,
+      permit,
+    };
+    st.ctx.onExchange(exchange);
     // The backend's own timeouts bound each attempt; a timer only when the deadline comes first.
     const remaining = st.deadline - this.clock();
     const cfg = slot.backend.config;
@@ -349,7 +360,7 @@ export class Router {
           }, remaining)
         : undefined;
     try {
-      await exchange.open(st.ctx.buildRequest(target));
+      await exchange.open(st.ctx.buildRequest(served));
     } catch (e) {
       st.ctx.onExchange(undefined);
       if (e instanceof UpstreamFailure && e.reason !== 'client_abort' && !deadlineHit) {
@@ -384,7 +395,8 @@ export class Router {
       this.failed(plan, slot, permit, failure, st, answer);
       return { kind: 'failed', failure };
     }
-    return { kind: 'served', served: { ...target, exchange, attempts: st.attempts, breaker: slot.breaker, permit } };
+    served.attempts = st.attempts;
+    return { kind: 'served', served };
   }
 
   private failed(plan: Plan, slot: Slot, permit: Permit, f: UpstreamFailure, st: RequestState, answer?: GatewayError): void {
