@@ -20,6 +20,7 @@ import { ClientAbort } from './upstream/failures.js';
 import type { UpstreamExchange, UpstreamRequest } from './upstream/exchange.js';
 import type { RoutingContext, Target } from './routing/index.js';
 import { settle, type RequestRecord } from './settle/index.js';
+import { rewriteBody } from './upstream/body.js';
 import { startRequestSpan } from './telemetry/tracing.js';
 import { worstCaseUsd, maxOutputTokens } from './policy/cost.js';
 
@@ -30,6 +31,8 @@ export interface InferenceRequest {
   endpoint: Endpoint;
   req: IncomingMessage;
   res: ServerResponse;
+  /** The body as the client sent it: the upstream body is made from these bytes. */
+  raw: Buffer;
   body: Record<string, unknown>;
   receivedAt: number;
 }
@@ -214,12 +217,22 @@ function clientAskedForUsage(body: Record<string, unknown>): boolean {
   return typeof so === 'object' && so !== null && (so as { include_usage?: unknown }).include_usage === true;
 }
 
-/** The body sent upstream: the deployment's model name, and usage requested for streams. Serialised once per attempt, never per chunk. */
-function buildUpstreamRequest(r: InferenceRequest, t: Target, stream: boolean) {
-  const body: Record<string, unknown> = { ...r.body, model: t.upstreamModel };
-  if (stream && !clientAskedForUsage(r.body)) {
-    const so = typeof r.body.stream_options === 'object' && r.body.stream_options !== null ? r.body.stream_options : {};
-    body.stream_options = { ...so, include_usage: true };
+/**
+ * The request sent upstream: the deployment's model name, and usage requested for streams.
+ * The body is the client's bytes with the model spliced in (see upstream/body.ts); only an
+ * unusual layout is serialised again. Once per attempt, never per chunk.
+ */
+function buildUpstreamRequest(r: InferenceRequest, t: Target, stream: boolean): UpstreamRequest {
+  const addUsage = stream && !clientAskedForUsage(r.body);
+  // A client's own stream_options would be a duplicate key next to ours: serialise instead.
+  let body: Buffer | string | undefined = addUsage && r.body.stream_options !== undefined ? undefined : rewriteBody(r.raw, t.upstreamModelJson, addUsage);
+  if (body === undefined) {
+    const json: Record<string, unknown> = { ...r.body, model: t.upstreamModel };
+    if (addUsage) {
+      const so = typeof r.body.stream_options === 'object' && r.body.stream_options !== null ? r.body.stream_options : {};
+      json.stream_options = { ...so, include_usage: true };
+    }
+    body = JSON.stringify(json);
   }
   const headers: Record<string, string> = {
     'content-type': 'application/json',
@@ -232,7 +245,7 @@ function buildUpstreamRequest(r: InferenceRequest, t: Target, stream: boolean) {
     const v = given[name];
     if (typeof v === 'string' && headers[name] === undefined && !DROPPED_REQUEST_HEADERS.has(name) && !name.startsWith('x-gateway-')) headers[name] = v;
   }
-  return { method: 'POST' as const, path: `/${r.endpoint}`, headers, body: JSON.stringify(body) };
+  return { method: 'POST', path: `/${r.endpoint}`, headers, body };
 }
 
 /**

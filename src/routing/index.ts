@@ -38,6 +38,8 @@ export interface Target {
   backend: Backend;
   /** The model name sent upstream. */
   upstreamModel: string;
+  /** upstreamModel as a JSON string token, spliced into request bodies. */
+  upstreamModelJson: Buffer;
 }
 
 export interface Served extends Target {
@@ -94,6 +96,7 @@ interface Slot {
   deployment: Deployment;
   backend: Backend;
   upstreamModel: string;
+  upstreamModelJson: Buffer;
   breaker: CircuitBreaker;
 }
 
@@ -174,7 +177,8 @@ export class Router {
       const slots = route.config.deployments.map((deployment): Slot => {
         const backend = backends.get(deployment.backend);
         if (!backend) throw new Error(`model '${route.name}': unknown backend '${deployment.backend}'`);
-        return { deployment, backend, upstreamModel: deployment.model ?? route.name, breaker: breakers[i++]! };
+        const upstreamModel = deployment.model ?? route.name;
+        return { deployment, backend, upstreamModel, upstreamModelJson: Buffer.from(JSON.stringify(upstreamModel)), breaker: breakers[i++]! };
       });
       this.plans.set(route.name, { route, slots, chain: [], contextFallbacks: [] });
     }
@@ -342,6 +346,7 @@ export class Router {
       deployment: slot.deployment,
       backend: slot.backend,
       upstreamModel: slot.upstreamModel,
+      upstreamModelJson: slot.upstreamModelJson,
       exchange,
       attempts: st.attempts,
       breaker: slot.breaker,

@@ -131,7 +131,7 @@ export function createHttpServer(gw: Gateway): Server {
         return sendError(res, errors.invalidJson((e as Error).message), id);
       }
       if (typeof body !== 'object' || body === null || Array.isArray(body)) return sendError(res, errors.notObject(), id);
-      return handleInference(gw, { id, endpoint, req, res, body: body as Record<string, unknown>, receivedAt });
+      return handleInference(gw, { id, endpoint, req, res, raw, body: body as Record<string, unknown>, receivedAt });
     }
 
     if (path === '/v1/models' && method === 'GET') {

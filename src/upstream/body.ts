@@ -1,0 +1,111 @@
+// The upstream request body, made from the client's bytes rather than re-serialised.
+//
+// The gateway changes at most two things in a request: the top-level "model" (the
+// deployment's name) and, for streams, stream_options.include_usage. Everything else (the
+// prompt, tools, images) is passed through as the client sent it: the model value is
+// spliced in place and the stream option is inserted after the opening brace. A prompt of
+// 100 KB is then copied once (Buffer.concat) instead of being walked by JSON.stringify.
+// Whenever the layout is not the simple one (no top-level "model" string found, or a
+// stream_options object already there), the caller falls back to JSON.stringify.
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const COLON = 0x3a;
+const OPEN_BRACE = 0x7b;
+const CLOSE_BRACE = 0x7d;
+const OPEN_BRACKET = 0x5b;
+const CLOSE_BRACKET = 0x5d;
+
+const MODEL_KEY = Buffer.from('model');
+const USAGE_OPTION = Buffer.from('"stream_options":{"include_usage":true}');
+const COMMA = Buffer.from(',');
+
+const isSpace = (b: number | undefined) => b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09;
+
+/**
+ * Index just past the string that opens at `start` (a quote), or -1. Jumps from quote to
+ * quote with the native indexOf (prompts are mostly string bytes); a quote preceded by an
+ * odd run of backslashes is escaped.
+ */
+function stringEnd(raw: Buffer, start: number): number {
+  let q = start;
+  for (;;) {
+    q = raw.indexOf(QUOTE, q + 1);
+    if (q < 0) return -1;
+    let slashes = 0;
+    while (raw[q - 1 - slashes] === BACKSLASH) slashes++;
+    if (slashes % 2 === 0) return q + 1;
+  }
+}
+
+/**
+ * Where the value of the top-level "model" key is: [start, end) of its string token, quotes
+ * included. Walks the whole body (strings skipped natively, nested values by bracket depth)
+ * so that a body with two top-level "model" keys, which JSON.parse resolves to the last,
+ * is refused rather than half rewritten.
+ */
+function topLevelModel(raw: Buffer): [number, number] | undefined {
+  let i = 0;
+  while (isSpace(raw[i])) i++;
+  if (raw[i] !== OPEN_BRACE) return undefined;
+  let depth = 0;
+  let expectKey = false;
+  let found: [number, number] | undefined;
+  for (; i < raw.length; i++) {
+    const b = raw[i];
+    if (b === QUOTE) {
+      const end = stringEnd(raw, i);
+      if (end < 0) return undefined;
+      if (depth === 1 && expectKey) {
+        const isModel = end - i === MODEL_KEY.length + 2 && raw.compare(MODEL_KEY, 0, MODEL_KEY.length, i + 1, end - 1) === 0;
+        let v = end;
+        while (isSpace(raw[v])) v++;
+        if (raw[v] !== COLON) return undefined;
+        v++;
+        while (isSpace(raw[v])) v++;
+        if (isModel) {
+          if (found || raw[v] !== QUOTE) return undefined;
+          const vEnd = stringEnd(raw, v);
+          if (vEnd < 0) return undefined;
+          found = [v, vEnd];
+          expectKey = false;
+          i = vEnd - 1;
+          continue;
+        }
+        expectKey = false;
+        i = v - 1;
+        continue;
+      }
+      i = end - 1;
+    } else if (b === OPEN_BRACE || b === OPEN_BRACKET) {
+      depth++;
+      if (depth === 1) expectKey = true;
+    } else if (b === CLOSE_BRACE || b === CLOSE_BRACKET) {
+      depth--;
+    } else if (b === 0x2c /* , */ && depth === 1) {
+      expectKey = true;
+    }
+  }
+  return depth === 0 ? found : undefined;
+}
+
+/**
+ * The client's body with the top-level model replaced by `modelJson` (a JSON string token,
+ * quotes included) and, when `addUsage`, stream_options.include_usage added; undefined when
+ * the body does not have the simple layout and must be serialised instead.
+ */
+export function rewriteBody(raw: Buffer, modelJson: Buffer, addUsage: boolean): Buffer | undefined {
+  const at = topLevelModel(raw);
+  if (!at) return undefined;
+  const [start, end] = at;
+  const sameModel = end - start === modelJson.length && raw.compare(modelJson, 0, modelJson.length, start, end) === 0;
+  if (!addUsage) {
+    if (sameModel) return raw;
+    return Buffer.concat([raw.subarray(0, start), modelJson, raw.subarray(end)]);
+  }
+  // Inserted right after the opening brace; the object has at least "model", so a comma follows.
+  const open = raw.indexOf(OPEN_BRACE);
+  const head = raw.subarray(0, open + 1);
+  if (sameModel) return Buffer.concat([head, USAGE_OPTION, COMMA, raw.subarray(open + 1)]);
+  return Buffer.concat([head, USAGE_OPTION, COMMA, raw.subarray(open + 1, start), modelJson, raw.subarray(end)]);
+}
