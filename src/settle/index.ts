@@ -6,7 +6,7 @@ import type { Ticket } from '../admission/index.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { Logger } from '../telemetry/logger.js';
 import { endRequestSpan } from '../telemetry/tracing.js';
-import { INFO, SERVICE, requestLogEnabled, writeRequestLine } from '../telemetry/request-log.js';
+import { INFO, SERVICE, isoNow, requestLogEnabled, writeRequestLine } from '../telemetry/request-log.js';
 import type { Span } from '@opentelemetry/api';
 
 export interface TokenCounts {
@@ -98,7 +98,7 @@ export function settle(rec: RequestRecord, deps: { metrics: Metrics; logger: Log
   if (requestLogEnabled(deps.logger)) {
     writeRequestLine(deps.logger, {
       level: INFO,
-      time: new Date().toISOString(),
+      time: isoNow(),
       service: SERVICE,
       request_id: rec.requestId,
       endpoint: rec.endpoint,

@@ -2,14 +2,14 @@
 //
 // The body is forwarded as the upstream's bytes; the gateway only needs its `usage` object
 // and the first choice's `finish_reason`. OpenAI, vLLM, Ollama and llama.cpp put `usage`
-// near the end, so a native Buffer.lastIndexOf finds it and only that small object is
-// parsed: a full JSON.parse built the whole response as objects (content included) just to
-// read four numbers. Inside a JSON string a quote is always escaped, so a match for `"usage"`
+// near the end, so a native Buffer.lastIndexOf finds it and its four counts are read from
+// the bytes: a full JSON.parse built the whole response as objects (content included) just
+// to read four numbers. Inside a JSON string a quote is always escaped, so a match for `"usage"`
 // is always a real string token; preceded by `{`/`,` and followed by `:` it is a key. The
 // last such key is taken as the response's usage (no known server puts a nested `usage`
-// object after the top-level one). When the scan cannot read a usage object with token
-// counts, it returns undefined and the caller parses the body in full.
-import { usageFromResponse, type TapUsage } from './tokens.js';
+// object after the top-level one). When the scan cannot read plain integer counts, it
+// returns undefined and the caller parses the body in full.
+import type { TapUsage } from './tokens.js';
 
 const USAGE_KEY = Buffer.from('"usage"');
 const FINISH_KEY = Buffer.from('"finish_reason"');
@@ -26,6 +26,36 @@ export interface BodySummary {
 }
 
 const isSpace = (b: number | undefined) => b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09;
+
+// Keys inside the usage object; cached_tokens only occurs in prompt_tokens_details and
+// reasoning_tokens only in completion_tokens_details.
+const PROMPT_TOKENS = Buffer.from('"prompt_tokens"');
+const COMPLETION_TOKENS = Buffer.from('"completion_tokens"');
+const CACHED_TOKENS = Buffer.from('"cached_tokens"');
+const REASONING_TOKENS = Buffer.from('"reasoning_tokens"');
+
+/**
+ * The non-negative integer after `key` within [from, to): undefined when the key is absent,
+ * null when it is there but its value is not a plain integer (or the key occurs twice).
+ */
+function countAfter(body: Buffer, key: Buffer, from: number, to: number): number | undefined | null {
+  const at = body.indexOf(key, from);
+  if (at < 0 || at >= to) return undefined;
+  const again = body.indexOf(key, at + key.length);
+  if (again >= 0 && again < to) return null;
+  let i = valueAfterKey(body, at, key.length);
+  if (i < 0) return null;
+  let n = 0;
+  const first = i;
+  for (; i < to; i++) {
+    const d = body[i]! - 0x30;
+    if (d < 0 || d > 9) break;
+    n = n * 10 + d;
+  }
+  if (i === first || i - first > 15) return null;
+  const next = body[i];
+  return next === 0x2c || next === CLOSE_BRACE || isSpace(next) ? n : null;
+}
 
 /**
  * Where the value of the key token found at `at` starts, or -1 unless that token really is
@@ -65,13 +95,14 @@ export function summariseBody(body: Buffer): BodySummary | undefined {
   if (start < 0 || body[start] !== OPEN_BRACE) return undefined;
   const end = objectEnd(body, start);
   if (end < 0) return undefined;
-  let usage: TapUsage | undefined;
-  try {
-    usage = usageFromResponse({ usage: JSON.parse(body.toString('utf8', start, end)) as unknown });
-  } catch {
-    return undefined;
-  }
-  if (!usage) return undefined;
+  const input = countAfter(body, PROMPT_TOKENS, start, end);
+  const output = countAfter(body, COMPLETION_TOKENS, start, end);
+  // Both counts must be plain integers; anything else (floats, strings, absent) takes the full parse.
+  if (input === undefined || input === null || output === undefined || output === null) return undefined;
+  const cached = countAfter(body, CACHED_TOKENS, start, end);
+  const reasoning = countAfter(body, REASONING_TOKENS, start, end);
+  if (cached === null || reasoning === null) return undefined;
+  const usage: TapUsage = { input, output, cachedInput: cached ?? 0, reasoning: reasoning ?? 0 };
 
   let finishReason: string | undefined;
   const f = body.indexOf(FINISH_KEY);

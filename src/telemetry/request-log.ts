@@ -12,6 +12,23 @@ const STREAM = pino.symbols.streamSym;
 export const INFO = 30;
 export const SERVICE = 'llm-gateway';
 
+let cachedSecond = -1;
+let cachedPrefix = '';
+
+/**
+ * Date.prototype.toISOString of now, from a prefix cached per second ("2026-11-24T23:35:01.")
+ * plus the milliseconds: a Date object and a full format per request cost ~1.4 us in the bench.
+ */
+export function isoNow(now = Date.now()): string {
+  const second = Math.floor(now / 1000);
+  if (second !== cachedSecond) {
+    cachedSecond = second;
+    cachedPrefix = new Date(second * 1000).toISOString().slice(0, 20);
+  }
+  const ms = now - second * 1000;
+  return cachedPrefix + (ms < 10 ? '00' : ms < 100 ? '0' : '') + ms + 'Z';
+}
+
 export function requestLogEnabled(logger: Logger): boolean {
   return logger.isLevelEnabled('info');
 }

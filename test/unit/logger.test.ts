@@ -27,3 +27,14 @@ describe('logger', () => {
     expect(out).not.toContain('sk-inner-secret');
   });
 });
+
+describe('isoNow (the request line timestamp)', () => {
+  it('equals Date.prototype.toISOString across seconds, minutes and years', async () => {
+    const { isoNow } = await import('../../src/telemetry/request-log.js');
+    const starts = [Date.UTC(2026, 10, 24, 23, 59, 59, 990), Date.UTC(2026, 11, 31, 23, 59, 59, 995), Date.UTC(2027, 0, 1, 0, 0, 0, 0), 0];
+    for (const start of starts) {
+      for (let t = start; t < start + 30; t += 3) expect(isoNow(t)).toBe(new Date(t).toISOString());
+    }
+    expect(isoNow(Date.UTC(2026, 0, 1, 0, 0, 0, 7))).toBe('2026-01-01T00:00:00.007Z');
+  });
+});

@@ -52,6 +52,10 @@ describe('summariseBody (usage without a full parse)', () => {
     expect(summariseBody(Buffer.from('{"choices":[],"usage":{"prompt_tokens":1,'))).toBeUndefined();
     // A value "usage" (not a key).
     expect(summariseBody(Buffer.from('{"kind":"usage"}'))).toBeUndefined();
+    // Counts that are not plain integers, or only one of the two counts.
+    expect(summariseBody(Buffer.from('{"choices":[],"usage":{"prompt_tokens":1.5,"completion_tokens":2}}'))).toBeUndefined();
+    expect(summariseBody(Buffer.from('{"choices":[],"usage":{"prompt_tokens":"3","completion_tokens":2}}'))).toBeUndefined();
+    expect(summariseBody(Buffer.from('{"choices":[],"usage":{"completion_tokens":2}}'))).toBeUndefined();
     // Not JSON at all.
     expect(summariseBody(Buffer.from('<html>usage</html>'))).toBeUndefined();
   });
