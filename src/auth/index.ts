@@ -25,6 +25,9 @@ function sha256(text: string): Buffer {
 
 function bearer(header: string | undefined): string | undefined {
   if (!header) return undefined;
+  // The usual exact form first (no regex match object per request); any other spelling
+  // (case, extra spaces, padding) takes the regex.
+  if (header.startsWith('Bearer ') && header.charCodeAt(7) > 0x20 && header.charCodeAt(header.length - 1) > 0x20) return header.slice(7);
   const m = /^Bearer\s+(.+)$/i.exec(header.trim());
   return m?.[1]?.trim();
 }

@@ -6,7 +6,8 @@ import type { Ticket } from '../admission/index.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { Logger } from '../telemetry/logger.js';
 import { endRequestSpan } from '../telemetry/tracing.js';
-import { INFO, SERVICE, isoNow, requestLogEnabled, writeRequestLine } from '../telemetry/request-log.js';
+import { requestLogEnabled, writeRequestLine } from '../telemetry/request-log.js';
+import { requestLine } from './line.js';
 import type { Span } from '@opentelemetry/api';
 
 export interface TokenCounts {
@@ -55,8 +56,6 @@ export interface RequestRecord {
   system?: string;
 }
 
-const round = (n: number, d = 3) => Math.round(n * 10 ** d) / 10 ** d;
-
 export function settle(rec: RequestRecord, deps: { metrics: Metrics; logger: Logger; ticket?: Ticket; span: Span }): void {
   const { metrics } = deps;
   const model = rec.routed ? rec.model : 'unknown';
@@ -95,36 +94,7 @@ export function settle(rec: RequestRecord, deps: { metrics: Metrics; logger: Log
   }
   if (cost > 0) metrics.costFor(servedModel, rec.teamLabel ?? 'none').inc(cost);
 
-  if (requestLogEnabled(deps.logger)) {
-    writeRequestLine(deps.logger, {
-      level: INFO,
-      time: isoNow(),
-      service: SERVICE,
-      request_id: rec.requestId,
-      endpoint: rec.endpoint,
-      model: rec.model,
-      served_model: servedModel,
-      backend: rec.backend,
-      upstream_model: rec.upstreamModel,
-      status: rec.status,
-      stream: rec.stream,
-      ttft_ms: ttftMs === undefined ? undefined : round(ttftMs),
-      tpot_ms: tpotMs === undefined ? undefined : round(tpotMs),
-      duration_ms: round(rec.endedAt - rec.receivedAt),
-      tokens: rec.tokens
-        ? { input: rec.tokens.input, output: rec.tokens.output, cached_input: rec.tokens.cachedInput, reasoning: rec.tokens.reasoning }
-        : undefined,
-      tokens_estimated: rec.tokens ? rec.estimated === true : undefined,
-      cost_usd: round(cost, 8),
-      key_name: rec.keyName,
-      user: rec.user,
-      team: rec.team,
-      attempts: rec.attempts,
-      finish_reason: rec.finishReason,
-      error: rec.error,
-      msg: 'request',
-    });
-  }
+  if (requestLogEnabled(deps.logger)) writeRequestLine(deps.logger, requestLine(rec, servedModel, ttftMs, tpotMs, cost));
   endRequestSpan(deps.span, {
     status: rec.status,
     system: rec.system,

@@ -1,0 +1,40 @@
+// The request log line, built by concatenation in a fixed field order. Its fields are
+// settle's own and fixed, so a hand-written serialiser (string values through
+// JSON.stringify for escaping, numbers and booleans as they print) replaces a generic
+// JSON.stringify of a 25-field object: 5.6 -> ~2 us per request in the features bench,
+// with the same JSON (unit test: parsed output equals JSON.stringify's).
+import { INFO, SERVICE, isoNow } from '../telemetry/request-log.js';
+import type { RequestRecord } from './index.js';
+
+const round = (n: number, d = 3) => Math.round(n * 10 ** d) / 10 ** d;
+const str = JSON.stringify as (s: string) => string;
+/** A number as JSON prints it (non-finite numbers are null in JSON). */
+const num = (n: number) => (Number.isFinite(n) ? String(n) : 'null');
+
+const HEAD = `{"level":${INFO},"time":"`;
+const AFTER_TIME = `","service":${JSON.stringify(SERVICE)},"request_id":`;
+
+/** The line for a settled request (newline included); `servedModel`, timings and cost as settle computed them. */
+export function requestLine(rec: RequestRecord, servedModel: string, ttftMs: number | undefined, tpotMs: number | undefined, cost: number): string {
+  let s = HEAD + isoNow() + AFTER_TIME + str(rec.requestId) + ',"endpoint":' + str(rec.endpoint) + ',"model":' + str(rec.model);
+  s += ',"served_model":' + str(servedModel);
+  if (rec.backend !== undefined) s += ',"backend":' + str(rec.backend);
+  if (rec.upstreamModel !== undefined) s += ',"upstream_model":' + str(rec.upstreamModel);
+  s += ',"status":' + num(rec.status) + ',"stream":' + (rec.stream ? 'true' : 'false');
+  if (ttftMs !== undefined) s += ',"ttft_ms":' + num(round(ttftMs));
+  if (tpotMs !== undefined) s += ',"tpot_ms":' + num(round(tpotMs));
+  s += ',"duration_ms":' + num(round(rec.endedAt - rec.receivedAt));
+  const t = rec.tokens;
+  if (t) {
+    s += ',"tokens":{"input":' + num(t.input) + ',"output":' + num(t.output) + ',"cached_input":' + num(t.cachedInput) + ',"reasoning":' + num(t.reasoning) + '}';
+    s += ',"tokens_estimated":' + (rec.estimated === true ? 'true' : 'false');
+  }
+  s += ',"cost_usd":' + num(round(cost, 8));
+  if (rec.keyName !== undefined) s += ',"key_name":' + str(rec.keyName);
+  if (rec.user !== undefined) s += ',"user":' + str(rec.user);
+  if (rec.team !== undefined) s += ',"team":' + str(rec.team);
+  if (rec.attempts !== undefined) s += ',"attempts":' + num(rec.attempts);
+  if (rec.finishReason !== undefined) s += ',"finish_reason":' + str(rec.finishReason);
+  if (rec.error !== undefined) s += ',"error":{"code":' + str(rec.error.code) + ',"message":' + str(rec.error.message) + '}';
+  return s + ',"msg":"request"}\n';
+}

@@ -1,0 +1,33 @@
+import { createHash } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { KeyRing } from '../../src/auth/index.js';
+import { parsePolicies } from '../../src/config/load.js';
+
+const policies = parsePolicies(
+  `
+backends: { sim: { type: simulator } }
+models: { m: { deployments: [{ backend: sim }] } }
+teams: { t1: {} }
+keys:
+  - { key: sk-app-1, name: app, user: u1, team: t1 }
+  - { key_sha256: ${createHash('sha256').update('sk-hashed').digest('hex')}, name: hashed }
+`,
+  't.yaml',
+);
+
+describe('KeyRing.identify', () => {
+  const ring = new KeyRing(policies);
+  it('accepts the key in any usual Bearer spelling and in api-key', () => {
+    for (const authorization of ['Bearer sk-app-1', 'bearer sk-app-1', 'Bearer   sk-app-1', '  Bearer sk-app-1  ', 'BEARER\tsk-app-1']) {
+      expect(ring.identify({ authorization })).toMatchObject({ key: 'app', user: 'u1', team: 't1', teamLabel: 't1' });
+    }
+    expect(ring.identify({ 'api-key': 'sk-app-1' }).key).toBe('app');
+    expect(ring.identify({ authorization: 'Bearer sk-hashed' })).toMatchObject({ key: 'hashed', teamLabel: 'none' });
+  });
+  it('refuses a wrong, partial, padded-inside or missing key with 401 invalid_api_key', () => {
+    for (const authorization of ['Bearer sk-app-2', 'Bearer sk-app-1x', 'Bearer sk-app', 'Basic sk-app-1', 'sk-app-1', 'Bearer ', 'Bearer sk-app-1 extra']) {
+      expect(() => ring.identify({ authorization })).toThrow(expect.objectContaining({ status: 401, code: 'invalid_api_key' }));
+    }
+    expect(() => ring.identify({})).toThrow(expect.objectContaining({ status: 401 }));
+  });
+});

@@ -1,0 +1,81 @@
+import { describe, expect, it } from 'vitest';
+import { requestLine } from '../../src/settle/line.js';
+import type { RequestRecord } from '../../src/settle/index.js';
+
+const round = (n: number, d = 3) => Math.round(n * 10 ** d) / 10 ** d;
+
+/** The line as a generic serialiser writes it: the reference the hand-built one must equal. */
+function reference(rec: RequestRecord, servedModel: string, ttftMs: number | undefined, tpotMs: number | undefined, cost: number) {
+  return JSON.parse(
+    JSON.stringify({
+      level: 30,
+      service: 'llm-gateway',
+      request_id: rec.requestId,
+      endpoint: rec.endpoint,
+      model: rec.model,
+      served_model: servedModel,
+      backend: rec.backend,
+      upstream_model: rec.upstreamModel,
+      status: rec.status,
+      stream: rec.stream,
+      ttft_ms: ttftMs === undefined ? undefined : round(ttftMs),
+      tpot_ms: tpotMs === undefined ? undefined : round(tpotMs),
+      duration_ms: round(rec.endedAt - rec.receivedAt),
+      tokens: rec.tokens
+        ? { input: rec.tokens.input, output: rec.tokens.output, cached_input: rec.tokens.cachedInput, reasoning: rec.tokens.reasoning }
+        : undefined,
+      tokens_estimated: rec.tokens ? rec.estimated === true : undefined,
+      cost_usd: round(cost, 8),
+      key_name: rec.keyName,
+      user: rec.user,
+      team: rec.team,
+      attempts: rec.attempts,
+      finish_reason: rec.finishReason,
+      error: rec.error,
+      msg: 'request',
+    }),
+  ) as Record<string, unknown>;
+}
+
+describe('requestLine (the hand-built request log line)', () => {
+  it('is one JSON line equal to a generic serialisation, for awkward values too', () => {
+    let seed = 3;
+    const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n);
+    const strs = ['plain', 'with "quotes"', 'back\\slash', 'new\nline', 'tab\t', 'é ünïcode 😀', '\u0000\u001f', '</script>', ''];
+    const s = () => strs[rand(strs.length)]!;
+    const maybe = <T>(v: T) => (rand(3) === 0 ? undefined : v);
+    for (let i = 0; i < 500; i++) {
+      const rec: RequestRecord = {
+        requestId: s(),
+        endpoint: 'chat/completions',
+        model: s(),
+        routed: true,
+        servedModel: maybe(s()),
+        backend: maybe(s()),
+        upstreamModel: maybe(s()),
+        status: [200, 499, 502, 429][rand(4)]!,
+        stream: rand(2) === 0,
+        receivedAt: rand(100000) / 7,
+        endedAt: 100000 + rand(100000) / 3,
+        tokens: maybe({ input: rand(5000), output: rand(5000), cachedInput: rand(100), reasoning: rand(100) }),
+        estimated: maybe(rand(2) === 0),
+        keyName: maybe(s()),
+        user: maybe(s()),
+        team: maybe(s()),
+        attempts: maybe(rand(4)),
+        finishReason: maybe(s()),
+        error: maybe({ code: s(), message: s() }),
+      };
+      const ttft = maybe(rand(100000) / 13);
+      const tpot = maybe(rand(1000) / 17);
+      const cost = rand(1000000) / 1e9;
+      const line = requestLine(rec, rec.servedModel ?? rec.model, ttft, tpot, cost);
+      expect(line.endsWith('}\n')).toBe(true);
+      expect(line.indexOf('\n')).toBe(line.length - 1);
+      const parsed = JSON.parse(line) as Record<string, unknown>;
+      expect(parsed.time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+      delete parsed.time;
+      expect(parsed).toEqual(reference(rec, rec.servedModel ?? rec.model, ttft, tpot, cost));
+    }
+  });
+});
