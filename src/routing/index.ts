@@ -359,10 +359,15 @@ export class Router {
     let deadlineHit = false;
     const timer =
       remaining < cfg.timeout_ms + cfg.connect_timeout_ms
-        ? setTimeout(() => {
-            deadlineHit = true;
-            exchange.abort(new DeadlineExceeded('routing deadline'));
-          }, remaining)
+        ? setTimeout(
+            () => {
+              deadlineHit = true;
+              exchange.abort(new DeadlineExceeded('routing deadline'));
+            },
+            // Whole ms: Node keeps one timer list per distinct duration, and a fractional
+            // duration made a new list (and a priority-queue insert) for every request.
+            Math.ceil(remaining),
+          )
         : undefined;
     try {
       await exchange.open(st.ctx.buildRequest(served));

@@ -14,11 +14,24 @@ const INFERENCE: Record<string, Endpoint> = {
   '/v1/embeddings': 'embeddings',
 };
 
+/**
+ * Request ids for requests that bring none: UUID-shaped, a random per-process prefix and a
+ * counter. Unique (not secret), and without randomUUID's per-request formatting and
+ * periodic randomFillSync.
+ */
+const ID_PREFIX = randomUUID().slice(0, 24); // "xxxxxxxx-xxxx-4xxx-yxxx-"
+let idCounter = 0;
+function newRequestId(): string {
+  idCounter = (idCounter + 1) % 0x1000000000000;
+  const hex = idCounter.toString(16);
+  return ID_PREFIX + '000000000000'.slice(hex.length) + hex;
+}
+
 /** A client-supplied x-request-id is kept only if it is short and printable, since it lands in logs and headers. */
 function requestIdOf(req: IncomingMessage): string {
   const given = req.headers['x-request-id'];
   if (typeof given === 'string' && given.length > 0 && given.length <= 128 && /^[\x21-\x7e]+$/.test(given)) return given;
-  return randomUUID();
+  return newRequestId();
 }
 
 /** Reads the body up to `limit` bytes; rejects with 413 as soon as it is known to be larger. */

@@ -58,7 +58,10 @@ describe('bad input', () => {
     expect(r.status).toBe(400);
     expect(r.json.error.code).toBe('invalid_json');
     expectErrorShape(r.json);
-    expect(r.headers['x-request-id']).toBeTruthy();
+    expect(r.headers['x-request-id']).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    // Made ids are unique per request.
+    const again = await post('{"model": "ok",');
+    expect(again.headers['x-request-id']).not.toBe(r.headers['x-request-id']);
   });
 
   it('non-object body → 400', async () => {
