@@ -4,7 +4,7 @@
 // directory and debounce; the caller compares content hashes and reloads only on change.
 import { watch, type FSWatcher } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { dirname } from 'node:path';
+import { basename, dirname } from 'node:path';
 
 export interface PolicyWatcher {
   close(): void;
@@ -32,7 +32,14 @@ export function watchPolicies(file: string, onEvent: () => void, opts: { debounc
   };
   let watcher: FSWatcher | undefined;
   try {
-    watcher = watch(dirname(file), { persistent: false }, schedule);
+    const name = basename(file);
+    // Only the file itself and the kubelet's `..data` / `..<timestamp>` entries matter: other
+    // files in the directory (a log written next to it, editor swap files) must not trigger
+    // a read-and-hash of the policy on every write.
+    watcher = watch(dirname(file), { persistent: false }, (_event, changed) => {
+      if (changed && changed !== name && !changed.startsWith('..')) return;
+      schedule();
+    });
     watcher.on('error', () => {});
   } catch {
     watcher = undefined;
