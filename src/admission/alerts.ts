@@ -5,7 +5,6 @@
 // retried with backoff, its timers unref'd and cleared on close. The spend gauge is written
 // once per event-loop turn and budget (the last value), not once per request: setting a
 // labelled gauge builds a label object and hashes it.
-import { request } from 'undici';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { fromNano, type Scope } from './scopes.js';
@@ -73,14 +72,19 @@ export class BudgetAlerts {
     if (this.closed) return;
     const ac = new AbortController();
     this.inflight.add(ac);
-    request(url, {
-      method: 'POST',
+    // undici's full entry point (fetch, WebSocket, caches: ~9 MiB of RSS) only when a webhook
+    // actually fires; the request path uses its Pool module alone (upstream/backends.ts).
+    import('undici')
+      .then(({ request }) =>
+        request(url, {
+          method: 'POST',
       headers: { 'content-type': 'application/json' },
       body,
       signal: ac.signal,
-      headersTimeout: WEBHOOK_TIMEOUT_MS,
-      bodyTimeout: WEBHOOK_TIMEOUT_MS,
-    })
+          headersTimeout: WEBHOOK_TIMEOUT_MS,
+          bodyTimeout: WEBHOOK_TIMEOUT_MS,
+        }),
+      )
       .then(async (res) => {
         await res.body.dump();
         if (res.statusCode >= 200 && res.statusCode < 300) return;
