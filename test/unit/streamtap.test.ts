@@ -353,6 +353,25 @@ describe('token counting', () => {
     expect(countTokens('a <|endoftext|> b')).toBeGreaterThan(3);
   });
 
+  it('the ranks read from the .tiktoken file count exactly like gpt-tokenizer\'s own cl100k module', async () => {
+    const reference = (await import('gpt-tokenizer/encoding/cl100k_base')).countTokens;
+    const samples = [
+      'The quick brown fox jumps over the lazy dog.',
+      'Héllo wörld 👋日本語 — naïve café, Ελληνικά, русский, العربية, हिन्दी',
+      'function f(x) { return x ** 2; } // code\n\tindent  \r\n',
+      '   leading and trailing spaces   ',
+      '💩🤖👍🏽🏳️‍🌈 emoji sequences',
+      '\u0000\u0001 control chars and \uFFFD replacement',
+      'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa',
+      '1234567890 3.14159 1e10 0xdeadbeef',
+      'https://example.com/path?query=1&x=%20#frag',
+    ];
+    let long = '';
+    for (let i = 0; i < 2000; i++) long += String.fromCodePoint(32 + ((i * 7919) % 20000));
+    samples.push(long);
+    for (const text of samples) expect(countTokens(text)).toBe(reference(text));
+  });
+
   it('estimatePromptTokens: messages (string and parts), name, image, tools; +3 per message +3', () => {
     const tools = [
       { type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } },
