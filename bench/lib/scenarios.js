@@ -623,6 +623,11 @@ async function soakRun(ctx, t, total, first, connections) {
   const maxRss = Math.max(...series.map((s) => s.rss_bytes));
   const liveFirst = series[0].live_heap_bytes ?? null;
   const liveLast = series[series.length - 1].live_heap_bytes ?? null;
+  // RSS right after a forced full GC: the raw figure depends on when V8 last collected (within
+  // one soak it swings by tens of MiB), so the growth that can mean a leak is read after GC.
+  const gcFirst = series[0].rss_after_gc_bytes ?? null;
+  const gcLast = series[series.length - 1].rss_after_gc_bytes ?? null;
+  const mid = series[Math.floor((series.length - 1) / 2)];
   return {
     requests: done,
     non2xx,
@@ -634,6 +639,10 @@ async function soakRun(ctx, t, total, first, connections) {
     rss_max_bytes: maxRss,
     growth_bytes: lastRss - firstRss,
     growth_bytes_per_request: round((lastRss - firstRss) / Math.max(1, done - series[0].requests), 2),
+    growth_after_gc_bytes: gcFirst !== null && gcLast !== null ? gcLast - gcFirst : null,
+    // The second half alone: warm-up (heap and allocator growing to their working size) is over.
+    second_half_growth_after_gc_bytes: gcLast !== null && mid?.rss_after_gc_bytes != null ? gcLast - mid.rss_after_gc_bytes : null,
+    second_half_from_requests: mid?.requests ?? null,
     live_heap_first_bytes: liveFirst,
     live_heap_last_bytes: liveLast,
     live_heap_growth_bytes: liveFirst !== null && liveLast !== null ? liveLast - liveFirst : null,
