@@ -27,6 +27,8 @@ scenarios (--scenario, comma-separated; default all):
 
 options:
   --duration S          measured seconds per target and scenario (default 10)
+  --rounds N            throughput and features: take the targets in turn N times and keep
+                        each one's median round (default 3; 1 = one pass)
   --warmup S            warm-up seconds per target (default min(2, duration/4))
   --connections N       autocannon connections for throughput/features/soak (default 16)
   --rate N              latency scenario request rate (default 500)
@@ -85,6 +87,7 @@ function parseOptions(argv) {
     options: {
       scenario: { type: 'string', default: 'all' },
       duration: { type: 'string' },
+      rounds: { type: 'string' },
       warmup: { type: 'string' },
       connections: { type: 'string' },
       rate: { type: 'string' },
@@ -133,6 +136,7 @@ function parseOptions(argv) {
     warmup: numberOpt(values, 'warmup', Math.min(2, duration / 4)),
     connections: numberOpt(values, 'connections', 16, { int: true, min: 1 }),
     rate: numberOpt(values, 'rate', 500, { min: 1 }),
+    rounds: numberOpt(values, 'rounds', 3, { int: true, min: 1 }),
     latencyClient: values['latency-client'],
     streams: levels(values.streams, 'streams'),
     ttftMs: numberOpt(values, 'ttft-ms', 100),

@@ -10,6 +10,10 @@ function fmt(v, digits = 2) {
   if (Math.abs(v) >= 1000) return Math.round(v).toLocaleString('en-US');
   return v.toFixed(digits);
 }
+/** ", median of N rounds" when targets were taken in turn more than once. */
+const roundsNote = (st) => (st.rounds > 1 ? `, median of ${st.rounds} rounds taken in turn` : '');
+/** Each round's req/s, in the order the rounds ran. */
+const byRound = (r) => (Array.isArray(r.rounds_rps) ? r.rounds_rps.map((v) => fmt(v, 0)).join(' / ') : '-');
 const signed = (v, d = 2) => (v === undefined || v === null || Number.isNaN(v) ? '-' : `${v >= 0 ? '+' : ''}${fmt(v, d)}`);
 const mb = (b) => (Number.isFinite(b) ? (b / MB).toFixed(1) : '-');
 const pct = (r) => (Number.isFinite(r) ? `${(r * 100).toFixed(0)}%` : '-');
@@ -43,13 +47,14 @@ export function renderTables(results, { markdown = false } = {}) {
   const h = (title) => parts.push(markdown ? `\n**${title}**\n` : `\n== ${title}`);
   if (s.throughput?.targets) {
     const st = s.throughput.settings;
-    h(`throughput: non-streamed, ${st.connections} connections, max rate, ${st.duration_s} s per target`);
+    h(`throughput: non-streamed, ${st.connections} connections, max rate, ${st.duration_s} s per target${roundsNote(st)}`);
     parts.push(
       table(
-        ['target', 'req/s', 'vs bare', 'vs direct', 'p50 ms', 'p99 ms', 'proxy CPU µs/req', 'errors'],
+        ['target', 'req/s', 'by round', 'vs bare', 'vs direct', 'p50 ms', 'p99 ms', 'proxy CPU µs/req', 'errors'],
         Object.entries(s.throughput.targets).map(([n, r]) => [
           n,
           fmt(r.rps, 0),
+          byRound(r),
           pct(r.vs_bare),
           pct(r.vs_direct),
           fmt(r.latency_ms?.p50),
@@ -134,13 +139,14 @@ export function renderTables(results, { markdown = false } = {}) {
   }
   if (s.features?.targets) {
     const st = s.features.settings;
-    h(`features: throughput as above (${st.connections} connections), gateway with keys, limits, budgets, breaker`);
+    h(`features: throughput as above (${st.connections} connections), gateway with keys, limits, budgets, breaker${roundsNote(st)}`);
     parts.push(
       table(
-        ['target', 'req/s', 'vs bare', 'vs gateway', 'p50 ms', 'p99 ms', 'proxy CPU µs/req', 'errors'],
+        ['target', 'req/s', 'by round', 'vs bare', 'vs gateway', 'p50 ms', 'p99 ms', 'proxy CPU µs/req', 'errors'],
         Object.entries(s.features.targets).map(([n, r]) => [
           n,
           fmt(r.rps, 0),
+          byRound(r),
           pct(r.vs_bare),
           pct(r.vs_gateway),
           fmt(r.latency_ms?.p50),
