@@ -33,7 +33,7 @@ options:
   --connections N       autocannon connections for throughput/features/soak (default 16)
   --rate N              latency scenario request rate (default 500)
   --latency-client C    paced (open loop, default) | autocannon (overallRate; bursty, see README "Performance")
-  --streams N[,N...]    concurrent streams (default 100,1000)
+  --streams N[,N...]    concurrent streams (default 100,400,1000)
   --ttft-ms MS          simulator time to first token for streams (default 100)
   --tpot-ms MS          simulator time per output token for streams (default 20)
   --output-tokens N     tokens per streamed completion (default 64)
@@ -92,7 +92,7 @@ function parseOptions(argv) {
       connections: { type: 'string' },
       rate: { type: 'string' },
       'latency-client': { type: 'string', default: 'paced' },
-      streams: { type: 'string', default: '100,1000' },
+      streams: { type: 'string', default: '100,400,1000' },
       'ttft-ms': { type: 'string' },
       'tpot-ms': { type: 'string' },
       'output-tokens': { type: 'string' },

@@ -237,8 +237,27 @@ export function evaluate(results) {
     const bareRate = hi.sc.targets.bare?.chunks_per_s;
     const saturated = ideal && bareRate && bareRate < 0.9 * ideal;
     const what = `streams: p99 chunk delay the gateway adds over the bare proxy at ${hi.n} streams${hi.exact ? '' : ' (target is at 1000)'}`;
-    if (saturated) add('streams', what, d.p99, 1, null, 'ms', `≤ 1 ms; not judged: the machine is saturated (bare proxy at ${pct(bareRate / ideal)} of the offered chunks/s)`);
-    else add('streams', what, d.p99, 1, d.p99 <= 1, 'ms', '≤ 1 ms');
+    if (saturated) {
+      add('streams', what, d.p99, 1, null, 'ms', `≤ 1 ms; not judged: the machine is saturated (bare proxy at ${pct(bareRate / ideal)} of the offered chunks/s)`);
+      // The same comparison at the highest level this machine does carry, for information.
+      const carried = Object.keys(s)
+        .filter((k) => k.startsWith('streams_') && s[k]?.targets?.gateway?.added_chunk_delay_vs_bare_ms)
+        .map((k) => s[k])
+        .filter((sc) => sc.settings.streams < hi.n && sc.targets.bare?.chunks_per_s >= 0.9 * sc.settings.ideal_chunks_per_s)
+        .sort((a, b) => b.settings.streams - a.settings.streams)[0];
+      if (carried) {
+        const dc = carried.targets.gateway.added_chunk_delay_vs_bare_ms;
+        add(
+          'streams_carried',
+          `streams: p99 chunk delay the gateway adds over the bare proxy at ${carried.settings.streams} streams (the highest level run that this machine carries)`,
+          dc.p99,
+          1,
+          dc.p99 <= 1,
+          'ms',
+          '≤ 1 ms',
+        );
+      }
+    } else add('streams', what, d.p99, 1, d.p99 <= 1, 'ms', '≤ 1 ms');
   }
 
   const lo = streamsAt(s, 100, (ls) => Math.min(...ls));
