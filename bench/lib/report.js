@@ -235,7 +235,7 @@ export function evaluate(results) {
     // target's delay is queueing on a saturated box, and their difference is noise either way.
     const ideal = hi.sc.settings.ideal_chunks_per_s;
     const bareRate = hi.sc.targets.bare?.chunks_per_s;
-    const saturated = ideal && bareRate && bareRate < 0.9 * ideal;
+    const saturated = ideal && bareRate && bareRate < 0.95 * ideal;
     const what = `streams: p99 chunk delay the gateway adds over the bare proxy at ${hi.n} streams${hi.exact ? '' : ' (target is at 1000)'}`;
     if (saturated) {
       add('streams', what, d.p99, 1, null, 'ms', `≤ 1 ms; not judged: the machine is saturated (bare proxy at ${pct(bareRate / ideal)} of the offered chunks/s)`);
@@ -243,7 +243,7 @@ export function evaluate(results) {
       const carried = Object.keys(s)
         .filter((k) => k.startsWith('streams_') && s[k]?.targets?.gateway?.added_chunk_delay_vs_bare_ms)
         .map((k) => s[k])
-        .filter((sc) => sc.settings.streams < hi.n && sc.targets.bare?.chunks_per_s >= 0.9 * sc.settings.ideal_chunks_per_s)
+        .filter((sc) => sc.settings.streams < hi.n && sc.targets.bare?.chunks_per_s >= 0.95 * sc.settings.ideal_chunks_per_s)
         .sort((a, b) => b.settings.streams - a.settings.streams)[0];
       if (carried) {
         const dc = carried.targets.gateway.added_chunk_delay_vs_bare_ms;
