@@ -3,8 +3,8 @@
 // (atomically in Redis, so once per fleet), this file tells the world: a warn log line,
 // llm_gateway_budget_alerts_total, and an optional JSON webhook POSTed off the request path,
 // retried with backoff, its timers unref'd and cleared on close. The spend gauge is written
-// once per event-loop turn and budget (the last value), not once per request: setting a
-// labelled gauge builds a label object and hashes it.
+// when it is read (a scrape, the dashboard) or an alert fires, from the last value per budget,
+// not once per request: setting a labelled gauge builds a label object and hashes it.
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { fromNano, type Scope } from './scopes.js';
@@ -17,15 +17,16 @@ export class BudgetAlerts {
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly inflight = new Set<AbortController>();
   private closed = false;
-  /** Spend gauge values not written yet, by budget. */
+  /** Spend gauge values not written yet, by budget: written when the gauge is read. */
   private readonly spendDue = new Map<Scope, number>();
-  private spendTimer: NodeJS.Immediate | undefined;
 
   constructor(
     private readonly metrics: Metrics,
     private readonly logger: Logger,
     private readonly webhook: string | undefined,
-  ) {}
+  ) {
+    metrics.budgetSpendWriters.add(this.writeSpend);
+  }
 
   /** Sets the limit gauges of every budget once, at start. */
   init(budgets: readonly Scope[]): void {
@@ -35,10 +36,7 @@ export class BudgetAlerts {
   /** Committed spend of a budget changed; `fired` are the thresholds crossed for the first time this period. */
   readonly onSpend = (s: Scope, spentNano: number, fired: readonly number[]): void => {
     this.spendDue.set(s, spentNano);
-    if (fired.length === 0) {
-      this.spendTimer ??= setImmediate(this.writeSpend);
-      return;
-    }
+    if (fired.length === 0) return;
     this.writeSpend(); // an alert and the gauge it is about agree
     const spend = fromNano(spentNano);
     for (const threshold of fired) {
@@ -62,8 +60,6 @@ export class BudgetAlerts {
   };
 
   private readonly writeSpend = (): void => {
-    if (this.spendTimer) clearImmediate(this.spendTimer);
-    this.spendTimer = undefined;
     for (const [s, nano] of this.spendDue) this.metrics.budgetSpend.set({ scope: s.kind, name: s.name }, fromNano(nano));
     this.spendDue.clear();
   };
@@ -112,6 +108,7 @@ export class BudgetAlerts {
 
   close(): void {
     this.writeSpend();
+    this.metrics.budgetSpendWriters.delete(this.writeSpend);
     this.closed = true;
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();

@@ -101,11 +101,20 @@ export class Metrics {
     labelNames: ['scope', 'limit'] as const,
     registers: [this.registry],
   });
+  /**
+   * Writers of pending budget-spend values, run when the gauge is read (scrape, dashboard):
+   * admission records the latest spend per budget in a Map on every settle and the gauge is
+   * set only when someone looks (setting a labelled gauge hashes its labels).
+   */
+  readonly budgetSpendWriters = new Set<() => void>();
   readonly budgetSpend = new Gauge({
     name: 'llm_gateway_budget_spend_usd',
     help: 'Spend in the current budget period.',
     labelNames: ['scope', 'name'] as const,
     registers: [this.registry],
+    collect: () => {
+      for (const write of this.budgetSpendWriters) write();
+    },
   });
   readonly budgetLimit = new Gauge({
     name: 'llm_gateway_budget_limit_usd',

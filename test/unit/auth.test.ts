@@ -24,6 +24,12 @@ describe('KeyRing.identify', () => {
     expect(ring.identify({ 'api-key': 'sk-app-1' }).key).toBe('app');
     expect(ring.identify({ authorization: 'Bearer sk-hashed' })).toMatchObject({ key: 'hashed', teamLabel: 'none' });
   });
+  it('a verified key is remembered; a wrong key after it is still refused', () => {
+    const fresh = new KeyRing(policies);
+    for (let i = 0; i < 3; i++) expect(fresh.identify({ authorization: 'Bearer sk-app-1' }).key).toBe('app');
+    expect(() => fresh.identify({ authorization: 'Bearer sk-app-1 ' + 'x' })).toThrow(expect.objectContaining({ status: 401 }));
+    expect(() => fresh.identify({ authorization: 'Bearer sk-app-' })).toThrow(expect.objectContaining({ status: 401 }));
+  });
   it('refuses a wrong, partial, padded-inside or missing key with 401 invalid_api_key', () => {
     for (const authorization of ['Bearer sk-app-2', 'Bearer sk-app-1x', 'Bearer sk-app', 'Basic sk-app-1', 'sk-app-1', 'Bearer ', 'Bearer sk-app-1 extra']) {
       expect(() => ring.identify({ authorization })).toThrow(expect.objectContaining({ status: 401, code: 'invalid_api_key' }));
