@@ -10,22 +10,15 @@
 // object after the top-level one). When the scan cannot read plain integer counts, it
 // returns undefined and the caller parses the body in full.
 import type { TapUsage } from './tokens.js';
+import { BACKSLASH, CLOSE_BRACE, COLON, COMMA, OPEN_BRACE, QUOTE, isSpace, stringEnd } from '../util/json-bytes.js';
 
 const USAGE_KEY = Buffer.from('"usage"');
 const FINISH_KEY = Buffer.from('"finish_reason"');
-const QUOTE = 0x22;
-const BACKSLASH = 0x5c;
-const COLON = 0x3a;
-const COMMA = 0x2c;
-const OPEN_BRACE = 0x7b;
-const CLOSE_BRACE = 0x7d;
 
 export interface BodySummary {
   usage: TapUsage;
   finishReason: string | undefined;
 }
-
-const isSpace = (b: number | undefined) => b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09;
 
 // Keys inside the usage object; cached_tokens only occurs in prompt_tokens_details and
 // reasoning_tokens only in completion_tokens_details.
@@ -45,10 +38,10 @@ function countAfter(usage: string, key: string): number | undefined | null {
   if (at < 0) return undefined;
   if (usage.indexOf(key, at + key.length) >= 0) return null;
   let i = at + key.length;
-  while (isSpaceCode(usage.charCodeAt(i))) i++;
+  while (isSpace(usage.charCodeAt(i))) i++;
   if (usage.charCodeAt(i) !== COLON) return null;
   i++;
-  while (isSpaceCode(usage.charCodeAt(i))) i++;
+  while (isSpace(usage.charCodeAt(i))) i++;
   let n = 0;
   const first = i;
   for (; i < usage.length; i++) {
@@ -58,10 +51,9 @@ function countAfter(usage: string, key: string): number | undefined | null {
   }
   if (i === first || i - first > 15) return null;
   const next = usage.charCodeAt(i);
-  return next === 0x2c || next === CLOSE_BRACE || isSpaceCode(next) ? n : null;
+  return next === COMMA || next === CLOSE_BRACE || isSpace(next) ? n : null;
 }
 
-const isSpaceCode = (c: number) => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
 
 /**
  * Where the value of the key token found at `at` starts, or -1 unless that token really is
@@ -86,7 +78,9 @@ function objectEnd(body: Buffer, start: number): number {
   for (let i = start; i < body.length; i++) {
     const b = body[i];
     if (b === QUOTE) {
-      for (i++; i < body.length && body[i] !== QUOTE; i++) if (body[i] === BACKSLASH) i++;
+      const e = stringEnd(body, i);
+      if (e < 0) return -1;
+      i = e - 1;
     } else if (b === OPEN_BRACE) depth++;
     else if (b === CLOSE_BRACE && --depth === 0) return i + 1;
   }

@@ -9,6 +9,7 @@
  */
 import { SseScanner, eventData } from './sse.js';
 import { isRecord, usageFromResponse, type TapUsage } from './tokens.js';
+import { COLON, LF, OPEN_BRACE, QUOTE, SPACE, TAB } from '../util/json-bytes.js';
 
 export interface StreamTapOptions {
   /** The gateway injected stream_options.include_usage: remove the usage-only event (choices [] and a usage object) so the client sees what it would have without the gateway. */
@@ -24,12 +25,6 @@ export interface StreamTapOptions {
   retainChunks?: boolean;
 }
 
-const LF = 0x0a;
-const QUOTE = 0x22;
-const SPACE = 0x20;
-const TAB = 0x09;
-const COLON = 0x3a;
-const LBRACE = 0x7b;
 
 // The keys the tap looks at. TOKEN: a non-empty string value is a generated token: chat
 // content, reasoning (reasoning_content: DeepSeek/vLLM; reasoning: OpenRouter/Ollama),
@@ -203,7 +198,7 @@ export class StreamTap {
   /** Classify one complete event (bytes [s, e) of buf). Returns true when it must be cut. */
   private observe(buf: Buffer, s: number, e: number): boolean {
     const first = dataValueStart(buf, s, e);
-    if (first < 0 || buf[first] !== LBRACE) {
+    if (first < 0 || buf[first] !== OPEN_BRACE) {
       // Not a plain JSON event: [DONE], a comment/keep-alive, other fields. Rare: decode it.
       const data = eventData(buf, s, e);
       if (data === null) return false;
@@ -211,7 +206,7 @@ export class StreamTap {
         this._sawDone = true;
         return false;
       }
-      if (data.charCodeAt(0) !== LBRACE) return false;
+      if (data.charCodeAt(0) !== OPEN_BRACE) return false;
     }
 
     // One pass over the colons of the event; a colon right after a quoted key we know is a hit.
@@ -239,8 +234,8 @@ export class StreamTap {
         }
       } else if (kind === USAGE) {
         // Not `"usage":null`, which OpenAI puts on every chunk once include_usage is on.
-        if (b === LBRACE) parse = wantUsage = true;
-      } else if (b === LBRACE || b === QUOTE) {
+        if (b === OPEN_BRACE) parse = wantUsage = true;
+      } else if (b === OPEN_BRACE || b === QUOTE) {
         parse = true; // ERROR
       }
     }

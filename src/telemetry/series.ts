@@ -85,17 +85,17 @@ function badCount(v: number): Error {
   return v < 0 ? new Error('It is not possible to decrease a counter') : new TypeError(`Value is not a valid number: ${v}`);
 }
 
-export class CounterSeries implements Clearable {
+/** A series holding one number; it appears on /metrics once first written (as in prom-client). */
+abstract class ValueSeries implements Clearable {
   value = 0;
   private live = false;
   constructor(
-    private readonly family: Family<CounterSeries>,
+    private readonly family: Family<Clearable>,
     readonly labels: Labels,
   ) {}
 
-  inc(v = 1): void {
-    if (!(v >= 0 && v !== Infinity)) throw badCount(v);
-    this.value += v;
+  protected write(v: number): void {
+    this.value = v;
     if (!this.live) {
       this.live = true;
       this.family.wake(this);
@@ -108,33 +108,24 @@ export class CounterSeries implements Clearable {
   }
 }
 
-export class GaugeSeries implements Clearable {
-  value = 0;
-  private live = false;
-  constructor(
-    private readonly family: Family<GaugeSeries>,
-    readonly labels: Labels,
-  ) {}
-
+export class CounterSeries extends ValueSeries {
   inc(v = 1): void {
-    this.set(this.value + v);
+    if (!(v >= 0 && v !== Infinity)) throw badCount(v);
+    this.write(this.value + v);
+  }
+}
+
+export class GaugeSeries extends ValueSeries {
+  inc(v = 1): void {
+    this.write(this.value + v);
   }
 
   dec(v = 1): void {
-    this.set(this.value - v);
+    this.write(this.value - v);
   }
 
   set(v: number): void {
-    this.value = v;
-    if (!this.live) {
-      this.live = true;
-      this.family.wake(this);
-    }
-  }
-
-  clear(): void {
-    this.value = 0;
-    this.live = false;
+    this.write(v);
   }
 }
 

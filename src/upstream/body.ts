@@ -8,35 +8,11 @@
 // Whenever the layout is not the simple one (no top-level "model" string found, or a
 // stream_options object already there), the caller falls back to JSON.stringify.
 
-const QUOTE = 0x22;
-const BACKSLASH = 0x5c;
-const COLON = 0x3a;
-const OPEN_BRACE = 0x7b;
-const CLOSE_BRACE = 0x7d;
-const OPEN_BRACKET = 0x5b;
-const CLOSE_BRACKET = 0x5d;
+import { CLOSE_BRACE, CLOSE_BRACKET, COLON, COMMA, OPEN_BRACE, OPEN_BRACKET, QUOTE, isSpace, stringEnd } from '../util/json-bytes.js';
 
 const MODEL_KEY = Buffer.from('model');
 const USAGE_OPTION = Buffer.from('"stream_options":{"include_usage":true}');
-const COMMA = Buffer.from(',');
-
-const isSpace = (b: number | undefined) => b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09;
-
-/**
- * Index just past the string that opens at `start` (a quote), or -1. Jumps from quote to
- * quote with the native indexOf (prompts are mostly string bytes); a quote preceded by an
- * odd run of backslashes is escaped.
- */
-function stringEnd(raw: Buffer, start: number): number {
-  let q = start;
-  for (;;) {
-    q = raw.indexOf(QUOTE, q + 1);
-    if (q < 0) return -1;
-    let slashes = 0;
-    while (raw[q - 1 - slashes] === BACKSLASH) slashes++;
-    if (slashes % 2 === 0) return q + 1;
-  }
-}
+const COMMA_BYTES = Buffer.from(',');
 
 /**
  * Where the value of the top-level "model" key is: [start, end) of its string token, quotes
@@ -82,7 +58,7 @@ function topLevelModel(raw: Buffer): [number, number] | undefined {
       if (depth === 1) expectKey = true;
     } else if (b === CLOSE_BRACE || b === CLOSE_BRACKET) {
       depth--;
-    } else if (b === 0x2c /* , */ && depth === 1) {
+    } else if (b === COMMA && depth === 1) {
       expectKey = true;
     }
   }
@@ -106,6 +82,6 @@ export function rewriteBody(raw: Buffer, modelJson: Buffer, addUsage: boolean): 
   // Inserted right after the opening brace; the object has at least "model", so a comma follows.
   const open = raw.indexOf(OPEN_BRACE);
   const head = raw.subarray(0, open + 1);
-  if (sameModel) return Buffer.concat([head, USAGE_OPTION, COMMA, raw.subarray(open + 1)]);
-  return Buffer.concat([head, USAGE_OPTION, COMMA, raw.subarray(open + 1, start), modelJson, raw.subarray(end)]);
+  if (sameModel) return Buffer.concat([head, USAGE_OPTION, COMMA_BYTES, raw.subarray(open + 1)]);
+  return Buffer.concat([head, USAGE_OPTION, COMMA_BYTES, raw.subarray(open + 1, start), modelJson, raw.subarray(end)]);
 }
