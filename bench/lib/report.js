@@ -41,6 +41,25 @@ function errs(r) {
 }
 
 /** Every scenario's table, as text. */
+/** The max-rate table of throughput and features: req/s (each round too), ratios to bare and to `second`, latency, CPU. */
+function maxRateTable(targets, second, markdown) {
+  return table(
+    ['target', 'req/s', 'by round', 'vs bare', `vs ${second}`, 'p50 ms', 'p99 ms', 'proxy CPU µs/req', 'errors'],
+    Object.entries(targets).map(([n, r]) => [
+      n,
+      fmt(r.rps, 0),
+      byRound(r),
+      pct(r.vs_bare),
+      pct(r[`vs_${second}`]),
+      fmt(r.latency_ms?.p50),
+      fmt(r.latency_ms?.p99),
+      fmt(r.proxy_cpu_us_per_request, 0),
+      errs(r),
+    ]),
+    { markdown },
+  );
+}
+
 export function renderTables(results, { markdown = false } = {}) {
   const s = results.scenarios;
   const parts = [];
@@ -48,23 +67,7 @@ export function renderTables(results, { markdown = false } = {}) {
   if (s.throughput?.targets) {
     const st = s.throughput.settings;
     h(`throughput: non-streamed, ${st.connections} connections, max rate, ${st.duration_s} s per target${roundsNote(st)}`);
-    parts.push(
-      table(
-        ['target', 'req/s', 'by round', 'vs bare', 'vs direct', 'p50 ms', 'p99 ms', 'proxy CPU µs/req', 'errors'],
-        Object.entries(s.throughput.targets).map(([n, r]) => [
-          n,
-          fmt(r.rps, 0),
-          byRound(r),
-          pct(r.vs_bare),
-          pct(r.vs_direct),
-          fmt(r.latency_ms?.p50),
-          fmt(r.latency_ms?.p99),
-          fmt(r.proxy_cpu_us_per_request, 0),
-          errs(r),
-        ]),
-        { markdown },
-      ),
-    );
+    parts.push(maxRateTable(s.throughput.targets, 'direct', markdown));
   }
   if (s.latency?.targets) {
     const st = s.latency.settings;
@@ -140,23 +143,7 @@ export function renderTables(results, { markdown = false } = {}) {
   if (s.features?.targets) {
     const st = s.features.settings;
     h(`features: throughput as above (${st.connections} connections), gateway with keys, limits, budgets, breaker${roundsNote(st)}`);
-    parts.push(
-      table(
-        ['target', 'req/s', 'by round', 'vs bare', 'vs gateway', 'p50 ms', 'p99 ms', 'proxy CPU µs/req', 'errors'],
-        Object.entries(s.features.targets).map(([n, r]) => [
-          n,
-          fmt(r.rps, 0),
-          byRound(r),
-          pct(r.vs_bare),
-          pct(r.vs_gateway),
-          fmt(r.latency_ms?.p50),
-          fmt(r.latency_ms?.p99),
-          fmt(r.proxy_cpu_us_per_request, 0),
-          errs(r),
-        ]),
-        { markdown },
-      ),
-    );
+    parts.push(maxRateTable(s.features.targets, 'gateway', markdown));
     for (const note of s.features.notes ?? []) parts.push(`note: ${note}`);
   } else if (s.features?.skipped) parts.push(`\nfeatures: skipped (${s.features.skipped})`);
   if (s.memory?.targets) {
