@@ -6,7 +6,7 @@ import { createServer, type Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
 import { metricValue, startGateway, type TestGateway } from '../helpers.js';
-import { ADMIN_TOKEN, admin, batch, budgetOf, client, eventually } from './admission-support.js';
+import { ADMIN_TOKEN, admin, batch, budgetOf, client, eventually, simModelYaml } from './admission-support.js';
 
 let gw: TestGateway;
 let hook: Server;
@@ -29,12 +29,7 @@ beforeAll(async () => {
   gw = await startGateway(`
 admin_token: ${ADMIN_TOKEN}
 budget_webhook: http://127.0.0.1:${hookPort}/alerts
-backends:
-  sim: { type: simulator, ttft_ms: 5, tpot_ms: 1, output_tokens: 16 }
-models:
-  m:
-    deployments: [{ backend: sim }]
-    pricing: { input_per_mtok: 0, output_per_mtok: 1000 }
+${simModelYaml(5, 1)}
 keys:
   - { key: k-rpm, name: rpm100, limits: { rpm: 100 } }
   - { key: k-dollar, name: dollar, budget: { usd: 1, period: day } }

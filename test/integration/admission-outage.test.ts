@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
 import { metricValue, startGateway, type TestGateway } from '../helpers.js';
-import { ADMIN_TOKEN, admin, budgetOf, client, eventually, privateRedis, type RedisServer } from './admission-support.js';
+import { ADMIN_TOKEN, admin, budgetOf, client, eventually, privateRedis, type RedisServer, simModelYaml } from './admission-support.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'admission-outage-'));
 let redis: RedisServer;
@@ -21,12 +21,7 @@ let closed: TestGateway;
 const policy = (url: string, prefix: string, mode: 'open' | 'closed') => `
 admin_token: ${ADMIN_TOKEN}
 state: { store: redis, redis_url: "${url}", redis_prefix: "${prefix}", on_store_error: ${mode} }
-backends:
-  sim: { type: simulator, ttft_ms: 2, tpot_ms: 0, output_tokens: 16 }
-models:
-  m:
-    deployments: [{ backend: sim }]
-    pricing: { input_per_mtok: 0, output_per_mtok: 1000 }
+${simModelYaml(2, 0)}
 keys:
   - { key: k, name: app, limits: { rpm: 1000, concurrency: 10 }, budget: { usd: 10, period: day } }
 `;

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, admin, batch, budgetOf, client, flushPrefix, requireBuild, spawnGateway, type ChildGateway } from './admission-support.js';
+import { ADMIN_TOKEN, admin, batch, budgetOf, client, flushPrefix, requireBuild, spawnGateway, type ChildGateway, simModelYaml } from './admission-support.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const PREFIX = `llmgw-test-${process.pid}-${Date.now()}:`;
@@ -21,12 +21,7 @@ beforeAll(async () => {
     `
 admin_token: ${ADMIN_TOKEN}
 state: { store: redis, redis_url: "${REDIS_URL}", redis_prefix: "${PREFIX}", on_store_error: closed }
-backends:
-  sim: { type: simulator, ttft_ms: 5, tpot_ms: 1, output_tokens: 16 }
-models:
-  m:
-    deployments: [{ backend: sim }]
-    pricing: { input_per_mtok: 0, output_per_mtok: 1000 }
+${simModelYaml(5, 1)}
 keys:
   - { key: k-rpm, name: rpm100, limits: { rpm: 100 } }
   - { key: k-dollar, name: dollar, budget: { usd: 1, period: day } }

@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, batch, budgetOf, client, requireBuild, spawnGateway, type ChildGateway } from './admission-support.js';
+import { ADMIN_TOKEN, batch, budgetOf, client, requireBuild, spawnGateway, type ChildGateway, simModelYaml } from './admission-support.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'admission-restart-'));
 const policies = join(dir, 'policies.yaml');
@@ -20,12 +20,7 @@ beforeAll(() => {
     `
 admin_token: ${ADMIN_TOKEN}
 state: { store: memory, file: "${stateFile}", flush_interval_ms: ${FLUSH_MS} }
-backends:
-  sim: { type: simulator, ttft_ms: 2, tpot_ms: 0, output_tokens: 16 }
-models:
-  m:
-    deployments: [{ backend: sim }]
-    pricing: { input_per_mtok: 0, output_per_mtok: 1000 }
+${simModelYaml(2, 0)}
 keys:
   - { key: k-dollar, name: dollar, budget: { usd: 1, period: month } }
 `,

@@ -12,6 +12,18 @@ export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const MAIN = `${ROOT}dist/main.js`;
 export const ADMIN_TOKEN = 'admission-test-admin';
 
+/**
+ * The backend and model the admission tests share: the built-in simulator answering 16
+ * tokens, priced so that one answer costs exactly $0.016 (output $1,000 per Mtok, input free).
+ */
+export const simModelYaml = (ttftMs: number, tpotMs: number): string => `backends:
+  sim: { type: simulator, ttft_ms: ${ttftMs}, tpot_ms: ${tpotMs}, output_tokens: 16 }
+models:
+  m:
+    deployments: [{ backend: sim }]
+    pricing: { input_per_mtok: 0, output_per_mtok: 1000 }`;
+
+
 export function requireBuild(): void {
   if (!existsSync(MAIN)) throw new Error('dist/main.js is missing: run `npm run build` first (npm test does it)');
 }
