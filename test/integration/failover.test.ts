@@ -89,11 +89,12 @@ retries: { max: 1, backoff_ms: 5, max_backoff_ms: 20 }
   it('opens A within its window, serves ≥ 99% from the fallback, closes again once A heals', async () => {
     // ---- A degrades: 60% of its answers are 500s.
     A.configure({ fault: { kind: 'status', status: 500, rate: 0.6 } });
-    const t0 = performance.now();
     const degraded = await load(client, 600, 20);
     const opened = await gw.waitForLog((l) => l.msg === 'circuit breaker opened' && l.backend === 'A', 100);
     const openedAt = (opened.time as number) - Date.now() + performance.now(); // pino time is wall clock
-    expect(openedAt - t0).toBeLessThan(2000); // within window_s
+    // Judged by count, not by the clock (a busy machine stretches time, not counts): with
+    // min_requests 10 and 20 clients, the breaker opens once the first outcomes are in.
+    expect(degraded.filter((r) => r.startedAt < openedAt).length).toBeLessThan(100);
     expect(opened).toMatchObject({ model: 'primary', from: 'closed', to: 'open', level: 40 });
     expect(opened.error_rate as number).toBeGreaterThanOrEqual(0.5);
     expect(opened.cooldown_s).toBe(0.5);
