@@ -11,7 +11,7 @@
 //   routing    | 502 / 503 / 504 upstream trouble (before the first byte)
 //   stream tap | a final `data: {"error":…}` event (after the first byte)
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { errors, GatewayError, sendError } from './server/errors.js';
+import { errors, GatewayError, sendError } from './errors.js';
 import type { Gateway } from './gateway.js';
 import type { Ticket } from './admission/index.js';
 import { estimatePromptTokens } from './streamtap/index.js';

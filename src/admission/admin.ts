@@ -1,7 +1,7 @@
 // /admin/spend, /admin/limits, /admin/budgets/reset: registered with the admin router
 // (guarded by the admin token there). They read the admission of the current policy.
 import { registerAdminRoute, type AdminRequest } from '../server/admin.js';
-import { errors } from '../server/errors.js';
+import { errors } from '../errors.js';
 import type { AdmissionAdmin } from './types.js';
 
 function adminOf(r: AdminRequest): AdmissionAdmin {

@@ -18,7 +18,7 @@
 // settling the tickets it issued, then retire() closes it.
 import { randomBytes } from 'node:crypto';
 import type { Policies } from '../config/schema.js';
-import { GatewayError } from '../server/errors.js';
+import { GatewayError } from '../errors.js';
 import { Metrics } from '../telemetry/metrics.js';
 import { createLogger, type Logger } from '../telemetry/logger.js';
 import { BudgetAlerts } from './alerts.js';

@@ -5,7 +5,7 @@
 import { hash, timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { KeyConfig, Policies } from '../config/schema.js';
-import { errors } from '../server/errors.js';
+import { errors } from '../errors.js';
 
 export interface Identity {
   /** The key's configured name (never the key itself); "anonymous" when no keys are configured. */

@@ -2,7 +2,7 @@
 // {ok, changed} once the new policy serves; 400 `policy_invalid` naming each bad field (path
 // and line) while the previous policy keeps serving.
 import { registerAdminRoute } from '../server/admin.js';
-import { GatewayError } from '../server/errors.js';
+import { GatewayError } from '../errors.js';
 
 registerAdminRoute('POST', 'reload', async ({ gw, params }) => {
   if (params.length) throw new GatewayError(404, 'invalid_request_error', 'not_found', `Unknown path /admin/reload/${params.join('/')}.`);

@@ -6,7 +6,7 @@
 // own fetches of /admin/stats then carry).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Gateway } from '../gateway.js';
-import { errors, GatewayError, sendError } from '../server/errors.js';
+import { errors, GatewayError, sendError } from '../errors.js';
 import { DASHBOARD_CSP, DASHBOARD_HTML } from './html.js';
 import { sameSecret, sessionCookie, validSession } from './session.js';
 

@@ -3,7 +3,7 @@
 //   POST /admin/circuits/{model}/{backend}    {"state":"open"|"closed"} → { circuits: [...changed] }
 // A model name may contain '/', so the backend is the last segment and the model the rest.
 import { registerAdminRoute } from '../server/admin.js';
-import { GatewayError } from '../server/errors.js';
+import { GatewayError } from '../errors.js';
 
 registerAdminRoute('GET', 'circuits', ({ gw }) => ({ circuits: gw.stages().router.breakers.view() }));
 

@@ -18,7 +18,7 @@ import type { Route, PolicyTable } from '../policy/index.js';
 import type { Backend, Backends } from '../upstream/backends.js';
 import { UpstreamExchange, type UpstreamRequest } from '../upstream/exchange.js';
 import { ClientAbort, UpstreamFailure, statusFailure } from '../upstream/failures.js';
-import { GatewayError } from '../server/errors.js';
+import { GatewayError } from '../errors.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { CircuitBreaker, Permit } from './breaker.js';

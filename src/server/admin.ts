@@ -3,7 +3,7 @@
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Gateway } from '../gateway.js';
-import { errors, GatewayError, sendError } from './errors.js';
+import { errors, GatewayError, sendError } from '../errors.js';
 import { readBody } from './http.js';
 import { validSession } from '../dashboard/session.js';
 

@@ -2,7 +2,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import type { Gateway } from '../gateway.js';
-import { errors, GatewayError, sendError } from './errors.js';
+import { errors, GatewayError, sendError } from '../errors.js';
 import { handleInference, type Endpoint } from '../pipeline.js';
 import { handleAdmin } from './admin.js';
 import { createPassthrough } from './passthrough.js';

@@ -5,7 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
 import type { ProxyServer } from 'http-proxy-3';
 import type { Gateway } from '../gateway.js';
-import { errors, GatewayError, sendError } from './errors.js';
+import { errors, GatewayError, sendError } from '../errors.js';
 
 export function createPassthrough(gw: Gateway) {
   // Required on the first pass-through request: most sidecars never serve one, and the

@@ -5,7 +5,7 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'n
 import { StreamTap, countTokens, usageFromResponse, type TapUsage } from './index.js';
 import type { UpstreamExchange } from '../upstream/exchange.js';
 import { UpstreamFailure } from '../upstream/failures.js';
-import { errors, sendError, sseErrorEvent } from '../server/errors.js';
+import { errors, sendError, sseErrorEvent } from '../errors.js';
 import type { TokenCounts } from '../settle/index.js';
 import { summariseBody } from './body.js';
 

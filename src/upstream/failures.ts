@@ -1,7 +1,7 @@
 // Maps low-level failures to a stable reason (a metric label and a breaker input) and the
 // OpenAI-shaped error a client gets. As Envoy does, failures the gateway saw locally
 // (connect, timeout, reset) carry `local: true`, apart from upstream status errors.
-import { errors, GatewayError } from '../server/errors.js';
+import { errors, GatewayError } from '../errors.js';
 
 export type FailureReason =
   | 'connect'

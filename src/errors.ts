@@ -1,6 +1,14 @@
-// Every error the gateway answers with has OpenAI's shape and a fixed status, so the
-// official SDKs map it to their own exception classes (BadRequestError, RateLimitError, ...).
-import type { ServerResponse } from 'node:http';
+// The error catalogue: every error the gateway answers with, its status, type and code.
+// Bodies have OpenAI's shape, so the official SDKs map them to their own exception classes
+// (BadRequestError, RateLimitError, ...). This module imports nothing: every layer may use it.
+
+/** The part of node:http's ServerResponse an error is written to (kept structural: no imports here). */
+export interface ErrorSink {
+  readonly headersSent: boolean;
+  readonly destroyed: boolean;
+  writeHead(status: number, headers: Record<string, string | number>): unknown;
+  end(body: string): unknown;
+}
 
 export type ErrorType =
   | 'invalid_request_error'
@@ -59,7 +67,7 @@ export const errors = {
 const JSON_HEADERS = { 'content-type': 'application/json' };
 
 /** Writes an OpenAI-shaped error, unless the response has already started. */
-export function sendError(res: ServerResponse, err: GatewayError, requestId: string, extraHeaders?: Record<string, string>): void {
+export function sendError(res: ErrorSink, err: GatewayError, requestId: string, extraHeaders?: Record<string, string>): void {
   if (res.headersSent || res.destroyed) return;
   const body = JSON.stringify(err.body());
   res.writeHead(err.status, {
