@@ -3,15 +3,16 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { randomUUID } from 'node:crypto';
 import type { Gateway } from '../gateway.js';
 import { errors, GatewayError, sendError } from '../errors.js';
-import { handleInference, type Endpoint } from '../pipeline.js';
+import { handleInference } from '../pipeline.js';
+import { protocols, type Protocol } from '../protocols/index.js';
 import { handleAdmin } from './admin.js';
 import { createPassthrough } from './passthrough.js';
 import { handleDashboard } from '../dashboard/page.js';
 
-const INFERENCE: Record<string, Endpoint> = {
-  '/v1/chat/completions': 'chat/completions',
-  '/v1/completions': 'completions',
-  '/v1/embeddings': 'embeddings',
+const INFERENCE: Record<string, Protocol> = {
+  '/v1/chat/completions': protocols.chat,
+  '/v1/completions': protocols.completions,
+  '/v1/embeddings': protocols.embeddings,
 };
 
 /**
@@ -118,13 +119,13 @@ export function createHttpServer(gw: Gateway): Server {
       return sendError(res, errors.shuttingDown(), id);
     }
 
-    const endpoint = INFERENCE[path];
-    if (endpoint) {
+    const protocol = INFERENCE[path];
+    if (protocol) {
       if (method !== 'POST') return sendError(res, errors.methodNotAllowed(method, path), id);
       const ct = req.headers['content-type'];
       if (!ct || !/^application\/(.+\+)?json\b/i.test(ct)) {
         req.resume();
-        return sendError(res, errors.contentType(ct), id);
+        return sendError(res, errors.contentType(ct), id, undefined, protocol.errorBody);
       }
       const limit = gw.stages().policies.server.max_body_bytes;
       let raw: Buffer;
@@ -133,7 +134,7 @@ export function createHttpServer(gw: Gateway): Server {
       } catch (e) {
         // The rest of the body is unread: answer, then close the connection rather than drain it.
         res.setHeader('connection', 'close');
-        sendError(res, e instanceof GatewayError ? e : errors.internal(), id);
+        sendError(res, e instanceof GatewayError ? e : errors.internal(), id, undefined, protocol.errorBody);
         res.once('finish', () => req.destroy());
         return;
       }
@@ -141,10 +142,10 @@ export function createHttpServer(gw: Gateway): Server {
       try {
         body = JSON.parse(raw.toString('utf8'));
       } catch (e) {
-        return sendError(res, errors.invalidJson((e as Error).message), id);
+        return sendError(res, errors.invalidJson((e as Error).message), id, undefined, protocol.errorBody);
       }
-      if (typeof body !== 'object' || body === null || Array.isArray(body)) return sendError(res, errors.notObject(), id);
-      return handleInference(gw, { id, endpoint, req, res, raw, body: body as Record<string, unknown>, receivedAt });
+      if (typeof body !== 'object' || body === null || Array.isArray(body)) return sendError(res, errors.notObject(), id, undefined, protocol.errorBody);
+      return handleInference(gw, { id, protocol, req, res, raw, body: body as Record<string, unknown>, receivedAt });
     }
 
     if (path === '/v1/models' && method === 'GET') {
