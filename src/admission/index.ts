@@ -39,7 +39,6 @@ import type {
   StoreStatus,
   Ticket,
 } from './types.js';
-import './admin.js';
 
 export type {
   Admission,
