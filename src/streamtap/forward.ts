@@ -8,6 +8,7 @@ import { UpstreamFailure } from '../upstream/failures.js';
 import { errors, sendError, sseErrorEvent } from '../errors.js';
 import type { TokenCounts } from '../settle/index.js';
 import { summariseBody } from './body.js';
+import { usageFault } from '../settle/usage.js';
 
 export interface PromptCounter {
   promptTokens(): number;
@@ -36,6 +37,8 @@ export interface ForwardOutcome {
   finishReason?: string;
   /** Set when the body broke after the head, or the client left (reason client_abort). */
   failure?: UpstreamFailure;
+  /** The upstream reported usage that is not a plain token count: the field it was in (tokens were estimated instead). */
+  usageFault?: string;
 }
 
 /** Upstream response headers never passed to the client: hop-by-hop, framing we redo, cookies and the provider's own account details. */
@@ -86,7 +89,9 @@ function forwardStream(opts: ForwardOptions): Promise<ForwardOutcome> {
       res.off('drain', onDrain);
       let tokens: TokenCounts;
       let estimated = false;
-      if (tap.usage) tokens = toCounts(tap.usage);
+      const fault = usageFault(tap.usage);
+      const usage = fault === undefined ? tap.usage : undefined;
+      if (usage) tokens = toCounts(usage);
       else {
         estimated = true;
         // Without retained chunks (the backend used to send usage) each content event counts
@@ -95,7 +100,7 @@ function forwardStream(opts: ForwardOptions): Promise<ForwardOutcome> {
         const output = tap.contentEvents === 0 ? 0 : backend.sendsUsage ? tap.contentEvents : countTokens(tap.outputText());
         tokens = { input: opts.prompt.promptTokens(), output, cachedInput: 0, reasoning: 0 };
       }
-      if (!failure) backend.sendsUsage = tap.usage !== undefined;
+      if (!failure) backend.sendsUsage = usage !== undefined;
       resolve({
         status: failure?.reason === 'client_abort' ? 499 : exchange.status,
         tokens,
@@ -104,6 +109,7 @@ function forwardStream(opts: ForwardOptions): Promise<ForwardOutcome> {
         lastTokenAt: tap.lastTokenAt,
         finishReason: tap.finishReason,
         failure,
+        usageFault: fault,
       });
     };
     exchange.attach({
@@ -155,7 +161,8 @@ function forwardWhole(opts: ForwardOptions): Promise<ForwardOutcome> {
       let text = '';
       let finishReason: string | undefined;
       const summary = body && summariseBody(body);
-      if (summary) {
+      // A count the byte scan read but the boundary refuses: parse in full, for the text to estimate from.
+      if (summary && usageFault(summary.usage) === undefined) {
         usage = summary.usage;
         finishReason = summary.finishReason;
       } else if (body) {
@@ -164,17 +171,20 @@ function forwardWhole(opts: ForwardOptions): Promise<ForwardOutcome> {
           usage = usageFromResponse(json);
           const first = json.choices?.[0];
           if (typeof first?.finish_reason === 'string') finishReason = first.finish_reason;
-          if (!usage) for (const c of json.choices ?? []) text += typeof c.message?.content === 'string' ? c.message.content : typeof c.text === 'string' ? c.text : '';
+          if (!usage || usageFault(usage) !== undefined) for (const c of json.choices ?? []) text += typeof c.message?.content === 'string' ? c.message.content : typeof c.text === 'string' ? c.text : '';
         } catch {
           // A non-JSON 2xx body is passed through untouched; tokens are then estimated.
         }
       }
+      const fault = usageFault(usage);
+      if (fault !== undefined) usage = undefined;
       resolve({
         status: failure?.reason === 'client_abort' ? 499 : failure ? failure.error.status : exchange.status,
         tokens: usage ? toCounts(usage) : { input: opts.prompt.promptTokens(), output: text ? countTokens(text) : 0, cachedInput: 0, reasoning: 0 },
         estimated: usage === undefined,
         finishReason,
         failure,
+        usageFault: fault,
       });
     };
     exchange.attach({

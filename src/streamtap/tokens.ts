@@ -152,27 +152,32 @@ function inputTokens(v: unknown): number {
 /**
  * The usage of a response (or stream event) object, mapped from OpenAI's `usage`:
  * prompt_tokens, completion_tokens (absent for embeddings), prompt_tokens_details.cached_tokens,
- * completion_tokens_details.reasoning_tokens. Undefined when there is no usable usage.
+ * completion_tokens_details.reasoning_tokens. Undefined when it has neither prompt_tokens nor
+ * completion_tokens. Counts are passed on as the upstream sent them (a value that is not a
+ * number, e.g. "12", becomes NaN): whether they can be trusted is decided in one place, at
+ * settle's boundary (settle/usage.ts usageFault), which counts a bad one as an upstream fault.
  */
 export function usageFromResponse(json: unknown): TapUsage | undefined {
   if (!isRecord(json)) return undefined;
   const u = json['usage'];
   if (!isRecord(u)) return undefined;
-  const input = num(u['prompt_tokens']);
-  const output = num(u['completion_tokens']);
+  const input = count(u['prompt_tokens']);
+  const output = count(u['completion_tokens']);
   if (input === undefined && output === undefined) return undefined;
   const pd = u['prompt_tokens_details'];
   const cd = u['completion_tokens_details'];
   return {
     input: input ?? 0,
     output: output ?? 0,
-    cachedInput: (isRecord(pd) ? num(pd['cached_tokens']) : undefined) ?? 0,
-    reasoning: (isRecord(cd) ? num(cd['reasoning_tokens']) : undefined) ?? 0,
+    cachedInput: (isRecord(pd) ? count(pd['cached_tokens']) : undefined) ?? 0,
+    reasoning: (isRecord(cd) ? count(cd['reasoning_tokens']) : undefined) ?? 0,
   };
 }
 
-function num(v: unknown): number | undefined {
-  return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : undefined;
+/** Absent (undefined / null) → undefined; a number as is; anything else → NaN (present but invalid). */
+function count(v: unknown): number | undefined {
+  if (v === undefined || v === null) return undefined;
+  return typeof v === 'number' ? v : NaN;
 }
 
 export function isRecord(v: unknown): v is Record<string, unknown> {
