@@ -157,6 +157,7 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
       rec.firstTokenAt = outcome.firstTokenAt;
       rec.lastTokenAt = outcome.lastTokenAt;
       rec.finishReason = outcome.finishReason;
+      rec.usageFault = outcome.usageFault;
       if (outcome.failure) rec.error = outcome.failure.reason === 'client_abort' ? CLIENT_LEFT : { code: outcome.failure.error.code, message: outcome.failure.error.message };
     } finally {
       active.dec();
@@ -208,6 +209,7 @@ function newRecord(r: InferenceRequest, model: string, stream: boolean): Request
     finishReason: undefined,
     error: undefined,
     system: undefined,
+    usageFault: undefined,
   };
 }
 
