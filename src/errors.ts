@@ -57,6 +57,8 @@ export const errors = {
   upstreamConnect: (backend: string) => new GatewayError(502, 'upstream_error', 'upstream_unreachable', `Could not connect to backend '${backend}'.`),
   upstreamReset: (backend: string) => new GatewayError(502, 'upstream_error', 'upstream_reset', `Backend '${backend}' closed the connection before answering.`),
   upstreamBadResponse: (backend: string, detail: string) => new GatewayError(502, 'upstream_error', 'upstream_bad_response', `Backend '${backend}' sent an invalid response: ${detail}`),
+  upstreamRedirect: (backend: string, status: number) =>
+    new GatewayError(502, 'upstream_error', 'upstream_redirect', `Backend '${backend}' answered with a redirect (${status}); the gateway does not follow or relay redirects.`),
   upstreamTimeout: (backend: string, what: string) => new GatewayError(504, 'timeout_error', 'upstream_timeout', `Backend '${backend}' timed out (${what}).`),
   midStream: (backend: string, detail: string) => new GatewayError(502, 'upstream_error', 'upstream_stream_error', `The stream from backend '${backend}' broke: ${detail}`),
   unavailable: (message: string) => new GatewayError(503, 'service_unavailable', 'service_unavailable', message),

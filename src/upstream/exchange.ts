@@ -6,7 +6,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { Backend } from './backends.js';
-import { UpstreamFailure, classifyError } from './failures.js';
+import { UpstreamFailure, classifyError, redirectFailure } from './failures.js';
 
 export interface ResponseSink {
   /** A body chunk arrived. Return false to pause the upstream until sink.resume is called. */
@@ -79,6 +79,14 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   onResponseStart(controller: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeaders): void {
     this.status = status;
     this.headers = headers;
+    if (status >= 300 && status < 400) {
+      // Never relayed (see redirectFailure): the head fails and the body is not read.
+      this.headDone = true;
+      this.failure = redirectFailure(this.backend.name, status);
+      this.headReject!(this.failure);
+      controller.abort(this.failure);
+      return;
+    }
     if (status < 400) {
       // Hold the body until the pipeline attaches its sink (it may be deciding to retry).
       controller.pause();
@@ -109,6 +117,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    if (this.failure?.reason === 'redirect') return; // our own abort of a redirect: already failed
     this.failure = classifyError(err, this.backend.name, this.headDone);
     if (!this.headDone) {
       this.headDone = true;
