@@ -21,6 +21,7 @@ import type { UpstreamExchange, UpstreamRequest } from './upstream/exchange.js';
 import type { RoutingContext, Target } from './routing/index.js';
 import { settle, type RequestRecord } from './settle/index.js';
 import { rewriteBody } from './upstream/body.js';
+import { upstreamRequestHeaders } from './upstream/headers.js';
 import { startRequestSpan } from './telemetry/tracing.js';
 import { worstCaseUsd, maxOutputTokens } from './policy/cost.js';
 
@@ -240,20 +241,6 @@ function buildUpstreamRequest(r: InferenceRequest, t: Target, stream: boolean): 
     'accept-encoding': 'identity',
     'x-request-id': r.id,
   };
-  const given = r.req.headers;
-  for (const name in given) {
-    const v = given[name];
-    if (typeof v === 'string' && headers[name] === undefined && !DROPPED_REQUEST_HEADERS.has(name) && !name.startsWith('x-gateway-')) headers[name] = v;
-  }
+  upstreamRequestHeaders(r.req.headers, headers);
   return { method: 'POST', path: `/${r.endpoint}`, headers, body };
 }
-
-/**
- * Client headers never passed upstream: hop-by-hop ones, the ones we set, and credentials
- * (the client's key is the gateway's business; the provider key is added by the backend).
- */
-const DROPPED_REQUEST_HEADERS = new Set([
-  'authorization', 'api-key', 'cookie', 'host', 'content-length', 'content-type', 'accept-encoding',
-  'connection', 'keep-alive', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade',
-  'expect', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'forwarded',
-]);

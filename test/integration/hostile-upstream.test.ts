@@ -106,3 +106,62 @@ describe('upstream redirects', () => {
     expect(elsewhereHits).toBe(0);
   });
 });
+
+describe('what a client can make the gateway send', () => {
+  it('client headers that choose the billed org/project or carry credentials never reach the upstream', async () => {
+    handler = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(completion());
+    };
+    const r = await request(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        'openai-organization': 'org-attacker',
+        'openai-project': 'proj-attacker',
+        'x-api-key': 'sk-attacker',
+        'api-key': 'sk-attacker',
+        'x-ms-client-request-id': 'x',
+        'x-forwarded-for': '6.6.6.6',
+        cookie: 'a=b',
+        'openai-beta': 'assistants=v2',
+        'anthropic-version': '2023-06-01',
+        traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+      },
+      body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'x' }] }),
+    });
+    expect(r.statusCode).toBe(200);
+    await r.body.text();
+    const h = seen[0]!.headers;
+    expect(h['openai-organization']).toBe('org-gateway-own-0001');
+    expect(h['openai-project']).toBeUndefined();
+    expect(h['x-api-key']).toBeUndefined();
+    expect(h['api-key']).toBeUndefined();
+    expect(h['x-ms-client-request-id']).toBeUndefined();
+    expect(h['x-forwarded-for']).toBeUndefined();
+    expect(h.cookie).toBeUndefined();
+    expect(h.authorization).toBe(`Bearer ${PROVIDER_KEY}`);
+    // The allow-list: processing options pass.
+    expect(h['openai-beta']).toBe('assistants=v2');
+    expect(h['anthropic-version']).toBe('2023-06-01');
+    expect(h.traceparent).toBe('00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01');
+  });
+
+  it('an escaped duplicate "model" key is routed, billed and sent as one model', async () => {
+    handler = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(completion());
+    };
+    // JSON.parse takes the last key: "m" is what the gateway routes and bills.
+    const body = '{"model":"x","mod\\u0065l":"m","messages":[{"role":"user","content":"hi"}]}';
+    const r = await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    expect(r.statusCode).toBe(200);
+    await r.body.text();
+    const sent = JSON.parse(seen[0]!.body) as { model: string };
+    expect(sent.model).toBe('up-model');
+    // Exactly one model key in the bytes sent, whatever the upstream's JSON parser does with duplicates.
+    expect(seen[0]!.body.match(/"model"|mod\\u0065l/g)).toEqual(['"model"']);
+    const line = await gw.waitForLog((l) => l.msg === 'request' && l.upstream_model === 'up-model' && l.model === 'm');
+    expect(line.served_model).toBe('m');
+  });
+});
