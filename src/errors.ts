@@ -59,6 +59,13 @@ export const errors = {
   upstreamBadResponse: (backend: string, detail: string) => new GatewayError(502, 'upstream_error', 'upstream_bad_response', `Backend '${backend}' sent an invalid response: ${detail}`),
   upstreamRedirect: (backend: string, status: number) =>
     new GatewayError(502, 'upstream_error', 'upstream_redirect', `Backend '${backend}' answered with a redirect (${status}); the gateway does not follow or relay redirects.`),
+  upstreamTooLarge: (backend: string, limit: number) =>
+    new GatewayError(502, 'upstream_error', 'upstream_body_too_large', `Backend '${backend}' sent a response body larger than the gateway's limit of ${limit} bytes (server.max_upstream_body_bytes).`),
+  upstreamEncoding: (backend: string, encoding: string) =>
+    new GatewayError(502, 'upstream_error', 'upstream_bad_response', `Backend '${backend}' sent a body with content-encoding ${JSON.stringify(encoding.slice(0, 64))}, which the gateway cannot read.`),
+  /** A stream request answered with a whole JSON/HTML body: retrying would be billed again for the same answer. */
+  upstreamNotStream: (backend: string, contentType: string) =>
+    new GatewayError(502, 'upstream_error', 'upstream_bad_response', `Backend '${backend}' answered a stream request with ${JSON.stringify(contentType.slice(0, 64))} instead of text/event-stream.`, null, { 'x-should-retry': 'false' }),
   upstreamTimeout: (backend: string, what: string) => new GatewayError(504, 'timeout_error', 'upstream_timeout', `Backend '${backend}' timed out (${what}).`),
   midStream: (backend: string, detail: string) => new GatewayError(502, 'upstream_error', 'upstream_stream_error', `The stream from backend '${backend}' broke: ${detail}`),
   unavailable: (message: string) => new GatewayError(503, 'service_unavailable', 'service_unavailable', message),

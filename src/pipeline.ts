@@ -15,7 +15,8 @@ import { errors, GatewayError, sendError } from './errors.js';
 import type { Gateway } from './gateway.js';
 import type { Ticket } from './admission/index.js';
 import { estimatePromptTokens } from './streamtap/index.js';
-import { forwardResponse, type PromptCounter } from './streamtap/forward.js';
+import type { PromptCounter } from './streamtap/forward.js';
+import { forwardGuarded } from './upstream/guard.js';
 import { ClientAbort } from './upstream/failures.js';
 import type { UpstreamExchange, UpstreamRequest } from './upstream/exchange.js';
 import type { RoutingContext, Target } from './routing/index.js';
@@ -142,9 +143,10 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
       rec.pricing = served.route.config.pricing;
       rec.attempts = served.attempts;
       rec.system = served.backend.system;
-      const outcome = await forwardResponse({
+      const outcome = await forwardGuarded({
         res: r.res,
         exchange: served.exchange,
+        maxBodyBytes: policy.policies.server.max_upstream_body_bytes,
         stream,
         stripUsage: stream && !clientAskedForUsage(r.body),
         requestId: r.id,

@@ -3,7 +3,7 @@
 // event out). Backpressure goes straight through: a slow client pauses the upstream.
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { StreamTap, countTokens, usageFromResponse, type TapUsage } from './index.js';
-import type { UpstreamExchange } from '../upstream/exchange.js';
+import type { ResponseSource } from '../upstream/exchange.js';
 import { UpstreamFailure } from '../upstream/failures.js';
 import { errors, sendError, sseErrorEvent } from '../errors.js';
 import type { TokenCounts } from '../settle/index.js';
@@ -15,7 +15,7 @@ export interface PromptCounter {
 
 export interface ForwardOptions {
   res: ServerResponse;
-  exchange: UpstreamExchange;
+  exchange: ResponseSource;
   stream: boolean;
   stripUsage: boolean;
   requestId: string;
@@ -92,7 +92,7 @@ function forwardStream(opts: ForwardOptions): Promise<ForwardOutcome> {
         // Without retained chunks (the backend used to send usage) each content event counts
         // as one token, which is how OpenAI, vLLM and Ollama stream; the next stream from this
         // backend keeps its chunks again and gets a tokenizer count.
-        const output = tap.contentEvents === 0 ? 0 : backend.sendsUsage ? tap.contentEvents : countTokens(tap.outputText());
+        const output = tap.contentEvents === 0 ? 0 : backend.sendsUsage || !tap.textRetained ? tap.contentEvents : countTokens(tap.outputText());
         tokens = { input: opts.prompt.promptTokens(), output, cachedInput: 0, reasoning: 0 };
       }
       if (!failure) backend.sendsUsage = tap.usage !== undefined;

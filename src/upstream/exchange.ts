@@ -16,6 +16,17 @@ export interface ResponseSink {
   onError(failure: UpstreamFailure): void;
 }
 
+/** What the forwarder reads a response from: an exchange, or a guard wrapped around one (upstream/guard.ts). */
+export interface ResponseSource {
+  readonly backend: Backend;
+  readonly status: number;
+  readonly headers: IncomingHttpHeaders;
+  /** Starts the body flowing into the sink. */
+  attach(sink: ResponseSink): void;
+  /** The sink returned false earlier and can take more now. */
+  resume(): void;
+}
+
 export interface UpstreamRequest {
   method: 'POST' | 'GET';
   /** Path relative to the backend's base_url, e.g. "/chat/completions". */
@@ -30,7 +41,7 @@ const MAX_ERROR_BODY = 64 * 1024;
  * The exchange is its own undici dispatch handler: its on* methods are called by the pool,
  * so a request allocates no handler object or closures.
  */
-export class UpstreamExchange implements Dispatcher.DispatchHandler {
+export class UpstreamExchange implements Dispatcher.DispatchHandler, ResponseSource {
   status = 0;
   headers: IncomingHttpHeaders = {};
   /** For status >= 400: the (bounded) error body. */

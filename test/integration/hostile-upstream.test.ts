@@ -4,6 +4,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
 import { request } from 'undici';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { brotliCompressSync, constants as zc, createBrotliCompress, createGzip, gzipSync } from 'node:zlib';
 import { startGateway, type TestGateway } from '../helpers.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse, body: string) => void;
@@ -40,6 +41,7 @@ beforeAll(async () => {
   await new Promise<void>((r) => elsewhere.listen(0, '127.0.0.1', r));
   elsewhereUrl = `http://127.0.0.1:${(elsewhere.address() as { port: number }).port}/v1/chat/completions`;
   gw = await startGateway(`
+server: { max_upstream_body_bytes: 65536 }
 retries: { max: 0 }
 backends:
   up: { type: openai, base_url: "${upstreamUrl}", api_key: "${PROVIDER_KEY}", headers: { OpenAI-Organization: "org-gateway-own-0001" }, timeout_ms: 2000, idle_timeout_ms: 2000 }
@@ -163,5 +165,197 @@ describe('what a client can make the gateway send', () => {
     expect(seen[0]!.body.match(/"model"|mod\\u0065l/g)).toEqual(['"model"']);
     const line = await gw.waitForLog((l) => l.msg === 'request' && l.upstream_model === 'up-model' && l.model === 'm');
     expect(line.served_model).toBe('m');
+  });
+});
+
+function sseEvents(): string[] {
+  const chunk = (content: string) => `data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', created: 1, model: 'up-model', choices: [{ index: 0, delta: { content }, finish_reason: null }] })}\n\n`;
+  return [
+    chunk('hel'),
+    chunk('lo '),
+    chunk('world'),
+    `data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', created: 1, model: 'up-model', choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] })}\n\n`,
+    `data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', created: 1, model: 'up-model', choices: [], usage: { prompt_tokens: 11, completion_tokens: 3, total_tokens: 14 } })}\n\n`,
+    'data: [DONE]\n\n',
+  ];
+}
+
+/** Streams the events through a compressor flushed after each one, as a compressing proxy would. */
+function compressedStream(kind: 'gzip' | 'br'): Handler {
+  return (_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'content-encoding': kind });
+    const z = kind === 'gzip' ? createGzip() : createBrotliCompress();
+    z.pipe(res);
+    const events = sseEvents();
+    let i = 0;
+    const next = () => {
+      if (i === events.length) return z.end();
+      z.write(events[i++]!);
+      z.flush(kind === 'gzip' ? zc.Z_SYNC_FLUSH : zc.BROTLI_OPERATION_FLUSH, () => setTimeout(next, 2));
+    };
+    next();
+  };
+}
+
+describe('compressed upstream bodies (the upstream ignores accept-encoding: identity)', () => {
+  for (const kind of ['gzip', 'br'] as const) {
+    it(`a ${kind} stream is decoded: the client gets plain SSE, output is counted, the injected usage event does not leak`, async () => {
+      handler = compressedStream(kind);
+      const stream = await client.chat.completions.create({ model: 'm', stream: true, messages: [{ role: 'user', content: `hi ${kind}` }] });
+      let text = '';
+      let usageSeen = false;
+      for await (const c of stream) {
+        text += c.choices[0]?.delta?.content ?? '';
+        if (c.usage) usageSeen = true;
+      }
+      expect(text).toBe('hello world');
+      expect(usageSeen).toBe(false);
+      expect(seen[0]!.headers['accept-encoding']).toBe('identity');
+      const line = await gw.waitForLog((l) => l.msg === 'request' && l.stream === true && l.status === 200 && l.tokens !== undefined && (l.tokens as { input: number }).input === 11 && !('seenBy' in l));
+      (line as Record<string, unknown>).seenBy = kind;
+      expect(line.tokens).toMatchObject({ input: 11, output: 3 });
+      expect(line.tokens_estimated).toBe(false);
+      expect(line.error).toBeUndefined();
+    });
+  }
+
+  it('a gzip stream the upstream cuts short gets the error event appended to plain bytes, never to compressed ones', async () => {
+    handler = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'content-encoding': 'gzip' });
+      // Two events, then the stream ends without [DONE].
+      res.end(gzipSync(sseEvents().slice(0, 2).join('')));
+    };
+    const r = await request(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'm', stream: true, messages: [{ role: 'user', content: 'cut' }] }),
+    });
+    expect(r.statusCode).toBe(200);
+    expect(r.headers['content-encoding']).toBeUndefined();
+    const text = await r.body.text();
+    expect(text.startsWith('data: {')).toBe(true);
+    const events = text.split('\n\n').filter(Boolean);
+    expect(events).toHaveLength(3);
+    expect(JSON.parse(events[2]!.slice(6))).toMatchObject({ error: { code: 'upstream_stream_error' } });
+  });
+
+  it('a br non-streamed body is decoded and its usage counted', async () => {
+    handler = (_req, res) => {
+      const body = brotliCompressSync(Buffer.from(completion({ prompt_tokens: 21, completion_tokens: 9, total_tokens: 30 })));
+      res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'br', 'content-length': body.length });
+      res.end(body);
+    };
+    const r = await client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'x' }] });
+    expect(r.choices[0]!.message.content).toBe('hello there');
+    const line = await gw.waitForLog((l) => l.msg === 'request' && (l.tokens as { input?: number } | undefined)?.input === 21);
+    expect(line.tokens).toMatchObject({ input: 21, output: 9 });
+  });
+
+  it('an encoding the gateway cannot decode is a 502, not relayed', async () => {
+    handler = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'zstd' });
+      res.end(Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 1, 2, 3]));
+    };
+    const r = await request(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'x' }] }),
+    });
+    expect(r.statusCode).toBe(502);
+    expect(r.headers['content-encoding']).toBeUndefined();
+    expect(((await r.body.json()) as { error: { code: string } }).error.code).toBe('upstream_bad_response');
+  });
+
+  it('a corrupt gzip body is a 502 upstream_bad_response', async () => {
+    handler = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' });
+      res.end(Buffer.concat([gzipSync(Buffer.from(completion())).subarray(0, 20), Buffer.from('garbage-garbage-garbage')]));
+    };
+    const r = await request(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'x' }] }),
+    });
+    expect(r.statusCode).toBe(502);
+    expect(((await r.body.json()) as { error: { code: string } }).error.code).toBe('upstream_bad_response');
+  });
+});
+
+describe('upstream bodies of the wrong kind or size', () => {
+  it('stream: true answered by a JSON body is a clean 502 (no SSE appended), and its usage is still billed', async () => {
+    handler = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(completion({ prompt_tokens: 31, completion_tokens: 13, total_tokens: 44 }));
+    };
+    const r = await request(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'm', stream: true, messages: [{ role: 'user', content: 'x' }] }),
+    });
+    expect(r.statusCode).toBe(502);
+    expect(r.headers['content-type']).toBe('application/json');
+    expect(r.headers['x-should-retry']).toBe('false');
+    const body = (await r.body.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe('upstream_bad_response');
+    const line = await gw.waitForLog((l) => l.msg === 'request' && (l.tokens as { input?: number } | undefined)?.input === 31);
+    expect(line.status).toBe(502);
+    expect(line.tokens).toMatchObject({ input: 31, output: 13 });
+  });
+
+  it('stream: true answered by an HTML page is a clean 502; the page never reaches the client', async () => {
+    handler = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/html' });
+      res.end('<html><body>Sign in to the corporate proxy</body></html>');
+    };
+    const r = await request(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'm', stream: true, messages: [{ role: 'user', content: 'x' }] }),
+    });
+    expect(r.statusCode).toBe(502);
+    const text = await r.body.text();
+    expect(text).not.toContain('<html');
+    expect(text).not.toContain('corporate proxy');
+    expect(text).not.toContain('data:');
+  });
+
+  it('a non-streamed body over server.max_upstream_body_bytes is cut with a 502', async () => {
+    handler = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      const big = Buffer.alloc(16 * 1024, 0x61);
+      let n = 0;
+      // 1 MiB in 16 KiB writes: the cap (64 KiB) is passed long before the end.
+      const write = () => {
+        while (n < 64 && !res.destroyed) {
+          n++;
+          if (!res.write(big)) return res.once('drain', write);
+        }
+        if (!res.destroyed) res.end();
+      };
+      res.on('error', () => undefined);
+      write();
+    };
+    const r = await request(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'x' }] }),
+    });
+    expect(r.statusCode).toBe(502);
+    expect(((await r.body.json()) as { error: { code: string } }).error.code).toBe('upstream_body_too_large');
+  });
+
+  it('a gzip bomb is cut at the cap on its decoded size', async () => {
+    handler = (_req, res) => {
+      const bomb = gzipSync(Buffer.alloc(8 * 1024 * 1024, 0x20));
+      res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' });
+      res.end(bomb);
+    };
+    const r = await request(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'x' }] }),
+    });
+    expect(r.statusCode).toBe(502);
+    expect(((await r.body.json()) as { error: { code: string } }).error.code).toBe('upstream_body_too_large');
   });
 });
