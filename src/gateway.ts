@@ -19,6 +19,7 @@ import { Backends } from './upstream/backends.js';
 import { Metrics } from './telemetry/metrics.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
 import { createHttpServer } from './server/http.js';
+import { applyServerLimits } from './server/limits.js';
 import { preloadTokenizer } from './streamtap/index.js';
 import './dashboard/index.js'; // registers GET /admin/stats (the live dashboard's data)
 import './config/admin.js'; // registers POST /admin/reload
@@ -155,6 +156,7 @@ export class Gateway {
     // (Should close() have started meanwhile: it waits for this reload, then closes `next`
     // as the current stages and `prev` as retiring ones.)
     this.current = next;
+    applyServerLimits(this.server, policies.server);
     this.retire(prev, next);
     const changed = diffPolicies(prev.policies, policies);
     this.metrics.policyReloads.inc({ result: 'success' });

@@ -7,6 +7,7 @@ import { handleInference, type Endpoint } from '../pipeline.js';
 import { handleAdmin } from './admin.js';
 import { createPassthrough } from './passthrough.js';
 import { handleDashboard } from '../dashboard/page.js';
+import { applyServerLimits, connectionsCheckingInterval, refuseBody, watchRefusedConnections } from './limits.js';
 
 const INFERENCE: Record<string, Endpoint> = {
   '/v1/chat/completions': 'chat/completions',
@@ -35,12 +36,14 @@ function requestIdOf(req: IncomingMessage): string {
 }
 
 /** Reads the body up to `limit` bytes; rejects with 413 as soon as it is known to be larger. */
-export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+export function readBody(req: IncomingMessage, limit: number, timeoutMs = 0): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) return Promise.reject(errors.tooLarge(limit));
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    // server.body_timeout_ms: a body that never ends gets a shaped 408 (see server/limits.ts).
+    const timer = timeoutMs > 0 ? setTimeout(() => (cleanup(), reject(errors.requestTimeout(timeoutMs))), timeoutMs) : undefined;
     const onData = (c: Buffer) => {
       size += c.length;
       if (size > limit) {
@@ -63,6 +66,7 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
       reject(new GatewayError(400, 'invalid_request_error', 'client_closed_request', 'client closed the connection while sending the body'));
     };
     const cleanup = () => {
+      if (timer) clearTimeout(timer);
       req.off('data', onData);
       req.off('end', onEnd);
       req.off('error', onError);
@@ -83,7 +87,8 @@ function sendJson(res: ServerResponse, status: number, body: unknown, requestId:
 
 export function createHttpServer(gw: Gateway): Server {
   const passthrough = createPassthrough(gw);
-  const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => {
+  const settings = gw.stages().policies.server;
+  const server = createServer({ connectionsCheckingInterval: connectionsCheckingInterval(settings) }, (req, res) => {
     const receivedAt = performance.now();
     const id = requestIdOf(req);
     handle(req, res, id, receivedAt).catch((e: unknown) => {
@@ -91,6 +96,9 @@ export function createHttpServer(gw: Gateway): Server {
       sendError(res, e instanceof GatewayError ? e : errors.internal(), id);
     });
   });
+
+  applyServerLimits(server, settings);
+  watchRefusedConnections(server, gw.metrics, gw.logger);
 
   async function handle(req: IncomingMessage, res: ServerResponse, id: string, receivedAt: number): Promise<void> {
     const url = req.url ?? '/';
@@ -126,16 +134,12 @@ export function createHttpServer(gw: Gateway): Server {
         req.resume();
         return sendError(res, errors.contentType(ct), id);
       }
-      const limit = gw.stages().policies.server.max_body_bytes;
+      const { max_body_bytes: limit, body_timeout_ms } = gw.stages().policies.server;
       let raw: Buffer;
       try {
-        raw = await readBody(req, limit);
+        raw = await readBody(req, limit, body_timeout_ms);
       } catch (e) {
-        // The rest of the body is unread: answer, then close the connection rather than drain it.
-        res.setHeader('connection', 'close');
-        sendError(res, e instanceof GatewayError ? e : errors.internal(), id);
-        res.once('finish', () => req.destroy());
-        return;
+        return refuseBody(req, res, e instanceof GatewayError ? e : errors.internal(), id);
       }
       let body: unknown;
       try {
