@@ -17,7 +17,7 @@ import type { Ticket } from './admission/index.js';
 import { estimatePromptTokens } from './streamtap/index.js';
 import type { PromptCounter } from './streamtap/forward.js';
 import { forwardGuarded } from './upstream/guard.js';
-import { ClientAbort } from './upstream/failures.js';
+import { ClientAbort, ShutdownCut } from './upstream/failures.js';
 import type { UpstreamExchange, UpstreamRequest } from './upstream/exchange.js';
 import type { RoutingContext, Target } from './routing/index.js';
 import { settle, type RequestRecord } from './settle/index.js';
@@ -52,12 +52,16 @@ const OPERATION: Record<Endpoint, string> = { 'chat/completions': 'chat', comple
 class Call implements RoutingContext, PromptCounter {
   exchange: UpstreamExchange | undefined = undefined;
   gone = false;
+  /** The gateway cut this request (shutdown past drain_timeout_ms): not the client's doing. */
+  cut = false;
   /** Made only if routing has to wait (backoff, retry-after): most requests never do. */
   private left: AbortController | undefined = undefined;
   /** -1 until counted: a tokenizer pass only when some scope reserves tokens or money, or the upstream reports no usage. */
   private prompt = -1;
   /** The 'close' listener (the one closure a request needs). */
   readonly onClose = (): void => this.closed();
+  /** Called by the gateway when it must stop this request (see Gateway.close). */
+  readonly onCut = (): void => this.shutdownCut();
 
   constructor(
     readonly r: InferenceRequest,
@@ -71,6 +75,14 @@ class Call implements RoutingContext, PromptCounter {
     this.exchange?.abort(new ClientAbort());
   }
 
+  private shutdownCut(): void {
+    if (this.r.res.writableFinished || this.gone) return;
+    this.cut = true;
+    this.left?.abort();
+    // A stream in progress ends with a shutting_down error event (forwardResponse's onError).
+    this.exchange?.abort(new ShutdownCut());
+  }
+
   buildRequest(t: Target): UpstreamRequest {
     return buildUpstreamRequest(this.r, t, this.stream);
   }
@@ -80,13 +92,13 @@ class Call implements RoutingContext, PromptCounter {
   }
 
   clientGone(): boolean {
-    return this.gone;
+    return this.gone || this.cut;
   }
 
   get signal(): AbortSignal {
     if (!this.left) {
       this.left = new AbortController();
-      if (this.gone) this.left.abort();
+      if (this.gone || this.cut) this.left.abort();
     }
     return this.left.signal;
   }
@@ -105,7 +117,7 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
   const call = new Call(r, stream);
   let ticket: Ticket | undefined;
   r.res.on('close', call.onClose);
-  gw.inflight.add(r.res);
+  gw.track(r.res, call.onCut);
 
   try {
     if (!model) throw errors.missingModel();
@@ -131,7 +143,7 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
     });
     // The memory store answers synchronously: no microtask hop for it.
     ticket = admitted instanceof Promise ? await admitted : admitted;
-    if (call.gone) throw new ClientAbort();
+    if (call.gone || call.cut) throw new ClientAbort();
 
     const active = metrics.activeFor(model);
     active.inc();
@@ -161,12 +173,19 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
       rec.firstTokenAt = outcome.firstTokenAt;
       rec.lastTokenAt = outcome.lastTokenAt;
       rec.finishReason = outcome.finishReason;
+      // Cut by the gateway's shutdown: its own 503, whatever status the stream had started with.
+      if (outcome.failure?.reason === 'shutdown') rec.status = 503;
       if (outcome.failure) rec.error = outcome.failure.reason === 'client_abort' ? CLIENT_LEFT : { code: outcome.failure.error.code, message: outcome.failure.error.message };
     } finally {
       active.dec();
     }
   } catch (e) {
-    if (e instanceof ClientAbort || call.gone) {
+    if (call.cut) {
+      const err = errors.shuttingDown();
+      sendError(r.res, err, r.id, ticket?.headers);
+      rec.status = err.status;
+      rec.error = { code: err.code, message: err.message };
+    } else if (e instanceof ClientAbort || call.gone) {
       rec.status = 499;
       rec.error = CLIENT_LEFT;
     } else {
@@ -179,7 +198,7 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
     }
   } finally {
     r.res.off('close', call.onClose);
-    gw.inflight.delete(r.res);
+    gw.untrack(r.res);
     rec.endedAt = performance.now();
     settle(rec, { metrics, logger, ticket, span });
   }

@@ -16,12 +16,21 @@ export type FailureReason =
   | 'status_5xx'
   | 'status_4xx'
   | 'redirect'
+  | 'shutdown'
   | 'bad_response';
 
 export class ClientAbort extends Error {
   readonly code = 'GW_CLIENT_ABORT';
   constructor() {
     super('client closed the connection');
+  }
+}
+
+/** The gateway cut the request itself: shutting down past server.drain_timeout_ms. */
+export class ShutdownCut extends Error {
+  readonly code = 'GW_SHUTDOWN_CUT';
+  constructor() {
+    super('the gateway is shutting down');
   }
 }
 
@@ -50,6 +59,7 @@ function codeOf(err: unknown): string | undefined {
 
 export function classifyError(err: Error, backend: string, afterHead: boolean): UpstreamFailure {
   if (err instanceof ClientAbort) return new UpstreamFailure('client_abort', errors.midStream(backend, 'client left'), true);
+  if (err instanceof ShutdownCut) return new UpstreamFailure('shutdown', errors.shuttingDown(), true);
   const code = codeOf(err);
   switch (code) {
     case 'UND_ERR_CONNECT_TIMEOUT':
