@@ -164,6 +164,11 @@ export class Metrics {
     labelNames: ['result'] as const,
     registers: [this.registry],
   });
+  readonly connectionsRefused = new Counter({
+    name: 'llm_gateway_connections_refused_total',
+    help: 'Client connections refused at accept because server.max_connections were open.',
+    registers: [this.registry],
+  });
 
   // Nested maps: a composite string key would be built (and hashed) on every request.
   private readonly seriesCache = new Map<string, Map<string, ModelSeries>>();

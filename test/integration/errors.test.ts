@@ -27,7 +27,7 @@ beforeAll(async () => {
   gw = await startGateway(`
 server: { max_body_bytes: 2048 }
 backends:
-  sim: { type: openai, base_url: "${sim.url}", timeout_ms: 400, idle_timeout_ms: 400 }
+  sim: { type: openai, base_url: "${sim.url}", timeout_ms: 400, idle_timeout_ms: 400, forward_headers: [x-sim-fault, x-sim-tpot-ms] }
   dead: { type: openai, base_url: "http://127.0.0.1:${closedPort}/v1", connect_timeout_ms: 1000 }
 models:
   ok: { deployments: [{ backend: sim }] }
