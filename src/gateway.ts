@@ -100,6 +100,8 @@ export class Gateway {
     this.metrics = stages.metrics;
     this.logger = stages.logger;
     this.seenHash = options.policiesHash;
+    // The upstream pool gauges read the current backends at scrape time.
+    this.metrics.upstreamPools = () => this.current.backends.all();
     this.server = createHttpServer(this);
   }
 

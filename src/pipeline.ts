@@ -49,6 +49,8 @@ const OPERATION: Record<Endpoint, string> = { 'chat/completions': 'chat', comple
  */
 class Call implements RoutingContext, PromptCounter {
   exchange: UpstreamExchange | undefined = undefined;
+  /** The last attempt's exchange, kept after a failure: its queue time goes on the log line. */
+  lastExchange: UpstreamExchange | undefined = undefined;
   gone = false;
   /** Made only if routing has to wait (backoff, retry-after): most requests never do. */
   private left: AbortController | undefined = undefined;
@@ -75,6 +77,7 @@ class Call implements RoutingContext, PromptCounter {
 
   onExchange(e: UpstreamExchange | undefined): void {
     this.exchange = e;
+    if (e) this.lastExchange = e;
   }
 
   clientGone(): boolean {
@@ -178,6 +181,11 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
     r.res.off('close', call.onClose);
     gw.inflight.delete(r.res);
     rec.endedAt = performance.now();
+    const ex = call.lastExchange;
+    if (ex) {
+      rec.queueMs = ex.queueMs(rec.endedAt);
+      rec.upstreamStartAt = ex.startedAt;
+    }
     settle(rec, { metrics, logger, ticket, span });
   }
 }
@@ -198,6 +206,8 @@ function newRecord(r: InferenceRequest, model: string, stream: boolean): Request
     endedAt: 0,
     firstTokenAt: undefined,
     lastTokenAt: undefined,
+    queueMs: undefined,
+    upstreamStartAt: undefined,
     tokens: undefined,
     estimated: undefined,
     pricing: undefined,

@@ -45,8 +45,19 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   private headReject: ((e: UpstreamFailure) => void) | undefined;
   private headDone = false;
   private abortReason: Error | undefined;
+  /** performance.now() when handed to the pool, and when it got its connection (NaN until then). */
+  dispatchedAt = 0;
+  startedAt = NaN;
 
   constructor(readonly backend: Backend) {}
+
+  /**
+   * Time spent waiting for a connection (queued behind pool_size, or while one opened): until
+   * it got one, or, if it never did (failed, aborted), until `now`.
+   */
+  queueMs(now: number): number {
+    return (this.startedAt === this.startedAt ? this.startedAt : now) - this.dispatchedAt;
+  }
 
   /** Sends the request; resolves once the response head (and, for errors, the body) is in. */
   open(req: UpstreamRequest): Promise<void> {
@@ -58,6 +69,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
     const headers = req.headers;
     const injected = this.backend.injectedHeaders;
     for (const name in injected) headers[name] = injected[name]!;
+    this.dispatchedAt = performance.now();
     this.backend.pool.dispatch(
       {
         origin: this.backend.origin,
@@ -72,6 +84,8 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
+    // Called as the request is written to its connection: the end of its wait in the queue.
+    this.startedAt = performance.now();
     this.controller = controller;
     if (this.abortReason) controller.abort(this.abortReason);
   }
