@@ -27,6 +27,8 @@ function baseSpecs(ctx) {
 async function withTarget(ctx, spec, fn) {
   ctx.progress.update(`starting ${spec.name}`, { force: true });
   const t = await ctx.up(spec);
+  // What this gateway's policy sets beyond backend and model (run.js files it with the scenario).
+  if (t.knobs) ctx.knobs[spec.name] = t.knobs;
   try {
     return await fn(t);
   } finally {
@@ -387,7 +389,7 @@ export async function features(ctx) {
       rounds: ctx.opts.rounds,
       stream: false,
       sim: { ttft_ms: 0, tpot_ms: 0, output_tokens: 16 },
-      features: 'one virtual key; rpm/tpm/concurrency limits and budgets on key, user, team, model and global scopes (values never reached); circuit breaker on',
+      features: 'one virtual key; rpm/tpm/concurrency limits and budgets on key, user, team, model and global scopes (values never reached); circuit breaker at its defaults',
     },
     targets,
     admission,
@@ -522,7 +524,7 @@ export async function memory(ctx) {
       soak_requests: soak,
       soak_first: soakFirst,
       connections,
-      gateway_policy: ctx.remote ? 'the deployment' : ctx.opts.memoryPolicy === 'plain' ? 'no keys, limits or budgets' : 'keys, limits, budgets (memory store), breaker: as in features',
+      gateway_policy: ctx.remote ? 'the deployment' : ctx.opts.memoryPolicy === 'plain' ? 'no keys, limits or budgets' : 'keys, limits, budgets (memory store): as in features',
       soak_drain_s: ctx.opts.soakDrain,
       soak_process: ctx.remote ? 'the deployment' : 'a fresh gateway process (not the one that held the open streams)',
       remote: Boolean(ctx.remote),
