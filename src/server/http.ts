@@ -133,7 +133,10 @@ export function createHttpServer(gw: Gateway): Server {
       } catch (e) {
         // The rest of the body is unread: answer, then close the connection rather than drain it.
         res.setHeader('connection', 'close');
-        sendError(res, e instanceof GatewayError ? e : errors.internal(), id);
+        const err = e instanceof GatewayError ? e : errors.internal();
+        // Counted as settle counts a request that never reached a model (413: max_body_bytes).
+        gw.metrics.series('unknown', 'none').requests(err.status).inc();
+        sendError(res, err, id);
         res.once('finish', () => req.destroy());
         return;
       }
