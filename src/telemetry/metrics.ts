@@ -188,6 +188,14 @@ export class Metrics {
       }
     },
   });
+  /** Set by admission when it uses the redis store: operations queued for it, read at scrape time. */
+  storePendingOps: (() => number) | undefined = undefined;
+  readonly storePending: Gauge = new Gauge({
+    name: 'llm_gateway_store_pending_operations',
+    help: 'Settles and releases waiting for the redis state store (down or slow); past 100000 the oldest is dropped and its lease frees it.',
+    registers: [this.registry],
+    collect: (): void => this.storePending.set(this.storePendingOps?.() ?? 0),
+  });
   readonly storeErrors = new Counter({
     name: 'llm_gateway_store_errors_total',
     help: 'Errors talking to the shared state store.',
