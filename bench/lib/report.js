@@ -147,7 +147,7 @@ export function renderTables(results, { markdown = false } = {}) {
       parts.push(
         (markdown ? '\n' : '') +
           table(
-            ['gateway measurement', 'compared', 'TPOT abs err p50', 'TPOT abs err p99', 'TTFT abs err p50', 'TTFT abs err p99', 'TTFT bracket viol. p99', 'missing logs'],
+            ['gateway measurement', 'compared', 'TPOT abs err p50', 'TPOT abs err p99', 'TTFT abs err p50', 'TTFT abs err p99', 'TTFT bracket viol. p99', 'queue_ms p50', 'queue_ms p99', 'missing logs'],
             m.map(([n, e]) => [
               n,
               e.compared,
@@ -156,6 +156,8 @@ export function renderTables(results, { markdown = false } = {}) {
               fmt(e.ttft_abs_error_ms?.p50, 3),
               fmt(e.ttft_abs_error_ms?.p99, 3),
               fmt(e.ttft_bracket_violation_ms?.p99, 3),
+              fmt(e.queue_ms?.p50, 3),
+              fmt(e.queue_ms?.p99, 3),
               e.missing_log_lines,
             ]),
             { markdown },

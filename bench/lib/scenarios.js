@@ -326,6 +326,8 @@ export function measurementError(logText, recs, directOverheadMs) {
   const tpotErr = [];
   const ttftErr = [];
   const viol = [];
+  // Time the gateway's requests waited for an upstream connection (0 unless a cap binds).
+  const queue = [];
   let compared = 0;
   let missing = 0;
   let tokenMismatch = 0;
@@ -337,6 +339,7 @@ export function measurementError(logText, recs, directOverheadMs) {
       continue;
     }
     compared++;
+    if (typeof l.queue_ms === 'number') queue.push(l.queue_ms);
     if (l.tokens?.output !== undefined && l.tokens.output !== r.n) tokenMismatch++;
     if (typeof l.tpot_ms === 'number' && r.n > 1 && Number.isFinite(r.firstSim)) tpotErr.push(l.tpot_ms - (r.lastSim - r.firstSim) / (r.n - 1));
     else noTpot++;
@@ -357,6 +360,7 @@ export function measurementError(logText, recs, directOverheadMs) {
     ttft_error_ms: summarize(ttftErr, 4),
     ttft_abs_error_ms: summarize(abs(ttftErr), 4),
     ttft_bracket_violation_ms: summarize(viol, 4),
+    queue_ms: summarize(queue, 3),
   };
 }
 

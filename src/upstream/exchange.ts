@@ -52,8 +52,9 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   constructor(readonly backend: Backend) {}
 
   /**
-   * Time spent waiting for a connection (queued behind pool_size, or while one opened): until
-   * it got one, or, if it never did (failed, aborted), until `now`.
+   * Time from the pool to the wire: queued behind pool_size, a connection opening, or undici's
+   * one loop turn before reusing an idle keep-alive socket. Until it was written, or, if it
+   * never was (failed, aborted), until `now`.
    */
   queueMs(now: number): number {
     return (this.startedAt === this.startedAt ? this.startedAt : now) - this.dispatchedAt;
