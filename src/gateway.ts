@@ -45,6 +45,8 @@ export interface GatewayOptions {
 export type ReloadSource = 'watch' | 'sighup' | 'admin';
 export type ReloadResult = { ok: true; changed: PolicyChanges; unchanged?: true } | { ok: false; problems: string[] };
 
+const LISTEN_BACKLOG = 4096;
+
 /** How long the previous stages wait for the requests that started under them (streams can be long). */
 const RETIRE_MAX_MS = 10 * 60_000;
 
@@ -104,6 +106,8 @@ export class Gateway {
     this.metrics = stages.metrics;
     this.logger = stages.logger;
     this.seenHash = options.policiesHash;
+    // The upstream pool gauges read the current backends at scrape time.
+    this.metrics.upstreamPools = () => this.current.backends.all();
     this.server = createHttpServer(this);
   }
 
@@ -234,7 +238,10 @@ export class Gateway {
   listen(port: number, host: string): Promise<{ port: number; host: string }> {
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen(port, host, () => {
+      // Backlog: a burst of new client connections (hundreds of streams starting at once) waits
+      // in the kernel's accept queue; Node's default 511 drops SYNs past it (a 1 s+ client retry).
+      // The kernel caps it at net.core.somaxconn.
+      this.server.listen({ port, host, backlog: LISTEN_BACKLOG }, () => {
         this.server.off('error', reject);
         const addr = this.server.address();
         resolve({ port: typeof addr === 'object' && addr ? addr.port : port, host });

@@ -48,6 +48,8 @@ const CLIENT_LEFT = { code: 'client_closed_request', message: 'the client closed
  */
 class Call implements RoutingContext, PromptCounter {
   exchange: UpstreamExchange | undefined = undefined;
+  /** The last attempt's exchange, kept after a failure: its queue time goes on the log line. */
+  lastExchange: UpstreamExchange | undefined = undefined;
   gone = false;
   /** The gateway cut this request (shutdown past drain_timeout_ms): not the client's doing. */
   cut = false;
@@ -86,6 +88,7 @@ class Call implements RoutingContext, PromptCounter {
 
   onExchange(e: UpstreamExchange | undefined): void {
     this.exchange = e;
+    if (e) this.lastExchange = e;
   }
 
   clientGone(): boolean {
@@ -200,6 +203,11 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
     r.res.off('close', call.onClose);
     gw.untrack(r.res);
     rec.endedAt = performance.now();
+    const ex = call.lastExchange;
+    if (ex) {
+      rec.queueMs = ex.queueMs(rec.endedAt);
+      rec.upstreamStartAt = ex.startedAt;
+    }
     settle(rec, { metrics, logger, ticket, span });
   }
 }
@@ -220,6 +228,8 @@ function newRecord(r: InferenceRequest, model: string, stream: boolean): Request
     endedAt: 0,
     firstTokenAt: undefined,
     lastTokenAt: undefined,
+    queueMs: undefined,
+    upstreamStartAt: undefined,
     tokens: undefined,
     estimated: undefined,
     pricing: undefined,

@@ -27,6 +27,8 @@ function baseSpecs(ctx) {
 async function withTarget(ctx, spec, fn) {
   ctx.progress.update(`starting ${spec.name}`, { force: true });
   const t = await ctx.up(spec);
+  // What this gateway's policy sets beyond backend and model (run.js files it with the scenario).
+  if (t.knobs) ctx.knobs[spec.name] = t.knobs;
   try {
     return await fn(t);
   } finally {
@@ -324,6 +326,8 @@ export function measurementError(logText, recs, directOverheadMs) {
   const tpotErr = [];
   const ttftErr = [];
   const viol = [];
+  // Time the gateway's requests waited for an upstream connection (0 unless a cap binds).
+  const queue = [];
   let compared = 0;
   let missing = 0;
   let tokenMismatch = 0;
@@ -335,6 +339,7 @@ export function measurementError(logText, recs, directOverheadMs) {
       continue;
     }
     compared++;
+    if (typeof l.queue_ms === 'number') queue.push(l.queue_ms);
     if (l.tokens?.output !== undefined && l.tokens.output !== r.n) tokenMismatch++;
     if (typeof l.tpot_ms === 'number' && r.n > 1 && Number.isFinite(r.firstSim)) tpotErr.push(l.tpot_ms - (r.lastSim - r.firstSim) / (r.n - 1));
     else noTpot++;
@@ -355,6 +360,7 @@ export function measurementError(logText, recs, directOverheadMs) {
     ttft_error_ms: summarize(ttftErr, 4),
     ttft_abs_error_ms: summarize(abs(ttftErr), 4),
     ttft_bracket_violation_ms: summarize(viol, 4),
+    queue_ms: summarize(queue, 3),
   };
 }
 
@@ -387,7 +393,7 @@ export async function features(ctx) {
       rounds: ctx.opts.rounds,
       stream: false,
       sim: { ttft_ms: 0, tpot_ms: 0, output_tokens: 16 },
-      features: 'one virtual key; rpm/tpm/concurrency limits and budgets on key, user, team, model and global scopes (values never reached); circuit breaker on',
+      features: 'one virtual key; rpm/tpm/concurrency limits and budgets on key, user, team, model and global scopes (values never reached); circuit breaker at its defaults',
     },
     targets,
     admission,
@@ -522,7 +528,7 @@ export async function memory(ctx) {
       soak_requests: soak,
       soak_first: soakFirst,
       connections,
-      gateway_policy: ctx.remote ? 'the deployment' : ctx.opts.memoryPolicy === 'plain' ? 'no keys, limits or budgets' : 'keys, limits, budgets (memory store), breaker: as in features',
+      gateway_policy: ctx.remote ? 'the deployment' : ctx.opts.memoryPolicy === 'plain' ? 'no keys, limits or budgets' : 'keys, limits, budgets (memory store): as in features',
       soak_drain_s: ctx.opts.soakDrain,
       soak_process: ctx.remote ? 'the deployment' : 'a fresh gateway process (not the one that held the open streams)',
       remote: Boolean(ctx.remote),

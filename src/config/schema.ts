@@ -31,7 +31,7 @@ const simulatorBackendSchema = z
     timeout_ms: positiveInt.default(60_000),
     connect_timeout_ms: positiveInt.default(5_000),
     idle_timeout_ms: positiveInt.default(30_000),
-    pool_size: positiveInt.default(128),
+    pool_size: positiveInt.optional(),
   })
   .strict();
 
@@ -50,7 +50,9 @@ const httpBackendSchema = z
     connect_timeout_ms: positiveInt.default(5_000),
     // Longest silence allowed between two body chunks of a response.
     idle_timeout_ms: positiveInt.default(30_000),
-    pool_size: positiveInt.default(128),
+    // Connections to this backend at most. Unset: no cap (a stream holds its connection for
+    // its whole life, so any cap is a ceiling on concurrent streams); see docs/defaults.md.
+    pool_size: positiveInt.optional(),
   })
   .strict();
 

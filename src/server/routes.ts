@@ -94,7 +94,10 @@ function inference(protocol: Protocol): Handler {
       const { max_body_bytes, body_timeout_ms } = c.stages.policies.server;
       raw = await readBody(req, max_body_bytes, body_timeout_ms);
     } catch (e) {
-      return refuseBody(req, res, e instanceof GatewayError ? e : errors.internal(), id, protocol.errorBody);
+      const err = e instanceof GatewayError ? e : errors.internal();
+      // Counted as settle counts a request that never reached a model (413: max_body_bytes).
+      c.stages.metrics.series('unknown', 'none').requests(err.status).inc();
+      return refuseBody(req, res, err, id, protocol.errorBody);
     }
     try {
       body = parseJsonObject(raw);

@@ -12,6 +12,9 @@ import { SIMULATOR_HEADERS } from './headers.js';
 const Pool = createRequire(import.meta.url)('undici/lib/dispatcher/pool.js') as typeof UndiciPool;
 type Pool = UndiciPool;
 
+/** How long an idle upstream connection is kept for reuse. */
+export const KEEP_ALIVE_MS = 30_000;
+
 export class Backend {
   readonly origin: string;
   /** Path prefix of base_url without a trailing slash, e.g. "/v1". */
@@ -36,11 +39,16 @@ export class Backend {
     this.origin = url.origin;
     this.basePath = url.pathname.replace(/\/+$/, '');
     this.pool = new Pool(this.origin, {
-      connections: config.pool_size,
+      // A stream holds its connection for its whole life, so a connection cap is a cap on
+      // concurrent streams: none unless ops set pool_size (docs/defaults.md). Requests over
+      // the cap wait in the pool's queue: llm_gateway_upstream_pending, queue_ms.
+      connections: config.pool_size ?? null,
       connectTimeout: config.connect_timeout_ms,
       headersTimeout: config.timeout_ms,
       bodyTimeout: config.idle_timeout_ms,
-      keepAliveTimeout: 30_000,
+      // Idle cleanup: a connection unused this long is closed (sooner if the server's
+      // keep-alive hint says so), so a burst of streams leaves no sockets open behind it.
+      keepAliveTimeout: KEEP_ALIVE_MS,
       // LLM responses are long-lived; pipelining would queue a request behind a stream.
       pipelining: 1,
     });

@@ -119,5 +119,12 @@ describe('bench/run.js', () => {
     expect(m.token_count_mismatches).toBe(0);
     expect(m.tpot_abs_error_ms.n).toBe(m.compared);
     expect(m.ttft_abs_error_ms.n).toBe(m.compared);
+    // Every log line carried queue_ms (figures not judged).
+    expect(m.queue_ms.n).toBe(m.compared);
+    // The gateway measured is the one users run: its policy sets nothing beyond backend and
+    // model, the report says so, and the streams verdicts compare it with the bare proxy.
+    expect(sc.gateway_knobs).toEqual({ gateway: [] });
+    expect(sRun.stdout).toMatch(/policy of gateway: backend and model only/);
+    expect(s.targets.map((x: Json) => x.id)).toEqual(expect.arrayContaining(['streams_ttft_10', 'streams_rate_10']));
   }, 120_000);
 });

@@ -107,6 +107,9 @@ describe('bad input', () => {
     });
     expect(res.statusCode).toBe(413);
     await res.body.text();
+    // A default that refuses traffic is counted: both refusals, under the unrouted labels.
+    const text = await gw.metricsText();
+    expect(metricValue(text, 'llm_gateway_requests_total', { model: 'unknown', backend: 'none', status: '413' })).toBe(2);
   });
 
   it('wrong content-type → 415 with an OpenAI-shaped error', async () => {
