@@ -9,6 +9,9 @@
 
 const MAX_DEPTH = 12;
 const MAX_NODES = 2000;
+// Past this, even minItems and required properties give way: a schema can demand any size.
+const HARD_NODES = 20_000;
+const HARD_DEPTH = 64;
 const MAX_STRING = 256;
 const DEFAULT_ITEMS = 2;
 
@@ -60,13 +63,14 @@ function resolveRef(ref: string, root: unknown): unknown {
 
 function gen(schema: unknown, b: Budget, depth: number): unknown {
   b.nodes++;
+  if (depth > HARD_DEPTH) return null;
   if (schema === true || schema === undefined) return 'hello';
   if (!isObj(schema)) return null;
   // Out of budget: keep the value minimal rather than fail.
   const tight = depth >= MAX_DEPTH || b.nodes >= MAX_NODES;
   if (typeof schema.$ref === 'string') {
     // A recursive schema that is out of budget still has to yield something: its smallest form.
-    return depth >= MAX_DEPTH * 2 ? null : gen(resolveRef(schema.$ref, b.root), b, depth + 1);
+    return depth >= MAX_DEPTH * 2 || b.nodes >= HARD_NODES ? null : gen(resolveRef(schema.$ref, b.root), b, depth + 1);
   }
   if ('const' in schema) return schema.const;
   if (Array.isArray(schema.enum) && schema.enum.length > 0) return schema.enum[0];
@@ -160,7 +164,7 @@ function array(s: Schema, b: Budget, depth: number, tight: boolean): unknown[] {
   want = Math.min(want, max, MAX_NODES);
   const rest = Array.isArray(s.items) ? undefined : s.items;
   for (let i = 0; i < want; i++) {
-    if (i >= min && b.nodes >= MAX_NODES) break;
+    if ((i >= min && b.nodes >= MAX_NODES) || b.nodes >= HARD_NODES) break;
     out.push(gen(i < prefix.length ? prefix[i] : rest, b, depth + 1));
   }
   return out;
