@@ -76,7 +76,7 @@ describe('bench/run.js', () => {
       // One round (the default is three): the figures are not judged here, only produced.
       bench(['--scenario', 'throughput', '--duration', '1', '--rounds', '1', '--connections', '4', '--out', tFile], 110_000),
       bench(
-        ['--scenario', 'streams', '--streams', '10', '--duration', '2', '--ttft-ms', '20', '--tpot-ms', '10', '--output-tokens', '16', '--out', sFile],
+        ['--scenario', 'streams,responses', '--streams', '10', '--responses-streams', '10', '--duration', '2', '--ttft-ms', '20', '--tpot-ms', '10', '--output-tokens', '16', '--out', sFile],
         110_000,
       ),
     ]);
@@ -119,5 +119,25 @@ describe('bench/run.js', () => {
     expect(m.token_count_mismatches).toBe(0);
     expect(m.tpot_abs_error_ms.n).toBe(m.compared);
     expect(m.ttft_abs_error_ms.n).toBe(m.compared);
+
+    // The same over the Responses API: named events, one stamped delta per token, through every target.
+    const rs = s.scenarios.responses_10 as Json;
+    expect(rs.settings).toMatchObject({ api: 'responses', path: '/v1/responses', streams: 10 });
+    expect(Object.keys(rs.targets).sort()).toEqual(['bare', 'direct', 'gateway']);
+    for (const [name, r] of Object.entries(rs.targets as Json)) {
+      expect(r.completed, name).toBeGreaterThan(0);
+      expect(r.failed, name).toBe(0);
+      expect(r.chunks_per_stream, name).toBe(16);
+      expect(r.chunk_delay_ms.n, name).toBeGreaterThan(0);
+    }
+    // Where the gateway logs the streams (once /v1/responses is governed), it logs every one,
+    // with the tokens the stream carried.
+    const rm = rs.measurement.gateway as Json;
+    if (rm.compared > 0) {
+      expect(rm.missing_log_lines).toBe(0);
+      expect(rm.token_count_mismatches).toBe(0);
+      expect(rm.tpot_abs_error_ms.n).toBe(rm.compared);
+    }
+    expect(sRun.stdout).toMatch(/responses \(POST \/v1\/responses\): 10 concurrent/);
   }, 120_000);
 });
