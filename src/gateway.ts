@@ -20,8 +20,6 @@ import { Metrics } from './telemetry/metrics.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
 import { createHttpServer } from './server/http.js';
 import { preloadTokenizer } from './streamtap/index.js';
-import './dashboard/index.js'; // registers GET /admin/stats (the live dashboard's data)
-import './config/admin.js'; // registers POST /admin/reload
 
 export interface Stages {
   policies: Policies;

@@ -138,6 +138,21 @@ export const stateSchema = z
   })
   .strict();
 
+/** A canonical pass-through path: /v1/…, plain segments (no '.', '..', '%', ';', empty or trailing ones). */
+const passthroughPathSchema = z
+  .string()
+  .regex(/^\/v1(\/[A-Za-z0-9_~!$&'()*+,=:@.-]+)+$/, 'must be a canonical path under /v1/, such as /v1/batches')
+  .refine((p) => !p.split('/').some((s) => s === '.' || s === '..'), 'must not hold . or .. segments');
+
+export const passthroughSchema = z
+  .object({
+    // Pass-through routes that may spend money the gateway cannot price (batches, images,
+    // audio, fine-tuning, ...), opened to keys with a budget or a model allow-list. Each entry
+    // is a path prefix on segment boundaries: /v1/batches allows /v1/batches and /v1/batches/*.
+    allow: z.array(passthroughPathSchema).default([]),
+  })
+  .strict();
+
 export const serverSchema = z
   .object({
     host: z.string().optional(),
@@ -147,6 +162,7 @@ export const serverSchema = z
     trusted_identity_headers: z.boolean().default(false),
     // Backend that other /v1/* routes (files, batches, ...) are passed through to.
     passthrough_backend: z.string().optional(),
+    passthrough: passthroughSchema.default({ allow: [] }),
   })
   .strict();
 
@@ -157,6 +173,7 @@ export const policiesSchema = z
       max_body_bytes: 10 * 1024 * 1024,
       drain_timeout_ms: 25_000,
       trusted_identity_headers: false,
+      passthrough: { allow: [] },
     }),
     state: stateSchema.default({
       store: 'memory',
@@ -218,6 +235,10 @@ export const policiesSchema = z
           }
         });
       }
+    }
+    const pb = p.server.passthrough_backend;
+    if (pb !== undefined && !(pb in p.backends)) {
+      ctx.addIssue({ code: 'custom', path: ['server', 'passthrough_backend'], message: `unknown backend "${pb}"` });
     }
     p.keys.forEach((k, i) => {
       k.models?.forEach((m, j) => {

@@ -121,12 +121,13 @@ describe('bad input', () => {
     expect(r.json.error.param).toBe('stream');
   });
 
-  it('unknown path → 404; GET on an inference path → 405', async () => {
+  it('unknown path → 404; GET on an inference path → 405 with allow', async () => {
     const a = await request(`${gw.url}/nope`);
     expect(a.statusCode).toBe(404);
     expectErrorShape((await a.body.json()) as { error: Record<string, unknown> });
-    const b = await request(`${gw.url}/v1/chat/completions`);
+    const b = await request(`${gw.url}/v1/completions`);
     expect(b.statusCode).toBe(405);
+    expect(b.headers.allow).toBe('POST');
     await b.body.text();
   });
 });
