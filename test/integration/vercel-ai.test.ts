@@ -39,14 +39,30 @@ afterAll(async () => {
 // Both targets serve model `demo` with 24 output tokens. No key: the default policies have none
 // (the SDK insists on some string, which the gateway then ignores).
 const targets = [
-  { name: 'simulator', baseURL: () => sim.url },
-  { name: 'gateway with policies/policies.yaml', baseURL: () => gw.baseURL },
+  { name: 'simulator', baseURL: () => sim.url, gateway: false },
+  { name: 'gateway with policies/policies.yaml', baseURL: () => gw.baseURL, gateway: true },
 ];
 
-describe.each(targets)('Vercel AI SDK against the $name', ({ baseURL }) => {
-  const provider = () => createOpenAI({ baseURL: baseURL(), apiKey: 'no-key-needed' });
+/**
+ * Whether the gateway serves POST /v1/responses yet: the route is reserved (404, never passed
+ * through) until the protocol layer governs it. Until then the gateway variants of the
+ * Responses API tests are reported as skipped, and run as soon as the route exists.
+ */
+let gatewayResponses = false;
+beforeAll(async () => {
+  const r = await fetch(`${gw.baseURL}/responses`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'demo', input: 'x' }) });
+  await r.text();
+  gatewayResponses = r.status === 200;
+});
 
-  it("generateText with openai('demo') (Responses API)", async () => {
+describe.each(targets)("Vercel AI SDK, openai('demo') on the Responses API, against the $name", ({ baseURL, gateway }) => {
+  const provider = () => createOpenAI({ baseURL: baseURL(), apiKey: 'no-key-needed' });
+  const skipUnrouted = (ctx: { skip: (note?: string) => void }) => {
+    if (gateway && !gatewayResponses) ctx.skip('the gateway does not route POST /v1/responses yet');
+  };
+
+  it('generateText', async (ctx) => {
+    skipUnrouted(ctx);
     const r = await generateText({ model: provider()('demo'), prompt: 'Say hello.', maxRetries: 0 });
     expect(r.text).toBe(completionText(OUTPUT_TOKENS));
     expect(r.finishReason).toBe('stop');
@@ -54,7 +70,8 @@ describe.each(targets)('Vercel AI SDK against the $name', ({ baseURL }) => {
     expect(r.usage.inputTokens).toBeGreaterThan(0);
   });
 
-  it("streamText with openai('demo'): text arrives in parts, usage at the end", async () => {
+  it('streamText: text arrives in parts, usage at the end', async (ctx) => {
+    skipUnrouted(ctx);
     const r = streamText({ model: provider()('demo'), prompt: 'Say hello.', maxRetries: 0 });
     const parts: string[] = [];
     for await (const p of r.textStream) parts.push(p);
@@ -64,7 +81,8 @@ describe.each(targets)('Vercel AI SDK against the $name', ({ baseURL }) => {
     expect(await r.finishReason).toBe('stop');
   });
 
-  it('generateObject and streamObject: structured output valid under the zod schema', async () => {
+  it('generateObject and streamObject: structured output valid under the zod schema', async (ctx) => {
+    skipUnrouted(ctx);
     const g = await generateObject({ model: provider()('demo'), schema: Recipe, prompt: 'A recipe.', maxRetries: 0 });
     expect(Recipe.parse(g.object)).toEqual(g.object);
     const s = streamObject({ model: provider()('demo'), schema: Recipe, prompt: 'A recipe.', maxRetries: 0 });
@@ -74,33 +92,51 @@ describe.each(targets)('Vercel AI SDK against the $name', ({ baseURL }) => {
     expect(await s.object).toEqual(g.object);
   });
 
-  it('a tool loop: the model calls the tool, gets its result, then answers in text', async () => {
-    let called = 0;
-    const r = await generateText({
-      model: provider()('demo'),
-      prompt: 'What is the weather in Paris?',
-      maxRetries: 0,
-      stopWhen: stepCountIs(4),
-      tools: {
-        weather: tool({
-          description: 'Weather for a city',
-          inputSchema: z.object({ city: z.string(), unit: z.enum(['c', 'f']) }),
-          execute: async ({ city, unit }) => {
-            called++;
-            return { city, unit, temperature: 21 };
-          },
-        }),
-      },
-    });
-    expect(called).toBe(1);
-    expect(r.steps).toHaveLength(2);
-    expect(r.steps[0]!.toolCalls[0]).toMatchObject({ toolName: 'weather', input: { city: 'hello', unit: 'c' } });
-    expect(r.text).toBe(completionText(OUTPUT_TOKENS));
+  it('a tool loop: the model calls the tool, gets its result, then answers in text', async (ctx) => {
+    skipUnrouted(ctx);
+    await toolLoop(provider()('demo'));
   });
+});
 
-  it("openai.chat('demo') (chat completions), streamed", async () => {
+describe.each(targets)("Vercel AI SDK, openai.chat('demo') on chat completions, against the $name", ({ baseURL }) => {
+  const provider = () => createOpenAI({ baseURL: baseURL(), apiKey: 'no-key-needed' });
+
+  it('streamText', async () => {
     const r = streamText({ model: provider().chat('demo'), prompt: 'Say hello.', maxRetries: 0 });
     expect(await r.text).toBe(completionText(OUTPUT_TOKENS));
     expect((await r.usage).outputTokens).toBe(OUTPUT_TOKENS);
   });
+
+  it('generateObject: structured output (response_format json_schema) valid under the zod schema', async () => {
+    const g = await generateObject({ model: provider().chat('demo'), schema: Recipe, prompt: 'A recipe.', maxRetries: 0 });
+    expect(Recipe.parse(g.object)).toEqual(g.object);
+  });
+
+  it('a tool loop', async () => {
+    await toolLoop(provider().chat('demo'));
+  });
 });
+
+async function toolLoop(model: Parameters<typeof generateText>[0]['model']): Promise<void> {
+  let called = 0;
+  const r = await generateText({
+    model,
+    prompt: 'What is the weather in Paris?',
+    maxRetries: 0,
+    stopWhen: stepCountIs(4),
+    tools: {
+      weather: tool({
+        description: 'Weather for a city',
+        inputSchema: z.object({ city: z.string(), unit: z.enum(['c', 'f']) }),
+        execute: async ({ city, unit }) => {
+          called++;
+          return { city, unit, temperature: 21 };
+        },
+      }),
+    },
+  });
+  expect(called).toBe(1);
+  expect(r.steps).toHaveLength(2);
+  expect(r.steps[0]!.toolCalls[0]).toMatchObject({ toolName: 'weather', input: { city: 'hello', unit: 'c' } });
+  expect(r.text).toBe(completionText(OUTPUT_TOKENS));
+}
