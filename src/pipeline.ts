@@ -99,7 +99,8 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
   const stream = r.body.stream === true && r.endpoint !== 'embeddings';
   const rec = newRecord(r, model, stream);
   const span = startRequestSpan(OPERATION[r.endpoint], model);
-  const { policy, auth, admission, router, metrics, logger } = gw.stages();
+  const { policy, auth, admission, router, metrics, logger, insights } = gw.stages();
+  rec.insight = insights.begin(r.body, r.raw);
   const call = new Call(r, stream);
   let ticket: Ticket | undefined;
   r.res.on('close', call.onClose);
@@ -150,6 +151,7 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
         headers: ticket.headers,
         servedModel: served.route.name,
         prompt: call,
+        outputSlice: rec.insight?.slice,
       });
       router.report(served, outcome.failure === undefined || outcome.failure.reason === 'client_abort', outcome.failure);
       rec.status = outcome.status;
@@ -209,6 +211,7 @@ function newRecord(r: InferenceRequest, model: string, stream: boolean): Request
     finishReason: undefined,
     error: undefined,
     system: undefined,
+    insight: undefined,
   };
 }
 

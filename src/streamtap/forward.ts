@@ -25,6 +25,8 @@ export interface ForwardOptions {
   servedModel: string;
   /** Prompt tokens by tokenizer, computed on demand (only needed when the upstream sends no usage). */
   prompt: PromptCounter;
+  /** Insights' bounded view of the response bytes (sampled responses only): gets each chunk by reference. */
+  outputSlice?: { push(chunk: Buffer): void };
 }
 
 export interface ForwardOutcome {
@@ -108,6 +110,7 @@ function forwardStream(opts: ForwardOptions): Promise<ForwardOutcome> {
     };
     exchange.attach({
       onData(chunk) {
+        opts.outputSlice?.push(chunk);
         const out = tap.push(chunk);
         if (out === null || res.write(out)) return true;
         if (!waitingForDrain) {
@@ -188,6 +191,7 @@ function forwardWhole(opts: ForwardOptions): Promise<ForwardOutcome> {
         headers['content-length'] = body.length;
         res.writeHead(exchange.status, headers);
         res.end(body);
+        opts.outputSlice?.push(body);
         done(body);
       },
       onError(failure) {
