@@ -120,6 +120,10 @@ export class Detector {
     return { anomalous, normal };
   }
 
+  get bytes(): number {
+    return this.base.bytes + this.flags.byteLength + this.scores.byteLength + this.backends.byteLength + this.values.byteLength;
+  }
+
   get settings(): AnomalySettings {
     return this.s;
   }

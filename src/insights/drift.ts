@@ -117,6 +117,11 @@ export class FeatureDrift {
     };
   }
 
+  /** Bytes of its sample arrays (fixed at construction). */
+  get bytes(): number {
+    return this.current.values.byteLength + this.reference.byteLength + this.scratch.byteLength;
+  }
+
   get pending(): number {
     return this.current.seen;
   }

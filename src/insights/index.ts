@@ -502,6 +502,17 @@ export class Insights {
     return this.history.filter((i) => i.resolved_at === null);
   }
 
+  /** What the state holds: constant per model whatever the traffic (see the memory test). */
+  footprint(): { models: number; bytes: number; incidents: number; backends: number } {
+    let bytes = this.prompts.bytes + this.hours.byteLength;
+    for (const m of this.models.values()) {
+      bytes += m.sla.bytes + m.reasons.byteLength;
+      for (const f of FEATURES) bytes += m.drift[f].bytes;
+      for (const s of SIGNALS) bytes += m.detectors[s].bytes;
+    }
+    return { models: this.models.size, bytes, incidents: this.history.length, backends: this.backendList.length };
+  }
+
   /** Sends queued webhook events now (tests, shutdown). */
   flush(): Promise<void> {
     return this.notifier?.flush() ?? Promise.resolve();

@@ -48,4 +48,9 @@ export class PromptSketch {
   get size(): number {
     return this.count.size;
   }
+
+  /** Its ring, and ~16 bytes per remembered hash (at most RECENT). */
+  get bytes(): number {
+    return this.ring.byteLength + this.count.size * 16;
+  }
 }

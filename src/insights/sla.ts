@@ -43,6 +43,10 @@ export class SlaTracker {
     return i;
   }
 
+  get bytes(): number {
+    return this.minute.byteLength + this.requests.byteLength + this.errors.byteLength + this.bins.byteLength;
+  }
+
   record(nowMs: number, failed: boolean, ttftMs: number | undefined, tpotMs: number | undefined, durationMs: number | undefined): void {
     const i = this.slot(nowMs);
     this.requests[i]! += 1;

@@ -209,6 +209,10 @@ export class RollingWindow {
   reset(): void {
     this.count = this.next = this.sum = this.sumSq = 0;
   }
+
+  get bytes(): number {
+    return this.ring.byteLength;
+  }
 }
 
 /**

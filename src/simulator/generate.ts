@@ -18,6 +18,8 @@ export interface Knobs {
   includeUsageAlways: boolean;
   omitUsage: boolean;
   modelName: string | undefined;
+  /** Answer with a refusal instead of the usual text (tool calls are unaffected). */
+  refuse?: boolean;
 }
 
 /** What the handler sends once timing and faults are applied. */
@@ -27,9 +29,14 @@ export interface Answer {
   tokens: readonly string[]; // for stream (JSON-encoded)
   n: number; // token chunks
   body: string; // for non-stream
+  refused?: boolean;
 }
 
 type Body = Record<string, unknown>;
+
+/** A refusal, one token per piece (o200k and cl100k alike). */
+const REFUSAL = ['I', ' cannot', ' help', ' with', ' that', '.'];
+const REFUSAL_JSON = REFUSAL.map((w) => JSON.stringify(w));
 
 function cap(body: Body, outputTokens: number): { n: number; finish: 'stop' | 'length' } {
   const max = body.max_completion_tokens ?? body.max_tokens;
@@ -93,6 +100,12 @@ export function chatAnswer(body: Body, k: Knobs): Answer {
     if (!stream) return nonStream(chatCompletionBody(m, call, 'tool_calls', k.omitUsage ? undefined : u), fragments.length);
     const format = chatToolStream(m, call, { finishReason: 'tool_calls', ...streamUsage(body, k, u) });
     return { stream, format, tokens: fragments.map((f) => JSON.stringify(f)), n: fragments.length, body: '' };
+  }
+  if (k.refuse) {
+    const u = usage(prompt, REFUSAL.length);
+    if (!stream) return { ...nonStream(chatCompletionBody(m, REFUSAL.join(''), 'stop', k.omitUsage ? undefined : u), REFUSAL.length), refused: true };
+    const format = chatTextStream(m, { finishReason: 'stop', ...streamUsage(body, k, u) });
+    return { stream, format, tokens: REFUSAL_JSON, n: REFUSAL.length, body: '', refused: true };
   }
   const { n, finish } = cap(body, k.outputTokens);
   const u = usage(prompt, n);

@@ -23,6 +23,13 @@ import { countText } from './words.js';
 export type { Fault } from './faults.js';
 export type { Simulator, SimulatorOptions, SimulatorPatch, SimulatorStats } from './settings.js';
 
+/** Tokens for one answer: `mean`, or a normal draw around it (Box-Muller) when sd > 0; at least 1. */
+function sampleTokens(mean: number, sd: number): number {
+  if (!(sd > 0)) return Math.floor(mean);
+  const z = Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random());
+  return Math.max(1, Math.round(mean + sd * z));
+}
+
 export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simulator> {
   const settings: Settings = { ...DEFAULTS };
   applyPatch(settings, opts as Record<string, unknown>);
@@ -123,7 +130,11 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     const ttftMs = action?.kind === 'slow_first_token' ? action.ttftMs : (headerNum(req, 'x-sim-ttft-ms') ?? settings.ttftMs);
     const tpotMs = headerNum(req, 'x-sim-tpot-ms') ?? settings.tpotMs;
     const dieAfter = action?.kind === 'die_mid_stream' ? action.afterChunks : undefined;
-    const knobs: Knobs = { ...settings, outputTokens: Math.floor(headerNum(req, 'x-sim-output-tokens') ?? settings.outputTokens) };
+    const knobs: Knobs = {
+      ...settings,
+      outputTokens: sampleTokens(headerNum(req, 'x-sim-output-tokens') ?? settings.outputTokens, settings.outputTokensSd),
+      refuse: settings.refusalRate > 0 && Math.random() < settings.refusalRate,
+    };
     const reqHeaders = { 'x-request-id': newId('req'), 'x-sim-request-ms': String(t0) };
 
     if (kind === 'embeddings') {
@@ -136,6 +147,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
       return sendJson(res, 400, errorBody("Missing required parameter: 'messages'.", 'invalid_request_error', 'missing_required_parameter', 'messages'));
     }
     const answer = kind === 'chat' ? chatAnswer(b, knobs) : completionAnswer(b, knobs);
+    if (answer.refused) stats.refusals++;
     if (!answer.stream) {
       // A non-streamed answer arrives when the whole generation would have finished.
       const total = ttftMs + Math.max(0, answer.n - 1) * tpotMs;
