@@ -24,15 +24,27 @@ export type { Fault } from './faults.js';
 export type { Simulator, SimulatorOptions, SimulatorPatch, SimulatorStats } from './settings.js';
 
 /** Tokens for one answer: `mean`, or a normal draw around it (Box-Muller) when sd > 0; at least 1. */
-function sampleTokens(mean: number, sd: number): number {
+function sampleTokens(mean: number, sd: number, random: () => number): number {
   if (!(sd > 0)) return Math.floor(mean);
-  const z = Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random());
+  const z = Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random());
   return Math.max(1, Math.round(mean + sd * z));
+}
+
+/** mulberry32: a small seeded generator for reproducible traffic shapes. */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
 }
 
 export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simulator> {
   const settings: Settings = { ...DEFAULTS };
   applyPatch(settings, opts as Record<string, unknown>);
+  const random = opts.seed === undefined ? Math.random : seeded(opts.seed);
   let fault: Fault | null = null;
   let faultLeft = 0; // for a configured fail_times
   // x-sim-fault fail_times: SDK retries resend the same header, so count per header value.
@@ -132,8 +144,8 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     const dieAfter = action?.kind === 'die_mid_stream' ? action.afterChunks : undefined;
     const knobs: Knobs = {
       ...settings,
-      outputTokens: sampleTokens(headerNum(req, 'x-sim-output-tokens') ?? settings.outputTokens, settings.outputTokensSd),
-      refuse: settings.refusalRate > 0 && Math.random() < settings.refusalRate,
+      outputTokens: sampleTokens(headerNum(req, 'x-sim-output-tokens') ?? settings.outputTokens, settings.outputTokensSd, random),
+      refuse: settings.refusalRate > 0 && random() < settings.refusalRate,
     };
     const reqHeaders = { 'x-request-id': newId('req'), 'x-sim-request-ms': String(t0) };
 

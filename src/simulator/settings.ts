@@ -16,6 +16,7 @@ export interface SimulatorOptions {
   // Traffic-shape knobs (insights tests), all settable at run time through configure():
   refusalRate?: number; // 0..1 probability a text answer is a refusal ("I cannot help with that.")
   outputTokensSd?: number; // > 0: tokens per completion ~ N(outputTokens, outputTokensSd), at least 1
+  seed?: number; // seeds the draws of refusalRate and outputTokensSd (reproducible runs); default Math.random
 }
 
 export interface SimulatorStats {
@@ -44,7 +45,7 @@ export interface Simulator {
   close(): Promise<void>; // closes the server, destroys open sockets, stops every timer
 }
 
-export type Settings = Required<Omit<SimulatorOptions, 'host' | 'port' | 'modelName'>> & { modelName: string | undefined };
+export type Settings = Required<Omit<SimulatorOptions, 'host' | 'port' | 'modelName' | 'seed'>> & { modelName: string | undefined };
 
 export const DEFAULTS: Settings = {
   ttftMs: 150,
