@@ -238,7 +238,7 @@ export class Insights {
     const b = this.backendIndex(rec.backend ?? 'none');
 
     m.sla.record(now, failed, ttftMs, tpotMs, ok ? durationMs : undefined);
-    this.hours[new Date(now).getUTCHours()]! += 1;
+    this.hours[Math.floor(now / 3_600_000) % 24]! += 1;
     const reason = errorReason(rec.status, rec.error?.code);
     if (reason) m.pushReason(ERROR_REASONS.indexOf(reason as (typeof ERROR_REASONS)[number]));
 

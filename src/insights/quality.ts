@@ -22,9 +22,13 @@ export function isRefusal(text: string): boolean {
   return REFUSAL.test(text.length > REFUSAL_SPAN ? text.slice(0, REFUSAL_SPAN) : text);
 }
 
+/** Words looked at: the last ones, where a repetition loop runs (and a bound on the work). */
+const MAX_WORDS = 400;
+
 /** Share of repeated word trigrams: 1 − unique/total, 0 under 10 words (seed 000). */
 export function trigramRepetition(text: string): number {
-  const words = text.split(/\s+/).filter(Boolean);
+  let words = text.split(/\s+/).filter(Boolean);
+  if (words.length > MAX_WORDS) words = words.slice(-MAX_WORDS);
   if (words.length < 10) return 0;
   const seen = new Set<string>();
   const total = words.length - 2;
@@ -100,9 +104,14 @@ export function wantsJson(body: Record<string, unknown>): boolean {
 
 // ---- text from raw response bytes ----------------------------------------------------
 
-/** Keys whose string values are generated text, in any of the APIs' shapes (chat delta/message content, completions text, Anthropic text deltas, responses output_text deltas). */
-const TEXT_KEYS = new Set(['content', 'text', 'delta', 'arguments']);
-const MAX_DEPTH = 6;
+/**
+ * A string value under a key that carries generated text, in any of the APIs' shapes: chat
+ * `content` (delta or message), completions and Anthropic `text`, Responses `delta`, tool-call
+ * `arguments`, structured `refusal`. Inside a JSON string every quote is escaped, so
+ * `"key":"` can only be a real key (the same reasoning as the stream tap's). One regex pass
+ * over the raw bytes instead of a JSON.parse per event: it is what keeps scoring cheap.
+ */
+const TEXT_VALUE = /"(content|text|delta|arguments|refusal)"\s*:\s*"((?:[^"\\]|\\.)*)"/g;
 
 export interface ExtractedText {
   text: string;
@@ -110,51 +119,39 @@ export interface ExtractedText {
   refusalField: boolean;
 }
 
-function walk(v: unknown, depth: number, key: string, out: { parts: string[]; refusal: boolean }): void {
-  if (typeof v === 'string') {
-    if (v.length === 0) return;
-    if (key === 'refusal') out.refusal = true;
-    if (TEXT_KEYS.has(key) || key === 'refusal') out.parts.push(v);
-    return;
-  }
-  if (depth >= MAX_DEPTH || typeof v !== 'object' || v === null) return;
-  if (Array.isArray(v)) {
-    for (const el of v) walk(el, depth + 1, key, out);
-    return;
-  }
-  for (const k in v as Record<string, unknown>) {
-    // A usage object or an echoed request is no output.
-    if (k === 'usage' || k === 'input' || k === 'instructions' || k === 'messages') continue;
-    walk((v as Record<string, unknown>)[k], depth + 1, k, out);
-  }
-}
-
 /**
- * The generated text in raw response bytes: an SSE stream (each `data:` event parsed) or a
- * whole JSON body. A piece that does not parse (a slice cut mid-event) is skipped.
+ * The generated text in raw response bytes, given as a latin1 string (one char per byte):
+ * an SSE stream or a whole JSON body. A value cut at a slice's edge is skipped; usage
+ * objects carry no strings; echoed inputs are not part of chat or completions responses.
  */
 export function extractText(raw: string): ExtractedText {
-  const out = { parts: [] as string[], refusal: false };
-  const t = raw.trimStart();
-  if (t.startsWith('{')) {
-    try {
-      walk(JSON.parse(t), 0, '', out);
-    } catch {
-      // a cut body: no text
-    }
-  } else {
-    for (const line of raw.split('\n')) {
-      if (!line.startsWith('data:')) continue;
-      const data = line.slice(line.charCodeAt(5) === 32 ? 6 : 5).trim();
-      if (data.charCodeAt(0) !== 0x7b) continue;
-      try {
-        walk(JSON.parse(data), 0, '', out);
-      } catch {
-        // cut at the slice's edge
-      }
-    }
+  const parts: string[] = [];
+  let refusal = false;
+  TEXT_VALUE.lastIndex = 0;
+  for (let m = TEXT_VALUE.exec(raw); m; m = TEXT_VALUE.exec(raw)) {
+    const v = m[2]!;
+    if (v.length === 0) continue;
+    if (m[1] === 'refusal') refusal = true;
+    parts.push(v);
   }
-  return { text: out.parts.join(''), refusalField: out.refusal };
+  if (parts.length === 0) return { text: '', refusalField: refusal };
+  // The values are JSON string bodies in UTF-8 bytes: joined, they are one, decoded in a single parse.
+  const utf8 = (s: string) => Buffer.from(s, 'latin1').toString('utf8');
+  let text: string;
+  try {
+    text = JSON.parse('"' + utf8(parts.join('')) + '"') as string;
+  } catch {
+    text = parts
+      .map((p) => {
+        try {
+          return JSON.parse('"' + utf8(p) + '"') as string;
+        } catch {
+          return '';
+        }
+      })
+      .join('');
+  }
+  return { text, refusalField: refusal };
 }
 
 export type TextSignal = 'refusal' | 'repetition' | 'invalid_json' | 'pii';

@@ -36,10 +36,16 @@ export class OutputSlice {
     return this.headLen + this.tailLen;
   }
 
-  /** The held bytes as text (head, then tail), decoded once when scored. */
+  /**
+   * The held bytes (head, then tail) as latin1 strings: one char per byte, so no chunk
+   * boundary can split a character and nothing is concatenated as bytes. extractText()
+   * decodes the UTF-8 of the values it keeps.
+   */
   text(): { head: string; tail: string } {
-    const head = this.head.length === 1 ? this.head[0]! : Buffer.concat(this.head);
-    const tail = this.tail.length === 0 ? '' : Buffer.concat(this.tail).toString('utf8');
-    return { head: head.toString('utf8'), tail };
+    let head = '';
+    for (const c of this.head) head += c.toString('latin1');
+    let tail = '';
+    for (const c of this.tail) tail += c.toString('latin1');
+    return { head, tail };
   }
 }

@@ -68,7 +68,7 @@ describe('text from raw bytes', () => {
       'data: {"choices":[{"index":0,"delta":{"content":" world"}}]}\n\n' +
       'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}\n\n' +
       'data: [DONE]\n\n';
-    expect(extractText(sse)).toEqual({ text: 'Hello world', refusalField: false });
+    expect(extractText(Buffer.from(sse).toString('latin1'))).toEqual({ text: 'Hello world', refusalField: false });
   });
   it('reads whole chat bodies, structured refusals, Anthropic and Responses events', () => {
     expect(extractText('{"choices":[{"message":{"role":"assistant","content":"Hi there"}}]}').text).toBe('Hi there');
@@ -87,5 +87,21 @@ describe('text from raw bytes', () => {
     whole.push(chunks[1]!);
     expect(whole.cut).toBe(false);
     expect(whole.bytes).toBe(20);
+  });
+});
+
+describe('text from raw bytes: UTF-8 across chunk edges', () => {
+  it('decodes multi-byte text split between chunks', () => {
+    const sse = 'data: {"choices":[{"delta":{"content":"作为AI助手，"}}]}\n\ndata: {"choices":[{"delta":{"content":"我无法回答。"}}]}\n\n';
+    const bytes = Buffer.from(sse);
+    const s = new OutputSlice(1 << 20, 1 << 10);
+    // Cut in the middle of a three-byte character.
+    const cut = bytes.indexOf(Buffer.from('助')) + 1;
+    s.push(bytes.subarray(0, cut));
+    s.push(bytes.subarray(cut));
+    const { head, tail } = s.text();
+    const x = extractText(head + tail);
+    expect(x.text).toBe('作为AI助手，我无法回答。');
+    expect(scoreText(x, false, true).signals).toEqual(['refusal']);
   });
 });
