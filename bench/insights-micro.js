@@ -1,7 +1,12 @@
+#!/usr/bin/env node
+// CPU per request of insights alone (npm run build first): one streamed chat response of 16
+// tokens, as the simulator sends it, through begin → slice → settled, at quality.sample 1.0.
+// `node bench/insights-micro.js` prints µs per request; compare with the features scenario's
+// proxy_cpu_us_per_request (bench/results) for the share insights adds.
 import pino from 'pino';
-import { parsePolicies } from '/work/wt/insights/dist/config/load.js';
-import { Insights } from '/work/wt/insights/dist/insights/index.js';
-import { Metrics } from '/work/wt/insights/dist/telemetry/metrics.js';
+import { parsePolicies } from '../dist/config/load.js';
+import { Insights } from '../dist/insights/index.js';
+import { Metrics } from '../dist/telemetry/metrics.js';
 const pol = parsePolicies(`
 backends: { a: { base_url: "http://127.0.0.1:9/v1" } }
 models: { m1: { deployments: [{ backend: a }] } }
