@@ -21,6 +21,7 @@ import { createLogger, type Logger } from './telemetry/logger.js';
 import { createHttpServer } from './server/http.js';
 import { applyServerLimits } from './server/limits.js';
 import { preloadTokenizer } from './streamtap/index.js';
+import { Insights } from './insights/index.js';
 
 export interface Stages {
   policies: Policies;
@@ -31,6 +32,8 @@ export interface Stages {
   backends: Backends;
   metrics: Metrics;
   logger: Logger;
+  /** One for the gateway's life: each policy reconfigures it. */
+  insights: Insights;
 }
 
 export interface GatewayOptions {
@@ -58,10 +61,13 @@ async function buildStages(policies: Policies, metrics: Metrics, logger: Logger,
     // Every request will need a prompt estimate: load the tokenizer now, not on a request.
     if (policy.needsTokenEstimates) preloadTokenizer();
     const auth = new KeyRing(policies);
-    const router = new Router(policy, backends, metrics, policies, logger, prev?.router.breakers);
+    const insights = prev?.insights ?? new Insights(metrics, logger);
+    const router = new Router(policy, backends, metrics, policies, logger, prev?.router.breakers, { chaos: insights.chaos.decide });
     // Last: taking the old admission's state over has effects on it (its state file stops).
     const admission = createAdmission(policies, { metrics, logger }, prev?.admission);
-    return { policies, policy, auth, admission, router, backends, metrics, logger };
+    insights.configure(policies, prev !== undefined);
+    insights.circuits = () => router.breakers.view();
+    return { policies, policy, auth, admission, router, backends, metrics, logger, insights };
   } catch (e) {
     // Close what was started for this policy only (backends carried over stay).
     await (prev ? prev.backends.retire(backends) : backends.close());
@@ -293,6 +299,7 @@ export class Gateway {
     let t: NodeJS.Timeout | undefined;
     await Promise.race([Promise.all(this.retiring.values()), new Promise((r) => (t = setTimeout(r, 2_000)).unref())]);
     clearTimeout(t);
+    s.insights.close();
     await s.admission.close();
     await s.backends.close();
   }

@@ -114,7 +114,8 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
   const stream = api.stream(r.body);
   const rec = newRecord(r, model, stream);
   const span = startRequestSpan(api.operation, model);
-  const { policy, auth, admission, router, metrics, logger } = gw.stages();
+  const { policy, auth, admission, router, metrics, logger, insights } = gw.stages();
+  rec.insight = insights.begin(r.body, r.raw);
   const call = new Call(r, stream);
   let ticket: Ticket | undefined;
   r.res.on('close', call.onClose);
@@ -167,6 +168,7 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
         headers: ticket.headers,
         servedModel: served.route.name,
         prompt: call,
+        outputSlice: rec.insight?.slice,
       });
       router.report(served, outcome.failure === undefined || outcome.failure.reason === 'client_abort', outcome.failure);
       rec.status = outcome.status;
@@ -242,6 +244,7 @@ function newRecord(r: InferenceRequest, model: string, stream: boolean): Request
     error: undefined,
     system: undefined,
     usageFault: undefined,
+    insight: undefined,
   };
 }
 

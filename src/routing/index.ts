@@ -18,7 +18,7 @@ import type { Route, PolicyTable } from '../policy/index.js';
 import type { Backend, Backends } from '../upstream/backends.js';
 import { UpstreamExchange, type UpstreamRequest } from '../upstream/exchange.js';
 import { ClientAbort, UpstreamFailure, statusFailure } from '../upstream/failures.js';
-import { GatewayError } from '../errors.js';
+import { GatewayError, errors } from '../errors.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { CircuitBreaker, Permit } from './breaker.js';
@@ -143,6 +143,8 @@ export interface RouterOptions {
   /** Monotonic ms (default performance.now); used only when no registry is taken over. */
   clock?: () => number;
   random?: () => number;
+  /** Chaos injection (src/insights/chaos.ts), asked once per attempt. */
+  chaos?: (model: string, backend: string) => { delayMs: number; fail?: 'error' | 'abort'; status: number } | undefined;
 }
 
 export class Router {
@@ -151,6 +153,7 @@ export class Router {
   private readonly plans = new Map<string, Plan>();
   private readonly clock: () => number;
   private readonly random: () => number;
+  private readonly chaos: RouterOptions['chaos'];
 
   constructor(
     private readonly policy: PolicyTable,
@@ -165,6 +168,7 @@ export class Router {
     this.breakers.attach(metrics, logger);
     this.clock = this.breakers.clock;
     this.random = opts.random ?? Math.random;
+    this.chaos = opts.chaos;
 
     const routes = policy.names().map((n) => policy.resolve(n)!);
     const ids = routes.flatMap((route) =>
@@ -370,6 +374,14 @@ export class Router {
           )
         : undefined;
     try {
+      // Chaos (POST /admin/chaos) acts before the upstream call: retries, breakers and
+      // fallbacks then treat an injected failure as a real one.
+      const chaos = this.chaos?.(plan.route.name, slot.backend.name);
+      if (chaos) {
+        await sleep(chaos.delayMs, st.ctx.signal);
+        if (chaos.fail === 'error') throw statusFailure(slot.backend.name, chaos.status, {});
+        if (chaos.fail === 'abort') throw new UpstreamFailure('reset', errors.upstreamReset(slot.backend.name), true);
+      }
       await exchange.open(st.ctx.buildRequest(served));
     } catch (e) {
       st.ctx.onExchange(undefined);

@@ -24,6 +24,7 @@ import { computeStats, handleDashboard } from '../dashboard/index.js';
 import { spendReport, limitsReport, resetBudget } from '../admission/admin.js';
 import { circuitsView, forceCircuit } from '../routing/admin.js';
 import { admin, guardAdmin, reloadPolicy } from './admin.js';
+import { getChaos, getInsights, postBaseline, postChaos, stopChaos } from '../insights/routes.js';
 import { readBody, parseJsonObject } from './body.js';
 import { refuseBody } from './limits.js';
 import { passthrough } from './passthrough.js';
@@ -181,6 +182,10 @@ export const ROUTES: readonly RouteRow[] = [
   { pattern: '/admin/circuits', governed: 'admin', methods: { GET: admin(({ stages }) => circuitsView(stages.router)) } },
   { pattern: '/admin/circuits/{rest+}', governed: 'admin', methods: { POST: admin(({ stages, rest, body }) => forceCircuit(stages.router, rest, body)) } },
   { pattern: '/admin/reload', governed: 'admin', methods: { POST: reloadPolicy } },
+  { pattern: '/admin/insights', governed: 'admin', methods: { GET: admin(({ stages }) => getInsights(stages)) } },
+  { pattern: '/admin/insights/baseline', governed: 'admin', methods: { POST: admin(({ stages, body }) => postBaseline(stages, undefined, body)) } },
+  { pattern: '/admin/chaos', governed: 'admin', methods: { GET: admin(({ stages }) => getChaos(stages)), POST: admin(({ stages, body }) => postChaos(stages, undefined, body)) } },
+  { pattern: '/admin/chaos/stop', governed: 'admin', methods: { POST: admin(({ stages, body }) => stopChaos(stages, undefined, body)) } },
   // Unknown admin paths: 404, after the guard (a caller without the token learns nothing).
   { pattern: '/admin', governed: 'admin', methods: { '*': adminNotFound } },
   { pattern: '/admin/{rest+}', governed: 'admin', methods: { '*': adminNotFound } },

@@ -9,6 +9,7 @@ import { endRequestSpan } from '../telemetry/tracing.js';
 import { requestLogEnabled, writeRequestLine } from '../telemetry/request-log.js';
 import { requestLine } from './line.js';
 import type { Span } from '@opentelemetry/api';
+import type { RequestInsight } from '../insights/index.js';
 
 export interface TokenCounts {
   input: number;
@@ -59,6 +60,8 @@ export interface RequestRecord {
   system?: string;
   /** The upstream's usage was refused (settle/usage.ts): the field at fault; `tokens` are the estimate. */
   usageFault?: string;
+  /** Insights' handle on this request (src/insights/), when insights is on. */
+  insight?: RequestInsight;
 }
 
 export function settle(rec: RequestRecord, deps: { metrics: Metrics; logger: Logger; ticket?: Ticket; span: Span }): void {
@@ -105,6 +108,8 @@ export function settle(rec: RequestRecord, deps: { metrics: Metrics; logger: Log
     if (t.reasoning) served.reasoning.inc(t.reasoning);
   }
   if (cost > 0) metrics.costFor(servedModel, rec.teamLabel ?? 'none').inc(cost);
+  // Insights (quality, drift, anomalies, SLA): one call per request, never per chunk.
+  rec.insight?.settled(rec, servedModel, cost, ttftMs, tpotMs);
 
   if (requestLogEnabled(deps.logger)) writeRequestLine(deps.logger, requestLine(rec, servedModel, ttftMs, tpotMs, cost));
   endRequestSpan(deps.span, {

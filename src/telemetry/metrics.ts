@@ -214,6 +214,44 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  // Traffic intelligence (src/insights/). Labels: configured model names and fixed enums only.
+  readonly qualitySignals = new CounterFamily(
+    this.registry,
+    'llm_gateway_quality_signals_total',
+    'Responses showing a quality signal: refusal, repetition, truncated, content_filter, empty, invalid_json, pii.',
+    ['model', 'signal'],
+  );
+  readonly driftPsi = new GaugeFamily(
+    this.registry,
+    'llm_gateway_drift_psi',
+    'Population Stability Index of the last drift window against the reference (< 0.1 stable, > 0.2 severe).',
+    ['model', 'feature'],
+  );
+  readonly driftKsPvalue = new GaugeFamily(
+    this.registry,
+    'llm_gateway_drift_ks_pvalue',
+    'Two-sample Kolmogorov-Smirnov p-value of the last drift window against the reference (< 0.05: drifted).',
+    ['model', 'feature'],
+  );
+  readonly anomalyScore = new GaugeFamily(
+    this.registry,
+    'llm_gateway_anomaly_score',
+    'Anomaly score min(z/6, 1) of ttft, tpot, duration and error_rate against their rolling baseline, averaged over the last points.',
+    ['model', 'signal'],
+  );
+  readonly incidents = new Counter({
+    name: 'llm_gateway_incidents_total',
+    help: 'Incidents opened, by kind (the anomalous signal) and severity.',
+    labelNames: ['kind', 'severity'] as const,
+    registers: [this.registry],
+  });
+  readonly incidentOpen = new GaugeFamily(this.registry, 'llm_gateway_incident_open', 'Incidents open now (1) per model and kind.', ['model', 'kind']);
+  readonly chaosActive = new Gauge({
+    name: 'llm_gateway_chaos_active',
+    help: 'Chaos injections active now (POST /admin/chaos).',
+    registers: [this.registry],
+  });
+
   // Nested maps: a composite string key would be built (and hashed) on every request.
   private readonly seriesCache = new Map<string, Map<string, ModelSeries>>();
   private readonly activeCache = new Map<string, GaugeSeries>();
