@@ -21,7 +21,8 @@ import type { UpstreamExchange, UpstreamRequest } from './upstream/exchange.js';
 import type { RoutingContext, Target } from './routing/index.js';
 import { settle, type RequestRecord } from './settle/index.js';
 import { rewriteBody } from './upstream/body.js';
-import { startRequestSpan } from './telemetry/tracing.js';
+import { spanEvent, type Tracing } from './telemetry/tracing.js';
+import type { Span } from '@opentelemetry/api';
 import { worstCaseUsd, maxOutputTokens } from './policy/cost.js';
 
 export type Endpoint = 'chat/completions' | 'completions' | 'embeddings';
@@ -60,6 +61,8 @@ class Call implements RoutingContext, PromptCounter {
   constructor(
     readonly r: InferenceRequest,
     readonly stream: boolean,
+    readonly span: Span,
+    readonly tracing: Tracing,
   ) {}
 
   private closed(): void {
@@ -70,7 +73,14 @@ class Call implements RoutingContext, PromptCounter {
   }
 
   buildRequest(t: Target): UpstreamRequest {
-    return buildUpstreamRequest(this.r, t, this.stream);
+    const req = buildUpstreamRequest(this.r, t, this.stream);
+    // W3C trace context for the upstream: our span is its parent (a no-op without export).
+    this.tracing.inject(this.span, req.headers);
+    return req;
+  }
+
+  event(name: string, attributes: Record<string, string | number>): void {
+    spanEvent(this.span, name, attributes);
   }
 
   onExchange(e: UpstreamExchange | undefined): void {
@@ -98,9 +108,14 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
   const model = typeof r.body.model === 'string' ? r.body.model : '';
   const stream = r.body.stream === true && r.endpoint !== 'embeddings';
   const rec = newRecord(r, model, stream);
-  const span = startRequestSpan(OPERATION[r.endpoint], model);
+  const span = gw.tracing.start(r.req.headers, OPERATION[r.endpoint], model, stream);
+  if (gw.tracing.exporting) {
+    const sc = span.spanContext();
+    rec.traceId = sc.traceId;
+    rec.spanId = sc.spanId;
+  }
   const { policy, auth, admission, router, metrics, logger } = gw.stages();
-  const call = new Call(r, stream);
+  const call = new Call(r, stream, span, gw.tracing);
   let ticket: Ticket | undefined;
   r.res.on('close', call.onClose);
   gw.inflight.add(r.res);
@@ -141,7 +156,8 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
       rec.pricing = served.route.config.pricing;
       rec.attempts = served.attempts;
       rec.system = served.backend.system;
-      const outcome = await forwardResponse({
+      rec.origin = served.backend.origin;
+      const forwarded = forwardResponse({
         res: r.res,
         exchange: served.exchange,
         stream,
@@ -151,6 +167,19 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
         servedModel: served.route.name,
         prompt: call,
       });
+      // Overhead stamps: a stream's head goes to the client within forwardResponse's
+      // synchronous part; a whole body is written when its promise settles.
+      const ex = served.exchange;
+      rec.upstreamSentAt = ex.sentAt;
+      if (stream) {
+        rec.upstreamFirstByteAt = ex.headAt;
+        rec.clientFirstByteAt = performance.now();
+      }
+      const outcome = await forwarded;
+      if (!stream) {
+        rec.upstreamFirstByteAt = ex.endAt;
+        rec.clientFirstByteAt = performance.now();
+      }
       router.report(served, outcome.failure === undefined || outcome.failure.reason === 'client_abort', outcome.failure);
       rec.status = outcome.status;
       rec.tokens = outcome.tokens;
@@ -209,6 +238,12 @@ function newRecord(r: InferenceRequest, model: string, stream: boolean): Request
     finishReason: undefined,
     error: undefined,
     system: undefined,
+    origin: undefined,
+    traceId: undefined,
+    spanId: undefined,
+    upstreamSentAt: undefined,
+    upstreamFirstByteAt: undefined,
+    clientFirstByteAt: undefined,
   };
 }
 

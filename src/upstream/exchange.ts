@@ -35,6 +35,10 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   headers: IncomingHttpHeaders = {};
   /** For status >= 400: the (bounded) error body. */
   errorBody: Buffer | undefined;
+  /** performance.now() stamps for the gateway-overhead histogram: request handed to the socket, response head in, body ended. */
+  sentAt = 0;
+  headAt = 0;
+  endAt = 0;
   private controller: Dispatcher.DispatchController | undefined;
   private sink: ResponseSink | undefined;
   private ended = false;
@@ -68,6 +72,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
       },
       this,
     );
+    this.sentAt = performance.now();
     return head;
   }
 
@@ -77,6 +82,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeaders): void {
+    this.headAt = performance.now();
     this.status = status;
     this.headers = headers;
     if (status < 400) {
@@ -97,6 +103,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(): void {
+    this.endAt = performance.now();
     this.ended = true;
     if (this.status >= 400) {
       this.errorBody = this.errorChunks ? Buffer.concat(this.errorChunks) : Buffer.alloc(0);
