@@ -115,10 +115,14 @@ export class Gateway {
   static async create(policies: Policies, options: GatewayOptions = {}): Promise<Gateway> {
     const metrics = options.metrics ?? new Metrics();
     const logger = options.logger ?? createLogger();
+    // Traces are never a reason not to serve: an SDK that fails to start leaves spans off.
     const tracing = await Tracing.create(policies.telemetry?.otlp, {
       env: options.env,
       onDrop: (reason, count) => metrics.traceSpansDropped.inc({ reason }, count),
       onProblem: (message) => logger.warn(message),
+    }).catch((e: unknown) => {
+      logger.error({ err: e }, 'trace export could not start: serving without it');
+      return Tracing.global();
     });
     if (tracing.exporting) logger.info({ traces: tracing.target }, 'exporting traces (OTLP/HTTP)');
     return new Gateway(await buildStages(policies, metrics, logger), tracing, options);

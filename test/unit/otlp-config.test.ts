@@ -108,4 +108,13 @@ describe('telemetry.otlp in policies.yaml', () => {
     expect(() => parsePolicies(base + 'telemetry: { otlp: { protocol: grpc } }', 't.yaml', {})).toThrow(/telemetry\.otlp\.protocol/);
     expect(() => parsePolicies(base + 'telemetry: { otlp: { endpont: "http://c" } }', 't.yaml', {})).toThrow(/endpont/);
   });
+
+  it('is reported by a reload as needing a restart', async () => {
+    const { parsePolicies } = await import('../../src/config/load.js');
+    const { diffPolicies } = await import('../../src/config/diff.js');
+    const off = parsePolicies(base, 't.yaml', {});
+    const on = parsePolicies(base + 'telemetry: { otlp: { endpoint: "http://c:4318" } }', 't.yaml', {});
+    expect(diffPolicies(off, on).needs_restart).toEqual(['telemetry']);
+    expect(diffPolicies(on, on).needs_restart).toEqual([]);
+  });
 });
