@@ -71,6 +71,14 @@ function serverOf(origin: string): { address: string; port: number } {
   return s;
 }
 
+/** A URL for the log: user and password (if someone put a token there) left out. */
+function withoutCredentials(url: string): string {
+  const u = new URL(url);
+  u.username = '';
+  u.password = '';
+  return u.toString();
+}
+
 export interface TracingOptions {
   /** Counts spans the exporter could not take or deliver (llm_gateway_trace_spans_dropped_total). */
   onDrop?: (reason: DropReason, count: number) => void;
@@ -100,7 +108,7 @@ export class Tracing {
     for (const p of r.problems) opts.onProblem?.(p);
     if (!r.enabled) return Tracing.global();
     const exporter = await startOtlpExport(r.settings, opts.onDrop ?? (() => {}));
-    return new Tracing(exporter.tracer, exporter.propagator, exporter, `${r.settings.tracesEndpoint} (${r.settings.protocol})`);
+    return new Tracing(exporter.tracer, exporter.propagator, exporter, `${withoutCredentials(r.settings.tracesEndpoint)} (${r.settings.protocol})`);
   }
 
   /** True when this gateway exports its own traces (trace context handled, ids logged). */
