@@ -18,6 +18,7 @@ import { Router } from './routing/index.js';
 import { Backends } from './upstream/backends.js';
 import { Metrics } from './telemetry/metrics.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
+import { Tracing } from './telemetry/tracing.js';
 import { createHttpServer } from './server/http.js';
 import { applyServerLimits } from './server/limits.js';
 import { preloadTokenizer } from './streamtap/index.js';
@@ -43,7 +44,12 @@ export interface GatewayOptions {
   policiesFile?: string;
   /** contentHash() of the text the starting policy came from: a file event that finds it unchanged is ignored. */
   policiesHash?: string;
+  /** Environment the OTEL_* variables are read from (default process.env). */
+  env?: Record<string, string | undefined>;
 }
+
+/** How long close() waits for queued spans to reach the collector. */
+const TRACE_FLUSH_MAX_MS = 2_000;
 
 export type ReloadSource = 'watch' | 'sighup' | 'admin';
 export type ReloadResult = { ok: true; changed: PolicyChanges; unchanged?: true } | { ok: false; problems: string[] };
@@ -95,6 +101,8 @@ export class Gateway {
   readonly server: Server;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  /** Span per request and, when configured, OTLP export: set at start (a change of telemetry.otlp needs a restart). */
+  readonly tracing: Tracing;
   private current: Stages;
   private draining = false;
   /** The last reload (or a resolved promise): the next one starts after it. */
@@ -107,8 +115,9 @@ export class Gateway {
   /** Previous stages being retired, with the promise that ends when they are closed. */
   private readonly retiring = new Map<Stages, Promise<void>>();
 
-  private constructor(stages: Stages, readonly options: GatewayOptions) {
+  private constructor(stages: Stages, tracing: Tracing, readonly options: GatewayOptions) {
     this.current = stages;
+    this.tracing = tracing;
     this.metrics = stages.metrics;
     this.logger = stages.logger;
     this.seenHash = options.policiesHash;
@@ -120,7 +129,17 @@ export class Gateway {
   static async create(policies: Policies, options: GatewayOptions = {}): Promise<Gateway> {
     const metrics = options.metrics ?? new Metrics();
     const logger = options.logger ?? createLogger();
-    return new Gateway(await buildStages(policies, metrics, logger), options);
+    // Traces are never a reason not to serve: an SDK that fails to start leaves spans off.
+    const tracing = await Tracing.create(policies.telemetry?.otlp, {
+      env: options.env,
+      onDrop: (reason, count) => metrics.traceSpansDropped.inc({ reason }, count),
+      onProblem: (message) => logger.warn(message),
+    }).catch((e: unknown) => {
+      logger.error({ err: e }, 'trace export could not start: serving without it');
+      return Tracing.global();
+    });
+    if (tracing.exporting) logger.info({ traces: tracing.target }, 'exporting traces (OTLP/HTTP)');
+    return new Gateway(await buildStages(policies, metrics, logger), tracing, options);
   }
 
   /**
@@ -302,5 +321,8 @@ export class Gateway {
     s.insights.close();
     await s.admission.close();
     await s.backends.close();
+    // Spans of the last requests go out if the collector answers soon; never hold shutdown for it.
+    await Promise.race([this.tracing.shutdown().catch(() => undefined), new Promise((r) => (t = setTimeout(r, TRACE_FLUSH_MAX_MS)).unref())]);
+    clearTimeout(t);
   }
 }

@@ -226,6 +226,38 @@ export const insightsSchema = z
   })
   .strict();
 
+// OTLP/HTTP export of the gateway's own traces (docs/tracing.md). Every field is optional: an
+// unset one falls back to its standard OTEL_* environment variable, then to the SDK default.
+export const otlpSchema = z
+  .object({
+    /** false turns export off even when OTEL_* variables are set. */
+    enabled: z.boolean().optional(),
+    /** Base URL; /v1/traces is appended (as OTEL_EXPORTER_OTLP_ENDPOINT). */
+    endpoint: z.string().url().optional(),
+    /** Full URL of the traces endpoint, used as is (as OTEL_EXPORTER_OTLP_TRACES_ENDPOINT). */
+    traces_endpoint: z.string().url().optional(),
+    protocol: z.enum(['http/protobuf', 'http/json']).optional(),
+    headers: z.record(z.string(), z.string()).optional(),
+    timeout_ms: positiveInt.optional(),
+    service_name: z.string().min(1).optional(),
+    sampler: z
+      .enum(['always_on', 'always_off', 'traceidratio', 'parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio'])
+      .optional(),
+    sampler_arg: z.number().min(0).max(1).optional(),
+    batch: z
+      .object({
+        max_queue_size: positiveInt.optional(),
+        max_export_batch_size: positiveInt.optional(),
+        schedule_delay_ms: positiveInt.optional(),
+        export_timeout_ms: positiveInt.optional(),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+
+export const telemetrySchema = z.object({ otlp: otlpSchema.optional() }).strict();
+
 export const policiesSchema = z
   .object({
     admin_token: z.string().optional(),
@@ -262,6 +294,7 @@ export const policiesSchema = z
     budget_alerts: z.array(z.number().gt(0).max(1)).default([0.7, 0.8, 0.95, 1.0]),
     budget_webhook: z.string().optional(),
     insights: insightsSchema.optional(),
+    telemetry: telemetrySchema.optional(),
   })
   .strict()
   .superRefine((p, ctx) => {
@@ -316,3 +349,4 @@ export type KeyConfig = z.infer<typeof keySchema>;
 export type CircuitBreakerConfig = z.infer<typeof circuitBreakerSchema>;
 export type RetriesConfig = z.infer<typeof retriesSchema>;
 export type InsightsConfig = z.infer<typeof insightsSchema>;
+export type OtlpConfig = z.infer<typeof otlpSchema>;

@@ -58,6 +58,8 @@ export interface RoutingContext {
   clientGone(): boolean;
   /** Aborts when the client leaves: cuts a backoff wait short. */
   readonly signal?: AbortSignal;
+  /** A routing decision worth a span event (retry, fallback, circuit open); rare paths only. */
+  event?(name: string, attributes: Record<string, string | number>): void;
 }
 
 export type FallbackReason = 'circuit_open' | 'upstream_error' | 'context_length';
@@ -210,7 +212,10 @@ export class Router {
       if (seen.has(plan)) continue;
       seen.add(plan);
       if (ctx.clientGone()) throw new ClientAbort();
-      if (from) this.metrics.fallbacks.inc({ from: from.route.name, to: plan.route.name, reason });
+      if (from) {
+        this.metrics.fallbacks.inc({ from: from.route.name, to: plan.route.name, reason });
+        ctx.event?.('llm_gateway.fallback', { 'llm_gateway.fallback.from': from.route.name, 'llm_gateway.fallback.to': plan.route.name, 'llm_gateway.fallback.reason': reason });
+      }
       const r = await this.tryModel(plan, st);
       switch (r.kind) {
         case 'served':
@@ -277,7 +282,10 @@ export class Router {
         if (made === 0) this.noteUnavailable(plan, now, st);
         return { kind: made === 0 ? 'unavailable' : 'failed' };
       }
-      if (retrying) this.metrics.retries.inc({ model: plan.route.name, ...retrying });
+      if (retrying) {
+        this.metrics.retries.inc({ model: plan.route.name, ...retrying });
+        st.ctx.event?.('llm_gateway.retry', { 'llm_gateway.model': plan.route.name, 'llm_gateway.backend': retrying.backend, 'error.type': retrying.reason, 'llm_gateway.attempt': st.attempts + 1 });
+      }
       made++;
       const r = await this.attempt(plan, picked.slot, picked.permit, st);
       switch (r.kind) {
@@ -446,6 +454,7 @@ export class Router {
             ? 'circuit held open by an operator'
             : `circuit open, next probe in ${((next ?? 0) / 1000).toFixed(1)} s`;
       st.tried.push({ model, backend: s.backend.name, why });
+      st.ctx.event?.('llm_gateway.circuit_open', { 'llm_gateway.model': model, 'llm_gateway.backend': s.backend.name, 'llm_gateway.circuit.state': b.forced ? 'forced_open' : b.state });
     }
     if (!any) st.tried.push({ model, backend: '-', why: 'no deployment with a weight above 0' });
   }
