@@ -99,18 +99,3 @@ function simple(raw: string): boolean {
   }
   return true;
 }
-
-/** The decoded segments of a canonical path (for route parameters); undefined if one does not decode as UTF-8. */
-export function segmentsOf(path: string): string[] | undefined {
-  const out = path === '/' ? [] : path.slice(1).split('/');
-  for (let i = 0; i < out.length; i++) {
-    const s = out[i]!;
-    if (s.indexOf('%') === -1) continue;
-    try {
-      out[i] = decodeURIComponent(s);
-    } catch {
-      return undefined;
-    }
-  }
-  return out;
-}

@@ -1,7 +1,7 @@
 // Paths are made canonical before routing (src/server/path.ts), then matched in the one route
 // table (src/server/routes.ts); pass-through writes are classed by passthroughRule.
 import { describe, expect, it } from 'vitest';
-import { normalisePath, segmentsOf } from '../../src/server/path.js';
+import { normalisePath } from '../../src/server/path.js';
 import { matchRoute, shadowsGovernedRoute, ROUTES } from '../../src/server/routes.js';
 import { allowedByPolicy, familyOf, passthroughRule } from '../../src/server/passthrough.js';
 
@@ -55,11 +55,6 @@ describe('normalisePath', () => {
     expect(r.ok).toBe(false);
     expect(r.ok ? '' : r.reason).toContain(why);
   });
-
-  it('segmentsOf decodes each segment, and refuses a non-UTF-8 one', () => {
-    expect(segmentsOf('/admin/circuits/a%2Fb/c')).toEqual(['admin', 'circuits', 'a/b', 'c']);
-    expect(segmentsOf('/x/%FF')).toBeUndefined();
-  });
 });
 
 describe('the route table', () => {
@@ -76,6 +71,7 @@ describe('the route table', () => {
     expect(matchRoute('/admin/circuits/m/b')?.params).toEqual({ rest: 'm/b' });
     expect(matchRoute('/admin/nope')?.row.governed).toBe('admin');
     expect(matchRoute('/nope')).toBeUndefined();
+    expect(() => matchRoute('/v1/models/%FF')).toThrow(/UTF-8/);
     expect(matchRoute('/V1/chat/completions')).toBeUndefined();
   });
 
