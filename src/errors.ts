@@ -88,10 +88,13 @@ export const errors = {
 
 const JSON_HEADERS = { 'content-type': 'application/json' };
 
-/** Writes an OpenAI-shaped error, unless the response has already started. */
-export function sendError(res: ErrorSink, err: GatewayError, requestId: string, extraHeaders?: Record<string, string>): void {
+/**
+ * Writes an error, unless the response has already started: OpenAI's shape, or the shape
+ * `render` gives (an API with its own error body, e.g. Anthropic's).
+ */
+export function sendError(res: ErrorSink, err: GatewayError, requestId: string, extraHeaders?: Record<string, string>, render?: (err: GatewayError) => string): void {
   if (res.headersSent || res.destroyed) return;
-  const body = JSON.stringify(err.body());
+  const body = render ? render(err) : JSON.stringify(err.body());
   res.writeHead(err.status, {
     ...JSON_HEADERS,
     ...extraHeaders,

@@ -17,8 +17,9 @@
 // tracking, readiness, reload).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Gateway, Stages } from '../gateway.js';
-import { errors, sendError } from '../errors.js';
-import { handleInference, type Endpoint } from '../pipeline.js';
+import { errors, GatewayError, sendError } from '../errors.js';
+import { handleInference } from '../pipeline.js';
+import { protocols, type Protocol } from '../protocols/index.js';
 import { computeStats, handleDashboard } from '../dashboard/index.js';
 import { spendReport, limitsReport, resetBudget } from '../admission/admin.js';
 import { circuitsView, forceCircuit } from '../routing/admin.js';
@@ -77,26 +78,33 @@ const metrics: Handler = async (c) => {
 
 const dashboard: Handler = (c) => handleDashboard(c.stages.policies, c.req, c.res, c.id);
 
-/** The JSON APIs: content type, body (capped), JSON object, then the pipeline. */
-function inference(endpoint: Endpoint): Handler {
+/** The JSON APIs: content type, body (capped), JSON object, then the pipeline. Errors in the API's own shape. */
+function inference(protocol: Protocol): Handler {
   return async (c) => {
     const { req, res, id } = c;
     const ct = req.headers['content-type'];
     if (!ct || !/^application\/(.+\+)?json\b/i.test(ct)) {
       req.resume();
-      return sendError(res, errors.contentType(ct), id);
+      return sendError(res, errors.contentType(ct), id, undefined, protocol.errorBody);
     }
     let raw: Buffer;
+    let body: Record<string, unknown>;
     try {
       raw = await readBody(req, c.stages.policies.server.max_body_bytes);
     } catch (e) {
       // The rest of the body is unread: answer, then close the connection rather than drain it.
       res.setHeader('connection', 'close');
       res.once('finish', () => req.destroy());
+      if (e instanceof GatewayError) return sendError(res, e, id, undefined, protocol.errorBody);
       throw e;
     }
-    const body = parseJsonObject(raw);
-    return handleInference(c.gw, { id, endpoint, req, res, raw, body, receivedAt: c.receivedAt });
+    try {
+      body = parseJsonObject(raw);
+    } catch (e) {
+      if (e instanceof GatewayError) return sendError(res, e, id, undefined, protocol.errorBody);
+      throw e;
+    }
+    return handleInference(c.gw, { id, protocol, req, res, raw, body, receivedAt: c.receivedAt });
   };
 }
 
@@ -145,9 +153,9 @@ export const ROUTES: readonly RouteRow[] = [
   { pattern: '/dashboard', governed: 'open', methods: { GET: dashboard, HEAD: dashboard } },
 
   // The inference APIs. GET /v1/chat/completions lists stored completions (pass-through).
-  { pattern: '/v1/chat/completions', governed: 'pipeline', methods: { POST: inference('chat/completions'), GET: passthrough } },
-  { pattern: '/v1/completions', governed: 'pipeline', methods: { POST: inference('completions') } },
-  { pattern: '/v1/embeddings', governed: 'pipeline', methods: { POST: inference('embeddings') } },
+  { pattern: '/v1/chat/completions', governed: 'pipeline', methods: { POST: inference(protocols.chat), GET: passthrough } },
+  { pattern: '/v1/completions', governed: 'pipeline', methods: { POST: inference(protocols.completions) } },
+  { pattern: '/v1/embeddings', governed: 'pipeline', methods: { POST: inference(protocols.embeddings) } },
   // The Responses API (issue [6], protocols branch): POST through the pipeline, follow-ups
   // with response-id affinity. Until its handlers land here, refused rather than passed through.
   { pattern: '/v1/responses', governed: 'reserved', methods: { POST: reserved('POST /v1/responses') } },
