@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import OpenAI from 'openai';
 import { Client, FormData, request } from 'undici';
 import { startGateway, metricValue, type TestGateway } from '../helpers.js';
+import { flushPrefix } from './admission-support.js';
 
 interface Seen {
   method: string;
@@ -75,9 +76,10 @@ function startRecorder(): Promise<string> {
 }
 
 let gw: TestGateway;
+let base: string;
 
 beforeAll(async () => {
-  const base = await startRecorder();
+  base = await startRecorder();
   gw = await startGateway(`
 admin_token: adm
 server:
@@ -408,6 +410,62 @@ describe('/v1/models', () => {
     expect(r.statusCode).toBe(401);
     expect(((await r.body.json()) as { error: { code: string } }).error.code).toBe('invalid_api_key');
     expect(gw.logs.slice(before).filter((l) => l.level >= 50)).toEqual([]);
+  });
+});
+
+describe('pass-through admission on the shared (Redis) store', () => {
+  const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+  const PREFIX = `llmgw-perimeter-${process.pid}-${Date.now()}:`;
+  let shared: TestGateway;
+
+  beforeAll(async () => {
+    shared = await startGateway(`
+admin_token: adm
+state: { store: redis, redis_url: "${REDIS_URL}", redis_prefix: "${PREFIX}", on_store_error: closed }
+backends:
+  up: { base_url: "${base}", api_key: sk-provider-secret }
+models:
+  m1: { deployments: [{ backend: up, model: up-m1 }] }
+keys:
+  - { key: sk-rpm2, name: rpm2, limits: { rpm: 2 } }
+  - { key: sk-conc, name: conc, limits: { concurrency: 1 } }
+`);
+  });
+
+  afterAll(async () => {
+    await shared?.close();
+    await flushPrefix(REDIS_URL, PREFIX);
+  });
+
+  const get = (path: string, key: string, signal?: AbortSignal) =>
+    request(`${shared.url}${path}`, { headers: { authorization: `Bearer ${key}` }, signal });
+  const inUse = async () => {
+    const r = await fetch(`${shared.url}/admin/limits`, { headers: { authorization: 'Bearer adm' } });
+    const body = (await r.json()) as { scopes: Array<{ name: string; concurrency?: { in_use: number } }> };
+    return body.scopes.find((s) => s.name === 'conc')!.concurrency!.in_use;
+  };
+
+  it('rpm counts pass-through requests, and a concurrency slot comes back on abort', async () => {
+    for (const want of [200, 200, 429]) {
+      const r = await get('/v1/files', 'sk-rpm2');
+      expect(r.statusCode).toBe(want);
+      await r.body.text();
+    }
+    expect(seen).toHaveLength(2);
+    const ac = new AbortController();
+    const gone = get('/v1/files/hold', 'sk-conc', ac.signal);
+    await waitFor(() => held.length === 1);
+    expect(await inUse()).toBe(1);
+    const busy = await get('/v1/files', 'sk-conc');
+    expect(busy.statusCode).toBe(429);
+    await busy.body.text();
+    ac.abort();
+    await expect(gone).rejects.toThrow();
+    await waitFor(async () => (await inUse()) === 0);
+    held.shift()!();
+    const again = await get('/v1/files', 'sk-conc');
+    expect(again.statusCode).toBe(200);
+    await again.body.text();
   });
 });
 
