@@ -342,6 +342,17 @@ describe('pass-through is admitted', () => {
     ]);
   });
 
+  it('a refused upload is answered without reading it to its end (the connection closes)', async () => {
+    const form = new FormData();
+    form.append('model', 'm1');
+    form.append('file', new Blob([BIN, BIN, BIN, BIN]), 'speech.wav');
+    const r = await request(`${gw.url}/v1/audio/transcriptions`, { method: 'POST', body: form, headers: { authorization: 'Bearer sk-budget' } });
+    expect(r.statusCode).toBe(403);
+    expect(r.headers.connection).toBe('close');
+    expect(((await r.body.json()) as { error: { code: string } }).error.code).toBe('passthrough_not_allowed');
+    expect(seen).toEqual([]);
+  });
+
   it('a JSON body naming a model is checked against the allow-list; a served model is named back', async () => {
     const no = await raw('POST', '/v1/moderations', 'sk-m1only', JSON.stringify({ model: 'm2', input: 'x' }));
     expect(no.status).toBe(403);
