@@ -25,6 +25,7 @@ import { spendReport, limitsReport, resetBudget } from '../admission/admin.js';
 import { circuitsView, forceCircuit } from '../routing/admin.js';
 import { admin, guardAdmin, reloadPolicy } from './admin.js';
 import { readBody, parseJsonObject } from './body.js';
+import { refuseBody } from './limits.js';
 import { passthrough } from './passthrough.js';
 
 export type Method = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'OPTIONS';
@@ -90,13 +91,13 @@ function inference(protocol: Protocol): Handler {
     let raw: Buffer;
     let body: Record<string, unknown>;
     try {
-      raw = await readBody(req, c.stages.policies.server.max_body_bytes);
+      const { max_body_bytes, body_timeout_ms } = c.stages.policies.server;
+      raw = await readBody(req, max_body_bytes, body_timeout_ms);
     } catch (e) {
-      // The rest of the body is unread: answer, then close the connection rather than drain it.
-      res.setHeader('connection', 'close');
-      res.once('finish', () => req.destroy());
-      if (e instanceof GatewayError) return sendError(res, e, id, undefined, protocol.errorBody);
-      throw e;
+      const err = e instanceof GatewayError ? e : errors.internal();
+      // Counted as settle counts a request that never reached a model (413: max_body_bytes).
+      c.stages.metrics.series('unknown', 'none').requests(err.status).inc();
+      return refuseBody(req, res, err, id, protocol.errorBody);
     }
     try {
       body = parseJsonObject(raw);

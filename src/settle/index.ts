@@ -41,6 +41,9 @@ export interface RequestRecord {
   endedAt: number;
   firstTokenAt?: number;
   lastTokenAt?: number;
+  /** Waited for an upstream connection (last attempt), and when its request went out (performance.now()). */
+  queueMs?: number;
+  upstreamStartAt?: number;
   tokens?: TokenCounts;
   /** True when tokens came from our tokenizer rather than upstream usage. */
   estimated?: boolean;
