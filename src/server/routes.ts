@@ -213,11 +213,6 @@ function compile(row: RouteRow): CompiledRow {
   return { row, parts, allow: Object.keys(row.methods).filter((m) => m !== '*') };
 }
 
-const COMPILED = ROUTES.map(compile);
-/** Rows without parameters, by path: the common requests find theirs with one lookup. */
-const STATIC = new Map<string, CompiledRow>();
-for (const c of COMPILED) if (c.parts.every((p) => 'literal' in p) && !STATIC.has(c.row.pattern)) STATIC.set(c.row.pattern, c);
-
 export interface Match {
   row: RouteRow;
   params: Record<string, string>;
@@ -225,6 +220,12 @@ export interface Match {
 }
 
 const NO_PARAMS: Record<string, string> = Object.freeze({}) as Record<string, string>;
+const COMPILED = ROUTES.map(compile);
+/** Rows without parameters, by path, with their (shared, read-only) match: the common requests find theirs with one lookup. */
+const STATIC = new Map<string, Match>();
+for (const c of COMPILED) {
+  if (c.parts.every((p) => 'literal' in p) && !STATIC.has(c.row.pattern)) STATIC.set(c.row.pattern, { row: c.row, params: NO_PARAMS, allow: c.allow });
+}
 
 function matchRow(c: CompiledRow, segs: string[]): Record<string, string> | undefined {
   const parts = c.parts;
@@ -258,7 +259,7 @@ function decodeSegment(s: string): string {
 /** The row that answers a canonical path, or undefined (404). */
 export function matchRoute(path: string): Match | undefined {
   const hit = STATIC.get(path);
-  if (hit) return { row: hit.row, params: NO_PARAMS, allow: hit.allow };
+  if (hit) return hit;
   const segs = path.slice(1).split('/');
   for (const c of COMPILED) {
     const params = matchRow(c, segs);
