@@ -18,14 +18,21 @@ export const FORWARDED_REQUEST_HEADERS: ReadonlySet<string> = new Set([
 ]);
 
 /**
+ * Prefix of the built-in simulator's per-request knobs (x-sim-fault, x-sim-tpot-ms, ...):
+ * demos and tests steer it through the gateway; no provider reads them.
+ */
+export const FORWARDED_REQUEST_PREFIX = 'x-sim-';
+
+/**
  * The headers of an upstream request: `base` (the gateway's own: content-type, x-request-id,
  * accept-encoding) plus the allow-listed client headers. Credentials, hop-by-hop headers,
  * cookies, forwarding headers and account selectors are dropped by not being listed.
  */
 export function upstreamRequestHeaders(given: Record<string, string | string[] | undefined>, base: Record<string, string>): Record<string, string> {
-  for (const name of FORWARDED_REQUEST_HEADERS) {
+  for (const name in given) {
     const v = given[name];
-    if (typeof v === 'string' && base[name] === undefined) base[name] = v;
+    if (typeof v !== 'string' || base[name] !== undefined) continue;
+    if (FORWARDED_REQUEST_HEADERS.has(name) || name.startsWith(FORWARDED_REQUEST_PREFIX)) base[name] = v;
   }
   return base;
 }
