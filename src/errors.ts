@@ -41,6 +41,7 @@ export class GatewayError extends Error {
 
 export const errors = {
   invalidJson: (detail: string) => new GatewayError(400, 'invalid_request_error', 'invalid_json', `We could not parse the JSON body of your request: ${detail}`),
+  tooDeep: (max: number) => new GatewayError(400, 'invalid_request_error', 'json_too_deep', `The JSON body nests objects or arrays more than ${max} levels deep.`),
   notObject: () => new GatewayError(400, 'invalid_request_error', 'invalid_request', 'The request body must be a JSON object.'),
   missingModel: () => new GatewayError(400, 'invalid_request_error', 'missing_model', 'You must provide a model parameter (a string).', 'model'),
   invalidParam: (param: string, message: string) => new GatewayError(400, 'invalid_request_error', 'invalid_value', message, param),

@@ -21,7 +21,7 @@ import { ClientAbort, ShutdownCut } from './upstream/failures.js';
 import type { UpstreamExchange, UpstreamRequest } from './upstream/exchange.js';
 import type { RoutingContext, Target } from './routing/index.js';
 import { settle, type RequestRecord } from './settle/index.js';
-import { rewriteBody } from './upstream/body.js';
+import { MAX_WALK_DEPTH, rewriteBody, tooDeepToWalk } from './upstream/body.js';
 import { upstreamRequestHeaders } from './upstream/headers.js';
 import { startRequestSpan } from './telemetry/tracing.js';
 import { worstCaseUsd, maxOutputTokens } from './policy/cost.js';
@@ -104,7 +104,9 @@ class Call implements RoutingContext, PromptCounter {
   }
 
   promptTokens(): number {
-    return this.prompt >= 0 ? this.prompt : (this.prompt = estimatePromptTokens(this.r.body));
+    if (this.prompt >= 0) return this.prompt;
+    // A body too deep to walk gets a linear estimate (about 4 bytes a token), not a stack overflow.
+    return (this.prompt = tooDeepToWalk(this.r.raw) ? Math.ceil(this.r.raw.length / 4) : estimatePromptTokens(this.r.body));
   }
 }
 
@@ -249,6 +251,7 @@ function buildUpstreamRequest(r: InferenceRequest, t: Target, stream: boolean): 
   // A client's own stream_options would be a duplicate key next to ours: serialise instead.
   let body: Buffer | string | undefined = addUsage && r.body.stream_options !== undefined ? undefined : rewriteBody(r.raw, t.upstreamModelJson, addUsage);
   if (body === undefined) {
+    if (tooDeepToWalk(r.raw)) throw errors.tooDeep(MAX_WALK_DEPTH);
     const json: Record<string, unknown> = { ...r.body, model: t.upstreamModel };
     if (addUsage) {
       const so = typeof r.body.stream_options === 'object' && r.body.stream_options !== null ? r.body.stream_options : {};

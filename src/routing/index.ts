@@ -17,7 +17,7 @@ import type { Policies } from '../config/schema.js';
 import type { Route, PolicyTable } from '../policy/index.js';
 import type { Backend, Backends } from '../upstream/backends.js';
 import { UpstreamExchange, type UpstreamRequest } from '../upstream/exchange.js';
-import { ClientAbort, UpstreamFailure, statusFailure } from '../upstream/failures.js';
+import { ClientAbort, UpstreamFailure, clientRetryAfter, statusFailure } from '../upstream/failures.js';
 import { GatewayError } from '../errors.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { Logger } from '../telemetry/logger.js';
@@ -450,7 +450,7 @@ function exhausted(route: Route, st: RequestState): GatewayError {
   const message = st.tried.length
     ? `No deployment could serve model '${route.name}'. Tried: ${summarise(st.tried)}.`
     : `Model '${route.name}' has no deployment to send to.`;
-  const headers: Record<string, string> = st.retryAfterMs === undefined ? {} : { 'retry-after': String(Math.ceil(st.retryAfterMs / 1000)) };
+  const headers: Record<string, string> = st.retryAfterMs === undefined ? {} : { 'retry-after': clientRetryAfter(st.retryAfterMs) };
   const last = st.lastError;
   if (last) return new GatewayError(last.status, last.type, last.code, message, null, headers);
   return new GatewayError(503, 'service_unavailable', 'service_unavailable', message, null, headers);

@@ -38,10 +38,19 @@ function authorised(gw: Gateway, req: IncomingMessage): boolean {
   return timingSafeEqual(digest(m[1].trim()), digest(token));
 }
 
+/** A %-encoded path segment; a malformed escape (`%`, `%zz`) is the client's 400, not a URIError. */
+function decodeSegment(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    throw new GatewayError(400, 'invalid_request_error', 'invalid_path', `Malformed %-escape in path segment ${JSON.stringify(s.slice(0, 64))}.`);
+  }
+}
+
 export async function handleAdmin(gw: Gateway, req: IncomingMessage, res: ServerResponse, path: string, id: string): Promise<void> {
   try {
     if (!authorised(gw, req)) throw errors.unauthorizedAdmin();
-    const segments = path.split('/').filter(Boolean).slice(1).map(decodeURIComponent);
+    const segments = path.split('/').filter(Boolean).slice(1).map(decodeSegment);
     const method = req.method === 'POST' ? 'POST' : 'GET';
     const handler = routes.get(`${method} ${segments[0] ?? ''}`);
     if (!handler) throw errors.notFound(path);

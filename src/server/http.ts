@@ -92,7 +92,9 @@ export function createHttpServer(gw: Gateway): Server {
     const receivedAt = performance.now();
     const id = requestIdOf(req);
     handle(req, res, id, receivedAt).catch((e: unknown) => {
-      gw.logger.error({ err: e, request_id: id }, 'unhandled error');
+      // A GatewayError is an answer (a 401 for GET /v1/models without a key), not a fault: no error line, no stack.
+      if (e instanceof GatewayError) gw.logger.debug({ request_id: id, status: e.status, code: e.code }, 'request refused');
+      else gw.logger.error({ err: e, request_id: id }, 'unhandled error');
       sendError(res, e instanceof GatewayError ? e : errors.internal(), id);
     });
   });

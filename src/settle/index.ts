@@ -94,7 +94,7 @@ export function settle(rec: RequestRecord, deps: { metrics: Metrics; logger: Log
   }
   if (cost > 0) metrics.costFor(servedModel, rec.teamLabel ?? 'none').inc(cost);
 
-  if (requestLogEnabled(deps.logger)) writeRequestLine(deps.logger, requestLine(rec, servedModel, ttftMs, tpotMs, cost));
+  if (requestLogEnabled(deps.logger, rec.status)) writeRequestLine(deps.logger, requestLine(rec, servedModel, ttftMs, tpotMs, cost));
   endRequestSpan(deps.span, {
     status: rec.status,
     system: rec.system,

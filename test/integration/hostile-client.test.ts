@@ -135,3 +135,65 @@ models:
     await Promise.all([a.closed, b.closed]);
   });
 });
+
+describe('inputs that used to answer 500', () => {
+  let adm: TestGateway;
+  beforeAll(async () => {
+    adm = await startGateway(`
+admin_token: adm-token
+backends:
+  sim: { type: simulator, ttft_ms: 0, tpot_ms: 0 }
+models:
+  m: { deployments: [{ backend: sim, model: other-name }] }
+keys:
+  - { key: k-budget, name: budgeted, budget: { usd: 5 } }
+`);
+  });
+  afterAll(async () => {
+    await adm?.close();
+  });
+  const deep = (n: number) => '['.repeat(n) + ']'.repeat(n);
+
+  it('a 100k-deep JSON body is a 400 (or a normal answer), never a 500, on every path that walks it', async () => {
+    const bodies = [
+      // Serialised path (the client's own stream_options) and the escaped-key path.
+      `{"model":"m","stream":true,"stream_options":{"include_usage":false},"messages":[{"role":"user","content":"x"}],"x":${deep(100_000)}}`,
+      `{"mod\\u0065l":"m","messages":[{"role":"user","content":"x"}],"x":${deep(100_000)}}`,
+      // Prompt estimate of a budgeted key, over deep tools.
+      `{"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f","parameters":${'{"a":'.repeat(100_000)}1${'}'.repeat(100_000)}}}]}`,
+    ];
+    for (const body of bodies) {
+      const r = await request(`${adm.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer k-budget' }, body });
+      const text = await r.body.text();
+      expect(r.statusCode, text.slice(0, 200)).toBeLessThan(500);
+      if (r.statusCode === 400) expect((JSON.parse(text) as { error: { code: string } }).error.code).toBe('json_too_deep');
+    }
+    expect(adm.logs.filter((l) => l.level >= 50 && l.msg !== 'request')).toEqual([]);
+  });
+
+  it('malformed %-escapes and prototype names in admin input are 400/404, not 500', async () => {
+    const auth = { authorization: 'Bearer adm-token', 'content-type': 'application/json' };
+    const cases: Array<[string, string, unknown, number]> = [
+      ['GET', '/admin/%', undefined, 400],
+      ['GET', '/admin/budgets/%E0%A4%A', undefined, 400],
+      ['POST', '/admin/budgets/reset', { scope: '__proto__', name: 'x' }, 400],
+      ['POST', '/admin/budgets/reset', { scope: 'constructor', name: 'toString' }, 400],
+      ['POST', '/admin/budgets/reset', { scope: 'key', name: '__proto__' }, 404],
+      ['POST', '/admin/circuits/__proto__/sim', { state: 'open' }, 404],
+    ];
+    for (const [method, path, body, status] of cases) {
+      const r = await request(`${adm.url}${path}`, { method: method as 'GET' | 'POST', headers: auth, body: body === undefined ? undefined : JSON.stringify(body) });
+      const text = await r.body.text();
+      expect(r.statusCode, `${method} ${path} ${text}`).toBe(status);
+      expect(Object.keys((JSON.parse(text) as { error: object }).error).sort()).toEqual(['code', 'message', 'param', 'type']);
+    }
+  });
+
+  it('GET /v1/models without a key is a 401 that writes no error line', async () => {
+    const before = adm.logs.length;
+    const r = await request(`${adm.url}/v1/models`);
+    await r.body.text();
+    expect(r.statusCode).toBe(401);
+    expect(adm.logs.slice(before).filter((l) => l.level >= 50)).toEqual([]);
+  });
+});

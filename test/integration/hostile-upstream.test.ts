@@ -359,3 +359,39 @@ describe('upstream bodies of the wrong kind or size', () => {
     expect(((await r.body.json()) as { error: { code: string } }).error.code).toBe('upstream_body_too_large');
   });
 });
+
+describe('what the gateway passes on from an upstream error', () => {
+  it('an upstream retry-after of 999999 s is capped at 60 s for the client', async () => {
+    handler = (_req, res) => {
+      res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '999999' });
+      res.end('{"error":{"message":"slow down","type":"requests","code":"rate_limit_exceeded"}}');
+    };
+    const r = await request(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'x' }] }),
+    });
+    await r.body.text();
+    expect(r.statusCode).toBe(503);
+    expect(Number(r.headers['retry-after'])).toBeGreaterThan(0);
+    expect(Number(r.headers['retry-after'])).toBeLessThanOrEqual(60);
+  });
+
+  it('a 5xx request line is logged at level error, a 2xx one at info', async () => {
+    handler = (_req, res) => {
+      res.writeHead(500, { 'content-type': 'application/json' });
+      res.end('{"error":{"message":"boom","type":"server_error"}}');
+    };
+    const r = await request(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-request-id': 'five-hundred-1' },
+      body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'x' }] }),
+    });
+    await r.body.text();
+    expect(r.statusCode).toBe(502);
+    const line = await gw.waitForLog((l) => l.msg === 'request' && l.request_id === 'five-hundred-1');
+    expect(line.level).toBe(50);
+    const ok = gw.logs.find((l) => l.msg === 'request' && l.status === 200);
+    expect(ok?.level).toBe(30);
+  });
+});
