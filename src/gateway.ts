@@ -20,6 +20,7 @@ import { Metrics } from './telemetry/metrics.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
 import { createHttpServer } from './server/http.js';
 import { applyServerLimits } from './server/limits.js';
+import { exposureProblems } from './server/exposure.js';
 import { preloadTokenizer } from './streamtap/index.js';
 import './dashboard/index.js'; // registers GET /admin/stats (the live dashboard's data)
 import './config/admin.js'; // registers POST /admin/reload
@@ -86,6 +87,8 @@ export class Gateway {
   readonly inflight = new Set<ServerResponse>();
   /** How to cut each in-flight pipeline request at shutdown (its final error event, recorded as the gateway's own cut). */
   private readonly cutters = new Map<ServerResponse, () => void>();
+  /** The address listened on, once listening. */
+  private listenHost: string | undefined;
   readonly server: Server;
   readonly metrics: Metrics;
   readonly logger: Logger;
@@ -162,6 +165,7 @@ export class Gateway {
     // as the current stages and `prev` as retiring ones.)
     this.current = next;
     applyServerLimits(this.server, policies.server);
+    this.warnExposure();
     this.retire(prev, next);
     const changed = diffPolicies(prev.policies, policies);
     this.metrics.policyReloads.inc({ result: 'success' });
@@ -208,6 +212,12 @@ export class Gateway {
     });
   }
 
+  /** Says loudly what is exposed on the address listened on (see server/exposure.ts). */
+  private warnExposure(): void {
+    if (this.listenHost === undefined) return;
+    for (const problem of exposureProblems(this.listenHost, this.current.policies)) this.logger.warn({ host: this.listenHost }, `EXPOSED: ${problem}`);
+  }
+
   /** A pipeline request started: in flight until untrack(); `cut` stops it at shutdown. */
   track(res: ServerResponse, cut: () => void): void {
     this.inflight.add(res);
@@ -238,6 +248,8 @@ export class Gateway {
       this.server.once('error', reject);
       this.server.listen(port, host, () => {
         this.server.off('error', reject);
+        this.listenHost = host;
+        this.warnExposure();
         const addr = this.server.address();
         resolve({ port: typeof addr === 'object' && addr ? addr.port : port, host });
       });

@@ -7,6 +7,7 @@ import { handleInference, type Endpoint } from '../pipeline.js';
 import { handleAdmin } from './admin.js';
 import { createPassthrough } from './passthrough.js';
 import { handleDashboard } from '../dashboard/page.js';
+import { checkHost } from './exposure.js';
 import { applyServerLimits, connectionsCheckingInterval, refuseBody, watchRefusedConnections } from './limits.js';
 
 const INFERENCE: Record<string, Endpoint> = {
@@ -119,6 +120,12 @@ export function createHttpServer(gw: Gateway): Server {
       res.writeHead(200, { 'content-type': reg.contentType, 'x-request-id': id });
       res.end(text);
       return;
+    }
+    // Probes and scrapes come by pod IP: exempt. Everything that spends or administers is not.
+    const wrongHost = checkHost(req.headers.host, gw.stages().policies.server.allowed_hosts);
+    if (wrongHost) {
+      req.resume();
+      return sendError(res, wrongHost, id);
     }
     if (path === '/dashboard') return handleDashboard(gw, req, res, id);
     if (path.startsWith('/admin/') || path === '/admin') return handleAdmin(gw, req, res, path, id);

@@ -5,6 +5,7 @@ import { createRequire } from 'node:module';
 import type { Pool as UndiciPool } from 'undici';
 import type { BackendConfig } from '../config/schema.js';
 import type { Simulator } from '../simulator/index.js';
+import { secretsOf } from './scrub.js';
 
 // undici's Pool module alone: its index also loads fetch, WebSocket, caches, mocks and more
 // that the gateway never uses (idle RSS +20 MiB for the index, +11 MiB for the Pool).
@@ -23,6 +24,8 @@ export class Backend {
    * tap need not keep chunks for a tokenizer count (see StreamTapOptions.retainChunks).
    */
   sendsUsage = false;
+  /** The provider key and configured header values: scrubbed from anything an upstream says (upstream/scrub.ts). */
+  readonly secrets: readonly string[];
 
   constructor(
     readonly name: string,
@@ -44,6 +47,7 @@ export class Backend {
     this.injectedHeaders = { ...('headers' in config ? config.headers : {}) };
     const key = 'api_key' in config ? config.api_key : undefined;
     if (key) this.injectedHeaders.authorization = `Bearer ${key}`;
+    this.secrets = secretsOf([key, ...Object.values(this.injectedHeaders)]);
   }
 
   /** The kind of server, for the gen_ai.system span attribute. */

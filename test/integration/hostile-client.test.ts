@@ -197,3 +197,58 @@ keys:
     expect(adm.logs.slice(before).filter((l) => l.level >= 50)).toEqual([]);
   });
 });
+
+describe('exposure', () => {
+  it('server.allowed_hosts: an unexpected Host gets a 421 on the API; probes and scrapes still answer', async () => {
+    const hosted = await startGateway(`
+server: { allowed_hosts: [gateway.local, 127.0.0.1] }
+backends:
+  sim: { type: simulator, ttft_ms: 0, tpot_ms: 0 }
+models:
+  m: { deployments: [{ backend: sim }] }
+`);
+    try {
+      const post = (host: string) =>
+        request(`${hosted.url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { host, 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'x' }] }),
+        });
+      const evil = await post('evil.example');
+      expect(evil.statusCode).toBe(421);
+      expect(((await evil.body.json()) as { error: { code: string } }).error.code).toBe('host_not_allowed');
+      const good = await post(`gateway.local:${hosted.port}`);
+      expect(good.statusCode).toBe(200);
+      await good.body.text();
+      for (const path of ['/healthz', '/readyz', '/metrics']) {
+        const r = await request(`${hosted.url}${path}`, { headers: { host: '10.1.2.3:4000' } });
+        await r.body.text();
+        expect(r.statusCode).toBe(200);
+      }
+    } finally {
+      await hosted.close();
+    }
+  });
+
+  it('listening on 0.0.0.0 with no keys is logged loudly at start', async () => {
+    const { Writable } = await import('node:stream');
+    const pino = (await import('pino')).default;
+    const { Gateway } = await import('../../src/gateway.js');
+    const { parsePolicies } = await import('../../src/config/load.js');
+    const { Metrics } = await import('../../src/telemetry/metrics.js');
+    const lines: Array<{ level: number; msg: string }> = [];
+    const sink = new Writable({
+      write(c: Buffer, _e, cb) {
+        for (const l of c.toString().split('\n')) if (l) lines.push(JSON.parse(l) as { level: number; msg: string });
+        cb();
+      },
+    });
+    const p = parsePolicies('backends: { sim: { type: simulator } }\nmodels: { m: { deployments: [{ backend: sim }] } }\n', 't.yaml', {});
+    const g = await Gateway.create(p, { logger: pino({ base: null }, sink), metrics: new Metrics({ defaultMetrics: false }) });
+    await g.listen(0, '0.0.0.0');
+    await g.close(100);
+    const warning = lines.find((l) => l.msg.startsWith('EXPOSED'));
+    expect(warning?.level).toBe(40);
+    expect(warning?.msg).toMatch(/no virtual keys/);
+  });
+});

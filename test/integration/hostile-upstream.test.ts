@@ -395,3 +395,36 @@ describe('what the gateway passes on from an upstream error', () => {
     expect(ok?.level).toBe(30);
   });
 });
+
+describe('provider secrets in what an upstream says', () => {
+  it('an upstream 4xx quoting the provider key (whole or in part) reaches neither the client nor the log', async () => {
+    handler = (_req, res) => {
+      res.writeHead(401, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          error: {
+            message: `Incorrect API key provided: ${PROVIDER_KEY}. Also tried ${PROVIDER_KEY.slice(0, 20)}... for org org-gateway-own-0001.`,
+            type: 'invalid_request_error',
+            code: 'invalid_api_key',
+            param: PROVIDER_KEY,
+          },
+        }),
+      );
+    };
+    const r = await request(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-request-id': 'leaky-401' },
+      body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'x' }] }),
+    });
+    const text = await r.body.text();
+    expect(r.statusCode).toBe(401);
+    const body = JSON.parse(text) as { error: { message: string; code: string } };
+    expect(body.error.code).toBe('invalid_api_key');
+    expect(body.error.message).toContain('Incorrect API key provided: [redacted]');
+    const secretBits = [PROVIDER_KEY, PROVIDER_KEY.slice(0, 12), 'org-gateway-own-0001'];
+    for (const bit of secretBits) expect(text).not.toContain(bit);
+    const line = await gw.waitForLog((l) => l.msg === 'request' && l.request_id === 'leaky-401');
+    for (const bit of secretBits) expect(JSON.stringify(line)).not.toContain(bit);
+    for (const bit of secretBits) expect(await gw.metricsText()).not.toContain(bit);
+  });
+});

@@ -1,0 +1,41 @@
+// Provider secrets never leave the gateway through an upstream's own words. An upstream's
+// error message is relayed to the client (and lands in the request log line and span); a
+// provider that quotes the key it was sent ("Incorrect API key provided: sk-...") would hand
+// it to every client. Every configured secret of the backend (api_key, header values) is
+// replaced, whole or quoted in part (a run of 12+ of its leading characters), before the
+// message is used anywhere.
+
+const REDACTED = '[redacted]';
+/** Values shorter than this are not treated as secrets (api-version dates, "true"). */
+const MIN_SECRET = 8;
+/** A quoted prefix of a secret this long is redacted too. */
+const MIN_PREFIX = 12;
+
+/** The secrets of a backend worth scrubbing: its key and the values of its configured headers. */
+export function secretsOf(values: Iterable<string | undefined>): string[] {
+  const out = new Set<string>();
+  for (const v of values) {
+    if (!v) continue;
+    const bare = v.replace(/^(Bearer|Basic)\s+/i, '');
+    if (bare.length >= MIN_SECRET) out.add(bare);
+  }
+  // Longest first: a secret containing another is redacted whole.
+  return [...out].sort((a, b) => b.length - a.length);
+}
+
+/** `text` with every whole secret, and every run of MIN_PREFIX+ of a secret's leading characters, replaced. */
+export function scrubSecrets(text: string, secrets: readonly string[]): string {
+  let out = text;
+  for (const s of secrets) {
+    if (out.includes(s)) out = out.split(s).join(REDACTED);
+    const head = s.slice(0, Math.min(MIN_PREFIX, s.length));
+    let at = out.indexOf(head);
+    while (at !== -1) {
+      let n = head.length;
+      while (n < s.length && out[at + n] === s[n]) n++;
+      out = out.slice(0, at) + REDACTED + out.slice(at + n);
+      at = out.indexOf(head, at + REDACTED.length);
+    }
+  }
+  return out;
+}
