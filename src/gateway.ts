@@ -22,8 +22,6 @@ import { createHttpServer } from './server/http.js';
 import { applyServerLimits } from './server/limits.js';
 import { exposureProblems } from './server/exposure.js';
 import { preloadTokenizer } from './streamtap/index.js';
-import './dashboard/index.js'; // registers GET /admin/stats (the live dashboard's data)
-import './config/admin.js'; // registers POST /admin/reload
 
 export interface Stages {
   policies: Policies;
@@ -47,6 +45,8 @@ export interface GatewayOptions {
 
 export type ReloadSource = 'watch' | 'sighup' | 'admin';
 export type ReloadResult = { ok: true; changed: PolicyChanges; unchanged?: true } | { ok: false; problems: string[] };
+
+const LISTEN_BACKLOG = 4096;
 
 /** How long the previous stages wait for the requests that started under them (streams can be long). */
 const RETIRE_MAX_MS = 10 * 60_000;
@@ -109,6 +109,8 @@ export class Gateway {
     this.metrics = stages.metrics;
     this.logger = stages.logger;
     this.seenHash = options.policiesHash;
+    // The upstream pool gauges read the current backends at scrape time.
+    this.metrics.upstreamPools = () => this.current.backends.all();
     this.server = createHttpServer(this);
   }
 
@@ -246,7 +248,10 @@ export class Gateway {
   listen(port: number, host: string): Promise<{ port: number; host: string }> {
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen(port, host, () => {
+      // Backlog: a burst of new client connections (hundreds of streams starting at once) waits
+      // in the kernel's accept queue; Node's default 511 drops SYNs past it (a 1 s+ client retry).
+      // The kernel caps it at net.core.somaxconn.
+      this.server.listen({ port, host, backlog: LISTEN_BACKLOG }, () => {
         this.server.off('error', reject);
         this.listenHost = host;
         this.warnExposure();

@@ -1,6 +1,7 @@
-// The request pipeline for /v1/chat/completions, /v1/completions and /v1/embeddings,
+// The request pipeline for every governed API (chat, completions, embeddings, responses),
 // in the order of DESIGN.md: server → auth → policy → admission → routing → upstream →
-// stream tap → settle. Each stage lives in its own folder; this file only wires them.
+// stream tap → settle. Each stage lives in its own folder; this file only wires them, and
+// what depends on the API's field names comes from its protocol (src/protocols/).
 //
 //   stage      | may answer with
 //   -----------+-------------------------------------------------------------
@@ -9,28 +10,27 @@
 //   policy     | 404 model_not_found
 //   admission  | 429 rate_limit_exceeded / insufficient_quota, 503 store down
 //   routing    | 502 / 503 / 504 upstream trouble (before the first byte)
-//   stream tap | a final `data: {"error":…}` event (after the first byte)
+//   stream tap | a final error event in the API's own shape (after the first byte)
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { errors, GatewayError, sendError } from './errors.js';
 import type { Gateway } from './gateway.js';
 import type { Ticket } from './admission/index.js';
-import { estimatePromptTokens } from './streamtap/index.js';
 import type { PromptCounter } from './streamtap/forward.js';
 import { forwardGuarded } from './upstream/guard.js';
 import { ClientAbort, ShutdownCut } from './upstream/failures.js';
 import type { UpstreamExchange, UpstreamRequest } from './upstream/exchange.js';
 import type { RoutingContext, Target } from './routing/index.js';
 import { settle, type RequestRecord } from './settle/index.js';
-import { MAX_WALK_DEPTH, rewriteBody, tooDeepToWalk } from './upstream/body.js';
 import { upstreamRequestHeaders } from './upstream/headers.js';
+import { tooDeepToWalk } from './upstream/body.js';
 import { startRequestSpan } from './telemetry/tracing.js';
 import { worstCaseUsd, maxOutputTokens } from './policy/cost.js';
-
-export type Endpoint = 'chat/completions' | 'completions' | 'embeddings';
+import type { Protocol } from './protocols/index.js';
 
 export interface InferenceRequest {
   id: string;
-  endpoint: Endpoint;
+  /** The API this request speaks. */
+  protocol: Protocol;
   req: IncomingMessage;
   res: ServerResponse;
   /** The body as the client sent it: the upstream body is made from these bytes. */
@@ -41,8 +41,6 @@ export interface InferenceRequest {
 
 const CLIENT_LEFT = { code: 'client_closed_request', message: 'the client closed the connection' };
 
-const OPERATION: Record<Endpoint, string> = { 'chat/completions': 'chat', completions: 'text_completion', embeddings: 'embeddings' };
-
 /**
  * One request's state in the pipeline. It is also the routing context and the prompt
  * counter: methods on a prototype instead of per-request closures and an object literal
@@ -51,6 +49,8 @@ const OPERATION: Record<Endpoint, string> = { 'chat/completions': 'chat', comple
  */
 class Call implements RoutingContext, PromptCounter {
   exchange: UpstreamExchange | undefined = undefined;
+  /** The last attempt's exchange, kept after a failure: its queue time goes on the log line. */
+  lastExchange: UpstreamExchange | undefined = undefined;
   gone = false;
   /** The gateway cut this request (shutdown past drain_timeout_ms): not the client's doing. */
   cut = false;
@@ -89,6 +89,7 @@ class Call implements RoutingContext, PromptCounter {
 
   onExchange(e: UpstreamExchange | undefined): void {
     this.exchange = e;
+    if (e) this.lastExchange = e;
   }
 
   clientGone(): boolean {
@@ -106,15 +107,16 @@ class Call implements RoutingContext, PromptCounter {
   promptTokens(): number {
     if (this.prompt >= 0) return this.prompt;
     // A body too deep to walk gets a linear estimate (about 4 bytes a token), not a stack overflow.
-    return (this.prompt = tooDeepToWalk(this.r.raw) ? Math.ceil(this.r.raw.length / 4) : estimatePromptTokens(this.r.body));
+    return (this.prompt = tooDeepToWalk(this.r.raw) ? Math.ceil(this.r.raw.length / 4) : this.r.protocol.promptTokens(this.r.body));
   }
 }
 
 export async function handleInference(gw: Gateway, r: InferenceRequest): Promise<void> {
-  const model = typeof r.body.model === 'string' ? r.body.model : '';
-  const stream = r.body.stream === true && r.endpoint !== 'embeddings';
+  const api = r.protocol;
+  const model = api.model(r.body);
+  const stream = api.stream(r.body);
   const rec = newRecord(r, model, stream);
-  const span = startRequestSpan(OPERATION[r.endpoint], model);
+  const span = startRequestSpan(api.operation, model);
   const { policy, auth, admission, router, metrics, logger } = gw.stages();
   const call = new Call(r, stream);
   let ticket: Ticket | undefined;
@@ -132,10 +134,10 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
     if (!route) throw errors.unknownModel(model);
     rec.routed = true;
     if (identity.config?.models && !identity.config.models.includes(model)) throw errors.modelNotAllowed(model);
-    if (r.body.stream !== undefined && typeof r.body.stream !== 'boolean') throw errors.invalidParam('stream', "'stream' must be a boolean.");
+    api.validate(r.body);
 
     const promptTokens = policy.needsTokenEstimates ? call.promptTokens() : -1;
-    const maxOut = r.endpoint === 'embeddings' ? 0 : maxOutputTokens(r.body, route);
+    const maxOut = maxOutputTokens(api.maxOutputTokens(r.body), route);
     const admitted = admission.admit({
       identity,
       route,
@@ -159,10 +161,11 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
       rec.system = served.backend.system;
       const outcome = await forwardGuarded({
         res: r.res,
+        wire: api,
         exchange: served.exchange,
         maxBodyBytes: policy.policies.server.max_upstream_body_bytes,
         stream,
-        stripUsage: stream && !clientAskedForUsage(r.body),
+        stripUsage: api.injectsUsage(r.body, stream),
         requestId: r.id,
         headers: ticket.headers,
         servedModel: served.route.name,
@@ -175,6 +178,7 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
       rec.firstTokenAt = outcome.firstTokenAt;
       rec.lastTokenAt = outcome.lastTokenAt;
       rec.finishReason = outcome.finishReason;
+      rec.usageFault = outcome.usageFault;
       // Cut by the gateway's shutdown: its own 503, whatever status the stream had started with.
       if (outcome.failure?.reason === 'shutdown') rec.status = 503;
       if (outcome.failure) rec.error = outcome.failure.reason === 'client_abort' ? CLIENT_LEFT : { code: outcome.failure.error.code, message: outcome.failure.error.message };
@@ -194,7 +198,7 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
       const err = e instanceof GatewayError ? e : errors.internal();
       if (!(e instanceof GatewayError)) logger.error({ err: e, request_id: r.id }, 'internal error');
       // Limits applied to this request: its error carries the x-ratelimit-* headers too.
-      sendError(r.res, err, r.id, ticket?.headers);
+      sendError(r.res, err, r.id, ticket?.headers, api.errorBody);
       rec.status = err.status;
       rec.error = { code: err.code, message: err.message };
     }
@@ -202,6 +206,11 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
     r.res.off('close', call.onClose);
     gw.untrack(r.res);
     rec.endedAt = performance.now();
+    const ex = call.lastExchange;
+    if (ex) {
+      rec.queueMs = ex.queueMs(rec.endedAt);
+      rec.upstreamStartAt = ex.startedAt;
+    }
     settle(rec, { metrics, logger, ticket, span });
   }
 }
@@ -210,7 +219,7 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
 function newRecord(r: InferenceRequest, model: string, stream: boolean): RequestRecord {
   return {
     requestId: r.id,
-    endpoint: r.endpoint,
+    endpoint: r.protocol.endpoint,
     model,
     routed: false,
     servedModel: undefined,
@@ -222,6 +231,8 @@ function newRecord(r: InferenceRequest, model: string, stream: boolean): Request
     endedAt: 0,
     firstTokenAt: undefined,
     lastTokenAt: undefined,
+    queueMs: undefined,
+    upstreamStartAt: undefined,
     tokens: undefined,
     estimated: undefined,
     pricing: undefined,
@@ -233,38 +244,22 @@ function newRecord(r: InferenceRequest, model: string, stream: boolean): Request
     finishReason: undefined,
     error: undefined,
     system: undefined,
+    usageFault: undefined,
   };
 }
 
-function clientAskedForUsage(body: Record<string, unknown>): boolean {
-  const so = body.stream_options;
-  return typeof so === 'object' && so !== null && (so as { include_usage?: unknown }).include_usage === true;
-}
-
 /**
- * The request sent upstream: the deployment's model name, and usage requested for streams.
- * The body is the client's bytes with the model spliced in (see upstream/body.ts); only an
- * unusual layout is serialised again. Once per attempt, never per chunk.
+ * The request sent upstream: the body from the client's bytes with the deployment's model
+ * spliced in (the protocol's upstreamBody), once per attempt, never per chunk.
  */
 function buildUpstreamRequest(r: InferenceRequest, t: Target, stream: boolean): UpstreamRequest {
-  const addUsage = stream && !clientAskedForUsage(r.body);
-  // A client's own stream_options would be a duplicate key next to ours: serialise instead.
-  let body: Buffer | string | undefined = addUsage && r.body.stream_options !== undefined ? undefined : rewriteBody(r.raw, t.upstreamModelJson, addUsage);
-  if (body === undefined) {
-    if (tooDeepToWalk(r.raw)) throw errors.tooDeep(MAX_WALK_DEPTH);
-    const json: Record<string, unknown> = { ...r.body, model: t.upstreamModel };
-    if (addUsage) {
-      const so = typeof r.body.stream_options === 'object' && r.body.stream_options !== null ? r.body.stream_options : {};
-      json.stream_options = { ...so, include_usage: true };
-    }
-    body = JSON.stringify(json);
-  }
+  const body = r.protocol.upstreamBody(r.raw, r.body, t, stream);
   const headers: Record<string, string> = {
     'content-type': 'application/json',
     // The tap reads the bytes it forwards: ask for them uncompressed.
     'accept-encoding': 'identity',
     'x-request-id': r.id,
   };
-  upstreamRequestHeaders(r.req.headers, headers);
-  return { method: 'POST', path: `/${r.endpoint}`, headers, body };
+  upstreamRequestHeaders(r.req.headers, headers, t.backend.forwardHeaders);
+  return { method: 'POST', path: r.protocol.upstreamPath, headers, body };
 }

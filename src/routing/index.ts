@@ -25,7 +25,6 @@ import type { Logger } from '../telemetry/logger.js';
 import type { CircuitBreaker, Permit } from './breaker.js';
 import { BreakerRegistry } from './registry.js';
 import { backoffMs, sleep } from './retry.js';
-import './admin.js';
 
 export { BreakerRegistry } from './registry.js';
 export type { CircuitView, DeploymentId } from './registry.js';

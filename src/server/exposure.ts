@@ -28,6 +28,9 @@ export function exposureProblems(host: string, policies: Policies): string[] {
   return problems;
 }
 
+/** Paths answered whatever the Host: kubelet probes and Prometheus come by pod IP, and these spend nothing. */
+export const HOST_EXEMPT: ReadonlySet<string> = new Set(['/healthz', '/readyz', '/metrics']);
+
 /** The host part of a Host header: lower case, port and IPv6 brackets removed. */
 function hostName(header: string): string {
   const h = header.trim().toLowerCase();

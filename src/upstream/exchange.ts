@@ -56,8 +56,20 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler, ResponseSou
   private headReject: ((e: UpstreamFailure) => void) | undefined;
   private headDone = false;
   private abortReason: Error | undefined;
+  /** performance.now() when handed to the pool, and when it got its connection (NaN until then). */
+  dispatchedAt = 0;
+  startedAt = NaN;
 
   constructor(readonly backend: Backend) {}
+
+  /**
+   * Time from the pool to the wire: queued behind pool_size, a connection opening, or undici's
+   * one loop turn before reusing an idle keep-alive socket. Until it was written, or, if it
+   * never was (failed, aborted), until `now`.
+   */
+  queueMs(now: number): number {
+    return (this.startedAt === this.startedAt ? this.startedAt : now) - this.dispatchedAt;
+  }
 
   /** Sends the request; resolves once the response head (and, for errors, the body) is in. */
   open(req: UpstreamRequest): Promise<void> {
@@ -69,6 +81,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler, ResponseSou
     const headers = req.headers;
     const injected = this.backend.injectedHeaders;
     for (const name in injected) headers[name] = injected[name]!;
+    this.dispatchedAt = performance.now();
     this.backend.pool.dispatch(
       {
         origin: this.backend.origin,
@@ -83,6 +96,8 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler, ResponseSou
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
+    // Called as the request is written to its connection: the end of its wait in the queue.
+    this.startedAt = performance.now();
     this.controller = controller;
     if (this.abortReason) controller.abort(this.abortReason);
   }

@@ -18,21 +18,30 @@ export const FORWARDED_REQUEST_HEADERS: ReadonlySet<string> = new Set([
 ]);
 
 /**
- * Prefix of the built-in simulator's per-request knobs (x-sim-fault, x-sim-tpot-ms, ...):
- * demos and tests steer it through the gateway; no provider reads them.
- */
-export const FORWARDED_REQUEST_PREFIX = 'x-sim-';
-
-/**
  * The headers of an upstream request: `base` (the gateway's own: content-type, x-request-id,
  * accept-encoding) plus the allow-listed client headers. Credentials, hop-by-hop headers,
  * cookies, forwarding headers and account selectors are dropped by not being listed.
  */
-export function upstreamRequestHeaders(given: Record<string, string | string[] | undefined>, base: Record<string, string>): Record<string, string> {
-  for (const name in given) {
-    const v = given[name];
-    if (typeof v !== 'string' || base[name] !== undefined) continue;
-    if (FORWARDED_REQUEST_HEADERS.has(name) || name.startsWith(FORWARDED_REQUEST_PREFIX)) base[name] = v;
-  }
+export function upstreamRequestHeaders(
+  given: Record<string, string | string[] | undefined>,
+  base: Record<string, string>,
+  extra: readonly string[] = [],
+): Record<string, string> {
+  for (const name of FORWARDED_REQUEST_HEADERS) copy(given, base, name);
+  for (let i = 0; i < extra.length; i++) copy(given, base, extra[i]!);
   return base;
 }
+
+function copy(given: Record<string, string | string[] | undefined>, base: Record<string, string>, name: string): void {
+  const v = given[name];
+  if (typeof v === 'string' && base[name] === undefined && !NEVER_FORWARDED.has(name)) base[name] = v;
+}
+
+/** Never forwarded, whatever a backend's forward_headers says: credentials and framing. */
+const NEVER_FORWARDED: ReadonlySet<string> = new Set([
+  'authorization', 'api-key', 'x-api-key', 'cookie', 'host', 'content-length', 'transfer-encoding', 'connection',
+  'keep-alive', 'proxy-authorization', 'te', 'trailer', 'upgrade', 'expect',
+]);
+
+/** The built-in simulator's per-request control headers (test and demo knobs; see simulator/index.ts). */
+export const SIMULATOR_HEADERS: readonly string[] = ['x-sim-ttft-ms', 'x-sim-tpot-ms', 'x-sim-output-tokens', 'x-sim-fault'];

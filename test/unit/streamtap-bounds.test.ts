@@ -3,6 +3,7 @@
 // count stop at MAX_RETAINED_BYTES.
 import { describe, expect, it } from 'vitest';
 import { StreamTap } from '../../src/streamtap/index.js';
+import { chunkGrammar } from '../../src/protocols/chat.js';
 import { MAX_HELD_EVENT_BYTES } from '../../src/streamtap/sse.js';
 import { MAX_RETAINED_BYTES } from '../../src/streamtap/tap.js';
 
@@ -32,7 +33,7 @@ function run(tap: StreamTap, chunks: Buffer[]): { out: Buffer; maxHeld: number }
 
 describe('unbounded buffering in the stream tap', () => {
   it('a data: event with no blank line is not held past the cap while the usage event is being stripped', () => {
-    const tap = new StreamTap({ stripUsage: true, retainChunks: false });
+    const tap = new StreamTap({ grammar: chunkGrammar, stripUsage: true, retainChunks: false });
     const piece = Buffer.alloc(64 * 1024, 0x61);
     const chunks = [Buffer.from(content('hi')), Buffer.from('data: {"x":"')];
     // 8 MiB of one event that never ends, then its end, more events and the usage event.
@@ -49,14 +50,14 @@ describe('unbounded buffering in the stream tap', () => {
   });
 
   it('an oversized event that is never finished is forwarded as is at the end', () => {
-    const tap = new StreamTap({ stripUsage: true, retainChunks: false });
+    const tap = new StreamTap({ grammar: chunkGrammar, stripUsage: true, retainChunks: false });
     const chunks = [Buffer.from('data: '), Buffer.alloc(MAX_HELD_EVENT_BYTES + 10, 0x62), Buffer.alloc(100, 0x63)];
     const { out } = run(tap, chunks);
     expect(out.equals(Buffer.concat(chunks))).toBe(true);
   });
 
   it('without stripping, the scanner lets go of an oversized event too (observed events still counted)', () => {
-    const tap = new StreamTap({ stripUsage: false, retainChunks: false });
+    const tap = new StreamTap({ grammar: chunkGrammar, stripUsage: false, retainChunks: false });
     const chunks = [Buffer.from('data: {"y":"'), Buffer.alloc(2 * MAX_HELD_EVENT_BYTES, 0x61), Buffer.from('"}\n\n' + content('a') + USAGE)];
     const { out } = run(tap, chunks);
     expect(out.equals(Buffer.concat(chunks))).toBe(true);
@@ -65,7 +66,7 @@ describe('unbounded buffering in the stream tap', () => {
   });
 
   it('chunks kept for a tokenizer count stop at MAX_RETAINED_BYTES', () => {
-    const tap = new StreamTap({ stripUsage: false });
+    const tap = new StreamTap({ grammar: chunkGrammar, stripUsage: false });
     const ev = Buffer.from(content('x'.repeat(4000)));
     let n = 0;
     while (n * ev.length <= MAX_RETAINED_BYTES) {
