@@ -92,6 +92,8 @@ const DROPPED_REQUEST = new Set([
   'authorization', 'api-key', 'cookie', 'host', 'connection', 'keep-alive', 'proxy-authorization', 'proxy-connection',
   'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto',
   'forwarded', 'openai-organization', 'openai-project', 'x-request-id',
+  // Other providers' credential headers (Anthropic, Google, Azure API Management): a client never brings its own.
+  'x-api-key', 'x-goog-api-key', 'ocp-apim-subscription-key',
 ]);
 
 /** Upstream response headers never passed back: hop-by-hop, cookies, the provider's account and rate limits, ids we set. */
@@ -221,7 +223,17 @@ class PassthroughExchange implements Dispatcher.DispatchHandler {
     if (this.gone) controller.abort(new Error('client closed the connection'));
   }
 
-  onResponseStart(_controller: Dispatcher.DispatchController, status: number, upstream: IncomingHttpHeaders): void {
+  onResponseStart(controller: Dispatcher.DispatchController, status: number, upstream: IncomingHttpHeaders): void {
+    if (status >= 300 && status < 400) {
+      // Never relayed: the SDKs follow 307/308 and would re-send the body (a file, a batch) to
+      // the host the upstream names (see upstream/failures.ts redirectFailure).
+      this.error = errors.upstreamRedirect(this.backend.name, status);
+      this.c.stages.metrics.upstreamErrors.inc({ backend: this.backend.name, reason: 'redirect' });
+      controller.abort(new Error('upstream redirect'));
+      if (!this.c.req.complete) this.c.req.resume();
+      sendError(this.c.res, this.error, this.c.id, this.ticket.headers);
+      return;
+    }
     const out: OutgoingHttpHeaders = {};
     for (const name in upstream) {
       const v = upstream[name];

@@ -428,3 +428,35 @@ describe('provider secrets in what an upstream says', () => {
     for (const bit of secretBits) expect(await gw.metricsText()).not.toContain(bit);
   });
 });
+
+describe('pass-through routes', () => {
+  it('an upstream redirect on a pass-through route is a 502 too, and the client is never sent elsewhere', async () => {
+    handler = (_req, res) => {
+      res.writeHead(307, { location: elsewhereUrl.replace('/chat/completions', '/files'), 'content-type': 'application/json' });
+      res.end('{}');
+    };
+    const r = await request(`${gw.url}/v1/files`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"purpose":"batch"}' });
+    expect(r.statusCode).toBe(502);
+    expect(r.headers.location).toBeUndefined();
+    expect(((await r.body.json()) as { error: { code: string } }).error.code).toBe('upstream_redirect');
+    expect(elsewhereHits).toBe(0);
+  });
+
+  it('client credential and account headers never reach the upstream on a pass-through route', async () => {
+    handler = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"object":"list","data":[]}');
+    };
+    const r = await request(`${gw.url}/v1/files`, {
+      headers: { 'x-api-key': 'sk-attacker', 'openai-organization': 'org-attacker', 'openai-project': 'proj-attacker', 'x-goog-api-key': 'g' },
+    });
+    expect(r.statusCode).toBe(200);
+    await r.body.text();
+    const h = seen.at(-1)!.headers;
+    expect(h['x-api-key']).toBeUndefined();
+    expect(h['x-goog-api-key']).toBeUndefined();
+    expect(h['openai-project']).toBeUndefined();
+    expect(h['openai-organization']).toBe('org-gateway-own-0001');
+    expect(h.authorization).toBe(`Bearer ${PROVIDER_KEY}`);
+  });
+});
