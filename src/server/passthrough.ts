@@ -32,6 +32,7 @@ import type { Route } from '../policy/index.js';
 import type { Ticket } from '../admission/index.js';
 import type { Backend } from '../upstream/backends.js';
 import { classifyError } from '../upstream/failures.js';
+import { MAX_SCRUBBED_BODY, scrubBody } from '../upstream/scrub.js';
 import { errors, GatewayError, sendError } from '../errors.js';
 import { parseJsonObject, readBody } from './body.js';
 import type { RouteCall } from './routes.js';
@@ -180,6 +181,8 @@ class PassthroughExchange implements Dispatcher.DispatchHandler {
   /** The client left: the upstream is aborted on purpose, its error is not a failure. */
   private gone = false;
   private error: GatewayError | undefined;
+  /** An error response held until its body is scrubbed of provider secrets. */
+  private held: { status: number; headers: OutgoingHttpHeaders; chunks: Buffer[]; bytes: number } | undefined;
   private readonly started = performance.now();
 
   constructor(
@@ -243,10 +246,22 @@ class PassthroughExchange implements Dispatcher.DispatchHandler {
     for (const name in ours) out[name] = ours[name];
     if (this.served) out['x-gateway-model'] = this.model;
     out['x-request-id'] = this.c.id;
+    if (status >= 400 && this.backend.secrets.length > 0) {
+      // An error body may quote the provider key: held (bounded) and scrubbed before it is sent.
+      this.held = { status, headers: out, chunks: [], bytes: 0 };
+      return;
+    }
     this.c.res.writeHead(status, out);
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    const held = this.held;
+    if (held) {
+      held.chunks.push(chunk);
+      held.bytes += chunk.length;
+      if (held.bytes > MAX_SCRUBBED_BODY) this.refuseHeld(controller, 'an error body over 64 KiB');
+      return;
+    }
     const res = this.c.res;
     if (!res.write(chunk)) {
       controller.pause();
@@ -255,7 +270,25 @@ class PassthroughExchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(): void {
-    this.c.res.end();
+    const held = this.held;
+    if (!held) return void this.c.res.end();
+    this.held = undefined;
+    const encoding = held.headers['content-encoding'];
+    const scrubbed = scrubBody(Buffer.concat(held.chunks), typeof encoding === 'string' ? encoding : undefined, this.backend.secrets);
+    if (!scrubbed) return this.refuseHeld(undefined, 'an error body that cannot be decoded');
+    if (scrubbed.decoded) delete held.headers['content-encoding'];
+    held.headers['content-length'] = scrubbed.body.length;
+    this.c.res.writeHead(held.status, held.headers);
+    this.c.res.end(scrubbed.body);
+  }
+
+  /** A held error body that cannot be checked for secrets is not relayed: the client gets the gateway's 502. */
+  private refuseHeld(controller: Dispatcher.DispatchController | undefined, what: string): void {
+    this.held = undefined;
+    this.error = errors.upstreamBadResponse(this.backend.name, what);
+    controller?.abort(new Error(what));
+    if (!this.c.req.complete) this.c.req.resume();
+    sendError(this.c.res, this.error, this.c.id, this.ticket.headers);
   }
 
   onResponseError(_controller: Dispatcher.DispatchController | undefined, err: Error): void {

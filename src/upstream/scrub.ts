@@ -1,3 +1,4 @@
+import { brotliDecompressSync, gunzipSync, inflateSync } from 'node:zlib';
 // Provider secrets never leave the gateway through an upstream's own words. An upstream's
 // error message is relayed to the client (and lands in the request log line and span); a
 // provider that quotes the key it was sent ("Incorrect API key provided: sk-...") would hand
@@ -38,4 +39,33 @@ export function scrubSecrets(text: string, secrets: readonly string[]): string {
     }
   }
   return out;
+}
+
+/** The most of an upstream error body held to be scrubbed (error bodies are a few hundred bytes). */
+export const MAX_SCRUBBED_BODY = 64 * 1024;
+
+/**
+ * An upstream error body with the secrets replaced, decoded first when it came compressed.
+ * `body` is what to send; `decoded` says the content-encoding header must go. Undefined when
+ * the body cannot be read (corrupt encoding, unknown encoding): the caller sends its own error.
+ */
+export function scrubBody(raw: Buffer, encoding: string | undefined, secrets: readonly string[]): { body: Buffer; decoded: boolean } | undefined {
+  const enc = (encoding ?? '').trim().toLowerCase();
+  let plain = raw;
+  const decoded = enc !== '' && enc !== 'identity';
+  if (decoded) {
+    try {
+      const opts = { maxOutputLength: 1024 * 1024 };
+      if (enc === 'gzip' || enc === 'x-gzip') plain = gunzipSync(raw, opts);
+      else if (enc === 'deflate') plain = inflateSync(raw, opts);
+      else if (enc === 'br') plain = brotliDecompressSync(raw, opts);
+      else return undefined;
+    } catch {
+      return undefined;
+    }
+  }
+  const text = plain.toString('utf8');
+  const clean = scrubSecrets(text, secrets);
+  if (clean === text) return { body: plain, decoded };
+  return { body: Buffer.from(clean, 'utf8'), decoded };
 }

@@ -460,3 +460,23 @@ describe('pass-through routes', () => {
     expect(h.authorization).toBe(`Bearer ${PROVIDER_KEY}`);
   });
 });
+
+describe('provider secrets on pass-through routes', () => {
+  for (const gz of [false, true]) {
+    it(`an upstream error body quoting the provider key is scrubbed before it is relayed${gz ? ' (gzip-encoded)' : ''}`, async () => {
+      handler = (_req, res) => {
+        const text = JSON.stringify({ error: { message: `Invalid key ${PROVIDER_KEY} for org-gateway-own-0001`, type: 'invalid_request_error', code: 'invalid_api_key' } });
+        const body = gz ? gzipSync(Buffer.from(text)) : Buffer.from(text);
+        res.writeHead(401, { 'content-type': 'application/json', 'content-length': body.length, ...(gz ? { 'content-encoding': 'gzip' } : {}) });
+        res.end(body);
+      };
+      const r = await request(`${gw.url}/v1/files`, { headers: { 'accept-encoding': 'gzip' } });
+      expect(r.statusCode).toBe(401);
+      expect(r.headers['content-encoding']).toBeUndefined();
+      const text = await r.body.text();
+      expect(text).toContain('Invalid key [redacted] for [redacted]');
+      expect(text).not.toContain(PROVIDER_KEY.slice(0, 12));
+      expect(JSON.stringify(gw.logs)).not.toContain(PROVIDER_KEY.slice(0, 12));
+    });
+  }
+});
