@@ -69,3 +69,22 @@ export function scrubBody(raw: Buffer, encoding: string | undefined, secrets: re
   if (clean === text) return { body: plain, decoded };
   return { body: Buffer.from(clean, 'utf8'), decoded };
 }
+
+/**
+ * Overwrites, in place and at the same length, every secret (or a 12+ character run of its
+ * leading characters) in `buf` with '*'. For pass-through bytes the gateway does not
+ * re-serialise: an upstream error event in a stream. Only called for chunks that carried one.
+ */
+export function maskSecretsInPlace(buf: Buffer, secrets: readonly string[]): void {
+  for (const s of secrets) {
+    const secret = Buffer.from(s, 'utf8');
+    const head = secret.subarray(0, Math.min(MIN_PREFIX, secret.length));
+    let at = buf.indexOf(head);
+    while (at !== -1) {
+      let n = head.length;
+      while (n < secret.length && at + n < buf.length && buf[at + n] === secret[n]) n++;
+      buf.fill(0x2a, at, at + n);
+      at = buf.indexOf(head, at + n);
+    }
+  }
+}

@@ -480,3 +480,23 @@ describe('provider secrets on pass-through routes', () => {
     });
   }
 });
+
+describe('provider secrets in a stream', () => {
+  it('an upstream error event quoting the provider key is masked in the bytes relayed', async () => {
+    handler = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(sseEvents()[0]);
+      res.end(`data: ${JSON.stringify({ error: { message: `key ${PROVIDER_KEY} over quota`, type: 'server_error' } })}\n\n`);
+    };
+    const r = await request(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-request-id': 'leaky-stream' },
+      body: JSON.stringify({ model: 'm', stream: true, messages: [{ role: 'user', content: 'x' }] }),
+    });
+    const text = await r.body.text();
+    expect(text).toContain('over quota');
+    expect(text).not.toContain(PROVIDER_KEY.slice(0, 12));
+    const line = await gw.waitForLog((l) => l.msg === 'request' && l.request_id === 'leaky-stream');
+    expect(JSON.stringify(line)).not.toContain(PROVIDER_KEY.slice(0, 12));
+  });
+});
