@@ -7,7 +7,7 @@ import { errors, GatewayError, sendError } from '../errors.js';
 import { normalisePath } from './path.js';
 import { matchRoute, shadowsGovernedRoute, type Governance, type Method } from './routes.js';
 import { guardAdmin } from './admin.js';
-import { applyServerLimits, connectionsCheckingInterval, watchRefusedConnections } from './limits.js';
+import { answerClientErrors, applyServerLimits, connectionsCheckingInterval, watchRefusedConnections } from './limits.js';
 import { checkHost, HOST_EXEMPT } from './exposure.js';
 
 /**
@@ -45,6 +45,7 @@ export function createHttpServer(gw: Gateway): Server {
   });
   applyServerLimits(server, settings);
   watchRefusedConnections(server, gw.metrics, gw.logger);
+  answerClientErrors(server, gw.metrics);
   return server;
 }
 

@@ -53,7 +53,20 @@ describe('request timeouts', () => {
     await closed;
     // Cut long before the trickle ran out (the header timeout plus Node's check interval and slack).
     expect(sent).toBeLessThan(200);
-    expect(received()).toMatch(/^HTTP\/1\.1 408/);
+    const text = received();
+    expect(text).toMatch(/^HTTP\/1\.1 408/);
+    expect((JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)) as { error: { code: string } }).error.code).toBe('request_timeout');
+    expect(metricValue(await gw.metricsText(), 'llm_gateway_client_errors_total', { reason: 'request_timeout' })).toBeGreaterThanOrEqual(1);
+  });
+
+  it('headers over 16 KiB get a counted 431 in the OpenAI shape', async () => {
+    const { s, received, closed } = await rawSocket(gw.port);
+    s.write(`GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ${'a'.repeat(20 * 1024)}\r\n\r\n`);
+    await closed;
+    const text = received();
+    expect(text).toMatch(/^HTTP\/1\.1 431/);
+    expect((JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)) as { error: { code: string } }).error.code).toBe('header_overflow');
+    expect(metricValue(await gw.metricsText(), 'llm_gateway_client_errors_total', { reason: 'header_overflow' })).toBe(1);
   });
 
   it('a connection that sends nothing is closed too', async () => {
