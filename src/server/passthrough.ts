@@ -318,7 +318,8 @@ class PassthroughExchange implements Dispatcher.DispatchHandler {
     series.requests(status).inc();
     series.duration(false).observe(durationMs / 1000);
     const error = this.error ? { code: this.error.code, message: this.error.message } : clientError;
-    stages.logger.info(
+    // As on the governed routes: a 5xx line at level error.
+    stages.logger[status >= 500 ? 'error' : 'info'](
       {
         request_id: id,
         endpoint: 'passthrough',

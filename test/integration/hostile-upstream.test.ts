@@ -393,6 +393,12 @@ describe('what the gateway passes on from an upstream error', () => {
     expect(line.level).toBe(50);
     const ok = gw.logs.find((l) => l.msg === 'request' && l.status === 200);
     expect(ok?.level).toBe(30);
+    // The pass-through route logs its 5xx lines at level error too.
+    const p = await request(`${gw.url}/v1/files`, { headers: { 'x-request-id': 'five-hundred-pt' } });
+    await p.body.text();
+    expect(p.statusCode).toBe(500);
+    const ptLine = await gw.waitForLog((l) => l.msg === 'request' && l.request_id === 'five-hundred-pt');
+    expect(ptLine.level).toBe(50);
   });
 });
 
