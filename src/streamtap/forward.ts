@@ -32,6 +32,8 @@ export interface ForwardOptions {
   prompt: PromptCounter;
   /** Called once with the upstream's id for the response (Responses API), as soon as it is seen. */
   onResponseId?: (id: string) => void;
+  /** Insights' bounded view of the response bytes (sampled responses only): gets each chunk by reference. */
+  outputSlice?: { push(chunk: Buffer): void };
 }
 
 export interface ForwardOutcome {
@@ -123,6 +125,7 @@ function forwardStream(opts: ForwardOptions, grammar: NonNullable<Wire['grammar'
     };
     exchange.attach({
       onData(chunk) {
+        opts.outputSlice?.push(chunk);
         const clean = tap.upstreamError === undefined;
         const out = tap.push(chunk);
         // An upstream error event is relayed as the upstream's bytes: masked if it quotes a provider secret.
@@ -199,6 +202,7 @@ function forwardWhole(opts: ForwardOptions): Promise<ForwardOutcome> {
         headers['content-length'] = body.length;
         res.writeHead(exchange.status, headers);
         res.end(body);
+        opts.outputSlice?.push(body);
         done(body);
       },
       onError(failure) {
