@@ -19,9 +19,8 @@ import { Backends } from './upstream/backends.js';
 import { Metrics } from './telemetry/metrics.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
 import { createHttpServer } from './server/http.js';
+import { applyServerLimits } from './server/limits.js';
 import { preloadTokenizer } from './streamtap/index.js';
-import './dashboard/index.js'; // registers GET /admin/stats (the live dashboard's data)
-import './config/admin.js'; // registers POST /admin/reload
 
 export interface Stages {
   policies: Policies;
@@ -80,8 +79,13 @@ async function finished(started: Set<ServerResponse>, inflight: Set<ServerRespon
   }
 }
 
+/** After cutting what outlived the drain: how long cut requests get to write their last event and settle. */
+const CUT_GRACE_MS = 2_000;
+
 export class Gateway {
   readonly inflight = new Set<ServerResponse>();
+  /** How to cut each in-flight pipeline request at shutdown (its final error event, recorded as the gateway's own cut). */
+  private readonly cutters = new Map<ServerResponse, () => void>();
   readonly server: Server;
   readonly metrics: Metrics;
   readonly logger: Logger;
@@ -159,6 +163,7 @@ export class Gateway {
     // (Should close() have started meanwhile: it waits for this reload, then closes `next`
     // as the current stages and `prev` as retiring ones.)
     this.current = next;
+    applyServerLimits(this.server, policies.server);
     this.retire(prev, next);
     const changed = diffPolicies(prev.policies, policies);
     this.metrics.policyReloads.inc({ result: 'success' });
@@ -205,6 +210,17 @@ export class Gateway {
     });
   }
 
+  /** A pipeline request started: in flight until untrack(); `cut` stops it at shutdown. */
+  track(res: ServerResponse, cut: () => void): void {
+    this.inflight.add(res);
+    this.cutters.set(res, cut);
+  }
+
+  untrack(res: ServerResponse): void {
+    this.inflight.delete(res);
+    this.cutters.delete(res);
+  }
+
   stages(): Stages {
     return this.current;
   }
@@ -234,6 +250,20 @@ export class Gateway {
   }
 
   /**
+   * Cuts what outlived the drain the way the gateway ends any stream it cannot finish: a final
+   * error event (shutting_down) instead of a bare reset, recorded as a 503 of its own rather
+   * than a client leaving, and settled now, so its spend is in the final state flush (the
+   * admission store closes after this). Bounded: a client that does not read is cut anyway.
+   */
+  private async cutRemaining(): Promise<void> {
+    const cut = [...this.cutters.keys()];
+    for (const f of [...this.cutters.values()]) f();
+    const until = Date.now() + CUT_GRACE_MS;
+    const pending = () => this.inflight.size > 0 || cut.some((r) => !r.writableFinished && !r.destroyed);
+    while (pending() && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+  }
+
+  /**
    * Graceful stop: refuse new connections, let in-flight requests (streams included) finish
    * for up to drainMs, then cut what is left, then release pools, stores and simulators.
    */
@@ -249,7 +279,8 @@ export class Gateway {
       this.server.closeIdleConnections();
     }
     if (this.inflight.size > 0) {
-      this.logger.warn({ inflight: this.inflight.size }, 'drain timeout: closing remaining requests');
+      this.logger.warn({ inflight: this.inflight.size }, 'drain timeout: cutting remaining requests');
+      await this.cutRemaining();
     }
     this.server.closeAllConnections();
     await closed;

@@ -14,6 +14,13 @@ export function chatBody(model, extra = {}) {
   return JSON.stringify({ model, messages: PROMPT, ...extra });
 }
 
+/** The two streaming APIs the bench drives: request path and body for `outputTokens` tokens. */
+const STREAM_APIS = {
+  chat: { path: '/chat/completions', body: (model, tokens) => chatBody(model, { stream: true, max_tokens: tokens }) },
+  // store: false: the bench's millions of responses are not kept for follow-ups.
+  responses: { path: '/responses', body: (model, tokens) => JSON.stringify({ model, input: PROMPT[0].content, stream: true, max_output_tokens: tokens, store: false }) },
+};
+
 function headersFor(t, extra = {}) {
   return { 'content-type': 'application/json', ...t.headers, ...extra };
 }
@@ -150,14 +157,19 @@ export async function latency(ctx) {
 // ---------------------------------------------------------------------------------------------
 // 3. streams: N concurrent streamed completions with realistic timing.
 
-export async function streams(ctx, n) {
+/** The same measurement over the Responses API (POST /v1/responses, named SSE events). */
+export function responses(ctx, n) {
+  return streams(ctx, n, 'responses');
+}
+
+export async function streams(ctx, n, api = 'chat') {
   const { ttftMs, tpotMs, outputTokens, duration } = ctx.opts;
   await ctx.simConfig({ ttftMs, tpotMs, outputTokens });
   const targets = {};
   const recsByTarget = {};
   const children = {};
   for (const spec of baseSpecs(ctx)) {
-    const { result, recs, child } = await withTarget(ctx, spec, async (t) => ({ ...(await streamRun(ctx, t, n)), child: t.child }));
+    const { result, recs, child } = await withTarget(ctx, spec, async (t) => ({ ...(await streamRun(ctx, t, n, api)), child: t.child }));
     targets[spec.name] = result;
     recsByTarget[spec.name] = recs;
     children[spec.name] = child;
@@ -181,6 +193,8 @@ export async function streams(ctx, n) {
   }
   return {
     settings: {
+      api,
+      path: `/v1${STREAM_APIS[api].path}`,
       streams: n,
       duration_s: duration,
       // A remote target's model decides its own timing; max_tokens is still sent.
@@ -199,11 +213,11 @@ export async function streams(ctx, n) {
  * spread over a ramp; streams sent during the ramp/warm-up are not measured, chunks are
  * counted when they arrive inside the measured window.
  */
-async function streamRun(ctx, t, n) {
+async function streamRun(ctx, t, n, api) {
   const { ttftMs, tpotMs, outputTokens, duration, warmup } = ctx.opts;
   const pool = streamPool(t.origin, n + 8);
-  const path = t.base + '/chat/completions';
-  const body = Buffer.from(chatBody(t.model, { stream: true, max_tokens: outputTokens }));
+  const path = t.base + STREAM_APIS[api].path;
+  const body = Buffer.from(STREAM_APIS[api].body(t.model, outputTokens));
   const streamMs = t.remote ? 2000 : ttftMs + Math.max(0, outputTokens - 1) * tpotMs;
   const ramp = Math.min(2000, Math.max(100, streamMs));
   const start = nowMs();
@@ -220,7 +234,7 @@ async function streamRun(ctx, t, n) {
   let completed = 0;
   let failed = 0;
   let open = 0;
-  const prefix = `bench-${ctx.tag}-${t.name}-${n}-`;
+  const prefix = `bench-${ctx.tag}-${api}-${t.name}-${n}-`;
   const onChunk = (rec, at, ts, prevAt, prevSim) => {
     if (at < mStart || at > mEnd) return;
     chunksInWindow++;
@@ -234,7 +248,7 @@ async function streamRun(ctx, t, n) {
     while (nowMs() < mEnd) {
       const id = prefix + started++;
       open++;
-      const rec = await openStream(pool, { path, headers: { ...headers, 'x-request-id': id }, body, id, onChunk }).done;
+      const rec = await openStream(pool, { path, headers: { ...headers, 'x-request-id': id }, body, id, onChunk, api }).done;
       open--;
       if (rec.error) {
         failed++;
@@ -259,7 +273,7 @@ async function streamRun(ctx, t, n) {
   const timer = setInterval(() => {
     const now = nowMs();
     const phase = now < mStart ? 'ramp' : now <= mEnd ? `${((now - mStart) / 1000).toFixed(1)}/${duration}s` : 'drain';
-    ctx.progress.update(`streams(${n}) ${t.name} ${phase}  open ${open}  done ${completed}  failed ${failed}  chunks ${chunksInWindow}`);
+    ctx.progress.update(`${api === 'chat' ? 'streams' : api}(${n}) ${t.name} ${phase}  open ${open}  done ${completed}  failed ${failed}  chunks ${chunksInWindow}`);
   }, 250);
   try {
     await Promise.all(Array.from({ length: n }, (_, w) => worker(w)));

@@ -208,6 +208,11 @@ export class Metrics {
     labelNames: ['result'] as const,
     registers: [this.registry],
   });
+  readonly connectionsRefused = new Counter({
+    name: 'llm_gateway_connections_refused_total',
+    help: 'Client connections refused at accept because server.max_connections were open.',
+    registers: [this.registry],
+  });
 
   // Nested maps: a composite string key would be built (and hashed) on every request.
   private readonly seriesCache = new Map<string, Map<string, ModelSeries>>();
@@ -238,9 +243,25 @@ export class Metrics {
   }
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
-    if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'llm_gateway_' });
+    if (opts.defaultMetrics !== false) {
+      collectDefaultMetrics({ register: this.registry, prefix: 'llm_gateway_' });
+      dropTotalGauges(this.registry);
+    }
     // Both series exist from the start: increase() over a series that first appears with the
     // first failure reads 0, and the reload-failed alert would miss it.
     for (const result of ['success', 'failure']) this.policyReloads.inc({ result }, 0);
+  }
+}
+
+/**
+ * prom-client's default metrics include gauges named `*_total` (nodejs_active_handles_total,
+ * _requests_total, _resources_total): `_total` is reserved for counters, so `promtool check
+ * metrics` fails the whole page on them. Each is the sum of its per-type gauge
+ * (`nodejs_active_handles{type}` ...), so nothing is lost: `sum(llm_gateway_nodejs_active_handles)`.
+ */
+function dropTotalGauges(registry: Registry): void {
+  for (const m of registry.getMetricsAsArray()) {
+    const { name, type } = m as unknown as { name: string; type: string };
+    if (type === 'gauge' && name.endsWith('_total')) registry.removeSingleMetric(name);
   }
 }

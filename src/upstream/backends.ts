@@ -5,6 +5,7 @@ import { createRequire } from 'node:module';
 import type { Pool as UndiciPool } from 'undici';
 import type { BackendConfig } from '../config/schema.js';
 import type { Simulator } from '../simulator/index.js';
+import { SIMULATOR_HEADERS } from './headers.js';
 
 // undici's Pool module alone: its index also loads fetch, WebSocket, caches, mocks and more
 // that the gateway never uses (idle RSS +20 MiB for the index, +11 MiB for the Pool).
@@ -21,6 +22,8 @@ export class Backend {
   readonly pool: Pool;
   /** Headers added to every upstream request: provider key and configured extras. */
   readonly injectedHeaders: Record<string, string>;
+  /** Client headers forwarded beyond the built-in allow-list (forward_headers; the simulator's knobs). */
+  readonly forwardHeaders: readonly string[];
   /**
    * Whether this backend's last completed stream carried usage. While it does, the stream
    * tap need not keep chunks for a tokenizer count (see StreamTapOptions.retainChunks).
@@ -50,6 +53,7 @@ export class Backend {
       pipelining: 1,
     });
     this.injectedHeaders = { ...('headers' in config ? config.headers : {}) };
+    this.forwardHeaders = config.type === 'simulator' ? SIMULATOR_HEADERS : config.forward_headers;
     const key = 'api_key' in config ? config.api_key : undefined;
     if (key) this.injectedHeaders.authorization = `Bearer ${key}`;
   }
