@@ -26,6 +26,8 @@ export interface Answer {
   format: StreamFormat; // for stream
   tokens: readonly string[]; // for stream (JSON-encoded)
   n: number; // token chunks
+  /** tokens generated before the first chunk but never sent (hidden reasoning): each delays it by tpot */
+  hiddenTokens?: number;
   body: string; // for non-stream
 }
 
