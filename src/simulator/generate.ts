@@ -153,9 +153,17 @@ export function chatAnswer(body: Body, k: Knobs): Answer | Invalid {
     tokens = WORDS_JSON;
     contents = Array.from({ length: choices }, (_, i) => completionText(per, i));
   }
-  const u = usage(prompt, per * choices);
-  if (!stream) return nonStream(chatCompletionBody(m, contents, finish, k.omitUsage ? undefined : u), per);
-  return { stream, format: chatStream(m, contents, tokens, { finishReason: finish, ...streamUsage(body, k, u) }), tokens, n: per, body: '' };
+  // reasoning_effort: hidden reasoning, counted in completion_tokens, delaying the first token.
+  const hiddenTokens = reasoningTokens(body.reasoning_effort, k.outputTokens);
+  const u = usage(prompt, per * choices + hiddenTokens, hiddenTokens);
+  if (!stream) return { ...nonStream(chatCompletionBody(m, contents, finish, k.omitUsage ? undefined : u), per), hiddenTokens };
+  return { stream, format: chatStream(m, contents, tokens, { finishReason: finish, ...streamUsage(body, k, u) }), tokens, n: per, hiddenTokens, body: '' };
+}
+
+/** Reasoning tokens for an effort: low/medium/high reason for ½, 1, 2 × output_tokens; else none. */
+export function reasoningTokens(effort: unknown, outputTokens: number): number {
+  const factor = { low: 0.5, medium: 1, high: 2, xhigh: 2 }[String(effort)] ?? 0;
+  return Math.ceil(factor * outputTokens);
 }
 
 export function completionAnswer(body: Body, k: Knobs): Answer {

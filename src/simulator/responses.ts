@@ -8,7 +8,7 @@
 // response.completed, or response.incomplete when max_output_tokens cut it short).
 import { LRUCache } from 'lru-cache';
 import type { Answer, Invalid, Knobs } from './generate.js';
-import { pickTool, structuredText } from './generate.js';
+import { pickTool, reasoningTokens, structuredText } from './generate.js';
 import type { StreamFormat, ToolCall } from './openai.js';
 import { newId } from './openai.js';
 import { WORDS_JSON, completionText, countText, tokenFragments } from './words.js';
@@ -193,8 +193,7 @@ interface Reasoning {
  */
 function reasoningPlan(body: Body, k: Knobs): Reasoning {
   const opts = body.reasoning as { effort?: unknown; summary?: unknown } | undefined;
-  const factor = { low: 0.5, medium: 1, high: 2, xhigh: 2 }[String(opts?.effort)] ?? 0;
-  const tokens = Math.ceil(factor * k.outputTokens);
+  const tokens = reasoningTokens(opts?.effort, k.outputTokens);
   if (tokens === 0) return { tokens: 0, summary: null };
   const wantSummary = typeof opts?.summary === 'string' && opts.summary !== 'none';
   return { tokens, summary: wantSummary ? completionText(tokens, 3) : null };
