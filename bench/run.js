@@ -251,6 +251,8 @@ async function main() {
     remote,
     lab,
     tag: Date.now().toString(36),
+    /** Per target of the scenario running: policy settings beyond backend and model, with reasons. */
+    knobs: {},
     async simConfig(patch) {
       if (lab) await lab.configureSim(patch);
     },
@@ -303,12 +305,17 @@ async function main() {
   }
   for (const name of opts.scenario) {
     progress.log(`-- ${name}`);
+    const withKnobs = async (r) => {
+      if (lab && r && typeof r === 'object') r.gateway_knobs = ctx.knobs;
+      ctx.knobs = {};
+      return r;
+    };
     if (name === 'streams') {
-      for (const n of opts.streams) results.scenarios[`streams_${n}`] = await scenarios.streams(ctx, n);
+      for (const n of opts.streams) results.scenarios[`streams_${n}`] = await withKnobs(await scenarios.streams(ctx, n));
     } else if (name === 'responses') {
-      for (const n of opts.responsesStreams) results.scenarios[`responses_${n}`] = await scenarios.responses(ctx, n);
+      for (const n of opts.responsesStreams) results.scenarios[`responses_${n}`] = await withKnobs(await scenarios.responses(ctx, n));
     } else {
-      results.scenarios[name] = await scenarios[name](ctx);
+      results.scenarios[name] = await withKnobs(await scenarios[name](ctx));
     }
   }
   progress.clear();

@@ -15,12 +15,15 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { errors, GatewayError, sendError } from './errors.js';
 import type { Gateway } from './gateway.js';
 import type { Ticket } from './admission/index.js';
-import { forwardResponse, type PromptCounter } from './streamtap/forward.js';
-import { ClientAbort } from './upstream/failures.js';
+import type { PromptCounter } from './streamtap/forward.js';
+import { forwardGuarded } from './upstream/guard.js';
+import { ClientAbort, ShutdownCut } from './upstream/failures.js';
 import type { UpstreamExchange, UpstreamRequest } from './upstream/exchange.js';
 import type { RoutingContext, Target } from './routing/index.js';
 import { settle, type RequestRecord } from './settle/index.js';
-import { startRequestSpan } from './telemetry/tracing.js';
+import { upstreamRequestHeaders } from './upstream/headers.js';
+import { spanEvent, type Tracing } from './telemetry/tracing.js';
+import type { Span } from '@opentelemetry/api';
 import { worstCaseUsd, maxOutputTokens } from './policy/cost.js';
 import type { Protocol } from './protocols/index.js';
 
@@ -46,17 +49,25 @@ const CLIENT_LEFT = { code: 'client_closed_request', message: 'the client closed
  */
 class Call implements RoutingContext, PromptCounter {
   exchange: UpstreamExchange | undefined = undefined;
+  /** The last attempt's exchange, kept after a failure: its queue time goes on the log line. */
+  lastExchange: UpstreamExchange | undefined = undefined;
   gone = false;
+  /** The gateway cut this request (shutdown past drain_timeout_ms): not the client's doing. */
+  cut = false;
   /** Made only if routing has to wait (backoff, retry-after): most requests never do. */
   private left: AbortController | undefined = undefined;
   /** -1 until counted: a tokenizer pass only when some scope reserves tokens or money, or the upstream reports no usage. */
   private prompt = -1;
   /** The 'close' listener (the one closure a request needs). */
   readonly onClose = (): void => this.closed();
+  /** Called by the gateway when it must stop this request (see Gateway.close). */
+  readonly onCut = (): void => this.shutdownCut();
 
   constructor(
     readonly r: InferenceRequest,
     readonly stream: boolean,
+    readonly span: Span,
+    readonly tracing: Tracing,
   ) {}
 
   private closed(): void {
@@ -66,22 +77,38 @@ class Call implements RoutingContext, PromptCounter {
     this.exchange?.abort(new ClientAbort());
   }
 
+  private shutdownCut(): void {
+    if (this.r.res.writableFinished || this.gone) return;
+    this.cut = true;
+    this.left?.abort();
+    // A stream in progress ends with a shutting_down error event (forwardResponse's onError).
+    this.exchange?.abort(new ShutdownCut());
+  }
+
   buildRequest(t: Target): UpstreamRequest {
-    return buildUpstreamRequest(this.r, t, this.stream);
+    const req = buildUpstreamRequest(this.r, t, this.stream);
+    // W3C trace context for the upstream: our span is its parent (a no-op without export).
+    this.tracing.inject(this.span, req.headers);
+    return req;
+  }
+
+  event(name: string, attributes: Record<string, string | number>): void {
+    spanEvent(this.span, name, attributes);
   }
 
   onExchange(e: UpstreamExchange | undefined): void {
     this.exchange = e;
+    if (e) this.lastExchange = e;
   }
 
   clientGone(): boolean {
-    return this.gone;
+    return this.gone || this.cut;
   }
 
   get signal(): AbortSignal {
     if (!this.left) {
       this.left = new AbortController();
-      if (this.gone) this.left.abort();
+      if (this.gone || this.cut) this.left.abort();
     }
     return this.left.signal;
   }
@@ -96,12 +123,18 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
   const model = api.model(r.body);
   const stream = api.stream(r.body);
   const rec = newRecord(r, model, stream);
-  const span = startRequestSpan(api.operation, model);
-  const { policy, auth, admission, router, metrics, logger } = gw.stages();
-  const call = new Call(r, stream);
+  const span = gw.tracing.start(r.req.headers, api.operation, model, stream);
+  if (gw.tracing.exporting) {
+    const sc = span.spanContext();
+    rec.traceId = sc.traceId;
+    rec.spanId = sc.spanId;
+  }
+  const { policy, auth, admission, router, metrics, logger, insights } = gw.stages();
+  rec.insight = insights.begin(r.body, r.raw);
+  const call = new Call(r, stream, span, gw.tracing);
   let ticket: Ticket | undefined;
   r.res.on('close', call.onClose);
-  gw.inflight.add(r.res);
+  gw.track(r.res, call.onCut);
 
   try {
     if (!model) throw errors.missingModel();
@@ -127,7 +160,7 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
     });
     // The memory store answers synchronously: no microtask hop for it.
     ticket = admitted instanceof Promise ? await admitted : admitted;
-    if (call.gone) throw new ClientAbort();
+    if (call.gone || call.cut) throw new ClientAbort();
 
     const active = metrics.activeFor(model);
     active.inc();
@@ -139,17 +172,33 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
       rec.pricing = served.route.config.pricing;
       rec.attempts = served.attempts;
       rec.system = served.backend.system;
-      const outcome = await forwardResponse({
+      rec.origin = served.backend.origin;
+      const forwarded = forwardGuarded({
         res: r.res,
         wire: api,
         exchange: served.exchange,
+        maxBodyBytes: policy.policies.server.max_upstream_body_bytes,
         stream,
         stripUsage: api.injectsUsage(r.body, stream),
         requestId: r.id,
         headers: ticket.headers,
         servedModel: served.route.name,
         prompt: call,
+        outputSlice: rec.insight?.slice,
       });
+      // Overhead stamps: a stream's head goes to the client within forwardResponse's
+      // synchronous part; a whole body is written when its promise settles.
+      const ex = served.exchange;
+      rec.upstreamSentAt = ex.sentAt;
+      if (stream) {
+        rec.upstreamFirstByteAt = ex.headAt;
+        rec.clientFirstByteAt = performance.now();
+      }
+      const outcome = await forwarded;
+      if (!stream) {
+        rec.upstreamFirstByteAt = ex.endAt;
+        rec.clientFirstByteAt = performance.now();
+      }
       router.report(served, outcome.failure === undefined || outcome.failure.reason === 'client_abort', outcome.failure);
       rec.status = outcome.status;
       rec.tokens = outcome.tokens;
@@ -158,12 +207,19 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
       rec.lastTokenAt = outcome.lastTokenAt;
       rec.finishReason = outcome.finishReason;
       rec.usageFault = outcome.usageFault;
+      // Cut by the gateway's shutdown: its own 503, whatever status the stream had started with.
+      if (outcome.failure?.reason === 'shutdown') rec.status = 503;
       if (outcome.failure) rec.error = outcome.failure.reason === 'client_abort' ? CLIENT_LEFT : { code: outcome.failure.error.code, message: outcome.failure.error.message };
     } finally {
       active.dec();
     }
   } catch (e) {
-    if (e instanceof ClientAbort || call.gone) {
+    if (call.cut) {
+      const err = errors.shuttingDown();
+      sendError(r.res, err, r.id, ticket?.headers);
+      rec.status = err.status;
+      rec.error = { code: err.code, message: err.message };
+    } else if (e instanceof ClientAbort || call.gone) {
       rec.status = 499;
       rec.error = CLIENT_LEFT;
     } else {
@@ -176,8 +232,13 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
     }
   } finally {
     r.res.off('close', call.onClose);
-    gw.inflight.delete(r.res);
+    gw.untrack(r.res);
     rec.endedAt = performance.now();
+    const ex = call.lastExchange;
+    if (ex) {
+      rec.queueMs = ex.queueMs(rec.endedAt);
+      rec.upstreamStartAt = ex.startedAt;
+    }
     settle(rec, { metrics, logger, ticket, span });
   }
 }
@@ -198,6 +259,8 @@ function newRecord(r: InferenceRequest, model: string, stream: boolean): Request
     endedAt: 0,
     firstTokenAt: undefined,
     lastTokenAt: undefined,
+    queueMs: undefined,
+    upstreamStartAt: undefined,
     tokens: undefined,
     estimated: undefined,
     pricing: undefined,
@@ -210,6 +273,13 @@ function newRecord(r: InferenceRequest, model: string, stream: boolean): Request
     error: undefined,
     system: undefined,
     usageFault: undefined,
+    insight: undefined,
+    origin: undefined,
+    traceId: undefined,
+    spanId: undefined,
+    upstreamSentAt: undefined,
+    upstreamFirstByteAt: undefined,
+    clientFirstByteAt: undefined,
   };
 }
 
@@ -225,20 +295,6 @@ function buildUpstreamRequest(r: InferenceRequest, t: Target, stream: boolean): 
     'accept-encoding': 'identity',
     'x-request-id': r.id,
   };
-  const given = r.req.headers;
-  for (const name in given) {
-    const v = given[name];
-    if (typeof v === 'string' && headers[name] === undefined && !DROPPED_REQUEST_HEADERS.has(name) && !name.startsWith('x-gateway-')) headers[name] = v;
-  }
+  upstreamRequestHeaders(r.req.headers, headers, t.backend.forwardHeaders);
   return { method: 'POST', path: r.protocol.upstreamPath, headers, body };
 }
-
-/**
- * Client headers never passed upstream: hop-by-hop ones, the ones we set, and credentials
- * (the client's key is the gateway's business; the provider key is added by the backend).
- */
-const DROPPED_REQUEST_HEADERS = new Set([
-  'authorization', 'api-key', 'cookie', 'host', 'content-length', 'content-type', 'accept-encoding',
-  'connection', 'keep-alive', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade',
-  'expect', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'forwarded',
-]);

@@ -4,12 +4,14 @@ import type { IncomingMessage } from 'node:http';
 import { errors } from '../errors.js';
 
 /** Reads the body up to `limit` bytes; rejects with 413 as soon as it is known to be larger. */
-export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+export function readBody(req: IncomingMessage, limit: number, timeoutMs = 0): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) return Promise.reject(errors.tooLarge(limit));
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    // server.body_timeout_ms: a body that never ends gets a shaped 408 (see server/limits.ts).
+    const timer = timeoutMs > 0 ? setTimeout(() => (cleanup(), reject(errors.requestTimeout(timeoutMs))), timeoutMs) : undefined;
     const onData = (c: Buffer) => {
       size += c.length;
       if (size > limit) {
@@ -32,6 +34,7 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
       reject(errors.clientClosed());
     };
     const cleanup = () => {
+      if (timer) clearTimeout(timer);
       req.off('data', onData);
       req.off('end', onEnd);
       req.off('error', onError);

@@ -7,6 +7,7 @@ import { errors, GatewayError, sendError } from '../errors.js';
 import { normalisePath } from './path.js';
 import { matchRoute, shadowsGovernedRoute, type Governance, type Method } from './routes.js';
 import { guardAdmin } from './admin.js';
+import { applyServerLimits, connectionsCheckingInterval, watchRefusedConnections } from './limits.js';
 
 /**
  * Request ids for requests that bring none: UUID-shaped, a random per-process prefix and a
@@ -29,7 +30,8 @@ function requestIdOf(req: IncomingMessage): string {
 }
 
 export function createHttpServer(gw: Gateway): Server {
-  return createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => {
+  const settings = gw.stages().policies.server;
+  const server = createServer({ connectionsCheckingInterval: connectionsCheckingInterval(settings) }, (req, res) => {
     const receivedAt = performance.now();
     const id = requestIdOf(req);
     let done: void | Promise<void>;
@@ -40,6 +42,9 @@ export function createHttpServer(gw: Gateway): Server {
     }
     if (done) done.catch((e: unknown) => failed(gw, req, res, id, e));
   });
+  applyServerLimits(server, settings);
+  watchRefusedConnections(server, gw.metrics, gw.logger);
+  return server;
 }
 
 /** A refusal (GatewayError) is an answer, not an incident: only anything else is logged, with its stack. */

@@ -24,7 +24,9 @@ import { computeStats, handleDashboard } from '../dashboard/index.js';
 import { spendReport, limitsReport, resetBudget } from '../admission/admin.js';
 import { circuitsView, forceCircuit } from '../routing/admin.js';
 import { admin, guardAdmin, reloadPolicy } from './admin.js';
+import { getChaos, getInsights, postBaseline, postChaos, stopChaos } from '../insights/routes.js';
 import { readBody, parseJsonObject } from './body.js';
+import { refuseBody } from './limits.js';
 import { passthrough } from './passthrough.js';
 
 export type Method = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'OPTIONS';
@@ -90,13 +92,13 @@ function inference(protocol: Protocol): Handler {
     let raw: Buffer;
     let body: Record<string, unknown>;
     try {
-      raw = await readBody(req, c.stages.policies.server.max_body_bytes);
+      const { max_body_bytes, body_timeout_ms } = c.stages.policies.server;
+      raw = await readBody(req, max_body_bytes, body_timeout_ms);
     } catch (e) {
-      // The rest of the body is unread: answer, then close the connection rather than drain it.
-      res.setHeader('connection', 'close');
-      res.once('finish', () => req.destroy());
-      if (e instanceof GatewayError) return sendError(res, e, id, undefined, protocol.errorBody);
-      throw e;
+      const err = e instanceof GatewayError ? e : errors.internal();
+      // Counted as settle counts a request that never reached a model (413: max_body_bytes).
+      c.stages.metrics.series('unknown', 'none').requests(err.status).inc();
+      return refuseBody(req, res, err, id, protocol.errorBody);
     }
     try {
       body = parseJsonObject(raw);
@@ -180,6 +182,10 @@ export const ROUTES: readonly RouteRow[] = [
   { pattern: '/admin/circuits', governed: 'admin', methods: { GET: admin(({ stages }) => circuitsView(stages.router)) } },
   { pattern: '/admin/circuits/{rest+}', governed: 'admin', methods: { POST: admin(({ stages, rest, body }) => forceCircuit(stages.router, rest, body)) } },
   { pattern: '/admin/reload', governed: 'admin', methods: { POST: reloadPolicy } },
+  { pattern: '/admin/insights', governed: 'admin', methods: { GET: admin(({ stages }) => getInsights(stages)) } },
+  { pattern: '/admin/insights/baseline', governed: 'admin', methods: { POST: admin(({ stages, body }) => postBaseline(stages, undefined, body)) } },
+  { pattern: '/admin/chaos', governed: 'admin', methods: { GET: admin(({ stages }) => getChaos(stages)), POST: admin(({ stages, body }) => postChaos(stages, undefined, body)) } },
+  { pattern: '/admin/chaos/stop', governed: 'admin', methods: { POST: admin(({ stages, body }) => stopChaos(stages, undefined, body)) } },
   // Unknown admin paths: 404, after the guard (a caller without the token learns nothing).
   { pattern: '/admin', governed: 'admin', methods: { '*': adminNotFound } },
   { pattern: '/admin/{rest+}', governed: 'admin', methods: { '*': adminNotFound } },
@@ -207,11 +213,6 @@ function compile(row: RouteRow): CompiledRow {
   return { row, parts, allow: Object.keys(row.methods).filter((m) => m !== '*') };
 }
 
-const COMPILED = ROUTES.map(compile);
-/** Rows without parameters, by path: the common requests find theirs with one lookup. */
-const STATIC = new Map<string, CompiledRow>();
-for (const c of COMPILED) if (c.parts.every((p) => 'literal' in p) && !STATIC.has(c.row.pattern)) STATIC.set(c.row.pattern, c);
-
 export interface Match {
   row: RouteRow;
   params: Record<string, string>;
@@ -219,6 +220,12 @@ export interface Match {
 }
 
 const NO_PARAMS: Record<string, string> = Object.freeze({}) as Record<string, string>;
+const COMPILED = ROUTES.map(compile);
+/** Rows without parameters, by path, with their (shared, read-only) match: the common requests find theirs with one lookup. */
+const STATIC = new Map<string, Match>();
+for (const c of COMPILED) {
+  if (c.parts.every((p) => 'literal' in p) && !STATIC.has(c.row.pattern)) STATIC.set(c.row.pattern, { row: c.row, params: NO_PARAMS, allow: c.allow });
+}
 
 function matchRow(c: CompiledRow, segs: string[]): Record<string, string> | undefined {
   const parts = c.parts;
@@ -252,7 +259,7 @@ function decodeSegment(s: string): string {
 /** The row that answers a canonical path, or undefined (404). */
 export function matchRoute(path: string): Match | undefined {
   const hit = STATIC.get(path);
-  if (hit) return { row: hit.row, params: NO_PARAMS, allow: hit.allow };
+  if (hit) return hit;
   const segs = path.slice(1).split('/');
   for (const c of COMPILED) {
     const params = matchRow(c, segs);

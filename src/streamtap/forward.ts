@@ -5,7 +5,7 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'n
 import { StreamTap } from './tap.js';
 import { countTokens, type TapUsage } from './tokens.js';
 import type { BodyFacts, Wire } from './grammar.js';
-import type { UpstreamExchange } from '../upstream/exchange.js';
+import type { ResponseSource } from '../upstream/exchange.js';
 import { UpstreamFailure } from '../upstream/failures.js';
 import { errors, sendError } from '../errors.js';
 import type { TokenCounts } from '../settle/index.js';
@@ -19,7 +19,7 @@ export interface ForwardOptions {
   res: ServerResponse;
   /** The API's wire format: its stream grammar, body reader and error shapes. */
   wire: Wire;
-  exchange: UpstreamExchange;
+  exchange: ResponseSource;
   stream: boolean;
   stripUsage: boolean;
   requestId: string;
@@ -31,6 +31,8 @@ export interface ForwardOptions {
   prompt: PromptCounter;
   /** Called once with the upstream's id for the response (Responses API), as soon as it is seen. */
   onResponseId?: (id: string) => void;
+  /** Insights' bounded view of the response bytes (sampled responses only): gets each chunk by reference. */
+  outputSlice?: { push(chunk: Buffer): void };
 }
 
 export interface ForwardOutcome {
@@ -104,7 +106,7 @@ function forwardStream(opts: ForwardOptions, grammar: NonNullable<Wire['grammar'
         // Without retained chunks (the backend used to send usage) each content event counts
         // as one token, which is how OpenAI, vLLM and Ollama stream; the next stream from this
         // backend keeps its chunks again and gets a tokenizer count.
-        const output = tap.contentEvents === 0 ? 0 : backend.sendsUsage ? tap.contentEvents : countTokens(tap.outputText());
+        const output = tap.contentEvents === 0 ? 0 : backend.sendsUsage || !tap.textRetained ? tap.contentEvents : countTokens(tap.outputText());
         tokens = { input: opts.prompt.promptTokens(), output, cachedInput: 0, reasoning: 0 };
       }
       if (!failure) backend.sendsUsage = usage !== undefined;
@@ -122,6 +124,7 @@ function forwardStream(opts: ForwardOptions, grammar: NonNullable<Wire['grammar'
     };
     exchange.attach({
       onData(chunk) {
+        opts.outputSlice?.push(chunk);
         const out = tap.push(chunk);
         if (out === null || res.write(out)) return true;
         if (!waitingForDrain) {
@@ -193,6 +196,7 @@ function forwardWhole(opts: ForwardOptions): Promise<ForwardOutcome> {
         headers['content-length'] = body.length;
         res.writeHead(exchange.status, headers);
         res.end(body);
+        opts.outputSlice?.push(body);
         done(body);
       },
       onError(failure) {

@@ -113,12 +113,23 @@ describe('bench/run.js', () => {
       expect(r.chunk_delay_ms.n, name).toBeGreaterThan(0);
       expect(r.chunks_per_s, name).toBeGreaterThan(0);
     }
+    // The gateway's own overhead histogram is read over the measured window (the others have none).
+    expect(sc.targets.gateway.gateway_overhead_ms.n).toBeGreaterThan(0);
+    expect(sc.targets.gateway.gateway_overhead_ms.p99).toBeGreaterThanOrEqual(sc.targets.gateway.gateway_overhead_ms.p50);
+    expect(sc.targets.bare.gateway_overhead_ms).toBeUndefined();
     const m = sc.measurement.gateway as Json;
     expect(m.compared).toBeGreaterThan(0);
     expect(m.missing_log_lines).toBe(0);
     expect(m.token_count_mismatches).toBe(0);
     expect(m.tpot_abs_error_ms.n).toBe(m.compared);
     expect(m.ttft_abs_error_ms.n).toBe(m.compared);
+    // Every log line carried queue_ms (figures not judged).
+    expect(m.queue_ms.n).toBe(m.compared);
+    // The gateway measured is the one users run: its policy sets nothing beyond backend and
+    // model, the report says so, and the streams verdicts compare it with the bare proxy.
+    expect(sc.gateway_knobs).toEqual({ gateway: [] });
+    expect(sRun.stdout).toMatch(/policy of gateway: backend and model only/);
+    expect(s.targets.map((x: Json) => x.id)).toEqual(expect.arrayContaining(['streams_ttft_10', 'streams_rate_10']));
 
     // The same over the Responses API: named events, one stamped delta per token, through every target.
     const rs = s.scenarios.responses_10 as Json;
