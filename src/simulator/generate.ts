@@ -108,11 +108,14 @@ export function structuredText(format: unknown, param: string, k: Knobs): string
     case 'json_object':
       return JSON.stringify({ message: completionText(Math.max(1, k.outputTokens)).trim() });
     case 'json_schema': {
+      if (param === 'response_format' && (typeof f.json_schema !== 'object' || f.json_schema === null)) {
+        return { invalid: "Missing required parameter: 'response_format.json_schema'.", param: 'response_format.json_schema' };
+      }
       const schema = param === 'response_format' ? f.json_schema?.schema : f.schema;
-      if (schema !== undefined && (typeof schema !== 'object' || schema === null || Array.isArray(schema))) {
+      if (schema === undefined || typeof schema !== 'object' || schema === null || Array.isArray(schema)) {
         return { invalid: `Invalid schema for ${param}: the schema must be a JSON object.`, param };
       }
-      return JSON.stringify(sampleFromSchema(schema ?? {}));
+      return JSON.stringify(sampleFromSchema(schema));
     }
     default:
       return { invalid: `Invalid value for '${param}.type': expected one of 'text', 'json_object' or 'json_schema'.`, param: `${param}.type` };

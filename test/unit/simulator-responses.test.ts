@@ -113,6 +113,7 @@ describe('POST /responses, not streamed', () => {
       [{ model: 'm', input: 'x', max_output_tokens: -1 }, 'max_output_tokens'],
       [{ model: 'm', input: 'x', tools: 'nope' }, 'tools'],
       [{ model: 'm', input: 'x', text: { format: { type: 'yaml' } } }, 'text.format.type'],
+      [{ model: 'm', input: 'x', text: { format: { type: 'json_schema', name: 'x' } } }, 'text.format'],
     ] as const) {
       const r = await post('/responses', body);
       expect(r.status, JSON.stringify(body)).toBe(400);

@@ -121,6 +121,9 @@ describe('chat completions: n and response_format', () => {
     await expect(
       client.chat.completions.create({ model: 'm', messages: MSG, response_format: { type: 'yaml' } as unknown as OpenAI.ResponseFormatJSONObject }),
     ).rejects.toMatchObject({ status: 400, param: 'response_format.type' });
+    await expect(
+      client.chat.completions.create({ model: 'm', messages: MSG, response_format: { type: 'json_schema' } as unknown as OpenAI.ResponseFormatJSONSchema }),
+    ).rejects.toMatchObject({ status: 400, param: 'response_format.json_schema' });
   });
 
   it('reasoning_effort: hidden reasoning tokens in completion_tokens and its details; answer unchanged', async () => {
