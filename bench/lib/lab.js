@@ -90,7 +90,7 @@ export class Lab {
    * A gateway in front of the simulator. features: null (no keys, limits or budgets),
    * 'memory' or 'redis' (keys, rate limits, budgets at every scope, explicit breaker).
    */
-  async gateway({ features = null, name = 'gateway', inspect = false } = {}) {
+  async gateway({ features = null, insights = false, name = 'gateway', inspect = false } = {}) {
     const n = ++this.seq;
     const key = `sk-bench-${this.tag}`;
     const policy = {
@@ -129,6 +129,8 @@ export class Lab {
         policy.state = { store: 'memory' };
       }
     }
+    // Traffic intelligence with its defaults (quality.sample 1.0): what it costs per request.
+    if (insights) policy.insights = {};
     // YAML is a superset of JSON: the policy file is written as JSON.
     const file = join(this.dir, `policies-${n}.yaml`);
     writeFileSync(file, JSON.stringify(policy, null, 2));
