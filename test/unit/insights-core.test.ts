@@ -218,3 +218,12 @@ describe('reconfiguration', () => {
     expect(insights.footprint().models).toBe(0);
   });
 });
+
+describe('config', () => {
+  it('refuses bad insights settings with their path', () => {
+    expect(() => parsePolicies(POLICY.replace('drift: { window: 200 }', 'drift: { window: 5 }'), 't.yaml')).toThrow(/insights\.drift\.window/);
+    expect(() => parsePolicies(POLICY.replace('drift: { window: 200 }', 'quality: { sample: 2 }'), 't.yaml')).toThrow(/insights\.quality\.sample/);
+    expect(() => parsePolicies(POLICY.replace('webhook: http://127.0.0.1:9/hook', 'webhook: ftp://x'), 't.yaml')).toThrow(/insights\.webhook/);
+    expect(() => parsePolicies(POLICY.replace('drift: { window: 200 }', 'drfit: {}'), 't.yaml')).toThrow(/drfit/);
+  });
+});
