@@ -21,7 +21,7 @@ import type { UpstreamExchange, UpstreamRequest } from './upstream/exchange.js';
 import type { RoutingContext, Target } from './routing/index.js';
 import { settle, type RequestRecord } from './settle/index.js';
 import { rewriteBody } from './upstream/body.js';
-import { spanEvent, type Tracing } from './telemetry/tracing.js';
+import { GEN_AI_OPERATION, spanEvent, type Tracing } from './telemetry/tracing.js';
 import type { Span } from '@opentelemetry/api';
 import { worstCaseUsd, maxOutputTokens } from './policy/cost.js';
 
@@ -39,8 +39,6 @@ export interface InferenceRequest {
 }
 
 const CLIENT_LEFT = { code: 'client_closed_request', message: 'the client closed the connection' };
-
-const OPERATION: Record<Endpoint, string> = { 'chat/completions': 'chat', completions: 'text_completion', embeddings: 'embeddings' };
 
 /**
  * One request's state in the pipeline. It is also the routing context and the prompt
@@ -108,7 +106,7 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
   const model = typeof r.body.model === 'string' ? r.body.model : '';
   const stream = r.body.stream === true && r.endpoint !== 'embeddings';
   const rec = newRecord(r, model, stream);
-  const span = gw.tracing.start(r.req.headers, OPERATION[r.endpoint], model, stream);
+  const span = gw.tracing.start(r.req.headers, GEN_AI_OPERATION[r.endpoint]!, model, stream);
   if (gw.tracing.exporting) {
     const sc = span.spanContext();
     rec.traceId = sc.traceId;
@@ -207,7 +205,7 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
     r.res.off('close', call.onClose);
     gw.inflight.delete(r.res);
     rec.endedAt = performance.now();
-    settle(rec, { metrics, logger, ticket, span });
+    settle(rec, { metrics, logger, ticket, span, genai: gw.genai });
   }
 }
 

@@ -59,9 +59,12 @@ export interface SpanOutcome {
   errorMessage?: string;
 }
 
+/** gen_ai.operation.name of each inference endpoint. */
+export const GEN_AI_OPERATION: Readonly<Record<string, string>> = { 'chat/completions': 'chat', completions: 'text_completion', embeddings: 'embeddings' };
+
 /** server.address / server.port of an origin, parsed once per origin. */
 const servers = new Map<string, { address: string; port: number }>();
-function serverOf(origin: string): { address: string; port: number } {
+export function serverOf(origin: string): { address: string; port: number } {
   let s = servers.get(origin);
   if (!s) {
     const u = new URL(origin);
