@@ -18,13 +18,12 @@ import type { Route, PolicyTable } from '../policy/index.js';
 import type { Backend, Backends } from '../upstream/backends.js';
 import { UpstreamExchange, type UpstreamRequest } from '../upstream/exchange.js';
 import { ClientAbort, UpstreamFailure, statusFailure } from '../upstream/failures.js';
-import { GatewayError } from '../errors.js';
+import { GatewayError, errors } from '../errors.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { CircuitBreaker, Permit } from './breaker.js';
 import { BreakerRegistry } from './registry.js';
 import { backoffMs, sleep } from './retry.js';
-import './admin.js';
 
 export { BreakerRegistry } from './registry.js';
 export type { CircuitView, DeploymentId } from './registry.js';
@@ -146,6 +145,8 @@ export interface RouterOptions {
   /** Monotonic ms (default performance.now); used only when no registry is taken over. */
   clock?: () => number;
   random?: () => number;
+  /** Chaos injection (src/insights/chaos.ts), asked once per attempt. */
+  chaos?: (model: string, backend: string) => { delayMs: number; fail?: 'error' | 'abort'; status: number } | undefined;
 }
 
 export class Router {
@@ -154,6 +155,7 @@ export class Router {
   private readonly plans = new Map<string, Plan>();
   private readonly clock: () => number;
   private readonly random: () => number;
+  private readonly chaos: RouterOptions['chaos'];
 
   constructor(
     private readonly policy: PolicyTable,
@@ -168,6 +170,7 @@ export class Router {
     this.breakers.attach(metrics, logger);
     this.clock = this.breakers.clock;
     this.random = opts.random ?? Math.random;
+    this.chaos = opts.chaos;
 
     const routes = policy.names().map((n) => policy.resolve(n)!);
     const ids = routes.flatMap((route) =>
@@ -247,7 +250,8 @@ export class Router {
   /** The outcome of a served exchange, once its body ended: feeds its breaker. A client abort counts for nothing. */
   report(served: Served, ok: boolean, failure?: UpstreamFailure): void {
     const now = this.clock();
-    if (failure?.reason === 'client_abort') return served.breaker.record(served.permit, 'neutral', now);
+    // The client leaving or the gateway shutting down says nothing about the deployment.
+    if (failure?.reason === 'client_abort' || failure?.reason === 'shutdown') return served.breaker.record(served.permit, 'neutral', now);
     if (ok) return served.breaker.record(served.permit, 'success', now);
     served.breaker.record(served.permit, failure?.local ? 'local_error' : 'status_error', now);
     this.metrics.upstreamErrors.inc({ backend: served.backend.name, reason: failure?.reason ?? 'mid_stream' });
@@ -378,10 +382,18 @@ export class Router {
           )
         : undefined;
     try {
+      // Chaos (POST /admin/chaos) acts before the upstream call: retries, breakers and
+      // fallbacks then treat an injected failure as a real one.
+      const chaos = this.chaos?.(plan.route.name, slot.backend.name);
+      if (chaos) {
+        await sleep(chaos.delayMs, st.ctx.signal);
+        if (chaos.fail === 'error') throw statusFailure(slot.backend.name, chaos.status, {});
+        if (chaos.fail === 'abort') throw new UpstreamFailure('reset', errors.upstreamReset(slot.backend.name), true);
+      }
       await exchange.open(st.ctx.buildRequest(served));
     } catch (e) {
       st.ctx.onExchange(undefined);
-      if (e instanceof UpstreamFailure && e.reason !== 'client_abort' && !deadlineHit) {
+      if (e instanceof UpstreamFailure && e.reason !== 'client_abort' && e.reason !== 'shutdown' && !deadlineHit) {
         this.failed(plan, slot, permit, e, st);
         return { kind: 'failed', failure: e };
       }

@@ -10,6 +10,7 @@ import { requestLogEnabled, writeRequestLine } from '../telemetry/request-log.js
 import { requestLine } from './line.js';
 import type { Span } from '@opentelemetry/api';
 import type { GenAiMetrics } from '../telemetry/otlp-metrics.js';
+import type { RequestInsight } from '../insights/index.js';
 
 export interface TokenCounts {
   input: number;
@@ -42,6 +43,9 @@ export interface RequestRecord {
   endedAt: number;
   firstTokenAt?: number;
   lastTokenAt?: number;
+  /** Waited for an upstream connection (last attempt), and when its request went out (performance.now()). */
+  queueMs?: number;
+  upstreamStartAt?: number;
   tokens?: TokenCounts;
   /** True when tokens came from our tokenizer rather than upstream usage. */
   estimated?: boolean;
@@ -55,6 +59,10 @@ export interface RequestRecord {
   finishReason?: string;
   error?: { code: string; message: string };
   system?: string;
+  /** The upstream's usage was refused (settle/usage.ts): the field at fault; `tokens` are the estimate. */
+  usageFault?: string;
+  /** Insights' handle on this request (src/insights/), when insights is on. */
+  insight?: RequestInsight;
   /** The serving backend's origin (server.address/port on the span). */
   origin?: string;
   /** W3C ids of the request's span, when the gateway exports traces (log line). */
@@ -71,6 +79,13 @@ export function settle(rec: RequestRecord, deps: { metrics: Metrics; logger: Log
   const model = rec.routed ? rec.model : 'unknown';
   const servedModel = rec.servedModel ?? model;
   const backend = rec.backend ?? 'none';
+  if (rec.usageFault !== undefined) {
+    metrics.upstreamErrors.inc({ backend, reason: 'invalid_usage' });
+    deps.logger.warn(
+      { request_id: rec.requestId, backend, field: rec.usageFault },
+      'the upstream reported an invalid token count: the request is counted by the gateway\'s estimate',
+    );
+  }
   const cost = rec.tokens && rec.pricing ? costUsd(rec.pricing, rec.tokens) : 0;
   deps.ticket?.settle({
     servedModel,
@@ -103,6 +118,8 @@ export function settle(rec: RequestRecord, deps: { metrics: Metrics; logger: Log
     if (t.reasoning) served.reasoning.inc(t.reasoning);
   }
   if (cost > 0) metrics.costFor(servedModel, rec.teamLabel ?? 'none').inc(cost);
+  // Insights (quality, drift, anomalies, SLA): one call per request, never per chunk.
+  rec.insight?.settled(rec, servedModel, cost, ttftMs, tpotMs);
   const overhead = overheadMs(rec);
   if (overhead !== undefined) metrics.overheadFor(servedModel, rec.stream).observe(overhead / 1000);
 
