@@ -19,6 +19,8 @@ import { Backends } from './upstream/backends.js';
 import { Metrics } from './telemetry/metrics.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
 import { Tracing } from './telemetry/tracing.js';
+import { GenAiMetrics } from './telemetry/otlp-metrics.js';
+import { resolveOtlpMetrics } from './telemetry/otlp-config.js';
 import { createHttpServer } from './server/http.js';
 import { applyServerLimits } from './server/limits.js';
 import { exposureProblems } from './server/exposure.js';
@@ -106,6 +108,8 @@ export class Gateway {
   readonly logger: Logger;
   /** Span per request and, when configured, OTLP export: set at start (a change of telemetry.otlp needs a restart). */
   readonly tracing: Tracing;
+  /** OTLP metrics in the GenAI conventions, when OTEL_METRICS_EXPORTER=otlp or telemetry.otlp.metrics asks for them. */
+  readonly genai: GenAiMetrics | undefined;
   private current: Stages;
   private draining = false;
   /** The last reload (or a resolved promise): the next one starts after it. */
@@ -118,9 +122,10 @@ export class Gateway {
   /** Previous stages being retired, with the promise that ends when they are closed. */
   private readonly retiring = new Map<Stages, Promise<void>>();
 
-  private constructor(stages: Stages, tracing: Tracing, readonly options: GatewayOptions) {
+  private constructor(stages: Stages, tracing: Tracing, genai: GenAiMetrics | undefined, readonly options: GatewayOptions) {
     this.current = stages;
     this.tracing = tracing;
+    this.genai = genai;
     this.metrics = stages.metrics;
     this.logger = stages.logger;
     this.seenHash = options.policiesHash;
@@ -142,7 +147,16 @@ export class Gateway {
       return Tracing.global();
     });
     if (tracing.exporting) logger.info({ traces: tracing.target }, 'exporting traces (OTLP/HTTP)');
-    return new Gateway(await buildStages(policies, metrics, logger), tracing, options);
+    const metricsSettings = resolveOtlpMetrics(policies.telemetry?.otlp, options.env ?? process.env);
+    let genai: GenAiMetrics | undefined;
+    if (metricsSettings) {
+      genai = await GenAiMetrics.start(metricsSettings).catch((e: unknown) => {
+        logger.error({ err: e }, 'OTLP metrics could not start: serving without them');
+        return undefined;
+      });
+      if (genai) logger.info({ metrics: `${new URL(metricsSettings.metricsEndpoint).origin}${new URL(metricsSettings.metricsEndpoint).pathname} (${metricsSettings.protocol})` }, 'exporting GenAI metrics (OTLP/HTTP)');
+    }
+    return new Gateway(await buildStages(policies, metrics, logger), tracing, genai, options);
   }
 
   /**
@@ -334,7 +348,8 @@ export class Gateway {
     await s.admission.close();
     await s.backends.close();
     // Spans of the last requests go out if the collector answers soon; never hold shutdown for it.
-    await Promise.race([this.tracing.shutdown().catch(() => undefined), new Promise((r) => (t = setTimeout(r, TRACE_FLUSH_MAX_MS)).unref())]);
+    const exports = Promise.all([this.tracing.shutdown().catch(() => undefined), this.genai?.shutdown().catch(() => undefined)]);
+    await Promise.race([exports, new Promise((r) => (t = setTimeout(r, TRACE_FLUSH_MAX_MS)).unref())]);
     clearTimeout(t);
   }
 }

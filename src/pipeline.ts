@@ -242,7 +242,7 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
       rec.queueMs = ex.queueMs(rec.endedAt);
       rec.upstreamStartAt = ex.startedAt;
     }
-    settle(rec, { metrics, logger, ticket, span });
+    settle(rec, { metrics, logger, ticket, span, genai: gw.genai });
   }
 }
 

@@ -247,6 +247,16 @@ export const otlpSchema = z
       .enum(['always_on', 'always_off', 'traceidratio', 'parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio'])
       .optional(),
     sampler_arg: z.number().min(0).max(1).optional(),
+    /** OTLP metrics (gen_ai.client.*, gen_ai.server.*); Prometheus /metrics stays the primary interface. */
+    metrics: z
+      .object({
+        enabled: z.boolean().optional(),
+        /** Full URL of the metrics endpoint (as OTEL_EXPORTER_OTLP_METRICS_ENDPOINT); default endpoint + /v1/metrics. */
+        endpoint: z.string().url().optional(),
+        interval_ms: positiveInt.optional(),
+      })
+      .strict()
+      .optional(),
     batch: z
       .object({
         max_queue_size: positiveInt.optional(),
