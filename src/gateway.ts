@@ -20,6 +20,7 @@ import { Metrics } from './telemetry/metrics.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
 import { createHttpServer } from './server/http.js';
 import { preloadTokenizer } from './streamtap/index.js';
+import { ResponseAffinity } from './routing/affinity.js';
 import './dashboard/index.js'; // registers GET /admin/stats (the live dashboard's data)
 import './config/admin.js'; // registers POST /admin/reload
 
@@ -83,6 +84,8 @@ export class Gateway {
   readonly server: Server;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  /** Responses API: which deployment holds which stored response (kept across reloads; its store settings apply at start). */
+  readonly affinity: ResponseAffinity;
   private current: Stages;
   private draining = false;
   /** The last reload (or a resolved promise): the next one starts after it. */
@@ -100,6 +103,7 @@ export class Gateway {
     this.metrics = stages.metrics;
     this.logger = stages.logger;
     this.seenHash = options.policiesHash;
+    this.affinity = ResponseAffinity.fromPolicies(stages.policies, stages.logger);
     this.server = createHttpServer(this);
   }
 
@@ -257,5 +261,6 @@ export class Gateway {
     clearTimeout(t);
     await s.admission.close();
     await s.backends.close();
+    await this.affinity.close();
   }
 }

@@ -47,6 +47,8 @@ const CLIENT_LEFT = { code: 'client_closed_request', message: 'the client closed
 class Call implements RoutingContext, PromptCounter {
   exchange: UpstreamExchange | undefined = undefined;
   gone = false;
+  /** The backend that holds the stored response this request continues, if any. */
+  pin: string | undefined = undefined;
   /** Made only if routing has to wait (backoff, retry-after): most requests never do. */
   private left: AbortController | undefined = undefined;
   /** -1 until counted: a tokenizer pass only when some scope reserves tokens or money, or the upstream reports no usage. */
@@ -95,7 +97,7 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
   const api = r.protocol;
   const model = api.model(r.body);
   const stream = api.stream(r.body);
-  const rec = newRecord(r, model, stream);
+  const rec = newRecord(r.id, api.endpoint, r.receivedAt, model, stream);
   const span = startRequestSpan(api.operation, model);
   const { policy, auth, admission, router, metrics, logger } = gw.stages();
   const call = new Call(r, stream);
@@ -115,6 +117,15 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
     rec.routed = true;
     if (identity.config?.models && !identity.config.models.includes(model)) throw errors.modelNotAllowed(model);
     api.validate(r.body);
+    const continues = api.continues?.(r.body);
+    if (continues !== undefined) {
+      // Responses' previous_response_id: the conversation lives where that response was made.
+      const held = await gw.affinity.lookup(continues);
+      if (held) {
+        if (!router.reaches(route, held.backend)) throw errors.previousResponseUnreachable(continues, model);
+        call.pin = held.backend;
+      }
+    }
 
     const promptTokens = policy.needsTokenEstimates ? call.promptTokens() : -1;
     const maxOut = maxOutputTokens(api.maxOutputTokens(r.body), route);
@@ -149,6 +160,7 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
         headers: ticket.headers,
         servedModel: served.route.name,
         prompt: call,
+        onResponseId: api.recordsResponses ? (id) => gw.affinity.remember(id, { model, backend: served.backend.name }) : undefined,
       });
       router.report(served, outcome.failure === undefined || outcome.failure.reason === 'client_abort', outcome.failure);
       rec.status = outcome.status;
@@ -182,10 +194,10 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
 }
 
 /** Every field present from the start, in one order: one hidden class for all records. */
-function newRecord(r: InferenceRequest, model: string, stream: boolean): RequestRecord {
+export function newRecord(requestId: string, endpoint: string, receivedAt: number, model: string, stream: boolean): RequestRecord {
   return {
-    requestId: r.id,
-    endpoint: r.protocol.endpoint,
+    requestId,
+    endpoint,
     model,
     routed: false,
     servedModel: undefined,
@@ -193,7 +205,7 @@ function newRecord(r: InferenceRequest, model: string, stream: boolean): Request
     upstreamModel: undefined,
     status: 0,
     stream,
-    receivedAt: r.receivedAt,
+    receivedAt,
     endedAt: 0,
     firstTokenAt: undefined,
     lastTokenAt: undefined,
@@ -217,18 +229,23 @@ function newRecord(r: InferenceRequest, model: string, stream: boolean): Request
  */
 function buildUpstreamRequest(r: InferenceRequest, t: Target, stream: boolean): UpstreamRequest {
   const body = r.protocol.upstreamBody(r.raw, r.body, t, stream);
+  return { method: 'POST', path: r.protocol.upstreamPath, headers: upstreamHeaders(r.req, r.id, true), body };
+}
+
+/** The client's headers as sent upstream: ours set, credentials and hop-by-hop ones dropped. */
+export function upstreamHeaders(req: IncomingMessage, requestId: string, json: boolean): Record<string, string> {
   const headers: Record<string, string> = {
-    'content-type': 'application/json',
     // The tap reads the bytes it forwards: ask for them uncompressed.
     'accept-encoding': 'identity',
-    'x-request-id': r.id,
+    'x-request-id': requestId,
   };
-  const given = r.req.headers;
+  if (json) headers['content-type'] = 'application/json';
+  const given = req.headers;
   for (const name in given) {
     const v = given[name];
     if (typeof v === 'string' && headers[name] === undefined && !DROPPED_REQUEST_HEADERS.has(name) && !name.startsWith('x-gateway-')) headers[name] = v;
   }
-  return { method: 'POST', path: r.protocol.upstreamPath, headers, body };
+  return headers;
 }
 
 /**

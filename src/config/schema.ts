@@ -135,6 +135,10 @@ export const stateSchema = z
     file: z.string().optional(),
     flush_interval_ms: positiveInt.default(1_000),
     on_store_error: z.enum(['open', 'closed']).default('open'),
+    // Responses API: how long (and, in memory, how many) response ids are remembered with
+    // the deployment that holds them. OpenAI keeps stored responses for 30 days.
+    response_affinity_ttl_s: positiveInt.default(30 * 86_400),
+    response_affinity_max: positiveInt.default(100_000),
   })
   .strict();
 
@@ -164,6 +168,8 @@ export const policiesSchema = z
       redis_prefix: 'llmgw:',
       flush_interval_ms: 1_000,
       on_store_error: 'open',
+      response_affinity_ttl_s: 30 * 86_400,
+      response_affinity_max: 100_000,
     }),
     backends: z.record(z.string(), backendSchema),
     models: z.record(z.string(), modelSchema),

@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { Gateway } from '../gateway.js';
 import { errors, GatewayError, sendError } from '../errors.js';
 import { handleInference } from '../pipeline.js';
+import { handleResponseFollowUp, type FollowUpAction } from '../followup.js';
 import { protocols, type Protocol } from '../protocols/index.js';
 import { handleAdmin } from './admin.js';
 import { createPassthrough } from './passthrough.js';
@@ -13,7 +14,17 @@ const INFERENCE: Record<string, Protocol> = {
   '/v1/chat/completions': protocols.chat,
   '/v1/completions': protocols.completions,
   '/v1/embeddings': protocols.embeddings,
+  '/v1/responses': protocols.responses,
+  '/v1/responses/input_tokens': protocols.responsesInputTokens,
 };
+
+/** /v1/responses/{id}[/cancel|/input_items]: the follow-ups of a stored response, by method. */
+const FOLLOW_UP = /^\/v1\/responses\/([^/]+)(\/cancel|\/input_items)?$/;
+function followUpAction(method: string, sub: string | undefined): FollowUpAction | undefined {
+  if (sub === undefined) return method === 'GET' ? 'get' : method === 'DELETE' ? 'delete' : undefined;
+  if (sub === '/cancel') return method === 'POST' ? 'cancel' : undefined;
+  return method === 'GET' ? 'input_items' : undefined;
+}
 
 /**
  * Request ids for requests that bring none: UUID-shaped, a random per-process prefix and a
@@ -146,6 +157,14 @@ export function createHttpServer(gw: Gateway): Server {
       }
       if (typeof body !== 'object' || body === null || Array.isArray(body)) return sendError(res, errors.notObject(), id, undefined, protocol.errorBody);
       return handleInference(gw, { id, protocol, req, res, raw, body: body as Record<string, unknown>, receivedAt });
+    }
+
+    const follow = FOLLOW_UP.exec(path);
+    if (follow) {
+      const action = followUpAction(method, follow[2]);
+      req.resume();
+      if (!action) return sendError(res, errors.methodNotAllowed(method, path), id);
+      return handleResponseFollowUp(gw, { id, req, res, receivedAt, responseId: follow[1]!, action, query: q === -1 ? '' : url.slice(q) });
     }
 
     if (path === '/v1/models' && method === 'GET') {

@@ -1,0 +1,143 @@
+// Follow-ups of a stored Responses API response: GET / DELETE /v1/responses/{id},
+// POST /v1/responses/{id}/cancel, GET /v1/responses/{id}/input_items. They name no model: the
+// response-id affinity (routing/affinity.ts) says which model served it and which backend
+// holds it. Governed like any request of that model: the key is checked, the model must be on
+// its allow-list, admission counts it (rpm, concurrency; it reserves no tokens or money), and
+// routing retries it, but only on the backend that holds the response.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { errors, GatewayError, sendError } from './errors.js';
+import type { Gateway } from './gateway.js';
+import type { Ticket } from './admission/index.js';
+import { newRecord, upstreamHeaders } from './pipeline.js';
+import { forwardResponse, type PromptCounter } from './streamtap/forward.js';
+import { ClientAbort } from './upstream/failures.js';
+import type { UpstreamExchange, UpstreamRequest } from './upstream/exchange.js';
+import type { RoutingContext } from './routing/index.js';
+import { settle } from './settle/index.js';
+import { startRequestSpan } from './telemetry/tracing.js';
+import { responses } from './protocols/responses.js';
+
+export type FollowUpAction = 'get' | 'delete' | 'cancel' | 'input_items';
+
+export interface FollowUpRequest {
+  id: string;
+  req: IncomingMessage;
+  res: ServerResponse;
+  receivedAt: number;
+  responseId: string;
+  action: FollowUpAction;
+  /** The client's query string, '?' included ('' when none): passed on as is. */
+  query: string;
+}
+
+const UPSTREAM: Record<FollowUpAction, { method: UpstreamRequest['method']; suffix: string }> = {
+  get: { method: 'GET', suffix: '' },
+  delete: { method: 'DELETE', suffix: '' },
+  cancel: { method: 'POST', suffix: '/cancel' },
+  input_items: { method: 'GET', suffix: '/input_items' },
+};
+
+const CLIENT_LEFT = { code: 'client_closed_request', message: 'the client closed the connection' };
+
+/** Response ids are opaque word characters (resp_...): anything else cannot name one, and must not shape the upstream path. */
+export const RESPONSE_ID = /^[A-Za-z0-9_-]{1,256}$/;
+
+class FollowUpCall implements RoutingContext, PromptCounter {
+  exchange: UpstreamExchange | undefined = undefined;
+  gone = false;
+  pin: string | undefined = undefined;
+  readonly onClose = (): void => {
+    if (this.f.res.writableFinished) return;
+    this.gone = true;
+    this.exchange?.abort(new ClientAbort());
+  };
+
+  constructor(readonly f: FollowUpRequest) {}
+
+  buildRequest(): UpstreamRequest {
+    const { method, suffix } = UPSTREAM[this.f.action];
+    return { method, path: `/responses/${this.f.responseId}${suffix}${this.f.query}`, headers: upstreamHeaders(this.f.req, this.f.id, false) };
+  }
+  onExchange(e: UpstreamExchange | undefined): void {
+    this.exchange = e;
+  }
+  clientGone(): boolean {
+    return this.gone;
+  }
+  promptTokens(): number {
+    return 0;
+  }
+}
+
+export async function handleResponseFollowUp(gw: Gateway, f: FollowUpRequest): Promise<void> {
+  // GET ?stream=true replays a (background) response's events: forwarded through the tap.
+  const stream = f.action === 'get' && new URLSearchParams(f.query).get('stream') === 'true';
+  const rec = newRecord(f.id, `responses/${f.action}`, f.receivedAt, '', stream);
+  const span = startRequestSpan(`responses.${f.action}`, '');
+  const { policy, auth, admission, router, metrics, logger } = gw.stages();
+  const call = new FollowUpCall(f);
+  let ticket: Ticket | undefined;
+  f.res.on('close', call.onClose);
+  gw.inflight.add(f.res);
+  try {
+    const identity = auth.identify(f.req.headers);
+    rec.keyName = identity.key;
+    rec.user = identity.user;
+    rec.team = identity.team;
+    rec.teamLabel = identity.teamLabel;
+    const held = RESPONSE_ID.test(f.responseId) ? await gw.affinity.lookup(f.responseId) : undefined;
+    const route = held && policy.resolve(held.model);
+    if (!held || !route) throw errors.responseNotFound(f.responseId);
+    rec.model = held.model;
+    rec.routed = true;
+    if (identity.config?.models && !identity.config.models.includes(held.model)) throw errors.modelNotAllowed(held.model);
+    const admitted = admission.admit({ identity, route, promptTokens: 0, maxOutputTokens: 0, worstCaseUsd: 0 });
+    ticket = admitted instanceof Promise ? await admitted : admitted;
+    if (call.gone) throw new ClientAbort();
+    call.pin = held.backend;
+    const active = metrics.activeFor(held.model);
+    active.inc();
+    try {
+      const served = await router.open(call, route);
+      rec.servedModel = served.route.name;
+      rec.backend = served.backend.name;
+      rec.upstreamModel = served.upstreamModel;
+      rec.attempts = served.attempts;
+      rec.system = served.backend.system;
+      const outcome = await forwardResponse({
+        res: f.res,
+        wire: responses,
+        exchange: served.exchange,
+        stream,
+        stripUsage: false,
+        requestId: f.id,
+        headers: ticket.headers,
+        servedModel: served.route.name,
+        prompt: call,
+      });
+      router.report(served, outcome.failure === undefined || outcome.failure.reason === 'client_abort', outcome.failure);
+      rec.status = outcome.status;
+      // Reading a stored response again costs nothing: its usage is not counted a second time.
+      if (outcome.failure) rec.error = outcome.failure.reason === 'client_abort' ? CLIENT_LEFT : { code: outcome.failure.error.code, message: outcome.failure.error.message };
+      if (f.action === 'delete' && outcome.status < 300) gw.affinity.forget(f.responseId);
+    } finally {
+      active.dec();
+    }
+  } catch (e) {
+    if (e instanceof ClientAbort || call.gone) {
+      rec.status = 499;
+      rec.error = CLIENT_LEFT;
+    } else {
+      const err = e instanceof GatewayError ? e : errors.internal();
+      if (!(e instanceof GatewayError)) logger.error({ err: e, request_id: f.id }, 'internal error');
+      sendError(f.res, err, f.id, ticket?.headers);
+      rec.status = err.status;
+      rec.error = { code: err.code, message: err.message };
+    }
+  } finally {
+    f.res.off('close', call.onClose);
+    gw.inflight.delete(f.res);
+    rec.endedAt = performance.now();
+    settle(rec, { metrics, logger, ticket, span });
+  }
+}
