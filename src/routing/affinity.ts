@@ -49,7 +49,14 @@ export class ResponseAffinity {
       // Commands made before the connection is ready wait for it (the first responses of a
       // starting gateway must be recorded too); with no retries per request, the queue is
       // failed at the first failed reconnect, so an outage cannot grow it.
-      this.redis = new RedisClass(s.redis.url, { enableOfflineQueue: true, maxRetriesPerRequest: 0, retryStrategy: (n) => Math.min(100 * n, 1_000), enableAutoPipelining: true });
+      // Connected on first use: a gateway that never sees Responses traffic opens no connection.
+      this.redis = new RedisClass(s.redis.url, {
+        lazyConnect: true,
+        enableOfflineQueue: true,
+        maxRetriesPerRequest: 0,
+        retryStrategy: (n) => Math.min(100 * n, 1_000),
+        enableAutoPipelining: true,
+      });
       this.redis.on('error', (err: Error) => this.warn('response affinity: Redis unreachable', err));
     }
   }
@@ -117,6 +124,7 @@ export class ResponseAffinity {
 
   async close(): Promise<void> {
     if (!this.redis) return;
+    if (this.redis.status === 'wait' || this.redis.status === 'end') return this.redis.disconnect();
     await this.redis.quit().catch(() => this.redis?.disconnect());
   }
 }
