@@ -9,10 +9,11 @@ import { errors, GatewayError, sendError } from './errors.js';
 import type { Gateway } from './gateway.js';
 import type { Ticket } from './admission/index.js';
 import { newRecord, upstreamHeaders } from './pipeline.js';
-import { forwardResponse, type PromptCounter } from './streamtap/forward.js';
-import { ClientAbort } from './upstream/failures.js';
+import type { PromptCounter } from './streamtap/forward.js';
+import { forwardGuarded } from './upstream/guard.js';
+import { ClientAbort, ShutdownCut } from './upstream/failures.js';
 import type { UpstreamExchange, UpstreamRequest } from './upstream/exchange.js';
-import type { RoutingContext } from './routing/index.js';
+import type { RoutingContext, Target } from './routing/index.js';
 import { settle } from './settle/index.js';
 import { startRequestSpan } from './telemetry/tracing.js';
 import { responses } from './protocols/responses.js';
@@ -44,25 +45,34 @@ export const RESPONSE_ID = /^[A-Za-z0-9_-]{1,256}$/;
 
 class FollowUpCall implements RoutingContext, PromptCounter {
   exchange: UpstreamExchange | undefined = undefined;
+  lastExchange: UpstreamExchange | undefined = undefined;
   gone = false;
+  /** The gateway cut this request (shutdown past drain_timeout_ms). */
+  cut = false;
   pin: string | undefined = undefined;
   readonly onClose = (): void => {
     if (this.f.res.writableFinished) return;
     this.gone = true;
     this.exchange?.abort(new ClientAbort());
   };
+  readonly onCut = (): void => {
+    if (this.f.res.writableFinished || this.gone) return;
+    this.cut = true;
+    this.exchange?.abort(new ShutdownCut());
+  };
 
   constructor(readonly f: FollowUpRequest) {}
 
-  buildRequest(): UpstreamRequest {
+  buildRequest(t: Target): UpstreamRequest {
     const { method, suffix } = UPSTREAM[this.f.action];
-    return { method, path: `/responses/${this.f.responseId}${suffix}${this.f.query}`, headers: upstreamHeaders(this.f.req, this.f.id, false) };
+    return { method, path: `/responses/${this.f.responseId}${suffix}${this.f.query}`, headers: upstreamHeaders(this.f.req, this.f.id, false, t.backend.forwardHeaders) };
   }
   onExchange(e: UpstreamExchange | undefined): void {
     this.exchange = e;
+    if (e) this.lastExchange = e;
   }
   clientGone(): boolean {
-    return this.gone;
+    return this.gone || this.cut;
   }
   promptTokens(): number {
     return 0;
@@ -78,7 +88,7 @@ export async function handleResponseFollowUp(gw: Gateway, f: FollowUpRequest): P
   const call = new FollowUpCall(f);
   let ticket: Ticket | undefined;
   f.res.on('close', call.onClose);
-  gw.inflight.add(f.res);
+  gw.track(f.res, call.onCut);
   try {
     const identity = auth.identify(f.req.headers);
     rec.keyName = identity.key;
@@ -93,7 +103,7 @@ export async function handleResponseFollowUp(gw: Gateway, f: FollowUpRequest): P
     if (identity.config?.models && !identity.config.models.includes(held.model)) throw errors.modelNotAllowed(held.model);
     const admitted = admission.admit({ identity, route, promptTokens: 0, maxOutputTokens: 0, worstCaseUsd: 0 });
     ticket = admitted instanceof Promise ? await admitted : admitted;
-    if (call.gone) throw new ClientAbort();
+    if (call.gone || call.cut) throw new ClientAbort();
     call.pin = held.backend;
     const active = metrics.activeFor(held.model);
     active.inc();
@@ -104,10 +114,11 @@ export async function handleResponseFollowUp(gw: Gateway, f: FollowUpRequest): P
       rec.upstreamModel = served.upstreamModel;
       rec.attempts = served.attempts;
       rec.system = served.backend.system;
-      const outcome = await forwardResponse({
+      const outcome = await forwardGuarded({
         res: f.res,
         wire: responses,
         exchange: served.exchange,
+        maxBodyBytes: policy.policies.server.max_upstream_body_bytes,
         stream,
         stripUsage: false,
         requestId: f.id,
@@ -117,6 +128,7 @@ export async function handleResponseFollowUp(gw: Gateway, f: FollowUpRequest): P
       });
       router.report(served, outcome.failure === undefined || outcome.failure.reason === 'client_abort', outcome.failure);
       rec.status = outcome.status;
+      if (outcome.failure?.reason === 'shutdown') rec.status = 503;
       // Reading a stored response again costs nothing: its usage is not counted a second time.
       if (outcome.failure) rec.error = outcome.failure.reason === 'client_abort' ? CLIENT_LEFT : { code: outcome.failure.error.code, message: outcome.failure.error.message };
       if (f.action === 'delete' && outcome.status < 300) gw.affinity.forget(f.responseId);
@@ -124,7 +136,12 @@ export async function handleResponseFollowUp(gw: Gateway, f: FollowUpRequest): P
       active.dec();
     }
   } catch (e) {
-    if (e instanceof ClientAbort || call.gone) {
+    if (call.cut) {
+      const err = errors.shuttingDown();
+      sendError(f.res, err, f.id, ticket?.headers);
+      rec.status = err.status;
+      rec.error = { code: err.code, message: err.message };
+    } else if (e instanceof ClientAbort || call.gone) {
       rec.status = 499;
       rec.error = CLIENT_LEFT;
     } else {
@@ -136,8 +153,13 @@ export async function handleResponseFollowUp(gw: Gateway, f: FollowUpRequest): P
     }
   } finally {
     f.res.off('close', call.onClose);
-    gw.inflight.delete(f.res);
+    gw.untrack(f.res);
     rec.endedAt = performance.now();
+    const ex = call.lastExchange;
+    if (ex) {
+      rec.queueMs = ex.queueMs(rec.endedAt);
+      rec.upstreamStartAt = ex.startedAt;
+    }
     settle(rec, { metrics, logger, ticket, span });
   }
 }

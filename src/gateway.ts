@@ -19,10 +19,9 @@ import { Backends } from './upstream/backends.js';
 import { Metrics } from './telemetry/metrics.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
 import { createHttpServer } from './server/http.js';
+import { applyServerLimits } from './server/limits.js';
 import { preloadTokenizer } from './streamtap/index.js';
 import { ResponseAffinity } from './routing/affinity.js';
-import './dashboard/index.js'; // registers GET /admin/stats (the live dashboard's data)
-import './config/admin.js'; // registers POST /admin/reload
 
 export interface Stages {
   policies: Policies;
@@ -46,6 +45,8 @@ export interface GatewayOptions {
 
 export type ReloadSource = 'watch' | 'sighup' | 'admin';
 export type ReloadResult = { ok: true; changed: PolicyChanges; unchanged?: true } | { ok: false; problems: string[] };
+
+const LISTEN_BACKLOG = 4096;
 
 /** How long the previous stages wait for the requests that started under them (streams can be long). */
 const RETIRE_MAX_MS = 10 * 60_000;
@@ -79,8 +80,13 @@ async function finished(started: Set<ServerResponse>, inflight: Set<ServerRespon
   }
 }
 
+/** After cutting what outlived the drain: how long cut requests get to write their last event and settle. */
+const CUT_GRACE_MS = 2_000;
+
 export class Gateway {
   readonly inflight = new Set<ServerResponse>();
+  /** How to cut each in-flight pipeline request at shutdown (its final error event, recorded as the gateway's own cut). */
+  private readonly cutters = new Map<ServerResponse, () => void>();
   readonly server: Server;
   readonly metrics: Metrics;
   readonly logger: Logger;
@@ -104,6 +110,8 @@ export class Gateway {
     this.logger = stages.logger;
     this.seenHash = options.policiesHash;
     this.affinity = ResponseAffinity.fromPolicies(stages.policies, stages.logger);
+    // The upstream pool gauges read the current backends at scrape time.
+    this.metrics.upstreamPools = () => this.current.backends.all();
     this.server = createHttpServer(this);
   }
 
@@ -159,6 +167,7 @@ export class Gateway {
     // (Should close() have started meanwhile: it waits for this reload, then closes `next`
     // as the current stages and `prev` as retiring ones.)
     this.current = next;
+    applyServerLimits(this.server, policies.server);
     this.retire(prev, next);
     const changed = diffPolicies(prev.policies, policies);
     this.metrics.policyReloads.inc({ result: 'success' });
@@ -205,6 +214,17 @@ export class Gateway {
     });
   }
 
+  /** A pipeline request started: in flight until untrack(); `cut` stops it at shutdown. */
+  track(res: ServerResponse, cut: () => void): void {
+    this.inflight.add(res);
+    this.cutters.set(res, cut);
+  }
+
+  untrack(res: ServerResponse): void {
+    this.inflight.delete(res);
+    this.cutters.delete(res);
+  }
+
   stages(): Stages {
     return this.current;
   }
@@ -222,12 +242,29 @@ export class Gateway {
   listen(port: number, host: string): Promise<{ port: number; host: string }> {
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen(port, host, () => {
+      // Backlog: a burst of new client connections (hundreds of streams starting at once) waits
+      // in the kernel's accept queue; Node's default 511 drops SYNs past it (a 1 s+ client retry).
+      // The kernel caps it at net.core.somaxconn.
+      this.server.listen({ port, host, backlog: LISTEN_BACKLOG }, () => {
         this.server.off('error', reject);
         const addr = this.server.address();
         resolve({ port: typeof addr === 'object' && addr ? addr.port : port, host });
       });
     });
+  }
+
+  /**
+   * Cuts what outlived the drain the way the gateway ends any stream it cannot finish: a final
+   * error event (shutting_down) instead of a bare reset, recorded as a 503 of its own rather
+   * than a client leaving, and settled now, so its spend is in the final state flush (the
+   * admission store closes after this). Bounded: a client that does not read is cut anyway.
+   */
+  private async cutRemaining(): Promise<void> {
+    const cut = [...this.cutters.keys()];
+    for (const f of [...this.cutters.values()]) f();
+    const until = Date.now() + CUT_GRACE_MS;
+    const pending = () => this.inflight.size > 0 || cut.some((r) => !r.writableFinished && !r.destroyed);
+    while (pending() && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
   }
 
   /**
@@ -246,7 +283,8 @@ export class Gateway {
       this.server.closeIdleConnections();
     }
     if (this.inflight.size > 0) {
-      this.logger.warn({ inflight: this.inflight.size }, 'drain timeout: closing remaining requests');
+      this.logger.warn({ inflight: this.inflight.size }, 'drain timeout: cutting remaining requests');
+      await this.cutRemaining();
     }
     this.server.closeAllConnections();
     await closed;

@@ -15,11 +15,13 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { errors, GatewayError, sendError } from './errors.js';
 import type { Gateway } from './gateway.js';
 import type { Ticket } from './admission/index.js';
-import { forwardResponse, type PromptCounter } from './streamtap/forward.js';
-import { ClientAbort } from './upstream/failures.js';
+import type { PromptCounter } from './streamtap/forward.js';
+import { forwardGuarded } from './upstream/guard.js';
+import { ClientAbort, ShutdownCut } from './upstream/failures.js';
 import type { UpstreamExchange, UpstreamRequest } from './upstream/exchange.js';
 import type { RoutingContext, Target } from './routing/index.js';
 import { settle, type RequestRecord } from './settle/index.js';
+import { upstreamRequestHeaders } from './upstream/headers.js';
 import { startRequestSpan } from './telemetry/tracing.js';
 import { worstCaseUsd, maxOutputTokens } from './policy/cost.js';
 import type { Protocol } from './protocols/index.js';
@@ -46,15 +48,21 @@ const CLIENT_LEFT = { code: 'client_closed_request', message: 'the client closed
  */
 class Call implements RoutingContext, PromptCounter {
   exchange: UpstreamExchange | undefined = undefined;
+  /** The last attempt's exchange, kept after a failure: its queue time goes on the log line. */
+  lastExchange: UpstreamExchange | undefined = undefined;
   gone = false;
   /** The backend that holds the stored response this request continues, if any. */
   pin: string | undefined = undefined;
+  /** The gateway cut this request (shutdown past drain_timeout_ms): not the client's doing. */
+  cut = false;
   /** Made only if routing has to wait (backoff, retry-after): most requests never do. */
   private left: AbortController | undefined = undefined;
   /** -1 until counted: a tokenizer pass only when some scope reserves tokens or money, or the upstream reports no usage. */
   private prompt = -1;
   /** The 'close' listener (the one closure a request needs). */
   readonly onClose = (): void => this.closed();
+  /** Called by the gateway when it must stop this request (see Gateway.close). */
+  readonly onCut = (): void => this.shutdownCut();
 
   constructor(
     readonly r: InferenceRequest,
@@ -68,22 +76,31 @@ class Call implements RoutingContext, PromptCounter {
     this.exchange?.abort(new ClientAbort());
   }
 
+  private shutdownCut(): void {
+    if (this.r.res.writableFinished || this.gone) return;
+    this.cut = true;
+    this.left?.abort();
+    // A stream in progress ends with a shutting_down error event (forwardResponse's onError).
+    this.exchange?.abort(new ShutdownCut());
+  }
+
   buildRequest(t: Target): UpstreamRequest {
     return buildUpstreamRequest(this.r, t, this.stream);
   }
 
   onExchange(e: UpstreamExchange | undefined): void {
     this.exchange = e;
+    if (e) this.lastExchange = e;
   }
 
   clientGone(): boolean {
-    return this.gone;
+    return this.gone || this.cut;
   }
 
   get signal(): AbortSignal {
     if (!this.left) {
       this.left = new AbortController();
-      if (this.gone) this.left.abort();
+      if (this.gone || this.cut) this.left.abort();
     }
     return this.left.signal;
   }
@@ -103,7 +120,7 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
   const call = new Call(r, stream);
   let ticket: Ticket | undefined;
   r.res.on('close', call.onClose);
-  gw.inflight.add(r.res);
+  gw.track(r.res, call.onCut);
 
   try {
     if (!model) throw errors.missingModel();
@@ -138,7 +155,7 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
     });
     // The memory store answers synchronously: no microtask hop for it.
     ticket = admitted instanceof Promise ? await admitted : admitted;
-    if (call.gone) throw new ClientAbort();
+    if (call.gone || call.cut) throw new ClientAbort();
 
     const active = metrics.activeFor(model);
     active.inc();
@@ -150,10 +167,11 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
       rec.pricing = served.route.config.pricing;
       rec.attempts = served.attempts;
       rec.system = served.backend.system;
-      const outcome = await forwardResponse({
+      const outcome = await forwardGuarded({
         res: r.res,
         wire: api,
         exchange: served.exchange,
+        maxBodyBytes: policy.policies.server.max_upstream_body_bytes,
         stream,
         stripUsage: api.injectsUsage(r.body, stream),
         requestId: r.id,
@@ -169,12 +187,20 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
       rec.firstTokenAt = outcome.firstTokenAt;
       rec.lastTokenAt = outcome.lastTokenAt;
       rec.finishReason = outcome.finishReason;
+      rec.usageFault = outcome.usageFault;
+      // Cut by the gateway's shutdown: its own 503, whatever status the stream had started with.
+      if (outcome.failure?.reason === 'shutdown') rec.status = 503;
       if (outcome.failure) rec.error = outcome.failure.reason === 'client_abort' ? CLIENT_LEFT : { code: outcome.failure.error.code, message: outcome.failure.error.message };
     } finally {
       active.dec();
     }
   } catch (e) {
-    if (e instanceof ClientAbort || call.gone) {
+    if (call.cut) {
+      const err = errors.shuttingDown();
+      sendError(r.res, err, r.id, ticket?.headers, api.errorBody);
+      rec.status = err.status;
+      rec.error = { code: err.code, message: err.message };
+    } else if (e instanceof ClientAbort || call.gone) {
       rec.status = 499;
       rec.error = CLIENT_LEFT;
     } else {
@@ -187,8 +213,13 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
     }
   } finally {
     r.res.off('close', call.onClose);
-    gw.inflight.delete(r.res);
+    gw.untrack(r.res);
     rec.endedAt = performance.now();
+    const ex = call.lastExchange;
+    if (ex) {
+      rec.queueMs = ex.queueMs(rec.endedAt);
+      rec.upstreamStartAt = ex.startedAt;
+    }
     settle(rec, { metrics, logger, ticket, span });
   }
 }
@@ -209,6 +240,8 @@ export function newRecord(requestId: string, endpoint: string, receivedAt: numbe
     endedAt: 0,
     firstTokenAt: undefined,
     lastTokenAt: undefined,
+    queueMs: undefined,
+    upstreamStartAt: undefined,
     tokens: undefined,
     estimated: undefined,
     pricing: undefined,
@@ -220,6 +253,7 @@ export function newRecord(requestId: string, endpoint: string, receivedAt: numbe
     finishReason: undefined,
     error: undefined,
     system: undefined,
+    usageFault: undefined,
   };
 }
 
@@ -229,31 +263,16 @@ export function newRecord(requestId: string, endpoint: string, receivedAt: numbe
  */
 function buildUpstreamRequest(r: InferenceRequest, t: Target, stream: boolean): UpstreamRequest {
   const body = r.protocol.upstreamBody(r.raw, r.body, t, stream);
-  return { method: 'POST', path: r.protocol.upstreamPath, headers: upstreamHeaders(r.req, r.id, true), body };
+  return { method: 'POST', path: r.protocol.upstreamPath, headers: upstreamHeaders(r.req, r.id, true, t.backend.forwardHeaders), body };
 }
 
-/** The client's headers as sent upstream: ours set, credentials and hop-by-hop ones dropped. */
-export function upstreamHeaders(req: IncomingMessage, requestId: string, json: boolean): Record<string, string> {
+/** The headers sent upstream: ours, and the client's that the allow-list (upstream/headers.ts) lets through. */
+export function upstreamHeaders(req: IncomingMessage, requestId: string, json: boolean, forward: readonly string[]): Record<string, string> {
   const headers: Record<string, string> = {
     // The tap reads the bytes it forwards: ask for them uncompressed.
     'accept-encoding': 'identity',
     'x-request-id': requestId,
   };
   if (json) headers['content-type'] = 'application/json';
-  const given = req.headers;
-  for (const name in given) {
-    const v = given[name];
-    if (typeof v === 'string' && headers[name] === undefined && !DROPPED_REQUEST_HEADERS.has(name) && !name.startsWith('x-gateway-')) headers[name] = v;
-  }
-  return headers;
+  return upstreamRequestHeaders(req.headers, headers, forward);
 }
-
-/**
- * Client headers never passed upstream: hop-by-hop ones, the ones we set, and credentials
- * (the client's key is the gateway's business; the provider key is added by the backend).
- */
-const DROPPED_REQUEST_HEADERS = new Set([
-  'authorization', 'api-key', 'cookie', 'host', 'content-length', 'content-type', 'accept-encoding',
-  'connection', 'keep-alive', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade',
-  'expect', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'forwarded',
-]);

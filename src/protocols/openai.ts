@@ -6,6 +6,7 @@ import type { BodyFacts } from '../streamtap/grammar.js';
 import { scanUsage, type BodySummary, type UsageKeys } from '../util/usage-scan.js';
 import { rewriteBody } from '../upstream/body.js';
 import type { UpstreamModel } from './types.js';
+import { usageFault } from '../settle/usage.js';
 
 /** OpenAI's error body: the SDKs map it (with the status) to their own exception classes. */
 export function openaiErrorBody(err: GatewayError): string {
@@ -89,7 +90,8 @@ export function summariseChatBody(body: Buffer): BodySummary | undefined {
 /** A whole chat/completions/embeddings body: the byte scan, else one full parse. */
 export function readChatBody(body: Buffer): BodyFacts | undefined {
   const s = summariseChatBody(body);
-  if (s) return { usage: s.usage, finishReason: s.finishReason };
+  // A count the settle boundary would refuse: parse in full, for the text to estimate from.
+  if (s && usageFault(s.usage) === undefined) return { usage: s.usage, finishReason: s.finishReason };
   let json: unknown;
   try {
     json = JSON.parse(body.toString('utf8'));
@@ -101,12 +103,12 @@ export function readChatBody(body: Buffer): BodyFacts | undefined {
   const choices = Array.isArray(json.choices) ? (json.choices as unknown[]) : [];
   const first = choices[0];
   const finishReason = isRecord(first) && typeof first.finish_reason === 'string' ? first.finish_reason : undefined;
-  if (usage) return { usage, finishReason };
+  if (usage && usageFault(usage) === undefined) return { usage, finishReason };
   let text = '';
   for (const c of choices) {
     if (!isRecord(c)) continue;
     const content = isRecord(c.message) ? c.message.content : undefined;
     text += typeof content === 'string' ? content : typeof c.text === 'string' ? c.text : '';
   }
-  return { finishReason, text };
+  return { usage, finishReason, text };
 }

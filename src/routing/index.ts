@@ -24,7 +24,6 @@ import type { Logger } from '../telemetry/logger.js';
 import type { CircuitBreaker, Permit } from './breaker.js';
 import { BreakerRegistry } from './registry.js';
 import { backoffMs, sleep } from './retry.js';
-import './admin.js';
 
 export { BreakerRegistry } from './registry.js';
 export type { CircuitView, DeploymentId } from './registry.js';
@@ -250,7 +249,8 @@ export class Router {
   /** The outcome of a served exchange, once its body ended: feeds its breaker. A client abort counts for nothing. */
   report(served: Served, ok: boolean, failure?: UpstreamFailure): void {
     const now = this.clock();
-    if (failure?.reason === 'client_abort') return served.breaker.record(served.permit, 'neutral', now);
+    // The client leaving or the gateway shutting down says nothing about the deployment.
+    if (failure?.reason === 'client_abort' || failure?.reason === 'shutdown') return served.breaker.record(served.permit, 'neutral', now);
     if (ok) return served.breaker.record(served.permit, 'success', now);
     served.breaker.record(served.permit, failure?.local ? 'local_error' : 'status_error', now);
     this.metrics.upstreamErrors.inc({ backend: served.backend.name, reason: failure?.reason ?? 'mid_stream' });
@@ -383,7 +383,7 @@ export class Router {
       await exchange.open(st.ctx.buildRequest(served));
     } catch (e) {
       st.ctx.onExchange(undefined);
-      if (e instanceof UpstreamFailure && e.reason !== 'client_abort' && !deadlineHit) {
+      if (e instanceof UpstreamFailure && e.reason !== 'client_abort' && e.reason !== 'shutdown' && !deadlineHit) {
         this.failed(plan, slot, permit, e, st);
         return { kind: 'failed', failure: e };
       }

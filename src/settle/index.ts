@@ -41,6 +41,9 @@ export interface RequestRecord {
   endedAt: number;
   firstTokenAt?: number;
   lastTokenAt?: number;
+  /** Waited for an upstream connection (last attempt), and when its request went out (performance.now()). */
+  queueMs?: number;
+  upstreamStartAt?: number;
   tokens?: TokenCounts;
   /** True when tokens came from our tokenizer rather than upstream usage. */
   estimated?: boolean;
@@ -54,6 +57,8 @@ export interface RequestRecord {
   finishReason?: string;
   error?: { code: string; message: string };
   system?: string;
+  /** The upstream's usage was refused (settle/usage.ts): the field at fault; `tokens` are the estimate. */
+  usageFault?: string;
 }
 
 export function settle(rec: RequestRecord, deps: { metrics: Metrics; logger: Logger; ticket?: Ticket; span: Span }): void {
@@ -61,6 +66,13 @@ export function settle(rec: RequestRecord, deps: { metrics: Metrics; logger: Log
   const model = rec.routed ? rec.model : 'unknown';
   const servedModel = rec.servedModel ?? model;
   const backend = rec.backend ?? 'none';
+  if (rec.usageFault !== undefined) {
+    metrics.upstreamErrors.inc({ backend, reason: 'invalid_usage' });
+    deps.logger.warn(
+      { request_id: rec.requestId, backend, field: rec.usageFault },
+      'the upstream reported an invalid token count: the request is counted by the gateway\'s estimate',
+    );
+  }
   const cost = rec.tokens && rec.pricing ? costUsd(rec.pricing, rec.tokens) : 0;
   deps.ticket?.settle({
     servedModel,

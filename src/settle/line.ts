@@ -23,6 +23,11 @@ export function requestLine(rec: RequestRecord, servedModel: string, ttftMs: num
   s += ',"status":' + num(rec.status) + ',"stream":' + (rec.stream ? 'true' : 'false');
   if (ttftMs !== undefined) s += ',"ttft_ms":' + num(round(ttftMs));
   if (tpotMs !== undefined) s += ',"tpot_ms":' + num(round(tpotMs));
+  // TTFT split: waiting for an upstream connection, and the upstream's own time to first token.
+  if (rec.queueMs !== undefined) s += ',"queue_ms":' + num(round(rec.queueMs));
+  if (ttftMs !== undefined && rec.upstreamStartAt !== undefined && rec.firstTokenAt !== undefined && rec.upstreamStartAt === rec.upstreamStartAt) {
+    s += ',"upstream_ttft_ms":' + num(round(rec.firstTokenAt - rec.upstreamStartAt));
+  }
   s += ',"duration_ms":' + num(round(rec.endedAt - rec.receivedAt));
   const t = rec.tokens;
   if (t) {

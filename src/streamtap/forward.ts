@@ -5,10 +5,11 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'n
 import { StreamTap } from './tap.js';
 import { countTokens, type TapUsage } from './tokens.js';
 import type { BodyFacts, Wire } from './grammar.js';
-import type { UpstreamExchange } from '../upstream/exchange.js';
+import type { ResponseSource } from '../upstream/exchange.js';
 import { UpstreamFailure } from '../upstream/failures.js';
 import { errors, sendError } from '../errors.js';
 import type { TokenCounts } from '../settle/index.js';
+import { usageFault } from '../settle/usage.js';
 
 export interface PromptCounter {
   promptTokens(): number;
@@ -18,7 +19,7 @@ export interface ForwardOptions {
   res: ServerResponse;
   /** The API's wire format: its stream grammar, body reader and error shapes. */
   wire: Wire;
-  exchange: UpstreamExchange;
+  exchange: ResponseSource;
   stream: boolean;
   stripUsage: boolean;
   requestId: string;
@@ -42,6 +43,8 @@ export interface ForwardOutcome {
   responseId?: string;
   /** Set when the body broke after the head, or the client left (reason client_abort). */
   failure?: UpstreamFailure;
+  /** The upstream reported usage that is not a plain token count: the field it was in (tokens were estimated instead). */
+  usageFault?: string;
 }
 
 /** Upstream response headers never passed to the client: hop-by-hop, framing we redo, cookies and the provider's own account details. */
@@ -93,16 +96,18 @@ function forwardStream(opts: ForwardOptions, grammar: NonNullable<Wire['grammar'
       res.off('drain', onDrain);
       let tokens: TokenCounts;
       let estimated = false;
-      if (tap.usage) tokens = toCounts(tap.usage);
+      const fault = usageFault(tap.usage);
+      const usage = fault === undefined ? tap.usage : undefined;
+      if (usage) tokens = toCounts(usage);
       else {
         estimated = true;
         // Without retained chunks (the backend used to send usage) each content event counts
         // as one token, which is how OpenAI, vLLM and Ollama stream; the next stream from this
         // backend keeps its chunks again and gets a tokenizer count.
-        const output = tap.contentEvents === 0 ? 0 : backend.sendsUsage ? tap.contentEvents : countTokens(tap.outputText());
+        const output = tap.contentEvents === 0 ? 0 : backend.sendsUsage || !tap.textRetained ? tap.contentEvents : countTokens(tap.outputText());
         tokens = { input: opts.prompt.promptTokens(), output, cachedInput: 0, reasoning: 0 };
       }
-      if (!failure) backend.sendsUsage = tap.usage !== undefined;
+      if (!failure) backend.sendsUsage = usage !== undefined;
       resolve({
         status: failure?.reason === 'client_abort' ? 499 : exchange.status,
         tokens,
@@ -112,6 +117,7 @@ function forwardStream(opts: ForwardOptions, grammar: NonNullable<Wire['grammar'
         finishReason: tap.finishReason,
         responseId: tap.responseId,
         failure,
+        usageFault: fault,
       });
     };
     exchange.attach({
@@ -161,7 +167,9 @@ function forwardWhole(opts: ForwardOptions): Promise<ForwardOutcome> {
   return new Promise((resolve) => {
     const done = (body: Buffer | undefined, failure?: UpstreamFailure) => {
       const facts: BodyFacts | undefined = body && opts.wire.readBody(body);
-      const usage = facts?.usage;
+      // A count the boundary refuses is not committed: the text is estimated instead.
+      const fault = usageFault(facts?.usage);
+      const usage = fault === undefined ? facts?.usage : undefined;
       const text = facts?.text ?? '';
       if (facts?.responseId !== undefined) opts.onResponseId?.(facts.responseId);
       resolve({
@@ -171,6 +179,7 @@ function forwardWhole(opts: ForwardOptions): Promise<ForwardOutcome> {
         finishReason: facts?.finishReason,
         responseId: facts?.responseId,
         failure,
+        usageFault: fault,
       });
     };
     exchange.attach({

@@ -74,6 +74,8 @@ function listedValue(types: Buffer[], buf: Buffer, v: number, e: number): boolea
   }
   return false;
 }
+/** The most stream bytes kept for outputText(): a stream without usage longer than this is counted by content events. */
+export const MAX_RETAINED_BYTES = 8 * 1024 * 1024;
 
 export class StreamTap {
   private readonly grammar: StreamGrammar;
@@ -82,8 +84,9 @@ export class StreamTap {
   private readonly now: () => number;
   private readonly onResponseId: ((id: string) => void) | undefined;
   private readonly scanner = new SseScanner();
-  private readonly chunks: Buffer[] = []; // every chunk, by reference, for outputText()
-  private readonly retain: boolean;
+  private chunks: Buffer[] = []; // every chunk, by reference, for outputText()
+  private retain: boolean;
+  private retainedBytes = 0;
 
   private pushTime: number | undefined; // now() of the current push, read at most once per push
   private lastCut = false; // the last complete event was removed
@@ -130,6 +133,10 @@ export class StreamTap {
   get complete(): boolean {
     return this.facts.complete;
   }
+  /** outputText() can rebuild the whole output (chunks were kept, and stayed under MAX_RETAINED_BYTES). */
+  get textRetained(): boolean {
+    return this.retain;
+  }
   /** Same as complete (the name from when only [DONE] ended a stream). */
   get sawDone(): boolean {
     return this.facts.complete;
@@ -147,15 +154,24 @@ export class StreamTap {
    * nothing was removed, a subarray/concatenation when the usage event was cut out, or null.
    */
   push(chunk: Buffer): Buffer | null {
-    if (this.retain) this.chunks.push(chunk);
+    if (this.retain) {
+      this.chunks.push(chunk);
+      this.retainedBytes += chunk.length;
+      // Bounded: past it the text is not rebuilt and content events are counted instead.
+      if (this.retainedBytes > MAX_RETAINED_BYTES) {
+        this.retain = false;
+        this.chunks = [];
+      }
+    }
     this.pushTime = undefined;
     const sc = this.scanner;
     sc.begin(chunk);
 
     if (!this.stripUsage) {
       // Nothing is ever removed, so nothing is ever held: the chunk goes out as is.
-      while (sc.next()) this.observe(sc.buf, sc.start, sc.end);
+      while (sc.next()) if (!sc.oversized) this.observe(sc.buf, sc.start, sc.end);
       sc.finish();
+      if (sc.overflowed) sc.takeTail(); // released: an oversized event is not inspected
       return chunk;
     }
 
@@ -170,7 +186,8 @@ export class StreamTap {
       if (chunk[0] === LF) from = 1;
     }
     while (sc.next()) {
-      const cut = this.observe(sc.buf, sc.start, sc.end);
+      // An oversized event's earlier bytes went out already (below); it is never the usage event.
+      const cut = sc.oversized ? false : this.observe(sc.buf, sc.start, sc.end);
       this.lastCut = cut;
       if (sc.spanned) {
         // The held-back bytes plus chunk[0, chunkEnd) were concatenated into sc.buf.
@@ -183,8 +200,16 @@ export class StreamTap {
         from = sc.end;
       }
     }
-    const tailStart = sc.finish(); // bytes from here on are held back
+    let tailStart = sc.finish(); // bytes from here on are held back
     this.dropLF = this.lastCut && sc.pendingEventLF;
+    if (sc.overflowed) {
+      // The unfinished event outgrew the scanner's cap: what was held goes out now (it ends
+      // this chunk's output: earlier held bytes only remain when no event completed here).
+      const held = sc.takeTail()!;
+      if (from < tailStart) (pieces ??= []).push(chunk.subarray(from, tailStart));
+      (pieces ??= []).push(held);
+      tailStart = from = chunk.length;
+    }
 
     if (pieces === null) {
       if (from === 0 && tailStart === chunk.length) return chunk; // the common case: zero copy

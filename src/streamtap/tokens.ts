@@ -148,8 +148,15 @@ function inputTokens(v: unknown): number {
   return n;
 }
 
+/**
+ * A usage count as the upstream sent it: absent (undefined / null) → undefined; a number as
+ * is; anything else → NaN (present but invalid). Whether a count can be trusted is decided in
+ * one place, settle's boundary (settle/usage.ts usageFault), which counts a bad one as an
+ * upstream fault.
+ */
 export function num(v: unknown): number | undefined {
-  return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : undefined;
+  if (v === undefined || v === null) return undefined;
+  return typeof v === 'number' ? v : NaN;
 }
 
 export function isRecord(v: unknown): v is Record<string, unknown> {

@@ -20,6 +20,11 @@ function reference(rec: RequestRecord, servedModel: string, ttftMs: number | und
       stream: rec.stream,
       ttft_ms: ttftMs === undefined ? undefined : round(ttftMs),
       tpot_ms: tpotMs === undefined ? undefined : round(tpotMs),
+      queue_ms: rec.queueMs === undefined ? undefined : round(rec.queueMs),
+      upstream_ttft_ms:
+        ttftMs !== undefined && rec.firstTokenAt !== undefined && rec.upstreamStartAt !== undefined && !Number.isNaN(rec.upstreamStartAt)
+          ? round(rec.firstTokenAt - rec.upstreamStartAt)
+          : undefined,
       duration_ms: round(rec.endedAt - rec.receivedAt),
       tokens: rec.tokens
         ? { input: rec.tokens.input, output: rec.tokens.output, cached_input: rec.tokens.cachedInput, reasoning: rec.tokens.reasoning }
@@ -57,6 +62,10 @@ describe('requestLine (the hand-built request log line)', () => {
         stream: rand(2) === 0,
         receivedAt: rand(100000) / 7,
         endedAt: 100000 + rand(100000) / 3,
+        firstTokenAt: maybe(20000 + rand(10000) / 11),
+        queueMs: maybe(rand(5000) / 9),
+        // NaN: the last attempt never got a connection.
+        upstreamStartAt: maybe(rand(4) === 0 ? NaN : 15000 + rand(5000) / 7),
         tokens: maybe({ input: rand(5000), output: rand(5000), cachedInput: rand(100), reasoning: rand(100) }),
         estimated: maybe(rand(2) === 0),
         keyName: maybe(s()),
