@@ -45,6 +45,7 @@ function upstreamScript(name: string, override: { next: Script | undefined }) {
         return json({ object: 'list', data: [{ id: 'msg_in', type: 'message', role: 'user', status: 'completed', content: [{ type: 'input_text', text: 'hi' }] }], first_id: 'msg_in', last_id: 'msg_in', has_more: false });
       }
       if (req.method === 'DELETE') return json({ id, object: 'response', deleted: true });
+      if (m[4]?.includes('stream=true')) return { steps: streamSteps(id, WORDS, USAGE, 1, 1) };
       return { headers: JSON_HEAD, steps: [{ delayMs: 0, bytes: wholeResponse(id, TEXT, USAGE) }] };
     }
     return json({ error: { message: `no response ${req.url} here`, type: 'invalid_request_error', param: null, code: 'not_found' } }, 404);
@@ -262,6 +263,17 @@ describe('stored-response follow-ups go to the backend that holds the response',
     const holder = (id: string) => (id.startsWith('resp_a_') ? a : b);
     const last = ids.at(-1)!;
     expect(holder(last).received.some((r) => r.url === `/v1/responses/${last}/input_items?limit=5`)).toBe(true);
+  });
+
+  it('GET ?stream=true replays the stored response from the holder, through the tap, billed nothing', async () => {
+    const id = ids.find((x) => x.startsWith('resp_b_'))!;
+    const replay = await client().responses.retrieve(id, { stream: true }, { headers: { 'x-request-id': 'replay-1' } });
+    let text = '';
+    for await (const ev of replay) if (ev.type === 'response.output_text.delta') text += ev.delta;
+    expect(text).toBe(TEXT);
+    const l = await line('replay-1');
+    expect(l).toMatchObject({ endpoint: 'responses/get', backend: 'b', status: 200, stream: true, cost_usd: 0 });
+    expect(l.tokens).toBeUndefined();
   });
 
   it('previous_response_id continues on the holder', async () => {
