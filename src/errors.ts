@@ -99,6 +99,7 @@ export const errors = {
   unavailable: (message: string) => new GatewayError(503, 'service_unavailable', 'service_unavailable', message),
   shuttingDown: () => new GatewayError(503, 'service_unavailable', 'shutting_down', 'The gateway is shutting down.'),
   internal: () => new GatewayError(500, 'server_error', 'internal_error', 'The gateway hit an internal error.'),
+  insightsDisabled: () => new GatewayError(409, 'invalid_request_error', 'insights_disabled', "Insights are off: add an 'insights:' section to policies.yaml."),
 };
 
 const JSON_HEADERS = { 'content-type': 'application/json' };

@@ -15,7 +15,8 @@ import { ClientAbort, ShutdownCut } from './upstream/failures.js';
 import type { UpstreamExchange, UpstreamRequest } from './upstream/exchange.js';
 import type { RoutingContext, Target } from './routing/index.js';
 import { settle } from './settle/index.js';
-import { startRequestSpan } from './telemetry/tracing.js';
+import type { Tracing } from './telemetry/tracing.js';
+import type { Span } from '@opentelemetry/api';
 import { responses } from './protocols/responses.js';
 
 export type FollowUpAction = 'get' | 'delete' | 'cancel' | 'input_items';
@@ -61,11 +62,17 @@ class FollowUpCall implements RoutingContext, PromptCounter {
     this.exchange?.abort(new ShutdownCut());
   };
 
-  constructor(readonly f: FollowUpRequest) {}
+  constructor(
+    readonly f: FollowUpRequest,
+    readonly span: Span,
+    readonly tracing: Tracing,
+  ) {}
 
   buildRequest(t: Target): UpstreamRequest {
     const { method, suffix } = UPSTREAM[this.f.action];
-    return { method, path: `/responses/${this.f.responseId}${suffix}${this.f.query}`, headers: upstreamHeaders(this.f.req, this.f.id, false, t.backend.forwardHeaders) };
+    const headers = upstreamHeaders(this.f.req, this.f.id, false, t.backend.forwardHeaders);
+    this.tracing.inject(this.span, headers);
+    return { method, path: `/responses/${this.f.responseId}${suffix}${this.f.query}`, headers };
   }
   onExchange(e: UpstreamExchange | undefined): void {
     this.exchange = e;
@@ -83,9 +90,14 @@ export async function handleResponseFollowUp(gw: Gateway, f: FollowUpRequest): P
   // GET ?stream=true replays a (background) response's events: forwarded through the tap.
   const stream = f.action === 'get' && new URLSearchParams(f.query).get('stream') === 'true';
   const rec = newRecord(f.id, `responses/${f.action}`, f.receivedAt, '', stream);
-  const span = startRequestSpan(`responses.${f.action}`, '');
+  const span = gw.tracing.start(f.req.headers, `responses.${f.action}`, '', stream);
+  if (gw.tracing.exporting) {
+    const sc = span.spanContext();
+    rec.traceId = sc.traceId;
+    rec.spanId = sc.spanId;
+  }
   const { policy, auth, admission, router, metrics, logger } = gw.stages();
-  const call = new FollowUpCall(f);
+  const call = new FollowUpCall(f, span, gw.tracing);
   let ticket: Ticket | undefined;
   f.res.on('close', call.onClose);
   gw.track(f.res, call.onCut);

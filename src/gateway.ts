@@ -18,10 +18,12 @@ import { Router } from './routing/index.js';
 import { Backends } from './upstream/backends.js';
 import { Metrics } from './telemetry/metrics.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
+import { Tracing } from './telemetry/tracing.js';
 import { createHttpServer } from './server/http.js';
 import { applyServerLimits } from './server/limits.js';
 import { preloadTokenizer } from './streamtap/index.js';
 import { ResponseAffinity } from './routing/affinity.js';
+import { Insights } from './insights/index.js';
 
 export interface Stages {
   policies: Policies;
@@ -32,6 +34,8 @@ export interface Stages {
   backends: Backends;
   metrics: Metrics;
   logger: Logger;
+  /** One for the gateway's life: each policy reconfigures it. */
+  insights: Insights;
 }
 
 export interface GatewayOptions {
@@ -41,7 +45,12 @@ export interface GatewayOptions {
   policiesFile?: string;
   /** contentHash() of the text the starting policy came from: a file event that finds it unchanged is ignored. */
   policiesHash?: string;
+  /** Environment the OTEL_* variables are read from (default process.env). */
+  env?: Record<string, string | undefined>;
 }
+
+/** How long close() waits for queued spans to reach the collector. */
+const TRACE_FLUSH_MAX_MS = 2_000;
 
 export type ReloadSource = 'watch' | 'sighup' | 'admin';
 export type ReloadResult = { ok: true; changed: PolicyChanges; unchanged?: true } | { ok: false; problems: string[] };
@@ -59,10 +68,13 @@ async function buildStages(policies: Policies, metrics: Metrics, logger: Logger,
     // Every request will need a prompt estimate: load the tokenizer now, not on a request.
     if (policy.needsTokenEstimates) preloadTokenizer();
     const auth = new KeyRing(policies);
-    const router = new Router(policy, backends, metrics, policies, logger, prev?.router.breakers);
+    const insights = prev?.insights ?? new Insights(metrics, logger);
+    const router = new Router(policy, backends, metrics, policies, logger, prev?.router.breakers, { chaos: insights.chaos.decide });
     // Last: taking the old admission's state over has effects on it (its state file stops).
     const admission = createAdmission(policies, { metrics, logger }, prev?.admission);
-    return { policies, policy, auth, admission, router, backends, metrics, logger };
+    insights.configure(policies, prev !== undefined);
+    insights.circuits = () => router.breakers.view();
+    return { policies, policy, auth, admission, router, backends, metrics, logger, insights };
   } catch (e) {
     // Close what was started for this policy only (backends carried over stay).
     await (prev ? prev.backends.retire(backends) : backends.close());
@@ -92,6 +104,8 @@ export class Gateway {
   readonly logger: Logger;
   /** Responses API: which deployment holds which stored response (kept across reloads; its store settings apply at start). */
   readonly affinity: ResponseAffinity;
+  /** Span per request and, when configured, OTLP export: set at start (a change of telemetry.otlp needs a restart). */
+  readonly tracing: Tracing;
   private current: Stages;
   private draining = false;
   /** The last reload (or a resolved promise): the next one starts after it. */
@@ -104,8 +118,9 @@ export class Gateway {
   /** Previous stages being retired, with the promise that ends when they are closed. */
   private readonly retiring = new Map<Stages, Promise<void>>();
 
-  private constructor(stages: Stages, readonly options: GatewayOptions) {
+  private constructor(stages: Stages, tracing: Tracing, readonly options: GatewayOptions) {
     this.current = stages;
+    this.tracing = tracing;
     this.metrics = stages.metrics;
     this.logger = stages.logger;
     this.seenHash = options.policiesHash;
@@ -118,7 +133,17 @@ export class Gateway {
   static async create(policies: Policies, options: GatewayOptions = {}): Promise<Gateway> {
     const metrics = options.metrics ?? new Metrics();
     const logger = options.logger ?? createLogger();
-    return new Gateway(await buildStages(policies, metrics, logger), options);
+    // Traces are never a reason not to serve: an SDK that fails to start leaves spans off.
+    const tracing = await Tracing.create(policies.telemetry?.otlp, {
+      env: options.env,
+      onDrop: (reason, count) => metrics.traceSpansDropped.inc({ reason }, count),
+      onProblem: (message) => logger.warn(message),
+    }).catch((e: unknown) => {
+      logger.error({ err: e }, 'trace export could not start: serving without it');
+      return Tracing.global();
+    });
+    if (tracing.exporting) logger.info({ traces: tracing.target }, 'exporting traces (OTLP/HTTP)');
+    return new Gateway(await buildStages(policies, metrics, logger), tracing, options);
   }
 
   /**
@@ -297,8 +322,12 @@ export class Gateway {
     let t: NodeJS.Timeout | undefined;
     await Promise.race([Promise.all(this.retiring.values()), new Promise((r) => (t = setTimeout(r, 2_000)).unref())]);
     clearTimeout(t);
+    s.insights.close();
     await s.admission.close();
     await s.backends.close();
     await this.affinity.close();
+    // Spans of the last requests go out if the collector answers soon; never hold shutdown for it.
+    await Promise.race([this.tracing.shutdown().catch(() => undefined), new Promise((r) => (t = setTimeout(r, TRACE_FLUSH_MAX_MS)).unref())]);
+    clearTimeout(t);
   }
 }

@@ -22,7 +22,8 @@ import type { UpstreamExchange, UpstreamRequest } from './upstream/exchange.js';
 import type { RoutingContext, Target } from './routing/index.js';
 import { settle, type RequestRecord } from './settle/index.js';
 import { upstreamRequestHeaders } from './upstream/headers.js';
-import { startRequestSpan } from './telemetry/tracing.js';
+import { spanEvent, type Tracing } from './telemetry/tracing.js';
+import type { Span } from '@opentelemetry/api';
 import { worstCaseUsd, maxOutputTokens } from './policy/cost.js';
 import type { Protocol } from './protocols/index.js';
 
@@ -67,6 +68,8 @@ class Call implements RoutingContext, PromptCounter {
   constructor(
     readonly r: InferenceRequest,
     readonly stream: boolean,
+    readonly span: Span,
+    readonly tracing: Tracing,
   ) {}
 
   private closed(): void {
@@ -85,7 +88,14 @@ class Call implements RoutingContext, PromptCounter {
   }
 
   buildRequest(t: Target): UpstreamRequest {
-    return buildUpstreamRequest(this.r, t, this.stream);
+    const req = buildUpstreamRequest(this.r, t, this.stream);
+    // W3C trace context for the upstream: our span is its parent (a no-op without export).
+    this.tracing.inject(this.span, req.headers);
+    return req;
+  }
+
+  event(name: string, attributes: Record<string, string | number>): void {
+    spanEvent(this.span, name, attributes);
   }
 
   onExchange(e: UpstreamExchange | undefined): void {
@@ -115,9 +125,15 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
   const model = api.model(r.body);
   const stream = api.stream(r.body);
   const rec = newRecord(r.id, api.endpoint, r.receivedAt, model, stream);
-  const span = startRequestSpan(api.operation, model);
-  const { policy, auth, admission, router, metrics, logger } = gw.stages();
-  const call = new Call(r, stream);
+  const span = gw.tracing.start(r.req.headers, api.operation, model, stream);
+  if (gw.tracing.exporting) {
+    const sc = span.spanContext();
+    rec.traceId = sc.traceId;
+    rec.spanId = sc.spanId;
+  }
+  const { policy, auth, admission, router, metrics, logger, insights } = gw.stages();
+  rec.insight = insights.begin(r.body, r.raw);
+  const call = new Call(r, stream, span, gw.tracing);
   let ticket: Ticket | undefined;
   r.res.on('close', call.onClose);
   gw.track(r.res, call.onCut);
@@ -167,7 +183,8 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
       rec.pricing = served.route.config.pricing;
       rec.attempts = served.attempts;
       rec.system = served.backend.system;
-      const outcome = await forwardGuarded({
+      rec.origin = served.backend.origin;
+      const forwarded = forwardGuarded({
         res: r.res,
         wire: api,
         exchange: served.exchange,
@@ -178,8 +195,22 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
         headers: ticket.headers,
         servedModel: served.route.name,
         prompt: call,
+        outputSlice: rec.insight?.slice,
         onResponseId: api.recordsResponses ? (id) => gw.affinity.remember(id, { model, backend: served.backend.name }) : undefined,
       });
+      // Overhead stamps: a stream's head goes to the client within forwardResponse's
+      // synchronous part; a whole body is written when its promise settles.
+      const ex = served.exchange;
+      rec.upstreamSentAt = ex.sentAt;
+      if (stream) {
+        rec.upstreamFirstByteAt = ex.headAt;
+        rec.clientFirstByteAt = performance.now();
+      }
+      const outcome = await forwarded;
+      if (!stream) {
+        rec.upstreamFirstByteAt = ex.endAt;
+        rec.clientFirstByteAt = performance.now();
+      }
       router.report(served, outcome.failure === undefined || outcome.failure.reason === 'client_abort', outcome.failure);
       rec.status = outcome.status;
       rec.tokens = outcome.tokens;
@@ -254,6 +285,13 @@ export function newRecord(requestId: string, endpoint: string, receivedAt: numbe
     error: undefined,
     system: undefined,
     usageFault: undefined,
+    insight: undefined,
+    origin: undefined,
+    traceId: undefined,
+    spanId: undefined,
+    upstreamSentAt: undefined,
+    upstreamFirstByteAt: undefined,
+    clientFirstByteAt: undefined,
   };
 }
 

@@ -271,3 +271,26 @@ export async function scrape(target) {
   }
 }
 
+/**
+ * One histogram of GET /metrics summed over its series: bucket bounds (ascending, +Inf last)
+ * and cumulative counts. Empty (no bounds) when the target does not export it.
+ */
+export async function scrapeHistogram(target, name) {
+  const pool = new Pool(target.origin, { connections: 1 });
+  try {
+    const r = await dispatchText(pool, { method: 'GET', path: '/metrics', headers: {} }).catch(() => ({ status: 0, text: '' }));
+    const byLe = new Map();
+    const prefix = `${name}_bucket{`;
+    for (const line of r.status === 200 ? r.text.split('\n') : []) {
+      if (!line.startsWith(prefix)) continue;
+      const m = /le="([^"]+)"[^}]*\}\s+(\S+)$/.exec(line);
+      if (!m) continue;
+      const le = m[1] === '+Inf' ? Infinity : Number(m[1]);
+      byLe.set(le, (byLe.get(le) ?? 0) + Number(m[2]));
+    }
+    const le = [...byLe.keys()].sort((a, b) => a - b);
+    return { le, cumulative: le.map((b) => byLe.get(b)) };
+  } finally {
+    await pool.destroy();
+  }
+}

@@ -19,6 +19,12 @@ const mb = (b) => (Number.isFinite(b) ? (b / MB).toFixed(1) : '-');
 const pct = (r) => (Number.isFinite(r) ? `${(r * 100).toFixed(0)}%` : '-');
 
 /** align: one 'l' or 'r' per column (default: first column left, the rest right). */
+/** The gateway's own overhead histogram next to what the bench measures as gateway - bare. */
+function overheadLine(o, vsBare, what) {
+  const bare = vsBare ? `gateway − bare ${what}: p50 ${signed(vsBare.p50, 3)} ms, p99 ${signed(vsBare.p99, 3)} ms` : 'no bare run to compare';
+  return `gateway overhead as it measures itself (llm_gateway_overhead_seconds, ${o.n} requests): p50 ${fmt(o.p50, 3)} ms, p99 ${fmt(o.p99, 3)} ms; ${bare}`;
+}
+
 export function table(head, rows, { markdown = false, align } = {}) {
   const cells = [head, ...rows].map((r) => r.map((c) => String(c ?? '-')));
   const widths = head.map((_, i) => Math.max(...cells.map((r) => r[i].length)));
@@ -112,6 +118,8 @@ export function renderTables(results, { markdown = false } = {}) {
         { markdown },
       ),
     );
+    const g = s.latency.targets.gateway;
+    if (g?.gateway_overhead_ms?.n) parts.push(overheadLine(g.gateway_overhead_ms, g.added_vs_bare_ms, 'latency'));
   }
   for (const [key, sc] of Object.entries(s)) {
     if (!(key.startsWith('streams') || key.startsWith('responses_')) || !sc?.targets) continue;
@@ -143,6 +151,8 @@ export function renderTables(results, { markdown = false } = {}) {
         { markdown },
       ),
     );
+    const g = sc.targets.gateway;
+    if (g?.gateway_overhead_ms?.n) parts.push(overheadLine(g.gateway_overhead_ms, g.added_ttft_vs_bare_ms, 'TTFT'));
     const m = Object.entries(sc.measurement ?? {});
     if (m.length) {
       parts.push(

@@ -3,7 +3,7 @@
 import { autocannonRun, pacedRun, request } from './loadgen.js';
 import { openStream, streamPool } from './streams.js';
 import { Samples, summarize, round, nowMs, median } from './stats.js';
-import { targetRss, scrape } from './lab.js';
+import { targetRss, scrape, scrapeHistogram } from './lab.js';
 import { gcAndMemory } from './inspector.js';
 import { Pool } from 'undici';
 
@@ -50,6 +50,33 @@ function added(s, ref, keys = ['p50', 'p99', 'p99_9']) {
   for (const k of keys) out[k] = round(s[k] - ref[k], 3);
   return out;
 }
+
+/**
+ * What the gateway measured of its own overhead (llm_gateway_overhead_seconds) between two
+ * scrapes: n, p50, p99 in ms, interpolated in the buckets as Prometheus' histogram_quantile.
+ * Undefined for targets that do not export it (direct, bare).
+ */
+function overheadBetween(before, after) {
+  if (!before?.le.length || !after?.le.length || before.le.length !== after.le.length) return undefined;
+  const cum = after.cumulative.map((c, i) => c - before.cumulative[i]);
+  const n = cum[cum.length - 1];
+  if (!(n > 0)) return { n: 0 };
+  const q = (quant) => {
+    const rank = quant * n;
+    let i = 0;
+    while (i < cum.length - 1 && cum[i] < rank) i++;
+    const hi = after.le[i];
+    if (hi === Infinity) return after.le[i - 1] * 1000;
+    const lo = i === 0 ? 0 : after.le[i - 1];
+    const below = i === 0 ? 0 : cum[i - 1];
+    const inBucket = cum[i] - below;
+    return (inBucket > 0 ? lo + ((hi - lo) * (rank - below)) / inBucket : hi) * 1000;
+  };
+  return { n, p50: round(q(0.5), 3), p99: round(q(0.99), 3) };
+}
+
+const OVERHEAD = 'llm_gateway_overhead_seconds';
+const measuresOverhead = (t) => t.name !== 'direct' && t.name !== 'bare';
 
 function rrParams(ctx, t) {
   return {
@@ -144,7 +171,10 @@ export async function latency(ctx) {
         return withCpu(t, () => autocannonRun({ ...p, connections, overallRate: rate, duration, progress: ctx.progress, label }));
       }
       if (warmup > 0) await pacedRun({ ...p, rate, duration: warmup, progress: ctx.progress, label: `${label} warm-up` });
-      return withCpu(t, () => pacedRun({ ...p, rate, duration, progress: ctx.progress, label }));
+      const ov = measuresOverhead(t) ? await scrapeHistogram(t, OVERHEAD) : undefined;
+      const r = await withCpu(t, () => pacedRun({ ...p, rate, duration, progress: ctx.progress, label }));
+      if (ov) r.gateway_overhead_ms = overheadBetween(ov, await scrapeHistogram(t, OVERHEAD));
+      return r;
     });
   }
   for (const r of Object.values(targets)) {
@@ -179,6 +209,7 @@ export async function streams(ctx, n, api = 'chat') {
     r.added_ttft_vs_direct_ms = added(r.ttft_ms, direct?.ttft_ms);
     r.added_chunk_delay_vs_direct_ms = added(r.chunk_delay_ms, direct?.chunk_delay_ms);
     r.added_chunk_delay_vs_bare_ms = added(r.chunk_delay_ms, targets.bare?.chunk_delay_ms);
+    r.added_ttft_vs_bare_ms = added(r.ttft_ms, targets.bare?.ttft_ms);
   }
   // Client↔server overhead seen on direct streams: client TTFT minus the simulator's own TTFT.
   let directOverhead;
@@ -268,8 +299,13 @@ async function streamRun(ctx, t, n, api) {
   const cpuMark = (k) => {
     cpu[k] = { proxy: t.child?.cpuMs() ?? NaN, simulator: simChild?.cpuMs() ?? NaN, load_generator: (process.cpuUsage().user + process.cpuUsage().system) / 1000 };
   };
-  const markStart = setTimeout(() => cpuMark('start'), Math.max(0, mStart - nowMs()));
-  const markEnd = setTimeout(() => cpuMark('end'), Math.max(0, mEnd - nowMs()));
+  // The gateway's own overhead histogram over the same window.
+  const ov = {};
+  const ovMark = (k) => {
+    if (measuresOverhead(t)) ov[k] = scrapeHistogram(t, OVERHEAD).catch(() => undefined);
+  };
+  const markStart = setTimeout(() => (cpuMark('start'), ovMark('start')), Math.max(0, mStart - nowMs()));
+  const markEnd = setTimeout(() => (cpuMark('end'), ovMark('end')), Math.max(0, mEnd - nowMs()));
   const timer = setInterval(() => {
     const now = nowMs();
     const phase = now < mStart ? 'ramp' : now <= mEnd ? `${((now - mStart) / 1000).toFixed(1)}/${duration}s` : 'drain';
@@ -309,6 +345,7 @@ async function streamRun(ctx, t, n, api) {
       chunks_per_stream: measured.length ? round(measured.reduce((a, r) => a + r.n, 0) / measured.length, 2) : 0,
       cpu_percent_in_window: cpuWindow,
       proxy_cpu_us_per_chunk: Number.isFinite(proxyCpu) && chunksInWindow > 0 ? round((proxyCpu * 1000) / chunksInWindow, 2) : undefined,
+      gateway_overhead_ms: ov.start && ov.end ? overheadBetween(await ov.start, await ov.end) : undefined,
     },
   };
 }

@@ -188,6 +188,80 @@ export const serverSchema = z
   })
   .strict();
 
+// insights: traffic intelligence (src/insights/). Absent: off, nothing is computed or
+// allocated. `insights: {}` turns it on with these defaults, which the bench shows cheap
+// enough to keep at quality.sample 1.0 (docs/insights.md).
+export const insightsSchema = z
+  .object({
+    quality: z
+      .object({
+        sample: z.number().min(0).max(1).default(1),
+        // Raw response bytes kept per scored response: the first head_bytes and last tail_bytes.
+        head_bytes: positiveInt.max(1024 * 1024).default(32 * 1024),
+        tail_bytes: positiveInt.max(1024 * 1024).default(16 * 1024),
+      })
+      .strict()
+      .default({ sample: 1, head_bytes: 32 * 1024, tail_bytes: 16 * 1024 }),
+    drift: z
+      .object({ window: z.number().int().min(20).default(1000), buckets: z.number().int().min(2).max(100).default(10) })
+      .strict()
+      .default({ window: 1000, buckets: 10 }),
+    anomaly: z
+      .object({
+        window: z.number().int().min(10).max(10_000).default(100),
+        z: z.number().positive().default(3),
+        // Of the last `persist_of` points, `persist` anomalous ones open an incident.
+        persist: positiveInt.default(5),
+        persist_of: positiveInt.max(64).default(10),
+      })
+      .strict()
+      .default({ window: 100, z: 3, persist: 5, persist_of: 10 }),
+    webhook: z.url({ protocol: /^https?$/ }).optional(),
+    notify: z
+      .object({
+        batch_ms: positiveInt.default(10_000),
+        retries: z.number().int().min(0).max(10).default(3),
+        backoff_ms: positiveInt.default(1_000),
+        timeout_ms: positiveInt.default(5_000),
+        queue: positiveInt.max(100_000).default(1_000),
+      })
+      .strict()
+      .default({ batch_ms: 10_000, retries: 3, backoff_ms: 1_000, timeout_ms: 5_000, queue: 1_000 }),
+  })
+  .strict();
+
+// OTLP/HTTP export of the gateway's own traces (docs/tracing.md). Every field is optional: an
+// unset one falls back to its standard OTEL_* environment variable, then to the SDK default.
+export const otlpSchema = z
+  .object({
+    /** false turns export off even when OTEL_* variables are set. */
+    enabled: z.boolean().optional(),
+    /** Base URL; /v1/traces is appended (as OTEL_EXPORTER_OTLP_ENDPOINT). */
+    endpoint: z.string().url().optional(),
+    /** Full URL of the traces endpoint, used as is (as OTEL_EXPORTER_OTLP_TRACES_ENDPOINT). */
+    traces_endpoint: z.string().url().optional(),
+    protocol: z.enum(['http/protobuf', 'http/json']).optional(),
+    headers: z.record(z.string(), z.string()).optional(),
+    timeout_ms: positiveInt.optional(),
+    service_name: z.string().min(1).optional(),
+    sampler: z
+      .enum(['always_on', 'always_off', 'traceidratio', 'parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio'])
+      .optional(),
+    sampler_arg: z.number().min(0).max(1).optional(),
+    batch: z
+      .object({
+        max_queue_size: positiveInt.optional(),
+        max_export_batch_size: positiveInt.optional(),
+        schedule_delay_ms: positiveInt.optional(),
+        export_timeout_ms: positiveInt.optional(),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+
+export const telemetrySchema = z.object({ otlp: otlpSchema.optional() }).strict();
+
 export const policiesSchema = z
   .object({
     admin_token: z.string().optional(),
@@ -225,6 +299,8 @@ export const policiesSchema = z
     global: scopeSettingsSchema.optional(),
     budget_alerts: z.array(z.number().gt(0).max(1)).default([0.7, 0.8, 0.95, 1.0]),
     budget_webhook: z.string().optional(),
+    insights: insightsSchema.optional(),
+    telemetry: telemetrySchema.optional(),
   })
   .strict()
   .superRefine((p, ctx) => {
@@ -278,3 +354,5 @@ export type Budget = z.infer<typeof budgetSchema>;
 export type KeyConfig = z.infer<typeof keySchema>;
 export type CircuitBreakerConfig = z.infer<typeof circuitBreakerSchema>;
 export type RetriesConfig = z.infer<typeof retriesSchema>;
+export type InsightsConfig = z.infer<typeof insightsSchema>;
+export type OtlpConfig = z.infer<typeof otlpSchema>;

@@ -18,7 +18,7 @@ import type { Route, PolicyTable } from '../policy/index.js';
 import type { Backend, Backends } from '../upstream/backends.js';
 import { UpstreamExchange, type UpstreamRequest } from '../upstream/exchange.js';
 import { ClientAbort, UpstreamFailure, statusFailure } from '../upstream/failures.js';
-import { GatewayError } from '../errors.js';
+import { GatewayError, errors } from '../errors.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { CircuitBreaker, Permit } from './breaker.js';
@@ -60,6 +60,8 @@ export interface RoutingContext {
   readonly signal?: AbortSignal;
   /** Only deployments on this backend may serve (it holds state the request refers to: a stored response). */
   readonly pin?: string | undefined;
+  /** A routing decision worth a span event (retry, fallback, circuit open); rare paths only. */
+  event?(name: string, attributes: Record<string, string | number>): void;
 }
 
 export type FallbackReason = 'circuit_open' | 'upstream_error' | 'context_length';
@@ -145,6 +147,8 @@ export interface RouterOptions {
   /** Monotonic ms (default performance.now); used only when no registry is taken over. */
   clock?: () => number;
   random?: () => number;
+  /** Chaos injection (src/insights/chaos.ts), asked once per attempt. */
+  chaos?: (model: string, backend: string) => { delayMs: number; fail?: 'error' | 'abort'; status: number } | undefined;
 }
 
 export class Router {
@@ -153,6 +157,7 @@ export class Router {
   private readonly plans = new Map<string, Plan>();
   private readonly clock: () => number;
   private readonly random: () => number;
+  private readonly chaos: RouterOptions['chaos'];
 
   constructor(
     private readonly policy: PolicyTable,
@@ -167,6 +172,7 @@ export class Router {
     this.breakers.attach(metrics, logger);
     this.clock = this.breakers.clock;
     this.random = opts.random ?? Math.random;
+    this.chaos = opts.chaos;
 
     const routes = policy.names().map((n) => policy.resolve(n)!);
     const ids = routes.flatMap((route) =>
@@ -208,7 +214,10 @@ export class Router {
       if (seen.has(plan)) continue;
       seen.add(plan);
       if (ctx.clientGone()) throw new ClientAbort();
-      if (from) this.metrics.fallbacks.inc({ from: from.route.name, to: plan.route.name, reason });
+      if (from) {
+        this.metrics.fallbacks.inc({ from: from.route.name, to: plan.route.name, reason });
+        ctx.event?.('llm_gateway.fallback', { 'llm_gateway.fallback.from': from.route.name, 'llm_gateway.fallback.to': plan.route.name, 'llm_gateway.fallback.reason': reason });
+      }
       const r = await this.tryModel(plan, st);
       switch (r.kind) {
         case 'served':
@@ -281,7 +290,10 @@ export class Router {
         if (made === 0) this.noteUnavailable(plan, now, st);
         return { kind: made === 0 ? 'unavailable' : 'failed' };
       }
-      if (retrying) this.metrics.retries.inc({ model: plan.route.name, ...retrying });
+      if (retrying) {
+        this.metrics.retries.inc({ model: plan.route.name, ...retrying });
+        st.ctx.event?.('llm_gateway.retry', { 'llm_gateway.model': plan.route.name, 'llm_gateway.backend': retrying.backend, 'error.type': retrying.reason, 'llm_gateway.attempt': st.attempts + 1 });
+      }
       made++;
       const r = await this.attempt(plan, picked.slot, picked.permit, st);
       switch (r.kind) {
@@ -380,6 +392,14 @@ export class Router {
           )
         : undefined;
     try {
+      // Chaos (POST /admin/chaos) acts before the upstream call: retries, breakers and
+      // fallbacks then treat an injected failure as a real one.
+      const chaos = this.chaos?.(plan.route.name, slot.backend.name);
+      if (chaos) {
+        await sleep(chaos.delayMs, st.ctx.signal);
+        if (chaos.fail === 'error') throw statusFailure(slot.backend.name, chaos.status, {});
+        if (chaos.fail === 'abort') throw new UpstreamFailure('reset', errors.upstreamReset(slot.backend.name), true);
+      }
       await exchange.open(st.ctx.buildRequest(served));
     } catch (e) {
       st.ctx.onExchange(undefined);
@@ -445,6 +465,7 @@ export class Router {
             ? 'circuit held open by an operator'
             : `circuit open, next probe in ${((next ?? 0) / 1000).toFixed(1)} s`;
       st.tried.push({ model, backend: s.backend.name, why });
+      st.ctx.event?.('llm_gateway.circuit_open', { 'llm_gateway.model': model, 'llm_gateway.backend': s.backend.name, 'llm_gateway.circuit.state': b.forced ? 'forced_open' : b.state });
     }
     if (!any) st.tried.push({ model, backend: '-', why: 'no deployment with a weight above 0' });
   }

@@ -136,15 +136,24 @@ export async function passthrough(c: RouteCall): Promise<void> {
       }
     } else body = req;
   }
-  const refused = passthroughRule(method, path, restrictedKey(policies, identity, route), policies.server.passthrough.allow);
-  if (refused) throw refused;
-
-  const name = policies.server.passthrough_backend ?? Object.values(policies.models)[0]?.deployments[0]?.backend;
-  const backend = name ? stages.backends.get(name) : undefined;
-  if (!backend) throw errors.unavailable('No backend is configured for pass-through routes.');
-
-  const admitted = stages.admission.admit({ identity, route, promptTokens: 0, maxOutputTokens: 0, worstCaseUsd: 0 });
-  const ticket = admitted instanceof Promise ? await admitted : admitted;
+  let ticket: Ticket;
+  let backend: Backend | undefined;
+  try {
+    const refused = passthroughRule(method, path, restrictedKey(policies, identity, route), policies.server.passthrough.allow);
+    if (refused) throw refused;
+    const name = policies.server.passthrough_backend ?? Object.values(policies.models)[0]?.deployments[0]?.backend;
+    backend = name ? stages.backends.get(name) : undefined;
+    if (!backend) throw errors.unavailable('No backend is configured for pass-through routes.');
+    const admitted = stages.admission.admit({ identity, route, promptTokens: 0, maxOutputTokens: 0, worstCaseUsd: 0 });
+    ticket = admitted instanceof Promise ? await admitted : admitted;
+  } catch (e) {
+    // A refused upload is not read to its end: answer, then close the connection.
+    if (body === req) {
+      res.setHeader('connection', 'close');
+      res.once('finish', () => req.destroy());
+    }
+    throw e;
+  }
   const exchange = new PassthroughExchange(c, backend, ticket, identity, method, model, route !== undefined);
   exchange.start(body);
 }

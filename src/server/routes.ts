@@ -25,6 +25,7 @@ import { computeStats, handleDashboard } from '../dashboard/index.js';
 import { spendReport, limitsReport, resetBudget } from '../admission/admin.js';
 import { circuitsView, forceCircuit } from '../routing/admin.js';
 import { admin, guardAdmin, reloadPolicy } from './admin.js';
+import { getChaos, getInsights, postBaseline, postChaos, stopChaos } from '../insights/routes.js';
 import { readBody, parseJsonObject } from './body.js';
 import { refuseBody } from './limits.js';
 import { passthrough } from './passthrough.js';
@@ -190,6 +191,10 @@ export const ROUTES: readonly RouteRow[] = [
   { pattern: '/admin/circuits', governed: 'admin', methods: { GET: admin(({ stages }) => circuitsView(stages.router)) } },
   { pattern: '/admin/circuits/{rest+}', governed: 'admin', methods: { POST: admin(({ stages, rest, body }) => forceCircuit(stages.router, rest, body)) } },
   { pattern: '/admin/reload', governed: 'admin', methods: { POST: reloadPolicy } },
+  { pattern: '/admin/insights', governed: 'admin', methods: { GET: admin(({ stages }) => getInsights(stages)) } },
+  { pattern: '/admin/insights/baseline', governed: 'admin', methods: { POST: admin(({ stages, body }) => postBaseline(stages, undefined, body)) } },
+  { pattern: '/admin/chaos', governed: 'admin', methods: { GET: admin(({ stages }) => getChaos(stages)), POST: admin(({ stages, body }) => postChaos(stages, undefined, body)) } },
+  { pattern: '/admin/chaos/stop', governed: 'admin', methods: { POST: admin(({ stages, body }) => stopChaos(stages, undefined, body)) } },
   // Unknown admin paths: 404, after the guard (a caller without the token learns nothing).
   { pattern: '/admin', governed: 'admin', methods: { '*': adminNotFound } },
   { pattern: '/admin/{rest+}', governed: 'admin', methods: { '*': adminNotFound } },
@@ -217,11 +222,6 @@ function compile(row: RouteRow): CompiledRow {
   return { row, parts, allow: Object.keys(row.methods).filter((m) => m !== '*') };
 }
 
-const COMPILED = ROUTES.map(compile);
-/** Rows without parameters, by path: the common requests find theirs with one lookup. */
-const STATIC = new Map<string, CompiledRow>();
-for (const c of COMPILED) if (c.parts.every((p) => 'literal' in p) && !STATIC.has(c.row.pattern)) STATIC.set(c.row.pattern, c);
-
 export interface Match {
   row: RouteRow;
   params: Record<string, string>;
@@ -229,6 +229,12 @@ export interface Match {
 }
 
 const NO_PARAMS: Record<string, string> = Object.freeze({}) as Record<string, string>;
+const COMPILED = ROUTES.map(compile);
+/** Rows without parameters, by path, with their (shared, read-only) match: the common requests find theirs with one lookup. */
+const STATIC = new Map<string, Match>();
+for (const c of COMPILED) {
+  if (c.parts.every((p) => 'literal' in p) && !STATIC.has(c.row.pattern)) STATIC.set(c.row.pattern, { row: c.row, params: NO_PARAMS, allow: c.allow });
+}
 
 function matchRow(c: CompiledRow, segs: string[]): Record<string, string> | undefined {
   const parts = c.parts;
@@ -262,7 +268,7 @@ function decodeSegment(s: string): string {
 /** The row that answers a canonical path, or undefined (404). */
 export function matchRoute(path: string): Match | undefined {
   const hit = STATIC.get(path);
-  if (hit) return { row: hit.row, params: NO_PARAMS, allow: hit.allow };
+  if (hit) return hit;
   const segs = path.slice(1).split('/');
   for (const c of COMPILED) {
     const params = matchRow(c, segs);

@@ -16,7 +16,10 @@ const AFTER_TIME = `","service":${JSON.stringify(SERVICE)},"request_id":`;
 
 /** The line for a settled request (newline included); `servedModel`, timings and cost as settle computed them. */
 export function requestLine(rec: RequestRecord, servedModel: string, ttftMs: number | undefined, tpotMs: number | undefined, cost: number): string {
-  let s = HEAD + isoNow() + AFTER_TIME + str(rec.requestId) + ',"endpoint":' + str(rec.endpoint) + ',"model":' + str(rec.model);
+  let s = HEAD + isoNow() + AFTER_TIME + str(rec.requestId);
+  // Hex ids from the tracer: no escaping needed.
+  if (rec.traceId !== undefined) s += ',"trace_id":"' + rec.traceId + '","span_id":"' + rec.spanId + '"';
+  s += ',"endpoint":' + str(rec.endpoint) + ',"model":' + str(rec.model);
   s += ',"served_model":' + str(servedModel);
   if (rec.backend !== undefined) s += ',"backend":' + str(rec.backend);
   if (rec.upstreamModel !== undefined) s += ',"upstream_model":' + str(rec.upstreamModel);

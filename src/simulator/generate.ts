@@ -18,6 +18,8 @@ export interface Knobs {
   includeUsageAlways: boolean;
   omitUsage: boolean;
   modelName: string | undefined;
+  /** Answer with a refusal instead of the usual text (tool calls are unaffected). */
+  refuse?: boolean;
 }
 
 /** What the handler sends once timing and faults are applied. */
@@ -27,9 +29,14 @@ export interface Answer {
   tokens: readonly string[]; // for stream (JSON-encoded)
   n: number; // token chunks
   body: string; // for non-stream
+  refused?: boolean;
 }
 
 type Body = Record<string, unknown>;
+
+/** A refusal, one token per piece (o200k and cl100k alike). */
+const REFUSAL = ['I', ' cannot', ' help', ' with', ' that', '.'];
+const REFUSAL_JSON = REFUSAL.map((w) => JSON.stringify(w));
 
 function cap(body: Body, outputTokens: number): { n: number; finish: 'stop' | 'length' } {
   const max = body.max_completion_tokens ?? body.max_tokens;
@@ -150,6 +157,15 @@ export function chatAnswer(body: Body, k: Knobs): Answer | Invalid {
     finish = capped.finish;
     tokens = WORDS_JSON;
     contents = Array.from({ length: choices }, (_, i) => completionText(per, i));
+  }
+  if (k.refuse && !call && json === null) {
+    // A refusal (insights' quality tests): a fixed text in every choice.
+    const u = usage(prompt, REFUSAL.length * choices);
+    const text = REFUSAL.join('');
+    const all = Array.from({ length: choices }, () => text);
+    if (!stream) return { ...nonStream(chatCompletionBody(m, all, 'stop', k.omitUsage ? undefined : u), REFUSAL.length), refused: true };
+    const format = chatStream(m, all, REFUSAL_JSON, { finishReason: 'stop', ...streamUsage(body, k, u) });
+    return { stream, format, tokens: REFUSAL_JSON, n: REFUSAL.length, body: '', refused: true };
   }
   const u = usage(prompt, per * choices);
   if (!stream) return nonStream(chatCompletionBody(m, contents, finish, k.omitUsage ? undefined : u), per);

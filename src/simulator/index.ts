@@ -25,9 +25,28 @@ import { countText } from './words.js';
 export type { Fault } from './faults.js';
 export type { Simulator, SimulatorOptions, SimulatorPatch, SimulatorStats } from './settings.js';
 
+/** Tokens for one answer: `mean`, or a normal draw around it (Box-Muller) when sd > 0; at least 1. */
+function sampleTokens(mean: number, sd: number, random: () => number): number {
+  if (!(sd > 0)) return Math.floor(mean);
+  const z = Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random());
+  return Math.max(1, Math.round(mean + sd * z));
+}
+
+/** mulberry32: a small seeded generator for reproducible traffic shapes. */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simulator> {
   const settings: Settings = { ...DEFAULTS };
   applyPatch(settings, opts as Record<string, unknown>);
+  const random = opts.seed === undefined ? Math.random : seeded(opts.seed);
   let fault: Fault | null = null;
   let faultLeft = 0; // for a configured fail_times
   // x-sim-fault fail_times: SDK retries resend the same header, so count per header value.
@@ -127,7 +146,11 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     const ttftMs = action?.kind === 'slow_first_token' ? action.ttftMs : (headerNum(req, 'x-sim-ttft-ms') ?? settings.ttftMs);
     const tpotMs = headerNum(req, 'x-sim-tpot-ms') ?? settings.tpotMs;
     const dieAfter = action?.kind === 'die_mid_stream' ? action.afterChunks : undefined;
-    const knobs: Knobs = { ...settings, outputTokens: Math.floor(headerNum(req, 'x-sim-output-tokens') ?? settings.outputTokens) };
+    const knobs: Knobs = {
+      ...settings,
+      outputTokens: sampleTokens(headerNum(req, 'x-sim-output-tokens') ?? settings.outputTokens, settings.outputTokensSd, random),
+      refuse: settings.refusalRate > 0 && random() < settings.refusalRate,
+    };
     const reqHeaders = { 'x-request-id': newId('req'), 'x-sim-request-ms': String(t0) };
 
     if (kind === 'embeddings') {
@@ -143,6 +166,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
       kind === 'chat' ? chatAnswer(b, knobs) : kind === 'responses' ? responsesAnswer(b, knobs, stored) : completionAnswer(b, knobs);
     if (isInvalid(answer)) return sendJson(res, 400, errorBody(answer.invalid, 'invalid_request_error', null, answer.param));
     const onSent = 'onSent' in answer ? (answer as ResponsesAnswer).onSent : undefined;
+    if ('refused' in answer && answer.refused) stats.refusals++;
     if (!answer.stream) {
       // A non-streamed answer arrives when the whole generation would have finished.
       const total = ttftMs + Math.max(0, answer.n - 1) * tpotMs;

@@ -31,6 +31,8 @@ export interface ForwardOptions {
   prompt: PromptCounter;
   /** Called once with the upstream's id for the response (Responses API), as soon as it is seen. */
   onResponseId?: (id: string) => void;
+  /** Insights' bounded view of the response bytes (sampled responses only): gets each chunk by reference. */
+  outputSlice?: { push(chunk: Buffer): void };
 }
 
 export interface ForwardOutcome {
@@ -122,6 +124,7 @@ function forwardStream(opts: ForwardOptions, grammar: NonNullable<Wire['grammar'
     };
     exchange.attach({
       onData(chunk) {
+        opts.outputSlice?.push(chunk);
         const out = tap.push(chunk);
         if (out === null || res.write(out)) return true;
         if (!waitingForDrain) {
@@ -193,6 +196,7 @@ function forwardWhole(opts: ForwardOptions): Promise<ForwardOutcome> {
         headers['content-length'] = body.length;
         res.writeHead(exchange.status, headers);
         res.end(body);
+        opts.outputSlice?.push(body);
         done(body);
       },
       onError(failure) {

@@ -46,6 +46,10 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler, ResponseSou
   headers: IncomingHttpHeaders = {};
   /** For status >= 400: the (bounded) error body. */
   errorBody: Buffer | undefined;
+  /** performance.now() stamps for the gateway-overhead histogram: request handed to the socket, response head in, body ended. */
+  sentAt = 0;
+  headAt = 0;
+  endAt = 0;
   private controller: Dispatcher.DispatchController | undefined;
   private sink: ResponseSink | undefined;
   private ended = false;
@@ -92,6 +96,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler, ResponseSou
       },
       this,
     );
+    this.sentAt = performance.now();
     return head;
   }
 
@@ -103,6 +108,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler, ResponseSou
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeaders): void {
+    this.headAt = performance.now();
     this.status = status;
     this.headers = headers;
     if (status >= 300 && status < 400) {
@@ -131,6 +137,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler, ResponseSou
   }
 
   onResponseEnd(): void {
+    this.endAt = performance.now();
     this.ended = true;
     if (this.status >= 400) {
       this.errorBody = this.errorChunks ? Buffer.concat(this.errorChunks) : Buffer.alloc(0);

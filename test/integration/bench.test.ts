@@ -113,6 +113,10 @@ describe('bench/run.js', () => {
       expect(r.chunk_delay_ms.n, name).toBeGreaterThan(0);
       expect(r.chunks_per_s, name).toBeGreaterThan(0);
     }
+    // The gateway's own overhead histogram is read over the measured window (the others have none).
+    expect(sc.targets.gateway.gateway_overhead_ms.n).toBeGreaterThan(0);
+    expect(sc.targets.gateway.gateway_overhead_ms.p99).toBeGreaterThanOrEqual(sc.targets.gateway.gateway_overhead_ms.p50);
+    expect(sc.targets.bare.gateway_overhead_ms).toBeUndefined();
     const m = sc.measurement.gateway as Json;
     expect(m.compared).toBeGreaterThan(0);
     expect(m.missing_log_lines).toBe(0);

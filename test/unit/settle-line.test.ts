@@ -11,6 +11,8 @@ function reference(rec: RequestRecord, servedModel: string, ttftMs: number | und
       level: 30,
       service: 'llm-gateway',
       request_id: rec.requestId,
+      trace_id: rec.traceId,
+      span_id: rec.spanId,
       endpoint: rec.endpoint,
       model: rec.model,
       served_model: servedModel,
@@ -75,6 +77,10 @@ describe('requestLine (the hand-built request log line)', () => {
         finishReason: maybe(s()),
         error: maybe({ code: s(), message: s() }),
       };
+      if (rand(2) === 0) {
+        rec.traceId = rand(16).toString(16).padStart(32, 'a');
+        rec.spanId = rand(16).toString(16).padStart(16, 'b');
+      }
       const ttft = maybe(rand(100000) / 13);
       const tpot = maybe(rand(1000) / 17);
       const cost = rand(1000000) / 1e9;
