@@ -25,6 +25,7 @@ import { createHttpServer } from './server/http.js';
 import { applyServerLimits } from './server/limits.js';
 import { exposureProblems } from './server/exposure.js';
 import { preloadTokenizer } from './streamtap/index.js';
+import { ResponseAffinity } from './routing/affinity.js';
 import { Insights } from './insights/index.js';
 
 export interface Stages {
@@ -106,6 +107,8 @@ export class Gateway {
   readonly server: Server;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  /** Responses API: which deployment holds which stored response (kept across reloads; its store settings apply at start). */
+  readonly affinity: ResponseAffinity;
   /** Span per request and, when configured, OTLP export: set at start (a change of telemetry.otlp needs a restart). */
   readonly tracing: Tracing;
   /** OTLP metrics in the GenAI conventions, when OTEL_METRICS_EXPORTER=otlp or telemetry.otlp.metrics asks for them. */
@@ -129,6 +132,7 @@ export class Gateway {
     this.metrics = stages.metrics;
     this.logger = stages.logger;
     this.seenHash = options.policiesHash;
+    this.affinity = ResponseAffinity.fromPolicies(stages.policies, stages.logger);
     // The upstream pool gauges read the current backends at scrape time.
     this.metrics.upstreamPools = () => this.current.backends.all();
     this.server = createHttpServer(this);
@@ -347,6 +351,7 @@ export class Gateway {
     s.insights.close();
     await s.admission.close();
     await s.backends.close();
+    await this.affinity.close();
     // Spans of the last requests go out if the collector answers soon; never hold shutdown for it.
     const exports = Promise.all([this.tracing.shutdown().catch(() => undefined), this.genai?.shutdown().catch(() => undefined)]);
     await Promise.race([exports, new Promise((r) => (t = setTimeout(r, TRACE_FLUSH_MAX_MS)).unref())]);

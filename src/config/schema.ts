@@ -143,6 +143,10 @@ export const stateSchema = z
     // A state file that cannot be used (corrupt, wrong types, unreadable): refuse to start
     // (its spend must not silently become 0), or move it aside and start with no spend.
     on_corrupt: z.enum(['refuse', 'fresh']).default('refuse'),
+    // Responses API: how long (and, in memory, how many) response ids are remembered with
+    // the deployment that holds them. OpenAI keeps stored responses for 30 days.
+    response_affinity_ttl_s: positiveInt.default(30 * 86_400),
+    response_affinity_max: positiveInt.default(100_000),
   })
   .strict();
 
@@ -283,6 +287,8 @@ export const policiesSchema = z
       flush_interval_ms: 1_000,
       on_store_error: 'open',
       on_corrupt: 'refuse',
+      response_affinity_ttl_s: 30 * 86_400,
+      response_affinity_max: 100_000,
     }),
     backends: z.record(z.string(), backendSchema),
     models: z.record(z.string(), modelSchema),
