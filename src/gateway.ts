@@ -13,7 +13,7 @@ import { contentHash, watchPolicies, type PolicyWatcher } from './config/watch.j
 import { diffPolicies, type PolicyChanges } from './config/diff.js';
 import { KeyRing } from './auth/index.js';
 import { PolicyTable } from './policy/index.js';
-import { createAdmission, type Admission } from './admission/index.js';
+import { createAdmission, RETIRE_MAX_MS, type Admission } from './admission/index.js';
 import { Router } from './routing/index.js';
 import { Backends } from './upstream/backends.js';
 import { Metrics } from './telemetry/metrics.js';
@@ -59,9 +59,6 @@ export type ReloadSource = 'watch' | 'sighup' | 'admin';
 export type ReloadResult = { ok: true; changed: PolicyChanges; unchanged?: true } | { ok: false; problems: string[] };
 
 const LISTEN_BACKLOG = 4096;
-
-/** How long the previous stages wait for the requests that started under them (streams can be long). */
-const RETIRE_MAX_MS = 10 * 60_000;
 
 /** Builds every stage for a policy; with `prev` (a reload), each stage takes its state over from the old one. */
 async function buildStages(policies: Policies, metrics: Metrics, logger: Logger, prev?: Stages): Promise<Stages> {

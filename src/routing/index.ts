@@ -204,10 +204,6 @@ export class Router {
     }
   }
 
-  get policyTable(): PolicyTable {
-    return this.policy;
-  }
-
   /** Opens an exchange whose head has arrived with status < 400, or throws a GatewayError (or ClientAbort). */
   async open(ctx: RoutingContext, route: Route): Promise<Served> {
     const first = this.plans.get(route.name);
