@@ -45,7 +45,7 @@ describe('soak', () => {
         execFile(
           process.execPath,
           ['--expose-gc', CHILD],
-          { env: { ...process.env, SOAK_REQUESTS: String(REQUESTS) }, timeout: 170_000, maxBuffer: 1 << 20 },
+          { env: { ...process.env, SOAK_REQUESTS: String(REQUESTS) }, timeout: 550_000, maxBuffer: 1 << 20 },
           (e, stdout, stderr) => (e ? reject(new Error(`soak child failed: ${e.message}\n${stderr}`)) : resolve(stdout)),
         );
       });
@@ -67,6 +67,8 @@ describe('soak', () => {
       expect(after.fds, report).toBeLessThanOrEqual(before.fds);
       expect(after.heapUsed - before.heapUsed, report).toBeLessThan(HEAP_SLACK);
     },
-    180_000,
+    // The soak takes ~25 s of CPU (~40 s beside two busy loops); a machine far busier than that
+    // only makes it slower, which is not what this test judges.
+    600_000,
   );
 });

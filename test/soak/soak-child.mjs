@@ -16,7 +16,7 @@ const WARMUP = Number(process.env.SOAK_WARMUP ?? 300);
 const CONCURRENCY = Number(process.env.SOAK_CONCURRENCY ?? 32);
 const SEED = Number(process.env.SOAK_SEED ?? 12);
 /** The share of requests made with the openai SDK (the rest with a plain HTTP client, for CPU). */
-const SDK_SHARE = Number(process.env.SOAK_SDK_SHARE ?? 0.1);
+const SDK_SHARE = Number(process.env.SOAK_SDK_SHARE ?? 0.03);
 const ADMIN = 'soak-admin';
 
 let seed = SEED >>> 0;
