@@ -39,7 +39,6 @@ import type {
   StoreStatus,
   Ticket,
 } from './types.js';
-import './admin.js';
 
 export type {
   Admission,
@@ -162,6 +161,9 @@ class AdmissionEngine implements Admission {
         metrics,
       });
       this.redis.onReady = () => (this.degraded = false);
+      // The newest engine's store is the one that counts (a reload builds a new engine).
+      const redis = this.redis;
+      metrics.storePendingOps = () => redis.pendingOps;
       // The fallback counts spend only to keep local budgets honest; alerts come from Redis.
       if (!this.closedOnError) this.local = new MemoryStore(table.all, thresholds, undefined);
       // Redis state is shared by key; only what the old fallback holds in flight is adopted.

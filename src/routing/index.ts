@@ -17,14 +17,14 @@ import type { Policies } from '../config/schema.js';
 import type { Route, PolicyTable } from '../policy/index.js';
 import type { Backend, Backends } from '../upstream/backends.js';
 import { UpstreamExchange, type UpstreamRequest } from '../upstream/exchange.js';
-import { ClientAbort, UpstreamFailure, statusFailure } from '../upstream/failures.js';
-import { GatewayError } from '../errors.js';
+import { ClientAbort, UpstreamFailure, clientRetryAfter, statusFailure } from '../upstream/failures.js';
+import { GatewayError, errors } from '../errors.js';
+import { scrubSecrets } from '../upstream/scrub.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { CircuitBreaker, Permit } from './breaker.js';
 import { BreakerRegistry } from './registry.js';
 import { backoffMs, sleep } from './retry.js';
-import './admin.js';
 
 export { BreakerRegistry } from './registry.js';
 export type { CircuitView, DeploymentId } from './registry.js';
@@ -59,12 +59,14 @@ export interface RoutingContext {
   clientGone(): boolean;
   /** Aborts when the client leaves: cuts a backoff wait short. */
   readonly signal?: AbortSignal;
+  /** A routing decision worth a span event (retry, fallback, circuit open); rare paths only. */
+  event?(name: string, attributes: Record<string, string | number>): void;
 }
 
 export type FallbackReason = 'circuit_open' | 'upstream_error' | 'context_length';
 
 /** Turns an upstream error answer into the OpenAI-shaped error the client gets. */
-export function upstreamErrorToClient(backend: string, status: number, body: Buffer | undefined): GatewayError {
+export function upstreamErrorToClient(backend: string, status: number, body: Buffer | undefined, secrets: readonly string[] = []): GatewayError {
   let message = `Backend '${backend}' answered ${status}.`;
   let type: GatewayError['type'] = status >= 500 ? 'upstream_error' : 'invalid_request_error';
   let code = `upstream_${status}`;
@@ -78,6 +80,13 @@ export function upstreamErrorToClient(backend: string, status: number, body: Buf
     if (typeof e.param === 'string') param = e.param;
   } catch {
     // not JSON: keep the generic message (never echo an arbitrary upstream body)
+  }
+  // The upstream's words go to the client, the log and the span: never with a provider secret in them.
+  if (secrets.length) {
+    message = scrubSecrets(message, secrets);
+    code = scrubSecrets(code, secrets);
+    type = scrubSecrets(type, secrets) as GatewayError['type'];
+    if (param !== null) param = scrubSecrets(param, secrets);
   }
   // 4xx pass with their status (the client's own mistake); 5xx become 502 unless 503/504.
   const clientStatus = status < 500 ? status : status === 503 || status === 504 ? status : 502;
@@ -144,6 +153,8 @@ export interface RouterOptions {
   /** Monotonic ms (default performance.now); used only when no registry is taken over. */
   clock?: () => number;
   random?: () => number;
+  /** Chaos injection (src/insights/chaos.ts), asked once per attempt. */
+  chaos?: (model: string, backend: string) => { delayMs: number; fail?: 'error' | 'abort'; status: number } | undefined;
 }
 
 export class Router {
@@ -152,6 +163,7 @@ export class Router {
   private readonly plans = new Map<string, Plan>();
   private readonly clock: () => number;
   private readonly random: () => number;
+  private readonly chaos: RouterOptions['chaos'];
 
   constructor(
     private readonly policy: PolicyTable,
@@ -166,6 +178,7 @@ export class Router {
     this.breakers.attach(metrics, logger);
     this.clock = this.breakers.clock;
     this.random = opts.random ?? Math.random;
+    this.chaos = opts.chaos;
 
     const routes = policy.names().map((n) => policy.resolve(n)!);
     const ids = routes.flatMap((route) =>
@@ -207,7 +220,10 @@ export class Router {
       if (seen.has(plan)) continue;
       seen.add(plan);
       if (ctx.clientGone()) throw new ClientAbort();
-      if (from) this.metrics.fallbacks.inc({ from: from.route.name, to: plan.route.name, reason });
+      if (from) {
+        this.metrics.fallbacks.inc({ from: from.route.name, to: plan.route.name, reason });
+        ctx.event?.('llm_gateway.fallback', { 'llm_gateway.fallback.from': from.route.name, 'llm_gateway.fallback.to': plan.route.name, 'llm_gateway.fallback.reason': reason });
+      }
       const r = await this.tryModel(plan, st);
       switch (r.kind) {
         case 'served':
@@ -242,7 +258,8 @@ export class Router {
   /** The outcome of a served exchange, once its body ended: feeds its breaker. A client abort counts for nothing. */
   report(served: Served, ok: boolean, failure?: UpstreamFailure): void {
     const now = this.clock();
-    if (failure?.reason === 'client_abort') return served.breaker.record(served.permit, 'neutral', now);
+    // The client leaving or the gateway shutting down says nothing about the deployment.
+    if (failure?.reason === 'client_abort' || failure?.reason === 'shutdown') return served.breaker.record(served.permit, 'neutral', now);
     if (ok) return served.breaker.record(served.permit, 'success', now);
     served.breaker.record(served.permit, failure?.local ? 'local_error' : 'status_error', now);
     this.metrics.upstreamErrors.inc({ backend: served.backend.name, reason: failure?.reason ?? 'mid_stream' });
@@ -273,7 +290,10 @@ export class Router {
         if (made === 0) this.noteUnavailable(plan, now, st);
         return { kind: made === 0 ? 'unavailable' : 'failed' };
       }
-      if (retrying) this.metrics.retries.inc({ model: plan.route.name, ...retrying });
+      if (retrying) {
+        this.metrics.retries.inc({ model: plan.route.name, ...retrying });
+        st.ctx.event?.('llm_gateway.retry', { 'llm_gateway.model': plan.route.name, 'llm_gateway.backend': retrying.backend, 'error.type': retrying.reason, 'llm_gateway.attempt': st.attempts + 1 });
+      }
       made++;
       const r = await this.attempt(plan, picked.slot, picked.permit, st);
       switch (r.kind) {
@@ -370,10 +390,18 @@ export class Router {
           )
         : undefined;
     try {
+      // Chaos (POST /admin/chaos) acts before the upstream call: retries, breakers and
+      // fallbacks then treat an injected failure as a real one.
+      const chaos = this.chaos?.(plan.route.name, slot.backend.name);
+      if (chaos) {
+        await sleep(chaos.delayMs, st.ctx.signal);
+        if (chaos.fail === 'error') throw statusFailure(slot.backend.name, chaos.status, {});
+        if (chaos.fail === 'abort') throw new UpstreamFailure('reset', errors.upstreamReset(slot.backend.name), true);
+      }
       await exchange.open(st.ctx.buildRequest(served));
     } catch (e) {
       st.ctx.onExchange(undefined);
-      if (e instanceof UpstreamFailure && e.reason !== 'client_abort' && !deadlineHit) {
+      if (e instanceof UpstreamFailure && e.reason !== 'client_abort' && e.reason !== 'shutdown' && !deadlineHit) {
         this.failed(plan, slot, permit, e, st);
         return { kind: 'failed', failure: e };
       }
@@ -396,12 +424,12 @@ export class Router {
         slot.breaker.record(permit, 'neutral', this.clock());
         return {
           kind: 'client_error',
-          error: upstreamErrorToClient(slot.backend.name, exchange.status, exchange.errorBody),
+          error: upstreamErrorToClient(slot.backend.name, exchange.status, exchange.errorBody, slot.backend.secrets),
           contextLength: isContextLengthError(exchange.status, exchange.errorBody),
         };
       }
       // A 5xx keeps its status for the client (502/503/504); an upstream 429 has none (→ 503).
-      const answer = failure.reason === 'status_5xx' ? upstreamErrorToClient(slot.backend.name, exchange.status, exchange.errorBody) : undefined;
+      const answer = failure.reason === 'status_5xx' ? upstreamErrorToClient(slot.backend.name, exchange.status, exchange.errorBody, slot.backend.secrets) : undefined;
       this.failed(plan, slot, permit, failure, st, answer);
       return { kind: 'failed', failure };
     }
@@ -434,6 +462,7 @@ export class Router {
             ? 'circuit held open by an operator'
             : `circuit open, next probe in ${((next ?? 0) / 1000).toFixed(1)} s`;
       st.tried.push({ model, backend: s.backend.name, why });
+      st.ctx.event?.('llm_gateway.circuit_open', { 'llm_gateway.model': model, 'llm_gateway.backend': s.backend.name, 'llm_gateway.circuit.state': b.forced ? 'forced_open' : b.state });
     }
     if (!any) st.tried.push({ model, backend: '-', why: 'no deployment with a weight above 0' });
   }
@@ -449,7 +478,7 @@ function exhausted(route: Route, st: RequestState): GatewayError {
   const message = st.tried.length
     ? `No deployment could serve model '${route.name}'. Tried: ${summarise(st.tried)}.`
     : `Model '${route.name}' has no deployment to send to.`;
-  const headers: Record<string, string> = st.retryAfterMs === undefined ? {} : { 'retry-after': String(Math.ceil(st.retryAfterMs / 1000)) };
+  const headers: Record<string, string> = st.retryAfterMs === undefined ? {} : { 'retry-after': clientRetryAfter(st.retryAfterMs) };
   const last = st.lastError;
   if (last) return new GatewayError(last.status, last.type, last.code, message, null, headers);
   return new GatewayError(503, 'service_unavailable', 'service_unavailable', message, null, headers);

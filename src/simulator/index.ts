@@ -11,10 +11,12 @@ import type { AddressInfo } from 'node:net';
 import { embeddingsBody } from './embeddings.js';
 import type { Action, Fault } from './faults.js';
 import { failTimesAction, parseFault, roll } from './faults.js';
-import { chatAnswer, completionAnswer } from './generate.js';
-import type { Knobs } from './generate.js';
+import { chatAnswer, completionAnswer, isInvalid } from './generate.js';
+import type { Answer, Invalid, Knobs } from './generate.js';
 import { headerNum, readBody, sendJson } from './http.js';
 import { CONTEXT_LENGTH_BODY, errorBody, errorForStatus, newId, nowMs } from './openai.js';
+import { ResponseStore, responseIdFrom, responsesAnswer, responsesInputTokens } from './responses.js';
+import type { ResponsesAnswer } from './responses.js';
 import { DEFAULTS, applyPatch, emptyStats } from './settings.js';
 import type { Settings, Simulator, SimulatorOptions, SimulatorPatch } from './settings.js';
 import { TokenStream } from './stream.js';
@@ -23,14 +25,34 @@ import { countText } from './words.js';
 export type { Fault } from './faults.js';
 export type { Simulator, SimulatorOptions, SimulatorPatch, SimulatorStats } from './settings.js';
 
+/** Tokens for one answer: `mean`, or a normal draw around it (Box-Muller) when sd > 0; at least 1. */
+function sampleTokens(mean: number, sd: number, random: () => number): number {
+  if (!(sd > 0)) return Math.floor(mean);
+  const z = Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random());
+  return Math.max(1, Math.round(mean + sd * z));
+}
+
+/** mulberry32: a small seeded generator for reproducible traffic shapes. */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simulator> {
   const settings: Settings = { ...DEFAULTS };
   applyPatch(settings, opts as Record<string, unknown>);
+  const random = opts.seed === undefined ? Math.random : seeded(opts.seed);
   let fault: Fault | null = null;
   let faultLeft = 0; // for a configured fail_times
   // x-sim-fault fail_times: SDK retries resend the same header, so count per header value.
   const headerFails = new Map<string, number>();
   const stats = emptyStats();
+  const stored = new ResponseStore(); // Responses API: what GET /responses/{id} and previous_response_id find
   // Stop functions of in-flight API requests, so close() can clear their timers at once.
   const live = new Set<() => void>();
   const startedS = Math.floor(Date.now() / 1000);
@@ -80,11 +102,12 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     return action;
   }
 
-  type Kind = 'chat' | 'completions' | 'embeddings';
+  type Kind = 'chat' | 'completions' | 'embeddings' | 'responses';
   const API: Record<string, Kind> = {
     '/v1/chat/completions': 'chat',
     '/v1/completions': 'completions',
     '/v1/embeddings': 'embeddings',
+    '/v1/responses': 'responses',
   };
 
   /** Per-request state shared with the 'close' handler. */
@@ -123,7 +146,11 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     const ttftMs = action?.kind === 'slow_first_token' ? action.ttftMs : (headerNum(req, 'x-sim-ttft-ms') ?? settings.ttftMs);
     const tpotMs = headerNum(req, 'x-sim-tpot-ms') ?? settings.tpotMs;
     const dieAfter = action?.kind === 'die_mid_stream' ? action.afterChunks : undefined;
-    const knobs: Knobs = { ...settings, outputTokens: Math.floor(headerNum(req, 'x-sim-output-tokens') ?? settings.outputTokens) };
+    const knobs: Knobs = {
+      ...settings,
+      outputTokens: sampleTokens(headerNum(req, 'x-sim-output-tokens') ?? settings.outputTokens, settings.outputTokensSd, random),
+      refuse: settings.refusalRate > 0 && random() < settings.refusalRate,
+    };
     const reqHeaders = { 'x-request-id': newId('req'), 'x-sim-request-ms': String(t0) };
 
     if (kind === 'embeddings') {
@@ -135,28 +162,41 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     if (kind === 'chat' && !Array.isArray(b.messages)) {
       return sendJson(res, 400, errorBody("Missing required parameter: 'messages'.", 'invalid_request_error', 'missing_required_parameter', 'messages'));
     }
-    const answer = kind === 'chat' ? chatAnswer(b, knobs) : completionAnswer(b, knobs);
+    const answer: Answer | ResponsesAnswer | Invalid =
+      kind === 'chat' ? chatAnswer(b, knobs) : kind === 'responses' ? responsesAnswer(b, knobs, stored) : completionAnswer(b, knobs);
+    if (isInvalid(answer)) return sendJson(res, 400, errorBody(answer.invalid, 'invalid_request_error', null, answer.param));
+    const onSent = 'onSent' in answer ? (answer as ResponsesAnswer).onSent : undefined;
+    const hidden = answer.hiddenTokens ?? 0;
+    if ('refused' in answer && answer.refused) stats.refusals++;
     if (!answer.stream) {
       // A non-streamed answer arrives when the whole generation would have finished.
-      const total = ttftMs + Math.max(0, answer.n - 1) * tpotMs;
-      return delayed(res, answer.body, t0 + total, dieAfter, ex, reqHeaders);
+      const total = ttftMs + Math.max(0, hidden + answer.n - 1) * tpotMs;
+      return delayed(res, answer.body, t0 + total, dieAfter, ex, reqHeaders, onSent);
     }
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', ...reqHeaders });
     const plan = {
       format: answer.format,
       tokens: answer.tokens,
       n: answer.n,
-      ttftMs,
+      ttftMs: ttftMs + hidden * tpotMs,
       tpotMs,
       dieAfter: dieAfter === undefined ? undefined : Math.min(dieAfter, answer.n),
     };
-    const stream = new TokenStream(res, plan, () => (ex.killed = true));
+    const stream = new TokenStream(res, plan, () => (ex.killed = true), onSent);
     ex.stop = () => stream.stop();
     stream.start(t0);
   }
 
   /** Send a JSON body at `dueAt`; with die_mid_stream, send half of it and drop the socket. */
-  function delayed(res: ServerResponse, body: string, dueAt: number, dieAfter: number | undefined, ex: Exchange, headers: Record<string, string>): void {
+  function delayed(
+    res: ServerResponse,
+    body: string,
+    dueAt: number,
+    dieAfter: number | undefined,
+    ex: Exchange,
+    headers: Record<string, string>,
+    onSent?: () => void,
+  ): void {
     let timer: NodeJS.Timeout | undefined;
     const fire = (): void => {
       const early = dueAt - nowMs();
@@ -165,7 +205,10 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
         timer = setTimeout(fire, Math.ceil(early));
         return;
       }
-      if (dieAfter === undefined) return sendJson(res, 200, body, headers);
+      if (dieAfter === undefined) {
+        sendJson(res, 200, body, headers);
+        return onSent?.();
+      }
       ex.killed = true;
       const socket = res.socket;
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...headers });
@@ -173,6 +216,37 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     };
     timer = setTimeout(fire, Math.max(0, Math.ceil(dueAt - nowMs())));
     ex.stop = () => clearTimeout(timer);
+  }
+
+  /** GET/DELETE /responses/{id}, POST …/cancel, GET …/input_items, POST /responses/input_tokens. */
+  function responseFollowUp(method: string, rest: string, body: unknown, res: ServerResponse): void {
+    if (rest === 'input_tokens' && method === 'POST') {
+      const b = (body && typeof body === 'object' ? body : {}) as Record<string, unknown>;
+      return sendJson(res, 200, JSON.stringify({ object: 'response.input_tokens', input_tokens: responsesInputTokens(b) }));
+    }
+    const [raw = '', sub, ...more] = rest.split('/');
+    const id = responseIdFrom(raw);
+    const found = id === null || more.length > 0 ? undefined : stored.get(id);
+    const action = `${method} ${sub ?? ''}`;
+    if (!['GET ', 'DELETE ', 'POST cancel', 'GET input_items'].includes(action)) {
+      return sendJson(res, 404, errorBody(`Invalid URL (${method} /v1/responses/${rest})`, 'invalid_request_error'));
+    }
+    if (!found) return sendJson(res, 404, errorBody(`Response with id '${id ?? ''}' not found.`, 'invalid_request_error', null, 'response_id'));
+    switch (action) {
+      case 'GET ':
+        return sendJson(res, 200, found.body);
+      case 'DELETE ':
+        stored.delete(id!);
+        return sendJson(res, 200, JSON.stringify({ id, object: 'response', deleted: true }));
+      case 'POST cancel':
+        // The simulator answers at once; only background responses could still be cancelled.
+        return sendJson(res, 400, errorBody('Only responses created with background=true can be cancelled.', 'invalid_request_error', null, 'response_id'));
+      default: {
+        const data = found.input;
+        const ids = data.map((d) => (d as { id: string }).id);
+        return sendJson(res, 200, JSON.stringify({ object: 'list', data, first_id: ids[0] ?? null, last_id: ids.at(-1) ?? null, has_more: false }));
+      }
+    }
   }
 
   function control(method: string, path: string, body: unknown, res: ServerResponse): void {
@@ -229,6 +303,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
 
     const kind = method === 'POST' ? API[path] : undefined;
     if (kind) return api(kind, req, res, body, t0, ex);
+    if (path.startsWith('/v1/responses/')) return responseFollowUp(method, path.slice('/v1/responses/'.length), body, res);
     if (method === 'GET' && path === '/v1/models') {
       const id = settings.modelName ?? 'simulator';
       const list = { object: 'list', data: [{ id, object: 'model', created: startedS, owned_by: 'llm-gateway-simulator' }] };

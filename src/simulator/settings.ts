@@ -13,6 +13,10 @@ export interface SimulatorOptions {
   includeUsageAlways?: boolean; // emit a usage chunk even if not requested (some servers do)
   omitUsage?: boolean; // never send usage (models servers that don't)
   modelName?: string; // if set, the `model` field of responses; else echo the request's model
+  // Traffic-shape knobs (insights tests), all settable at run time through configure():
+  refusalRate?: number; // 0..1 probability a text answer is a refusal ("I cannot help with that.")
+  outputTokensSd?: number; // > 0: tokens per completion ~ N(outputTokens, outputTokensSd), at least 1
+  seed?: number; // seeds the draws of refusalRate and outputTokensSd (reproducible runs); default Math.random
 }
 
 export interface SimulatorStats {
@@ -24,6 +28,8 @@ export interface SimulatorStats {
   completed: number;
   /** requests a fault (or errorRate) applied to */
   faults: number;
+  /** text answers sent as refusals (refusalRate) */
+  refusals: number;
   byPath: Record<string, number>;
   lastRequest?: { headers: Record<string, string | string[] | undefined>; body: unknown };
 }
@@ -39,7 +45,7 @@ export interface Simulator {
   close(): Promise<void>; // closes the server, destroys open sockets, stops every timer
 }
 
-export type Settings = Required<Omit<SimulatorOptions, 'host' | 'port' | 'modelName'>> & { modelName: string | undefined };
+export type Settings = Required<Omit<SimulatorOptions, 'host' | 'port' | 'modelName' | 'seed'>> & { modelName: string | undefined };
 
 export const DEFAULTS: Settings = {
   ttftMs: 150,
@@ -50,9 +56,11 @@ export const DEFAULTS: Settings = {
   includeUsageAlways: false,
   omitUsage: false,
   modelName: undefined,
+  refusalRate: 0,
+  outputTokensSd: 0,
 };
 
-const NUMERIC = ['ttftMs', 'tpotMs', 'outputTokens', 'errorRate', 'errorStatus'] as const;
+const NUMERIC = ['ttftMs', 'tpotMs', 'outputTokens', 'errorRate', 'errorStatus', 'refusalRate', 'outputTokensSd'] as const;
 const FLAGS = ['includeUsageAlways', 'omitUsage'] as const;
 
 /** Apply a patch to settings, validating it (patches also arrive as JSON over HTTP). */
@@ -64,6 +72,7 @@ export function applyPatch(s: Settings, patch: Record<string, unknown>): void {
     s[k] = v;
   }
   if (s.errorRate > 1) throw new Error('errorRate must be 0..1');
+  if (s.refusalRate > 1) throw new Error('refusalRate must be 0..1');
   if (s.errorStatus < 100 || s.errorStatus > 599) throw new Error('errorStatus must be 100..599');
   for (const k of FLAGS) {
     const v = patch[k];
@@ -79,5 +88,5 @@ export function applyPatch(s: Settings, patch: Record<string, unknown>): void {
 }
 
 export function emptyStats(): SimulatorStats {
-  return { requests: 0, aborted: 0, completed: 0, faults: 0, byPath: {} };
+  return { requests: 0, aborted: 0, completed: 0, faults: 0, refusals: 0, byPath: {} };
 }

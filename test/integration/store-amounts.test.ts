@@ -11,7 +11,7 @@ import { ADMIT, SETTLE } from '../../src/admission/lua.js';
 import { ScopeTable, toNano } from '../../src/admission/scopes.js';
 import { clampAmount, type Reservation } from '../../src/admission/store.js';
 import { MAX_USAGE_TOKENS, usageFault } from '../../src/settle/usage.js';
-import { usageFromResponse } from '../../src/streamtap/tokens.js';
+import { usageFromResponse } from '../../src/protocols/openai.js';
 import { Metrics } from '../../src/telemetry/metrics.js';
 import { flushPrefix } from './admission-support.js';
 

@@ -17,7 +17,9 @@
 import { describe, expect, it } from 'vitest';
 import { StreamTap } from '../../src/streamtap/tap.js';
 import { summariseBody } from '../../src/streamtap/body.js';
-import { countTokens, usageFromResponse } from '../../src/streamtap/tokens.js';
+import { countTokens } from '../../src/streamtap/tokens.js';
+import { chunkGrammar } from '../../src/protocols/chat.js';
+import { usageFromResponse } from '../../src/protocols/openai.js';
 import { rewriteBody } from '../../src/upstream/body.js';
 import { usageFault } from '../../src/settle/usage.js';
 import { MemoryStore } from '../../src/admission/memory.js';
@@ -164,7 +166,7 @@ describe(`stream tap property test (seed ${SEED}, ${RUNS} streams)`, () => {
       const where = `seed ${SEED} run ${run}: ${JSON.stringify(upstream)} in ${chunks.length} chunks, strip=${strip}`;
 
       let clock = 0;
-      const tap = new StreamTap({ stripUsage: strip, now: () => ++clock });
+      const tap = new StreamTap({ grammar: chunkGrammar, stripUsage: strip, now: () => ++clock });
       const out: Buffer[] = [];
       for (const c of chunks) {
         const o = tap.push(c);
