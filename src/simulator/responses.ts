@@ -10,7 +10,7 @@ import { LRUCache } from 'lru-cache';
 import type { Answer, Invalid, Knobs } from './generate.js';
 import { pickTool, reasoningTokens, structuredText } from './generate.js';
 import type { StreamFormat, ToolCall } from './openai.js';
-import { newId } from './openai.js';
+import { newId, responsesStreamError } from './openai.js';
 import { WORDS_JSON, completionText, countText, tokenFragments } from './words.js';
 
 type Body = Record<string, unknown>;
@@ -323,6 +323,8 @@ function streamFormat(start: Record<string, unknown>, final: Record<string, unkn
 
   const len = tokens.length;
   const summaryN = summaryTokens.length;
+  // error_mid_stream: the error event takes the sequence number the next delta would have had.
+  const error = (sent: number): string => responsesStreamError(summaryN > 0 && sent <= summaryN ? firstSummary + sent : firstAnswer + sent - summaryN);
   if (summaryN === 0) {
     // The answer's opening goes out with the headers, as before any token.
     return {
@@ -330,6 +332,7 @@ function streamFormat(start: Record<string, unknown>, final: Record<string, unkn
       prefix,
       suffix: `${mid}0${SIM_TS}`,
       tail,
+      error,
       // The sequence number grows with each delta, so each one is rendered, still by concatenation.
       render: (i, ts) => prefix + tokens[i % len] + mid + (firstAnswer + i) + SIM_TS + ts + '}\n\n',
     };
@@ -339,6 +342,7 @@ function streamFormat(start: Record<string, unknown>, final: Record<string, unkn
     prefix: summaryPrefix,
     suffix: `,"sequence_number":0${SIM_TS}`,
     tail,
+    error,
     render: (i, ts) => {
       if (i < summaryN) return summaryPrefix + summaryTokens[i] + ',"sequence_number":' + (firstSummary + i) + SIM_TS + ts + '}\n\n';
       const j = i - summaryN;

@@ -346,6 +346,24 @@ describe('faults', () => {
     await expect(c.responses.create({ model: 'm', input: INPUT })).rejects.toBeInstanceOf(OpenAI.RateLimitError);
   });
 
+  it('error_mid_stream: after N deltas an `error` event in sequence ends the stream; not streamed, a 500', async () => {
+    sim.configure({ ttftMs: 0, tpotMs: 0, fault: { kind: 'error_mid_stream', afterChunks: 2 } });
+    const r = await post('/responses', { model: 'm', input: INPUT, stream: true });
+    expect(r.status).toBe(200);
+    const evs = events(r.text);
+    expect(evs.filter((e) => e.event === 'response.output_text.delta')).toHaveLength(2);
+    const last = evs.at(-1)!;
+    expect(last.event).toBe('error');
+    expect(last.data).toMatchObject({ type: 'error', code: 'server_error', param: null });
+    expect(evs.map((e) => e.data.sequence_number)).toEqual(evs.map((_, i) => i));
+    expect(evs.some((e) => e.event === 'response.completed')).toBe(false);
+    await expect(client.responses.create({ model: 'm', input: INPUT })).rejects.toBeInstanceOf(OpenAI.InternalServerError);
+    // In a summarised reasoning phase, too.
+    const rs = events((await post('/responses', { model: 'm', input: INPUT, stream: true, reasoning: { effort: 'medium', summary: 'auto' } })).text);
+    expect(rs.at(-1)!.event).toBe('error');
+    expect(rs.map((e) => e.data.sequence_number)).toEqual(rs.map((_, i) => i));
+  });
+
   it('die_mid_stream drops the connection after N deltas: no response.completed, the SDK raises', async () => {
     sim.configure({ ttftMs: 0, tpotMs: 1, fault: { kind: 'die_mid_stream', afterChunks: 3 } });
     const r = await fetch(sim.url + '/responses', { method: 'POST', body: JSON.stringify({ model: 'm', input: INPUT, stream: true }) });
