@@ -80,6 +80,8 @@ export interface StreamFormat {
    * or one chunk per choice with n > 1). Built once per request; `ts` is the send stamp.
    */
   render?: (i: number, ts: number) => string;
+  /** Builds the tail when it is due, instead of `tail` (a long answer's closing events carry its whole text). */
+  end?: () => string;
   /** The in-stream error event after `sent` token chunks (error_mid_stream); default: chat's `data: {"error":…}`. */
   error?: (sent: number) => string;
 }

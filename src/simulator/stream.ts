@@ -110,7 +110,8 @@ export class TokenStream {
 
   private finish(): void {
     this.stop();
-    this.res.end(this.plan.format.tail);
+    const { format } = this.plan;
+    this.res.end(format.end ? format.end() : format.tail);
     this.onEnd();
   }
 

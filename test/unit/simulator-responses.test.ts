@@ -192,6 +192,29 @@ describe('POST /responses, streamed', () => {
   });
 });
 
+describe('long streams', () => {
+  it('a stream of 100 million tokens starts at once: no whole text is built before its end (chat and responses)', async () => {
+    for (const [path, body] of [
+      ['/responses', { model: 'm', input: INPUT, stream: true }],
+      ['/chat/completions', { model: 'm', messages: [{ role: 'user', content: INPUT }], stream: true }],
+    ] as const) {
+      const ac = new AbortController();
+      const r = await fetch(sim.url + path, {
+        method: 'POST',
+        body: JSON.stringify(body),
+        headers: { 'x-sim-output-tokens': '100000000', 'x-sim-ttft-ms': '0', 'x-sim-tpot-ms': '1000' },
+        signal: ac.signal,
+      });
+      const reader = r.body!.getReader();
+      let text = '';
+      while (!text.includes('"sim_ts":')) text += new TextDecoder().decode((await reader.read()).value);
+      ac.abort();
+      await reader.cancel().catch(() => {});
+      expect(text, path).toContain(' hello');
+    }
+  }, 20_000);
+});
+
 describe('function calls', () => {
   it('streams a function call: arguments one token per delta, a call the SDK assembles', async () => {
     sim.configure({ ttftMs: 5, tpotMs: 1 });
