@@ -13,7 +13,7 @@ import * as scenarios from './lib/scenarios.js';
 import { evaluate, renderTables, renderVerdicts } from './lib/report.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const ALL = ['throughput', 'latency', 'streams', 'features', 'memory'];
+const ALL = ['throughput', 'latency', 'streams', 'responses', 'features', 'memory'];
 
 const HELP = `usage: node bench/run.js [options]        (npm run bench -- [options] builds first)
 
@@ -22,6 +22,8 @@ scenarios (--scenario, comma-separated; default all):
   latency      a fixed request rate well below saturation: p50/p99/p99.9 and what each target adds
   streams      N concurrent streamed completions: added TTFT and chunk delay, chunks/s, and the
                gateway's own TTFT/TPOT measurement error
+  responses    the same over the Responses API (POST /v1/responses, named SSE events), at
+               --responses-streams levels
   features     throughput with keys, rate limits, budgets (memory, then redis store), breaker
   memory       gateway RSS idle, with 1,000 and 5,000 open streams, and across a soak
 
@@ -34,6 +36,7 @@ options:
   --rate N              latency scenario request rate (default 500)
   --latency-client C    paced (open loop, default) | autocannon (overallRate; bursty, see README "Performance")
   --streams N[,N...]    concurrent streams (default 100,400,1000)
+  --responses-streams N[,N...]  concurrent streams of the responses scenario (default 100)
   --ttft-ms MS          simulator time to first token for streams (default 100)
   --tpot-ms MS          simulator time per output token for streams (default 20)
   --output-tokens N     tokens per streamed completion (default 64)
@@ -93,6 +96,7 @@ function parseOptions(argv) {
       rate: { type: 'string' },
       'latency-client': { type: 'string', default: 'paced' },
       streams: { type: 'string', default: '100,400,1000' },
+      'responses-streams': { type: 'string', default: '100' },
       'ttft-ms': { type: 'string' },
       'tpot-ms': { type: 'string' },
       'output-tokens': { type: 'string' },
@@ -139,6 +143,7 @@ function parseOptions(argv) {
     rounds: numberOpt(values, 'rounds', 3, { int: true, min: 1 }),
     latencyClient: values['latency-client'],
     streams: levels(values.streams, 'streams'),
+    responsesStreams: levels(values['responses-streams'], 'responses-streams'),
     ttftMs: numberOpt(values, 'ttft-ms', 100),
     tpotMs: numberOpt(values, 'tpot-ms', 20),
     outputTokens: numberOpt(values, 'output-tokens', 64, { int: true, min: 1 }),
@@ -224,7 +229,12 @@ async function main() {
             (cpus.main === cpus.sim ? '; load generator and simulator share a core, so direct figures are bounded by that core' : '')
         : `processes not pinned: load generator, simulator and proxy share all ${cpus.cores} cores`,
     );
-    const maxOpen = Math.max(0, ...(opts.scenario.includes('memory') ? opts.memoryStreams : []), ...(opts.scenario.includes('streams') ? opts.streams : []));
+    const maxOpen = Math.max(
+      0,
+      ...(opts.scenario.includes('memory') ? opts.memoryStreams : []),
+      ...(opts.scenario.includes('streams') ? opts.streams : []),
+      ...(opts.scenario.includes('responses') ? opts.responsesStreams : []),
+    );
     const limit = openFileLimit();
     // The gateway holds two sockets per stream (client side and upstream side).
     if (Number.isFinite(limit) && limit < 2 * maxOpen + 256) {
@@ -241,6 +251,8 @@ async function main() {
     remote,
     lab,
     tag: Date.now().toString(36),
+    /** Per target of the scenario running: policy settings beyond backend and model, with reasons. */
+    knobs: {},
     async simConfig(patch) {
       if (lab) await lab.configureSim(patch);
     },
@@ -266,6 +278,7 @@ async function main() {
       rate: opts.rate,
       latency_client: opts.latencyClient,
       streams: opts.streams,
+      responses_streams: opts.responsesStreams,
       stream_sim: { ttft_ms: opts.ttftMs, tpot_ms: opts.tpotMs, output_tokens: opts.outputTokens },
       memory_streams: opts.memoryStreams,
       memory_policy: opts.memoryPolicy,
@@ -292,10 +305,17 @@ async function main() {
   }
   for (const name of opts.scenario) {
     progress.log(`-- ${name}`);
+    const withKnobs = async (r) => {
+      if (lab && r && typeof r === 'object') r.gateway_knobs = ctx.knobs;
+      ctx.knobs = {};
+      return r;
+    };
     if (name === 'streams') {
-      for (const n of opts.streams) results.scenarios[`streams_${n}`] = await scenarios.streams(ctx, n);
+      for (const n of opts.streams) results.scenarios[`streams_${n}`] = await withKnobs(await scenarios.streams(ctx, n));
+    } else if (name === 'responses') {
+      for (const n of opts.responsesStreams) results.scenarios[`responses_${n}`] = await withKnobs(await scenarios.responses(ctx, n));
     } else {
-      results.scenarios[name] = await scenarios[name](ctx);
+      results.scenarios[name] = await withKnobs(await scenarios[name](ctx));
     }
   }
   progress.clear();

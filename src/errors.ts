@@ -47,16 +47,49 @@ export const errors = {
   contentType: (got: string | undefined) =>
     new GatewayError(415, 'invalid_request_error', 'unsupported_media_type', `Content-Type must be application/json (got ${got ? JSON.stringify(got) : 'none'}).`),
   tooLarge: (limit: number) => new GatewayError(413, 'invalid_request_error', 'request_too_large', `Request body is larger than the gateway's limit of ${limit} bytes.`),
+  requestTimeout: (ms: number) =>
+    new GatewayError(408, 'invalid_request_error', 'request_timeout', `The request body did not arrive within ${ms} ms (server.body_timeout_ms).`),
   badKey: () => new GatewayError(401, 'authentication_error', 'invalid_api_key', 'Incorrect API key provided.'),
   modelNotAllowed: (model: string) => new GatewayError(403, 'permission_error', 'model_not_allowed', `This key may not use the model '${model}'.`, 'model'),
   unknownModel: (model: string) => new GatewayError(404, 'invalid_request_error', 'model_not_found', `The model '${model}' does not exist or is not served by this gateway.`, 'model'),
   notFound: (path: string) => new GatewayError(404, 'invalid_request_error', 'not_found', `Unknown path ${path}.`),
-  methodNotAllowed: (method: string, path: string) => new GatewayError(405, 'invalid_request_error', 'method_not_allowed', `${method} is not allowed on ${path}.`),
+  methodNotAllowed: (method: string, path: string, allow: readonly string[] = []) =>
+    new GatewayError(405, 'invalid_request_error', 'method_not_allowed', `${method} is not allowed on ${path}.`, null, allow.length ? { allow: allow.join(', ') } : {}),
+  invalidPath: (detail: string) => new GatewayError(400, 'invalid_request_error', 'invalid_path', `The request path is not accepted: ${detail}.`),
+  notServedYet: (route: string) => new GatewayError(404, 'invalid_request_error', 'not_found', `${route} is not served by this gateway.`),
+  clientClosed: () => new GatewayError(400, 'invalid_request_error', 'client_closed_request', 'client closed the connection while sending the body'),
+  passthroughNotAllowed: (method: string, path: string) =>
+    new GatewayError(
+      403,
+      'permission_error',
+      'passthrough_not_allowed',
+      `${method} ${path} can spend money the gateway cannot price, and this key has a budget or a model allow-list. An operator can allow it with server.passthrough.allow.`,
+    ),
+  invalidAdminTokenDashboard: () =>
+    new GatewayError(
+      401,
+      'authentication_error',
+      'invalid_admin_token',
+      'The dashboard needs the admin token: open /dashboard?token=<admin token> once (it is exchanged for a session cookie), or send Authorization: Bearer <admin token>.',
+    ),
+  policyInvalid: (problems: readonly string[]) =>
+    new GatewayError(400, 'invalid_request_error', 'policy_invalid', `The policy was not reloaded (the previous one keeps serving): ${problems.join('; ')}`),
+  circuitUsage: () => new GatewayError(400, 'invalid_request_error', 'invalid_request', 'Use POST /admin/circuits/{model}/{backend} with {"state":"open"|"closed"}.'),
+  noSuchDeployment: (model: string, backend: string) => new GatewayError(404, 'invalid_request_error', 'not_found', `No deployment of model '${model}' on backend '${backend}'.`),
   unauthorizedAdmin: () => new GatewayError(401, 'authentication_error', 'invalid_admin_token', 'Admin routes need Authorization: Bearer <admin token>.'),
   adminDisabled: () => new GatewayError(403, 'permission_error', 'admin_disabled', 'Admin routes are disabled: set admin_token in policies.yaml or GATEWAY_ADMIN_TOKEN.'),
   upstreamConnect: (backend: string) => new GatewayError(502, 'upstream_error', 'upstream_unreachable', `Could not connect to backend '${backend}'.`),
   upstreamReset: (backend: string) => new GatewayError(502, 'upstream_error', 'upstream_reset', `Backend '${backend}' closed the connection before answering.`),
   upstreamBadResponse: (backend: string, detail: string) => new GatewayError(502, 'upstream_error', 'upstream_bad_response', `Backend '${backend}' sent an invalid response: ${detail}`),
+  upstreamRedirect: (backend: string, status: number) =>
+    new GatewayError(502, 'upstream_error', 'upstream_redirect', `Backend '${backend}' answered with a redirect (${status}); the gateway does not follow or relay redirects.`),
+  upstreamTooLarge: (backend: string, limit: number) =>
+    new GatewayError(502, 'upstream_error', 'upstream_body_too_large', `Backend '${backend}' sent a response body larger than the gateway's limit of ${limit} bytes (server.max_upstream_body_bytes).`),
+  upstreamEncoding: (backend: string, encoding: string) =>
+    new GatewayError(502, 'upstream_error', 'upstream_bad_response', `Backend '${backend}' sent a body with content-encoding ${JSON.stringify(encoding.slice(0, 64))}, which the gateway cannot read.`),
+  /** A stream request answered with a whole JSON/HTML body: retrying would be billed again for the same answer. */
+  upstreamNotStream: (backend: string, contentType: string) =>
+    new GatewayError(502, 'upstream_error', 'upstream_bad_response', `Backend '${backend}' answered a stream request with ${JSON.stringify(contentType.slice(0, 64))} instead of text/event-stream.`, null, { 'x-should-retry': 'false' }),
   upstreamTimeout: (backend: string, what: string) => new GatewayError(504, 'timeout_error', 'upstream_timeout', `Backend '${backend}' timed out (${what}).`),
   midStream: (backend: string, detail: string) => new GatewayError(502, 'upstream_error', 'upstream_stream_error', `The stream from backend '${backend}' broke: ${detail}`),
   unavailable: (message: string) => new GatewayError(503, 'service_unavailable', 'service_unavailable', message),
@@ -67,10 +100,13 @@ export const errors = {
 
 const JSON_HEADERS = { 'content-type': 'application/json' };
 
-/** Writes an OpenAI-shaped error, unless the response has already started. */
-export function sendError(res: ErrorSink, err: GatewayError, requestId: string, extraHeaders?: Record<string, string>): void {
+/**
+ * Writes an error, unless the response has already started: OpenAI's shape, or the shape
+ * `render` gives (an API with its own error body, e.g. Anthropic's).
+ */
+export function sendError(res: ErrorSink, err: GatewayError, requestId: string, extraHeaders?: Record<string, string>, render?: (err: GatewayError) => string): void {
   if (res.headersSent || res.destroyed) return;
-  const body = JSON.stringify(err.body());
+  const body = render ? render(err) : JSON.stringify(err.body());
   res.writeHead(err.status, {
     ...JSON_HEADERS,
     ...extraHeaders,

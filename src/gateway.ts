@@ -18,11 +18,10 @@ import { Router } from './routing/index.js';
 import { Backends } from './upstream/backends.js';
 import { Metrics } from './telemetry/metrics.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
+import { Tracing } from './telemetry/tracing.js';
 import { createHttpServer } from './server/http.js';
+import { applyServerLimits } from './server/limits.js';
 import { preloadTokenizer } from './streamtap/index.js';
-import './dashboard/index.js'; // registers GET /admin/stats (the live dashboard's data)
-import './config/admin.js'; // registers POST /admin/reload
-import './insights/admin.js'; // registers GET /admin/insights, POST /admin/insights/baseline, /admin/chaos
 import { Insights } from './insights/index.js';
 
 export interface Stages {
@@ -45,10 +44,17 @@ export interface GatewayOptions {
   policiesFile?: string;
   /** contentHash() of the text the starting policy came from: a file event that finds it unchanged is ignored. */
   policiesHash?: string;
+  /** Environment the OTEL_* variables are read from (default process.env). */
+  env?: Record<string, string | undefined>;
 }
+
+/** How long close() waits for queued spans to reach the collector. */
+const TRACE_FLUSH_MAX_MS = 2_000;
 
 export type ReloadSource = 'watch' | 'sighup' | 'admin';
 export type ReloadResult = { ok: true; changed: PolicyChanges; unchanged?: true } | { ok: false; problems: string[] };
+
+const LISTEN_BACKLOG = 4096;
 
 /** How long the previous stages wait for the requests that started under them (streams can be long). */
 const RETIRE_MAX_MS = 10 * 60_000;
@@ -85,11 +91,18 @@ async function finished(started: Set<ServerResponse>, inflight: Set<ServerRespon
   }
 }
 
+/** After cutting what outlived the drain: how long cut requests get to write their last event and settle. */
+const CUT_GRACE_MS = 2_000;
+
 export class Gateway {
   readonly inflight = new Set<ServerResponse>();
+  /** How to cut each in-flight pipeline request at shutdown (its final error event, recorded as the gateway's own cut). */
+  private readonly cutters = new Map<ServerResponse, () => void>();
   readonly server: Server;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  /** Span per request and, when configured, OTLP export: set at start (a change of telemetry.otlp needs a restart). */
+  readonly tracing: Tracing;
   private current: Stages;
   private draining = false;
   /** The last reload (or a resolved promise): the next one starts after it. */
@@ -102,18 +115,31 @@ export class Gateway {
   /** Previous stages being retired, with the promise that ends when they are closed. */
   private readonly retiring = new Map<Stages, Promise<void>>();
 
-  private constructor(stages: Stages, readonly options: GatewayOptions) {
+  private constructor(stages: Stages, tracing: Tracing, readonly options: GatewayOptions) {
     this.current = stages;
+    this.tracing = tracing;
     this.metrics = stages.metrics;
     this.logger = stages.logger;
     this.seenHash = options.policiesHash;
+    // The upstream pool gauges read the current backends at scrape time.
+    this.metrics.upstreamPools = () => this.current.backends.all();
     this.server = createHttpServer(this);
   }
 
   static async create(policies: Policies, options: GatewayOptions = {}): Promise<Gateway> {
     const metrics = options.metrics ?? new Metrics();
     const logger = options.logger ?? createLogger();
-    return new Gateway(await buildStages(policies, metrics, logger), options);
+    // Traces are never a reason not to serve: an SDK that fails to start leaves spans off.
+    const tracing = await Tracing.create(policies.telemetry?.otlp, {
+      env: options.env,
+      onDrop: (reason, count) => metrics.traceSpansDropped.inc({ reason }, count),
+      onProblem: (message) => logger.warn(message),
+    }).catch((e: unknown) => {
+      logger.error({ err: e }, 'trace export could not start: serving without it');
+      return Tracing.global();
+    });
+    if (tracing.exporting) logger.info({ traces: tracing.target }, 'exporting traces (OTLP/HTTP)');
+    return new Gateway(await buildStages(policies, metrics, logger), tracing, options);
   }
 
   /**
@@ -162,6 +188,7 @@ export class Gateway {
     // (Should close() have started meanwhile: it waits for this reload, then closes `next`
     // as the current stages and `prev` as retiring ones.)
     this.current = next;
+    applyServerLimits(this.server, policies.server);
     this.retire(prev, next);
     const changed = diffPolicies(prev.policies, policies);
     this.metrics.policyReloads.inc({ result: 'success' });
@@ -208,6 +235,17 @@ export class Gateway {
     });
   }
 
+  /** A pipeline request started: in flight until untrack(); `cut` stops it at shutdown. */
+  track(res: ServerResponse, cut: () => void): void {
+    this.inflight.add(res);
+    this.cutters.set(res, cut);
+  }
+
+  untrack(res: ServerResponse): void {
+    this.inflight.delete(res);
+    this.cutters.delete(res);
+  }
+
   stages(): Stages {
     return this.current;
   }
@@ -225,12 +263,29 @@ export class Gateway {
   listen(port: number, host: string): Promise<{ port: number; host: string }> {
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen(port, host, () => {
+      // Backlog: a burst of new client connections (hundreds of streams starting at once) waits
+      // in the kernel's accept queue; Node's default 511 drops SYNs past it (a 1 s+ client retry).
+      // The kernel caps it at net.core.somaxconn.
+      this.server.listen({ port, host, backlog: LISTEN_BACKLOG }, () => {
         this.server.off('error', reject);
         const addr = this.server.address();
         resolve({ port: typeof addr === 'object' && addr ? addr.port : port, host });
       });
     });
+  }
+
+  /**
+   * Cuts what outlived the drain the way the gateway ends any stream it cannot finish: a final
+   * error event (shutting_down) instead of a bare reset, recorded as a 503 of its own rather
+   * than a client leaving, and settled now, so its spend is in the final state flush (the
+   * admission store closes after this). Bounded: a client that does not read is cut anyway.
+   */
+  private async cutRemaining(): Promise<void> {
+    const cut = [...this.cutters.keys()];
+    for (const f of [...this.cutters.values()]) f();
+    const until = Date.now() + CUT_GRACE_MS;
+    const pending = () => this.inflight.size > 0 || cut.some((r) => !r.writableFinished && !r.destroyed);
+    while (pending() && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
   }
 
   /**
@@ -249,7 +304,8 @@ export class Gateway {
       this.server.closeIdleConnections();
     }
     if (this.inflight.size > 0) {
-      this.logger.warn({ inflight: this.inflight.size }, 'drain timeout: closing remaining requests');
+      this.logger.warn({ inflight: this.inflight.size }, 'drain timeout: cutting remaining requests');
+      await this.cutRemaining();
     }
     this.server.closeAllConnections();
     await closed;
@@ -265,5 +321,8 @@ export class Gateway {
     s.insights.close();
     await s.admission.close();
     await s.backends.close();
+    // Spans of the last requests go out if the collector answers soon; never hold shutdown for it.
+    await Promise.race([this.tracing.shutdown().catch(() => undefined), new Promise((r) => (t = setTimeout(r, TRACE_FLUSH_MAX_MS)).unref())]);
+    clearTimeout(t);
   }
 }

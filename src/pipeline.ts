@@ -1,6 +1,7 @@
-// The request pipeline for /v1/chat/completions, /v1/completions and /v1/embeddings,
+// The request pipeline for every governed API (chat, completions, embeddings, responses),
 // in the order of DESIGN.md: server → auth → policy → admission → routing → upstream →
-// stream tap → settle. Each stage lives in its own folder; this file only wires them.
+// stream tap → settle. Each stage lives in its own folder; this file only wires them, and
+// what depends on the API's field names comes from its protocol (src/protocols/).
 //
 //   stage      | may answer with
 //   -----------+-------------------------------------------------------------
@@ -9,26 +10,27 @@
 //   policy     | 404 model_not_found
 //   admission  | 429 rate_limit_exceeded / insufficient_quota, 503 store down
 //   routing    | 502 / 503 / 504 upstream trouble (before the first byte)
-//   stream tap | a final `data: {"error":…}` event (after the first byte)
+//   stream tap | a final error event in the API's own shape (after the first byte)
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { errors, GatewayError, sendError } from './errors.js';
 import type { Gateway } from './gateway.js';
 import type { Ticket } from './admission/index.js';
-import { estimatePromptTokens } from './streamtap/index.js';
-import { forwardResponse, type PromptCounter } from './streamtap/forward.js';
-import { ClientAbort } from './upstream/failures.js';
+import type { PromptCounter } from './streamtap/forward.js';
+import { forwardGuarded } from './upstream/guard.js';
+import { ClientAbort, ShutdownCut } from './upstream/failures.js';
 import type { UpstreamExchange, UpstreamRequest } from './upstream/exchange.js';
 import type { RoutingContext, Target } from './routing/index.js';
 import { settle, type RequestRecord } from './settle/index.js';
-import { rewriteBody } from './upstream/body.js';
-import { startRequestSpan } from './telemetry/tracing.js';
+import { upstreamRequestHeaders } from './upstream/headers.js';
+import { spanEvent, type Tracing } from './telemetry/tracing.js';
+import type { Span } from '@opentelemetry/api';
 import { worstCaseUsd, maxOutputTokens } from './policy/cost.js';
-
-export type Endpoint = 'chat/completions' | 'completions' | 'embeddings';
+import type { Protocol } from './protocols/index.js';
 
 export interface InferenceRequest {
   id: string;
-  endpoint: Endpoint;
+  /** The API this request speaks. */
+  protocol: Protocol;
   req: IncomingMessage;
   res: ServerResponse;
   /** The body as the client sent it: the upstream body is made from these bytes. */
@@ -39,8 +41,6 @@ export interface InferenceRequest {
 
 const CLIENT_LEFT = { code: 'client_closed_request', message: 'the client closed the connection' };
 
-const OPERATION: Record<Endpoint, string> = { 'chat/completions': 'chat', completions: 'text_completion', embeddings: 'embeddings' };
-
 /**
  * One request's state in the pipeline. It is also the routing context and the prompt
  * counter: methods on a prototype instead of per-request closures and an object literal
@@ -49,17 +49,25 @@ const OPERATION: Record<Endpoint, string> = { 'chat/completions': 'chat', comple
  */
 class Call implements RoutingContext, PromptCounter {
   exchange: UpstreamExchange | undefined = undefined;
+  /** The last attempt's exchange, kept after a failure: its queue time goes on the log line. */
+  lastExchange: UpstreamExchange | undefined = undefined;
   gone = false;
+  /** The gateway cut this request (shutdown past drain_timeout_ms): not the client's doing. */
+  cut = false;
   /** Made only if routing has to wait (backoff, retry-after): most requests never do. */
   private left: AbortController | undefined = undefined;
   /** -1 until counted: a tokenizer pass only when some scope reserves tokens or money, or the upstream reports no usage. */
   private prompt = -1;
   /** The 'close' listener (the one closure a request needs). */
   readonly onClose = (): void => this.closed();
+  /** Called by the gateway when it must stop this request (see Gateway.close). */
+  readonly onCut = (): void => this.shutdownCut();
 
   constructor(
     readonly r: InferenceRequest,
     readonly stream: boolean,
+    readonly span: Span,
+    readonly tracing: Tracing,
   ) {}
 
   private closed(): void {
@@ -69,42 +77,64 @@ class Call implements RoutingContext, PromptCounter {
     this.exchange?.abort(new ClientAbort());
   }
 
+  private shutdownCut(): void {
+    if (this.r.res.writableFinished || this.gone) return;
+    this.cut = true;
+    this.left?.abort();
+    // A stream in progress ends with a shutting_down error event (forwardResponse's onError).
+    this.exchange?.abort(new ShutdownCut());
+  }
+
   buildRequest(t: Target): UpstreamRequest {
-    return buildUpstreamRequest(this.r, t, this.stream);
+    const req = buildUpstreamRequest(this.r, t, this.stream);
+    // W3C trace context for the upstream: our span is its parent (a no-op without export).
+    this.tracing.inject(this.span, req.headers);
+    return req;
+  }
+
+  event(name: string, attributes: Record<string, string | number>): void {
+    spanEvent(this.span, name, attributes);
   }
 
   onExchange(e: UpstreamExchange | undefined): void {
     this.exchange = e;
+    if (e) this.lastExchange = e;
   }
 
   clientGone(): boolean {
-    return this.gone;
+    return this.gone || this.cut;
   }
 
   get signal(): AbortSignal {
     if (!this.left) {
       this.left = new AbortController();
-      if (this.gone) this.left.abort();
+      if (this.gone || this.cut) this.left.abort();
     }
     return this.left.signal;
   }
 
   promptTokens(): number {
-    return this.prompt >= 0 ? this.prompt : (this.prompt = estimatePromptTokens(this.r.body));
+    return this.prompt >= 0 ? this.prompt : (this.prompt = this.r.protocol.promptTokens(this.r.body));
   }
 }
 
 export async function handleInference(gw: Gateway, r: InferenceRequest): Promise<void> {
-  const model = typeof r.body.model === 'string' ? r.body.model : '';
-  const stream = r.body.stream === true && r.endpoint !== 'embeddings';
+  const api = r.protocol;
+  const model = api.model(r.body);
+  const stream = api.stream(r.body);
   const rec = newRecord(r, model, stream);
-  const span = startRequestSpan(OPERATION[r.endpoint], model);
+  const span = gw.tracing.start(r.req.headers, api.operation, model, stream);
+  if (gw.tracing.exporting) {
+    const sc = span.spanContext();
+    rec.traceId = sc.traceId;
+    rec.spanId = sc.spanId;
+  }
   const { policy, auth, admission, router, metrics, logger, insights } = gw.stages();
   rec.insight = insights.begin(r.body, r.raw);
-  const call = new Call(r, stream);
+  const call = new Call(r, stream, span, gw.tracing);
   let ticket: Ticket | undefined;
   r.res.on('close', call.onClose);
-  gw.inflight.add(r.res);
+  gw.track(r.res, call.onCut);
 
   try {
     if (!model) throw errors.missingModel();
@@ -117,10 +147,10 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
     if (!route) throw errors.unknownModel(model);
     rec.routed = true;
     if (identity.config?.models && !identity.config.models.includes(model)) throw errors.modelNotAllowed(model);
-    if (r.body.stream !== undefined && typeof r.body.stream !== 'boolean') throw errors.invalidParam('stream', "'stream' must be a boolean.");
+    api.validate(r.body);
 
     const promptTokens = policy.needsTokenEstimates ? call.promptTokens() : -1;
-    const maxOut = r.endpoint === 'embeddings' ? 0 : maxOutputTokens(r.body, route);
+    const maxOut = maxOutputTokens(api.maxOutputTokens(r.body), route);
     const admitted = admission.admit({
       identity,
       route,
@@ -130,7 +160,7 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
     });
     // The memory store answers synchronously: no microtask hop for it.
     ticket = admitted instanceof Promise ? await admitted : admitted;
-    if (call.gone) throw new ClientAbort();
+    if (call.gone || call.cut) throw new ClientAbort();
 
     const active = metrics.activeFor(model);
     active.inc();
@@ -142,17 +172,33 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
       rec.pricing = served.route.config.pricing;
       rec.attempts = served.attempts;
       rec.system = served.backend.system;
-      const outcome = await forwardResponse({
+      rec.origin = served.backend.origin;
+      const forwarded = forwardGuarded({
         res: r.res,
+        wire: api,
         exchange: served.exchange,
+        maxBodyBytes: policy.policies.server.max_upstream_body_bytes,
         stream,
-        stripUsage: stream && !clientAskedForUsage(r.body),
+        stripUsage: api.injectsUsage(r.body, stream),
         requestId: r.id,
         headers: ticket.headers,
         servedModel: served.route.name,
         prompt: call,
         outputSlice: rec.insight?.slice,
       });
+      // Overhead stamps: a stream's head goes to the client within forwardResponse's
+      // synchronous part; a whole body is written when its promise settles.
+      const ex = served.exchange;
+      rec.upstreamSentAt = ex.sentAt;
+      if (stream) {
+        rec.upstreamFirstByteAt = ex.headAt;
+        rec.clientFirstByteAt = performance.now();
+      }
+      const outcome = await forwarded;
+      if (!stream) {
+        rec.upstreamFirstByteAt = ex.endAt;
+        rec.clientFirstByteAt = performance.now();
+      }
       router.report(served, outcome.failure === undefined || outcome.failure.reason === 'client_abort', outcome.failure);
       rec.status = outcome.status;
       rec.tokens = outcome.tokens;
@@ -160,26 +206,39 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
       rec.firstTokenAt = outcome.firstTokenAt;
       rec.lastTokenAt = outcome.lastTokenAt;
       rec.finishReason = outcome.finishReason;
+      rec.usageFault = outcome.usageFault;
+      // Cut by the gateway's shutdown: its own 503, whatever status the stream had started with.
+      if (outcome.failure?.reason === 'shutdown') rec.status = 503;
       if (outcome.failure) rec.error = outcome.failure.reason === 'client_abort' ? CLIENT_LEFT : { code: outcome.failure.error.code, message: outcome.failure.error.message };
     } finally {
       active.dec();
     }
   } catch (e) {
-    if (e instanceof ClientAbort || call.gone) {
+    if (call.cut) {
+      const err = errors.shuttingDown();
+      sendError(r.res, err, r.id, ticket?.headers);
+      rec.status = err.status;
+      rec.error = { code: err.code, message: err.message };
+    } else if (e instanceof ClientAbort || call.gone) {
       rec.status = 499;
       rec.error = CLIENT_LEFT;
     } else {
       const err = e instanceof GatewayError ? e : errors.internal();
       if (!(e instanceof GatewayError)) logger.error({ err: e, request_id: r.id }, 'internal error');
       // Limits applied to this request: its error carries the x-ratelimit-* headers too.
-      sendError(r.res, err, r.id, ticket?.headers);
+      sendError(r.res, err, r.id, ticket?.headers, api.errorBody);
       rec.status = err.status;
       rec.error = { code: err.code, message: err.message };
     }
   } finally {
     r.res.off('close', call.onClose);
-    gw.inflight.delete(r.res);
+    gw.untrack(r.res);
     rec.endedAt = performance.now();
+    const ex = call.lastExchange;
+    if (ex) {
+      rec.queueMs = ex.queueMs(rec.endedAt);
+      rec.upstreamStartAt = ex.startedAt;
+    }
     settle(rec, { metrics, logger, ticket, span });
   }
 }
@@ -188,7 +247,7 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
 function newRecord(r: InferenceRequest, model: string, stream: boolean): RequestRecord {
   return {
     requestId: r.id,
-    endpoint: r.endpoint,
+    endpoint: r.protocol.endpoint,
     model,
     routed: false,
     servedModel: undefined,
@@ -200,6 +259,8 @@ function newRecord(r: InferenceRequest, model: string, stream: boolean): Request
     endedAt: 0,
     firstTokenAt: undefined,
     lastTokenAt: undefined,
+    queueMs: undefined,
+    upstreamStartAt: undefined,
     tokens: undefined,
     estimated: undefined,
     pricing: undefined,
@@ -211,52 +272,29 @@ function newRecord(r: InferenceRequest, model: string, stream: boolean): Request
     finishReason: undefined,
     error: undefined,
     system: undefined,
+    usageFault: undefined,
     insight: undefined,
+    origin: undefined,
+    traceId: undefined,
+    spanId: undefined,
+    upstreamSentAt: undefined,
+    upstreamFirstByteAt: undefined,
+    clientFirstByteAt: undefined,
   };
 }
 
-function clientAskedForUsage(body: Record<string, unknown>): boolean {
-  const so = body.stream_options;
-  return typeof so === 'object' && so !== null && (so as { include_usage?: unknown }).include_usage === true;
-}
-
 /**
- * The request sent upstream: the deployment's model name, and usage requested for streams.
- * The body is the client's bytes with the model spliced in (see upstream/body.ts); only an
- * unusual layout is serialised again. Once per attempt, never per chunk.
+ * The request sent upstream: the body from the client's bytes with the deployment's model
+ * spliced in (the protocol's upstreamBody), once per attempt, never per chunk.
  */
 function buildUpstreamRequest(r: InferenceRequest, t: Target, stream: boolean): UpstreamRequest {
-  const addUsage = stream && !clientAskedForUsage(r.body);
-  // A client's own stream_options would be a duplicate key next to ours: serialise instead.
-  let body: Buffer | string | undefined = addUsage && r.body.stream_options !== undefined ? undefined : rewriteBody(r.raw, t.upstreamModelJson, addUsage);
-  if (body === undefined) {
-    const json: Record<string, unknown> = { ...r.body, model: t.upstreamModel };
-    if (addUsage) {
-      const so = typeof r.body.stream_options === 'object' && r.body.stream_options !== null ? r.body.stream_options : {};
-      json.stream_options = { ...so, include_usage: true };
-    }
-    body = JSON.stringify(json);
-  }
+  const body = r.protocol.upstreamBody(r.raw, r.body, t, stream);
   const headers: Record<string, string> = {
     'content-type': 'application/json',
     // The tap reads the bytes it forwards: ask for them uncompressed.
     'accept-encoding': 'identity',
     'x-request-id': r.id,
   };
-  const given = r.req.headers;
-  for (const name in given) {
-    const v = given[name];
-    if (typeof v === 'string' && headers[name] === undefined && !DROPPED_REQUEST_HEADERS.has(name) && !name.startsWith('x-gateway-')) headers[name] = v;
-  }
-  return { method: 'POST', path: `/${r.endpoint}`, headers, body };
+  upstreamRequestHeaders(r.req.headers, headers, t.backend.forwardHeaders);
+  return { method: 'POST', path: r.protocol.upstreamPath, headers, body };
 }
-
-/**
- * Client headers never passed upstream: hop-by-hop ones, the ones we set, and credentials
- * (the client's key is the gateway's business; the provider key is added by the backend).
- */
-const DROPPED_REQUEST_HEADERS = new Set([
-  'authorization', 'api-key', 'cookie', 'host', 'content-length', 'content-type', 'accept-encoding',
-  'connection', 'keep-alive', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade',
-  'expect', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'forwarded',
-]);

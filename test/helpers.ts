@@ -45,7 +45,7 @@ export async function startGateway(yamlText: string, env: NodeJS.ProcessEnv = {}
     },
   });
   const logger = pino({ level: 'debug', base: null }, sink);
-  const gw = await Gateway.create(policies, { logger, metrics: new Metrics({ defaultMetrics: false }) });
+  const gw = await Gateway.create(policies, { logger, metrics: new Metrics({ defaultMetrics: false }), env: { ...process.env, ...env } });
   const { port } = await gw.listen(0, '127.0.0.1');
   const url = `http://127.0.0.1:${port}`;
   return {

@@ -3,7 +3,7 @@
 import { autocannonRun, pacedRun, request } from './loadgen.js';
 import { openStream, streamPool } from './streams.js';
 import { Samples, summarize, round, nowMs, median } from './stats.js';
-import { targetRss, scrape } from './lab.js';
+import { targetRss, scrape, scrapeHistogram } from './lab.js';
 import { gcAndMemory } from './inspector.js';
 import { Pool } from 'undici';
 
@@ -13,6 +13,13 @@ const PROMPT = [{ role: 'user', content: 'Write one sentence about reverse proxi
 export function chatBody(model, extra = {}) {
   return JSON.stringify({ model, messages: PROMPT, ...extra });
 }
+
+/** The two streaming APIs the bench drives: request path and body for `outputTokens` tokens. */
+const STREAM_APIS = {
+  chat: { path: '/chat/completions', body: (model, tokens) => chatBody(model, { stream: true, max_tokens: tokens }) },
+  // store: false: the bench's millions of responses are not kept for follow-ups.
+  responses: { path: '/responses', body: (model, tokens) => JSON.stringify({ model, input: PROMPT[0].content, stream: true, max_output_tokens: tokens, store: false }) },
+};
 
 function headersFor(t, extra = {}) {
   return { 'content-type': 'application/json', ...t.headers, ...extra };
@@ -27,6 +34,8 @@ function baseSpecs(ctx) {
 async function withTarget(ctx, spec, fn) {
   ctx.progress.update(`starting ${spec.name}`, { force: true });
   const t = await ctx.up(spec);
+  // What this gateway's policy sets beyond backend and model (run.js files it with the scenario).
+  if (t.knobs) ctx.knobs[spec.name] = t.knobs;
   try {
     return await fn(t);
   } finally {
@@ -41,6 +50,33 @@ function added(s, ref, keys = ['p50', 'p99', 'p99_9']) {
   for (const k of keys) out[k] = round(s[k] - ref[k], 3);
   return out;
 }
+
+/**
+ * What the gateway measured of its own overhead (llm_gateway_overhead_seconds) between two
+ * scrapes: n, p50, p99 in ms, interpolated in the buckets as Prometheus' histogram_quantile.
+ * Undefined for targets that do not export it (direct, bare).
+ */
+function overheadBetween(before, after) {
+  if (!before?.le.length || !after?.le.length || before.le.length !== after.le.length) return undefined;
+  const cum = after.cumulative.map((c, i) => c - before.cumulative[i]);
+  const n = cum[cum.length - 1];
+  if (!(n > 0)) return { n: 0 };
+  const q = (quant) => {
+    const rank = quant * n;
+    let i = 0;
+    while (i < cum.length - 1 && cum[i] < rank) i++;
+    const hi = after.le[i];
+    if (hi === Infinity) return after.le[i - 1] * 1000;
+    const lo = i === 0 ? 0 : after.le[i - 1];
+    const below = i === 0 ? 0 : cum[i - 1];
+    const inBucket = cum[i] - below;
+    return (inBucket > 0 ? lo + ((hi - lo) * (rank - below)) / inBucket : hi) * 1000;
+  };
+  return { n, p50: round(q(0.5), 3), p99: round(q(0.99), 3) };
+}
+
+const OVERHEAD = 'llm_gateway_overhead_seconds';
+const measuresOverhead = (t) => t.name !== 'direct' && t.name !== 'bare';
 
 function rrParams(ctx, t) {
   return {
@@ -135,7 +171,10 @@ export async function latency(ctx) {
         return withCpu(t, () => autocannonRun({ ...p, connections, overallRate: rate, duration, progress: ctx.progress, label }));
       }
       if (warmup > 0) await pacedRun({ ...p, rate, duration: warmup, progress: ctx.progress, label: `${label} warm-up` });
-      return withCpu(t, () => pacedRun({ ...p, rate, duration, progress: ctx.progress, label }));
+      const ov = measuresOverhead(t) ? await scrapeHistogram(t, OVERHEAD) : undefined;
+      const r = await withCpu(t, () => pacedRun({ ...p, rate, duration, progress: ctx.progress, label }));
+      if (ov) r.gateway_overhead_ms = overheadBetween(ov, await scrapeHistogram(t, OVERHEAD));
+      return r;
     });
   }
   for (const r of Object.values(targets)) {
@@ -148,14 +187,19 @@ export async function latency(ctx) {
 // ---------------------------------------------------------------------------------------------
 // 3. streams: N concurrent streamed completions with realistic timing.
 
-export async function streams(ctx, n) {
+/** The same measurement over the Responses API (POST /v1/responses, named SSE events). */
+export function responses(ctx, n) {
+  return streams(ctx, n, 'responses');
+}
+
+export async function streams(ctx, n, api = 'chat') {
   const { ttftMs, tpotMs, outputTokens, duration } = ctx.opts;
   await ctx.simConfig({ ttftMs, tpotMs, outputTokens });
   const targets = {};
   const recsByTarget = {};
   const children = {};
   for (const spec of baseSpecs(ctx)) {
-    const { result, recs, child } = await withTarget(ctx, spec, async (t) => ({ ...(await streamRun(ctx, t, n)), child: t.child }));
+    const { result, recs, child } = await withTarget(ctx, spec, async (t) => ({ ...(await streamRun(ctx, t, n, api)), child: t.child }));
     targets[spec.name] = result;
     recsByTarget[spec.name] = recs;
     children[spec.name] = child;
@@ -165,6 +209,7 @@ export async function streams(ctx, n) {
     r.added_ttft_vs_direct_ms = added(r.ttft_ms, direct?.ttft_ms);
     r.added_chunk_delay_vs_direct_ms = added(r.chunk_delay_ms, direct?.chunk_delay_ms);
     r.added_chunk_delay_vs_bare_ms = added(r.chunk_delay_ms, targets.bare?.chunk_delay_ms);
+    r.added_ttft_vs_bare_ms = added(r.ttft_ms, targets.bare?.ttft_ms);
   }
   // Client↔server overhead seen on direct streams: client TTFT minus the simulator's own TTFT.
   let directOverhead;
@@ -179,6 +224,8 @@ export async function streams(ctx, n) {
   }
   return {
     settings: {
+      api,
+      path: `/v1${STREAM_APIS[api].path}`,
       streams: n,
       duration_s: duration,
       // A remote target's model decides its own timing; max_tokens is still sent.
@@ -197,11 +244,11 @@ export async function streams(ctx, n) {
  * spread over a ramp; streams sent during the ramp/warm-up are not measured, chunks are
  * counted when they arrive inside the measured window.
  */
-async function streamRun(ctx, t, n) {
+async function streamRun(ctx, t, n, api) {
   const { ttftMs, tpotMs, outputTokens, duration, warmup } = ctx.opts;
   const pool = streamPool(t.origin, n + 8);
-  const path = t.base + '/chat/completions';
-  const body = Buffer.from(chatBody(t.model, { stream: true, max_tokens: outputTokens }));
+  const path = t.base + STREAM_APIS[api].path;
+  const body = Buffer.from(STREAM_APIS[api].body(t.model, outputTokens));
   const streamMs = t.remote ? 2000 : ttftMs + Math.max(0, outputTokens - 1) * tpotMs;
   const ramp = Math.min(2000, Math.max(100, streamMs));
   const start = nowMs();
@@ -218,7 +265,7 @@ async function streamRun(ctx, t, n) {
   let completed = 0;
   let failed = 0;
   let open = 0;
-  const prefix = `bench-${ctx.tag}-${t.name}-${n}-`;
+  const prefix = `bench-${ctx.tag}-${api}-${t.name}-${n}-`;
   const onChunk = (rec, at, ts, prevAt, prevSim) => {
     if (at < mStart || at > mEnd) return;
     chunksInWindow++;
@@ -232,7 +279,7 @@ async function streamRun(ctx, t, n) {
     while (nowMs() < mEnd) {
       const id = prefix + started++;
       open++;
-      const rec = await openStream(pool, { path, headers: { ...headers, 'x-request-id': id }, body, id, onChunk }).done;
+      const rec = await openStream(pool, { path, headers: { ...headers, 'x-request-id': id }, body, id, onChunk, api }).done;
       open--;
       if (rec.error) {
         failed++;
@@ -252,12 +299,17 @@ async function streamRun(ctx, t, n) {
   const cpuMark = (k) => {
     cpu[k] = { proxy: t.child?.cpuMs() ?? NaN, simulator: simChild?.cpuMs() ?? NaN, load_generator: (process.cpuUsage().user + process.cpuUsage().system) / 1000 };
   };
-  const markStart = setTimeout(() => cpuMark('start'), Math.max(0, mStart - nowMs()));
-  const markEnd = setTimeout(() => cpuMark('end'), Math.max(0, mEnd - nowMs()));
+  // The gateway's own overhead histogram over the same window.
+  const ov = {};
+  const ovMark = (k) => {
+    if (measuresOverhead(t)) ov[k] = scrapeHistogram(t, OVERHEAD).catch(() => undefined);
+  };
+  const markStart = setTimeout(() => (cpuMark('start'), ovMark('start')), Math.max(0, mStart - nowMs()));
+  const markEnd = setTimeout(() => (cpuMark('end'), ovMark('end')), Math.max(0, mEnd - nowMs()));
   const timer = setInterval(() => {
     const now = nowMs();
     const phase = now < mStart ? 'ramp' : now <= mEnd ? `${((now - mStart) / 1000).toFixed(1)}/${duration}s` : 'drain';
-    ctx.progress.update(`streams(${n}) ${t.name} ${phase}  open ${open}  done ${completed}  failed ${failed}  chunks ${chunksInWindow}`);
+    ctx.progress.update(`${api === 'chat' ? 'streams' : api}(${n}) ${t.name} ${phase}  open ${open}  done ${completed}  failed ${failed}  chunks ${chunksInWindow}`);
   }, 250);
   try {
     await Promise.all(Array.from({ length: n }, (_, w) => worker(w)));
@@ -293,6 +345,7 @@ async function streamRun(ctx, t, n) {
       chunks_per_stream: measured.length ? round(measured.reduce((a, r) => a + r.n, 0) / measured.length, 2) : 0,
       cpu_percent_in_window: cpuWindow,
       proxy_cpu_us_per_chunk: Number.isFinite(proxyCpu) && chunksInWindow > 0 ? round((proxyCpu * 1000) / chunksInWindow, 2) : undefined,
+      gateway_overhead_ms: ov.start && ov.end ? overheadBetween(await ov.start, await ov.end) : undefined,
     },
   };
 }
@@ -324,6 +377,8 @@ export function measurementError(logText, recs, directOverheadMs) {
   const tpotErr = [];
   const ttftErr = [];
   const viol = [];
+  // Time the gateway's requests waited for an upstream connection (0 unless a cap binds).
+  const queue = [];
   let compared = 0;
   let missing = 0;
   let tokenMismatch = 0;
@@ -335,6 +390,7 @@ export function measurementError(logText, recs, directOverheadMs) {
       continue;
     }
     compared++;
+    if (typeof l.queue_ms === 'number') queue.push(l.queue_ms);
     if (l.tokens?.output !== undefined && l.tokens.output !== r.n) tokenMismatch++;
     if (typeof l.tpot_ms === 'number' && r.n > 1 && Number.isFinite(r.firstSim)) tpotErr.push(l.tpot_ms - (r.lastSim - r.firstSim) / (r.n - 1));
     else noTpot++;
@@ -355,6 +411,7 @@ export function measurementError(logText, recs, directOverheadMs) {
     ttft_error_ms: summarize(ttftErr, 4),
     ttft_abs_error_ms: summarize(abs(ttftErr), 4),
     ttft_bracket_violation_ms: summarize(viol, 4),
+    queue_ms: summarize(queue, 3),
   };
 }
 
@@ -391,7 +448,7 @@ export async function features(ctx) {
       rounds: ctx.opts.rounds,
       stream: false,
       sim: { ttft_ms: 0, tpot_ms: 0, output_tokens: 16 },
-      features: 'one virtual key; rpm/tpm/concurrency limits and budgets on key, user, team, model and global scopes (values never reached); circuit breaker on',
+      features: 'one virtual key; rpm/tpm/concurrency limits and budgets on key, user, team, model and global scopes (values never reached); circuit breaker at its defaults',
     },
     targets,
     admission,
@@ -526,7 +583,7 @@ export async function memory(ctx) {
       soak_requests: soak,
       soak_first: soakFirst,
       connections,
-      gateway_policy: ctx.remote ? 'the deployment' : ctx.opts.memoryPolicy === 'plain' ? 'no keys, limits or budgets' : 'keys, limits, budgets (memory store), breaker: as in features',
+      gateway_policy: ctx.remote ? 'the deployment' : ctx.opts.memoryPolicy === 'plain' ? 'no keys, limits or budgets' : 'keys, limits, budgets (memory store): as in features',
       soak_drain_s: ctx.opts.soakDrain,
       soak_process: ctx.remote ? 'the deployment' : 'a fresh gateway process (not the one that held the open streams)',
       remote: Boolean(ctx.remote),

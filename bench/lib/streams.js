@@ -14,6 +14,30 @@ import { nowMs } from './stats.js';
 const SIM_TS = '"sim_ts":';
 // Without sim_ts (a foreign target), an event with a non-empty generated string counts as content.
 const CONTENT = /"(?:content|text|reasoning_content|reasoning|refusal|arguments)":"[^"]/;
+// Responses API streams name each event (`event:` line, and "type" in the data); these carry
+// generated tokens, and a stream is whole once it reaches response.completed/incomplete.
+const RESPONSES_CONTENT = new Set([
+  'response.output_text.delta',
+  'response.function_call_arguments.delta',
+  'response.reasoning_text.delta',
+  'response.reasoning_summary_text.delta',
+  'response.refusal.delta',
+]);
+const RESPONSES_END = new Set(['response.completed', 'response.incomplete']);
+const RESPONSES_ERROR = new Set(['error', 'response.failed']);
+
+/** The event name of the SSE event at s[i..end): its `event:` line, else the data's leading "type". */
+function eventName(s, i, end) {
+  if (s.startsWith('event: ', i)) {
+    const nl = s.indexOf('\n', i);
+    return s.slice(i + 7, nl < 0 || nl > end ? end : nl).trim();
+  }
+  if (s.startsWith('data: {"type":"', i)) {
+    const q = s.indexOf('"', i + 15);
+    return q > 0 && q < end ? s.slice(i + 15, q) : '';
+  }
+  return '';
+}
 
 export function streamPool(origin, connections) {
   return new Pool(origin, {
@@ -29,8 +53,11 @@ export function streamPool(origin, connections) {
  * Opens one streamed completion. Returns the record (filled as the stream goes) whose
  * `done` promise resolves when it ends. `onChunk(rec, arrival, simTs, prevArrival, prevSimTs)`
  * is called for every content event (simTs NaN when the target sends none; prev* NaN on the first).
+ * `api`: 'chat' (chat and legacy completions: ends with data: [DONE]) or 'responses' (named
+ * events; ends with response.completed).
  */
-export function openStream(pool, { path, headers, body, id, onChunk }) {
+export function openStream(pool, { path, headers, body, id, onChunk, api = 'chat' }) {
+  const responses = api === 'responses';
   const rec = {
     id,
     status: 0,
@@ -71,6 +98,11 @@ export function openStream(pool, { path, headers, body, id, onChunk }) {
           if (k >= 0 && k < end) {
             const ts = parseFloat(s.slice(k + SIM_TS.length, end));
             content(at, ts);
+          } else if (responses) {
+            const name = eventName(s, i, end);
+            if (RESPONSES_END.has(name)) rec.sawDone = true;
+            else if (RESPONSES_ERROR.has(name)) rec.error ??= 'error event';
+            else if (RESPONSES_CONTENT.has(name) && !s.slice(i, end).includes('"delta":""')) content(at, NaN);
           } else if (s.startsWith('data: [DONE]', i)) {
             rec.sawDone = true;
           } else if (s.startsWith('data: {"error"', i)) {
@@ -84,7 +116,7 @@ export function openStream(pool, { path, headers, body, id, onChunk }) {
       },
       onResponseEnd() {
         if (rec.status !== 200) rec.error ??= `status ${rec.status}`;
-        else if (!rec.sawDone) rec.error ??= 'no [DONE]';
+        else if (!rec.sawDone) rec.error ??= responses ? 'no response.completed' : 'no [DONE]';
         resolve(rec);
       },
       onResponseError(_c, err) {

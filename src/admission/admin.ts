@@ -1,27 +1,28 @@
-// /admin/spend, /admin/limits, /admin/budgets/reset: registered with the admin router
-// (guarded by the admin token there). They read the admission of the current policy.
-import { registerAdminRoute, type AdminRequest } from '../server/admin.js';
+// What /admin/spend, /admin/limits and /admin/budgets/reset do (listed in server/routes.ts,
+// guarded by the admin token there). They read the admission of the request's policy.
 import { errors } from '../errors.js';
-import type { AdmissionAdmin } from './types.js';
+import type { Admission, AdmissionAdmin, ResetReport, SpendReport, LimitsReport } from './types.js';
 
-function adminOf(r: AdminRequest): AdmissionAdmin {
-  const a = r.gw.stages().admission.admin;
-  if (!a) throw errors.notFound('/admin/' + r.params.join('/'));
-  return a;
+function adminOf(admission: Admission, path: string): AdmissionAdmin {
+  if (!admission.admin) throw errors.notFound(path);
+  return admission.admin;
 }
 
 /** GET /admin/spend → SpendReport: spend, reserved and limit of every budget, current period. */
-registerAdminRoute('GET', 'spend', (r) => adminOf(r).spend());
+export function spendReport(admission: Admission): Promise<SpendReport> {
+  return adminOf(admission, '/admin/spend').spend();
+}
 
 /** GET /admin/limits → LimitsReport: configured limits and current usage of every scope. */
-registerAdminRoute('GET', 'limits', (r) => adminOf(r).limits());
+export function limitsReport(admission: Admission): Promise<LimitsReport> {
+  return adminOf(admission, '/admin/limits').limits();
+}
 
 /** POST /admin/budgets/reset {scope, name} → ResetReport. */
-registerAdminRoute('POST', 'budgets', (r) => {
-  if (r.params[0] !== 'reset' || r.params.length !== 1) throw errors.notFound('/admin/budgets/' + r.params.join('/'));
-  const scope = r.body.scope;
-  const name = r.body.name ?? (scope === 'global' ? 'global' : undefined);
+export function resetBudget(admission: Admission, body: Record<string, unknown>): Promise<ResetReport> {
+  const scope = body.scope;
+  const name = body.name ?? (scope === 'global' ? 'global' : undefined);
   if (typeof scope !== 'string' || !scope) throw errors.invalidParam('scope', "'scope' must be one of key, user, team, model, global.");
   if (typeof name !== 'string' || !name) throw errors.invalidParam('name', "'name' must be the configured name ('global' for the global scope).");
-  return adminOf(r).resetBudget(scope, name);
-});
+  return adminOf(admission, '/admin/budgets/reset').resetBudget(scope, name);
+}

@@ -26,7 +26,7 @@ import { MemoryStore } from './memory.js';
 import { RedisStore } from './redis.js';
 import { StateFile } from './statefile.js';
 import { ScopeTable, fromNano, toNano, type Scope } from './scopes.js';
-import { StoreUnavailable, type Reservation, type ScopeUsage, type Usage, type Verdict } from './store.js';
+import { StoreUnavailable, clampAmount, isAmount, type Reservation, type ScopeUsage, type Usage, type Verdict } from './store.js';
 import type {
   Admission,
   AdmissionAdmin,
@@ -39,7 +39,6 @@ import type {
   StoreStatus,
   Ticket,
 } from './types.js';
-import './admin.js';
 
 export type {
   Admission,
@@ -159,6 +158,9 @@ class AdmissionEngine implements Admission {
         metrics,
       });
       this.redis.onReady = () => (this.degraded = false);
+      // The newest engine's store is the one that counts (a reload builds a new engine).
+      const redis = this.redis;
+      metrics.storePendingOps = () => redis.pendingOps;
       // The fallback counts spend only to keep local budgets honest; alerts come from Redis.
       if (!this.closedOnError) this.local = new MemoryStore(table.all, thresholds, undefined);
       // Redis state is shared by key; only what the old fallback holds in flight is adopted.
@@ -190,8 +192,8 @@ class AdmissionEngine implements Admission {
     const r: Reservation = {
       id: '',
       scopes,
-      tokens: req.promptTokens + req.maxOutputTokens,
-      nano: toNano(req.worstCaseUsd),
+      tokens: clampAmount(req.promptTokens + req.maxOutputTokens),
+      nano: clampAmount(toNano(req.worstCaseUsd)),
       bucket: -1,
       gen: 0,
     };
@@ -232,6 +234,10 @@ class AdmissionEngine implements Admission {
   settle(r: Reservation, where: Where, su: SettledUsage): void {
     if (--this.outstanding === 0) this.allSettled?.();
     const u: Usage = { tokens: su.inputTokens + su.outputTokens, costNano: toNano(su.costUsd) };
+    if (!isAmount(u.tokens) || !isAmount(u.costNano)) {
+      // The stores commit the reservation instead (settledUsage): say so, it is a bug upstream of here.
+      this.logger.error({ reservation: r.id || undefined, tokens: u.tokens, cost_nano: u.costNano }, 'admission settle: usage is not a finite amount, the reservation is committed instead');
+    }
     try {
       if (where === Where.Memory) this.local!.settle(r, u);
       else if (where === Where.Redis) this.redis!.settle(r, u);

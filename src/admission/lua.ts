@@ -20,6 +20,13 @@ const PRELUDE = `
 local W = 60000
 local function fmt(x) return string.format('%.0f', x) end
 local function amount(m) return tonumber(string.match(m, ':(%d+)$')) or 0 end
+-- A count or nano-USD amount from ARGV: a non-negative integer below 2^53, else nil. The
+-- gateway checks its amounts too; the store must never take inf or nan whoever sends them.
+local function valid(x)
+  local n = tonumber(x)
+  if n and n >= 0 and n < 9007199254740992 and n == math.floor(n) then return n end
+  return nil
+end
 local function clock()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -45,7 +52,8 @@ end
  */
 export const ADMIT = `${PRELUDE}
 local now = clock()
-local id, need, usd, lease, cretry, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local id, need, usd, lease, cretry, n = ARGV[1], valid(ARGV[2]), valid(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+if not need or not usd then return redis.error_reply('ERR invalid reservation amount') end
 local cut = now - W
 local ok, at, kind, retry, spentR, resR = 1, 0, 0, 0, 0, 0
 local reqL, reqR, tokL, tokR = -1, 0, -1, 0
@@ -149,6 +157,9 @@ local k, a = 1, nth + 3
 for o = 1, tonumber(ARGV[nth + 2]) do
   local nk, id, mode, est, real, resv, cost, first, n = tonumber(ARGV[a]), ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], tonumber(ARGV[a + 6]), ARGV[a + 7] == '1', tonumber(ARGV[a + 8])
   a = a + 9
+  -- A real usage that is not a valid amount commits the reservation instead.
+  real = fmt(valid(real) or valid(est) or 0)
+  cost = valid(cost) or valid(resv) or 0
   local nextK, nextA = k + nk, a + n * 5
   -- mode 3 runs once per id: a replay finds the marker and commits nothing.
   local skip = mode == 3 and not redis.call('SET', KEYS[nextK - 1], '1', 'NX', 'PX', 86400000)

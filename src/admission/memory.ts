@@ -14,6 +14,8 @@ import {
   CONCURRENCY_RETRY_MS,
   WINDOW_MS,
   newVerdict,
+  isAmount,
+  settledUsage,
   type Reservation,
   type ScopeUsage,
   type SpendListener,
@@ -286,8 +288,9 @@ export class MemoryStore {
     return v;
   }
 
-  /** Frees the reservation and commits the real usage. Never throws. */
-  settle(r: Reservation, u: Usage): void {
+  /** Frees the reservation and commits the real usage (a non-finite one commits the reservation instead). Never throws. */
+  settle(r: Reservation, given: Usage): void {
+    const u = settledUsage(r, given);
     const sec = r.bucket ?? -Infinity;
     const gen = r.gen ?? 0;
     let wall = 0;
@@ -363,7 +366,7 @@ export class MemoryStore {
   setSpent(s: Scope, periodId: string, spentNano: number, alerted: readonly number[] = []): boolean {
     const st = this.states[s.slot];
     const b = st?.budget;
-    if (!b) return false;
+    if (!b || !isAmount(spentNano)) return false;
     b.roll(st.scope, this.clock, this.wall());
     if (b.periodId !== periodId) return false;
     b.spent = spentNano;

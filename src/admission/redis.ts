@@ -23,6 +23,7 @@ import {
   CONCURRENCY_RETRY_MS,
   StoreUnavailable,
   newVerdict,
+  settledUsage,
   type Reservation,
   type ScopeUsage,
   type SpendListener,
@@ -308,11 +309,12 @@ export class RedisStore {
    * it cannot be written it is queued and replayed when Redis is back.
    */
   settle(r: Reservation, u: Usage): void {
-    this.submit({ mode: Mode.Settle, r, u, at: Date.now(), first: true });
+    this.submit({ mode: Mode.Settle, r, u: settledUsage(r, u), at: Date.now(), first: true });
   }
 
   /** Spend made on the local fallback while Redis was down: added once Redis is back. */
-  addSpend(r: Reservation, u: Usage): void {
+  addSpend(r: Reservation, given: Usage): void {
+    const u = settledUsage(r, given);
     if (u.costNano <= 0 || !r.scopes.some((s) => s.budget)) return;
     this.submit({ mode: Mode.Spend, r, u, at: Date.now(), first: true });
   }

@@ -91,11 +91,11 @@ export class ScopeTable {
   }
 
   /** The scopes that apply to a request, most specific first; undefined when none does. */
-  resolve(identity: Identity, route: Route): Scope[] | undefined {
+  resolve(identity: Identity, route: Route | undefined): Scope[] | undefined {
     const k = identity.config ? this.byKind.key.get(identity.key) : undefined;
     const u = identity.user !== undefined ? this.byKind.user.get(identity.user) : undefined;
     const t = identity.team !== undefined ? this.byKind.team.get(identity.team) : undefined;
-    const m = this.byKind.model.get(route.name);
+    const m = route ? this.byKind.model.get(route.name) : undefined;
     const g = this.global;
     if (!k && !u && !t && !m && !g) return undefined;
     const out: Scope[] = [];

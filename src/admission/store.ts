@@ -66,6 +66,32 @@ export interface Usage {
   costNano: number;
 }
 
+/**
+ * An amount a store may hold: a non-negative safe integer. Every store keeps its state in
+ * such numbers (a window sum of Infinity turns into NaN at the next subtraction and is never
+ * enforced again; JSON writes Infinity as null; Redis stores `inf`), so every amount is
+ * checked on its way in. Reservations are clamped (NaN or too large reserves the maximum:
+ * any real limit then refuses it); a settled usage that is not a valid amount commits the
+ * reservation instead (see settledUsage).
+ */
+export function isAmount(x: number): boolean {
+  return Number.isSafeInteger(x) && x >= 0;
+}
+
+/** A reservation amount: rounded, negative → 0, NaN or beyond 2^53 → Number.MAX_SAFE_INTEGER. */
+export function clampAmount(x: number): number {
+  if (isAmount(x)) return x;
+  if (x <= 0) return 0;
+  const r = Math.round(x);
+  return Number.isSafeInteger(r) ? r : Number.MAX_SAFE_INTEGER;
+}
+
+/** `u` if both its amounts are valid; otherwise what was reserved (the worst case admission allowed), so no spend is lost. */
+export function settledUsage(r: Reservation, u: Usage): Usage {
+  if (isAmount(u.tokens) && isAmount(u.costNano)) return u;
+  return { tokens: isAmount(u.tokens) ? u.tokens : r.tokens, costNano: isAmount(u.costNano) ? u.costNano : r.nano };
+}
+
 /** A scope's current state, for /admin/limits and /admin/spend. -1 where the scope has no such limit. */
 export interface ScopeUsage {
   scope: Scope;

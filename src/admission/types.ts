@@ -6,7 +6,8 @@ import type { Route } from '../policy/index.js';
 
 export interface AdmissionRequest {
   identity: Identity;
-  route: Route;
+  /** The model's route; absent for a pass-through request that names no served model (no model scope applies). */
+  route?: Route;
   /** Prompt tokens estimated with a tokenizer. */
   promptTokens: number;
   /** Output tokens the request may produce (max_tokens or the configured default). */

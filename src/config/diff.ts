@@ -14,7 +14,7 @@ export interface PolicyChanges {
   backends: NamedChanges;
   /** Other top-level sections that differ (keys, teams, state, retries, ...). */
   sections: string[];
-  /** Settings that cannot change in a running process (server.host, server.port): a restart applies them. */
+  /** Settings that cannot change in a running process (server.host, server.port, telemetry): a restart applies them. */
   needs_restart: string[];
 }
 
@@ -32,5 +32,7 @@ export function diffPolicies(before: Policies, after: Policies): PolicyChanges {
     (k) => k !== 'models' && k !== 'backends' && !isDeepStrictEqual(before[k], after[k]),
   );
   const needsRestart = (['host', 'port'] as const).filter((k) => before.server[k] !== after.server[k]).map((k) => `server.${k}`);
+  // Trace export is set up once, when the gateway starts.
+  if (!isDeepStrictEqual(before.telemetry, after.telemetry)) needsRestart.push('telemetry');
   return { models: named(before.models, after.models), backends: named(before.backends, after.backends), sections, needs_restart: needsRestart };
 }

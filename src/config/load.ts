@@ -3,7 +3,7 @@
 // acted on without opening the schema.
 import { readFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
-import { LineCounter, parseDocument, isScalar, visit, type Document } from 'yaml';
+import { LineCounter, parseDocument, isNode, isScalar, visit, type Document, type Node } from 'yaml';
 import { policiesSchema, type Policies } from './schema.js';
 
 export class PolicyError extends Error {
@@ -18,20 +18,39 @@ export class PolicyError extends Error {
 
 const VAR = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
 
-/** Replaces ${VAR} and ${VAR:-default} inside string scalars only, so a value can never inject YAML structure. */
-function interpolate(doc: Document, env: NodeJS.ProcessEnv, missing: Set<string>): void {
+/**
+ * Replaces ${VAR} and ${VAR:-default} inside string scalars only, so a value can never inject
+ * YAML structure. Records, per scalar, the variables that were unset in it: an invalid field
+ * is then blamed on its own variables, not on every unset one in the file.
+ */
+function interpolate(doc: Document, env: NodeJS.ProcessEnv, missing: Map<Node, string[]>): void {
   visit(doc, {
     Scalar(_key, node) {
       if (typeof node.value !== 'string' || !node.value.includes('${')) return;
+      let unset: string[] | undefined;
       node.value = node.value.replace(VAR, (_m, name: string, fallback: string | undefined) => {
         const v = env[name];
         if (v !== undefined && v !== '') return v;
         if (fallback !== undefined) return fallback;
-        missing.add(name);
+        unset ??= [];
+        if (!unset.includes(name)) unset.push(name);
         return '';
       });
+      if (unset) missing.set(node, unset);
     },
   });
+}
+
+/** The unset variables used by the value at `path` (a scalar, or every scalar inside a map or list). */
+function unsetVarsAt(doc: Document, path: PropertyKey[], missing: Map<Node, string[]>): string[] {
+  if (missing.size === 0) return [];
+  const node: unknown = doc.getIn(path as unknown[], true);
+  if (!isNode(node)) return [];
+  const out = new Set<string>();
+  const add = (n: Node) => missing.get(n)?.forEach((v) => out.add(v));
+  if (isScalar(node)) add(node);
+  else visit(node, { Scalar: (_k, n) => add(n) });
+  return [...out];
 }
 
 function lineOf(doc: Document, lc: LineCounter, path: PropertyKey[]): number | undefined {
@@ -55,7 +74,7 @@ export function parsePolicies(text: string, file: string, env: NodeJS.ProcessEnv
       doc.errors.map((e) => `line ${e.linePos?.[0]?.line ?? '?'}: ${e.message.split('\n')[0]}`),
     );
   }
-  const missing = new Set<string>();
+  const missing = new Map<Node, string[]>();
   interpolate(doc, env, missing);
   const raw: unknown = doc.toJS() ?? {};
   const result = policiesSchema.safeParse(raw);
@@ -63,7 +82,7 @@ export function parsePolicies(text: string, file: string, env: NodeJS.ProcessEnv
     const problems = result.error.issues.map((issue) => {
       const path = issue.path.length ? issue.path.join('.') : '(root)';
       const line = lineOf(doc, lc, issue.path);
-      const unset = [...missing].filter((v) => isScalar(doc.getIn(issue.path as unknown[], true)));
+      const unset = unsetVarsAt(doc, issue.path, missing);
       const hint = unset.length ? ` (unset environment variable ${unset.join(', ')})` : '';
       return `${path}${line ? ` (line ${line})` : ''}: ${issue.message}${hint}`;
     });

@@ -31,7 +31,7 @@ const simulatorBackendSchema = z
     timeout_ms: positiveInt.default(60_000),
     connect_timeout_ms: positiveInt.default(5_000),
     idle_timeout_ms: positiveInt.default(30_000),
-    pool_size: positiveInt.default(128),
+    pool_size: positiveInt.optional(),
   })
   .strict();
 
@@ -42,12 +42,17 @@ const httpBackendSchema = z
     api_key: z.string().optional(),
     // Extra headers sent upstream (e.g. OpenAI-Organization, api-version for Azure).
     headers: z.record(z.string(), z.string()).default({}),
+    // Client headers forwarded to this backend beyond the built-in allow-list
+    // (upstream/headers.ts): an explicit choice of ops, e.g. a vLLM deployment's own headers.
+    forward_headers: z.array(z.string().min(1).transform((h) => h.toLowerCase())).default([]),
     // First byte (response headers) must arrive within timeout_ms.
     timeout_ms: positiveInt.default(60_000),
     connect_timeout_ms: positiveInt.default(5_000),
     // Longest silence allowed between two body chunks of a response.
     idle_timeout_ms: positiveInt.default(30_000),
-    pool_size: positiveInt.default(128),
+    // Connections to this backend at most. Unset: no cap (a stream holds its connection for
+    // its whole life, so any cap is a ceiling on concurrent streams); see docs/defaults.md.
+    pool_size: positiveInt.optional(),
   })
   .strict();
 
@@ -138,6 +143,21 @@ export const stateSchema = z
   })
   .strict();
 
+/** A canonical pass-through path: /v1/…, plain segments (no '.', '..', '%', ';', empty or trailing ones). */
+const passthroughPathSchema = z
+  .string()
+  .regex(/^\/v1(\/[A-Za-z0-9_~!$&'()*+,=:@.-]+)+$/, 'must be a canonical path under /v1/, such as /v1/batches')
+  .refine((p) => !p.split('/').some((s) => s === '.' || s === '..'), 'must not hold . or .. segments');
+
+export const passthroughSchema = z
+  .object({
+    // Pass-through routes that may spend money the gateway cannot price (batches, images,
+    // audio, fine-tuning, ...), opened to keys with a budget or a model allow-list. Each entry
+    // is a path prefix on segment boundaries: /v1/batches allows /v1/batches and /v1/batches/*.
+    allow: z.array(passthroughPathSchema).default([]),
+  })
+  .strict();
+
 export const serverSchema = z
   .object({
     host: z.string().optional(),
@@ -147,6 +167,20 @@ export const serverSchema = z
     trusted_identity_headers: z.boolean().default(false),
     // Backend that other /v1/* routes (files, batches, ...) are passed through to.
     passthrough_backend: z.string().optional(),
+    passthrough: passthroughSchema.default({ allow: [] }),
+    // Front-door timeouts (see README "Hostile clients and upstreams"). headers: the whole
+    // request head must arrive in this time (slowloris); body: the whole request body;
+    // keep_alive: an idle keep-alive connection is closed after this. None applies to the
+    // response, so long streams are never cut by them.
+    headers_timeout_ms: positiveInt.default(30_000),
+    body_timeout_ms: positiveInt.default(120_000),
+    keep_alive_timeout_ms: positiveInt.default(65_000),
+    // Open client connections at most; more are refused at accept (counted and logged).
+    max_connections: positiveInt.default(8192),
+    // A non-streamed upstream body (after decoding) larger than this is refused with a 502.
+    max_upstream_body_bytes: positiveInt.default(32 * 1024 * 1024),
+    // When set, requests whose Host header (port ignored) is not listed get a 421.
+    allowed_hosts: z.array(z.string().min(1)).optional(),
   })
   .strict();
 
@@ -192,14 +226,43 @@ export const insightsSchema = z
   })
   .strict();
 
+// OTLP/HTTP export of the gateway's own traces (docs/tracing.md). Every field is optional: an
+// unset one falls back to its standard OTEL_* environment variable, then to the SDK default.
+export const otlpSchema = z
+  .object({
+    /** false turns export off even when OTEL_* variables are set. */
+    enabled: z.boolean().optional(),
+    /** Base URL; /v1/traces is appended (as OTEL_EXPORTER_OTLP_ENDPOINT). */
+    endpoint: z.string().url().optional(),
+    /** Full URL of the traces endpoint, used as is (as OTEL_EXPORTER_OTLP_TRACES_ENDPOINT). */
+    traces_endpoint: z.string().url().optional(),
+    protocol: z.enum(['http/protobuf', 'http/json']).optional(),
+    headers: z.record(z.string(), z.string()).optional(),
+    timeout_ms: positiveInt.optional(),
+    service_name: z.string().min(1).optional(),
+    sampler: z
+      .enum(['always_on', 'always_off', 'traceidratio', 'parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio'])
+      .optional(),
+    sampler_arg: z.number().min(0).max(1).optional(),
+    batch: z
+      .object({
+        max_queue_size: positiveInt.optional(),
+        max_export_batch_size: positiveInt.optional(),
+        schedule_delay_ms: positiveInt.optional(),
+        export_timeout_ms: positiveInt.optional(),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+
+export const telemetrySchema = z.object({ otlp: otlpSchema.optional() }).strict();
+
 export const policiesSchema = z
   .object({
     admin_token: z.string().optional(),
-    server: serverSchema.default({
-      max_body_bytes: 10 * 1024 * 1024,
-      drain_timeout_ms: 25_000,
-      trusted_identity_headers: false,
-    }),
+    // prefault: the defaults of every server field come from serverSchema itself.
+    server: serverSchema.prefault({}),
     state: stateSchema.default({
       store: 'memory',
       redis_url: 'redis://127.0.0.1:6379',
@@ -231,6 +294,7 @@ export const policiesSchema = z
     budget_alerts: z.array(z.number().gt(0).max(1)).default([0.7, 0.8, 0.95, 1.0]),
     budget_webhook: z.string().optional(),
     insights: insightsSchema.optional(),
+    telemetry: telemetrySchema.optional(),
   })
   .strict()
   .superRefine((p, ctx) => {
@@ -262,6 +326,10 @@ export const policiesSchema = z
         });
       }
     }
+    const pb = p.server.passthrough_backend;
+    if (pb !== undefined && !(pb in p.backends)) {
+      ctx.addIssue({ code: 'custom', path: ['server', 'passthrough_backend'], message: `unknown backend "${pb}"` });
+    }
     p.keys.forEach((k, i) => {
       k.models?.forEach((m, j) => {
         if (!(m in p.models)) {
@@ -281,3 +349,4 @@ export type KeyConfig = z.infer<typeof keySchema>;
 export type CircuitBreakerConfig = z.infer<typeof circuitBreakerSchema>;
 export type RetriesConfig = z.infer<typeof retriesSchema>;
 export type InsightsConfig = z.infer<typeof insightsSchema>;
+export type OtlpConfig = z.infer<typeof otlpSchema>;

@@ -178,6 +178,7 @@ const SCRIPT = String.raw`
       active: chartTile('Active requests', 1),
       requests: chartTile('Requests (total)', 1),
       cost: chartTile('Spend (USD, total)', 1),
+      overhead: chartTile('Gateway overhead p99, last 30 s', 1),
     };
     Object.keys(t).forEach(function (k) { t[k].root.setAttribute('data-field', 'total-' + k); box.appendChild(t[k].root); });
     return t;
@@ -269,6 +270,13 @@ const SCRIPT = String.raw`
     setChart(totals.active, 'total:active', T.active, fmtCount(T.active), '\u00a0');
     setChart(totals.requests, 'total:requests', T.requests, fmtCount(T.requests), fmtCount(T.limited) + ' limited \u00b7 ' + fmtCount(T.client_closed) + ' client closed');
     setChart(totals.cost, 'total:cost', T.cost_usd, fmtUsd(T.cost_usd), '\u00a0');
+    // The time the gateway itself adds (llm_gateway_overhead_seconds), p99 of the window.
+    var O = s.overhead, OB = base && base.overhead;
+    if (O) {
+      var oc = OB && OB.cumulative.length === O.cumulative.length ? O.cumulative.map(function (v, i) { return v - OB.cumulative[i]; }) : O.cumulative;
+      var o99 = quantile(0.99, O.le, oc), on = oc[oc.length - 1] || 0;
+      setChart(totals.overhead, 'total:overhead', o99, fmtSec(o99), on ? fmtCount(on) + ' requests \u00b7 p50 ' + fmtSec(quantile(0.5, O.le, oc)) : 'since start: ' + (O.count ? fmtSec(O.p99) : 'no data'));
+    }
 
     var live = new Set();
     s.models.forEach(function (m) {
@@ -395,6 +403,8 @@ const BODY = String.raw`<header>
 <code>/admin/stats</code>; an error is a 5xx answer (429 counts as limited, 499 as client
 closed). TTFT and TPOT (streamed requests) are p50 &#183; p95 over the last 30 s, estimated from the
 histogram buckets with linear interpolation, as Prometheus' <code>histogram_quantile</code> does.
+Gateway overhead is the time the gateway itself adds to a request served at the first attempt
+(received &#8594; sent upstream, plus upstream first byte &#8594; client first byte).
 Badges are circuit-breaker states per backend.</footer>`;
 
 export const DASHBOARD_HTML = `<!doctype html>

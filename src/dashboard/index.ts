@@ -1,10 +1,4 @@
-// The live dashboard: GET /admin/stats (JSON, admin-guarded by server/admin.ts) and the page
-// at GET /dashboard (page.ts, routed by server/http.ts). Importing this module registers the
-// admin route; gateway.ts does so once.
-import { registerAdminRoute } from '../server/admin.js';
-import { computeStats } from './stats.js';
-
-registerAdminRoute('GET', 'stats', ({ gw }) => computeStats(gw.metrics, gw.stages().policy.names()));
-
+// The live dashboard: the page at GET /dashboard (page.ts) and the data behind it, GET
+// /admin/stats (stats.ts): both listed in server/routes.ts.
 export { computeStats, histogramQuantile, type Stats } from './stats.js';
 export { handleDashboard } from './page.js';

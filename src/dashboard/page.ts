@@ -5,22 +5,13 @@
 // `Authorization: Bearer <admin token>` works too (and also sets the cookie, which the page's
 // own fetches of /admin/stats then carry).
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Gateway } from '../gateway.js';
-import { errors, GatewayError, sendError } from '../errors.js';
+import type { Policies } from '../config/schema.js';
+import { errors, sendError } from '../errors.js';
 import { DASHBOARD_CSP, DASHBOARD_HTML } from './html.js';
-import { sameSecret, sessionCookie, validSession } from './session.js';
+import { adminToken } from '../auth/admin.js';
+import { sameSecret, sessionCookie, validSession } from '../auth/session.js';
 
-const unauthorised = () =>
-  new GatewayError(
-    401,
-    'authentication_error',
-    'invalid_admin_token',
-    'The dashboard needs the admin token: open /dashboard?token=<admin token> once (it is exchanged for a session cookie), or send Authorization: Bearer <admin token>.',
-  );
-
-export function adminToken(gw: Gateway): string | undefined {
-  return gw.stages().policies.admin_token || process.env.GATEWAY_ADMIN_TOKEN || undefined;
-}
+const unauthorised = errors.invalidAdminTokenDashboard;
 
 const PAGE_HEADERS = {
   'content-type': 'text/html; charset=utf-8',
@@ -31,11 +22,11 @@ const PAGE_HEADERS = {
   'x-frame-options': 'DENY',
 };
 
-export function handleDashboard(gw: Gateway, req: IncomingMessage, res: ServerResponse, id: string): void {
+/** GET/HEAD /dashboard (the route table sends no other method here). */
+export function handleDashboard(policies: Pick<Policies, 'admin_token'>, req: IncomingMessage, res: ServerResponse, id: string): void {
   req.resume();
   const method = req.method ?? 'GET';
-  if (method !== 'GET' && method !== 'HEAD') return sendError(res, errors.methodNotAllowed(method, '/dashboard'), id);
-  const token = adminToken(gw);
+  const token = adminToken(policies);
   if (!token) return sendError(res, errors.adminDisabled(), id);
 
   const url = new URL(req.url ?? '/dashboard', 'http://gateway');

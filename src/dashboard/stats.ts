@@ -3,7 +3,7 @@
 // cumulative since the gateway started; rates (requests/s, error rate) and windowed
 // quantiles are the difference of two snapshots, which the dashboard page computes.
 import type { MetricValue } from 'prom-client';
-import { TPOT_BUCKETS, TTFT_BUCKETS, type Metrics } from '../telemetry/metrics.js';
+import { OVERHEAD_BUCKETS, TPOT_BUCKETS, TTFT_BUCKETS, type Metrics } from '../telemetry/metrics.js';
 
 /** A histogram summed over a model's backends, with its quantiles estimated from the buckets. */
 export interface HistogramStats {
@@ -12,6 +12,7 @@ export interface HistogramStats {
   /** Estimated from the buckets as Prometheus' histogram_quantile does; null with no observations. */
   p50: number | null;
   p95: number | null;
+  p99: number | null;
   /** Finite upper bounds (seconds). */
   le: number[];
   /** Cumulative counts, one per bound plus a last one for +Inf (= count). */
@@ -33,6 +34,8 @@ export interface ModelStats {
   /** Seconds; by the model that served the request (streamed requests only). */
   ttft: HistogramStats;
   tpot: HistogramStats;
+  /** Seconds the gateway itself added (llm_gateway_overhead_seconds), by the model that served. */
+  overhead: HistogramStats;
   tokens: { input: number; output: number; cached_input: number; reasoning: number };
   cost_usd: number;
   circuits: CircuitStats[];
@@ -58,6 +61,8 @@ export interface Stats {
   /** When this snapshot was taken, ms since the epoch. */
   ts: number;
   totals: { requests: number; errors: number; limited: number; client_closed: number; active: number; cost_usd: number };
+  /** llm_gateway_overhead_seconds over every model: the time the gateway itself adds. */
+  overhead: HistogramStats;
   models: ModelStats[];
   budgets: BudgetStats[];
   circuits: CircuitStats[];
@@ -124,6 +129,7 @@ function histogramStats(h: { sum: number; cumulative: number[] } | undefined, bo
     sum: h?.sum ?? 0,
     p50: histogramQuantile(0.5, bounds, cumulative),
     p95: histogramQuantile(0.95, bounds, cumulative),
+    p99: histogramQuantile(0.99, bounds, cumulative),
     le: [...bounds],
     cumulative,
   };
@@ -137,7 +143,7 @@ const sumBy = (vals: Values, key: string): Map<string, number> => {
 
 /** One snapshot. `configured` lists the policy's models first, so they show before any traffic. */
 export async function computeStats(metrics: Metrics, configured: readonly string[] = [], now = Date.now()): Promise<Stats> {
-  const [requests, ttftV, tpotV, tokensV, costV, activeV, spendV, limitV, circuitV, limitedV] = await Promise.all([
+  const [requests, ttftV, tpotV, tokensV, costV, activeV, spendV, limitV, circuitV, limitedV, overheadV] = await Promise.all([
     values(metrics.requests),
     values(metrics.ttft),
     values(metrics.tpot),
@@ -148,11 +154,18 @@ export async function computeStats(metrics: Metrics, configured: readonly string
     values(metrics.budgetLimit),
     values(metrics.circuitState),
     values(metrics.rateLimited),
+    values(metrics.overhead),
   ]);
   const ttftBounds = TTFT_BUCKETS;
   const tpotBounds = TPOT_BUCKETS;
   const ttft = histogramsByModel(ttftV, ttftBounds);
   const tpot = histogramsByModel(tpotV, tpotBounds);
+  const overhead = histogramsByModel(overheadV, OVERHEAD_BUCKETS);
+  const overheadAll = { sum: 0, cumulative: new Array<number>(OVERHEAD_BUCKETS.length + 1).fill(0) };
+  for (const h of overhead.values()) {
+    overheadAll.sum += h.sum;
+    h.cumulative.forEach((c, i) => (overheadAll.cumulative[i]! += c));
+  }
   const cost = sumBy(costV, 'model');
   const active = sumBy(activeV, 'model');
 
@@ -202,6 +215,7 @@ export async function computeStats(metrics: Metrics, configured: readonly string
       active: active.get(model) ?? 0,
       ttft: histogramStats(ttft.get(model), ttftBounds),
       tpot: histogramStats(tpot.get(model), tpotBounds),
+      overhead: histogramStats(overhead.get(model), OVERHEAD_BUCKETS),
       tokens,
       cost_usd: cost.get(model) ?? 0,
       circuits: circuits.filter((c) => c.model === model),
@@ -233,6 +247,7 @@ export async function computeStats(metrics: Metrics, configured: readonly string
       active: sum((m) => m.active),
       cost_usd: sum((m) => m.cost_usd),
     },
+    overhead: histogramStats(overheadAll, OVERHEAD_BUCKETS),
     models,
     budgets: [...budgets.values()].sort((a, b) => rank(a.scope) - rank(b.scope) || a.scope.localeCompare(b.scope) || a.name.localeCompare(b.name)),
     circuits,

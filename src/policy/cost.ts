@@ -5,12 +5,9 @@ import { costUsd } from '../settle/index.js';
 /** Output tokens reserved when the request names no max_tokens and the model sets no default. */
 export const DEFAULT_MAX_OUTPUT_TOKENS = 4096;
 
-export function maxOutputTokens(body: Record<string, unknown>, route: Route): number {
-  for (const field of ['max_completion_tokens', 'max_tokens'] as const) {
-    const v = body[field];
-    if (typeof v === 'number' && Number.isInteger(v) && v > 0) return v;
-  }
-  return route.config.default_max_tokens ?? DEFAULT_MAX_OUTPUT_TOKENS;
+/** The output tokens to reserve: the client's cap (as its API reads it), else the model's default. */
+export function maxOutputTokens(requested: number | undefined, route: Route): number {
+  return requested ?? route.config.default_max_tokens ?? DEFAULT_MAX_OUTPUT_TOKENS;
 }
 
 /** The highest cost this request could reach anywhere along its fallback chain. */

@@ -1,25 +1,23 @@
-// /admin/circuits: every deployment's breaker, and an operator override.
+// What /admin/circuits does (listed in server/routes.ts, guarded by the admin token there):
+// every deployment's breaker, and an operator override.
 //   GET  /admin/circuits                      → { circuits: CircuitView[] }
 //   POST /admin/circuits/{model}/{backend}    {"state":"open"|"closed"} → { circuits: [...changed] }
 // A model name may contain '/', so the backend is the last segment and the model the rest.
-import { registerAdminRoute } from '../server/admin.js';
-import { GatewayError } from '../errors.js';
+import { errors } from '../errors.js';
+import type { Router } from './index.js';
 
-registerAdminRoute('GET', 'circuits', ({ gw }) => ({ circuits: gw.stages().router.breakers.view() }));
+export function circuitsView(router: Router): { circuits: unknown[] } {
+  return { circuits: router.breakers.view() };
+}
 
-registerAdminRoute('POST', 'circuits', ({ gw, params, body }) => {
-  if (params.length < 2) {
-    throw new GatewayError(400, 'invalid_request_error', 'invalid_request', 'Use POST /admin/circuits/{model}/{backend} with {"state":"open"|"closed"}.');
-  }
+/** `target`: the path segments after /admin/circuits/, decoded. */
+export function forceCircuit(router: Router, target: string[], body: Record<string, unknown>): { circuits: unknown[] } {
+  if (target.length < 2) throw errors.circuitUsage();
   const state = body.state;
-  if (state !== 'open' && state !== 'closed') {
-    throw new GatewayError(400, 'invalid_request_error', 'invalid_value', `'state' must be "open" or "closed".`, 'state');
-  }
-  const backend = params[params.length - 1]!;
-  const model = params.slice(0, -1).join('/');
-  const circuits = gw.stages().router.breakers.force(model, backend, state);
-  if (!circuits.length) {
-    throw new GatewayError(404, 'invalid_request_error', 'not_found', `No deployment of model '${model}' on backend '${backend}'.`);
-  }
+  if (state !== 'open' && state !== 'closed') throw errors.invalidParam('state', `'state' must be "open" or "closed".`);
+  const backend = target[target.length - 1]!;
+  const model = target.slice(0, -1).join('/');
+  const circuits = router.breakers.force(model, backend, state);
+  if (!circuits.length) throw errors.noSuchDeployment(model, backend);
   return { circuits };
-});
+}

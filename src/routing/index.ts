@@ -24,7 +24,6 @@ import type { Logger } from '../telemetry/logger.js';
 import type { CircuitBreaker, Permit } from './breaker.js';
 import { BreakerRegistry } from './registry.js';
 import { backoffMs, sleep } from './retry.js';
-import './admin.js';
 
 export { BreakerRegistry } from './registry.js';
 export type { CircuitView, DeploymentId } from './registry.js';
@@ -59,6 +58,8 @@ export interface RoutingContext {
   clientGone(): boolean;
   /** Aborts when the client leaves: cuts a backoff wait short. */
   readonly signal?: AbortSignal;
+  /** A routing decision worth a span event (retry, fallback, circuit open); rare paths only. */
+  event?(name: string, attributes: Record<string, string | number>): void;
 }
 
 export type FallbackReason = 'circuit_open' | 'upstream_error' | 'context_length';
@@ -211,7 +212,10 @@ export class Router {
       if (seen.has(plan)) continue;
       seen.add(plan);
       if (ctx.clientGone()) throw new ClientAbort();
-      if (from) this.metrics.fallbacks.inc({ from: from.route.name, to: plan.route.name, reason });
+      if (from) {
+        this.metrics.fallbacks.inc({ from: from.route.name, to: plan.route.name, reason });
+        ctx.event?.('llm_gateway.fallback', { 'llm_gateway.fallback.from': from.route.name, 'llm_gateway.fallback.to': plan.route.name, 'llm_gateway.fallback.reason': reason });
+      }
       const r = await this.tryModel(plan, st);
       switch (r.kind) {
         case 'served':
@@ -246,7 +250,8 @@ export class Router {
   /** The outcome of a served exchange, once its body ended: feeds its breaker. A client abort counts for nothing. */
   report(served: Served, ok: boolean, failure?: UpstreamFailure): void {
     const now = this.clock();
-    if (failure?.reason === 'client_abort') return served.breaker.record(served.permit, 'neutral', now);
+    // The client leaving or the gateway shutting down says nothing about the deployment.
+    if (failure?.reason === 'client_abort' || failure?.reason === 'shutdown') return served.breaker.record(served.permit, 'neutral', now);
     if (ok) return served.breaker.record(served.permit, 'success', now);
     served.breaker.record(served.permit, failure?.local ? 'local_error' : 'status_error', now);
     this.metrics.upstreamErrors.inc({ backend: served.backend.name, reason: failure?.reason ?? 'mid_stream' });
@@ -277,7 +282,10 @@ export class Router {
         if (made === 0) this.noteUnavailable(plan, now, st);
         return { kind: made === 0 ? 'unavailable' : 'failed' };
       }
-      if (retrying) this.metrics.retries.inc({ model: plan.route.name, ...retrying });
+      if (retrying) {
+        this.metrics.retries.inc({ model: plan.route.name, ...retrying });
+        st.ctx.event?.('llm_gateway.retry', { 'llm_gateway.model': plan.route.name, 'llm_gateway.backend': retrying.backend, 'error.type': retrying.reason, 'llm_gateway.attempt': st.attempts + 1 });
+      }
       made++;
       const r = await this.attempt(plan, picked.slot, picked.permit, st);
       switch (r.kind) {
@@ -385,7 +393,7 @@ export class Router {
       await exchange.open(st.ctx.buildRequest(served));
     } catch (e) {
       st.ctx.onExchange(undefined);
-      if (e instanceof UpstreamFailure && e.reason !== 'client_abort' && !deadlineHit) {
+      if (e instanceof UpstreamFailure && e.reason !== 'client_abort' && e.reason !== 'shutdown' && !deadlineHit) {
         this.failed(plan, slot, permit, e, st);
         return { kind: 'failed', failure: e };
       }
@@ -446,6 +454,7 @@ export class Router {
             ? 'circuit held open by an operator'
             : `circuit open, next probe in ${((next ?? 0) / 1000).toFixed(1)} s`;
       st.tried.push({ model, backend: s.backend.name, why });
+      st.ctx.event?.('llm_gateway.circuit_open', { 'llm_gateway.model': model, 'llm_gateway.backend': s.backend.name, 'llm_gateway.circuit.state': b.forced ? 'forced_open' : b.state });
     }
     if (!any) st.tried.push({ model, backend: '-', why: 'no deployment with a weight above 0' });
   }

@@ -1,72 +1,61 @@
-// /admin/*: guarded by Authorization: Bearer <admin token> (policies.yaml admin_token, or
-// GATEWAY_ADMIN_TOKEN). Without a configured token the admin surface is off entirely.
-import { timingSafeEqual, createHash } from 'node:crypto';
+// /admin/*: each route is a plain function of the stages it reads, listed in routes.ts. This
+// module is the glue they share: the admin guard runs before anything else (so an unknown
+// admin path or method answers 401 to a caller without the token), a POST body is read as
+// JSON (1 MiB at most), and the function's result is the 200 body (a string is HTML).
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Gateway } from '../gateway.js';
-import { errors, GatewayError, sendError } from '../errors.js';
-import { readBody } from './http.js';
-import { validSession } from '../dashboard/session.js';
+import type { Stages } from '../gateway.js';
+import { errors } from '../errors.js';
+import { checkAdmin } from '../auth/admin.js';
+import { parseJsonObject, readBody } from './body.js';
+import type { RouteCall, Handler } from './routes.js';
 
-export interface AdminRequest {
-  gw: Gateway;
-  req: IncomingMessage;
-  /** Path segments after /admin/, e.g. ["circuits", "gpt-4o", "openai"]. */
-  params: string[];
+const MAX_ADMIN_BODY = 1024 * 1024;
+
+export interface AdminCall {
+  stages: Stages;
+  /** The route's {params}, decoded. */
+  params: Record<string, string>;
+  /** A trailing {rest+} param split back into its segments. */
+  rest: string[];
   /** Parsed JSON body for POST (empty object when none). */
   body: Record<string, unknown>;
   query: URLSearchParams;
-}
-export type AdminHandler = (r: AdminRequest) => Promise<unknown> | unknown;
-
-/** Routes: "METHOD first-segment" → handler. Each stage registers its own. */
-const routes = new Map<string, AdminHandler>();
-
-export function registerAdminRoute(method: 'GET' | 'POST', segment: string, handler: AdminHandler): void {
-  routes.set(`${method} ${segment}`, handler);
+  call: RouteCall;
 }
 
-function digest(s: string): Buffer {
-  return createHash('sha256').update(s).digest();
+/** The guard every /admin/* row runs before its method is even looked at. */
+export function guardAdmin(c: { stages: Stages; req: IncomingMessage }): void {
+  checkAdmin(c.stages.policies, c.req.headers, c.req.method ?? 'GET', c.req.socket.localPort);
 }
 
-function authorised(gw: Gateway, req: IncomingMessage): boolean {
-  const token = gw.stages().policies.admin_token || process.env.GATEWAY_ADMIN_TOKEN;
-  if (!token) throw errors.adminDisabled();
-  const m = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '');
-  // No Bearer: the dashboard's session cookie (HMAC-signed, constant-time checked), for GET (reads) only.
-  if (!m?.[1]) return req.method === 'GET' && validSession(req.headers.cookie, token, req.socket.localPort);
-  return timingSafeEqual(digest(m[1].trim()), digest(token));
-}
-
-export async function handleAdmin(gw: Gateway, req: IncomingMessage, res: ServerResponse, path: string, id: string): Promise<void> {
-  try {
-    if (!authorised(gw, req)) throw errors.unauthorizedAdmin();
-    const segments = path.split('/').filter(Boolean).slice(1).map(decodeURIComponent);
-    const method = req.method === 'POST' ? 'POST' : 'GET';
-    const handler = routes.get(`${method} ${segments[0] ?? ''}`);
-    if (!handler) throw errors.notFound(path);
+/** Wraps an admin function as a route handler. */
+export function admin(fn: (a: AdminCall) => unknown): Handler {
+  return async (c) => {
     let body: Record<string, unknown> = {};
-    if (method === 'POST') {
-      const raw = await readBody(req, 1024 * 1024);
-      if (raw.length) {
-        const parsed: unknown = JSON.parse(raw.toString('utf8'));
-        if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw errors.notObject();
-        body = parsed as Record<string, unknown>;
-      }
-    } else req.resume();
-    const query = new URL(req.url ?? '/', 'http://x').searchParams;
-    const result = await handler({ gw, req, params: segments.slice(1), body, query });
-    if (typeof result === 'string') {
-      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'x-request-id': id });
-      res.end(result);
-      return;
-    }
-    const text = JSON.stringify(result ?? { ok: true });
-    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'x-request-id': id });
-    res.end(text);
-  } catch (e) {
-    if (e instanceof SyntaxError) return sendError(res, errors.invalidJson(e.message), id);
-    sendError(res, e instanceof GatewayError ? e : errors.internal(), id);
-    if (!(e instanceof GatewayError)) gw.logger.error({ err: e }, 'admin route failed');
-  }
+    if (c.req.method === 'POST') {
+      const raw = await readBody(c.req, MAX_ADMIN_BODY);
+      if (raw.length) body = parseJsonObject(raw);
+    } else c.req.resume();
+    const rest = c.params.rest !== undefined ? c.params.rest.split('/') : [];
+    const result = await fn({ stages: c.stages, params: c.params, rest, body, query: new URLSearchParams(c.query.slice(1)), call: c });
+    reply(c.res, c.id, result);
+  };
 }
+
+function reply(res: ServerResponse, id: string, result: unknown): void {
+  if (typeof result === 'string') {
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'x-request-id': id });
+    res.end(result);
+    return;
+  }
+  const text = JSON.stringify(result ?? { ok: true });
+  res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'x-request-id': id });
+  res.end(text);
+}
+
+/** POST /admin/reload: re-reads the policies file, as a file change or SIGHUP would. */
+export const reloadPolicy = admin(async ({ call }) => {
+  const r = await call.gw.reload(undefined, 'admin');
+  if (r.ok) return { ok: true, changed: r.changed };
+  throw errors.policyInvalid(r.problems);
+});

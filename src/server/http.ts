@@ -1,18 +1,13 @@
-// node:http front door: request ids, body reading with a size cap, JSON parsed once, routes.
+// node:http front door: request ids, the path made canonical (path.ts), the route looked up
+// in the one table (routes.ts), its handler run; refusals answered in OpenAI's error shape.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import type { Gateway } from '../gateway.js';
 import { errors, GatewayError, sendError } from '../errors.js';
-import { handleInference, type Endpoint } from '../pipeline.js';
-import { handleAdmin } from './admin.js';
-import { createPassthrough } from './passthrough.js';
-import { handleDashboard } from '../dashboard/page.js';
-
-const INFERENCE: Record<string, Endpoint> = {
-  '/v1/chat/completions': 'chat/completions',
-  '/v1/completions': 'completions',
-  '/v1/embeddings': 'embeddings',
-};
+import { normalisePath } from './path.js';
+import { matchRoute, shadowsGovernedRoute, type Governance, type Method } from './routes.js';
+import { guardAdmin } from './admin.js';
+import { applyServerLimits, connectionsCheckingInterval, watchRefusedConnections } from './limits.js';
 
 /**
  * Request ids for requests that bring none: UUID-shaped, a random per-process prefix and a
@@ -34,129 +29,51 @@ function requestIdOf(req: IncomingMessage): string {
   return newRequestId();
 }
 
-/** Reads the body up to `limit` bytes; rejects with 413 as soon as it is known to be larger. */
-export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > limit) return Promise.reject(errors.tooLarge(limit));
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const onData = (c: Buffer) => {
-      size += c.length;
-      if (size > limit) {
-        cleanup();
-        reject(errors.tooLarge(limit));
-        return;
-      }
-      chunks.push(c);
-    };
-    const onEnd = () => {
-      cleanup();
-      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
-    };
-    const onError = (e: Error) => {
-      cleanup();
-      reject(e);
-    };
-    const onAborted = () => {
-      cleanup();
-      reject(new GatewayError(400, 'invalid_request_error', 'client_closed_request', 'client closed the connection while sending the body'));
-    };
-    const cleanup = () => {
-      req.off('data', onData);
-      req.off('end', onEnd);
-      req.off('error', onError);
-      req.off('aborted', onAborted);
-    };
-    req.on('data', onData);
-    req.on('end', onEnd);
-    req.on('error', onError);
-    req.on('aborted', onAborted);
-  });
-}
-
-function sendJson(res: ServerResponse, status: number, body: unknown, requestId: string): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'x-request-id': requestId });
-  res.end(text);
-}
-
 export function createHttpServer(gw: Gateway): Server {
-  const passthrough = createPassthrough(gw);
-  const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => {
+  const settings = gw.stages().policies.server;
+  const server = createServer({ connectionsCheckingInterval: connectionsCheckingInterval(settings) }, (req, res) => {
     const receivedAt = performance.now();
     const id = requestIdOf(req);
-    handle(req, res, id, receivedAt).catch((e: unknown) => {
-      gw.logger.error({ err: e, request_id: id }, 'unhandled error');
-      sendError(res, e instanceof GatewayError ? e : errors.internal(), id);
-    });
+    let done: void | Promise<void>;
+    try {
+      done = dispatch(gw, req, res, id, receivedAt);
+    } catch (e) {
+      return failed(gw, req, res, id, e);
+    }
+    if (done) done.catch((e: unknown) => failed(gw, req, res, id, e));
   });
-
-  async function handle(req: IncomingMessage, res: ServerResponse, id: string, receivedAt: number): Promise<void> {
-    const url = req.url ?? '/';
-    const q = url.indexOf('?');
-    const path = q === -1 ? url : url.slice(0, q);
-    const method = req.method ?? 'GET';
-
-    if (path === '/healthz') return sendJson(res, 200, { status: 'ok' }, id);
-    if (path === '/readyz') {
-      const r = gw.ready();
-      return sendJson(res, r.ok ? 200 : 503, r.ok ? { status: 'ready' } : { status: 'not ready', reason: r.reason }, id);
-    }
-    if (path === '/metrics' && method === 'GET') {
-      const reg = gw.metrics.registry;
-      const text = await reg.metrics();
-      res.writeHead(200, { 'content-type': reg.contentType, 'x-request-id': id });
-      res.end(text);
-      return;
-    }
-    if (path === '/dashboard') return handleDashboard(gw, req, res, id);
-    if (path.startsWith('/admin/') || path === '/admin') return handleAdmin(gw, req, res, path, id);
-
-    if (gw.isDraining) {
-      res.setHeader('connection', 'close');
-      return sendError(res, errors.shuttingDown(), id);
-    }
-
-    const endpoint = INFERENCE[path];
-    if (endpoint) {
-      if (method !== 'POST') return sendError(res, errors.methodNotAllowed(method, path), id);
-      const ct = req.headers['content-type'];
-      if (!ct || !/^application\/(.+\+)?json\b/i.test(ct)) {
-        req.resume();
-        return sendError(res, errors.contentType(ct), id);
-      }
-      const limit = gw.stages().policies.server.max_body_bytes;
-      let raw: Buffer;
-      try {
-        raw = await readBody(req, limit);
-      } catch (e) {
-        // The rest of the body is unread: answer, then close the connection rather than drain it.
-        res.setHeader('connection', 'close');
-        sendError(res, e instanceof GatewayError ? e : errors.internal(), id);
-        res.once('finish', () => req.destroy());
-        return;
-      }
-      let body: unknown;
-      try {
-        body = JSON.parse(raw.toString('utf8'));
-      } catch (e) {
-        return sendError(res, errors.invalidJson((e as Error).message), id);
-      }
-      if (typeof body !== 'object' || body === null || Array.isArray(body)) return sendError(res, errors.notObject(), id);
-      return handleInference(gw, { id, endpoint, req, res, raw, body: body as Record<string, unknown>, receivedAt });
-    }
-
-    if (path === '/v1/models' && method === 'GET') {
-      const { auth, policy } = gw.stages();
-      auth.identify(req.headers);
-      const created = Math.floor(Date.now() / 1000);
-      return sendJson(res, 200, { object: 'list', data: policy.names().map((m) => ({ id: m, object: 'model', created, owned_by: 'llm-gateway' })) }, id);
-    }
-    if (path.startsWith('/v1/')) return passthrough(req, res, id);
-    req.resume();
-    return sendError(res, errors.notFound(path), id);
-  }
-
+  applyServerLimits(server, settings);
+  watchRefusedConnections(server, gw.metrics, gw.logger);
   return server;
 }
+
+/** A refusal (GatewayError) is an answer, not an incident: only anything else is logged, with its stack. */
+function failed(gw: Gateway, req: IncomingMessage, res: ServerResponse, id: string, e: unknown): void {
+  if (!(e instanceof GatewayError)) gw.logger.error({ err: e, request_id: id }, 'unhandled error');
+  if (!req.complete) req.resume();
+  sendError(res, e instanceof GatewayError ? e : errors.internal(), id);
+}
+
+/** Canonical path → route row → method → handler (routes.ts holds the table). */
+function dispatch(gw: Gateway, req: IncomingMessage, res: ServerResponse, id: string, receivedAt: number): void | Promise<void> {
+  const target = normalisePath(req.url ?? '/');
+  if (!target.ok) throw errors.invalidPath(target.reason);
+  const path = target.path;
+  const match = matchRoute(path);
+  if (!match) throw errors.notFound(path);
+  const { row } = match;
+  const stages = gw.stages();
+  const method = req.method ?? 'GET';
+  if (row.governed === 'admin') guardAdmin({ stages, req });
+  const handler = row.methods[method as Method] ?? row.methods['*'];
+  if (!handler) throw errors.methodNotAllowed(method, path, match.allow);
+  if (row.governed === 'passthrough' && shadowsGovernedRoute(path)) throw errors.notFound(path);
+  if (gw.isDraining && DRAINS.has(row.governed)) {
+    res.setHeader('connection', 'close');
+    throw errors.shuttingDown();
+  }
+  return handler({ req, res, id, receivedAt, path, query: target.query, params: match.params, stages, gw });
+}
+
+/** Requests refused once the gateway drains (probes, metrics and admin keep answering). */
+const DRAINS = new Set<Governance>(['pipeline', 'key', 'passthrough', 'reserved']);

@@ -42,6 +42,9 @@ export interface RequestRecord {
   endedAt: number;
   firstTokenAt?: number;
   lastTokenAt?: number;
+  /** Waited for an upstream connection (last attempt), and when its request went out (performance.now()). */
+  queueMs?: number;
+  upstreamStartAt?: number;
   tokens?: TokenCounts;
   /** True when tokens came from our tokenizer rather than upstream usage. */
   estimated?: boolean;
@@ -55,8 +58,19 @@ export interface RequestRecord {
   finishReason?: string;
   error?: { code: string; message: string };
   system?: string;
+  /** The upstream's usage was refused (settle/usage.ts): the field at fault; `tokens` are the estimate. */
+  usageFault?: string;
   /** Insights' handle on this request (src/insights/), when insights is on. */
   insight?: RequestInsight;
+  /** The serving backend's origin (server.address/port on the span). */
+  origin?: string;
+  /** W3C ids of the request's span, when the gateway exports traces (log line). */
+  traceId?: string;
+  spanId?: string;
+  /** Overhead stamps (performance.now): upstream request sent, upstream first byte (non-streamed: body complete), client first byte. */
+  upstreamSentAt?: number;
+  upstreamFirstByteAt?: number;
+  clientFirstByteAt?: number;
 }
 
 export function settle(rec: RequestRecord, deps: { metrics: Metrics; logger: Logger; ticket?: Ticket; span: Span }): void {
@@ -64,6 +78,13 @@ export function settle(rec: RequestRecord, deps: { metrics: Metrics; logger: Log
   const model = rec.routed ? rec.model : 'unknown';
   const servedModel = rec.servedModel ?? model;
   const backend = rec.backend ?? 'none';
+  if (rec.usageFault !== undefined) {
+    metrics.upstreamErrors.inc({ backend, reason: 'invalid_usage' });
+    deps.logger.warn(
+      { request_id: rec.requestId, backend, field: rec.usageFault },
+      'the upstream reported an invalid token count: the request is counted by the gateway\'s estimate',
+    );
+  }
   const cost = rec.tokens && rec.pricing ? costUsd(rec.pricing, rec.tokens) : 0;
   deps.ticket?.settle({
     servedModel,
@@ -98,16 +119,35 @@ export function settle(rec: RequestRecord, deps: { metrics: Metrics; logger: Log
   if (cost > 0) metrics.costFor(servedModel, rec.teamLabel ?? 'none').inc(cost);
   // Insights (quality, drift, anomalies, SLA): one call per request, never per chunk.
   rec.insight?.settled(rec, servedModel, cost, ttftMs, tpotMs);
+  const overhead = overheadMs(rec);
+  if (overhead !== undefined) metrics.overheadFor(servedModel, rec.stream).observe(overhead / 1000);
 
   if (requestLogEnabled(deps.logger)) writeRequestLine(deps.logger, requestLine(rec, servedModel, ttftMs, tpotMs, cost));
   endRequestSpan(deps.span, {
     status: rec.status,
-    system: rec.system,
+    provider: rec.system,
+    origin: rec.origin,
     responseModel: rec.upstreamModel,
     inputTokens: rec.tokens?.input,
     outputTokens: rec.tokens?.output,
+    cacheReadInputTokens: rec.tokens?.cachedInput,
+    reasoningOutputTokens: rec.tokens?.reasoning,
     ttftMs,
     finishReason: rec.finishReason,
-    error: rec.error?.message,
+    errorType: rec.error?.code,
+    errorMessage: rec.error?.message,
   });
+}
+
+/**
+ * The time the gateway itself added, for requests served at the first attempt (a retry's
+ * wait is the upstream's failure, not the gateway's overhead) and delivered whole:
+ * (upstream request sent - request received) + (client first byte - upstream first byte).
+ */
+export function overheadMs(rec: RequestRecord): number | undefined {
+  if (rec.attempts !== 1 || rec.status >= 400 || rec.error !== undefined) return undefined;
+  const { upstreamSentAt: sent, upstreamFirstByteAt: first, clientFirstByteAt: out } = rec;
+  if (sent === undefined || first === undefined || out === undefined) return undefined;
+  const ms = sent - rec.receivedAt + (out - first);
+  return ms >= 0 ? ms : undefined;
 }

@@ -16,13 +16,21 @@ const AFTER_TIME = `","service":${JSON.stringify(SERVICE)},"request_id":`;
 
 /** The line for a settled request (newline included); `servedModel`, timings and cost as settle computed them. */
 export function requestLine(rec: RequestRecord, servedModel: string, ttftMs: number | undefined, tpotMs: number | undefined, cost: number): string {
-  let s = HEAD + isoNow() + AFTER_TIME + str(rec.requestId) + ',"endpoint":' + str(rec.endpoint) + ',"model":' + str(rec.model);
+  let s = HEAD + isoNow() + AFTER_TIME + str(rec.requestId);
+  // Hex ids from the tracer: no escaping needed.
+  if (rec.traceId !== undefined) s += ',"trace_id":"' + rec.traceId + '","span_id":"' + rec.spanId + '"';
+  s += ',"endpoint":' + str(rec.endpoint) + ',"model":' + str(rec.model);
   s += ',"served_model":' + str(servedModel);
   if (rec.backend !== undefined) s += ',"backend":' + str(rec.backend);
   if (rec.upstreamModel !== undefined) s += ',"upstream_model":' + str(rec.upstreamModel);
   s += ',"status":' + num(rec.status) + ',"stream":' + (rec.stream ? 'true' : 'false');
   if (ttftMs !== undefined) s += ',"ttft_ms":' + num(round(ttftMs));
   if (tpotMs !== undefined) s += ',"tpot_ms":' + num(round(tpotMs));
+  // TTFT split: waiting for an upstream connection, and the upstream's own time to first token.
+  if (rec.queueMs !== undefined) s += ',"queue_ms":' + num(round(rec.queueMs));
+  if (ttftMs !== undefined && rec.upstreamStartAt !== undefined && rec.firstTokenAt !== undefined && rec.upstreamStartAt === rec.upstreamStartAt) {
+    s += ',"upstream_ttft_ms":' + num(round(rec.firstTokenAt - rec.upstreamStartAt));
+  }
   s += ',"duration_ms":' + num(round(rec.endedAt - rec.receivedAt));
   const t = rec.tokens;
   if (t) {

@@ -4,13 +4,13 @@
 import type { Meta, StreamFormat, ToolCall, Usage } from './openai.js';
 import {
   chatCompletionBody,
-  chatTextStream,
-  chatToolStream,
+  chatStream,
   completionBody,
   completionStream,
   newId,
   usage,
 } from './openai.js';
+import { sampleFromSchema } from './schema.js';
 import { WORDS_JSON, chatPromptTokens, completionText, inputTokens, tokenFragments } from './words.js';
 
 export interface Knobs {
@@ -55,62 +55,121 @@ function meta(prefix: string, body: Body, k: Knobs): Meta {
   return { id: newId(prefix), created: Math.floor(Date.now() / 1000), model };
 }
 
-/** A placeholder value for a JSON-schema property, so tool arguments parse and look plausible. */
-function sample(schema: unknown): unknown {
-  const s = (schema ?? {}) as { type?: unknown; enum?: unknown[] };
-  if (Array.isArray(s.enum) && s.enum.length > 0) return s.enum[0];
-  switch (s.type) {
-    case 'number':
-    case 'integer':
-      return 42;
-    case 'boolean':
-      return true;
-    case 'array':
-      return [];
-    case 'object':
-      return {};
+/** A request the simulator refuses, as OpenAI would: a 400 naming the parameter. */
+export interface Invalid {
+  invalid: string;
+  param: string;
+}
+
+export const isInvalid = (a: object): a is Invalid => 'invalid' in a;
+
+interface FunctionDef {
+  name: string;
+  parameters: unknown;
+}
+
+/**
+ * The function tool the "model" calls, or null for a text answer. It calls one whenever tools
+ * are offered, except with tool_choice "none", or when the conversation already ends in a tool
+ * result (so an agent loop gets its final answer) and no call is forced.
+ * Chat nests the definition in `function`; the Responses API has it flat.
+ */
+export function pickTool(tools: unknown, toolChoice: unknown, afterToolResult: boolean): ToolCall | null {
+  if (!Array.isArray(tools) || tools.length === 0 || toolChoice === 'none') return null;
+  const forced = toolChoice === 'required' || (typeof toolChoice === 'object' && toolChoice !== null);
+  if (afterToolResult && !forced) return null;
+  const fns: FunctionDef[] = [];
+  for (const t of tools as Array<Record<string, unknown> | null>) {
+    const def = (t?.type === 'function' && typeof t.function === 'object' ? t.function : t) as Record<string, unknown> | null;
+    if (t?.type === 'function' && typeof def?.name === 'string') fns.push({ name: def.name, parameters: def.parameters });
+  }
+  const choice = toolChoice as { name?: unknown; function?: { name?: unknown } } | undefined;
+  const want = choice?.function?.name ?? choice?.name;
+  const fn = fns.find((f) => f.name === want) ?? fns[0];
+  if (!fn) return null;
+  let args = sampleFromSchema(fn.parameters ?? { type: 'object', properties: {} });
+  if (typeof args !== 'object' || args === null || Array.isArray(args)) args = {};
+  return { id: newId('call'), name: fn.name, arguments: JSON.stringify(args) };
+}
+
+/**
+ * The JSON text a structured-output request gets, null for plain text, or why the format is
+ * refused. `format` is chat's response_format or the Responses API's text.format; the schema
+ * sits in format.json_schema.schema (chat) or format.schema (responses).
+ */
+export function structuredText(format: unknown, param: string, k: Knobs): string | null | Invalid {
+  if (format === undefined || format === null) return null;
+  const f = format as { type?: unknown; schema?: unknown; json_schema?: { schema?: unknown } };
+  switch (f.type) {
+    case 'text':
+      return null;
+    case 'json_object':
+      return JSON.stringify({ message: completionText(Math.max(1, k.outputTokens)).trim() });
+    case 'json_schema': {
+      const schema = param === 'response_format' ? f.json_schema?.schema : f.schema;
+      if (schema !== undefined && (typeof schema !== 'object' || schema === null || Array.isArray(schema))) {
+        return { invalid: `Invalid schema for ${param}: the schema must be a JSON object.`, param };
+      }
+      return JSON.stringify(sampleFromSchema(schema ?? {}));
+    }
     default:
-      return 'hello';
+      return { invalid: `Invalid value for '${param}.type': expected one of 'text', 'json_object' or 'json_schema'.`, param: `${param}.type` };
   }
 }
 
-/** The tool the "model" calls, or null for a text answer. */
-function pickTool(body: Body): ToolCall | null {
-  const tools = body.tools;
-  if (!Array.isArray(tools) || tools.length === 0 || body.tool_choice === 'none') return null;
-  type Fn = { name?: unknown; parameters?: { properties?: Record<string, unknown> } };
-  const fns = tools.map((t) => (t as { function?: Fn })?.function).filter((f): f is Fn => typeof f?.name === 'string');
-  const forced = (body.tool_choice as { function?: { name?: unknown } } | undefined)?.function?.name;
-  const fn = fns.find((f) => f.name === forced) ?? fns[0];
-  if (!fn) return null;
-  const args: Record<string, unknown> = {};
-  for (const [key, schema] of Object.entries(fn.parameters?.properties ?? {})) args[key] = sample(schema);
-  return { id: newId('call'), name: fn.name as string, arguments: JSON.stringify(args) };
+/** Chat's `n`: 1..128 choices. */
+function choiceCount(body: Body): number | Invalid {
+  const n = body.n ?? 1;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 128) {
+    return { invalid: `Invalid value for 'n': expected an integer from 1 to 128.`, param: 'n' };
+  }
+  return n;
 }
 
-export function chatAnswer(body: Body, k: Knobs): Answer {
+function lastRole(messages: unknown): unknown {
+  return Array.isArray(messages) ? (messages.at(-1) as { role?: unknown } | undefined)?.role : undefined;
+}
+
+export function chatAnswer(body: Body, k: Knobs): Answer | Invalid {
   const stream = body.stream === true;
+  const choices = choiceCount(body);
+  if (typeof choices !== 'number') return choices;
+  const json = structuredText(body.response_format, 'response_format', k);
+  if (json !== null && typeof json === 'object') return json;
   const m = meta('chatcmpl', body, k);
   const prompt = chatPromptTokens(body.messages);
-  const call = pickTool(body);
-  if (call) {
-    // Tool calls ignore max_tokens: a truncated call would be useless to test with.
-    const fragments = tokenFragments(call.arguments);
-    const u = usage(prompt, fragments.length);
-    if (!stream) return nonStream(chatCompletionBody(m, call, 'tool_calls', k.omitUsage ? undefined : u), fragments.length);
-    const format = chatToolStream(m, call, { finishReason: 'tool_calls', ...streamUsage(body, k, u) });
-    return { stream, format, tokens: fragments.map((f) => JSON.stringify(f)), n: fragments.length, body: '' };
+  const call = pickTool(body.tools, body.tool_choice, lastRole(body.messages) === 'tool');
+  let contents: Array<string | ToolCall>;
+  let tokens: readonly string[];
+  let per: number; // tokens per choice
+  let finish: string;
+  if (call || json !== null) {
+    // Tool calls and JSON ignore max_tokens: a truncated one would be useless to test with.
+    const text = call ? call.arguments : json!;
+    const fragments = tokenFragments(text);
+    tokens = fragments.map((f) => JSON.stringify(f));
+    per = fragments.length;
+    finish = call ? 'tool_calls' : 'stop';
+    contents = Array.from({ length: choices }, (_, i) => (call ? { ...call, id: i === 0 ? call.id : newId('call') } : text));
+  } else {
+    const capped = cap(body, k.outputTokens);
+    per = capped.n;
+    finish = capped.finish;
+    tokens = WORDS_JSON;
+    contents = Array.from({ length: choices }, (_, i) => completionText(per, i));
   }
-  if (k.refuse) {
-    const u = usage(prompt, REFUSAL.length);
-    if (!stream) return { ...nonStream(chatCompletionBody(m, REFUSAL.join(''), 'stop', k.omitUsage ? undefined : u), REFUSAL.length), refused: true };
-    const format = chatTextStream(m, { finishReason: 'stop', ...streamUsage(body, k, u) });
+  if (k.refuse && !call && json === null) {
+    // A refusal (insights' quality tests): a fixed text in every choice.
+    const u = usage(prompt, REFUSAL.length * choices);
+    const text = REFUSAL.join('');
+    const all = Array.from({ length: choices }, () => text);
+    if (!stream) return { ...nonStream(chatCompletionBody(m, all, 'stop', k.omitUsage ? undefined : u), REFUSAL.length), refused: true };
+    const format = chatStream(m, all, REFUSAL_JSON, { finishReason: 'stop', ...streamUsage(body, k, u) });
     return { stream, format, tokens: REFUSAL_JSON, n: REFUSAL.length, body: '', refused: true };
   }
-  const { n, finish } = cap(body, k.outputTokens);
-  const u = usage(prompt, n);
-  if (!stream) return nonStream(chatCompletionBody(m, completionText(n), finish, k.omitUsage ? undefined : u), n);
-  return { stream, format: chatTextStream(m, { finishReason: finish, ...streamUsage(body, k, u) }), tokens: WORDS_JSON, n, body: '' };
+  const u = usage(prompt, per * choices);
+  if (!stream) return nonStream(chatCompletionBody(m, contents, finish, k.omitUsage ? undefined : u), per);
+  return { stream, format: chatStream(m, contents, tokens, { finishReason: finish, ...streamUsage(body, k, u) }), tokens, n: per, body: '' };
 }
 
 export function completionAnswer(body: Body, k: Knobs): Answer {

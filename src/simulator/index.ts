@@ -11,10 +11,12 @@ import type { AddressInfo } from 'node:net';
 import { embeddingsBody } from './embeddings.js';
 import type { Action, Fault } from './faults.js';
 import { failTimesAction, parseFault, roll } from './faults.js';
-import { chatAnswer, completionAnswer } from './generate.js';
-import type { Knobs } from './generate.js';
+import { chatAnswer, completionAnswer, isInvalid } from './generate.js';
+import type { Answer, Invalid, Knobs } from './generate.js';
 import { headerNum, readBody, sendJson } from './http.js';
 import { CONTEXT_LENGTH_BODY, errorBody, errorForStatus, newId, nowMs } from './openai.js';
+import { ResponseStore, responseIdFrom, responsesAnswer, responsesInputTokens } from './responses.js';
+import type { ResponsesAnswer } from './responses.js';
 import { DEFAULTS, applyPatch, emptyStats } from './settings.js';
 import type { Settings, Simulator, SimulatorOptions, SimulatorPatch } from './settings.js';
 import { TokenStream } from './stream.js';
@@ -50,6 +52,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
   // x-sim-fault fail_times: SDK retries resend the same header, so count per header value.
   const headerFails = new Map<string, number>();
   const stats = emptyStats();
+  const stored = new ResponseStore(); // Responses API: what GET /responses/{id} and previous_response_id find
   // Stop functions of in-flight API requests, so close() can clear their timers at once.
   const live = new Set<() => void>();
   const startedS = Math.floor(Date.now() / 1000);
@@ -99,11 +102,12 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     return action;
   }
 
-  type Kind = 'chat' | 'completions' | 'embeddings';
+  type Kind = 'chat' | 'completions' | 'embeddings' | 'responses';
   const API: Record<string, Kind> = {
     '/v1/chat/completions': 'chat',
     '/v1/completions': 'completions',
     '/v1/embeddings': 'embeddings',
+    '/v1/responses': 'responses',
   };
 
   /** Per-request state shared with the 'close' handler. */
@@ -158,12 +162,15 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     if (kind === 'chat' && !Array.isArray(b.messages)) {
       return sendJson(res, 400, errorBody("Missing required parameter: 'messages'.", 'invalid_request_error', 'missing_required_parameter', 'messages'));
     }
-    const answer = kind === 'chat' ? chatAnswer(b, knobs) : completionAnswer(b, knobs);
-    if (answer.refused) stats.refusals++;
+    const answer: Answer | ResponsesAnswer | Invalid =
+      kind === 'chat' ? chatAnswer(b, knobs) : kind === 'responses' ? responsesAnswer(b, knobs, stored) : completionAnswer(b, knobs);
+    if (isInvalid(answer)) return sendJson(res, 400, errorBody(answer.invalid, 'invalid_request_error', null, answer.param));
+    const onSent = 'onSent' in answer ? (answer as ResponsesAnswer).onSent : undefined;
+    if ('refused' in answer && answer.refused) stats.refusals++;
     if (!answer.stream) {
       // A non-streamed answer arrives when the whole generation would have finished.
       const total = ttftMs + Math.max(0, answer.n - 1) * tpotMs;
-      return delayed(res, answer.body, t0 + total, dieAfter, ex, reqHeaders);
+      return delayed(res, answer.body, t0 + total, dieAfter, ex, reqHeaders, onSent);
     }
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', ...reqHeaders });
     const plan = {
@@ -174,13 +181,21 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
       tpotMs,
       dieAfter: dieAfter === undefined ? undefined : Math.min(dieAfter, answer.n),
     };
-    const stream = new TokenStream(res, plan, () => (ex.killed = true));
+    const stream = new TokenStream(res, plan, () => (ex.killed = true), onSent);
     ex.stop = () => stream.stop();
     stream.start(t0);
   }
 
   /** Send a JSON body at `dueAt`; with die_mid_stream, send half of it and drop the socket. */
-  function delayed(res: ServerResponse, body: string, dueAt: number, dieAfter: number | undefined, ex: Exchange, headers: Record<string, string>): void {
+  function delayed(
+    res: ServerResponse,
+    body: string,
+    dueAt: number,
+    dieAfter: number | undefined,
+    ex: Exchange,
+    headers: Record<string, string>,
+    onSent?: () => void,
+  ): void {
     let timer: NodeJS.Timeout | undefined;
     const fire = (): void => {
       const early = dueAt - nowMs();
@@ -189,7 +204,10 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
         timer = setTimeout(fire, Math.ceil(early));
         return;
       }
-      if (dieAfter === undefined) return sendJson(res, 200, body, headers);
+      if (dieAfter === undefined) {
+        sendJson(res, 200, body, headers);
+        return onSent?.();
+      }
       ex.killed = true;
       const socket = res.socket;
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...headers });
@@ -197,6 +215,37 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     };
     timer = setTimeout(fire, Math.max(0, Math.ceil(dueAt - nowMs())));
     ex.stop = () => clearTimeout(timer);
+  }
+
+  /** GET/DELETE /responses/{id}, POST …/cancel, GET …/input_items, POST /responses/input_tokens. */
+  function responseFollowUp(method: string, rest: string, body: unknown, res: ServerResponse): void {
+    if (rest === 'input_tokens' && method === 'POST') {
+      const b = (body && typeof body === 'object' ? body : {}) as Record<string, unknown>;
+      return sendJson(res, 200, JSON.stringify({ object: 'response.input_tokens', input_tokens: responsesInputTokens(b) }));
+    }
+    const [raw = '', sub, ...more] = rest.split('/');
+    const id = responseIdFrom(raw);
+    const found = id === null || more.length > 0 ? undefined : stored.get(id);
+    const action = `${method} ${sub ?? ''}`;
+    if (!['GET ', 'DELETE ', 'POST cancel', 'GET input_items'].includes(action)) {
+      return sendJson(res, 404, errorBody(`Invalid URL (${method} /v1/responses/${rest})`, 'invalid_request_error'));
+    }
+    if (!found) return sendJson(res, 404, errorBody(`Response with id '${id ?? ''}' not found.`, 'invalid_request_error', null, 'response_id'));
+    switch (action) {
+      case 'GET ':
+        return sendJson(res, 200, found.body);
+      case 'DELETE ':
+        stored.delete(id!);
+        return sendJson(res, 200, JSON.stringify({ id, object: 'response', deleted: true }));
+      case 'POST cancel':
+        // The simulator answers at once; only background responses could still be cancelled.
+        return sendJson(res, 400, errorBody('Only responses created with background=true can be cancelled.', 'invalid_request_error', null, 'response_id'));
+      default: {
+        const data = found.input;
+        const ids = data.map((d) => (d as { id: string }).id);
+        return sendJson(res, 200, JSON.stringify({ object: 'list', data, first_id: ids[0] ?? null, last_id: ids.at(-1) ?? null, has_more: false }));
+      }
+    }
   }
 
   function control(method: string, path: string, body: unknown, res: ServerResponse): void {
@@ -253,6 +302,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
 
     const kind = method === 'POST' ? API[path] : undefined;
     if (kind) return api(kind, req, res, body, t0, ex);
+    if (path.startsWith('/v1/responses/')) return responseFollowUp(method, path.slice('/v1/responses/'.length), body, res);
     if (method === 'GET' && path === '/v1/models') {
       const id = settings.modelName ?? 'simulator';
       const list = { object: 'list', data: [{ id, object: 'model', created: startedS, owned_by: 'llm-gateway-simulator' }] };

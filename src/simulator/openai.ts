@@ -74,6 +74,11 @@ export interface StreamFormat {
   prefix: string;
   suffix: string;
   tail: string;
+  /**
+   * Token chunk i when one prefix/suffix pair cannot express it (a sequence number per event,
+   * or one chunk per choice with n > 1). Built once per request; `ts` is the send stamp.
+   */
+  render?: (i: number, ts: number) => string;
 }
 
 export interface StreamOpts {
@@ -93,43 +98,69 @@ function tailOf(env: string, finishChunk: string, o: StreamOpts): string {
   return finishChunk + usageChunk + 'data: [DONE]\n\n';
 }
 
-/** chat.completion.chunk with text content. */
-export function chatTextStream(meta: Meta, o: StreamOpts): StreamFormat {
-  const env = envelope(meta, 'chat.completion.chunk');
-  const un = o.usageNull ? ',"usage":null' : '';
-  const open = `${env}[{"index":0,"delta":`;
-  const rest = `,"logprobs":null,"finish_reason":null}]${un}`;
-  return {
-    head: `${open}{"role":"assistant","content":""}${rest}}\n\n`,
-    prefix: `${open}{"content":`,
-    suffix: `}${rest},"sim_ts":`,
-    tail: tailOf(env, `${open}{},"logprobs":null,"finish_reason":"${o.finishReason}"}]${un}}\n\n`, o),
-  };
-}
-
 export interface ToolCall {
   id: string;
   name: string;
   arguments: string;
 }
 
-/** chat.completion.chunk streaming one tool call: head names it, tokens are argument fragments. */
-export function chatToolStream(meta: Meta, call: ToolCall, o: StreamOpts): StreamFormat {
-  const env = envelope(meta, 'chat.completion.chunk');
-  const un = o.usageNull ? ',"usage":null' : '';
-  const open = `${env}[{"index":0,"delta":`;
+/** What one chat choice says: text (plain or JSON), or a tool call. */
+export type ChatContent = string | ToolCall;
+
+/** The pieces of one choice's chunks; the token goes between prefix and suffix. */
+interface ChoicePieces {
+  head: string;
+  prefix: string;
+  suffix: string; // up to and including the choice's closing bracket, before ,"sim_ts":
+  finish: string;
+}
+
+function choicePieces(env: string, index: number, content: ChatContent, un: string, finishReason: string): ChoicePieces {
+  const open = `${env}[{"index":${index},"delta":`;
   const rest = `,"logprobs":null,"finish_reason":null}]${un}`;
+  const finish = `${open}{},"logprobs":null,"finish_reason":"${finishReason}"}]${un}}\n\n`;
+  if (typeof content === 'string') {
+    return { head: `${open}{"role":"assistant","content":""}${rest}}\n\n`, prefix: `${open}{"content":`, suffix: `}${rest}`, finish };
+  }
   const first = {
     role: 'assistant',
     content: null,
-    tool_calls: [{ index: 0, id: call.id, type: 'function', function: { name: call.name, arguments: '' } }],
+    tool_calls: [{ index: 0, id: content.id, type: 'function', function: { name: content.name, arguments: '' } }],
   };
   return {
     head: `${open}${JSON.stringify(first)}${rest}}\n\n`,
     prefix: `${open}{"tool_calls":[{"index":0,"function":{"arguments":`,
-    suffix: `}}]}${rest},"sim_ts":`,
-    tail: tailOf(env, `${open}{},"logprobs":null,"finish_reason":"${o.finishReason}"}]${un}}\n\n`, o),
+    suffix: `}}]}${rest}`,
+    finish,
   };
+}
+
+/**
+ * chat.completion.chunk stream of one or more choices (n). A text choice starts with a role
+ * chunk; a tool-call choice with a chunk naming the call, then argument fragments. With n > 1,
+ * every token tick carries one chunk per choice, choice c taking tokens from offset c.
+ */
+export function chatStream(meta: Meta, contents: readonly ChatContent[], tokens: readonly string[], o: StreamOpts): StreamFormat {
+  const env = envelope(meta, 'chat.completion.chunk');
+  const un = o.usageNull ? ',"usage":null' : '';
+  const pieces = contents.map((c, i) => choicePieces(env, i, c, un, o.finishReason));
+  const finishes = pieces.map((p) => p.finish).join('');
+  const usageChunk = o.usage ? `${env}[],"usage":${JSON.stringify(o.usage)}}\n\n` : '';
+  const fmt: StreamFormat = {
+    head: pieces.map((p) => p.head).join(''),
+    prefix: pieces[0]!.prefix,
+    suffix: `${pieces[0]!.suffix},"sim_ts":`,
+    tail: finishes + usageChunk + 'data: [DONE]\n\n',
+  };
+  if (pieces.length > 1) {
+    const len = tokens.length;
+    fmt.render = (i, ts) => {
+      let out = '';
+      for (let c = 0; c < pieces.length; c++) out += pieces[c]!.prefix + tokens[(i + c) % len] + pieces[c]!.suffix + ',"sim_ts":' + ts + '}\n\n';
+      return out;
+    };
+  }
+  return fmt;
 }
 
 /** Legacy text_completion stream: no role chunk, text in choices[].text. */
@@ -144,24 +175,26 @@ export function completionStream(meta: Meta, o: StreamOpts): StreamFormat {
   };
 }
 
-export function chatCompletionBody(meta: Meta, content: string | ToolCall, finishReason: string, u: Usage | undefined): string {
-  const message =
-    typeof content === 'string'
-      ? { role: 'assistant', content, refusal: null, annotations: [] }
-      : {
-          role: 'assistant',
-          content: null,
-          refusal: null,
-          annotations: [],
-          tool_calls: [{ id: content.id, type: 'function', function: { name: content.name, arguments: content.arguments } }],
-        };
+function chatMessage(content: ChatContent): Record<string, unknown> {
+  if (typeof content === 'string') return { role: 'assistant', content, refusal: null, annotations: [] };
+  return {
+    role: 'assistant',
+    content: null,
+    refusal: null,
+    annotations: [],
+    tool_calls: [{ id: content.id, type: 'function', function: { name: content.name, arguments: content.arguments } }],
+  };
+}
+
+/** A chat.completion body with one choice per content (n). */
+export function chatCompletionBody(meta: Meta, contents: readonly ChatContent[], finishReason: string, u: Usage | undefined): string {
   return JSON.stringify({
     id: meta.id,
     object: 'chat.completion',
     created: meta.created,
     model: meta.model,
     system_fingerprint: 'fp_sim',
-    choices: [{ index: 0, message, logprobs: null, finish_reason: finishReason }],
+    choices: contents.map((c, index) => ({ index, message: chatMessage(c), logprobs: null, finish_reason: finishReason })),
     ...(u ? { usage: u } : {}),
   });
 }

@@ -35,6 +35,8 @@ export class TokenStream {
     private readonly plan: StreamPlan,
     /** told when the dieAfter fault drops the connection (so it is not counted as a client abort) */
     private readonly onDie: () => void = () => {},
+    /** told when the whole stream, tail included, has been written */
+    private readonly onEnd: () => void = () => {},
   ) {}
 
   /** Call after writeHead; `t0` is when the request body was read (ms, nowMs clock). */
@@ -85,7 +87,7 @@ export class TokenStream {
     if (this.sent >= n) return this.finish();
     // sim_ts is taken right before the write: the bench uses it as the exact send time.
     const ts = nowMs();
-    const chunk = format.prefix + tokens[this.sent % tokens.length] + format.suffix + ts + '}\n\n';
+    const chunk = format.render ? format.render(this.sent, ts) : format.prefix + tokens[this.sent % tokens.length] + format.suffix + ts + '}\n\n';
     this.sent++;
     if (dieAfter !== undefined && this.sent >= dieAfter) return this.die(chunk);
     const ok = this.res.write(chunk);
@@ -102,6 +104,7 @@ export class TokenStream {
   private finish(): void {
     this.stop();
     this.res.end(this.plan.format.tail);
+    this.onEnd();
   }
 
   /** Write the last chunk, and once it reached the kernel, drop the connection. */

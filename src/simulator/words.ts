@@ -15,10 +15,10 @@ export const WORDS: readonly string[] = [
 /** WORDS already JSON-encoded, so building a chunk is only string concatenation. */
 export const WORDS_JSON: readonly string[] = WORDS.map((w) => JSON.stringify(w));
 
-/** The completion text of `n` tokens. */
-export function completionText(n: number): string {
+/** The completion text of `n` tokens, starting at word `offset` (choice `offset` of n). */
+export function completionText(n: number, offset = 0): string {
   let s = '';
-  for (let i = 0; i < n; i++) s += WORDS[i % WORDS.length];
+  for (let i = 0; i < n; i++) s += WORDS[(i + offset) % WORDS.length];
   return s;
 }
 

@@ -2,12 +2,14 @@
 // the tap only looks at it (and, when the gateway itself asked for usage, cuts that one
 // event out). Backpressure goes straight through: a slow client pauses the upstream.
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { StreamTap, countTokens, usageFromResponse, type TapUsage } from './index.js';
-import type { UpstreamExchange } from '../upstream/exchange.js';
+import { StreamTap } from './tap.js';
+import { countTokens, type TapUsage } from './tokens.js';
+import type { BodyFacts, Wire } from './grammar.js';
+import type { ResponseSource } from '../upstream/exchange.js';
 import { UpstreamFailure } from '../upstream/failures.js';
-import { errors, sendError, sseErrorEvent } from '../errors.js';
+import { errors, sendError } from '../errors.js';
 import type { TokenCounts } from '../settle/index.js';
-import { summariseBody } from './body.js';
+import { usageFault } from '../settle/usage.js';
 
 export interface PromptCounter {
   promptTokens(): number;
@@ -15,7 +17,9 @@ export interface PromptCounter {
 
 export interface ForwardOptions {
   res: ServerResponse;
-  exchange: UpstreamExchange;
+  /** The API's wire format: its stream grammar, body reader and error shapes. */
+  wire: Wire;
+  exchange: ResponseSource;
   stream: boolean;
   stripUsage: boolean;
   requestId: string;
@@ -25,6 +29,8 @@ export interface ForwardOptions {
   servedModel: string;
   /** Prompt tokens by tokenizer, computed on demand (only needed when the upstream sends no usage). */
   prompt: PromptCounter;
+  /** Called once with the upstream's id for the response (Responses API), as soon as it is seen. */
+  onResponseId?: (id: string) => void;
   /** Insights' bounded view of the response bytes (sampled responses only): gets each chunk by reference. */
   outputSlice?: { push(chunk: Buffer): void };
 }
@@ -36,8 +42,11 @@ export interface ForwardOutcome {
   firstTokenAt?: number;
   lastTokenAt?: number;
   finishReason?: string;
+  responseId?: string;
   /** Set when the body broke after the head, or the client left (reason client_abort). */
   failure?: UpstreamFailure;
+  /** The upstream reported usage that is not a plain token count: the field it was in (tokens were estimated instead). */
+  usageFault?: string;
 }
 
 /** Upstream response headers never passed to the client: hop-by-hop, framing we redo, cookies and the provider's own account details. */
@@ -67,13 +76,14 @@ function toCounts(u: TapUsage): TokenCounts {
 }
 
 export function forwardResponse(opts: ForwardOptions): Promise<ForwardOutcome> {
-  return opts.stream ? forwardStream(opts) : forwardWhole(opts);
+  const grammar = opts.wire.grammar;
+  return opts.stream && grammar ? forwardStream(opts, grammar) : forwardWhole(opts);
 }
 
-function forwardStream(opts: ForwardOptions): Promise<ForwardOutcome> {
+function forwardStream(opts: ForwardOptions, grammar: NonNullable<Wire['grammar']>): Promise<ForwardOutcome> {
   const { res, exchange } = opts;
   const backend = exchange.backend;
-  const tap = new StreamTap({ stripUsage: opts.stripUsage, retainChunks: !backend.sendsUsage });
+  const tap = new StreamTap({ grammar, stripUsage: opts.stripUsage, retainChunks: !backend.sendsUsage, onResponseId: opts.onResponseId });
   res.writeHead(exchange.status, clientHeaders(exchange.headers, opts));
   // Send the head now: the client sees the 200 before the first token, as it would direct.
   res.flushHeaders();
@@ -88,16 +98,18 @@ function forwardStream(opts: ForwardOptions): Promise<ForwardOutcome> {
       res.off('drain', onDrain);
       let tokens: TokenCounts;
       let estimated = false;
-      if (tap.usage) tokens = toCounts(tap.usage);
+      const fault = usageFault(tap.usage);
+      const usage = fault === undefined ? tap.usage : undefined;
+      if (usage) tokens = toCounts(usage);
       else {
         estimated = true;
         // Without retained chunks (the backend used to send usage) each content event counts
         // as one token, which is how OpenAI, vLLM and Ollama stream; the next stream from this
         // backend keeps its chunks again and gets a tokenizer count.
-        const output = tap.contentEvents === 0 ? 0 : backend.sendsUsage ? tap.contentEvents : countTokens(tap.outputText());
+        const output = tap.contentEvents === 0 ? 0 : backend.sendsUsage || !tap.textRetained ? tap.contentEvents : countTokens(tap.outputText());
         tokens = { input: opts.prompt.promptTokens(), output, cachedInput: 0, reasoning: 0 };
       }
-      if (!failure) backend.sendsUsage = tap.usage !== undefined;
+      if (!failure) backend.sendsUsage = usage !== undefined;
       resolve({
         status: failure?.reason === 'client_abort' ? 499 : exchange.status,
         tokens,
@@ -105,7 +117,9 @@ function forwardStream(opts: ForwardOptions): Promise<ForwardOutcome> {
         firstTokenAt: tap.firstTokenAt,
         lastTokenAt: tap.lastTokenAt,
         finishReason: tap.finishReason,
+        responseId: tap.responseId,
         failure,
+        usageFault: fault,
       });
     };
     exchange.attach({
@@ -124,11 +138,12 @@ function forwardStream(opts: ForwardOptions): Promise<ForwardOutcome> {
         let failure: UpstreamFailure | undefined;
         if (tap.upstreamError !== undefined) {
           failure = new UpstreamFailure('mid_stream', errors.midStream(exchange.backend.name, 'the upstream sent an error event'), false);
-        } else if (!tap.sawDone) {
-          // A stream that ends without [DONE] was cut short: tell the client instead of letting it take a truncated answer as complete.
-          failure = new UpstreamFailure('mid_stream', errors.midStream(exchange.backend.name, 'the stream ended before [DONE]'), false);
+        } else if (!tap.complete) {
+          // A stream that ends without its end marker ([DONE], response.completed, ...) was
+          // cut short: tell the client instead of letting it take a truncated answer as complete.
+          failure = new UpstreamFailure('mid_stream', errors.midStream(exchange.backend.name, 'the stream ended before its end event'), false);
           if (rest) res.write(rest);
-          res.end(sseErrorEvent(failure.error));
+          res.end(opts.wire.streamError(failure.error, tap.events));
           return finish(failure);
         }
         res.end(rest ?? undefined);
@@ -138,7 +153,7 @@ function forwardStream(opts: ForwardOptions): Promise<ForwardOutcome> {
         if (failure.reason !== 'client_abort' && !res.destroyed) {
           const rest = tap.end();
           if (rest) res.write(rest);
-          res.end(sseErrorEvent(failure.error));
+          res.end(opts.wire.streamError(failure.error, tap.events));
         }
         finish(failure);
       },
@@ -154,30 +169,20 @@ function forwardWhole(opts: ForwardOptions): Promise<ForwardOutcome> {
   const chunks: Buffer[] = [];
   return new Promise((resolve) => {
     const done = (body: Buffer | undefined, failure?: UpstreamFailure) => {
-      let usage: TapUsage | undefined;
-      let text = '';
-      let finishReason: string | undefined;
-      const summary = body && summariseBody(body);
-      if (summary) {
-        usage = summary.usage;
-        finishReason = summary.finishReason;
-      } else if (body) {
-        try {
-          const json = JSON.parse(body.toString('utf8')) as { choices?: Array<{ message?: { content?: unknown }; text?: unknown; finish_reason?: unknown }> };
-          usage = usageFromResponse(json);
-          const first = json.choices?.[0];
-          if (typeof first?.finish_reason === 'string') finishReason = first.finish_reason;
-          if (!usage) for (const c of json.choices ?? []) text += typeof c.message?.content === 'string' ? c.message.content : typeof c.text === 'string' ? c.text : '';
-        } catch {
-          // A non-JSON 2xx body is passed through untouched; tokens are then estimated.
-        }
-      }
+      const facts: BodyFacts | undefined = body && opts.wire.readBody(body);
+      // A count the boundary refuses is not committed: the text is estimated instead.
+      const fault = usageFault(facts?.usage);
+      const usage = fault === undefined ? facts?.usage : undefined;
+      const text = facts?.text ?? '';
+      if (facts?.responseId !== undefined) opts.onResponseId?.(facts.responseId);
       resolve({
         status: failure?.reason === 'client_abort' ? 499 : failure ? failure.error.status : exchange.status,
         tokens: usage ? toCounts(usage) : { input: opts.prompt.promptTokens(), output: text ? countTokens(text) : 0, cachedInput: 0, reasoning: 0 },
         estimated: usage === undefined,
-        finishReason,
+        finishReason: facts?.finishReason,
+        responseId: facts?.responseId,
         failure,
+        usageFault: fault,
       });
     };
     exchange.attach({
@@ -195,7 +200,7 @@ function forwardWhole(opts: ForwardOptions): Promise<ForwardOutcome> {
         done(body);
       },
       onError(failure) {
-        if (failure.reason !== 'client_abort') sendError(res, failure.error, opts.requestId);
+        if (failure.reason !== 'client_abort') sendError(res, failure.error, opts.requestId, undefined, opts.wire.errorBody);
         done(undefined, failure);
       },
     });

@@ -1,3 +1,6 @@
 /** Stream tap: observes streamed (SSE) responses on the hot path; token counting helpers. */
 export { StreamTap, type StreamTapOptions } from './tap.js';
-export { countTokens, estimatePromptTokens, preloadTokenizer, usageFromResponse, type TapUsage } from './tokens.js';
+export { KeyKind, type BodyFacts, type StreamFacts, type StreamGrammar, type Wire } from './grammar.js';
+export { countTokens, estimatePromptTokens, preloadTokenizer, type TapUsage } from './tokens.js';
+// OpenAI's usage mapping lives with the OpenAI protocols; re-exported for existing callers.
+export { usageFromResponse } from '../protocols/openai.js';

@@ -13,6 +13,15 @@ const LF = 0x0a;
 const CR = 0x0d;
 const EMPTY = Buffer.alloc(0);
 
+/**
+ * The most bytes of one unfinished event the scanner holds. An upstream that never sends the
+ * blank line would otherwise make it hold everything (a 40 MiB `data:` line took RSS from 76
+ * to 305 MiB). Past it the event is "oversized": its bytes are released (the tap forwards
+ * them as they come) and, when it ends, it is reported with `oversized` set and not
+ * inspected. No real usage, content or error event comes near this size.
+ */
+export const MAX_HELD_EVENT_BYTES = 1024 * 1024;
+
 export class SseScanner {
   // State carried across chunks.
   private atLineStart = true; // the next byte begins a line (so CR/LF there is a blank line)
@@ -20,6 +29,8 @@ export class SseScanner {
   private crEndedEvent = false; // ...and that CR was the blank line that ended an event
   private tail: Buffer[] = []; // the unfinished event's bytes from earlier chunks (references)
   private tailBytes = 0;
+  /** The unfinished event outgrew maxHeld: its further bytes are not held. */
+  private skipping = false;
 
   // The chunk being scanned.
   private chunk: Buffer = EMPTY;
@@ -36,6 +47,12 @@ export class SseScanner {
   spanned = false;
   /** Offset in the current chunk just past the event. */
   chunkEnd = 0;
+  /** The event found outgrew maxHeld: `buf` holds only its last part and it must not be inspected. */
+  oversized = false;
+  /** finish() found the unfinished event over maxHeld: takeTail() now returns the bytes it held (once). */
+  overflowed = false;
+
+  constructor(private readonly maxHeld = MAX_HELD_EVENT_BYTES) {}
 
   /** True when the previous chunk ended with the CR of an event-ending blank line: a leading LF in the next chunk is part of that (already reported) event. */
   get pendingEventLF(): boolean {
@@ -80,20 +97,24 @@ export class SseScanner {
     return false;
   }
 
-  /** Done with the current chunk: retain (by reference) the unfinished event's bytes. Returns where that event starts in the chunk (chunk.length when every byte belongs to a complete event). */
+  /** Done with the current chunk: retain (by reference) the unfinished event's bytes. Returns where that event starts in the chunk (chunk.length when every byte belongs to a complete event, or to an oversized event that is not held). */
   finish(): number {
     const c = this.chunk;
     const s = this.evStart;
-    if (s < c.length) {
+    this.overflowed = false;
+    if (s < c.length && !this.skipping) {
       this.tail.push(s === 0 ? c : c.subarray(s));
       this.tailBytes += c.length - s;
+      if (this.tailBytes > this.maxHeld) this.skipping = this.overflowed = true;
     }
     this.chunk = EMPTY;
-    return s;
+    // An oversized event's bytes are not held: nothing of this chunk is.
+    return this.skipping && !this.overflowed ? c.length : s;
   }
 
   /** The bytes of an event the stream ended in the middle of (no blank line yet), or null. */
   takeTail(): Buffer | null {
+    this.overflowed = false;
     if (this.tailBytes === 0) return null;
     const b = this.tail.length === 1 ? this.tail[0]! : Buffer.concat(this.tail, this.tailBytes);
     this.tail = [];
@@ -134,6 +155,8 @@ export class SseScanner {
     const c = this.chunk;
     this.pos = i;
     this.chunkEnd = i;
+    this.oversized = this.skipping;
+    this.skipping = false;
     if (this.tailBytes === 0) {
       this.buf = c;
       this.start = this.evStart;

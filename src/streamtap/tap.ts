@@ -1,18 +1,23 @@
 /**
- * The stream tap: observes an upstream's SSE chat/completions stream on its way to the
- * client. Every chunk is handed back for writing the moment it arrives; the tap only looks.
+ * The stream tap: observes an upstream's SSE stream on its way to the client. Every chunk is
+ * handed back for writing the moment it arrives; the tap only looks. What the events mean
+ * (which keys are content, usage, errors, the end marker) is the API's grammar
+ * (src/protocols/): the tap itself knows no field names.
  *
  * Events are classified by bytes, not JSON.parse: one pass over an event's colons finds the
- * keys we care about (`"content":`, `"finish_reason":`, ...). Inside a JSON string every
- * quote is escaped, so `"key":` (quote, key, quote, colon) can only be a real key. Only the
- * rare events carrying a usage object or an error are parsed.
+ * grammar's keys (`"content":`, `"delta":`, ...). Inside a JSON string every quote is
+ * escaped, so `"key":` (quote, key, quote, colon) can only be a real key. Only the rare
+ * events the grammar wants parsed (usage, errors, terminal events) are parsed.
  */
 import { SseScanner, eventData } from './sse.js';
-import { isRecord, usageFromResponse, type TapUsage } from './tokens.js';
+import { isRecord, type TapUsage } from './tokens.js';
+import { KeyKind, type StreamFacts, type StreamGrammar } from './grammar.js';
 import { COLON, LF, OPEN_BRACE, QUOTE, SPACE, TAB } from '../util/json-bytes.js';
 
 export interface StreamTapOptions {
-  /** The gateway injected stream_options.include_usage: remove the usage-only event (choices [] and a usage object) so the client sees what it would have without the gateway. */
+  /** The API's stream grammar (src/protocols/*). */
+  grammar: StreamGrammar;
+  /** The gateway asked for usage itself (chat's stream_options.include_usage): remove the usage-only event so the client sees what it would have without the gateway. */
   stripUsage: boolean;
   /** Clock in ms used to stamp tokens (default performance.now). */
   now?: () => number;
@@ -23,49 +28,65 @@ export interface StreamTapOptions {
    * the forwarder turns it off for backends that have been seen to send usage.
    */
   retainChunks?: boolean;
+  /** Called once, when the upstream's id for the response is first seen (Responses API). */
+  onResponseId?: (id: string) => void;
 }
 
-
-// The keys the tap looks at. TOKEN: a non-empty string value is a generated token: chat
-// content, reasoning (reasoning_content: DeepSeek/vLLM; reasoning: OpenRouter/Ollama),
-// refusals, tool-call arguments, legacy /v1/completions `text`.
-const TOKEN = 1;
-const FINISH = 2;
-const USAGE = 3;
-const ERROR = 4;
-const KEY_TABLE: ReadonlyArray<readonly [string, number]> = [
-  ['content', TOKEN],
-  ['reasoning_content', TOKEN],
-  ['reasoning', TOKEN],
-  ['refusal', TOKEN],
-  ['arguments', TOKEN],
-  ['text', TOKEN],
-  ['finish_reason', FINISH],
-  ['usage', USAGE],
-  ['error', ERROR],
-];
-const KEY_BYTES = KEY_TABLE.map(([k]) => Buffer.from(k, 'latin1'));
-const KEY_KINDS = KEY_TABLE.map(([, kind]) => kind);
-const MAX_KEY = Math.max(...KEY_BYTES.map((k) => k.length));
+/** A grammar's keys as bytes, built once per grammar (not per stream). */
+interface KeyTable {
+  bytes: Buffer[];
+  kinds: number[];
+  maxKey: number;
+  types: Buffer[];
+}
+const tables = new WeakMap<StreamGrammar, KeyTable>();
+function keyTable(g: StreamGrammar): KeyTable {
+  let t = tables.get(g);
+  if (!t) {
+    const bytes = g.keys.map(([k]) => Buffer.from(k, 'latin1'));
+    t = { bytes, kinds: g.keys.map(([, kind]) => kind), maxKey: Math.max(...bytes.map((k) => k.length)), types: g.parseTypes.map((v) => Buffer.from(v, 'latin1')) };
+    tables.set(g, t);
+  }
+  return t;
+}
 
 /** Which of the keys is bytes [a, b) of buf (0: none). */
-function keyKind(buf: Buffer, a: number, b: number): number {
+function keyKind(t: KeyTable, buf: Buffer, a: number, b: number): number {
   const len = b - a;
-  next: for (let k = 0; k < KEY_BYTES.length; k++) {
-    const key = KEY_BYTES[k]!;
+  const keys = t.bytes;
+  next: for (let k = 0; k < keys.length; k++) {
+    const key = keys[k]!;
     if (key.length !== len) continue;
     for (let j = 0; j < len; j++) if (buf[a + j] !== key[j]) continue next;
-    return KEY_KINDS[k]!;
+    return t.kinds[k]!;
   }
   return 0;
 }
 
+/** Whether the string token that opens at v (a quote) is one of the listed values. */
+function listedValue(types: Buffer[], buf: Buffer, v: number, e: number): boolean {
+  next: for (let k = 0; k < types.length; k++) {
+    const t = types[k]!;
+    const end = v + 1 + t.length;
+    if (end >= e || buf[end] !== QUOTE) continue;
+    for (let j = 0; j < t.length; j++) if (buf[v + 1 + j] !== t[j]) continue next;
+    return true;
+  }
+  return false;
+}
+/** The most stream bytes kept for outputText(): a stream without usage longer than this is counted by content events. */
+export const MAX_RETAINED_BYTES = 8 * 1024 * 1024;
+
 export class StreamTap {
+  private readonly grammar: StreamGrammar;
+  private readonly table: KeyTable;
   private readonly stripUsage: boolean;
   private readonly now: () => number;
+  private readonly onResponseId: ((id: string) => void) | undefined;
   private readonly scanner = new SseScanner();
-  private readonly chunks: Buffer[] = []; // every chunk, by reference, for outputText()
-  private readonly retain: boolean;
+  private chunks: Buffer[] = []; // every chunk, by reference, for outputText()
+  private retain: boolean;
+  private retainedBytes = 0;
 
   private pushTime: number | undefined; // now() of the current push, read at most once per push
   private lastCut = false; // the last complete event was removed
@@ -75,12 +96,14 @@ export class StreamTap {
   private _firstTokenAt: number | undefined;
   private _lastTokenAt: number | undefined;
   private _contentEvents = 0;
-  private _usage: TapUsage | undefined;
-  private _finishReason: string | undefined;
-  private _sawDone = false;
-  private _upstreamError: unknown = undefined;
+  private _events = 0;
+  /** Written by the grammar's onEvent. */
+  private readonly facts: StreamFacts = { usage: undefined, finishReason: undefined, error: undefined, complete: false, responseId: undefined };
 
   constructor(opts: StreamTapOptions) {
+    this.grammar = opts.grammar;
+    this.table = keyTable(opts.grammar);
+    this.onResponseId = opts.onResponseId;
     this.stripUsage = opts.stripUsage;
     this.retain = opts.retainChunks !== false;
     this.now = opts.now ?? (() => performance.now());
@@ -96,18 +119,34 @@ export class StreamTap {
   get contentEvents(): number {
     return this._contentEvents;
   }
+  /** Complete events seen (comments and keep-alives included). */
+  get events(): number {
+    return this._events;
+  }
   get usage(): TapUsage | undefined {
-    return this._usage;
+    return this.facts.usage;
   }
   get finishReason(): string | undefined {
-    return this._finishReason;
+    return this.facts.finishReason;
   }
+  /** The stream's own end marker arrived ([DONE], response.completed, ...). */
+  get complete(): boolean {
+    return this.facts.complete;
+  }
+  /** outputText() can rebuild the whole output (chunks were kept, and stayed under MAX_RETAINED_BYTES). */
+  get textRetained(): boolean {
+    return this.retain;
+  }
+  /** Same as complete (the name from when only [DONE] ended a stream). */
   get sawDone(): boolean {
-    return this._sawDone;
+    return this.facts.complete;
   }
-  /** The `error` value of an upstream event `data: {"error":{...}}`. */
+  /** The upstream's own error (e.g. the value of `data: {"error":{...}}`). */
   get upstreamError(): unknown {
-    return this._upstreamError;
+    return this.facts.error;
+  }
+  get responseId(): string | undefined {
+    return this.facts.responseId;
   }
 
   /**
@@ -115,15 +154,24 @@ export class StreamTap {
    * nothing was removed, a subarray/concatenation when the usage event was cut out, or null.
    */
   push(chunk: Buffer): Buffer | null {
-    if (this.retain) this.chunks.push(chunk);
+    if (this.retain) {
+      this.chunks.push(chunk);
+      this.retainedBytes += chunk.length;
+      // Bounded: past it the text is not rebuilt and content events are counted instead.
+      if (this.retainedBytes > MAX_RETAINED_BYTES) {
+        this.retain = false;
+        this.chunks = [];
+      }
+    }
     this.pushTime = undefined;
     const sc = this.scanner;
     sc.begin(chunk);
 
     if (!this.stripUsage) {
       // Nothing is ever removed, so nothing is ever held: the chunk goes out as is.
-      while (sc.next()) this.observe(sc.buf, sc.start, sc.end);
+      while (sc.next()) if (!sc.oversized) this.observe(sc.buf, sc.start, sc.end);
       sc.finish();
+      if (sc.overflowed) sc.takeTail(); // released: an oversized event is not inspected
       return chunk;
     }
 
@@ -138,7 +186,8 @@ export class StreamTap {
       if (chunk[0] === LF) from = 1;
     }
     while (sc.next()) {
-      const cut = this.observe(sc.buf, sc.start, sc.end);
+      // An oversized event's earlier bytes went out already (below); it is never the usage event.
+      const cut = sc.oversized ? false : this.observe(sc.buf, sc.start, sc.end);
       this.lastCut = cut;
       if (sc.spanned) {
         // The held-back bytes plus chunk[0, chunkEnd) were concatenated into sc.buf.
@@ -151,8 +200,16 @@ export class StreamTap {
         from = sc.end;
       }
     }
-    const tailStart = sc.finish(); // bytes from here on are held back
+    let tailStart = sc.finish(); // bytes from here on are held back
     this.dropLF = this.lastCut && sc.pendingEventLF;
+    if (sc.overflowed) {
+      // The unfinished event outgrew the scanner's cap: what was held goes out now (it ends
+      // this chunk's output: earlier held bytes only remain when no event completed here).
+      const held = sc.takeTail()!;
+      if (from < tailStart) (pieces ??= []).push(chunk.subarray(from, tailStart));
+      (pieces ??= []).push(held);
+      tailStart = from = chunk.length;
+    }
 
     if (pieces === null) {
       if (from === 0 && tailStart === chunk.length) return chunk; // the common case: zero copy
@@ -188,55 +245,70 @@ export class StreamTap {
     const sc = new SseScanner();
     const parts: string[] = [];
     sc.begin(all);
-    while (sc.next()) collectOutput(eventData(sc.buf, sc.start, sc.end), parts);
+    while (sc.next()) this.collect(eventData(sc.buf, sc.start, sc.end), parts);
     sc.finish();
     const tail = sc.takeTail();
-    if (tail !== null) collectOutput(eventData(tail, 0, tail.length), parts);
+    if (tail !== null) this.collect(eventData(tail, 0, tail.length), parts);
     return parts.join('');
+  }
+
+  private collect(data: string | null, parts: string[]): void {
+    if (data === null || data.charCodeAt(0) !== OPEN_BRACE) return;
+    let obj: unknown;
+    try {
+      obj = JSON.parse(data);
+    } catch {
+      return;
+    }
+    if (isRecord(obj)) this.grammar.collectText(obj, parts);
   }
 
   /** Classify one complete event (bytes [s, e) of buf). Returns true when it must be cut. */
   private observe(buf: Buffer, s: number, e: number): boolean {
+    this._events++;
     const first = dataValueStart(buf, s, e);
     if (first < 0 || buf[first] !== OPEN_BRACE) {
       // Not a plain JSON event: [DONE], a comment/keep-alive, other fields. Rare: decode it.
       const data = eventData(buf, s, e);
       if (data === null) return false;
       if (data.trim() === '[DONE]') {
-        this._sawDone = true;
+        if (this.grammar.doneSentinel) this.facts.complete = true;
         return false;
       }
       if (data.charCodeAt(0) !== OPEN_BRACE) return false;
     }
 
     // One pass over the colons of the event; a colon right after a quoted key we know is a hit.
+    const table = this.table;
+    const maxKey = table.maxKey;
     let token = false;
-    let parse = false; // a usage object or an error: worth a JSON.parse
-    let wantUsage = false;
+    let parse = false; // usage, an error, a terminal event: worth a JSON.parse
     for (let c = buf.indexOf(COLON, s); c >= 0 && c < e; c = buf.indexOf(COLON, c + 1)) {
       let q = c - 1;
       while (q > s && (buf[q] === SPACE || buf[q] === TAB)) q--;
       if (buf[q] !== QUOTE) continue;
       let o = q - 1;
-      while (o > s && buf[o] !== QUOTE && q - o <= MAX_KEY) o--;
+      while (o > s && buf[o] !== QUOTE && q - o <= maxKey) o--;
       if (buf[o] !== QUOTE) continue;
-      const kind = keyKind(buf, o + 1, q);
+      const kind = keyKind(table, buf, o + 1, q);
       if (kind === 0) continue;
       const v = skipWs(buf, c + 1, e);
       const b = buf[v];
-      if (kind === TOKEN) {
+      if (kind === KeyKind.Token) {
         // `"` then anything but `"`: a non-empty string ("role":"assistant","content":"" is no token).
         if (b === QUOTE && v + 1 < e && buf[v + 1] !== QUOTE) token = true;
-      } else if (kind === FINISH) {
+      } else if (kind === KeyKind.Finish) {
         if (b === QUOTE) {
           const end = buf.indexOf(QUOTE, v + 1);
-          if (end > v && end < e) this._finishReason = buf.toString('latin1', v + 1, end);
+          if (end > v && end < e) this.facts.finishReason = buf.toString('latin1', v + 1, end);
         }
-      } else if (kind === USAGE) {
+      } else if (kind === KeyKind.ParseObject) {
         // Not `"usage":null`, which OpenAI puts on every chunk once include_usage is on.
-        if (b === OPEN_BRACE) parse = wantUsage = true;
-      } else if (b === OPEN_BRACE || b === QUOTE) {
-        parse = true; // ERROR
+        if (b === OPEN_BRACE) parse = true;
+      } else if (kind === KeyKind.ParseValue) {
+        if (b === OPEN_BRACE || b === QUOTE) parse = true;
+      } else if (b === QUOTE && listedValue(table.types, buf, v, e)) {
+        parse = true; // KeyKind.Type
       }
     }
 
@@ -255,19 +327,25 @@ export class StreamTap {
       return false;
     }
     if (!isRecord(obj)) return false;
-    const err = obj['error'];
-    if (err !== undefined && err !== null) this._upstreamError = err;
-    if (!wantUsage) return false;
-    const usage = usageFromResponse(obj);
-    if (usage === undefined) return false;
-    this._usage = usage;
-    const choices = obj['choices'];
-    return this.stripUsage && (choices === undefined || (Array.isArray(choices) && choices.length === 0));
+    const facts = this.facts;
+    const hadId = facts.responseId;
+    const usageEvent = this.grammar.onEvent(obj, facts);
+    if (hadId === undefined && facts.responseId !== undefined) this.onResponseId?.(facts.responseId);
+    return this.stripUsage && usageEvent;
   }
 }
 
-/** Offset of the value of the event's first line when that is a data line ("data:" or "data: "), else -1. */
+/**
+ * Offset of the value of the event's data line ("data:" or "data: ") when the event starts
+ * with it, or with one `event:` line and then it (the Responses and Messages APIs name every
+ * event); else -1.
+ */
 function dataValueStart(buf: Buffer, s: number, e: number): number {
+  if (e - s > 6 && buf[s] === 0x65 && buf[s + 1] === 0x76 && buf[s + 2] === 0x65 && buf[s + 3] === 0x6e && buf[s + 4] === 0x74 && buf[s + 5] === COLON) {
+    const lf = buf.indexOf(LF, s + 6);
+    if (lf < 0 || lf >= e || buf[lf - 1] === 0x0d) return -1; // CRLF/CR framing: the slow path reads it
+    s = lf + 1;
+  }
   if (e - s < 6 || buf[s] !== 0x64 || buf[s + 1] !== 0x61 || buf[s + 2] !== 0x74 || buf[s + 3] !== 0x61 || buf[s + 4] !== COLON) {
     return -1;
   }
@@ -277,39 +355,4 @@ function dataValueStart(buf: Buffer, s: number, e: number): number {
 function skipWs(buf: Buffer, i: number, e: number): number {
   while (i < e && (buf[i] === SPACE || buf[i] === TAB)) i++;
   return i;
-}
-
-/** Append the generated text of one event's data (a chat or completions chunk) to parts. */
-function collectOutput(data: string | null, parts: string[]): void {
-  if (data === null || data.charCodeAt(0) !== 0x7b) return;
-  let obj: unknown;
-  try {
-    obj = JSON.parse(data);
-  } catch {
-    return;
-  }
-  if (!isRecord(obj) || !Array.isArray(obj['choices'])) return;
-  for (const choice of obj['choices']) {
-    if (!isRecord(choice)) continue;
-    pushStr(choice['text'], parts);
-    const delta = choice['delta'];
-    if (!isRecord(delta)) continue;
-    pushStr(delta['reasoning_content'], parts);
-    pushStr(delta['reasoning'], parts);
-    pushStr(delta['content'], parts);
-    pushStr(delta['refusal'], parts);
-    const calls = delta['tool_calls'];
-    if (Array.isArray(calls)) for (const c of calls) if (isRecord(c)) pushFunction(c['function'], parts);
-    pushFunction(delta['function_call'], parts);
-  }
-}
-
-function pushFunction(fn: unknown, parts: string[]): void {
-  if (!isRecord(fn)) return;
-  pushStr(fn['name'], parts);
-  pushStr(fn['arguments'], parts);
-}
-
-function pushStr(v: unknown, parts: string[]): void {
-  if (typeof v === 'string' && v.length > 0) parts.push(v);
 }

@@ -1,6 +1,5 @@
 /**
- * Token counting for when the upstream reports no usage, prompt estimates for admission,
- * and the mapping of an OpenAI `usage` object.
+ * Token counting for when the upstream reports no usage, and prompt estimates for admission.
  */
 
 // cl100k_base (GPT-4 / GPT-3.5) rather than o200k_base: for the backends that send no usage
@@ -150,29 +149,14 @@ function inputTokens(v: unknown): number {
 }
 
 /**
- * The usage of a response (or stream event) object, mapped from OpenAI's `usage`:
- * prompt_tokens, completion_tokens (absent for embeddings), prompt_tokens_details.cached_tokens,
- * completion_tokens_details.reasoning_tokens. Undefined when there is no usable usage.
+ * A usage count as the upstream sent it: absent (undefined / null) → undefined; a number as
+ * is; anything else → NaN (present but invalid). Whether a count can be trusted is decided in
+ * one place, settle's boundary (settle/usage.ts usageFault), which counts a bad one as an
+ * upstream fault.
  */
-export function usageFromResponse(json: unknown): TapUsage | undefined {
-  if (!isRecord(json)) return undefined;
-  const u = json['usage'];
-  if (!isRecord(u)) return undefined;
-  const input = num(u['prompt_tokens']);
-  const output = num(u['completion_tokens']);
-  if (input === undefined && output === undefined) return undefined;
-  const pd = u['prompt_tokens_details'];
-  const cd = u['completion_tokens_details'];
-  return {
-    input: input ?? 0,
-    output: output ?? 0,
-    cachedInput: (isRecord(pd) ? num(pd['cached_tokens']) : undefined) ?? 0,
-    reasoning: (isRecord(cd) ? num(cd['reasoning_tokens']) : undefined) ?? 0,
-  };
-}
-
-function num(v: unknown): number | undefined {
-  return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : undefined;
+export function num(v: unknown): number | undefined {
+  if (v === undefined || v === null) return undefined;
+  return typeof v === 'number' ? v : NaN;
 }
 
 export function isRecord(v: unknown): v is Record<string, unknown> {

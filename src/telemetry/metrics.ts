@@ -50,7 +50,17 @@ export class ModelSeries {
 // the ranges the issue asks for (TTFT 10 ms..60 s, TPOT 1 ms..1 s).
 export const TTFT_BUCKETS = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 7.5, 10, 15, 20, 30, 60];
 export const TPOT_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1];
+/** The gateway's own added time: fine steps from 50 us to 10 ms, where it lives, then coarse. */
+export const OVERHEAD_BUCKETS = [
+  0.00005, 0.0001, 0.00015, 0.0002, 0.0003, 0.0004, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 1,
+];
 export const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300];
+
+/** What the pool gauges read of a backend (structurally, upstream's Backend). */
+export interface UpstreamPoolView {
+  readonly name: string;
+  readonly pool: { readonly stats: { readonly connected: number; readonly free: number; readonly pending: number } };
+}
 
 export class Metrics {
   readonly registry = new Registry();
@@ -152,16 +162,72 @@ export class Metrics {
     labelNames: ['model', 'backend', 'reason'] as const,
     registers: [this.registry],
   });
+  /**
+   * The upstream pools to report, read at scrape time (the gateway points it at its current
+   * backends): queue and connection counts cost nothing per request, only per scrape.
+   */
+  upstreamPools: () => Iterable<UpstreamPoolView> = () => [];
+  readonly upstreamPending = new Gauge({
+    name: 'llm_gateway_upstream_pending',
+    help: 'Requests waiting for a connection to their backend (queued over pool_size, or while their connection opens).',
+    labelNames: ['backend'] as const,
+    registers: [this.registry],
+    collect: () => {
+      this.upstreamPending.reset();
+      for (const b of this.upstreamPools()) this.upstreamPending.set({ backend: b.name }, b.pool.stats.pending);
+    },
+  });
+  readonly upstreamConnections = new Gauge({
+    name: 'llm_gateway_upstream_connections',
+    help: 'Connections to each backend by state: open (connected), busy (carrying a request or stream).',
+    labelNames: ['backend', 'state'] as const,
+    registers: [this.registry],
+    collect: () => {
+      const g = this.upstreamConnections;
+      g.reset();
+      for (const b of this.upstreamPools()) {
+        const st = b.pool.stats;
+        g.set({ backend: b.name, state: 'open' }, st.connected);
+        g.set({ backend: b.name, state: 'busy' }, st.connected - st.free);
+      }
+    },
+  });
+  /** Set by admission when it uses the redis store: operations queued for it, read at scrape time. */
+  storePendingOps: (() => number) | undefined = undefined;
+  readonly storePending: Gauge = new Gauge({
+    name: 'llm_gateway_store_pending_operations',
+    help: 'Settles and releases waiting for the redis state store (down or slow); past 100000 the oldest is dropped and its lease frees it.',
+    registers: [this.registry],
+    collect: (): void => this.storePending.set(this.storePendingOps?.() ?? 0),
+  });
   readonly storeErrors = new Counter({
     name: 'llm_gateway_store_errors_total',
     help: 'Errors talking to the shared state store.',
     labelNames: ['store', 'op'] as const,
     registers: [this.registry],
   });
+  readonly overhead = new HistogramFamily(
+    this.registry,
+    'llm_gateway_overhead_seconds',
+    'Time the gateway itself adds to a request served at the first attempt: request received -> upstream request sent, plus upstream first byte -> client first byte (non-streamed: upstream body complete -> response written).',
+    ['model', 'stream'],
+    OVERHEAD_BUCKETS,
+  );
+  readonly traceSpansDropped = new Counter({
+    name: 'llm_gateway_trace_spans_dropped_total',
+    help: 'Spans not exported, by reason: queue_full (the batch queue was full, e.g. collector unreachable), export_failed.',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
   readonly policyReloads = new Counter({
     name: 'llm_gateway_policy_reloads_total',
     help: 'Policy reloads by result (success, failure).',
     labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly connectionsRefused = new Counter({
+    name: 'llm_gateway_connections_refused_total',
+    help: 'Client connections refused at accept because server.max_connections were open.',
     registers: [this.registry],
   });
 
@@ -207,6 +273,7 @@ export class Metrics {
   private readonly seriesCache = new Map<string, Map<string, ModelSeries>>();
   private readonly activeCache = new Map<string, GaugeSeries>();
   private readonly costCache = new Map<string, Map<string, CounterSeries>>();
+  private readonly overheadCache = new Map<string, [HistogramSeries | undefined, HistogramSeries | undefined]>();
 
   /** The cached series of (model, backend); both are bounded, configured names. */
   series(model: string, backend: string): ModelSeries {
@@ -223,6 +290,13 @@ export class Metrics {
     return g;
   }
 
+  overheadFor(model: string, stream: boolean): HistogramSeries {
+    let pair = this.overheadCache.get(model);
+    if (!pair) this.overheadCache.set(model, (pair = [undefined, undefined]));
+    const i = stream ? 1 : 0;
+    return (pair[i] ??= this.overhead.child(model, String(stream)));
+  }
+
   costFor(model: string, team: string): CounterSeries {
     let byTeam = this.costCache.get(model);
     if (!byTeam) this.costCache.set(model, (byTeam = new Map()));
@@ -232,9 +306,26 @@ export class Metrics {
   }
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
-    if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'llm_gateway_' });
+    if (opts.defaultMetrics !== false) {
+      collectDefaultMetrics({ register: this.registry, prefix: 'llm_gateway_' });
+      dropTotalGauges(this.registry);
+    }
     // Both series exist from the start: increase() over a series that first appears with the
     // first failure reads 0, and the reload-failed alert would miss it.
     for (const result of ['success', 'failure']) this.policyReloads.inc({ result }, 0);
+    for (const reason of ['queue_full', 'export_failed']) this.traceSpansDropped.inc({ reason }, 0);
+  }
+}
+
+/**
+ * prom-client's default metrics include gauges named `*_total` (nodejs_active_handles_total,
+ * _requests_total, _resources_total): `_total` is reserved for counters, so `promtool check
+ * metrics` fails the whole page on them. Each is the sum of its per-type gauge
+ * (`nodejs_active_handles{type}` ...), so nothing is lost: `sum(llm_gateway_nodejs_active_handles)`.
+ */
+function dropTotalGauges(registry: Registry): void {
+  for (const m of registry.getMetricsAsArray()) {
+    const { name, type } = m as unknown as { name: string; type: string };
+    if (type === 'gauge' && name.endsWith('_total')) registry.removeSingleMetric(name);
   }
 }

@@ -5,11 +5,15 @@ import { createRequire } from 'node:module';
 import type { Pool as UndiciPool } from 'undici';
 import type { BackendConfig } from '../config/schema.js';
 import type { Simulator } from '../simulator/index.js';
+import { SIMULATOR_HEADERS } from './headers.js';
 
 // undici's Pool module alone: its index also loads fetch, WebSocket, caches, mocks and more
 // that the gateway never uses (idle RSS +20 MiB for the index, +11 MiB for the Pool).
 const Pool = createRequire(import.meta.url)('undici/lib/dispatcher/pool.js') as typeof UndiciPool;
 type Pool = UndiciPool;
+
+/** How long an idle upstream connection is kept for reuse. */
+export const KEEP_ALIVE_MS = 30_000;
 
 export class Backend {
   readonly origin: string;
@@ -18,6 +22,8 @@ export class Backend {
   readonly pool: Pool;
   /** Headers added to every upstream request: provider key and configured extras. */
   readonly injectedHeaders: Record<string, string>;
+  /** Client headers forwarded beyond the built-in allow-list (forward_headers; the simulator's knobs). */
+  readonly forwardHeaders: readonly string[];
   /**
    * Whether this backend's last completed stream carried usage. While it does, the stream
    * tap need not keep chunks for a tokenizer count (see StreamTapOptions.retainChunks).
@@ -33,15 +39,21 @@ export class Backend {
     this.origin = url.origin;
     this.basePath = url.pathname.replace(/\/+$/, '');
     this.pool = new Pool(this.origin, {
-      connections: config.pool_size,
+      // A stream holds its connection for its whole life, so a connection cap is a cap on
+      // concurrent streams: none unless ops set pool_size (docs/defaults.md). Requests over
+      // the cap wait in the pool's queue: llm_gateway_upstream_pending, queue_ms.
+      connections: config.pool_size ?? null,
       connectTimeout: config.connect_timeout_ms,
       headersTimeout: config.timeout_ms,
       bodyTimeout: config.idle_timeout_ms,
-      keepAliveTimeout: 30_000,
+      // Idle cleanup: a connection unused this long is closed (sooner if the server's
+      // keep-alive hint says so), so a burst of streams leaves no sockets open behind it.
+      keepAliveTimeout: KEEP_ALIVE_MS,
       // LLM responses are long-lived; pipelining would queue a request behind a stream.
       pipelining: 1,
     });
     this.injectedHeaders = { ...('headers' in config ? config.headers : {}) };
+    this.forwardHeaders = config.type === 'simulator' ? SIMULATOR_HEADERS : config.forward_headers;
     const key = 'api_key' in config ? config.api_key : undefined;
     if (key) this.injectedHeaders.authorization = `Bearer ${key}`;
   }

@@ -8,7 +8,7 @@
 // Whenever the layout is not the simple one (no top-level "model" string found, or a
 // stream_options object already there), the caller falls back to JSON.stringify.
 
-import { CLOSE_BRACE, CLOSE_BRACKET, COLON, COMMA, OPEN_BRACE, OPEN_BRACKET, QUOTE, isSpace, stringEnd } from '../util/json-bytes.js';
+import { BACKSLASH, CLOSE_BRACE, CLOSE_BRACKET, COLON, COMMA, OPEN_BRACE, OPEN_BRACKET, QUOTE, isSpace, stringEnd } from '../util/json-bytes.js';
 
 const MODEL_KEY = Buffer.from('model');
 const USAGE_OPTION = Buffer.from('"stream_options":{"include_usage":true}');
@@ -33,6 +33,10 @@ function topLevelModel(raw: Buffer): [number, number] | undefined {
       const end = stringEnd(raw, i);
       if (end < 0) return undefined;
       if (depth === 1 && expectKey) {
+        // An escaped top-level key ("mod\u0065l") may decode to one the gateway reads: JSON.parse
+        // sees it, a byte compare does not. Serialise from the parsed body instead, so the model
+        // routed and billed is the one sent.
+        if (raw.indexOf(BACKSLASH, i + 1) !== -1 && raw.indexOf(BACKSLASH, i + 1) < end) return undefined;
         const isModel = end - i === MODEL_KEY.length + 2 && raw.compare(MODEL_KEY, 0, MODEL_KEY.length, i + 1, end - 1) === 0;
         let v = end;
         while (isSpace(raw[v])) v++;

@@ -6,7 +6,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { Backend } from './backends.js';
-import { UpstreamFailure, classifyError } from './failures.js';
+import { UpstreamFailure, classifyError, redirectFailure } from './failures.js';
 
 export interface ResponseSink {
   /** A body chunk arrived. Return false to pause the upstream until sink.resume is called. */
@@ -14,6 +14,17 @@ export interface ResponseSink {
   onEnd(): void;
   /** The body broke after the head (reset, idle timeout, abort). */
   onError(failure: UpstreamFailure): void;
+}
+
+/** What the forwarder reads a response from: an exchange, or a guard wrapped around one (upstream/guard.ts). */
+export interface ResponseSource {
+  readonly backend: Backend;
+  readonly status: number;
+  readonly headers: IncomingHttpHeaders;
+  /** Starts the body flowing into the sink. */
+  attach(sink: ResponseSink): void;
+  /** The sink returned false earlier and can take more now. */
+  resume(): void;
 }
 
 export interface UpstreamRequest {
@@ -30,11 +41,15 @@ const MAX_ERROR_BODY = 64 * 1024;
  * The exchange is its own undici dispatch handler: its on* methods are called by the pool,
  * so a request allocates no handler object or closures.
  */
-export class UpstreamExchange implements Dispatcher.DispatchHandler {
+export class UpstreamExchange implements Dispatcher.DispatchHandler, ResponseSource {
   status = 0;
   headers: IncomingHttpHeaders = {};
   /** For status >= 400: the (bounded) error body. */
   errorBody: Buffer | undefined;
+  /** performance.now() stamps for the gateway-overhead histogram: request handed to the socket, response head in, body ended. */
+  sentAt = 0;
+  headAt = 0;
+  endAt = 0;
   private controller: Dispatcher.DispatchController | undefined;
   private sink: ResponseSink | undefined;
   private ended = false;
@@ -45,8 +60,20 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   private headReject: ((e: UpstreamFailure) => void) | undefined;
   private headDone = false;
   private abortReason: Error | undefined;
+  /** performance.now() when handed to the pool, and when it got its connection (NaN until then). */
+  dispatchedAt = 0;
+  startedAt = NaN;
 
   constructor(readonly backend: Backend) {}
+
+  /**
+   * Time from the pool to the wire: queued behind pool_size, a connection opening, or undici's
+   * one loop turn before reusing an idle keep-alive socket. Until it was written, or, if it
+   * never was (failed, aborted), until `now`.
+   */
+  queueMs(now: number): number {
+    return (this.startedAt === this.startedAt ? this.startedAt : now) - this.dispatchedAt;
+  }
 
   /** Sends the request; resolves once the response head (and, for errors, the body) is in. */
   open(req: UpstreamRequest): Promise<void> {
@@ -58,6 +85,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
     const headers = req.headers;
     const injected = this.backend.injectedHeaders;
     for (const name in injected) headers[name] = injected[name]!;
+    this.dispatchedAt = performance.now();
     this.backend.pool.dispatch(
       {
         origin: this.backend.origin,
@@ -68,17 +96,29 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
       },
       this,
     );
+    this.sentAt = performance.now();
     return head;
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
+    // Called as the request is written to its connection: the end of its wait in the queue.
+    this.startedAt = performance.now();
     this.controller = controller;
     if (this.abortReason) controller.abort(this.abortReason);
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeaders): void {
+    this.headAt = performance.now();
     this.status = status;
     this.headers = headers;
+    if (status >= 300 && status < 400) {
+      // Never relayed (see redirectFailure): the head fails and the body is not read.
+      this.headDone = true;
+      this.failure = redirectFailure(this.backend.name, status);
+      this.headReject!(this.failure);
+      controller.abort(this.failure);
+      return;
+    }
     if (status < 400) {
       // Hold the body until the pipeline attaches its sink (it may be deciding to retry).
       controller.pause();
@@ -97,6 +137,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(): void {
+    this.endAt = performance.now();
     this.ended = true;
     if (this.status >= 400) {
       this.errorBody = this.errorChunks ? Buffer.concat(this.errorChunks) : Buffer.alloc(0);
@@ -109,6 +150,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    if (this.failure?.reason === 'redirect') return; // our own abort of a redirect: already failed
     this.failure = classifyError(err, this.backend.name, this.headDone);
     if (!this.headDone) {
       this.headDone = true;

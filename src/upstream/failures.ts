@@ -15,12 +15,22 @@ export type FailureReason =
   | 'status_429'
   | 'status_5xx'
   | 'status_4xx'
+  | 'redirect'
+  | 'shutdown'
   | 'bad_response';
 
 export class ClientAbort extends Error {
   readonly code = 'GW_CLIENT_ABORT';
   constructor() {
     super('client closed the connection');
+  }
+}
+
+/** The gateway cut the request itself: shutting down past server.drain_timeout_ms. */
+export class ShutdownCut extends Error {
+  readonly code = 'GW_SHUTDOWN_CUT';
+  constructor() {
+    super('the gateway is shutting down');
   }
 }
 
@@ -49,6 +59,7 @@ function codeOf(err: unknown): string | undefined {
 
 export function classifyError(err: Error, backend: string, afterHead: boolean): UpstreamFailure {
   if (err instanceof ClientAbort) return new UpstreamFailure('client_abort', errors.midStream(backend, 'client left'), true);
+  if (err instanceof ShutdownCut) return new UpstreamFailure('shutdown', errors.shuttingDown(), true);
   const code = codeOf(err);
   switch (code) {
     case 'UND_ERR_CONNECT_TIMEOUT':
@@ -82,6 +93,16 @@ export function retryAfterMs(headers: Record<string, string | string[] | undefin
   if (Number.isFinite(s)) return Math.max(0, s * 1000);
   const at = Date.parse(ra);
   return Number.isFinite(at) ? Math.max(0, at - Date.now()) : undefined;
+}
+
+/**
+ * An upstream 3xx. Relayed, it would send the client's SDK (which follows 307/308 with the
+ * same body) to a host the upstream names, carrying the prompt. It is a fault of the
+ * deployment (misconfigured base_url, a captive proxy): a 502 the router may fail over from.
+ * Counted as a local failure so the client gets this error, not a generic 503.
+ */
+export function redirectFailure(backend: string, status: number): UpstreamFailure {
+  return new UpstreamFailure('redirect', errors.upstreamRedirect(backend, status), true, status);
 }
 
 /** A failure for an upstream answer with an error status (the body is forwarded to the client when nothing else can serve). */

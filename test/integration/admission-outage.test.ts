@@ -75,6 +75,8 @@ describe('admission when Redis goes away and comes back', () => {
     const m = await open.metricsText();
     expect(metricValue(m, 'llm_gateway_store_errors_total', { store: 'redis', op: 'settle' })).toBe(1); // the stream's
     expect(metricValue(m, 'llm_gateway_store_errors_total', { store: 'redis', op: 'reconcile' })).toBe(5); // fallback spend, queued
+    // What waits for the store is visible while it is down.
+    expect(metricValue(m, 'llm_gateway_store_pending_operations')).toBeGreaterThanOrEqual(1);
 
     await redis.start();
     await eventually(async () => expect((await fetch(`${closed.url}/readyz`)).status).toBe(200), 5_000);
@@ -84,6 +86,7 @@ describe('admission when Redis goes away and comes back', () => {
     for (let i = 0; i < 2; i++) await ask(co);
     const spend = await admin<{ degraded: boolean; pending_ops: number }>(open.url, 'spend');
     expect(spend.body).toMatchObject({ degraded: false, pending_ops: 0 });
+    expect(metricValue(await open.metricsText(), 'llm_gateway_store_pending_operations')).toBe(0);
     expect(await budgetOf(open.url, 'key', 'app')).toMatchObject({ spend_usd: 0.13, reserved_usd: 0 });
     expect(await budgetOf(closed.url, 'key', 'app')).toMatchObject({ spend_usd: 0.02, reserved_usd: 0 });
     const limits = await admin<{ scopes: Array<{ name: string; concurrency: { in_use: number } }> }>(open.url, 'limits');

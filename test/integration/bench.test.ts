@@ -76,7 +76,7 @@ describe('bench/run.js', () => {
       // One round (the default is three): the figures are not judged here, only produced.
       bench(['--scenario', 'throughput', '--duration', '1', '--rounds', '1', '--connections', '4', '--out', tFile], 110_000),
       bench(
-        ['--scenario', 'streams', '--streams', '10', '--duration', '2', '--ttft-ms', '20', '--tpot-ms', '10', '--output-tokens', '16', '--out', sFile],
+        ['--scenario', 'streams,responses', '--streams', '10', '--responses-streams', '10', '--duration', '2', '--ttft-ms', '20', '--tpot-ms', '10', '--output-tokens', '16', '--out', sFile],
         110_000,
       ),
     ]);
@@ -113,11 +113,50 @@ describe('bench/run.js', () => {
       expect(r.chunk_delay_ms.n, name).toBeGreaterThan(0);
       expect(r.chunks_per_s, name).toBeGreaterThan(0);
     }
+    // The gateway's own overhead histogram is read over the measured window (the others have none).
+    expect(sc.targets.gateway.gateway_overhead_ms.n).toBeGreaterThan(0);
+    expect(sc.targets.gateway.gateway_overhead_ms.p99).toBeGreaterThanOrEqual(sc.targets.gateway.gateway_overhead_ms.p50);
+    expect(sc.targets.bare.gateway_overhead_ms).toBeUndefined();
     const m = sc.measurement.gateway as Json;
     expect(m.compared).toBeGreaterThan(0);
     expect(m.missing_log_lines).toBe(0);
     expect(m.token_count_mismatches).toBe(0);
     expect(m.tpot_abs_error_ms.n).toBe(m.compared);
     expect(m.ttft_abs_error_ms.n).toBe(m.compared);
+    // Every log line carried queue_ms (figures not judged).
+    expect(m.queue_ms.n).toBe(m.compared);
+    // The gateway measured is the one users run: its policy sets nothing beyond backend and
+    // model, the report says so, and the streams verdicts compare it with the bare proxy.
+    expect(sc.gateway_knobs).toEqual({ gateway: [] });
+    expect(sRun.stdout).toMatch(/policy of gateway: backend and model only/);
+    expect(s.targets.map((x: Json) => x.id)).toEqual(expect.arrayContaining(['streams_ttft_10', 'streams_rate_10']));
+
+    // The same over the Responses API: named events, one stamped delta per token, through every target.
+    const rs = s.scenarios.responses_10 as Json;
+    expect(rs.settings).toMatchObject({ api: 'responses', path: '/v1/responses', streams: 10 });
+    expect(Object.keys(rs.targets).sort()).toEqual(['bare', 'direct', 'gateway']);
+    for (const name of ['direct', 'bare']) {
+      const r = rs.targets[name] as Json;
+      expect(r.completed, name).toBeGreaterThan(0);
+      expect(r.failed, name).toBe(0);
+      expect(r.chunks_per_stream, name).toBe(16);
+      expect(r.chunk_delay_ms.n, name).toBeGreaterThan(0);
+    }
+    // Until the gateway governs POST /v1/responses, the route is reserved: every stream is a
+    // clean 404 (never passed through). Once it does, every stream completes and is logged with
+    // the tokens it carried, and its TTFT/TPOT is compared with the send stamps.
+    const g = rs.targets.gateway as Json;
+    if (g.completed === 0) {
+      expect(Object.keys(g.error_kinds)).toEqual(['status 404']);
+    } else {
+      expect(g.failed).toBe(0);
+      expect(g.chunks_per_stream).toBe(16);
+      const rm = rs.measurement.gateway as Json;
+      expect(rm.compared).toBeGreaterThan(0);
+      expect(rm.missing_log_lines).toBe(0);
+      expect(rm.token_count_mismatches).toBe(0);
+      expect(rm.tpot_abs_error_ms.n).toBe(rm.compared);
+    }
+    expect(sRun.stdout).toMatch(/responses \(POST \/v1\/responses\): 10 concurrent/);
   }, 120_000);
 });

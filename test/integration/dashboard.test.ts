@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
 import { startGateway, type TestGateway } from '../helpers.js';
 import { histogramQuantile, type Stats } from '../../src/dashboard/index.js';
-import { newSession, sessionCookieName, validSession } from '../../src/dashboard/session.js';
+import { newSession, sessionCookieName, validSession } from '../../src/auth/session.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const HAVE_CHROMIUM = existsSync(CHROMIUM);

@@ -27,7 +27,7 @@ beforeAll(async () => {
   gw = await startGateway(`
 server: { max_body_bytes: 2048 }
 backends:
-  sim: { type: openai, base_url: "${sim.url}", timeout_ms: 400, idle_timeout_ms: 400 }
+  sim: { type: openai, base_url: "${sim.url}", timeout_ms: 400, idle_timeout_ms: 400, forward_headers: [x-sim-fault, x-sim-tpot-ms] }
   dead: { type: openai, base_url: "http://127.0.0.1:${closedPort}/v1", connect_timeout_ms: 1000 }
 models:
   ok: { deployments: [{ backend: sim }] }
@@ -107,6 +107,9 @@ describe('bad input', () => {
     });
     expect(res.statusCode).toBe(413);
     await res.body.text();
+    // A default that refuses traffic is counted: both refusals, under the unrouted labels.
+    const text = await gw.metricsText();
+    expect(metricValue(text, 'llm_gateway_requests_total', { model: 'unknown', backend: 'none', status: '413' })).toBe(2);
   });
 
   it('wrong content-type → 415 with an OpenAI-shaped error', async () => {
@@ -121,12 +124,13 @@ describe('bad input', () => {
     expect(r.json.error.param).toBe('stream');
   });
 
-  it('unknown path → 404; GET on an inference path → 405', async () => {
+  it('unknown path → 404; GET on an inference path → 405 with allow', async () => {
     const a = await request(`${gw.url}/nope`);
     expect(a.statusCode).toBe(404);
     expectErrorShape((await a.body.json()) as { error: Record<string, unknown> });
-    const b = await request(`${gw.url}/v1/chat/completions`);
+    const b = await request(`${gw.url}/v1/completions`);
     expect(b.statusCode).toBe(405);
+    expect(b.headers.allow).toBe('POST');
     await b.body.text();
   });
 });

@@ -16,7 +16,7 @@ describe('lifecycle', () => {
     const sim = await startSimulator({ ttftMs: 2, tpotMs: 2, outputTokens: 10 });
     const gw = await startGateway(`
 backends:
-  sim: { type: openai, base_url: "${sim.url}" }
+  sim: { type: openai, base_url: "${sim.url}", forward_headers: [x-sim-tpot-ms] }
   builtin: { type: simulator, ttft_ms: 1, tpot_ms: 1 }
 models:
   m: { deployments: [{ backend: sim }] }

@@ -70,7 +70,8 @@ describe('tracing', () => {
       'gen_ai.operation.name': 'chat',
       'gen_ai.request.model': 'traced',
       'gen_ai.response.model': 'traced-up',
-      'gen_ai.system': 'simulator',
+      'gen_ai.provider.name': 'simulator',
+      'gen_ai.request.stream': true,
       'gen_ai.usage.output_tokens': 6,
       'http.response.status_code': 200,
     });

@@ -239,32 +239,55 @@ describe('BatchedWriter', () => {
   });
 
   it('leaves no timer behind after close, also with a retry pending', async () => {
-    const before = timeouts();
-    const file = path.join(tmpdir(), 'log');
-    const fd = fs.openSync(file, 'w');
-    const w = new BatchedWriter({ fd, unref: false });
-    // Process-wide counts: other timers of the worker may come and go, so wait for the count
-    // the writer alone explains rather than sampling it once.
-    await until(() => timeouts() === before + 1, 10_000);
-    w.write(line(1));
-    await closed(w);
-    expect(w.stats().timers).toBe(0);
-    await until(() => timeouts() === before, 10_000);
-    expect(fs.readFileSync(file, 'utf8')).toBe(line(1));
-    fs.closeSync(fd);
-
-    const p = pipeToFile();
-    p.cat.kill('SIGSTOP');
-    const w2 = new BatchedWriter({ fd: p.wfd, unref: false, syncRetryMs: 5000 });
-    for (let i = 0; i < 1000; i++) w2.write(line(i));
-    await until(() => w2.stats().timers === 2); // interval + EAGAIN retry
-    await until(() => timeouts() === before + 2, 10_000);
-    p.cat.kill('SIGCONT');
-    await closed(w2);
-    expect(w2.stats().timers).toBe(0);
-    await until(() => timeouts() === before, 10_000);
-    expect((await p.finish()).split('\n')).toHaveLength(1001);
-  });
+    // In a process of its own, with timers that keep it alive (unref: false): it can only
+    // exit by itself if close() cleared every timer, the EAGAIN retry included. Counting the
+    // test worker's own timers instead races with whatever else the worker has scheduled.
+    const dir = tmpdir();
+    const script = `
+      import fs from 'node:fs';
+      import { execFileSync, spawn } from 'node:child_process';
+      const { BatchedWriter } = await import(process.argv[1]);
+      const dir = process.argv[2];
+      const fd = fs.openSync(dir + '/log', 'w');
+      const w = new BatchedWriter({ fd, unref: false });
+      w.write('one\\n');
+      await new Promise((r) => w.close(r));
+      fs.closeSync(fd);
+      const fifo = dir + '/fifo';
+      execFileSync('mkfifo', [fifo]);
+      const rfd = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+      const wfd = fs.openSync(fifo, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK);
+      const outFd = fs.openSync(dir + '/out', 'w');
+      const cat = spawn('cat', [fifo], { stdio: ['ignore', outFd, 'inherit'] });
+      fs.closeSync(outFd);
+      cat.kill('SIGSTOP');
+      const w2 = new BatchedWriter({ fd: wfd, unref: false, syncRetryMs: 5000 });
+      for (let i = 0; i < 1000; i++) w2.write(JSON.stringify({ seq: i, pad: 'x'.repeat(200) }) + '\\n');
+      const sawRetry = await new Promise((r) => {
+        const check = () => (w2.stats().timers === 2 ? r(true) : setImmediate(check));
+        check();
+      });
+      cat.kill('SIGCONT');
+      await new Promise((r) => w2.close(r));
+      fs.closeSync(wfd);
+      await new Promise((r) => cat.on('exit', r));
+      fs.closeSync(rfd);
+      const lines = fs.readFileSync(dir + '/out', 'utf8').split('\\n').length;
+      console.log(JSON.stringify({ sawRetry, timers: [w.stats().timers, w2.stats().timers], log: fs.readFileSync(dir + '/log', 'utf8'), lines }));
+    `;
+    const mod = path.resolve('dist/telemetry/batched-stdout.js');
+    expect(fs.existsSync(mod), 'dist/ is built by the pretest script').toBe(true);
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script, mod, dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+    children.push(child);
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    // A leaked timer keeps the child alive: it is killed, and the exit code says so.
+    const killer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+    clearTimeout(killer);
+    expect(code, 'the process did not end by itself: a timer was left behind').toBe(0);
+    expect(JSON.parse(out)).toEqual({ sawRetry: true, timers: [0, 0], log: 'one\n', lines: 1001 });
+  }, 40_000);
 
   it('createLogger: closeLog calls back and leaves nothing active', async () => {
     const before = process.getActiveResourcesInfo().length;

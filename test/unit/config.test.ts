@@ -86,4 +86,26 @@ models:
   it('a key needs exactly one of key / key_sha256', () => {
     expect(problems(base + 'keys: [{ name: a }]\n').join()).toMatch(/keys\.0.*exactly one of key or key_sha256/);
   });
+
+  it('blames an invalid field only on the unset variables it uses, not on every unset one in the file', () => {
+    const p = problems(
+      `
+admin_token: "\${ADMIN_TOKEN}"
+backends:
+  o: { base_url: "\${BASE_URL}", api_key: "\${OPENAI_KEY}" }
+models:
+  m: { deployments: [{ backend: o }] }
+keys:
+  - { key: "\${APP_KEY}", name: "\${KEY_NAME}" }
+`,
+      {},
+    );
+    const base = p.find((l) => l.startsWith('backends.o.base_url'));
+    expect(base).toMatch(/unset environment variable BASE_URL\)$/);
+    const name = p.find((l) => l.startsWith('keys.0.name'));
+    expect(name).toMatch(/unset environment variable KEY_NAME\)$/);
+    // An object-level problem names the variables inside that object only.
+    const key = p.find((l) => /^keys\.0[ :]/.test(l));
+    if (key) expect(key).not.toMatch(/BASE_URL|ADMIN_TOKEN|OPENAI_KEY/);
+  });
 });

@@ -11,6 +11,8 @@ function reference(rec: RequestRecord, servedModel: string, ttftMs: number | und
       level: 30,
       service: 'llm-gateway',
       request_id: rec.requestId,
+      trace_id: rec.traceId,
+      span_id: rec.spanId,
       endpoint: rec.endpoint,
       model: rec.model,
       served_model: servedModel,
@@ -20,6 +22,11 @@ function reference(rec: RequestRecord, servedModel: string, ttftMs: number | und
       stream: rec.stream,
       ttft_ms: ttftMs === undefined ? undefined : round(ttftMs),
       tpot_ms: tpotMs === undefined ? undefined : round(tpotMs),
+      queue_ms: rec.queueMs === undefined ? undefined : round(rec.queueMs),
+      upstream_ttft_ms:
+        ttftMs !== undefined && rec.firstTokenAt !== undefined && rec.upstreamStartAt !== undefined && !Number.isNaN(rec.upstreamStartAt)
+          ? round(rec.firstTokenAt - rec.upstreamStartAt)
+          : undefined,
       duration_ms: round(rec.endedAt - rec.receivedAt),
       tokens: rec.tokens
         ? { input: rec.tokens.input, output: rec.tokens.output, cached_input: rec.tokens.cachedInput, reasoning: rec.tokens.reasoning }
@@ -57,6 +64,10 @@ describe('requestLine (the hand-built request log line)', () => {
         stream: rand(2) === 0,
         receivedAt: rand(100000) / 7,
         endedAt: 100000 + rand(100000) / 3,
+        firstTokenAt: maybe(20000 + rand(10000) / 11),
+        queueMs: maybe(rand(5000) / 9),
+        // NaN: the last attempt never got a connection.
+        upstreamStartAt: maybe(rand(4) === 0 ? NaN : 15000 + rand(5000) / 7),
         tokens: maybe({ input: rand(5000), output: rand(5000), cachedInput: rand(100), reasoning: rand(100) }),
         estimated: maybe(rand(2) === 0),
         keyName: maybe(s()),
@@ -66,6 +77,10 @@ describe('requestLine (the hand-built request log line)', () => {
         finishReason: maybe(s()),
         error: maybe({ code: s(), message: s() }),
       };
+      if (rand(2) === 0) {
+        rec.traceId = rand(16).toString(16).padStart(32, 'a');
+        rec.spanId = rand(16).toString(16).padStart(16, 'b');
+      }
       const ttft = maybe(rand(100000) / 13);
       const tpot = maybe(rand(1000) / 17);
       const cost = rand(1000000) / 1e9;

@@ -1,5 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
 import { StreamTap, countTokens, estimatePromptTokens, usageFromResponse } from '../../src/streamtap/index.js';
+import { chunkGrammar } from '../../src/protocols/chat.js';
 
 // ---- a realistic OpenAI stream (include_usage on, so every chunk carries "usage":null) ----
 
@@ -77,7 +78,7 @@ describe('StreamTap: framing fuzz', () => {
 
     it(`${eol}: every single split point, stripping, output = input minus the usage event`, () => {
       for (let k = 0; k <= input.length; k++) {
-        const tap = new StreamTap({ stripUsage: true });
+        const tap = new StreamTap({ grammar: chunkGrammar, stripUsage: true });
         const out = run(tap, [input.subarray(0, k), input.subarray(k)]);
         if (!out.equals(stripped)) throw new Error(`split at ${k}: ${JSON.stringify(out.toString())}`);
         expectObserved(tap);
@@ -91,7 +92,7 @@ describe('StreamTap: framing fuzz', () => {
       const hi = input.indexOf('data: [DONE]') + 3;
       for (let a = lo; a < hi; a++) {
         for (let b = a; b < hi; b += 7) {
-          const tap = new StreamTap({ stripUsage: true });
+          const tap = new StreamTap({ grammar: chunkGrammar, stripUsage: true });
           const out = run(tap, [input.subarray(0, a), input.subarray(a, b), input.subarray(b)]);
           if (!out.equals(stripped)) throw new Error(`splits at ${a},${b}`);
           expect(tap.usage?.input).toBe(12);
@@ -101,7 +102,7 @@ describe('StreamTap: framing fuzz', () => {
 
     it(`${eol}: one byte at a time and random chunkings, with and without stripping`, () => {
       const bytes = Array.from({ length: input.length }, (_, i) => input.subarray(i, i + 1));
-      const t1 = new StreamTap({ stripUsage: true });
+      const t1 = new StreamTap({ grammar: chunkGrammar, stripUsage: true });
       expect(run(t1, bytes).equals(stripped)).toBe(true);
       expectObserved(t1);
 
@@ -113,10 +114,10 @@ describe('StreamTap: framing fuzz', () => {
           chunks.push(input.subarray(i, i + n));
           i += n;
         }
-        const strip = new StreamTap({ stripUsage: true });
+        const strip = new StreamTap({ grammar: chunkGrammar, stripUsage: true });
         expect(run(strip, chunks).equals(stripped)).toBe(true);
         expectObserved(strip);
-        const keep = new StreamTap({ stripUsage: false });
+        const keep = new StreamTap({ grammar: chunkGrammar, stripUsage: false });
         expect(run(keep, chunks).equals(input)).toBe(true);
         expectObserved(keep);
       }
@@ -126,7 +127,7 @@ describe('StreamTap: framing fuzz', () => {
   it('stripUsage false returns the very same Buffer object for every chunk, at every split', () => {
     const { input } = stream('crlf');
     for (let k = 0; k <= input.length; k++) {
-      const tap = new StreamTap({ stripUsage: false });
+      const tap = new StreamTap({ grammar: chunkGrammar, stripUsage: false });
       const a = input.subarray(0, k);
       const b = input.subarray(k);
       expect(tap.push(a)).toBe(a);
@@ -137,7 +138,7 @@ describe('StreamTap: framing fuzz', () => {
   });
 
   it('stripping: whole events per chunk go out zero-copy; only the usage event is cut', () => {
-    const tap = new StreamTap({ stripUsage: true });
+    const tap = new StreamTap({ grammar: chunkGrammar, stripUsage: true });
     const chunks = EVENTS.map((e) => Buffer.from(e));
     chunks.forEach((c, i) => {
       const out = tap.push(c);
@@ -149,7 +150,7 @@ describe('StreamTap: framing fuzz', () => {
   });
 
   it('several events in one chunk, usage event in the middle of it', () => {
-    const tap = new StreamTap({ stripUsage: true });
+    const tap = new StreamTap({ grammar: chunkGrammar, stripUsage: true });
     const { input, stripped } = stream('lf');
     const out = tap.push(input);
     expect(out?.equals(stripped)).toBe(true);
@@ -160,7 +161,7 @@ describe('StreamTap: framing fuzz', () => {
   it('JSON.parse runs only for the usage event, not for the "usage":null on every chunk', () => {
     const spy = vi.spyOn(JSON, 'parse');
     try {
-      const tap = new StreamTap({ stripUsage: true });
+      const tap = new StreamTap({ grammar: chunkGrammar, stripUsage: true });
       run(tap, EVENTS.map((e) => Buffer.from(e)));
       expect(spy).toHaveBeenCalledTimes(1);
       expect(tap.usage?.output).toBe(7);
@@ -170,7 +171,7 @@ describe('StreamTap: framing fuzz', () => {
   });
 
   it('stripping holds back only an incomplete trailing event', () => {
-    const tap = new StreamTap({ stripUsage: true });
+    const tap = new StreamTap({ grammar: chunkGrammar, stripUsage: true });
     const a = `data: ${chunkJson({ content: 'A' })}\n\n`;
     const b = `data: ${chunkJson({ content: 'B' })}\n\n`;
     const cut = 20;
@@ -184,7 +185,7 @@ describe('StreamTap: framing fuzz', () => {
 
 describe('StreamTap: event classification', () => {
   const feed = (events: string[], strip = false) => {
-    const tap = new StreamTap({ stripUsage: strip });
+    const tap = new StreamTap({ grammar: chunkGrammar, stripUsage: strip });
     const out = run(tap, events.map((e) => Buffer.from(e)));
     return { tap, out: out.toString() };
   };
@@ -219,7 +220,7 @@ describe('StreamTap: event classification', () => {
   it('firstTokenAt / lastTokenAt / contentEvents follow a fake clock, read once per push', () => {
     let t = 1000;
     let calls = 0;
-    const tap = new StreamTap({ stripUsage: false, now: () => (calls++, (t += 10)) });
+    const tap = new StreamTap({ grammar: chunkGrammar, stripUsage: false, now: () => (calls++, (t += 10)) });
     tap.push(Buffer.from(`data: ${chunkJson({ role: 'assistant', content: '' })}\n\n`)); // no token: clock not read
     expect(calls).toBe(0);
     tap.push(Buffer.from(`data: ${chunkJson({ content: 'a' })}\n\ndata: ${chunkJson({ content: 'b' })}\n\n`)); // t=1010
@@ -325,7 +326,7 @@ describe('StreamTap: event classification', () => {
   });
 
   it('end(): an event left without its blank line is observed and, when stripping, released', () => {
-    const tap = new StreamTap({ stripUsage: true });
+    const tap = new StreamTap({ grammar: chunkGrammar, stripUsage: true });
     const a = Buffer.from(`data: ${chunkJson({ content: 'z' })}\n\n`);
     expect(tap.push(a)).toBe(a);
     expect(tap.push(Buffer.from('data: [DONE]'))).toBeNull();
@@ -337,7 +338,7 @@ describe('StreamTap: event classification', () => {
 
 describe('token counting', () => {
   it('outputText + countTokens on a stream without usage', () => {
-    const tap = new StreamTap({ stripUsage: false });
+    const tap = new StreamTap({ grammar: chunkGrammar, stripUsage: false });
     const { input } = stream('lf', EVENTS.filter((e) => e !== USAGE_EVENT));
     run(tap, [input.subarray(0, 333), input.subarray(333)]);
     expect(tap.usage).toBeUndefined();

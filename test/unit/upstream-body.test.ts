@@ -78,3 +78,14 @@ describe('rewriteBody (the client bytes with the model spliced in)', () => {
     expect(rewritten).toBeGreaterThan(1400);
   });
 });
+
+describe('rewriteBody and escaped keys', () => {
+  it('falls back to serialising when a top-level key is escaped (it may decode to "model")', () => {
+    expect(rewrite('{"model":"x","mod\\u0065l":"m"}', 'up')).toBeUndefined();
+    expect(rewrite('{"mod\\u0065l":"m","model":"x"}', 'up')).toBeUndefined();
+  });
+  it('still splices when only nested keys or values carry escapes', () => {
+    const out = parsed(rewrite('{"model":"x","messages":[{"c\\u006fntent":"a\\"b"}]}', 'up'));
+    expect(out).toEqual({ model: 'up', messages: [{ content: 'a"b' }] });
+  });
+});

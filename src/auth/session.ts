@@ -2,10 +2,10 @@
 // navigates, so GET /dashboard?token=<admin token> is exchanged (once) for this cookie and a
 // redirect to /dashboard. The cookie holds no token: it is `<expiry ms>.<HMAC-SHA256 keyed
 // by the admin token over the expiry>`, so it expires on the server side too, and rotating
-// the admin token invalidates every session. admin.ts accepts it for GET /admin/* only
+// the admin token invalidates every session. auth/admin.ts accepts it for GET /admin/* only
 // (reads: the page fetches /admin/stats with it); POST admin routes still need the Bearer
 // header, so a cookie can never trigger a reload or a circuit override.
-// A leaf module (node:crypto only): server/admin.ts imports it.
+// A leaf module (node:crypto only): auth/admin.ts (the admin guard) and the dashboard page import it.
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 
 /**

@@ -1,0 +1,279 @@
+// The OpenAI Responses API (POST /responses), streamed and not, and its stored-response
+// follow-ups (GET/DELETE /responses/{id}, …/cancel, …/input_items, previous_response_id).
+//
+// A streamed response is the real wire format: `event: <type>` plus `data: {"type", …,
+// "sequence_number"}`; the head (created, in_progress, output_item.added, content_part.added),
+// one delta event per token on the TokenStream's timing (each carries "sim_ts", the send stamp
+// the bench compares with the gateway's measurement), and the tail (…done events, then
+// response.completed, or response.incomplete when max_output_tokens cut it short).
+import { LRUCache } from 'lru-cache';
+import type { Answer, Invalid, Knobs } from './generate.js';
+import { pickTool, structuredText } from './generate.js';
+import type { StreamFormat, ToolCall } from './openai.js';
+import { newId } from './openai.js';
+import { WORDS_JSON, completionText, countText, tokenFragments } from './words.js';
+
+type Body = Record<string, unknown>;
+
+export interface ResponsesUsage {
+  input_tokens: number;
+  input_tokens_details: { cached_tokens: number };
+  output_tokens: number;
+  output_tokens_details: { reasoning_tokens: number };
+  total_tokens: number;
+}
+
+interface Stored {
+  body: string; // the final Response object, as sent
+  input: unknown[]; // the input items, with ids
+  totalTokens: number; // context a follow-up carries (reported as cached input)
+}
+
+/**
+ * Responses kept for follow-ups, bounded by count and bytes: a long bench run creates
+ * millions (it sends store: false; clients that don't still cannot exhaust memory).
+ */
+export class ResponseStore {
+  private readonly lru = new LRUCache<string, Stored>({
+    max: 5000,
+    maxSize: 32 * 1024 * 1024,
+    sizeCalculation: (v) => v.body.length + 256 * v.input.length + 64,
+  });
+
+  get(id: string): Stored | undefined {
+    return this.lru.get(id);
+  }
+
+  set(id: string, v: Stored): void {
+    this.lru.set(id, v);
+  }
+
+  delete(id: string): boolean {
+    return this.lru.delete(id);
+  }
+
+  clear(): void {
+    this.lru.clear();
+  }
+}
+
+/** Text a Responses input item contributes to the prompt: message content, tool outputs, call arguments. */
+function itemText(item: unknown): string {
+  if (typeof item === 'string') return item;
+  if (!item || typeof item !== 'object') return '';
+  const it = item as { content?: unknown; output?: unknown; arguments?: unknown; text?: unknown };
+  if (typeof it.content === 'string') return it.content;
+  let s = '';
+  if (Array.isArray(it.content)) for (const part of it.content) s += itemText(part);
+  if (typeof it.text === 'string') s += it.text;
+  if (typeof it.output === 'string') s += it.output;
+  if (typeof it.arguments === 'string') s += it.arguments;
+  return s;
+}
+
+/** input_tokens: the o200k tokens of instructions and input text (no per-item framing, as chat). */
+export function responsesInputTokens(body: Body): number {
+  let n = typeof body.instructions === 'string' ? countText(body.instructions) : 0;
+  const input = body.input;
+  if (typeof input === 'string') n += countText(input);
+  else if (Array.isArray(input)) for (const item of input) n += countText(itemText(item));
+  return n;
+}
+
+/** The input as a list of items with ids, as GET …/input_items lists them. */
+function inputItems(input: unknown): unknown[] {
+  const list = typeof input === 'string' ? [{ type: 'message', role: 'user', content: input }] : Array.isArray(input) ? input : [];
+  return list.map((item) => {
+    const it = (item && typeof item === 'object' ? item : { type: 'message', role: 'user', content: String(item) }) as Record<string, unknown>;
+    const content = typeof it.content === 'string' ? [{ type: 'input_text', text: it.content }] : it.content;
+    return { id: typeof it.id === 'string' ? it.id : newId('msg'), type: 'message', ...it, ...(content === undefined ? {} : { content }) };
+  });
+}
+
+/** Why a request body is refused (400), checked before anything is generated. */
+function validate(body: Body, store: ResponseStore): Invalid | Stored | null {
+  const input = body.input;
+  if (input !== undefined && typeof input !== 'string' && !Array.isArray(input)) {
+    return { invalid: "Invalid type for 'input': expected a string or an array of input items.", param: 'input' };
+  }
+  if (input === undefined && body.previous_response_id === undefined) return { invalid: "Missing required parameter: 'input'.", param: 'input' };
+  const max = body.max_output_tokens;
+  if (max !== undefined && max !== null && (typeof max !== 'number' || !Number.isInteger(max) || max < 1)) {
+    return { invalid: "Invalid value for 'max_output_tokens': expected a positive integer.", param: 'max_output_tokens' };
+  }
+  if (body.tools !== undefined && !Array.isArray(body.tools)) return { invalid: "Invalid type for 'tools': expected an array.", param: 'tools' };
+  const prev = body.previous_response_id;
+  if (prev === undefined || prev === null) return null;
+  if (typeof prev !== 'string') return { invalid: "Invalid type for 'previous_response_id': expected a string.", param: 'previous_response_id' };
+  return store.get(prev) ?? { invalid: `Previous response with id '${prev}' not found.`, param: 'previous_response_id' };
+}
+
+export interface ResponsesAnswer extends Answer {
+  /** Call once the whole response has been sent: keeps it for follow-ups (unless store: false). */
+  onSent: () => void;
+}
+
+export function responsesAnswer(body: Body, k: Knobs, store: ResponseStore): ResponsesAnswer | Invalid {
+  const prev = validate(body, store);
+  if (prev && 'invalid' in prev) return prev;
+  const json = structuredText((body.text as { format?: unknown } | undefined)?.format, 'text.format', k);
+  if (json !== null && typeof json === 'object') return json;
+  const input = body.input;
+  const lastType = Array.isArray(input) ? (input.at(-1) as { type?: unknown } | undefined)?.type : undefined;
+  const call = pickTool(body.tools, body.tool_choice, lastType === 'function_call_output');
+
+  let text = '';
+  let tokens: readonly string[] = WORDS_JSON;
+  let n: number;
+  let incomplete = false;
+  if (call || json !== null) {
+    // Tool calls and JSON ignore max_output_tokens: a truncated one would be useless to test with.
+    const fragments = tokenFragments(call ? call.arguments : json!);
+    tokens = fragments.map((f) => JSON.stringify(f));
+    n = fragments.length;
+    text = call ? '' : json!;
+  } else {
+    const max = typeof body.max_output_tokens === 'number' ? body.max_output_tokens : Infinity;
+    n = Math.min(k.outputTokens, max);
+    incomplete = max < k.outputTokens;
+    text = completionText(n);
+  }
+  // A follow-up carries the previous exchange as context, which a real provider caches.
+  const cached = prev ? prev.totalTokens : 0;
+  const inTokens = responsesInputTokens(body) + cached;
+  const usage: ResponsesUsage = {
+    input_tokens: inTokens,
+    input_tokens_details: { cached_tokens: cached },
+    output_tokens: n,
+    output_tokens_details: { reasoning_tokens: 0 },
+    total_tokens: inTokens + n,
+  };
+  const id = newId('resp');
+  const createdAt = Math.floor(Date.now() / 1000);
+  const itemId = newId(call ? 'fc' : 'msg');
+  const base = responseBase(body, k, id, createdAt);
+  const item = call ? functionItem(itemId, call, 'completed') : messageItem(itemId, text, incomplete ? 'incomplete' : 'completed');
+  const final = {
+    ...base,
+    status: incomplete ? 'incomplete' : 'completed',
+    completed_at: incomplete ? null : createdAt,
+    incomplete_details: incomplete ? { reason: 'max_output_tokens' } : null,
+    output: [item],
+    usage: k.omitUsage ? null : usage,
+  };
+  const finalBody = JSON.stringify(final);
+  const onSent = (): void => {
+    if (body.store === false) return;
+    store.set(id, { body: finalBody, input: inputItems(input), totalTokens: usage.total_tokens });
+  };
+  if (body.stream !== true) return { stream: false, format: { head: '', prefix: '', suffix: '', tail: '' }, tokens, n, body: finalBody, onSent };
+  const format = streamFormat({ ...base, status: 'in_progress', completed_at: null, incomplete_details: null, output: [], usage: null }, final, itemId, call, text, tokens, n);
+  return { stream: true, format, tokens, n, body: '', onSent };
+}
+
+/** The Response fields every state shares; the request's settings echoed back. */
+function responseBase(body: Body, k: Knobs, id: string, createdAt: number): Record<string, unknown> {
+  const echo = (key: string, def: unknown): unknown => (body[key] === undefined ? def : body[key]);
+  return {
+    id,
+    object: 'response',
+    created_at: createdAt,
+    status: 'in_progress',
+    background: false,
+    error: null,
+    incomplete_details: null,
+    instructions: echo('instructions', null),
+    max_output_tokens: echo('max_output_tokens', null),
+    max_tool_calls: null,
+    model: k.modelName ?? (typeof body.model === 'string' ? body.model : 'simulator'),
+    output: [],
+    parallel_tool_calls: echo('parallel_tool_calls', true),
+    previous_response_id: echo('previous_response_id', null),
+    reasoning: { effort: null, summary: null },
+    service_tier: 'default',
+    store: echo('store', true),
+    temperature: echo('temperature', 1),
+    text: { format: (body.text as { format?: unknown } | undefined)?.format ?? { type: 'text' }, verbosity: 'medium' },
+    tool_choice: echo('tool_choice', 'auto'),
+    tools: echo('tools', []),
+    top_p: echo('top_p', 1),
+    truncation: echo('truncation', 'disabled'),
+    usage: null,
+    user: echo('user', null),
+    metadata: echo('metadata', {}),
+  };
+}
+
+const outputText = (text: string) => ({ type: 'output_text', annotations: [], logprobs: [], text });
+
+function messageItem(id: string, text: string, status: string): Record<string, unknown> {
+  return { id, type: 'message', status, content: status === 'in_progress' ? [] : [outputText(text)], role: 'assistant' };
+}
+
+function functionItem(id: string, call: ToolCall, status: string): Record<string, unknown> {
+  return { id, type: 'function_call', status, arguments: status === 'in_progress' ? '' : call.arguments, call_id: call.id, name: call.name };
+}
+
+/** One SSE event: `event:` names it, the JSON repeats it as "type" first. */
+function event(type: string, seq: number, fields: Record<string, unknown>): string {
+  return `event: ${type}\ndata: ${JSON.stringify({ type, ...fields, sequence_number: seq })}\n\n`;
+}
+
+function streamFormat(
+  start: Record<string, unknown>,
+  final: Record<string, unknown>,
+  itemId: string,
+  call: ToolCall | null,
+  text: string,
+  tokens: readonly string[],
+  n: number,
+): StreamFormat {
+  let seq = 0;
+  let head = event('response.created', seq++, { response: start });
+  head += event('response.in_progress', seq++, { response: start });
+  const where = { item_id: itemId, output_index: 0 };
+  const doneItem = (final.output as unknown[])[0];
+  let prefix: string;
+  let mid: string;
+  let tail = '';
+  if (call) {
+    head += event('response.output_item.added', seq++, { output_index: 0, item: functionItem(itemId, call, 'in_progress') });
+    prefix = `event: response.function_call_arguments.delta\ndata: {"type":"response.function_call_arguments.delta","item_id":${JSON.stringify(itemId)},"output_index":0,"delta":`;
+    mid = ',"sequence_number":';
+  } else {
+    head += event('response.output_item.added', seq++, { output_index: 0, item: messageItem(itemId, '', 'in_progress') });
+    head += event('response.content_part.added', seq++, { ...where, content_index: 0, part: outputText('') });
+    prefix = `event: response.output_text.delta\ndata: {"type":"response.output_text.delta","item_id":${JSON.stringify(itemId)},"output_index":0,"content_index":0,"delta":`;
+    mid = ',"logprobs":[],"sequence_number":';
+  }
+  const first = seq;
+  seq += n;
+  if (call) {
+    tail += event('response.function_call_arguments.done', seq++, { ...where, name: call.name, arguments: call.arguments });
+  } else {
+    tail += event('response.output_text.done', seq++, { ...where, content_index: 0, text, logprobs: [] });
+    tail += event('response.content_part.done', seq++, { ...where, content_index: 0, part: outputText(text) });
+  }
+  tail += event('response.output_item.done', seq++, { output_index: 0, item: doneItem });
+  tail += event(final.status === 'incomplete' ? 'response.incomplete' : 'response.completed', seq++, { response: final });
+  const len = tokens.length;
+  return {
+    head,
+    prefix,
+    suffix: `${mid}0,"sim_ts":`,
+    tail,
+    // The sequence number grows with each delta, so each one is rendered, still by concatenation.
+    render: (i, ts) => prefix + tokens[i % len] + mid + (first + i) + ',"sim_ts":' + ts + '}\n\n',
+  };
+}
+
+/** An id from a follow-up path, bounded: ids are ours, short and URL-safe. */
+export function responseIdFrom(raw: string): string | null {
+  let id: string;
+  try {
+    id = decodeURIComponent(raw);
+  } catch {
+    return null;
+  }
+  return id.length > 0 && id.length <= 128 ? id : null;
+}

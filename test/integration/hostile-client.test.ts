@@ -1,0 +1,137 @@
+// Hostile clients at the front door: slow heads, bodies that never end, too many
+// connections, oversized bodies. Each is bounded by a server.* setting, answered in the
+// OpenAI shape where an answer is possible, and never cuts a legitimate long stream.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import OpenAI from 'openai';
+import { request } from 'undici';
+import { connect, type Socket } from 'node:net';
+import { startGateway, metricValue, type TestGateway } from '../helpers.js';
+
+const HEADERS_MS = 400;
+const BODY_MS = 400;
+
+let gw: TestGateway;
+
+beforeAll(async () => {
+  gw = await startGateway(`
+server: { headers_timeout_ms: ${HEADERS_MS}, body_timeout_ms: ${BODY_MS}, keep_alive_timeout_ms: 300, max_body_bytes: 2048 }
+backends:
+  sim: { type: simulator, ttft_ms: 0, tpot_ms: 60, output_tokens: 40 }
+models:
+  m: { deployments: [{ backend: sim }] }
+`);
+});
+
+afterAll(async () => {
+  await gw?.close();
+});
+
+/** Opens a raw socket; resolves once connected. Collects what the gateway sends and when the socket closes. */
+async function rawSocket(port: number): Promise<{ s: Socket; received: () => string; closed: Promise<void> }> {
+  const s = connect(port, '127.0.0.1');
+  s.on('error', () => undefined);
+  let got = '';
+  s.on('data', (c: Buffer) => (got += c.toString('latin1')));
+  const closed = new Promise<void>((r) => s.once('close', () => r()));
+  await new Promise<void>((r) => s.once('connect', () => r()));
+  return { s, received: () => got, closed };
+}
+
+describe('request timeouts', () => {
+  it('a slowloris (one header byte at a time) is cut within the header timeout', async () => {
+    const { s, received, closed } = await rawSocket(gw.port);
+    s.write('POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ');
+    // Up to 200 bytes, one every 50 ms: 10 s of trickle, 25x the header timeout.
+    let sent = 0;
+    let stop = false;
+    void closed.then(() => (stop = true));
+    while (!stop && sent < 200) {
+      await new Promise((r) => setTimeout(r, 50));
+      if (!stop && !s.destroyed) s.write('a');
+      sent++;
+    }
+    await closed;
+    // Cut long before the trickle ran out (the header timeout plus Node's check interval and slack).
+    expect(sent).toBeLessThan(200);
+    expect(received()).toMatch(/^HTTP\/1\.1 408/);
+  });
+
+  it('a connection that sends nothing is closed too', async () => {
+    const { s, closed } = await rawSocket(gw.port);
+    let timedOut = false;
+    const guard = setTimeout(() => ((timedOut = true), s.destroy()), 20 * HEADERS_MS);
+    await closed;
+    clearTimeout(guard);
+    expect(timedOut).toBe(false);
+  });
+
+  it('a body that never ends gets a 408 request_timeout in the OpenAI shape', async () => {
+    const { s, received, closed } = await rawSocket(gw.port);
+    s.write('POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"model":"m",');
+    let timedOut = false;
+    const guard = setTimeout(() => ((timedOut = true), s.destroy()), 20 * BODY_MS);
+    await closed;
+    clearTimeout(guard);
+    expect(timedOut).toBe(false);
+    const text = received();
+    expect(text).toMatch(/^HTTP\/1\.1 408/);
+    const body = JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)) as { error: { code: string; type: string } };
+    expect(body.error.code).toBe('request_timeout');
+  });
+
+  it('a stream that outlives every front-door timeout (head, body, keep-alive, their backstop) is not cut', async () => {
+    const client = new OpenAI({ baseURL: gw.baseURL, apiKey: 'k', maxRetries: 0 });
+    const started = performance.now();
+    const stream = await client.chat.completions.create({ model: 'm', stream: true, messages: [{ role: 'user', content: 'long' }] });
+    let chunks = 0;
+    let finish: string | null | undefined;
+    for await (const c of stream) {
+      if (c.choices[0]?.delta?.content) chunks++;
+      finish = c.choices[0]?.finish_reason ?? finish;
+    }
+    const lasted = performance.now() - started;
+    expect(chunks).toBe(40);
+    expect(finish).toBe('stop');
+    // 40 tokens at 60 ms: the stream lasts at least 2.4 s, longer than head + body + 1 s.
+    expect(lasted).toBeGreaterThan(HEADERS_MS + BODY_MS + 1000);
+  });
+});
+
+describe('oversized bodies', () => {
+  it('a 20 MiB body with content-length gets a readable 413, not a reset', async () => {
+    const body = Buffer.alloc(20 * 1024 * 1024, 0x20);
+    const r = await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    expect(r.statusCode).toBe(413);
+    expect(((await r.body.json()) as { error: { code: string } }).error.code).toBe('request_too_large');
+  });
+});
+
+describe('connection cap', () => {
+  let capped: TestGateway;
+  beforeAll(async () => {
+    capped = await startGateway(`
+server: { max_connections: 2 }
+backends:
+  sim: { type: simulator, ttft_ms: 0, tpot_ms: 0 }
+models:
+  m: { deployments: [{ backend: sim }] }
+`);
+  });
+  afterAll(async () => {
+    await capped?.close();
+  });
+
+  it('connections past server.max_connections are refused, counted and logged', async () => {
+    const a = await rawSocket(capped.port);
+    const b = await rawSocket(capped.port);
+    const c = await rawSocket(capped.port);
+    await c.closed;
+    expect(a.s.destroyed).toBe(false);
+    expect(b.s.destroyed).toBe(false);
+    expect(metricValue(await capped.metricsText(), 'llm_gateway_connections_refused_total')).toBe(1);
+    await capped.waitForLog((l) => l.msg.startsWith('connections refused'));
+    a.s.destroy();
+    b.s.destroy();
+    await Promise.all([a.closed, b.closed]);
+  });
+});
