@@ -122,7 +122,7 @@ export function settle(rec: RequestRecord, deps: { metrics: Metrics; logger: Log
   const overhead = overheadMs(rec);
   if (overhead !== undefined) metrics.overheadFor(servedModel, rec.stream).observe(overhead / 1000);
 
-  if (requestLogEnabled(deps.logger)) writeRequestLine(deps.logger, requestLine(rec, servedModel, ttftMs, tpotMs, cost));
+  if (requestLogEnabled(deps.logger, rec.status)) writeRequestLine(deps.logger, requestLine(rec, servedModel, ttftMs, tpotMs, cost));
   endRequestSpan(deps.span, {
     status: rec.status,
     provider: rec.system,
