@@ -41,6 +41,7 @@ export class GatewayError extends Error {
 
 export const errors = {
   invalidJson: (detail: string) => new GatewayError(400, 'invalid_request_error', 'invalid_json', `We could not parse the JSON body of your request: ${detail}`),
+  tooDeep: (max: number) => new GatewayError(400, 'invalid_request_error', 'json_too_deep', `The JSON body nests objects or arrays more than ${max} levels deep.`),
   notObject: () => new GatewayError(400, 'invalid_request_error', 'invalid_request', 'The request body must be a JSON object.'),
   missingModel: () => new GatewayError(400, 'invalid_request_error', 'missing_model', 'You must provide a model parameter (a string).', 'model'),
   invalidParam: (param: string, message: string) => new GatewayError(400, 'invalid_request_error', 'invalid_value', message, param),
@@ -49,6 +50,8 @@ export const errors = {
   tooLarge: (limit: number) => new GatewayError(413, 'invalid_request_error', 'request_too_large', `Request body is larger than the gateway's limit of ${limit} bytes.`),
   requestTimeout: (ms: number) =>
     new GatewayError(408, 'invalid_request_error', 'request_timeout', `The request body did not arrive within ${ms} ms (server.body_timeout_ms).`),
+  hostNotAllowed: (host: string) =>
+    new GatewayError(421, 'invalid_request_error', 'host_not_allowed', `This gateway does not answer for host ${JSON.stringify(host.slice(0, 255))} (server.allowed_hosts).`),
   badKey: () => new GatewayError(401, 'authentication_error', 'invalid_api_key', 'Incorrect API key provided.'),
   modelNotAllowed: (model: string) => new GatewayError(403, 'permission_error', 'model_not_allowed', `This key may not use the model '${model}'.`, 'model'),
   unknownModel: (model: string) => new GatewayError(404, 'invalid_request_error', 'model_not_found', `The model '${model}' does not exist or is not served by this gateway.`, 'model'),

@@ -23,6 +23,7 @@ import { GenAiMetrics } from './telemetry/otlp-metrics.js';
 import { resolveOtlpMetrics } from './telemetry/otlp-config.js';
 import { createHttpServer } from './server/http.js';
 import { applyServerLimits } from './server/limits.js';
+import { exposureProblems } from './server/exposure.js';
 import { preloadTokenizer } from './streamtap/index.js';
 import { Insights } from './insights/index.js';
 
@@ -100,6 +101,8 @@ export class Gateway {
   readonly inflight = new Set<ServerResponse>();
   /** How to cut each in-flight pipeline request at shutdown (its final error event, recorded as the gateway's own cut). */
   private readonly cutters = new Map<ServerResponse, () => void>();
+  /** The address listened on, once listening. */
+  private listenHost: string | undefined;
   readonly server: Server;
   readonly metrics: Metrics;
   readonly logger: Logger;
@@ -203,6 +206,7 @@ export class Gateway {
     // as the current stages and `prev` as retiring ones.)
     this.current = next;
     applyServerLimits(this.server, policies.server);
+    this.warnExposure();
     this.retire(prev, next);
     const changed = diffPolicies(prev.policies, policies);
     this.metrics.policyReloads.inc({ result: 'success' });
@@ -249,6 +253,12 @@ export class Gateway {
     });
   }
 
+  /** Says loudly what is exposed on the address listened on (see server/exposure.ts). */
+  private warnExposure(): void {
+    if (this.listenHost === undefined) return;
+    for (const problem of exposureProblems(this.listenHost, this.current.policies)) this.logger.warn({ host: this.listenHost }, `EXPOSED: ${problem}`);
+  }
+
   /** A pipeline request started: in flight until untrack(); `cut` stops it at shutdown. */
   track(res: ServerResponse, cut: () => void): void {
     this.inflight.add(res);
@@ -282,6 +292,8 @@ export class Gateway {
       // The kernel caps it at net.core.somaxconn.
       this.server.listen({ port, host, backlog: LISTEN_BACKLOG }, () => {
         this.server.off('error', reject);
+        this.listenHost = host;
+        this.warnExposure();
         const addr = this.server.address();
         resolve({ port: typeof addr === 'object' && addr ? addr.port : port, host });
       });

@@ -22,6 +22,7 @@ import type { UpstreamExchange, UpstreamRequest } from './upstream/exchange.js';
 import type { RoutingContext, Target } from './routing/index.js';
 import { settle, type RequestRecord } from './settle/index.js';
 import { upstreamRequestHeaders } from './upstream/headers.js';
+import { tooDeepToWalk } from './upstream/body.js';
 import { spanEvent, type Tracing } from './telemetry/tracing.js';
 import type { Span } from '@opentelemetry/api';
 import { worstCaseUsd, maxOutputTokens } from './policy/cost.js';
@@ -114,7 +115,9 @@ class Call implements RoutingContext, PromptCounter {
   }
 
   promptTokens(): number {
-    return this.prompt >= 0 ? this.prompt : (this.prompt = this.r.protocol.promptTokens(this.r.body));
+    if (this.prompt >= 0) return this.prompt;
+    // A body too deep to walk gets a linear estimate (about 4 bytes a token), not a stack overflow.
+    return (this.prompt = tooDeepToWalk(this.r.raw) ? Math.ceil(this.r.raw.length / 4) : this.r.protocol.promptTokens(this.r.body));
   }
 }
 

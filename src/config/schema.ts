@@ -140,6 +140,9 @@ export const stateSchema = z
     file: z.string().optional(),
     flush_interval_ms: positiveInt.default(1_000),
     on_store_error: z.enum(['open', 'closed']).default('open'),
+    // A state file that cannot be used (corrupt, wrong types, unreadable): refuse to start
+    // (its spend must not silently become 0), or move it aside and start with no spend.
+    on_corrupt: z.enum(['refuse', 'fresh']).default('refuse'),
   })
   .strict();
 
@@ -279,6 +282,7 @@ export const policiesSchema = z
       redis_prefix: 'llmgw:',
       flush_interval_ms: 1_000,
       on_store_error: 'open',
+      on_corrupt: 'refuse',
     }),
     backends: z.record(z.string(), backendSchema),
     models: z.record(z.string(), modelSchema),

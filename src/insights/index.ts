@@ -187,8 +187,8 @@ export class Insights {
       Object.entries(policies.models).map(([n, m]) => [n, { input: m.pricing.input_per_mtok, output: m.pricing.output_per_mtok, fallbacks: m.fallbacks }]),
     );
     const shape = (c: InsightsConfig | undefined) => JSON.stringify(c ? [c.drift, c.anomaly] : null);
-    if (shape(prev) !== shape(cfg)) this.models.clear();
-    for (const name of this.models.keys()) if (!this.configured.has(name)) this.models.delete(name);
+    const restart = shape(prev) !== shape(cfg);
+    for (const [name, m] of this.models) if (restart || !this.configured.has(name)) this.drop(m);
     this.cfg = cfg;
     if (cfg?.webhook) {
       const s = { url: cfg.webhook, ...cfg.notify };
@@ -224,6 +224,13 @@ export class Insights {
       this.backendList.push(name);
     }
     return i;
+  }
+
+  /** Forgets a model's state; its open incidents end (the signal they watched is gone). */
+  private drop(m: ModelState): void {
+    const now = this.now();
+    for (const s of SIGNALS) if (m.open[s]) this.resolve(m, s, now);
+    this.models.delete(m.name);
   }
 
   /** @internal Called through RequestInsight.settled. */

@@ -17,8 +17,9 @@ import type { Policies } from '../config/schema.js';
 import type { Route, PolicyTable } from '../policy/index.js';
 import type { Backend, Backends } from '../upstream/backends.js';
 import { UpstreamExchange, type UpstreamRequest } from '../upstream/exchange.js';
-import { ClientAbort, UpstreamFailure, statusFailure } from '../upstream/failures.js';
+import { ClientAbort, UpstreamFailure, clientRetryAfter, statusFailure } from '../upstream/failures.js';
 import { GatewayError, errors } from '../errors.js';
+import { scrubSecrets } from '../upstream/scrub.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { CircuitBreaker, Permit } from './breaker.js';
@@ -65,7 +66,7 @@ export interface RoutingContext {
 export type FallbackReason = 'circuit_open' | 'upstream_error' | 'context_length';
 
 /** Turns an upstream error answer into the OpenAI-shaped error the client gets. */
-export function upstreamErrorToClient(backend: string, status: number, body: Buffer | undefined): GatewayError {
+export function upstreamErrorToClient(backend: string, status: number, body: Buffer | undefined, secrets: readonly string[] = []): GatewayError {
   let message = `Backend '${backend}' answered ${status}.`;
   let type: GatewayError['type'] = status >= 500 ? 'upstream_error' : 'invalid_request_error';
   let code = `upstream_${status}`;
@@ -79,6 +80,13 @@ export function upstreamErrorToClient(backend: string, status: number, body: Buf
     if (typeof e.param === 'string') param = e.param;
   } catch {
     // not JSON: keep the generic message (never echo an arbitrary upstream body)
+  }
+  // The upstream's words go to the client, the log and the span: never with a provider secret in them.
+  if (secrets.length) {
+    message = scrubSecrets(message, secrets);
+    code = scrubSecrets(code, secrets);
+    type = scrubSecrets(type, secrets) as GatewayError['type'];
+    if (param !== null) param = scrubSecrets(param, secrets);
   }
   // 4xx pass with their status (the client's own mistake); 5xx become 502 unless 503/504.
   const clientStatus = status < 500 ? status : status === 503 || status === 504 ? status : 502;
@@ -416,12 +424,12 @@ export class Router {
         slot.breaker.record(permit, 'neutral', this.clock());
         return {
           kind: 'client_error',
-          error: upstreamErrorToClient(slot.backend.name, exchange.status, exchange.errorBody),
+          error: upstreamErrorToClient(slot.backend.name, exchange.status, exchange.errorBody, slot.backend.secrets),
           contextLength: isContextLengthError(exchange.status, exchange.errorBody),
         };
       }
       // A 5xx keeps its status for the client (502/503/504); an upstream 429 has none (→ 503).
-      const answer = failure.reason === 'status_5xx' ? upstreamErrorToClient(slot.backend.name, exchange.status, exchange.errorBody) : undefined;
+      const answer = failure.reason === 'status_5xx' ? upstreamErrorToClient(slot.backend.name, exchange.status, exchange.errorBody, slot.backend.secrets) : undefined;
       this.failed(plan, slot, permit, failure, st, answer);
       return { kind: 'failed', failure };
     }
@@ -470,7 +478,7 @@ function exhausted(route: Route, st: RequestState): GatewayError {
   const message = st.tried.length
     ? `No deployment could serve model '${route.name}'. Tried: ${summarise(st.tried)}.`
     : `Model '${route.name}' has no deployment to send to.`;
-  const headers: Record<string, string> = st.retryAfterMs === undefined ? {} : { 'retry-after': String(Math.ceil(st.retryAfterMs / 1000)) };
+  const headers: Record<string, string> = st.retryAfterMs === undefined ? {} : { 'retry-after': clientRetryAfter(st.retryAfterMs) };
   const last = st.lastError;
   if (last) return new GatewayError(last.status, last.type, last.code, message, null, headers);
   return new GatewayError(503, 'service_unavailable', 'service_unavailable', message, null, headers);

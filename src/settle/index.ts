@@ -124,7 +124,7 @@ export function settle(rec: RequestRecord, deps: { metrics: Metrics; logger: Log
   if (overhead !== undefined) metrics.overheadFor(servedModel, rec.stream).observe(overhead / 1000);
 
   deps.genai?.record(rec, ttftMs, tpotMs);
-  if (requestLogEnabled(deps.logger)) writeRequestLine(deps.logger, requestLine(rec, servedModel, ttftMs, tpotMs, cost));
+  if (requestLogEnabled(deps.logger, rec.status)) writeRequestLine(deps.logger, requestLine(rec, servedModel, ttftMs, tpotMs, cost));
   endRequestSpan(deps.span, {
     status: rec.status,
     provider: rec.system,

@@ -166,10 +166,11 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
       kind === 'chat' ? chatAnswer(b, knobs) : kind === 'responses' ? responsesAnswer(b, knobs, stored) : completionAnswer(b, knobs);
     if (isInvalid(answer)) return sendJson(res, 400, errorBody(answer.invalid, 'invalid_request_error', null, answer.param));
     const onSent = 'onSent' in answer ? (answer as ResponsesAnswer).onSent : undefined;
+    const hidden = answer.hiddenTokens ?? 0;
     if ('refused' in answer && answer.refused) stats.refusals++;
     if (!answer.stream) {
       // A non-streamed answer arrives when the whole generation would have finished.
-      const total = ttftMs + Math.max(0, answer.n - 1) * tpotMs;
+      const total = ttftMs + Math.max(0, hidden + answer.n - 1) * tpotMs;
       return delayed(res, answer.body, t0 + total, dieAfter, ex, reqHeaders, onSent);
     }
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', ...reqHeaders });
@@ -177,7 +178,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
       format: answer.format,
       tokens: answer.tokens,
       n: answer.n,
-      ttftMs,
+      ttftMs: ttftMs + hidden * tpotMs,
       tpotMs,
       dieAfter: dieAfter === undefined ? undefined : Math.min(dieAfter, answer.n),
     };

@@ -49,14 +49,15 @@ export interface Usage {
   };
 }
 
-export function usage(prompt: number, completion: number): Usage {
+/** `completion` includes `reasoning` (hidden reasoning tokens), as OpenAI counts them. */
+export function usage(prompt: number, completion: number, reasoning = 0): Usage {
   return {
     prompt_tokens: prompt,
     completion_tokens: completion,
     total_tokens: prompt + completion,
     prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
     completion_tokens_details: {
-      reasoning_tokens: 0,
+      reasoning_tokens: reasoning,
       audio_tokens: 0,
       accepted_prediction_tokens: 0,
       rejected_prediction_tokens: 0,

@@ -5,6 +5,7 @@ import { createRequire } from 'node:module';
 import type { Pool as UndiciPool } from 'undici';
 import type { BackendConfig } from '../config/schema.js';
 import type { Simulator } from '../simulator/index.js';
+import { secretsOf } from './scrub.js';
 import { SIMULATOR_HEADERS } from './headers.js';
 
 // undici's Pool module alone: its index also loads fetch, WebSocket, caches, mocks and more
@@ -29,6 +30,8 @@ export class Backend {
    * tap need not keep chunks for a tokenizer count (see StreamTapOptions.retainChunks).
    */
   sendsUsage = false;
+  /** The provider key and configured header values: scrubbed from anything an upstream says (upstream/scrub.ts). */
+  readonly secrets: readonly string[];
 
   constructor(
     readonly name: string,
@@ -56,6 +59,7 @@ export class Backend {
     this.forwardHeaders = config.type === 'simulator' ? SIMULATOR_HEADERS : config.forward_headers;
     const key = 'api_key' in config ? config.api_key : undefined;
     if (key) this.injectedHeaders.authorization = `Bearer ${key}`;
+    this.secrets = secretsOf([key, ...Object.values(this.injectedHeaders)]);
   }
 
   /** The kind of server, for the gen_ai.system span attribute. */

@@ -113,6 +113,7 @@ describe('POST /responses, not streamed', () => {
       [{ model: 'm', input: 'x', max_output_tokens: -1 }, 'max_output_tokens'],
       [{ model: 'm', input: 'x', tools: 'nope' }, 'tools'],
       [{ model: 'm', input: 'x', text: { format: { type: 'yaml' } } }, 'text.format.type'],
+      [{ model: 'm', input: 'x', text: { format: { type: 'json_schema', name: 'x' } } }, 'text.format'],
     ] as const) {
       const r = await post('/responses', body);
       expect(r.status, JSON.stringify(body)).toBe(400);
@@ -249,6 +250,64 @@ describe('structured output (text.format json_schema)', () => {
   it('json_object yields a JSON object', async () => {
     const r = await client.responses.create({ model: 'm', input: 'Reply in JSON.', text: { format: { type: 'json_object' } } });
     expect(typeof JSON.parse(r.output_text)).toBe('object');
+  });
+});
+
+describe('reasoning', () => {
+  it('with a summary: reasoning deltas stream first, then the answer; usage counts both', async () => {
+    sim.configure({ ttftMs: 0, tpotMs: 1 });
+    const stream = client.responses.stream({ model: 'm', input: INPUT, reasoning: { effort: 'low', summary: 'auto' } });
+    const seen: OpenAI.Responses.ResponseStreamEvent[] = [];
+    for await (const e of stream) seen.push(e);
+    const final = await stream.finalResponse();
+    const R = Math.ceil(TOKENS / 2);
+    const types = seen.map((e) => e.type);
+    expect(types).toEqual([
+      'response.created',
+      'response.in_progress',
+      'response.output_item.added',
+      'response.reasoning_summary_part.added',
+      ...Array<string>(R).fill('response.reasoning_summary_text.delta'),
+      'response.reasoning_summary_text.done',
+      'response.reasoning_summary_part.done',
+      'response.output_item.done',
+      'response.output_item.added',
+      'response.content_part.added',
+      ...Array<string>(TOKENS).fill('response.output_text.delta'),
+      'response.output_text.done',
+      'response.content_part.done',
+      'response.output_item.done',
+      'response.completed',
+    ]);
+    expect(seen.map((e) => e.sequence_number)).toEqual(seen.map((_, i) => i));
+    const summary = seen.filter((e): e is OpenAI.Responses.ResponseReasoningSummaryTextDeltaEvent => e.type === 'response.reasoning_summary_text.delta');
+    for (const d of summary) expect(countTokens(d.delta)).toBe(1);
+    expect(final.output.map((o) => o.type)).toEqual(['reasoning', 'message']);
+    expect((final.output[0] as OpenAI.Responses.ResponseReasoningItem).summary[0]!.text).toBe(summary.map((d) => d.delta).join(''));
+    expect(final.output_text).toBe(completionText(TOKENS));
+    expect(final.usage).toMatchObject({ output_tokens: R + TOKENS, output_tokens_details: { reasoning_tokens: R } });
+  });
+
+  it('a function call after summarised reasoning is output item 1, assembled by the SDK', async () => {
+    sim.configure({ ttftMs: 0, tpotMs: 0 });
+    const final = await client.responses.stream({ model: 'm', input: 'Weather?', tools: TOOLS, reasoning: { effort: 'medium', summary: 'concise' } }).finalResponse();
+    expect(final.output.map((o) => o.type)).toEqual(['reasoning', 'function_call']);
+    expect(JSON.parse((final.output[1] as OpenAI.Responses.ResponseFunctionToolCall).arguments)).toEqual({ city: 'hello', days: 7, unit: 'c' });
+    expect(final.usage!.output_tokens_details.reasoning_tokens).toBe(TOKENS);
+  });
+
+  it('hidden reasoning (no summary) delays the first token by its tokens; counted, not streamed', async () => {
+    const t0 = performance.now();
+    const r = await post('/responses', { model: 'm', input: INPUT, stream: true, reasoning: { effort: 'high' } });
+    const evs = events(r.text);
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(TTFT + 2 * TOKENS * TPOT + (TOKENS - 1) * TPOT - 1);
+    expect(evs.some((e) => e.event.startsWith('response.reasoning'))).toBe(false);
+    expect(evs.filter((e) => e.event === 'response.output_text.delta')).toHaveLength(TOKENS);
+    const done = evs.at(-1)!.data.response as OpenAI.Responses.Response;
+    expect(done.output.map((o) => o.type)).toEqual(['reasoning', 'message']);
+    expect(done.usage).toMatchObject({ output_tokens: 3 * TOKENS, output_tokens_details: { reasoning_tokens: 2 * TOKENS } });
+    const plain = await client.responses.create({ model: 'm', input: INPUT, reasoning: { effort: 'minimal' } });
+    expect(plain.usage!.output_tokens_details.reasoning_tokens).toBe(0);
   });
 });
 

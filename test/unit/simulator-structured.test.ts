@@ -121,6 +121,18 @@ describe('chat completions: n and response_format', () => {
     await expect(
       client.chat.completions.create({ model: 'm', messages: MSG, response_format: { type: 'yaml' } as unknown as OpenAI.ResponseFormatJSONObject }),
     ).rejects.toMatchObject({ status: 400, param: 'response_format.type' });
+    await expect(
+      client.chat.completions.create({ model: 'm', messages: MSG, response_format: { type: 'json_schema' } as unknown as OpenAI.ResponseFormatJSONSchema }),
+    ).rejects.toMatchObject({ status: 400, param: 'response_format.json_schema' });
+  });
+
+  it('reasoning_effort: hidden reasoning tokens in completion_tokens and its details; answer unchanged', async () => {
+    const r = await client.chat.completions.create({ model: 'm', messages: MSG, reasoning_effort: 'medium' });
+    expect(r.choices[0]!.message.content).toBe(completionText(TOKENS));
+    expect(r.usage!.completion_tokens).toBe(2 * TOKENS);
+    expect(r.usage!.completion_tokens_details!.reasoning_tokens).toBe(TOKENS);
+    const s = await client.chat.completions.stream({ model: 'm', messages: MSG, reasoning_effort: 'low', stream_options: { include_usage: true } }).finalChatCompletion();
+    expect(s.usage!.completion_tokens_details!.reasoning_tokens).toBe(Math.ceil(TOKENS / 2));
   });
 
   it('json_object: content is a JSON object', async () => {

@@ -103,12 +103,13 @@ describe('chat completions, streamed', () => {
 
     // Timing: first token no earlier than TTFT after the request; later ones TPOT apart.
     expect(arrivals[0]! - t0).toBeGreaterThanOrEqual(TTFT - 1);
-    expect(arrivals[0]! - t0).toBeLessThan(TTFT + 500);
+    // Upper bounds only catch a token that never comes on time at all: a busy machine stalls for 100s of ms.
+    expect(arrivals[0]! - t0).toBeLessThan(TTFT + 5000);
     const simTs = content.map((c) => (c as unknown as { sim_ts: number }).sim_ts);
     for (let i = 1; i < simTs.length; i++) expect(simTs[i]! - simTs[i - 1]!).toBeGreaterThanOrEqual(TPOT);
     const total = arrivals.at(-1)! - t0;
     expect(total).toBeGreaterThanOrEqual(TTFT + (TOKENS - 1) * TPOT - 1);
-    expect(total).toBeLessThan(TTFT + (TOKENS - 1) * TPOT + 1000);
+    expect(total).toBeLessThan(TTFT + (TOKENS - 1) * TPOT + 5000);
     expect(sim.stats.completed).toBe(1);
   });
 
