@@ -52,6 +52,9 @@ export interface GatewayOptions {
   env?: Record<string, string | undefined>;
 }
 
+/** At most one log line per this interval about dropped spans (the counter has every one). */
+const DROP_LOG_EVERY_MS = 60_000;
+
 /** How long close() waits for queued spans to reach the collector. */
 const TRACE_FLUSH_MAX_MS = 2_000;
 
@@ -138,10 +141,19 @@ export class Gateway {
   static async create(policies: Policies, options: GatewayOptions = {}): Promise<Gateway> {
     const metrics = options.metrics ?? new Metrics();
     const logger = options.logger ?? createLogger();
+    let lastDropLog = -Infinity;
     // Traces are never a reason not to serve: an SDK that fails to start leaves spans off.
     const tracing = await Tracing.create(policies.telemetry?.otlp, {
       env: options.env,
-      onDrop: (reason, count) => metrics.traceSpansDropped.inc({ reason }, count),
+      onDrop: (reason, count) => {
+        metrics.traceSpansDropped.inc({ reason }, count);
+        // Ops learn of a failing collector from the log too, at most once a minute.
+        const now = Date.now();
+        if (now - lastDropLog >= DROP_LOG_EVERY_MS) {
+          lastDropLog = now;
+          logger.warn({ reason, spans: count }, 'trace spans dropped: the OTLP collector is not taking them (llm_gateway_trace_spans_dropped_total)');
+        }
+      },
       onProblem: (message) => logger.warn(message),
     }).catch((e: unknown) => {
       logger.error({ err: e }, 'trace export could not start: serving without it');
