@@ -158,6 +158,12 @@ describe('anomalies and incidents', () => {
     const events = () => hookBodies.flatMap((b) => b.events).filter((e) => e.incident.model === 'lat' && e.incident.kind === 'ttft');
     while (events().length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     expect(events().map((e) => e.event)).toEqual(['incident_opened', 'incident_resolved']);
+
+    // An operator may accept the current level as the new normal.
+    expect((await admin('POST', 'insights/baseline', { model: 'lat', anomalies: 'yes' })).status).toBe(400);
+    const accepted = await admin('POST', 'insights/baseline', { model: 'lat', anomalies: true });
+    expect(accepted.status).toBe(200);
+    expect(accepted.json.anomalies.reset).toEqual(['lat']);
   });
 });
 
