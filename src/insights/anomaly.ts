@@ -108,7 +108,10 @@ export class Detector {
         n++;
       }
     }
-    if (n === 0) for (let i = 0; i < this.filled; i++) (s += this.values[i]!), n++;
+    if (n === 0) {
+      for (let i = 0; i < this.filled; i++) s += this.values[i]!;
+      n = this.filled;
+    }
     return n ? s / n : 0;
   }
 

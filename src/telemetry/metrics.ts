@@ -284,7 +284,7 @@ export class Metrics {
   /** The cached series of (model, backend); both are bounded, configured names. */
   series(model: string, backend: string): ModelSeries {
     let byBackend = this.seriesCache.get(model);
-    if (!byBackend) this.seriesCache.set(model, (byBackend = new Map()));
+    if (!byBackend) this.seriesCache.set(model, (byBackend = new Map<string, ModelSeries>()));
     let s = byBackend.get(backend);
     if (!s) byBackend.set(backend, (s = new ModelSeries(this, model, backend)));
     return s;
@@ -305,7 +305,7 @@ export class Metrics {
 
   costFor(model: string, team: string): CounterSeries {
     let byTeam = this.costCache.get(model);
-    if (!byTeam) this.costCache.set(model, (byTeam = new Map()));
+    if (!byTeam) this.costCache.set(model, (byTeam = new Map<string, CounterSeries>()));
     let c = byTeam.get(team);
     if (!c) byTeam.set(team, (c = this.cost.child(model, team)));
     return c;

@@ -66,10 +66,6 @@ function closed(w: BatchedWriter): Promise<void> {
   return new Promise((r) => w.close(r));
 }
 
-function timeouts(): number {
-  return process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
-}
-
 describe('BatchedWriter', () => {
   it('delivers lines complete and in order through a non-blocking pipe', async () => {
     const p = pipeToFile();
