@@ -123,8 +123,3 @@ export function sendError(res: ErrorSink, err: GatewayError, requestId: string, 
   });
   res.end(body);
 }
-
-/** The SSE event a stream ends with when it fails after the first byte: the SDKs raise it. */
-export function sseErrorEvent(err: GatewayError): string {
-  return `data: ${JSON.stringify(err.body())}\n\n`;
-}
