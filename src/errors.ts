@@ -95,6 +95,10 @@ export const errors = {
     new GatewayError(502, 'upstream_error', 'upstream_bad_response', `Backend '${backend}' answered a stream request with ${JSON.stringify(contentType.slice(0, 64))} instead of text/event-stream.`, null, { 'x-should-retry': 'false' }),
   upstreamTimeout: (backend: string, what: string) => new GatewayError(504, 'timeout_error', 'upstream_timeout', `Backend '${backend}' timed out (${what}).`),
   midStream: (backend: string, detail: string) => new GatewayError(502, 'upstream_error', 'upstream_stream_error', `The stream from backend '${backend}' broke: ${detail}`),
+  responseNotFound: (id: string) =>
+    new GatewayError(404, 'invalid_request_error', 'response_not_found', `No response with id '${id}' is known to this gateway (never served through it, deleted, or past its affinity TTL).`),
+  previousResponseUnreachable: (id: string, model: string) =>
+    new GatewayError(400, 'invalid_request_error', 'previous_response_unreachable', `The response '${id}' is held by a backend that model '${model}' has no deployment on; continue it with a model served there.`, 'previous_response_id'),
   unavailable: (message: string) => new GatewayError(503, 'service_unavailable', 'service_unavailable', message),
   shuttingDown: () => new GatewayError(503, 'service_unavailable', 'shutting_down', 'The gateway is shutting down.'),
   internal: () => new GatewayError(500, 'server_error', 'internal_error', 'The gateway hit an internal error.'),

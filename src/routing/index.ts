@@ -59,6 +59,8 @@ export interface RoutingContext {
   clientGone(): boolean;
   /** Aborts when the client leaves: cuts a backoff wait short. */
   readonly signal?: AbortSignal;
+  /** Only deployments on this backend may serve (it holds state the request refers to: a stored response). */
+  readonly pin?: string | undefined;
   /** A routing decision worth a span event (retry, fallback, circuit open); rare paths only. */
   event?(name: string, attributes: Record<string, string | number>): void;
 }
@@ -202,10 +204,6 @@ export class Router {
     }
   }
 
-  get policyTable(): PolicyTable {
-    return this.policy;
-  }
-
   /** Opens an exchange whose head has arrived with status < 400, or throws a GatewayError (or ClientAbort). */
   async open(ctx: RoutingContext, route: Route): Promise<Served> {
     const first = this.plans.get(route.name);
@@ -255,6 +253,12 @@ export class Router {
     throw exhausted(route, st);
   }
 
+  /** Whether a request for `route` can reach `backend` (a deployment of the route or of a fallback is on it). */
+  reaches(route: Route, backend: string): boolean {
+    const plan = this.plans.get(route.name);
+    return plan !== undefined && plan.chain.some((p) => p.slots.some((s) => s.backend.name === backend));
+  }
+
   /** The outcome of a served exchange, once its body ended: feeds its breaker. A client abort counts for nothing. */
   report(served: Served, ok: boolean, failure?: UpstreamFailure): void {
     const now = this.clock();
@@ -278,7 +282,7 @@ export class Router {
       if (st.ctx.clientGone()) throw new ClientAbort();
       const now = this.clock();
       if (now >= st.deadline) return { kind: 'deadline' };
-      const picked = this.pick(plan, now, failed, notBefore, excluded);
+      const picked = this.pick(plan, now, failed, notBefore, excluded, st.ctx.pin);
       if (!picked) {
         // A deployment that asked us (retry-after) to come back shortly: wait for it.
         let wake: number | undefined;
@@ -328,9 +332,11 @@ export class Router {
     failed: Set<Slot> | undefined,
     notBefore: Map<Slot, number> | undefined,
     excluded: Set<Slot> | undefined,
+    pin: string | undefined,
   ): { slot: Slot; permit: Permit } | undefined {
     const eligible = (s: Slot, fresh: boolean) =>
       s.deployment.weight > 0 &&
+      (pin === undefined || s.backend.name === pin) &&
       !(fresh && failed?.has(s)) &&
       !excluded?.has(s) &&
       (notBefore?.get(s) ?? 0) <= now &&
@@ -452,6 +458,7 @@ export class Router {
     let any = false;
     for (const s of plan.slots) {
       if (s.deployment.weight <= 0) continue;
+      if (st.ctx.pin !== undefined && s.backend.name !== st.ctx.pin) continue;
       any = true;
       const b = s.breaker;
       const next = b.nextProbeInMs(now);

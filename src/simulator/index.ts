@@ -146,6 +146,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     const ttftMs = action?.kind === 'slow_first_token' ? action.ttftMs : (headerNum(req, 'x-sim-ttft-ms') ?? settings.ttftMs);
     const tpotMs = headerNum(req, 'x-sim-tpot-ms') ?? settings.tpotMs;
     const dieAfter = action?.kind === 'die_mid_stream' ? action.afterChunks : undefined;
+    const errorAfter = action?.kind === 'error_mid_stream' ? action.afterChunks : undefined;
     const knobs: Knobs = {
       ...settings,
       outputTokens: sampleTokens(headerNum(req, 'x-sim-output-tokens') ?? settings.outputTokens, settings.outputTokensSd, random),
@@ -153,6 +154,8 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     };
     const reqHeaders = { 'x-request-id': newId('req'), 'x-sim-request-ms': String(t0) };
 
+    // A failing generation that is not streamed is a plain 500.
+    if (errorAfter !== undefined && (kind === 'embeddings' || b.stream !== true)) return sendJson(res, 500, errorForStatus(500));
     if (kind === 'embeddings') {
       const r = embeddingsBody(b, settings.modelName ?? (typeof b.model === 'string' ? b.model : 'simulator'));
       if ('error' in r) return sendJson(res, 400, errorBody(r.error, 'invalid_request_error', null, r.param));
@@ -181,6 +184,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
       ttftMs: ttftMs + hidden * tpotMs,
       tpotMs,
       dieAfter: dieAfter === undefined ? undefined : Math.min(dieAfter, answer.n),
+      errorAfter: errorAfter === undefined ? undefined : Math.min(errorAfter, answer.n),
     };
     const stream = new TokenStream(res, plan, () => (ex.killed = true), onSent);
     ex.stop = () => stream.stop();

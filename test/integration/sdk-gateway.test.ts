@@ -27,7 +27,7 @@ beforeAll(async () => {
   sim = await startSimulator({ ttftMs: 5, tpotMs: 1, outputTokens: TOKENS });
   gw = await startGateway(`
 backends:
-  sim: { type: openai, base_url: "${sim.url}", api_key: sk-provider-secret }
+  sim: { type: openai, base_url: "${sim.url}", api_key: sk-provider-secret, forward_headers: [x-sim-fault] }
 models:
   m:
     deployments: [{ backend: sim, model: upstream-m }]
