@@ -7,7 +7,8 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { BoundedCounter, EXACT_BUDGET_CHARS, MAX_PIECE_CHARS, bpeWork } from '../../src/util/bounded-count.js';
-import { countTokens, estimatePromptTokens } from '../../src/streamtap/tokens.js';
+import { countTokens } from '../../src/streamtap/tokens.js';
+import { estimatePromptTokens } from '../../src/protocols/prompt-estimate.js';
 import { countText } from '../../src/simulator/words.js';
 
 /** The longest run of whitespace or of non-whitespace in `s` (what the tokenizers' pre-split can make one piece of). */
