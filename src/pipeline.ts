@@ -113,6 +113,11 @@ class Call implements RoutingContext, PromptCounter {
     return this.left.signal;
   }
 
+  /** The API a deployment's backend must serve (the backends' `apis:`). */
+  get api(): string {
+    return this.r.protocol.api ?? this.r.protocol.name;
+  }
+
   promptTokens(): number {
     return this.prompt >= 0 ? this.prompt : (this.prompt = this.r.protocol.promptTokens(this.r.body));
   }
@@ -148,6 +153,7 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
     rec.routed = true;
     if (identity.config?.models && !identity.config.models.includes(model)) throw errors.modelNotAllowed(model);
     api.validate(r.body);
+    if (!router.serves(route.name, call.api)) throw errors.apiNotServed(model, call.api);
 
     const promptTokens = policy.needsTokenEstimates ? call.promptTokens() : -1;
     const maxOut = maxOutputTokens(api.maxOutputTokens(r.body), route);

@@ -2,6 +2,7 @@
 import { chat } from './chat.js';
 import { completions } from './completions.js';
 import { embeddings } from './embeddings.js';
+import { countMessageTokens, messages } from './messages.js';
 import type { Protocol } from './types.js';
 
 export type { Protocol, UpstreamModel } from './types.js';
@@ -10,6 +11,8 @@ export const protocols = {
   chat,
   completions,
   embeddings,
+  messages,
+  messages_count_tokens: countMessageTokens,
 } as const satisfies Record<string, Protocol>;
 
 export type ProtocolName = keyof typeof protocols;

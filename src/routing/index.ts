@@ -60,6 +60,8 @@ export interface RoutingContext {
   readonly signal?: AbortSignal;
   /** A routing decision worth a span event (retry, fallback, circuit open); rare paths only. */
   event?(name: string, attributes: Record<string, string | number>): void;
+  /** The API the request speaks: only deployments whose backend serves it are tried (undefined: any). */
+  readonly api?: string;
 }
 
 export type FallbackReason = 'circuit_open' | 'upstream_error' | 'context_length';
@@ -198,6 +200,11 @@ export class Router {
     return this.policy;
   }
 
+  /** Whether the model has a deployment whose backend serves `api` (checked before admission: nothing is sent otherwise). */
+  serves(model: string, api: string): boolean {
+    return this.plans.get(model)?.slots.some((s) => s.backend.serves(api)) ?? false;
+  }
+
   /** Opens an exchange whose head has arrived with status < 400, or throws a GatewayError (or ClientAbort). */
   async open(ctx: RoutingContext, route: Route): Promise<Served> {
     const first = this.plans.get(route.name);
@@ -211,6 +218,8 @@ export class Router {
       const plan = chain[i]!;
       if (seen.has(plan)) continue;
       seen.add(plan);
+      // A fallback with no deployment for this API is passed over, not tried.
+      if (ctx.api !== undefined && !plan.slots.some((s) => s.backend.serves(ctx.api!))) continue;
       if (ctx.clientGone()) throw new ClientAbort();
       if (from) {
         this.metrics.fallbacks.inc({ from: from.route.name, to: plan.route.name, reason });
@@ -270,7 +279,7 @@ export class Router {
       if (st.ctx.clientGone()) throw new ClientAbort();
       const now = this.clock();
       if (now >= st.deadline) return { kind: 'deadline' };
-      const picked = this.pick(plan, now, failed, notBefore, excluded);
+      const picked = this.pick(plan, now, failed, notBefore, excluded, st.ctx.api);
       if (!picked) {
         // A deployment that asked us (retry-after) to come back shortly: wait for it.
         let wake: number | undefined;
@@ -320,9 +329,11 @@ export class Router {
     failed: Set<Slot> | undefined,
     notBefore: Map<Slot, number> | undefined,
     excluded: Set<Slot> | undefined,
+    api: string | undefined,
   ): { slot: Slot; permit: Permit } | undefined {
     const eligible = (s: Slot, fresh: boolean) =>
       s.deployment.weight > 0 &&
+      (api === undefined || s.backend.serves(api)) &&
       !(fresh && failed?.has(s)) &&
       !excluded?.has(s) &&
       (notBefore?.get(s) ?? 0) <= now &&

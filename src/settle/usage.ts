@@ -30,5 +30,9 @@ export function usageFault(u: TapUsage | undefined): string | undefined {
     const v = u[field];
     if (!Number.isInteger(v) || v < 0 || v > MAX_USAGE_TOKENS) return name;
   }
+  const w = u.cacheWriteInput;
+  if (w !== undefined && (!Number.isInteger(w) || w < 0 || w > MAX_USAGE_TOKENS)) return 'cache_creation_input_tokens';
+  // The parts of input are within it (an upstream whose parts exceed the whole is not trusted).
+  if (u.cachedInput + (w ?? 0) > u.input) return 'cache_read_input_tokens';
   return undefined;
 }
