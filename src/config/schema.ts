@@ -70,7 +70,9 @@ const anthropicBackendSchema = httpBackendSchema.extend({
   anthropic_version: z.string().min(1).default('2023-06-01'),
 });
 
-export const backendSchema = z.union([simulatorBackendSchema, anthropicBackendSchema, httpBackendSchema]);
+// Discriminated by `type` (openai when absent), so a bad field is reported with its path
+// rather than as "Invalid input" of a union.
+export const backendSchema = z.discriminatedUnion('type', [simulatorBackendSchema, anthropicBackendSchema, httpBackendSchema]);
 
 export const deploymentSchema = z
   .object({
