@@ -82,8 +82,9 @@ export function upstreamErrorToClient(backend: string, status: number, body: Buf
   } catch {
     // not JSON: keep the generic message (never echo an arbitrary upstream body)
   }
-  // 4xx pass with their status (the client's own mistake); 5xx become 502 unless 503/504.
-  const clientStatus = status < 500 ? status : status === 503 || status === 504 ? status : 502;
+  // 4xx pass with their status (the client's own mistake); 5xx become 502 unless 503/504, or
+  // Anthropic's 529 (overloaded), which its SDK and its clients know.
+  const clientStatus = status < 500 ? status : status === 503 || status === 504 || status === 529 ? status : 502;
   return new GatewayError(clientStatus, type, code, message, param);
 }
 
