@@ -22,6 +22,7 @@ let client: Anthropic;
 beforeAll(async () => {
   sim = await startSimulator({ ttftMs: 5, tpotMs: 2, outputTokens: TOKENS });
   gw = await startGateway(`
+admin_token: adm
 backends:
   claude:
     type: anthropic
@@ -150,6 +151,19 @@ describe('Messages API through the gateway (@anthropic-ai/sdk)', () => {
       messages: [...req.messages, { role: 'assistant', content: whole.content }, { role: 'user', content: [{ type: 'tool_result', tool_use_id: block.id, content: 'sunny' }] }],
     });
     expect(next.content[0]!.type).toBe('text');
+  });
+
+  it('/admin/stats (the dashboard) shows Messages traffic like the rest: requests, TTFT, tokens by type, cost', async () => {
+    const text = await gw.metricsText();
+    const r = await fetch(`${gw.url}/admin/stats`, { headers: { authorization: 'Bearer adm' } });
+    expect(r.status).toBe(200);
+    const s = (await r.json()) as { models: Array<{ model: string; requests: number; ttft: { count: number }; tokens: Record<string, number>; cost_usd: number }> };
+    const m = s.models.find((x) => x.model === 'claude-sonnet')!;
+    expect(m.requests).toBeGreaterThanOrEqual(4);
+    expect(m.ttft.count).toBeGreaterThanOrEqual(2);
+    expect(m.tokens.cache_write_input).toBe(metricValue(text, 'llm_gateway_tokens_total', { model: 'claude-sonnet', type: 'cache_write_input' }));
+    expect(m.tokens.cache_write_input).toBeGreaterThanOrEqual(127);
+    expect(m.cost_usd).toBeGreaterThan(0);
   });
 
   it('count_tokens is routed by model and spends nothing', async () => {
