@@ -137,7 +137,7 @@ describe('an Anthropic upstream with known write times', () => {
 
   it('an upstream 529 (overloaded) is answered 529 overloaded_error', async () => {
     const e = await client.messages.create({ model: 'claude-busy', max_tokens: 50, messages: [{ role: 'user', content: 'hi' }] }).catch((x: unknown) => x);
-    expect(e).toBeInstanceOf(Anthropic.InternalServerError);
+    expect(e).toBeInstanceOf(Anthropic.OverloadedError);
     expect((e as Anthropic.APIError).status).toBe(529);
     expect((e as Anthropic.APIError).error).toMatchObject({ type: 'error', error: { type: 'overloaded_error' } });
   });

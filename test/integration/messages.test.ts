@@ -23,6 +23,7 @@ beforeAll(async () => {
   sim = await startSimulator({ ttftMs: 5, tpotMs: 2, outputTokens: TOKENS });
   gw = await startGateway(`
 admin_token: adm
+server: { max_body_bytes: 65536 }
 backends:
   claude:
     type: anthropic
@@ -244,6 +245,14 @@ describe('refusals in Anthropic shape, raised by the SDK as typed errors', () =>
     expect(body.error.type).toBe('invalid_request_error');
     expect(body.error.message).toContain("'gpt-only'");
     expect(body.error.message).toContain('messages');
+    expect(sim.stats.requests).toBe(before);
+  });
+
+  it('a body over max_body_bytes → ContentTooLargeError (413 request_too_large), nothing sent', async () => {
+    const before = sim.stats.requests;
+    const e = await client.messages.create({ model: 'claude-sonnet', max_tokens: 10, messages: [{ role: 'user', content: 'x'.repeat(100_000) }] }).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(Anthropic.ContentTooLargeError);
+    expect((e as Anthropic.APIError).error).toMatchObject({ type: 'error', error: { type: 'request_too_large' } });
     expect(sim.stats.requests).toBe(before);
   });
 
