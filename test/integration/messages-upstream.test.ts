@@ -6,6 +6,7 @@
 // first one's error rate opens its circuit.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import Anthropic from '@anthropic-ai/sdk';
+import OpenAI from 'openai';
 import { startSimulator, type Simulator } from '../../src/simulator/index.js';
 import { startScriptedUpstream, type ScriptedUpstream, type ScriptStep } from '../fixtures/scripted-upstream.js';
 import { metricValue, startGateway, type TestGateway } from '../helpers.js';
@@ -54,6 +55,7 @@ backends:
   scripted: { type: anthropic, base_url: "${up.baseURL}", api_key: sk-ant-1 }
   busy: { type: anthropic, base_url: "${failing.baseURL}", api_key: sk-ant-2 }
   backup: { type: anthropic, base_url: "${sim.url}", api_key: sk-ant-3 }
+  oai: { base_url: "${sim.url}", api_key: sk-oai }
 retries: { max: 0, backoff_ms: 1 }
 models:
   claude-timed:
@@ -67,6 +69,13 @@ models:
     circuit_breaker: { window_s: 60, min_requests: 3, error_rate: 0.5, cooldown_s: 60 }
   claude-backup:
     deployments: [{ backend: backup, model: claude-haiku }]
+  claude-then-gpt:
+    deployments: [{ backend: busy, model: claude-opus }]
+    fallbacks: [gpt]
+  gpt:
+    deployments: [{ backend: oai, model: gpt-x }]
+  mixed:
+    deployments: [{ backend: backup, model: m-anthropic }, { backend: oai, model: m-openai }]
 `);
   client = new Anthropic({ baseURL: gw.url, apiKey: 'k', maxRetries: 0 });
 });
@@ -158,5 +167,26 @@ describe('failover from one Claude model to another', () => {
     expect(metricValue(text, 'llm_gateway_fallbacks_total', { from: 'claude-primary', to: 'claude-backup', reason: 'upstream_error' })).toBe(3);
     expect(metricValue(text, 'llm_gateway_fallbacks_total', { from: 'claude-primary', to: 'claude-backup', reason: 'circuit_open' })).toBe(REQUESTS - 3);
     expect(metricValue(text, 'llm_gateway_circuit_state', { model: 'claude-primary', backend: 'busy' })).toBe(2);
+  });
+});
+
+describe('routing by API', () => {
+  it('a model with deployments on both kinds of backend: messages go only to the anthropic one, chat only to the openai one', async () => {
+    const openai = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'k', maxRetries: 0 });
+    for (let i = 0; i < 6; i++) {
+      const m = await client.messages.create({ model: 'mixed', max_tokens: 2, messages: [{ role: 'user', content: 'hi' }] });
+      expect(m.model).toBe('m-anthropic');
+      const c = await openai.chat.completions.create({ model: 'mixed', max_tokens: 2, messages: [{ role: 'user', content: 'hi' }] });
+      expect(c.model).toBe('m-openai');
+    }
+  });
+
+  it('a fallback with no deployment for the API is passed over: nothing is sent to it', async () => {
+    const before = sim.stats.requests;
+    const e = await client.messages.create({ model: 'claude-then-gpt', max_tokens: 2, messages: [{ role: 'user', content: 'hi' }] }).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(Anthropic.OverloadedError);
+    expect(sim.stats.requests).toBe(before);
+    const text = await gw.metricsText();
+    expect(metricValue(text, 'llm_gateway_fallbacks_total', { from: 'claude-then-gpt', to: 'gpt' })).toBeUndefined();
   });
 });
