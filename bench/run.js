@@ -266,7 +266,7 @@ async function main() {
       if (spec.kind === 'remote') return remote;
       if (spec.kind === 'direct') return lab.direct();
       if (spec.kind === 'bare') return lab.bare();
-      return lab.gateway({ features: spec.features ?? null, name: spec.name, inspect: spec.inspect === true });
+      return lab.gateway({ features: spec.features ?? null, insights: spec.insights === true, name: spec.name, inspect: spec.inspect === true });
     },
   };
 

@@ -41,6 +41,7 @@ export class GatewayError extends Error {
 
 export const errors = {
   invalidJson: (detail: string) => new GatewayError(400, 'invalid_request_error', 'invalid_json', `We could not parse the JSON body of your request: ${detail}`),
+  tooDeep: (max: number) => new GatewayError(400, 'invalid_request_error', 'json_too_deep', `The JSON body nests objects or arrays more than ${max} levels deep.`),
   notObject: () => new GatewayError(400, 'invalid_request_error', 'invalid_request', 'The request body must be a JSON object.'),
   missingModel: () => new GatewayError(400, 'invalid_request_error', 'missing_model', 'You must provide a model parameter (a string).', 'model'),
   invalidParam: (param: string, message: string) => new GatewayError(400, 'invalid_request_error', 'invalid_value', message, param),
@@ -49,6 +50,8 @@ export const errors = {
   tooLarge: (limit: number) => new GatewayError(413, 'invalid_request_error', 'request_too_large', `Request body is larger than the gateway's limit of ${limit} bytes.`),
   requestTimeout: (ms: number) =>
     new GatewayError(408, 'invalid_request_error', 'request_timeout', `The request body did not arrive within ${ms} ms (server.body_timeout_ms).`),
+  hostNotAllowed: (host: string) =>
+    new GatewayError(421, 'invalid_request_error', 'host_not_allowed', `This gateway does not answer for host ${JSON.stringify(host.slice(0, 255))} (server.allowed_hosts).`),
   badKey: () => new GatewayError(401, 'authentication_error', 'invalid_api_key', 'Incorrect API key provided.'),
   modelNotAllowed: (model: string) => new GatewayError(403, 'permission_error', 'model_not_allowed', `This key may not use the model '${model}'.`, 'model'),
   unknownModel: (model: string) => new GatewayError(404, 'invalid_request_error', 'model_not_found', `The model '${model}' does not exist or is not served by this gateway.`, 'model'),
@@ -94,6 +97,10 @@ export const errors = {
     new GatewayError(502, 'upstream_error', 'upstream_bad_response', `Backend '${backend}' answered a stream request with ${JSON.stringify(contentType.slice(0, 64))} instead of text/event-stream.`, null, { 'x-should-retry': 'false' }),
   upstreamTimeout: (backend: string, what: string) => new GatewayError(504, 'timeout_error', 'upstream_timeout', `Backend '${backend}' timed out (${what}).`),
   midStream: (backend: string, detail: string) => new GatewayError(502, 'upstream_error', 'upstream_stream_error', `The stream from backend '${backend}' broke: ${detail}`),
+  responseNotFound: (id: string) =>
+    new GatewayError(404, 'invalid_request_error', 'response_not_found', `No response with id '${id}' is known to this gateway (never served through it, deleted, or past its affinity TTL).`),
+  previousResponseUnreachable: (id: string, model: string) =>
+    new GatewayError(400, 'invalid_request_error', 'previous_response_unreachable', `The response '${id}' is held by a backend that model '${model}' has no deployment on; continue it with a model served there.`, 'previous_response_id'),
   unavailable: (message: string) => new GatewayError(503, 'service_unavailable', 'service_unavailable', message),
   shuttingDown: () => new GatewayError(503, 'service_unavailable', 'shutting_down', 'The gateway is shutting down.'),
   internal: () => new GatewayError(500, 'server_error', 'internal_error', 'The gateway hit an internal error.'),

@@ -13,15 +13,19 @@ import { contentHash, watchPolicies, type PolicyWatcher } from './config/watch.j
 import { diffPolicies, type PolicyChanges } from './config/diff.js';
 import { KeyRing } from './auth/index.js';
 import { PolicyTable } from './policy/index.js';
-import { createAdmission, type Admission } from './admission/index.js';
+import { createAdmission, RETIRE_MAX_MS, type Admission } from './admission/index.js';
 import { Router } from './routing/index.js';
 import { Backends } from './upstream/backends.js';
 import { Metrics } from './telemetry/metrics.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
 import { Tracing } from './telemetry/tracing.js';
+import { GenAiMetrics } from './telemetry/otlp-metrics.js';
+import { resolveOtlpMetrics } from './telemetry/otlp-config.js';
 import { createHttpServer } from './server/http.js';
 import { applyServerLimits } from './server/limits.js';
+import { exposureProblems } from './server/exposure.js';
 import { preloadTokenizer } from './streamtap/index.js';
+import { ResponseAffinity } from './routing/affinity.js';
 import { Insights } from './insights/index.js';
 
 export interface Stages {
@@ -48,6 +52,9 @@ export interface GatewayOptions {
   env?: Record<string, string | undefined>;
 }
 
+/** At most one log line per this interval about dropped spans (the counter has every one). */
+const DROP_LOG_EVERY_MS = 60_000;
+
 /** How long close() waits for queued spans to reach the collector. */
 const TRACE_FLUSH_MAX_MS = 2_000;
 
@@ -55,9 +62,6 @@ export type ReloadSource = 'watch' | 'sighup' | 'admin';
 export type ReloadResult = { ok: true; changed: PolicyChanges; unchanged?: true } | { ok: false; problems: string[] };
 
 const LISTEN_BACKLOG = 4096;
-
-/** How long the previous stages wait for the requests that started under them (streams can be long). */
-const RETIRE_MAX_MS = 10 * 60_000;
 
 /** Builds every stage for a policy; with `prev` (a reload), each stage takes its state over from the old one. */
 async function buildStages(policies: Policies, metrics: Metrics, logger: Logger, prev?: Stages): Promise<Stages> {
@@ -98,11 +102,17 @@ export class Gateway {
   readonly inflight = new Set<ServerResponse>();
   /** How to cut each in-flight pipeline request at shutdown (its final error event, recorded as the gateway's own cut). */
   private readonly cutters = new Map<ServerResponse, () => void>();
+  /** The address listened on, once listening. */
+  private listenHost: string | undefined;
   readonly server: Server;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  /** Responses API: which deployment holds which stored response (kept across reloads; its store settings apply at start). */
+  readonly affinity: ResponseAffinity;
   /** Span per request and, when configured, OTLP export: set at start (a change of telemetry.otlp needs a restart). */
   readonly tracing: Tracing;
+  /** OTLP metrics in the GenAI conventions, when OTEL_METRICS_EXPORTER=otlp or telemetry.otlp.metrics asks for them. */
+  readonly genai: GenAiMetrics | undefined;
   private current: Stages;
   private draining = false;
   /** The last reload (or a resolved promise): the next one starts after it. */
@@ -115,12 +125,14 @@ export class Gateway {
   /** Previous stages being retired, with the promise that ends when they are closed. */
   private readonly retiring = new Map<Stages, Promise<void>>();
 
-  private constructor(stages: Stages, tracing: Tracing, readonly options: GatewayOptions) {
+  private constructor(stages: Stages, tracing: Tracing, genai: GenAiMetrics | undefined, readonly options: GatewayOptions) {
     this.current = stages;
     this.tracing = tracing;
+    this.genai = genai;
     this.metrics = stages.metrics;
     this.logger = stages.logger;
     this.seenHash = options.policiesHash;
+    this.affinity = ResponseAffinity.fromPolicies(stages.policies, stages.logger);
     // The upstream pool gauges read the current backends at scrape time.
     this.metrics.upstreamPools = () => this.current.backends.all();
     this.server = createHttpServer(this);
@@ -129,17 +141,35 @@ export class Gateway {
   static async create(policies: Policies, options: GatewayOptions = {}): Promise<Gateway> {
     const metrics = options.metrics ?? new Metrics();
     const logger = options.logger ?? createLogger();
+    let lastDropLog = -Infinity;
     // Traces are never a reason not to serve: an SDK that fails to start leaves spans off.
     const tracing = await Tracing.create(policies.telemetry?.otlp, {
       env: options.env,
-      onDrop: (reason, count) => metrics.traceSpansDropped.inc({ reason }, count),
+      onDrop: (reason, count) => {
+        metrics.traceSpansDropped.inc({ reason }, count);
+        // Ops learn of a failing collector from the log too, at most once a minute.
+        const now = Date.now();
+        if (now - lastDropLog >= DROP_LOG_EVERY_MS) {
+          lastDropLog = now;
+          logger.warn({ reason, spans: count }, 'trace spans dropped: the OTLP collector is not taking them (llm_gateway_trace_spans_dropped_total)');
+        }
+      },
       onProblem: (message) => logger.warn(message),
     }).catch((e: unknown) => {
       logger.error({ err: e }, 'trace export could not start: serving without it');
       return Tracing.global();
     });
     if (tracing.exporting) logger.info({ traces: tracing.target }, 'exporting traces (OTLP/HTTP)');
-    return new Gateway(await buildStages(policies, metrics, logger), tracing, options);
+    const metricsSettings = resolveOtlpMetrics(policies.telemetry?.otlp, options.env ?? process.env);
+    let genai: GenAiMetrics | undefined;
+    if (metricsSettings) {
+      genai = await GenAiMetrics.start(metricsSettings).catch((e: unknown) => {
+        logger.error({ err: e }, 'OTLP metrics could not start: serving without them');
+        return undefined;
+      });
+      if (genai) logger.info({ metrics: `${new URL(metricsSettings.metricsEndpoint).origin}${new URL(metricsSettings.metricsEndpoint).pathname} (${metricsSettings.protocol})` }, 'exporting GenAI metrics (OTLP/HTTP)');
+    }
+    return new Gateway(await buildStages(policies, metrics, logger), tracing, genai, options);
   }
 
   /**
@@ -189,6 +219,7 @@ export class Gateway {
     // as the current stages and `prev` as retiring ones.)
     this.current = next;
     applyServerLimits(this.server, policies.server);
+    this.warnExposure();
     this.retire(prev, next);
     const changed = diffPolicies(prev.policies, policies);
     this.metrics.policyReloads.inc({ result: 'success' });
@@ -235,6 +266,12 @@ export class Gateway {
     });
   }
 
+  /** Says loudly what is exposed on the address listened on (see server/exposure.ts). */
+  private warnExposure(): void {
+    if (this.listenHost === undefined) return;
+    for (const problem of exposureProblems(this.listenHost, this.current.policies)) this.logger.warn({ host: this.listenHost }, `EXPOSED: ${problem}`);
+  }
+
   /** A pipeline request started: in flight until untrack(); `cut` stops it at shutdown. */
   track(res: ServerResponse, cut: () => void): void {
     this.inflight.add(res);
@@ -268,6 +305,8 @@ export class Gateway {
       // The kernel caps it at net.core.somaxconn.
       this.server.listen({ port, host, backlog: LISTEN_BACKLOG }, () => {
         this.server.off('error', reject);
+        this.listenHost = host;
+        this.warnExposure();
         const addr = this.server.address();
         resolve({ port: typeof addr === 'object' && addr ? addr.port : port, host });
       });
@@ -321,8 +360,10 @@ export class Gateway {
     s.insights.close();
     await s.admission.close();
     await s.backends.close();
+    await this.affinity.close();
     // Spans of the last requests go out if the collector answers soon; never hold shutdown for it.
-    await Promise.race([this.tracing.shutdown().catch(() => undefined), new Promise((r) => (t = setTimeout(r, TRACE_FLUSH_MAX_MS)).unref())]);
+    const exports = Promise.all([this.tracing.shutdown().catch(() => undefined), this.genai?.shutdown().catch(() => undefined)]);
+    await Promise.race([exports, new Promise((r) => (t = setTimeout(r, TRACE_FLUSH_MAX_MS)).unref())]);
     clearTimeout(t);
   }
 }

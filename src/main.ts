@@ -7,9 +7,11 @@ import { loadPolicies, parsePolicies, PolicyError } from './config/load.js';
 import { contentHash } from './config/watch.js';
 import { Gateway } from './gateway.js';
 import type { GatewayLogger } from './telemetry/logger.js';
+import { StateFileError, resetStateFile } from './admission/statefile.js';
 
 const USAGE = `usage:
   llm-gateway [--policies FILE] [--port N] [--host HOST]   run the gateway
+      --reset-state   move the state file (state.file) aside and start with no recorded spend
   llm-gateway check FILE                                     validate a policies file
 environment: GATEWAY_POLICIES, GATEWAY_PORT, GATEWAY_HOST (default 127.0.0.1), GATEWAY_ADMIN_TOKEN, GATEWAY_LOG_LEVEL
 signals: SIGHUP reloads the policies file (so do file changes and POST /admin/reload); SIGTERM/SIGINT drain and stop`;
@@ -37,6 +39,7 @@ async function run(argv: string[]): Promise<number> {
       policies: { type: 'string' },
       port: { type: 'string' },
       host: { type: 'string' },
+      'reset-state': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -66,7 +69,21 @@ async function run(argv: string[]): Promise<number> {
     console.error(`invalid port: ${values.port ?? process.env.GATEWAY_PORT}`);
     return 2;
   }
-  const gw = await Gateway.create(policies, { policiesFile: file, policiesHash: contentHash(text) });
+  let movedAside: string | undefined;
+  let gw: Gateway;
+  try {
+    if (values['reset-state']) {
+      const stateFile = policies.state.store === 'memory' ? policies.state.file : undefined;
+      if (stateFile) movedAside = resetStateFile(stateFile);
+      else console.error('--reset-state: this policy keeps no state file (state.store: memory with state.file): nothing to reset');
+    }
+    gw = await Gateway.create(policies, { policiesFile: file, policiesHash: contentHash(text) });
+  } catch (e) {
+    if (!(e instanceof StateFileError)) throw e;
+    console.error(`llm-gateway: ${e.message}`);
+    return 1;
+  }
+  if (movedAside) gw.logger.warn({ file: policies.state.file, moved_to: movedAside }, 'state file moved aside (--reset-state): starting with no recorded spend');
   const addr = await gw.listen(port, host);
   gw.logger.info({ host: addr.host, port: addr.port, policies: file, models: Object.keys(policies.models) }, 'listening');
   // Hot reload: file changes (ConfigMap swaps included), SIGHUP, POST /admin/reload.

@@ -22,6 +22,7 @@ import type { UpstreamExchange, UpstreamRequest } from './upstream/exchange.js';
 import type { RoutingContext, Target } from './routing/index.js';
 import { settle, type RequestRecord } from './settle/index.js';
 import { upstreamRequestHeaders } from './upstream/headers.js';
+import { tooDeepToWalk } from './upstream/body.js';
 import { spanEvent, type Tracing } from './telemetry/tracing.js';
 import type { Span } from '@opentelemetry/api';
 import { worstCaseUsd, maxOutputTokens } from './policy/cost.js';
@@ -52,6 +53,8 @@ class Call implements RoutingContext, PromptCounter {
   /** The last attempt's exchange, kept after a failure: its queue time goes on the log line. */
   lastExchange: UpstreamExchange | undefined = undefined;
   gone = false;
+  /** The backend that holds the stored response this request continues, if any. */
+  pin: string | undefined = undefined;
   /** The gateway cut this request (shutdown past drain_timeout_ms): not the client's doing. */
   cut = false;
   /** Made only if routing has to wait (backoff, retry-after): most requests never do. */
@@ -119,7 +122,9 @@ class Call implements RoutingContext, PromptCounter {
   }
 
   promptTokens(): number {
-    return this.prompt >= 0 ? this.prompt : (this.prompt = this.r.protocol.promptTokens(this.r.body));
+    if (this.prompt >= 0) return this.prompt;
+    // A body too deep to walk gets a linear estimate (about 4 bytes a token), not a stack overflow.
+    return (this.prompt = tooDeepToWalk(this.r.raw) ? Math.ceil(this.r.raw.length / 4) : this.r.protocol.promptTokens(this.r.body));
   }
 }
 
@@ -127,7 +132,7 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
   const api = r.protocol;
   const model = api.model(r.body);
   const stream = api.stream(r.body);
-  const rec = newRecord(r, model, stream);
+  const rec = newRecord(r.id, api.endpoint, r.receivedAt, model, stream);
   const span = gw.tracing.start(r.req.headers, api.operation, model, stream);
   if (gw.tracing.exporting) {
     const sc = span.spanContext();
@@ -154,6 +159,15 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
     if (identity.config?.models && !identity.config.models.includes(model)) throw errors.modelNotAllowed(model);
     api.validate(r.body);
     if (!router.serves(route.name, call.api)) throw errors.apiNotServed(model, call.api);
+    const continues = api.continues?.(r.body);
+    if (continues !== undefined) {
+      // Responses' previous_response_id: the conversation lives where that response was made.
+      const held = await gw.affinity.lookup(continues);
+      if (held) {
+        if (!router.reaches(route, held.backend)) throw errors.previousResponseUnreachable(continues, model);
+        call.pin = held.backend;
+      }
+    }
 
     const promptTokens = policy.needsTokenEstimates ? call.promptTokens() : -1;
     const maxOut = maxOutputTokens(api.maxOutputTokens(r.body), route);
@@ -191,6 +205,7 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
         servedModel: served.route.name,
         prompt: call,
         outputSlice: rec.insight?.slice,
+        onResponseId: api.recordsResponses ? (id) => gw.affinity.remember(id, { model, backend: served.backend.name }) : undefined,
       });
       // Overhead stamps: a stream's head goes to the client within forwardResponse's
       // synchronous part; a whole body is written when its promise settles.
@@ -222,7 +237,7 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
   } catch (e) {
     if (call.cut) {
       const err = errors.shuttingDown();
-      sendError(r.res, err, r.id, ticket?.headers);
+      sendError(r.res, err, r.id, ticket?.headers, api.errorBody);
       rec.status = err.status;
       rec.error = { code: err.code, message: err.message };
     } else if (e instanceof ClientAbort || call.gone) {
@@ -245,15 +260,15 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
       rec.queueMs = ex.queueMs(rec.endedAt);
       rec.upstreamStartAt = ex.startedAt;
     }
-    settle(rec, { metrics, logger, ticket, span });
+    settle(rec, { metrics, logger, ticket, span, genai: gw.genai });
   }
 }
 
 /** Every field present from the start, in one order: one hidden class for all records. */
-function newRecord(r: InferenceRequest, model: string, stream: boolean): RequestRecord {
+export function newRecord(requestId: string, endpoint: string, receivedAt: number, model: string, stream: boolean): RequestRecord {
   return {
-    requestId: r.id,
-    endpoint: r.protocol.endpoint,
+    requestId,
+    endpoint,
     model,
     routed: false,
     servedModel: undefined,
@@ -261,7 +276,7 @@ function newRecord(r: InferenceRequest, model: string, stream: boolean): Request
     upstreamModel: undefined,
     status: 0,
     stream,
-    receivedAt: r.receivedAt,
+    receivedAt,
     endedAt: 0,
     firstTokenAt: undefined,
     lastTokenAt: undefined,
@@ -295,12 +310,16 @@ function newRecord(r: InferenceRequest, model: string, stream: boolean): Request
  */
 function buildUpstreamRequest(r: InferenceRequest, t: Target, stream: boolean): UpstreamRequest {
   const body = r.protocol.upstreamBody(r.raw, r.body, t, stream);
+  return { method: 'POST', path: r.protocol.upstreamPath, headers: upstreamHeaders(r.req, r.id, true, t.backend.forwardHeaders), body };
+}
+
+/** The headers sent upstream: ours, and the client's that the allow-list (upstream/headers.ts) lets through. */
+export function upstreamHeaders(req: IncomingMessage, requestId: string, json: boolean, forward: readonly string[]): Record<string, string> {
   const headers: Record<string, string> = {
-    'content-type': 'application/json',
     // The tap reads the bytes it forwards: ask for them uncompressed.
     'accept-encoding': 'identity',
-    'x-request-id': r.id,
+    'x-request-id': requestId,
   };
-  upstreamRequestHeaders(r.req.headers, headers, t.backend.forwardHeaders);
-  return { method: 'POST', path: r.protocol.upstreamPath, headers, body };
+  if (json) headers['content-type'] = 'application/json';
+  return upstreamRequestHeaders(req.headers, headers, forward);
 }

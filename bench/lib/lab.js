@@ -108,7 +108,7 @@ export class Lab {
    * features: null, or 'memory' / 'redis': keys, rate limits, budgets at every scope (see
    * gatewayKnobs, which the report prints beside the tables).
    */
-  async gateway({ features = null, name = 'gateway', inspect = false } = {}) {
+  async gateway({ features = null, insights = false, name = 'gateway', inspect = false } = {}) {
     const n = ++this.seq;
     const key = `sk-bench-${this.tag}`;
     const policy = {
@@ -137,6 +137,8 @@ export class Lab {
         policy.state = { store: 'memory' };
       }
     }
+    // Traffic intelligence with its defaults (quality.sample 1.0): what it costs per request.
+    if (insights) policy.insights = {};
     // YAML is a superset of JSON: the policy file is written as JSON.
     const file = join(this.dir, `policies-${n}.yaml`);
     writeFileSync(file, JSON.stringify(policy, null, 2));

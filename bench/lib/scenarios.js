@@ -432,6 +432,7 @@ export async function features(ctx) {
   const notes = [];
   if (ctx.opts.targets.includes('gateway')) {
     specs.push({ kind: 'gateway', features: 'memory', name: 'gateway+features' });
+    specs.push({ kind: 'gateway', features: 'memory', insights: true, name: 'gateway+features+insights' });
     if (await ctx.lab.redisReachable()) specs.push({ kind: 'gateway', features: 'redis', name: 'gateway+features(redis)' });
     else notes.push(`redis at ${ctx.opts.redisUrl} unreachable: the redis store variant was skipped`);
   }
@@ -443,6 +444,9 @@ export async function features(ctx) {
     return r;
   });
   ratios(targets);
+  const off = targets['gateway+features']?.proxy_cpu_us_per_request;
+  const on = targets['gateway+features+insights']?.proxy_cpu_us_per_request;
+  if (off && on) notes.push(`insights (defaults, quality.sample 1.0): ${on} µs CPU per request on vs ${off} off, ratio ${round(on / off, 3)}`);
   return {
     settings: {
       connections,

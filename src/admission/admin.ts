@@ -18,11 +18,13 @@ export function limitsReport(admission: Admission): Promise<LimitsReport> {
   return adminOf(admission, '/admin/limits').limits();
 }
 
+const SCOPE_KINDS = new Set(['key', 'user', 'team', 'model', 'global']);
+
 /** POST /admin/budgets/reset {scope, name} → ResetReport. */
 export function resetBudget(admission: Admission, body: Record<string, unknown>): Promise<ResetReport> {
   const scope = body.scope;
   const name = body.name ?? (scope === 'global' ? 'global' : undefined);
-  if (typeof scope !== 'string' || !scope) throw errors.invalidParam('scope', "'scope' must be one of key, user, team, model, global.");
+  if (typeof scope !== 'string' || !SCOPE_KINDS.has(scope)) throw errors.invalidParam('scope', "'scope' must be one of key, user, team, model, global.");
   if (typeof name !== 'string' || !name) throw errors.invalidParam('name', "'name' must be the configured name ('global' for the global scope).");
   return adminOf(admission, '/admin/budgets/reset').resetBudget(scope, name);
 }

@@ -24,7 +24,7 @@ import { createLogger, type Logger } from '../telemetry/logger.js';
 import { BudgetAlerts } from './alerts.js';
 import { MemoryStore } from './memory.js';
 import { RedisStore } from './redis.js';
-import { StateFile } from './statefile.js';
+import { StateFile, checkStateFile } from './statefile.js';
 import { ScopeTable, fromNano, toNano, type Scope } from './scopes.js';
 import { StoreUnavailable, clampAmount, isAmount, type Reservation, type ScopeUsage, type Usage, type Verdict } from './store.js';
 import type {
@@ -143,6 +143,9 @@ class AdmissionEngine implements Admission {
     previous?: AdmissionEngine,
   ) {
     const state = policies.state;
+    // The state file first: a file that cannot be used refuses this engine before it has any
+    // effect (on a reload, on the engine it replaces).
+    const saved = state.store === 'memory' && state.file ? checkStateFile(state.file, state.on_corrupt, logger, metrics) : undefined;
     const thresholds = [...new Set(policies.budget_alerts)].sort((a, b) => a - b);
     this.alerts = new BudgetAlerts(metrics, logger, policies.budget_webhook);
     this.alerts.init(table.budgets);
@@ -171,7 +174,7 @@ class AdmissionEngine implements Admission {
       if (state.file) {
         this.file = new StateFile(state.file, state.flush_interval_ms, this.local, logger, metrics);
         // The file holds what the old engine had: only scopes new to this policy read it.
-        this.file.load(table, (s) => !carried.has(s.id));
+        this.file.restore(saved, table, (s) => !carried.has(s.id));
         if (previous?.file) this.file.takeOver(previous.file);
         if (carried.size) this.local.dirty = true; // write it soon (the path or the budgets may have changed)
         this.file.start();

@@ -87,7 +87,9 @@ export class ScopeTable {
   }
 
   find(kind: string, name: string): Scope | undefined {
-    return (this.byKind as Record<string, Map<string, Scope> | undefined>)[kind]?.get(name);
+    // Own kinds only: an admin body or a state file saying "__proto__" or "constructor" is no kind.
+    if (!Object.hasOwn(this.byKind, kind)) return undefined;
+    return this.byKind[kind as ScopeKind].get(name);
   }
 
   /** The scopes that apply to a request, most specific first; undefined when none does. */

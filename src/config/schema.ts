@@ -159,6 +159,13 @@ export const stateSchema = z
     file: z.string().optional(),
     flush_interval_ms: positiveInt.default(1_000),
     on_store_error: z.enum(['open', 'closed']).default('open'),
+    // A state file that cannot be used (corrupt, wrong types, unreadable): refuse to start
+    // (its spend must not silently become 0), or move it aside and start with no spend.
+    on_corrupt: z.enum(['refuse', 'fresh']).default('refuse'),
+    // Responses API: how long (and, in memory, how many) response ids are remembered with
+    // the deployment that holds them. OpenAI keeps stored responses for 30 days.
+    response_affinity_ttl_s: positiveInt.default(30 * 86_400),
+    response_affinity_max: positiveInt.default(100_000),
   })
   .strict();
 
@@ -263,6 +270,16 @@ export const otlpSchema = z
       .enum(['always_on', 'always_off', 'traceidratio', 'parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio'])
       .optional(),
     sampler_arg: z.number().min(0).max(1).optional(),
+    /** OTLP metrics (gen_ai.client.*, gen_ai.server.*); Prometheus /metrics stays the primary interface. */
+    metrics: z
+      .object({
+        enabled: z.boolean().optional(),
+        /** Full URL of the metrics endpoint (as OTEL_EXPORTER_OTLP_METRICS_ENDPOINT); default endpoint + /v1/metrics. */
+        endpoint: z.string().url().optional(),
+        interval_ms: positiveInt.optional(),
+      })
+      .strict()
+      .optional(),
     batch: z
       .object({
         max_queue_size: positiveInt.optional(),
@@ -288,6 +305,9 @@ export const policiesSchema = z
       redis_prefix: 'llmgw:',
       flush_interval_ms: 1_000,
       on_store_error: 'open',
+      on_corrupt: 'refuse',
+      response_affinity_ttl_s: 30 * 86_400,
+      response_affinity_max: 100_000,
     }),
     backends: z.record(z.string(), backendSchema),
     models: z.record(z.string(), modelSchema),

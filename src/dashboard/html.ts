@@ -52,6 +52,8 @@ svg.spark line{stroke:var(--line);stroke-width:1;vector-effect:non-scaling-strok
 .bar div{height:100%;border-radius:4px;background:var(--ok);transition:width .4s}
 .bar .warn{background:var(--warn)}.bar .bad{background:var(--bad)}
 .empty{color:var(--muted);font-size:13px;padding:4px 0}
+table.insights{border-collapse:collapse;width:100%;font-size:13px;font-variant-numeric:tabular-nums;background:var(--card);border:1px solid var(--line);border-radius:10px}
+table.insights th,table.insights td{padding:6px 10px;text-align:left;border-bottom:1px solid var(--line)}
 footer{max-width:1280px;margin:8px auto 24px;padding:0 24px;color:var(--muted);font-size:12px}
 @media (max-width:900px){.tiles{grid-template-columns:repeat(2,minmax(0,1fr))}.charts{grid-template-columns:repeat(2,minmax(0,1fr))}}
 `;
@@ -312,6 +314,46 @@ const SCRIPT = String.raw`
     $('updated').textContent = 'updated ' + new Date(s.ts).toLocaleTimeString() + ' \u00b7 every ' + (INTERVAL / 1000) + ' s';
   }
 
+  // Insights (GET /admin/insights): quality rates, worst drift level and open incidents per
+  // model, refreshed every 5th tick (the report costs more than /admin/stats).
+  var insightsTick = 0;
+  var DRIFT_RANK = { stable: 0, slight: 1, severe: 2 };
+  function renderInsights(r) {
+    var box = $('insights');
+    box.replaceChildren();
+    if (!r.enabled) { box.appendChild(el('div', 'empty', 'Insights are off: add an insights: section to policies.yaml.')); return; }
+    var models = Object.keys(r.quality);
+    if (!models.length) { box.appendChild(el('div', 'empty', 'No traffic scored yet.')); return; }
+    var t = el('table', 'insights');
+    var head = el('tr');
+    ['model', 'refusal', 'repetition', 'truncated', 'invalid JSON', 'PII', 'drift (worst PSI)', 'open incidents'].forEach(function (h) { head.appendChild(el('th', '', h)); });
+    t.appendChild(head);
+    models.forEach(function (m) {
+      var q = r.quality[m], d = r.drift[m] || {}, worst = null, feature = '';
+      Object.keys(d).forEach(function (f) {
+        var x = d[f];
+        if (x && typeof x === 'object' && x.level && (worst == null || DRIFT_RANK[x.level] > DRIFT_RANK[worst.level] || (x.level === worst.level && x.psi > worst.psi))) { worst = x; feature = f; }
+      });
+      var open = r.incidents.filter(function (i) { return i.model === m && i.resolved_at == null; });
+      var row = el('tr');
+      row.setAttribute('data-model', m);
+      row.appendChild(el('td', '', m));
+      ['refusal', 'repetition', 'truncated', 'invalid_json', 'pii'].forEach(function (k) { row.appendChild(el('td', '', fmtPct(q.rates[k]))); });
+      row.appendChild(el('td', worst && worst.level === 'severe' ? 'bad' : '', worst ? worst.level + ' (' + feature + ' ' + worst.psi.toFixed(3) + ')' : '\u2014'));
+      var inc = el('td', open.length ? 'bad' : '', open.length ? open.map(function (i) { return i.kind + ' (' + i.severity + ')'; }).join(', ') : 'none');
+      if (open.length) inc.setAttribute('title', open.map(function (i) { return i.hint; }).join('\n'));
+      row.appendChild(inc);
+      t.appendChild(row);
+    });
+    box.appendChild(t);
+  }
+  async function tickInsights() {
+    try {
+      var r = await fetch('/admin/insights', { credentials: 'same-origin', cache: 'no-store', headers: { accept: 'application/json' } });
+      if (r.ok) renderInsights(await r.json());
+    } catch (e) { /* the stats poll reports connectivity */ }
+  }
+
   function status(text, cls) {
     var e = $('status');
     e.textContent = text;
@@ -330,6 +372,7 @@ const SCRIPT = String.raw`
         while (samples.length > 2 && samples[1].ts <= s.ts - WINDOW_MS) samples.shift();
         render(s, prev, samples[0] === s ? undefined : samples[0]);
         status('live', 'ok');
+        if (insightsTick++ % 5 === 0) tickInsights();
       }
     } catch (e) {
       status('disconnected (' + (e && e.message ? e.message : 'network error') + ')', 'bad');
@@ -353,6 +396,8 @@ const BODY = String.raw`<header>
   <div id="models-empty" class="empty" hidden>No model configured.</div>
   <h2>Budgets</h2>
   <div id="budgets" class="budgets"></div>
+  <h2>Insights</h2>
+  <div id="insights"></div>
 </main>
 <footer>Requests/s and error rate are the difference of two consecutive samples of
 <code>/admin/stats</code>; an error is a 5xx answer (429 counts as limited, 499 as client

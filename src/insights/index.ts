@@ -87,7 +87,7 @@ class ModelState {
   responses = 0;
   scored = 0;
   readonly drift: Record<Feature, FeatureDrift>;
-  readonly detectors: Record<Signal, Detector>;
+  detectors: Record<Signal, Detector>;
   readonly open: Partial<Record<Signal, Incident>> = {};
   readonly sla = new SlaTracker();
   readonly reasons = new Uint8Array(REASONS_KEPT);
@@ -187,8 +187,8 @@ export class Insights {
       Object.entries(policies.models).map(([n, m]) => [n, { input: m.pricing.input_per_mtok, output: m.pricing.output_per_mtok, fallbacks: m.fallbacks }]),
     );
     const shape = (c: InsightsConfig | undefined) => JSON.stringify(c ? [c.drift, c.anomaly] : null);
-    if (shape(prev) !== shape(cfg)) this.models.clear();
-    for (const name of this.models.keys()) if (!this.configured.has(name)) this.models.delete(name);
+    const restart = shape(prev) !== shape(cfg);
+    for (const [name, m] of this.models) if (restart || !this.configured.has(name)) this.drop(m);
     this.cfg = cfg;
     if (cfg?.webhook) {
       const s = { url: cfg.webhook, ...cfg.notify };
@@ -224,6 +224,13 @@ export class Insights {
       this.backendList.push(name);
     }
     return i;
+  }
+
+  /** Forgets a model's state; its open incidents end (the signal they watched is gone). */
+  private drop(m: ModelState): void {
+    const now = this.now();
+    for (const s of SIGNALS) if (m.open[s]) this.resolve(m, s, now);
+    this.models.delete(m.name);
   }
 
   /** @internal Called through RequestInsight.settled. */
@@ -419,6 +426,26 @@ export class Insights {
       }
     }
     return { pinned, skipped };
+  }
+
+  /**
+   * POST /admin/insights/baseline {anomalies: true}: an operator accepts the current level as
+   * the new normal. Anomaly baselines start over (from the next 10 points) and open incidents
+   * resolve; without it, a lasting shift keeps its incident open until the signal is back.
+   */
+  resetAnomalies(model?: string): { reset: string[] } {
+    const reset: string[] = [];
+    const now = this.now();
+    for (const m of this.models.values()) {
+      if (model !== undefined && m.name !== model) continue;
+      for (const s of SIGNALS) {
+        if (m.open[s]) this.resolve(m, s, now);
+        m.detectors[s] = new Detector(s, m.detectors[s].settings);
+        m.scoreSeries[s].set(0);
+      }
+      reset.push(m.name);
+    }
+    return { reset };
   }
 
   /** GET /admin/insights. */

@@ -1,6 +1,7 @@
 // POST /v1/chat/completions.
 import { KeyKind, type StreamGrammar } from '../streamtap/grammar.js';
-import { estimatePromptTokens, isRecord } from '../streamtap/tokens.js';
+import { isRecord } from '../streamtap/tokens.js';
+import { estimatePromptTokens } from './prompt-estimate.js';
 import { modelOf, openaiErrorBody, openaiStreamError, positiveInt, readChatBody, spliceBody, usageFromResponse, validateCommon } from './openai.js';
 import type { Protocol } from './types.js';
 

@@ -1,5 +1,5 @@
 // POST /v1/embeddings: never streams, no output tokens; usage is prompt_tokens only.
-import { estimatePromptTokens } from '../streamtap/tokens.js';
+import { estimatePromptTokens } from './prompt-estimate.js';
 import { modelOf, openaiErrorBody, openaiStreamError, readChatBody, spliceBody, validateCommon } from './openai.js';
 import type { Protocol } from './types.js';
 

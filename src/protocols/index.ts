@@ -3,6 +3,7 @@ import { chat } from './chat.js';
 import { completions } from './completions.js';
 import { embeddings } from './embeddings.js';
 import { countMessageTokens, messages } from './messages.js';
+import { responses, responsesInputTokens } from './responses.js';
 import type { Protocol } from './types.js';
 
 export type { Protocol, UpstreamModel } from './types.js';
@@ -13,6 +14,8 @@ export const protocols = {
   embeddings,
   messages,
   messages_count_tokens: countMessageTokens,
+  responses,
+  responsesInputTokens,
 } as const satisfies Record<string, Protocol>;
 
 export type ProtocolName = keyof typeof protocols;

@@ -4,7 +4,7 @@ import { errors, type GatewayError } from '../errors.js';
 import { isRecord, num, type TapUsage } from '../streamtap/tokens.js';
 import type { BodyFacts } from '../streamtap/grammar.js';
 import { scanUsage, type BodySummary, type UsageKeys } from '../util/usage-scan.js';
-import { rewriteBody } from '../upstream/body.js';
+import { MAX_WALK_DEPTH, rewriteBody, tooDeepToWalk } from '../upstream/body.js';
 import type { UpstreamModel } from './types.js';
 import { usageFault } from '../settle/usage.js';
 
@@ -46,6 +46,8 @@ const USAGE_OPTION = { include_usage: true };
 export function spliceBody(raw: Buffer, body: Record<string, unknown>, t: UpstreamModel, addUsage: boolean): Buffer | string {
   const spliced = addUsage && body.stream_options !== undefined ? undefined : rewriteBody(raw, t.upstreamModelJson, addUsage);
   if (spliced !== undefined) return spliced;
+  // JSON.stringify would overflow the stack on a 100k-deep body (JSON.parse took it): the client's 400.
+  if (tooDeepToWalk(raw)) throw errors.tooDeep(MAX_WALK_DEPTH);
   const json: Record<string, unknown> = { ...body, model: t.upstreamModel };
   if (addUsage) json.stream_options = { ...(isRecord(body.stream_options) ? body.stream_options : {}), ...USAGE_OPTION };
   return JSON.stringify(json);

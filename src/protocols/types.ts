@@ -50,6 +50,10 @@ export interface Protocol extends Wire {
    * asked for when injectsUsage), serialised again only when the layout is unusual.
    */
   upstreamBody(raw: Buffer, body: Record<string, unknown>, target: UpstreamModel, stream: boolean): Buffer | string;
+  /** The id of a stored response this request continues (Responses' previous_response_id): it must go where that response is. */
+  continues?(body: Record<string, unknown>): string | undefined;
+  /** The upstream stores what it answers under an id (Responses API): the gateway remembers which deployment holds it. */
+  readonly recordsResponses?: boolean;
 }
 
 export type { GatewayError };

@@ -17,8 +17,9 @@ import type { Policies } from '../config/schema.js';
 import type { Route, PolicyTable } from '../policy/index.js';
 import type { Backend, Backends } from '../upstream/backends.js';
 import { UpstreamExchange, type UpstreamRequest } from '../upstream/exchange.js';
-import { ClientAbort, UpstreamFailure, statusFailure } from '../upstream/failures.js';
+import { ClientAbort, UpstreamFailure, clientRetryAfter, statusFailure } from '../upstream/failures.js';
 import { GatewayError, errors } from '../errors.js';
+import { scrubSecrets } from '../upstream/scrub.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { CircuitBreaker, Permit } from './breaker.js';
@@ -58,6 +59,8 @@ export interface RoutingContext {
   clientGone(): boolean;
   /** Aborts when the client leaves: cuts a backoff wait short. */
   readonly signal?: AbortSignal;
+  /** Only deployments on this backend may serve (it holds state the request refers to: a stored response). */
+  readonly pin?: string | undefined;
   /** A routing decision worth a span event (retry, fallback, circuit open); rare paths only. */
   event?(name: string, attributes: Record<string, string | number>): void;
   /** The API the request speaks: only deployments whose backend serves it are tried (undefined: any). */
@@ -67,7 +70,7 @@ export interface RoutingContext {
 export type FallbackReason = 'circuit_open' | 'upstream_error' | 'context_length';
 
 /** Turns an upstream error answer into the OpenAI-shaped error the client gets. */
-export function upstreamErrorToClient(backend: string, status: number, body: Buffer | undefined): GatewayError {
+export function upstreamErrorToClient(backend: string, status: number, body: Buffer | undefined, secrets: readonly string[] = []): GatewayError {
   let message = `Backend '${backend}' answered ${status}.`;
   let type: GatewayError['type'] = status >= 500 ? 'upstream_error' : 'invalid_request_error';
   let code = `upstream_${status}`;
@@ -81,6 +84,13 @@ export function upstreamErrorToClient(backend: string, status: number, body: Buf
     if (typeof e.param === 'string') param = e.param;
   } catch {
     // not JSON: keep the generic message (never echo an arbitrary upstream body)
+  }
+  // The upstream's words go to the client, the log and the span: never with a provider secret in them.
+  if (secrets.length) {
+    message = scrubSecrets(message, secrets);
+    code = scrubSecrets(code, secrets);
+    type = scrubSecrets(type, secrets) as GatewayError['type'];
+    if (param !== null) param = scrubSecrets(param, secrets);
   }
   // 4xx pass with their status (the client's own mistake); 5xx become 502 unless 503/504, or
   // Anthropic's 529 (overloaded), which its SDK and its clients know.
@@ -197,10 +207,6 @@ export class Router {
     }
   }
 
-  get policyTable(): PolicyTable {
-    return this.policy;
-  }
-
   /** Whether the model has a deployment whose backend serves `api` (checked before admission: nothing is sent otherwise). */
   serves(model: string, api: string): boolean {
     return this.plans.get(model)?.slots.some((s) => s.backend.serves(api)) ?? false;
@@ -257,6 +263,12 @@ export class Router {
     throw exhausted(route, st);
   }
 
+  /** Whether a request for `route` can reach `backend` (a deployment of the route or of a fallback is on it). */
+  reaches(route: Route, backend: string): boolean {
+    const plan = this.plans.get(route.name);
+    return plan !== undefined && plan.chain.some((p) => p.slots.some((s) => s.backend.name === backend));
+  }
+
   /** The outcome of a served exchange, once its body ended: feeds its breaker. A client abort counts for nothing. */
   report(served: Served, ok: boolean, failure?: UpstreamFailure): void {
     const now = this.clock();
@@ -280,7 +292,7 @@ export class Router {
       if (st.ctx.clientGone()) throw new ClientAbort();
       const now = this.clock();
       if (now >= st.deadline) return { kind: 'deadline' };
-      const picked = this.pick(plan, now, failed, notBefore, excluded, st.ctx.api);
+      const picked = this.pick(plan, now, failed, notBefore, excluded, st.ctx.pin, st.ctx.api);
       if (!picked) {
         // A deployment that asked us (retry-after) to come back shortly: wait for it.
         let wake: number | undefined;
@@ -330,10 +342,12 @@ export class Router {
     failed: Set<Slot> | undefined,
     notBefore: Map<Slot, number> | undefined,
     excluded: Set<Slot> | undefined,
+    pin: string | undefined,
     api: string | undefined,
   ): { slot: Slot; permit: Permit } | undefined {
     const eligible = (s: Slot, fresh: boolean) =>
       s.deployment.weight > 0 &&
+      (pin === undefined || s.backend.name === pin) &&
       (api === undefined || s.backend.serves(api)) &&
       !(fresh && failed?.has(s)) &&
       !excluded?.has(s) &&
@@ -428,12 +442,12 @@ export class Router {
         slot.breaker.record(permit, 'neutral', this.clock());
         return {
           kind: 'client_error',
-          error: upstreamErrorToClient(slot.backend.name, exchange.status, exchange.errorBody),
+          error: upstreamErrorToClient(slot.backend.name, exchange.status, exchange.errorBody, slot.backend.secrets),
           contextLength: isContextLengthError(exchange.status, exchange.errorBody),
         };
       }
       // A 5xx keeps its status for the client (502/503/504); an upstream 429 has none (→ 503).
-      const answer = failure.reason === 'status_5xx' ? upstreamErrorToClient(slot.backend.name, exchange.status, exchange.errorBody) : undefined;
+      const answer = failure.reason === 'status_5xx' ? upstreamErrorToClient(slot.backend.name, exchange.status, exchange.errorBody, slot.backend.secrets) : undefined;
       this.failed(plan, slot, permit, failure, st, answer);
       return { kind: 'failed', failure };
     }
@@ -456,6 +470,7 @@ export class Router {
     let any = false;
     for (const s of plan.slots) {
       if (s.deployment.weight <= 0) continue;
+      if (st.ctx.pin !== undefined && s.backend.name !== st.ctx.pin) continue;
       any = true;
       const b = s.breaker;
       const next = b.nextProbeInMs(now);
@@ -482,7 +497,7 @@ function exhausted(route: Route, st: RequestState): GatewayError {
   const message = st.tried.length
     ? `No deployment could serve model '${route.name}'. Tried: ${summarise(st.tried)}.`
     : `Model '${route.name}' has no deployment to send to.`;
-  const headers: Record<string, string> = st.retryAfterMs === undefined ? {} : { 'retry-after': String(Math.ceil(st.retryAfterMs / 1000)) };
+  const headers: Record<string, string> = st.retryAfterMs === undefined ? {} : { 'retry-after': clientRetryAfter(st.retryAfterMs) };
   const last = st.lastError;
   if (last) return new GatewayError(last.status, last.type, last.code, message, null, headers);
   return new GatewayError(503, 'service_unavailable', 'service_unavailable', message, null, headers);

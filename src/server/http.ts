@@ -7,7 +7,8 @@ import { errors, GatewayError, sendError } from '../errors.js';
 import { normalisePath } from './path.js';
 import { matchRoute, shadowsGovernedRoute, type Governance, type Method } from './routes.js';
 import { guardAdmin } from './admin.js';
-import { applyServerLimits, connectionsCheckingInterval, watchRefusedConnections } from './limits.js';
+import { answerClientErrors, applyServerLimits, connectionsCheckingInterval, watchRefusedConnections } from './limits.js';
+import { checkHost, HOST_EXEMPT } from './exposure.js';
 
 /**
  * Request ids for requests that bring none: UUID-shaped, a random per-process prefix and a
@@ -44,6 +45,7 @@ export function createHttpServer(gw: Gateway): Server {
   });
   applyServerLimits(server, settings);
   watchRefusedConnections(server, gw.metrics, gw.logger);
+  answerClientErrors(server, gw.metrics);
   return server;
 }
 
@@ -63,6 +65,10 @@ function dispatch(gw: Gateway, req: IncomingMessage, res: ServerResponse, id: st
   if (!match) throw errors.notFound(path);
   const { row } = match;
   const stages = gw.stages();
+  if (!HOST_EXEMPT.has(path)) {
+    const wrongHost = checkHost(req.headers.host, stages.policies.server.allowed_hosts);
+    if (wrongHost) throw wrongHost;
+  }
   const method = req.method ?? 'GET';
   if (row.governed === 'admin') guardAdmin({ stages, req });
   const handler = row.methods[method as Method] ?? row.methods['*'];

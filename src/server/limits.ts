@@ -10,6 +10,7 @@
 //   server.keep_alive_timeout_ms  an idle keep-alive connection (Node's keepAliveTimeout)
 //   server.max_connections        open connections; more are refused at accept
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { Policies } from '../config/schema.js';
 import type { Logger } from '../telemetry/logger.js';
 import { sendError, type GatewayError } from '../errors.js';
@@ -48,6 +49,36 @@ export function watchRefusedConnections(server: Server, metrics: Metrics, logger
       lastLog = now;
       since = 0;
     }
+  });
+}
+
+/** node:http's own refusals, answered as it would (status and connection: close) but in the OpenAI shape, and counted. */
+const CLIENT_ERRORS: Record<string, { status: number; text: string; reason: string; message: string }> = {
+  ERR_HTTP_REQUEST_TIMEOUT: { status: 408, text: 'Request Timeout', reason: 'request_timeout', message: 'The request head or body did not arrive in time.' },
+  HPE_HEADER_OVERFLOW: { status: 431, text: 'Request Header Fields Too Large', reason: 'header_overflow', message: 'The request headers are too large.' },
+};
+const BAD_REQUEST = { status: 400, text: 'Bad Request', reason: 'bad_request', message: 'The request is not valid HTTP.' };
+
+/**
+ * Replaces node:http's default clientError answer (a bare status line) with the same status,
+ * an OpenAI-shaped body, and a count in llm_gateway_client_errors_total. A client that reset
+ * or left is not answered (nothing to answer) and not counted.
+ */
+export function answerClientErrors(server: Server, metrics: Metrics): void {
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    if (err.code === 'ECONNRESET' || err.code === 'EPIPE' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const e = (err.code && CLIENT_ERRORS[err.code]) || BAD_REQUEST;
+    metrics.clientErrors.inc({ reason: e.reason });
+    if ((socket as Duplex & { bytesWritten?: number }).bytesWritten === 0) {
+      const body = JSON.stringify({ error: { message: e.message, type: 'invalid_request_error', param: null, code: e.reason } });
+      socket.write(
+        `HTTP/1.1 ${e.status} ${e.text}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      );
+    }
+    socket.destroy();
   });
 }
 

@@ -32,6 +32,7 @@ import type { Route } from '../policy/index.js';
 import type { Ticket } from '../admission/index.js';
 import type { Backend } from '../upstream/backends.js';
 import { classifyError } from '../upstream/failures.js';
+import { MAX_SCRUBBED_BODY, scrubBody } from '../upstream/scrub.js';
 import { errors, GatewayError, sendError } from '../errors.js';
 import { parseJsonObject, readBody } from './body.js';
 import type { RouteCall } from './routes.js';
@@ -92,6 +93,8 @@ const DROPPED_REQUEST = new Set([
   'authorization', 'api-key', 'x-api-key', 'cookie', 'host', 'connection', 'keep-alive', 'proxy-authorization', 'proxy-connection',
   'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto',
   'forwarded', 'openai-organization', 'openai-project', 'x-request-id',
+  // Other providers' credential headers (Anthropic, Google, Azure API Management): a client never brings its own.
+  'x-api-key', 'x-goog-api-key', 'ocp-apim-subscription-key',
 ]);
 
 /** Upstream response headers never passed back: hop-by-hop, cookies, the provider's account and rate limits, ids we set. */
@@ -189,6 +192,8 @@ class PassthroughExchange implements Dispatcher.DispatchHandler {
   /** The client left: the upstream is aborted on purpose, its error is not a failure. */
   private gone = false;
   private error: GatewayError | undefined;
+  /** An error response held until its body is scrubbed of provider secrets. */
+  private held: { status: number; headers: OutgoingHttpHeaders; chunks: Buffer[]; bytes: number } | undefined;
   private readonly started = performance.now();
 
   constructor(
@@ -232,7 +237,17 @@ class PassthroughExchange implements Dispatcher.DispatchHandler {
     if (this.gone) controller.abort(new Error('client closed the connection'));
   }
 
-  onResponseStart(_controller: Dispatcher.DispatchController, status: number, upstream: IncomingHttpHeaders): void {
+  onResponseStart(controller: Dispatcher.DispatchController, status: number, upstream: IncomingHttpHeaders): void {
+    if (status >= 300 && status < 400) {
+      // Never relayed: the SDKs follow 307/308 and would re-send the body (a file, a batch) to
+      // the host the upstream names (see upstream/failures.ts redirectFailure).
+      this.error = errors.upstreamRedirect(this.backend.name, status);
+      this.c.stages.metrics.upstreamErrors.inc({ backend: this.backend.name, reason: 'redirect' });
+      controller.abort(new Error('upstream redirect'));
+      if (!this.c.req.complete) this.c.req.resume();
+      sendError(this.c.res, this.error, this.c.id, this.ticket.headers);
+      return;
+    }
     const out: OutgoingHttpHeaders = {};
     for (const name in upstream) {
       const v = upstream[name];
@@ -242,10 +257,22 @@ class PassthroughExchange implements Dispatcher.DispatchHandler {
     for (const name in ours) out[name] = ours[name];
     if (this.served) out['x-gateway-model'] = this.model;
     out['x-request-id'] = this.c.id;
+    if (status >= 400 && this.backend.secrets.length > 0) {
+      // An error body may quote the provider key: held (bounded) and scrubbed before it is sent.
+      this.held = { status, headers: out, chunks: [], bytes: 0 };
+      return;
+    }
     this.c.res.writeHead(status, out);
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    const held = this.held;
+    if (held) {
+      held.chunks.push(chunk);
+      held.bytes += chunk.length;
+      if (held.bytes > MAX_SCRUBBED_BODY) this.refuseHeld(controller, 'an error body over 64 KiB');
+      return;
+    }
     const res = this.c.res;
     if (!res.write(chunk)) {
       controller.pause();
@@ -254,7 +281,25 @@ class PassthroughExchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(): void {
-    this.c.res.end();
+    const held = this.held;
+    if (!held) return void this.c.res.end();
+    this.held = undefined;
+    const encoding = held.headers['content-encoding'];
+    const scrubbed = scrubBody(Buffer.concat(held.chunks), typeof encoding === 'string' ? encoding : undefined, this.backend.secrets);
+    if (!scrubbed) return this.refuseHeld(undefined, 'an error body that cannot be decoded');
+    if (scrubbed.decoded) delete held.headers['content-encoding'];
+    held.headers['content-length'] = scrubbed.body.length;
+    this.c.res.writeHead(held.status, held.headers);
+    this.c.res.end(scrubbed.body);
+  }
+
+  /** A held error body that cannot be checked for secrets is not relayed: the client gets the gateway's 502. */
+  private refuseHeld(controller: Dispatcher.DispatchController | undefined, what: string): void {
+    this.held = undefined;
+    this.error = errors.upstreamBadResponse(this.backend.name, what);
+    controller?.abort(new Error(what));
+    if (!this.c.req.complete) this.c.req.resume();
+    sendError(this.c.res, this.error, this.c.id, this.ticket.headers);
   }
 
   onResponseError(_controller: Dispatcher.DispatchController | undefined, err: Error): void {
@@ -284,7 +329,8 @@ class PassthroughExchange implements Dispatcher.DispatchHandler {
     series.requests(status).inc();
     series.duration(false).observe(durationMs / 1000);
     const error = this.error ? { code: this.error.code, message: this.error.message } : clientError;
-    stages.logger.info(
+    // As on the governed routes: a 5xx line at level error.
+    stages.logger[status >= 500 ? 'error' : 'info'](
       {
         request_id: id,
         endpoint: 'passthrough',

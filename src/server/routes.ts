@@ -19,6 +19,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Gateway, Stages } from '../gateway.js';
 import { errors, GatewayError, sendError } from '../errors.js';
 import { handleInference } from '../pipeline.js';
+import { handleResponseFollowUp, type FollowUpAction } from '../followup.js';
 import { protocols, type Protocol } from '../protocols/index.js';
 import { computeStats, handleDashboard } from '../dashboard/index.js';
 import { spendReport, limitsReport, resetBudget } from '../admission/admin.js';
@@ -110,6 +111,14 @@ function inference(protocol: Protocol): Handler {
   };
 }
 
+/** A follow-up of a stored response (its body, if any, is not read: none of them takes one). */
+function followUp(action: FollowUpAction): Handler {
+  return (c) => {
+    c.req.resume();
+    return handleResponseFollowUp(c.gw, { id: c.id, req: c.req, res: c.res, receivedAt: c.receivedAt, responseId: c.params.id!, action, query: c.query });
+  };
+}
+
 /** The models a key may use: every served model, or its `models` allow-list. */
 function modelsFor(c: RouteCall): string[] {
   const identity = c.stages.auth.identify(c.req.headers);
@@ -158,13 +167,13 @@ export const ROUTES: readonly RouteRow[] = [
   { pattern: '/v1/chat/completions', governed: 'pipeline', methods: { POST: inference(protocols.chat), GET: passthrough } },
   { pattern: '/v1/completions', governed: 'pipeline', methods: { POST: inference(protocols.completions) } },
   { pattern: '/v1/embeddings', governed: 'pipeline', methods: { POST: inference(protocols.embeddings) } },
-  // The Responses API (issue [6], protocols branch): POST through the pipeline, follow-ups
-  // with response-id affinity. Until its handlers land here, refused rather than passed through.
-  { pattern: '/v1/responses', governed: 'reserved', methods: { POST: reserved('POST /v1/responses') } },
-  { pattern: '/v1/responses/input_tokens', governed: 'reserved', methods: { POST: reserved('POST /v1/responses/input_tokens') } },
-  { pattern: '/v1/responses/{id}', governed: 'reserved', methods: { GET: reserved('GET /v1/responses/{id}'), DELETE: reserved('DELETE /v1/responses/{id}') } },
-  { pattern: '/v1/responses/{id}/cancel', governed: 'reserved', methods: { POST: reserved('POST /v1/responses/{id}/cancel') } },
-  { pattern: '/v1/responses/{id}/input_items', governed: 'reserved', methods: { GET: reserved('GET /v1/responses/{id}/input_items') } },
+  // The Responses API. Follow-ups of a stored response name no model: they go, governed as the
+  // model that made it, to the backend that holds it (followup.ts, routing/affinity.ts).
+  { pattern: '/v1/responses', governed: 'pipeline', methods: { POST: inference(protocols.responses) } },
+  { pattern: '/v1/responses/input_tokens', governed: 'pipeline', methods: { POST: inference(protocols.responsesInputTokens) } },
+  { pattern: '/v1/responses/{id}', governed: 'pipeline', methods: { GET: followUp('get'), DELETE: followUp('delete') } },
+  { pattern: '/v1/responses/{id}/cancel', governed: 'pipeline', methods: { POST: followUp('cancel') } },
+  { pattern: '/v1/responses/{id}/input_items', governed: 'pipeline', methods: { GET: followUp('input_items') } },
   // Anthropic's Messages API (protocols/messages.ts): Anthropic's error shape; the virtual key
   // also in x-api-key. count_tokens is routed by model to a deployment that serves messages.
   { pattern: '/v1/messages', governed: 'pipeline', methods: { POST: inference(protocols.messages) } },

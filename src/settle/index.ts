@@ -9,6 +9,7 @@ import { endRequestSpan } from '../telemetry/tracing.js';
 import { requestLogEnabled, writeRequestLine } from '../telemetry/request-log.js';
 import { requestLine } from './line.js';
 import type { Span } from '@opentelemetry/api';
+import type { GenAiMetrics } from '../telemetry/otlp-metrics.js';
 import type { RequestInsight } from '../insights/index.js';
 
 export interface TokenCounts {
@@ -82,7 +83,7 @@ export interface RequestRecord {
   clientFirstByteAt?: number;
 }
 
-export function settle(rec: RequestRecord, deps: { metrics: Metrics; logger: Logger; ticket?: Ticket; span: Span }): void {
+export function settle(rec: RequestRecord, deps: { metrics: Metrics; logger: Logger; ticket?: Ticket; span: Span; genai?: GenAiMetrics }): void {
   const { metrics } = deps;
   const model = rec.routed ? rec.model : 'unknown';
   const servedModel = rec.servedModel ?? model;
@@ -132,7 +133,8 @@ export function settle(rec: RequestRecord, deps: { metrics: Metrics; logger: Log
   const overhead = overheadMs(rec);
   if (overhead !== undefined) metrics.overheadFor(servedModel, rec.stream).observe(overhead / 1000);
 
-  if (requestLogEnabled(deps.logger)) writeRequestLine(deps.logger, requestLine(rec, servedModel, ttftMs, tpotMs, cost));
+  deps.genai?.record(rec, ttftMs, tpotMs);
+  if (requestLogEnabled(deps.logger, rec.status)) writeRequestLine(deps.logger, requestLine(rec, servedModel, ttftMs, tpotMs, cost));
   endRequestSpan(deps.span, {
     status: rec.status,
     provider: rec.system,

@@ -3,7 +3,7 @@
 // JSON.stringify for escaping, numbers and booleans as they print) replaces a generic
 // JSON.stringify of a 25-field object: 5.6 -> ~2 us per request in the features bench,
 // with the same JSON (unit test: parsed output equals JSON.stringify's).
-import { INFO, SERVICE, isoNow } from '../telemetry/request-log.js';
+import { ERROR, INFO, SERVICE, isoNow } from '../telemetry/request-log.js';
 import type { RequestRecord } from './index.js';
 
 const round = (n: number, d = 3) => Math.round(n * 10 ** d) / 10 ** d;
@@ -12,11 +12,13 @@ const str = JSON.stringify as (s: string) => string;
 const num = (n: number) => (Number.isFinite(n) ? String(n) : 'null');
 
 const HEAD = `{"level":${INFO},"time":"`;
+/** A 5xx is the gateway's or an upstream's failure: logged at pino's level error (50), so alerts on error lines see it. */
+const HEAD_ERROR = `{"level":${ERROR},"time":"`;
 const AFTER_TIME = `","service":${JSON.stringify(SERVICE)},"request_id":`;
 
 /** The line for a settled request (newline included); `servedModel`, timings and cost as settle computed them. */
 export function requestLine(rec: RequestRecord, servedModel: string, ttftMs: number | undefined, tpotMs: number | undefined, cost: number): string {
-  let s = HEAD + isoNow() + AFTER_TIME + str(rec.requestId);
+  let s = (rec.status >= 500 ? HEAD_ERROR : HEAD) + isoNow() + AFTER_TIME + str(rec.requestId);
   // Hex ids from the tracer: no escaping needed.
   if (rec.traceId !== undefined) s += ',"trace_id":"' + rec.traceId + '","span_id":"' + rec.spanId + '"';
   s += ',"endpoint":' + str(rec.endpoint) + ',"model":' + str(rec.model);

@@ -28,6 +28,8 @@ export interface Answer {
   format: StreamFormat; // for stream
   tokens: readonly string[]; // for stream (JSON-encoded)
   n: number; // token chunks
+  /** tokens generated before the first chunk but never sent (hidden reasoning): each delays it by tpot */
+  hiddenTokens?: number;
   body: string; // for non-stream
   refused?: boolean;
 }
@@ -106,11 +108,14 @@ export function structuredText(format: unknown, param: string, k: Knobs): string
     case 'json_object':
       return JSON.stringify({ message: completionText(Math.max(1, k.outputTokens)).trim() });
     case 'json_schema': {
+      if (param === 'response_format' && (typeof f.json_schema !== 'object' || f.json_schema === null)) {
+        return { invalid: "Missing required parameter: 'response_format.json_schema'.", param: 'response_format.json_schema' };
+      }
       const schema = param === 'response_format' ? f.json_schema?.schema : f.schema;
-      if (schema !== undefined && (typeof schema !== 'object' || schema === null || Array.isArray(schema))) {
+      if (schema === undefined || typeof schema !== 'object' || schema === null || Array.isArray(schema)) {
         return { invalid: `Invalid schema for ${param}: the schema must be a JSON object.`, param };
       }
-      return JSON.stringify(sampleFromSchema(schema ?? {}));
+      return JSON.stringify(sampleFromSchema(schema));
     }
     default:
       return { invalid: `Invalid value for '${param}.type': expected one of 'text', 'json_object' or 'json_schema'.`, param: `${param}.type` };
@@ -156,7 +161,9 @@ export function chatAnswer(body: Body, k: Knobs): Answer | Invalid {
     per = capped.n;
     finish = capped.finish;
     tokens = WORDS_JSON;
-    contents = Array.from({ length: choices }, (_, i) => completionText(per, i));
+    // A stream sends its words one by one: the whole text is built only for a body (the
+    // memory bench streams a million tokens per request).
+    contents = Array.from({ length: choices }, (_, i) => (stream ? '' : completionText(per, i)));
   }
   if (k.refuse && !call && json === null) {
     // A refusal (insights' quality tests): a fixed text in every choice.
@@ -167,9 +174,17 @@ export function chatAnswer(body: Body, k: Knobs): Answer | Invalid {
     const format = chatStream(m, all, REFUSAL_JSON, { finishReason: 'stop', ...streamUsage(body, k, u) });
     return { stream, format, tokens: REFUSAL_JSON, n: REFUSAL.length, body: '', refused: true };
   }
-  const u = usage(prompt, per * choices);
-  if (!stream) return nonStream(chatCompletionBody(m, contents, finish, k.omitUsage ? undefined : u), per);
-  return { stream, format: chatStream(m, contents, tokens, { finishReason: finish, ...streamUsage(body, k, u) }), tokens, n: per, body: '' };
+  // reasoning_effort: hidden reasoning, counted in completion_tokens, delaying the first token.
+  const hiddenTokens = reasoningTokens(body.reasoning_effort, k.outputTokens);
+  const u = usage(prompt, per * choices + hiddenTokens, hiddenTokens);
+  if (!stream) return { ...nonStream(chatCompletionBody(m, contents, finish, k.omitUsage ? undefined : u), per), hiddenTokens };
+  return { stream, format: chatStream(m, contents, tokens, { finishReason: finish, ...streamUsage(body, k, u) }), tokens, n: per, hiddenTokens, body: '' };
+}
+
+/** Reasoning tokens for an effort: low/medium/high reason for ½, 1, 2 × output_tokens; else none. */
+export function reasoningTokens(effort: unknown, outputTokens: number): number {
+  const factor = { low: 0.5, medium: 1, high: 2, xhigh: 2 }[String(effort)] ?? 0;
+  return Math.ceil(factor * outputTokens);
 }
 
 export function completionAnswer(body: Body, k: Knobs): Answer {

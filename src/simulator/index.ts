@@ -149,6 +149,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     const ttftMs = action?.kind === 'slow_first_token' ? action.ttftMs : (headerNum(req, 'x-sim-ttft-ms') ?? settings.ttftMs);
     const tpotMs = headerNum(req, 'x-sim-tpot-ms') ?? settings.tpotMs;
     const dieAfter = action?.kind === 'die_mid_stream' ? action.afterChunks : undefined;
+    const errorAfter = action?.kind === 'error_mid_stream' ? action.afterChunks : undefined;
     const knobs: Knobs = {
       ...settings,
       outputTokens: sampleTokens(headerNum(req, 'x-sim-output-tokens') ?? settings.outputTokens, settings.outputTokensSd, random),
@@ -156,6 +157,8 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     };
     const reqHeaders = { 'x-request-id': newId('req'), 'x-sim-request-ms': String(t0) };
 
+    // A failing generation that is not streamed is a plain 500.
+    if (errorAfter !== undefined && (kind === 'embeddings' || b.stream !== true)) return sendJson(res, 500, errorForStatus(500));
     if (kind === 'embeddings') {
       const r = embeddingsBody(b, settings.modelName ?? (typeof b.model === 'string' ? b.model : 'simulator'));
       if ('error' in r) return sendJson(res, 400, errorBody(r.error, 'invalid_request_error', null, r.param));
@@ -177,10 +180,11 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
       return sendJson(res, 400, kind === 'messages' ? anthropicErrorBody(answer.invalid) : errorBody(answer.invalid, 'invalid_request_error', null, answer.param));
     }
     const onSent = 'onSent' in answer ? (answer as ResponsesAnswer).onSent : undefined;
+    const hidden = answer.hiddenTokens ?? 0;
     if ('refused' in answer && answer.refused) stats.refusals++;
     if (!answer.stream) {
       // A non-streamed answer arrives when the whole generation would have finished.
-      const total = ttftMs + Math.max(0, answer.n - 1) * tpotMs;
+      const total = ttftMs + Math.max(0, hidden + answer.n - 1) * tpotMs;
       return delayed(res, answer.body, t0 + total, dieAfter, ex, reqHeaders, onSent);
     }
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', ...reqHeaders });
@@ -188,9 +192,10 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
       format: answer.format,
       tokens: answer.tokens,
       n: answer.n,
-      ttftMs,
+      ttftMs: ttftMs + hidden * tpotMs,
       tpotMs,
       dieAfter: dieAfter === undefined ? undefined : Math.min(dieAfter, answer.n),
+      errorAfter: errorAfter === undefined ? undefined : Math.min(errorAfter, answer.n),
     };
     const stream = new TokenStream(res, plan, () => (ex.killed = true), onSent);
     ex.stop = () => stream.stop();

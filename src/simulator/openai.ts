@@ -49,14 +49,15 @@ export interface Usage {
   };
 }
 
-export function usage(prompt: number, completion: number): Usage {
+/** `completion` includes `reasoning` (hidden reasoning tokens), as OpenAI counts them. */
+export function usage(prompt: number, completion: number, reasoning = 0): Usage {
   return {
     prompt_tokens: prompt,
     completion_tokens: completion,
     total_tokens: prompt + completion,
     prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
     completion_tokens_details: {
-      reasoning_tokens: 0,
+      reasoning_tokens: reasoning,
       audio_tokens: 0,
       accepted_prediction_tokens: 0,
       rejected_prediction_tokens: 0,
@@ -79,6 +80,20 @@ export interface StreamFormat {
    * or one chunk per choice with n > 1). Built once per request; `ts` is the send stamp.
    */
   render?: (i: number, ts: number) => string;
+  /** Builds the tail when it is due, instead of `tail` (a long answer's closing events carry its whole text). */
+  end?: () => string;
+  /** The in-stream error event after `sent` token chunks (error_mid_stream); default: chat's `data: {"error":…}`. */
+  error?: (sent: number) => string;
+}
+
+const STREAM_ERROR_MESSAGE = 'The server had an error while processing your request (simulated).';
+
+/** How chat and completions streams report a failure once the status is sent: a data event with `error`. */
+export const CHAT_STREAM_ERROR = `data: ${errorBody(STREAM_ERROR_MESSAGE, 'server_error')}\n\n`;
+
+/** The Responses API's in-stream error event, with its place in the sequence. */
+export function responsesStreamError(seq: number): string {
+  return `event: error\ndata: ${JSON.stringify({ type: 'error', code: 'server_error', message: STREAM_ERROR_MESSAGE, param: null, sequence_number: seq })}\n\n`;
 }
 
 export interface StreamOpts {

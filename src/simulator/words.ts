@@ -6,6 +6,7 @@
 // the streamed chunks, or re-tokenizes the assembled text, gets exactly the
 // completion_tokens the simulator reports.
 import { countTokens, encode, decode } from 'gpt-tokenizer/encoding/o200k_base';
+import { BoundedCounter } from '../util/bounded-count.js';
 
 export const WORDS: readonly string[] = [
   ' hello', ' world', ' the', ' gateway', ' is', ' a', ' fast', ' proxy', ' for',
@@ -22,8 +23,9 @@ export function completionText(n: number, offset = 0): string {
   return s;
 }
 
+/** o200k tokens of `text`, bounded in time (a simulator on the gateway's event loop must not stall it on a 300k-char word). */
 export function countText(text: string): number {
-  return text.length === 0 ? 0 : countTokens(text);
+  return text.length === 0 ? 0 : new BoundedCounter(countTokens).count(text);
 }
 
 /** Text of one chat message's content: a string, or an array of parts (text parts count). */

@@ -7,6 +7,7 @@ import { countTokens, type TapUsage } from './tokens.js';
 import type { BodyFacts, Wire } from './grammar.js';
 import type { ResponseSource } from '../upstream/exchange.js';
 import { UpstreamFailure } from '../upstream/failures.js';
+import { maskSecretsInPlace } from '../upstream/scrub.js';
 import { errors, sendError } from '../errors.js';
 import type { TokenCounts } from '../settle/index.js';
 import { usageFault } from '../settle/usage.js';
@@ -127,7 +128,10 @@ function forwardStream(opts: ForwardOptions, grammar: NonNullable<Wire['grammar'
     exchange.attach({
       onData(chunk) {
         opts.outputSlice?.push(chunk);
+        const clean = tap.upstreamError === undefined;
         const out = tap.push(chunk);
+        // An upstream error event is relayed as the upstream's bytes: masked if it quotes a provider secret.
+        if (clean && out !== null && tap.upstreamError !== undefined) maskSecretsInPlace(out, backend.secrets);
         if (out === null || res.write(out)) return true;
         if (!waitingForDrain) {
           waitingForDrain = true;
@@ -136,7 +140,9 @@ function forwardStream(opts: ForwardOptions, grammar: NonNullable<Wire['grammar'
         return false;
       },
       onEnd() {
+        const clean = tap.upstreamError === undefined;
         const rest = tap.end();
+        if (clean && rest !== null && tap.upstreamError !== undefined) maskSecretsInPlace(rest, backend.secrets);
         let failure: UpstreamFailure | undefined;
         if (tap.upstreamError !== undefined) {
           failure = new UpstreamFailure('mid_stream', errors.midStream(exchange.backend.name, 'the upstream sent an error event'), false);

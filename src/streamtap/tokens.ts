@@ -1,5 +1,6 @@
 /**
- * Token counting for when the upstream reports no usage, and prompt estimates for admission.
+ * Token counting: for when the upstream reports no usage, and for the protocols' prompt
+ * estimates (src/protocols/), which know the request fields.
  */
 
 // cl100k_base (GPT-4 / GPT-3.5) rather than o200k_base: for the backends that send no usage
@@ -10,12 +11,14 @@
 // memory nor the load until a backend first streams without usage.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { BoundedCounter, type Bpe } from '../util/bounded-count.js';
 
 type BpeCount = (text: string, opts: { disallowedSpecial: Set<string> }) => number;
 let bpeCount: BpeCount | undefined;
 
 interface EncodingApi {
   countTokens: BpeCount;
+  setMergeCacheSize(size: number): void;
 }
 interface GptEncodingModule {
   GptEncoding: { getEncodingApi(name: 'cl100k_base', ranks: () => Array<string | number[]>): EncodingApi };
@@ -56,8 +59,15 @@ export function preloadTokenizer(): void {
   if (bpeCount) return;
   const load = createRequire(import.meta.url);
   const { GptEncoding } = load('gpt-tokenizer/GptEncoding') as GptEncodingModule;
-  bpeCount = GptEncoding.getEncodingApi('cl100k_base', () => cl100kRanks(load)).countTokens;
+  const api = GptEncoding.getEncodingApi('cl100k_base', () => cl100kRanks(load));
+  // The merge cache keeps every piece it has seen (100,000 by default), so its memory follows
+  // what clients send: distinct pieces of up to MAX_PIECE_CHARS each. 10,000 still holds the
+  // vocabulary of ordinary traffic.
+  api.setMergeCacheSize(MERGE_CACHE_PIECES);
+  bpeCount = api.countTokens;
 }
+
+const MERGE_CACHE_PIECES = 10_000;
 
 export interface TapUsage {
   /** Prompt tokens, cached ones included (OpenAI's prompt_tokens). */
@@ -76,78 +86,19 @@ export interface TapUsage {
 // letting the tokenizer throw on a "disallowed special token".
 const PLAIN_TEXT = { disallowedSpecial: new Set<string>() };
 
-/** Tokens in `text` (cl100k_base). */
-export function countTokens(text: string): number {
-  if (text.length === 0) return 0;
+const bpe: Bpe = (text) => {
   if (!bpeCount) preloadTokenizer();
   return bpeCount!(text, PLAIN_TEXT);
+};
+
+/** A counter whose time is bounded (util/bounded-count.ts): one per estimate, its BPE budget shared by every text counted. */
+export function tokenCounter(): BoundedCounter {
+  return new BoundedCounter(bpe);
 }
 
-// OpenAI's cookbook ("How to count tokens with tiktoken"): every message costs 3 tokens of
-// framing plus its fields, a name 1 more, and every reply is primed with 3 tokens.
-const TOKENS_PER_MESSAGE = 3;
-const TOKENS_PER_NAME = 1;
-const REPLY_PRIMING = 3;
-// An image part costs at least the 85 base tokens OpenAI documents for a low-detail image;
-// without fetching the image we cannot know more.
-const TOKENS_PER_IMAGE = 85;
-
-/**
- * Estimated prompt tokens of a parsed chat/completions, completions or embeddings request
- * body. Used before the upstream answers (admission, reservations), so it errs on the side
- * of counting what will be sent.
- */
-export function estimatePromptTokens(body: Record<string, unknown>): number {
-  let n = 0;
-  const messages = body['messages'];
-  if (Array.isArray(messages)) {
-    for (const m of messages) {
-      n += TOKENS_PER_MESSAGE;
-      if (!isRecord(m)) continue;
-      for (const key of Object.keys(m)) {
-        const v = m[key];
-        if (key === 'content') n += contentTokens(v);
-        else if (typeof v === 'string') n += countTokens(v) + (key === 'name' ? TOKENS_PER_NAME : 0);
-        else if (v !== null && typeof v === 'object') n += countTokens(JSON.stringify(v)); // tool_calls, function_call
-      }
-    }
-    n += REPLY_PRIMING;
-  }
-  // Tool definitions reach the model as text; their JSON is a close stand-in.
-  for (const key of ['tools', 'functions'] as const) {
-    const v = body[key];
-    if (v !== undefined && v !== null) n += countTokens(JSON.stringify(v));
-  }
-  return n + inputTokens(body['prompt']) + inputTokens(body['input']);
-}
-
-/** A message's content: a string, or an array of parts ({type:'text',text}, images, ...). */
-function contentTokens(content: unknown): number {
-  if (typeof content === 'string') return countTokens(content);
-  if (!Array.isArray(content)) return 0;
-  let n = 0;
-  for (const part of content) {
-    if (typeof part === 'string') n += countTokens(part);
-    else if (isRecord(part)) {
-      if (typeof part['text'] === 'string') n += countTokens(part['text']);
-      else if (part['type'] === 'image_url') n += TOKENS_PER_IMAGE;
-    }
-  }
-  return n;
-}
-
-/** `prompt` (completions) or `input` (embeddings): a string, strings, or pre-tokenised ids. */
-function inputTokens(v: unknown): number {
-  if (typeof v === 'string') return countTokens(v);
-  if (!Array.isArray(v)) return 0;
-  let n = 0;
-  for (const el of v) {
-    if (typeof el === 'string') n += countTokens(el);
-    else if (typeof el === 'number') n += 1; // a token id
-    else if (Array.isArray(el)) n += el.length; // a tokenised prompt
-    else if (isRecord(el)) n += countTokens(JSON.stringify(el));
-  }
-  return n;
+/** Tokens in `text` (cl100k_base), bounded in time: see util/bounded-count.ts. */
+export function countTokens(text: string): number {
+  return text.length === 0 ? 0 : tokenCounter().count(text);
 }
 
 /**

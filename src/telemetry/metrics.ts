@@ -227,6 +227,12 @@ export class Metrics {
     labelNames: ['result'] as const,
     registers: [this.registry],
   });
+  readonly clientErrors = new Counter({
+    name: 'llm_gateway_client_errors_total',
+    help: 'Requests node:http refused before the gateway saw them, by reason: request_timeout (slow head), header_overflow (over 16 KiB), bad_request (unparsable).',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
   readonly connectionsRefused = new Counter({
     name: 'llm_gateway_connections_refused_total',
     help: 'Client connections refused at accept because server.max_connections were open.',

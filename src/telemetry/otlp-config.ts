@@ -140,3 +140,38 @@ export function resolveOtlp(cfg: OtlpConfig | undefined, env: Record<string, str
   };
   return { enabled: true, problems, settings: { tracesEndpoint, protocol, headers, timeoutMs, serviceName, resourceAttributes, sampler, samplerArg, batch } };
 }
+
+export interface OtlpMetricsSettings {
+  /** Full URL the metrics are POSTed to (…/v1/metrics). */
+  metricsEndpoint: string;
+  protocol: OtlpProtocol;
+  headers: Record<string, string>;
+  intervalMs: number;
+  timeoutMs: number;
+  serviceName: string;
+  resourceAttributes: Record<string, string>;
+}
+
+/**
+ * OTLP metrics are on when OTEL_METRICS_EXPORTER names otlp, or `telemetry.otlp.metrics.enabled`
+ * is true; `telemetry.otlp.enabled: false` or `metrics.enabled: false` turn them off.
+ */
+export function resolveOtlpMetrics(cfg: OtlpConfig | undefined, env: Record<string, string | undefined> = process.env): OtlpMetricsSettings | undefined {
+  if (cfg?.enabled === false || cfg?.metrics?.enabled === false) return undefined;
+  const envOn = (env.OTEL_METRICS_EXPORTER ?? '').split(',').some((x) => x.trim().toLowerCase() === 'otlp');
+  if (!(cfg?.metrics?.enabled === true || (envOn && env.OTEL_SDK_DISABLED?.trim().toLowerCase() !== 'true'))) return undefined;
+  const metricsEndpoint =
+    cfg?.metrics?.endpoint ??
+    (env.OTEL_EXPORTER_OTLP_METRICS_ENDPOINT || undefined) ??
+    (cfg?.endpoint ?? (env.OTEL_EXPORTER_OTLP_ENDPOINT || DEFAULT_ENDPOINT)).replace(/\/+$/, '') + '/v1/metrics';
+  const envProtocol = (env.OTEL_EXPORTER_OTLP_METRICS_PROTOCOL || env.OTEL_EXPORTER_OTLP_PROTOCOL || '').trim();
+  const protocol: OtlpProtocol = cfg?.protocol ?? (envProtocol === 'http/json' ? 'http/json' : 'http/protobuf');
+  const headers = { ...parseKeyValues(env.OTEL_EXPORTER_OTLP_HEADERS), ...parseKeyValues(env.OTEL_EXPORTER_OTLP_METRICS_HEADERS), ...cfg?.headers };
+  const ignored: string[] = [];
+  const intervalMs = cfg?.metrics?.interval_ms ?? positive(env, 'OTEL_METRIC_EXPORT_INTERVAL', ignored) ?? 60_000;
+  // The SDK requires the export timeout to be at most the interval.
+  const timeoutMs = Math.min(intervalMs, positive(env, 'OTEL_METRIC_EXPORT_TIMEOUT', ignored) ?? 30_000);
+  const resourceAttributes = parseKeyValues(env.OTEL_RESOURCE_ATTRIBUTES);
+  const serviceName = cfg?.service_name ?? (env.OTEL_SERVICE_NAME || undefined) ?? resourceAttributes['service.name'] ?? 'llm-gateway';
+  return { metricsEndpoint, protocol, headers, intervalMs, timeoutMs, serviceName, resourceAttributes };
+}

@@ -10,6 +10,7 @@ const STREAM = pino.symbols.streamSym;
 
 /** pino's number for level info, and the service name every line carries (see logger.ts base). */
 export const INFO = 30;
+export const ERROR = 50;
 export const SERVICE = 'llm-gateway';
 
 let cachedSecond = -1;
@@ -29,8 +30,8 @@ export function isoNow(now = Date.now()): string {
   return cachedPrefix + (ms < 10 ? '00' : ms < 100 ? '0' : '') + ms + 'Z';
 }
 
-export function requestLogEnabled(logger: Logger): boolean {
-  return logger.isLevelEnabled('info');
+export function requestLogEnabled(logger: Logger, status = 0): boolean {
+  return logger.isLevelEnabled(status >= 500 ? 'error' : 'info');
 }
 
 /** Writes one finished line (newline included) to the logger's destination. */

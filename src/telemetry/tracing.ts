@@ -16,13 +16,13 @@ import {
   ROOT_CONTEXT,
   SpanKind,
   SpanStatusCode,
+  TraceFlags,
   trace,
   type Attributes,
   type Context,
   type Span,
   type TextMapGetter,
   type TextMapPropagator,
-  type TextMapSetter,
   type Tracer,
 } from '@opentelemetry/api';
 import type { OtlpConfig } from '../config/schema.js';
@@ -32,11 +32,6 @@ import { startOtlpExport, TRACER_NAME, TRACER_VERSION, type DropReason, type Otl
 const headerGetter: TextMapGetter<IncomingHttpHeaders> = {
   keys: (h) => Object.keys(h),
   get: (h, key) => h[key],
-};
-const headerSetter: TextMapSetter<Record<string, string>> = {
-  set: (h, key, value) => {
-    h[key] = value;
-  },
 };
 
 export interface SpanOutcome {
@@ -59,9 +54,12 @@ export interface SpanOutcome {
   errorMessage?: string;
 }
 
+/** gen_ai.operation.name of each inference endpoint. */
+export const GEN_AI_OPERATION: Readonly<Record<string, string>> = { 'chat/completions': 'chat', completions: 'text_completion', embeddings: 'embeddings' };
+
 /** server.address / server.port of an origin, parsed once per origin. */
 const servers = new Map<string, { address: string; port: number }>();
-function serverOf(origin: string): { address: string; port: number } {
+export function serverOf(origin: string): { address: string; port: number } {
   let s = servers.get(origin);
   if (!s) {
     const u = new URL(origin);
@@ -137,16 +135,24 @@ export class Tracing {
   /** Writes the span's context into the upstream request's headers (replacing the client's traceparent/tracestate). */
   inject(span: Span, headers: Record<string, string>): void {
     if (!this.propagator) return;
-    delete headers.tracestate;
-    this.propagator.inject(trace.setSpan(ROOT_CONTEXT, span), headers, headerSetter);
+    // The W3C format written directly: the span context is the SDK's own (valid ids), so the
+    // propagator's validation and the context object it needs are per-request work for nothing.
+    const sc = span.spanContext();
+    headers.traceparent = '00-' + sc.traceId + '-' + sc.spanId + ((sc.traceFlags & TraceFlags.SAMPLED) !== 0 ? '-01' : '-00');
+    const state = sc.traceState?.serialize();
+    if (state) headers.tracestate = state;
+    // The client's tracestate belonged to its traceparent (delete only when present: it makes
+    // the object a slow dictionary, and these headers go on to undici).
+    else if (headers.tracestate !== undefined) delete headers.tracestate;
   }
 
+  /** Exports what is queued and stops. Never rejects: spans that could not go out are counted as dropped. */
   async shutdown(): Promise<void> {
-    await this.exporter?.shutdown();
+    await this.exporter?.shutdown().catch(() => undefined);
   }
 
   async flush(): Promise<void> {
-    await this.exporter?.flush();
+    await this.exporter?.flush().catch(() => undefined);
   }
 }
 

@@ -5,6 +5,7 @@ import { createRequire } from 'node:module';
 import type { Pool as UndiciPool } from 'undici';
 import type { BackendConfig } from '../config/schema.js';
 import type { Simulator } from '../simulator/index.js';
+import { secretsOf } from './scrub.js';
 import { SIMULATOR_HEADERS } from './headers.js';
 
 // undici's Pool module alone: its index also loads fetch, WebSocket, caches, mocks and more
@@ -40,6 +41,8 @@ export class Backend {
    * tap need not keep chunks for a tokenizer count (see StreamTapOptions.retainChunks).
    */
   sendsUsage = false;
+  /** The provider key and configured header values: scrubbed from anything an upstream says (upstream/scrub.ts). */
+  readonly secrets: readonly string[];
 
   constructor(
     readonly name: string,
@@ -70,6 +73,7 @@ export class Backend {
     const key = 'api_key' in config ? config.api_key : undefined;
     // Anthropic reads the key from x-api-key; OpenAI-compatible servers from a bearer token.
     if (key) this.injectedHeaders[config.type === 'anthropic' ? 'x-api-key' : 'authorization'] = config.type === 'anthropic' ? key : `Bearer ${key}`;
+    this.secrets = secretsOf([key, ...Object.values(this.injectedHeaders)]);
   }
 
   serves(api: string): boolean {

@@ -8,7 +8,7 @@
 // Whenever the layout is not the simple one (no top-level "model" string found, or a
 // stream_options object already there), the caller falls back to JSON.stringify.
 
-import { BACKSLASH, CLOSE_BRACE, CLOSE_BRACKET, COLON, COMMA, OPEN_BRACE, OPEN_BRACKET, QUOTE, isSpace, stringEnd } from '../util/json-bytes.js';
+import { nestedDeeperThan, BACKSLASH, CLOSE_BRACE, CLOSE_BRACKET, COLON, COMMA, OPEN_BRACE, OPEN_BRACKET, QUOTE, isSpace, stringEnd } from '../util/json-bytes.js';
 
 const MODEL_KEY = Buffer.from('model');
 const USAGE_OPTION = Buffer.from('"stream_options":{"include_usage":true}');
@@ -88,4 +88,16 @@ export function rewriteBody(raw: Buffer, modelJson: Buffer, addUsage: boolean): 
   const head = raw.subarray(0, open + 1);
   if (sameModel) return Buffer.concat([head, USAGE_OPTION, COMMA_BYTES, raw.subarray(open + 1)]);
   return Buffer.concat([head, USAGE_OPTION, COMMA_BYTES, raw.subarray(open + 1, start), modelJson, raw.subarray(end)]);
+}
+
+/**
+ * Deepest nesting the gateway walks recursively (JSON.stringify, prompt estimates). JSON.parse
+ * copes with any depth, but those walks overflow the stack on a 100k-deep body; real API
+ * payloads, JSON schemas included, stay far below. Checked only where such a walk would run
+ * (the scan is cheap next to the walk), never on the plain splice path.
+ */
+export const MAX_WALK_DEPTH = 128;
+
+export function tooDeepToWalk(raw: Buffer): boolean {
+  return nestedDeeperThan(raw, MAX_WALK_DEPTH);
 }

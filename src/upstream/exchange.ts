@@ -28,7 +28,7 @@ export interface ResponseSource {
 }
 
 export interface UpstreamRequest {
-  method: 'POST' | 'GET';
+  method: 'POST' | 'GET' | 'DELETE';
   /** Path relative to the backend's base_url, e.g. "/chat/completions". */
   path: string;
   headers: Record<string, string>;

@@ -83,6 +83,15 @@ export function classifyError(err: Error, backend: string, afterHead: boolean): 
   }
 }
 
+/**
+ * The retry-after a client is told, in whole seconds: an upstream's value capped at 60 s.
+ * The SDKs wait what they are told up to 60 s; an upstream saying 999999 is not passed on.
+ */
+export const MAX_CLIENT_RETRY_AFTER_S = 60;
+export function clientRetryAfter(ms: number): string {
+  return String(Math.min(MAX_CLIENT_RETRY_AFTER_S, Math.max(0, Math.ceil(ms / 1000))));
+}
+
 /** Reads retry-after (seconds or HTTP date) or retry-after-ms into milliseconds. */
 export function retryAfterMs(headers: Record<string, string | string[] | undefined>): number | undefined {
   const ms = headers['retry-after-ms'];

@@ -18,8 +18,6 @@ import type { ResponseSink, ResponseSource, UpstreamExchange } from './exchange.
 import { UpstreamFailure } from './failures.js';
 import { errors, sendError, type GatewayError } from '../errors.js';
 import { forwardResponse, type ForwardOptions, type ForwardOutcome } from '../streamtap/forward.js';
-import { usageFromResponse } from '../streamtap/index.js';
-import { summariseBody } from '../streamtap/body.js';
 
 export interface GuardedForwardOptions extends Omit<ForwardOptions, 'exchange'> {
   exchange: UpstreamExchange;
@@ -41,7 +39,12 @@ export function forwardGuarded(opts: GuardedForwardOptions): Promise<ForwardOutc
   const cap = opts.stream && !notSse ? Infinity : opts.maxBodyBytes;
   const source = decoder || cap !== Infinity ? new GuardedSource(ex, decoder, cap) : ex;
   if (notSse) return refuseNonSse(opts, source, contentType);
-  return forwardResponse({ ...opts, exchange: source });
+  if (source === ex) return forwardResponse(opts);
+  // The options object is the pipeline's, made for this one call: the source is swapped in
+  // place rather than the options copied on every non-streamed request.
+  const fwd: ForwardOptions = opts;
+  fwd.exchange = source;
+  return forwardResponse(fwd);
 }
 
 function headerText(v: string | string[] | undefined): string {
@@ -70,7 +73,7 @@ const NO_TOKENS = { input: 0, output: 0, cachedInput: 0, reasoning: 0 };
 function refuse(opts: GuardedForwardOptions, err: GatewayError): Promise<ForwardOutcome> {
   const failure = new UpstreamFailure('bad_response', err, false, opts.exchange.status);
   opts.exchange.abort(failure);
-  sendError(opts.res, err, opts.requestId, opts.headers);
+  sendError(opts.res, err, opts.requestId, opts.headers, opts.wire.errorBody);
   return Promise.resolve({ status: err.status, tokens: { ...NO_TOKENS, input: opts.prompt.promptTokens() }, estimated: true, failure });
 }
 
@@ -84,8 +87,9 @@ function refuseNonSse(opts: GuardedForwardOptions, source: ResponseSource, conte
   const chunks: Buffer[] = [];
   return new Promise((resolve) => {
     const answer = (body: Buffer | undefined, broke?: UpstreamFailure) => {
-      if (broke?.reason !== 'client_abort') sendError(opts.res, err, opts.requestId, opts.headers);
-      const usage = body ? (summariseBody(body)?.usage ?? parseUsage(body)) : undefined;
+      if (broke?.reason !== 'client_abort') sendError(opts.res, err, opts.requestId, opts.headers, opts.wire.errorBody);
+      // Read as the API's whole body (its protocol's reader): chat usage, a Response's usage, ...
+      const usage = body ? opts.wire.readBody(body)?.usage : undefined;
       const failure = broke ?? new UpstreamFailure('bad_response', err, false, source.status);
       resolve({
         status: broke?.reason === 'client_abort' ? 499 : err.status,
@@ -103,14 +107,6 @@ function refuseNonSse(opts: GuardedForwardOptions, source: ResponseSource, conte
       onError: (f) => answer(undefined, f),
     });
   });
-}
-
-function parseUsage(body: Buffer) {
-  try {
-    return usageFromResponse(JSON.parse(body.toString('utf8')));
-  } catch {
-    return undefined;
-  }
 }
 
 /** Headers the client must not get once the body is decoded (they describe the encoded bytes). */
@@ -131,8 +127,11 @@ class GuardedSource implements ResponseSource, ResponseSink {
     private readonly decoder: Transform | undefined,
     private readonly cap: number,
   ) {
-    const h = { ...inner.headers };
-    if (decoder) for (const name of ENCODED_BODY_HEADERS) delete h[name];
+    let h = inner.headers;
+    if (decoder) {
+      h = { ...h };
+      for (const name of ENCODED_BODY_HEADERS) delete h[name];
+    }
     this.headers = h;
     if (decoder) {
       decoder.on('data', (c: Buffer) => {

@@ -32,3 +32,26 @@ export function stringEnd(buf: Buffer, start: number): number {
     if (slashes % 2 === 0) return q + 1;
   }
 }
+
+/**
+ * True when the JSON text nests objects/arrays deeper than `max`. JSON.parse copes with any
+ * depth, but every recursive walk after it (JSON.stringify, token estimates) overflows the
+ * stack on a 100k-deep body: such a body is refused up front. Strings are skipped natively,
+ * so the loop only visits the few structural bytes between them.
+ */
+export function nestedDeeperThan(buf: Buffer, max: number): boolean {
+  let depth = 0;
+  for (let i = 0; i < buf.length; i++) {
+    const b = buf[i];
+    if (b === QUOTE) {
+      const e = stringEnd(buf, i);
+      if (e < 0) return false;
+      i = e - 1;
+    } else if (b === OPEN_BRACE || b === OPEN_BRACKET) {
+      if (++depth > max) return true;
+    } else if (b === CLOSE_BRACE || b === CLOSE_BRACKET) {
+      depth--;
+    }
+  }
+  return false;
+}

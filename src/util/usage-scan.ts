@@ -11,7 +11,7 @@
 // object after the top-level one). When the scan cannot read plain integer counts, it
 // returns undefined and the caller parses the body in full.
 import type { TapUsage } from '../streamtap/tokens.js';
-import { BACKSLASH, CLOSE_BRACE, COLON, COMMA, OPEN_BRACE, QUOTE, isSpace, stringEnd } from './json-bytes.js';
+import { BACKSLASH, CLOSE_BRACE, CLOSE_BRACKET, COLON, COMMA, OPEN_BRACE, OPEN_BRACKET, QUOTE, isSpace, stringEnd } from './json-bytes.js';
 
 const USAGE_KEY = Buffer.from('"usage"');
 
@@ -93,6 +93,34 @@ function objectEnd(body: Buffer, start: number): number {
   return -1;
 }
 
+/**
+ * Whether the key at `at` belongs to the top-level object. When the value that follows it is
+ * the top-level object's last (only whitespace and the closing brace after it) that is
+ * plain; otherwise walk from the start, counting brackets and jumping over strings natively.
+ * Without this a response with no top-level usage but one nested in another object (found
+ * by the property test) was billed from the nested one, where a full parse finds none.
+ */
+function isTopLevel(body: Buffer, at: number, valueEnd: number): boolean {
+  let i = valueEnd;
+  while (isSpace(body[i])) i++;
+  if (body[i] === CLOSE_BRACE) {
+    i++;
+    while (isSpace(body[i])) i++;
+    if (i === body.length) return true;
+  }
+  let depth = 0;
+  for (let p = 0; p < at; p++) {
+    const b = body[p];
+    if (b === QUOTE) {
+      const e = stringEnd(body, p);
+      if (e < 0 || e > at) return false;
+      p = e - 1;
+    } else if (b === OPEN_BRACE || b === OPEN_BRACKET) depth++;
+    else if (b === CLOSE_BRACE || b === CLOSE_BRACKET) depth--;
+  }
+  return depth === 1;
+}
+
 /** Usage and the first finish key's value from a JSON response body, or undefined when a full parse is needed. */
 export function scanUsage(body: Buffer, keys: UsageKeys): BodySummary | undefined {
   const u = body.lastIndexOf(USAGE_KEY);
@@ -100,7 +128,7 @@ export function scanUsage(body: Buffer, keys: UsageKeys): BodySummary | undefine
   const start = valueAfterKey(body, u, USAGE_KEY.length);
   if (start < 0 || body[start] !== OPEN_BRACE) return undefined;
   const end = objectEnd(body, start);
-  if (end < 0) return undefined;
+  if (end < 0 || !isTopLevel(body, u, end)) return undefined;
   const text = body.toString('latin1', start, end);
   const input = countAfter(text, keys.input);
   const output = countAfter(text, keys.output);

@@ -53,6 +53,7 @@ interface ScopeRow {
 describe('admission, memory store', () => {
   it('rpm 100 under 300 concurrent requests admits exactly 100; the 429s are the SDK shape with an honest retry-after', async () => {
     const c = client(gw.baseURL, 'k-rpm');
+    const started = performance.now();
     const r = await batch([c], 300, ONE_CENT);
     expect(r.other.map((e) => String(e))).toEqual([]);
     expect(r.ok).toBe(100);
@@ -69,7 +70,10 @@ describe('admission, memory store', () => {
     // after the oldest request).
     const retryAfter = Number(e.headers?.get('retry-after'));
     const retryAfterMs = Number(e.headers?.get('retry-after-ms'));
-    expect(retryAfter).toBeGreaterThanOrEqual(50);
+    // On a busy machine the burst itself takes seconds: the window's oldest request is at most
+    // that long ago.
+    const elapsedS = (performance.now() - started) / 1000;
+    expect(retryAfter).toBeGreaterThanOrEqual(Math.min(50, Math.floor(60 - elapsedS) - 1));
     expect(retryAfter).toBeLessThanOrEqual(61);
     expect(Math.ceil(retryAfterMs / 1000)).toBe(retryAfter);
     expect(e.headers?.get('x-ratelimit-limit-requests')).toBe('100');

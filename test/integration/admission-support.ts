@@ -65,7 +65,7 @@ export async function spawnGateway(policiesFile: string, env: NodeJS.ProcessEnv 
     const t = setTimeout(() => {
       proc.kill('SIGKILL');
       reject(new Error(`gateway did not start: ${stderr}`));
-    }, 10_000);
+    }, 45_000); // a cold start compiles every module: seconds on a busy machine
     createInterface({ input: proc.stdout! }).on('line', (line) => {
       let obj: Record<string, unknown>;
       try {

@@ -118,6 +118,8 @@ interface Rule {
   labels?: Record<string, string>;
   annotations?: Record<string, string>;
 }
+/** promtool rule-test files: the main one, and the day-long ones evaluated every 10m. */
+const RULE_TESTS = ['alert_rules.test.yml', 'alert_rules.daily.test.yml'];
 const rulesDoc = parse(await readFile(join(PROM, 'alert_rules.yml'), 'utf8')) as { groups: Array<{ name: string; rules: Rule[] }> };
 const rules = rulesDoc.groups.flatMap((g) => g.rules);
 const alerts = rules.filter((r): r is Rule & { alert: string } => typeof r.alert === 'string');
@@ -140,7 +142,7 @@ describe('deploy/prometheus', () => {
   }, 120_000);
 
   it.skipIf(!hasPromtool)('the rule unit tests in alert_rules.test.yml pass', async () => {
-    const out = await promtool(['test', 'rules', 'deploy/prometheus/alert_rules.test.yml']);
+    const out = await promtool(['test', 'rules', ...RULE_TESTS.map((f) => `deploy/prometheus/${f}`)]);
     expect(out).toMatch(/SUCCESS/);
   }, 120_000);
 
@@ -198,12 +200,11 @@ describe('deploy/prometheus', () => {
   });
 
   it('each alert has a unit test that fires it and is checked silent on healthy series', async () => {
-    const doc = parse(await readFile(join(PROM, 'alert_rules.test.yml'), 'utf8')) as {
-      tests: Array<{ name: string; alert_rule_test?: Array<{ alertname: string; exp_alerts?: unknown[] }> }>;
-    };
+    type Doc = { tests: Array<{ name: string; alert_rule_test?: Array<{ alertname: string; exp_alerts?: unknown[] }> }> };
+    const docs = await Promise.all(RULE_TESTS.map(async (f) => parse(await readFile(join(PROM, f), 'utf8')) as Doc));
     const fired = new Set<string>();
     const silent = new Set<string>();
-    for (const t of doc.tests) {
+    for (const t of docs.flatMap((d) => d.tests)) {
       for (const a of t.alert_rule_test ?? []) {
         if (a.exp_alerts?.length) fired.add(a.alertname);
         else if (/healthy/.test(t.name)) silent.add(a.alertname);

@@ -53,7 +53,20 @@ describe('request timeouts', () => {
     await closed;
     // Cut long before the trickle ran out (the header timeout plus Node's check interval and slack).
     expect(sent).toBeLessThan(200);
-    expect(received()).toMatch(/^HTTP\/1\.1 408/);
+    const text = received();
+    expect(text).toMatch(/^HTTP\/1\.1 408/);
+    expect((JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)) as { error: { code: string } }).error.code).toBe('request_timeout');
+    expect(metricValue(await gw.metricsText(), 'llm_gateway_client_errors_total', { reason: 'request_timeout' })).toBeGreaterThanOrEqual(1);
+  });
+
+  it('headers over 16 KiB get a counted 431 in the OpenAI shape', async () => {
+    const { s, received, closed } = await rawSocket(gw.port);
+    s.write(`GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ${'a'.repeat(20 * 1024)}\r\n\r\n`);
+    await closed;
+    const text = received();
+    expect(text).toMatch(/^HTTP\/1\.1 431/);
+    expect((JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)) as { error: { code: string } }).error.code).toBe('header_overflow');
+    expect(metricValue(await gw.metricsText(), 'llm_gateway_client_errors_total', { reason: 'header_overflow' })).toBe(1);
   });
 
   it('a connection that sends nothing is closed too', async () => {
@@ -133,5 +146,122 @@ models:
     a.s.destroy();
     b.s.destroy();
     await Promise.all([a.closed, b.closed]);
+  });
+});
+
+describe('inputs that used to answer 500', () => {
+  let adm: TestGateway;
+  beforeAll(async () => {
+    adm = await startGateway(`
+admin_token: adm-token
+backends:
+  sim: { type: simulator, ttft_ms: 0, tpot_ms: 0 }
+models:
+  m: { deployments: [{ backend: sim, model: other-name }] }
+keys:
+  - { key: k-budget, name: budgeted, budget: { usd: 5 } }
+`);
+  });
+  afterAll(async () => {
+    await adm?.close();
+  });
+  const deep = (n: number) => '['.repeat(n) + ']'.repeat(n);
+
+  it('a 100k-deep JSON body is a 400 (or a normal answer), never a 500, on every path that walks it', async () => {
+    const bodies = [
+      // Serialised path (the client's own stream_options) and the escaped-key path.
+      `{"model":"m","stream":true,"stream_options":{"include_usage":false},"messages":[{"role":"user","content":"x"}],"x":${deep(100_000)}}`,
+      `{"mod\\u0065l":"m","messages":[{"role":"user","content":"x"}],"x":${deep(100_000)}}`,
+      // Prompt estimate of a budgeted key, over deep tools.
+      `{"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f","parameters":${'{"a":'.repeat(100_000)}1${'}'.repeat(100_000)}}}]}`,
+    ];
+    for (const body of bodies) {
+      const r = await request(`${adm.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer k-budget' }, body });
+      const text = await r.body.text();
+      expect(r.statusCode, text.slice(0, 200)).toBeLessThan(500);
+      if (r.statusCode === 400) expect((JSON.parse(text) as { error: { code: string } }).error.code).toBe('json_too_deep');
+    }
+    expect(adm.logs.filter((l) => l.level >= 50 && l.msg !== 'request')).toEqual([]);
+  });
+
+  it('malformed %-escapes and prototype names in admin input are 400/404, not 500', async () => {
+    const auth = { authorization: 'Bearer adm-token', 'content-type': 'application/json' };
+    const cases: Array<[string, string, unknown, number]> = [
+      ['GET', '/admin/%', undefined, 400],
+      ['GET', '/admin/budgets/%E0%A4%A', undefined, 400],
+      ['POST', '/admin/budgets/reset', { scope: '__proto__', name: 'x' }, 400],
+      ['POST', '/admin/budgets/reset', { scope: 'constructor', name: 'toString' }, 400],
+      ['POST', '/admin/budgets/reset', { scope: 'key', name: '__proto__' }, 404],
+      ['POST', '/admin/circuits/__proto__/sim', { state: 'open' }, 404],
+    ];
+    for (const [method, path, body, status] of cases) {
+      const r = await request(`${adm.url}${path}`, { method: method as 'GET' | 'POST', headers: auth, body: body === undefined ? undefined : JSON.stringify(body) });
+      const text = await r.body.text();
+      expect(r.statusCode, `${method} ${path} ${text}`).toBe(status);
+      expect(Object.keys((JSON.parse(text) as { error: object }).error).sort()).toEqual(['code', 'message', 'param', 'type']);
+    }
+  });
+
+  it('GET /v1/models without a key is a 401 that writes no error line', async () => {
+    const before = adm.logs.length;
+    const r = await request(`${adm.url}/v1/models`);
+    await r.body.text();
+    expect(r.statusCode).toBe(401);
+    expect(adm.logs.slice(before).filter((l) => l.level >= 50)).toEqual([]);
+  });
+});
+
+describe('exposure', () => {
+  it('server.allowed_hosts: an unexpected Host gets a 421 on the API; probes and scrapes still answer', async () => {
+    const hosted = await startGateway(`
+server: { allowed_hosts: [gateway.local, 127.0.0.1] }
+backends:
+  sim: { type: simulator, ttft_ms: 0, tpot_ms: 0 }
+models:
+  m: { deployments: [{ backend: sim }] }
+`);
+    try {
+      const post = (host: string) =>
+        request(`${hosted.url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { host, 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'x' }] }),
+        });
+      const evil = await post('evil.example');
+      expect(evil.statusCode).toBe(421);
+      expect(((await evil.body.json()) as { error: { code: string } }).error.code).toBe('host_not_allowed');
+      const good = await post(`gateway.local:${hosted.port}`);
+      expect(good.statusCode).toBe(200);
+      await good.body.text();
+      for (const path of ['/healthz', '/readyz', '/metrics']) {
+        const r = await request(`${hosted.url}${path}`, { headers: { host: '10.1.2.3:4000' } });
+        await r.body.text();
+        expect(r.statusCode).toBe(200);
+      }
+    } finally {
+      await hosted.close();
+    }
+  });
+
+  it('listening on 0.0.0.0 with no keys is logged loudly at start', async () => {
+    const { Writable } = await import('node:stream');
+    const pino = (await import('pino')).default;
+    const { Gateway } = await import('../../src/gateway.js');
+    const { parsePolicies } = await import('../../src/config/load.js');
+    const { Metrics } = await import('../../src/telemetry/metrics.js');
+    const lines: Array<{ level: number; msg: string }> = [];
+    const sink = new Writable({
+      write(c: Buffer, _e, cb) {
+        for (const l of c.toString().split('\n')) if (l) lines.push(JSON.parse(l) as { level: number; msg: string });
+        cb();
+      },
+    });
+    const p = parsePolicies('backends: { sim: { type: simulator } }\nmodels: { m: { deployments: [{ backend: sim }] } }\n', 't.yaml', {});
+    const g = await Gateway.create(p, { logger: pino({ base: null }, sink), metrics: new Metrics({ defaultMetrics: false }) });
+    await g.listen(0, '0.0.0.0');
+    await g.close(100);
+    const warning = lines.find((l) => l.msg.startsWith('EXPOSED'));
+    expect(warning?.level).toBe(40);
+    expect(warning?.msg).toMatch(/no virtual keys/);
   });
 });

@@ -359,3 +359,150 @@ describe('upstream bodies of the wrong kind or size', () => {
     expect(((await r.body.json()) as { error: { code: string } }).error.code).toBe('upstream_body_too_large');
   });
 });
+
+describe('what the gateway passes on from an upstream error', () => {
+  it('an upstream retry-after of 999999 s is capped at 60 s for the client', async () => {
+    handler = (_req, res) => {
+      res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '999999' });
+      res.end('{"error":{"message":"slow down","type":"requests","code":"rate_limit_exceeded"}}');
+    };
+    const r = await request(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'x' }] }),
+    });
+    await r.body.text();
+    expect(r.statusCode).toBe(503);
+    expect(Number(r.headers['retry-after'])).toBeGreaterThan(0);
+    expect(Number(r.headers['retry-after'])).toBeLessThanOrEqual(60);
+  });
+
+  it('a 5xx request line is logged at level error, a 2xx one at info', async () => {
+    handler = (_req, res) => {
+      res.writeHead(500, { 'content-type': 'application/json' });
+      res.end('{"error":{"message":"boom","type":"server_error"}}');
+    };
+    const r = await request(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-request-id': 'five-hundred-1' },
+      body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'x' }] }),
+    });
+    await r.body.text();
+    expect(r.statusCode).toBe(502);
+    const line = await gw.waitForLog((l) => l.msg === 'request' && l.request_id === 'five-hundred-1');
+    expect(line.level).toBe(50);
+    const ok = gw.logs.find((l) => l.msg === 'request' && l.status === 200);
+    expect(ok?.level).toBe(30);
+    // The pass-through route logs its 5xx lines at level error too.
+    const p = await request(`${gw.url}/v1/files`, { headers: { 'x-request-id': 'five-hundred-pt' } });
+    await p.body.text();
+    expect(p.statusCode).toBe(500);
+    const ptLine = await gw.waitForLog((l) => l.msg === 'request' && l.request_id === 'five-hundred-pt');
+    expect(ptLine.level).toBe(50);
+  });
+});
+
+describe('provider secrets in what an upstream says', () => {
+  it('an upstream 4xx quoting the provider key (whole or in part) reaches neither the client nor the log', async () => {
+    handler = (_req, res) => {
+      res.writeHead(401, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          error: {
+            message: `Incorrect API key provided: ${PROVIDER_KEY}. Also tried ${PROVIDER_KEY.slice(0, 20)}... for org org-gateway-own-0001.`,
+            type: 'invalid_request_error',
+            code: 'invalid_api_key',
+            param: PROVIDER_KEY,
+          },
+        }),
+      );
+    };
+    const r = await request(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-request-id': 'leaky-401' },
+      body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'x' }] }),
+    });
+    const text = await r.body.text();
+    expect(r.statusCode).toBe(401);
+    const body = JSON.parse(text) as { error: { message: string; code: string } };
+    expect(body.error.code).toBe('invalid_api_key');
+    expect(body.error.message).toContain('Incorrect API key provided: [redacted]');
+    const secretBits = [PROVIDER_KEY, PROVIDER_KEY.slice(0, 12), 'org-gateway-own-0001'];
+    for (const bit of secretBits) expect(text).not.toContain(bit);
+    const line = await gw.waitForLog((l) => l.msg === 'request' && l.request_id === 'leaky-401');
+    for (const bit of secretBits) expect(JSON.stringify(line)).not.toContain(bit);
+    for (const bit of secretBits) expect(await gw.metricsText()).not.toContain(bit);
+  });
+});
+
+describe('pass-through routes', () => {
+  it('an upstream redirect on a pass-through route is a 502 too, and the client is never sent elsewhere', async () => {
+    handler = (_req, res) => {
+      res.writeHead(307, { location: elsewhereUrl.replace('/chat/completions', '/files'), 'content-type': 'application/json' });
+      res.end('{}');
+    };
+    const r = await request(`${gw.url}/v1/files`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"purpose":"batch"}' });
+    expect(r.statusCode).toBe(502);
+    expect(r.headers.location).toBeUndefined();
+    expect(((await r.body.json()) as { error: { code: string } }).error.code).toBe('upstream_redirect');
+    expect(elsewhereHits).toBe(0);
+  });
+
+  it('client credential and account headers never reach the upstream on a pass-through route', async () => {
+    handler = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"object":"list","data":[]}');
+    };
+    const r = await request(`${gw.url}/v1/files`, {
+      headers: { 'x-api-key': 'sk-attacker', 'openai-organization': 'org-attacker', 'openai-project': 'proj-attacker', 'x-goog-api-key': 'g' },
+    });
+    expect(r.statusCode).toBe(200);
+    await r.body.text();
+    const h = seen.at(-1)!.headers;
+    expect(h['x-api-key']).toBeUndefined();
+    expect(h['x-goog-api-key']).toBeUndefined();
+    expect(h['openai-project']).toBeUndefined();
+    expect(h['openai-organization']).toBe('org-gateway-own-0001');
+    expect(h.authorization).toBe(`Bearer ${PROVIDER_KEY}`);
+  });
+});
+
+describe('provider secrets on pass-through routes', () => {
+  for (const gz of [false, true]) {
+    it(`an upstream error body quoting the provider key is scrubbed before it is relayed${gz ? ' (gzip-encoded)' : ''}`, async () => {
+      handler = (_req, res) => {
+        const text = JSON.stringify({ error: { message: `Invalid key ${PROVIDER_KEY} for org-gateway-own-0001`, type: 'invalid_request_error', code: 'invalid_api_key' } });
+        const body = gz ? gzipSync(Buffer.from(text)) : Buffer.from(text);
+        res.writeHead(401, { 'content-type': 'application/json', 'content-length': body.length, ...(gz ? { 'content-encoding': 'gzip' } : {}) });
+        res.end(body);
+      };
+      const r = await request(`${gw.url}/v1/files`, { headers: { 'accept-encoding': 'gzip' } });
+      expect(r.statusCode).toBe(401);
+      expect(r.headers['content-encoding']).toBeUndefined();
+      const text = await r.body.text();
+      expect(text).toContain('Invalid key [redacted] for [redacted]');
+      expect(text).not.toContain(PROVIDER_KEY.slice(0, 12));
+      expect(JSON.stringify(gw.logs)).not.toContain(PROVIDER_KEY.slice(0, 12));
+    });
+  }
+});
+
+describe('provider secrets in a stream', () => {
+  it('an upstream error event quoting the provider key is masked in the bytes relayed', async () => {
+    handler = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(sseEvents()[0]);
+      res.end(`data: ${JSON.stringify({ error: { message: `key ${PROVIDER_KEY} over quota`, type: 'server_error' } })}\n\n`);
+    };
+    const r = await request(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-request-id': 'leaky-stream' },
+      body: JSON.stringify({ model: 'm', stream: true, messages: [{ role: 'user', content: 'x' }] }),
+    });
+    const text = await r.body.text();
+    expect(text).toContain('over quota');
+    expect(text).not.toContain(PROVIDER_KEY.slice(0, 12));
+    const line = await gw.waitForLog((l) => l.msg === 'request' && l.request_id === 'leaky-stream');
+    expect(JSON.stringify(line)).not.toContain(PROVIDER_KEY.slice(0, 12));
+  });
+});

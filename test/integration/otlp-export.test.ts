@@ -232,5 +232,67 @@ telemetry: { otlp: { endpoint: "http://127.0.0.1:${port}", timeout_ms: 1000, bat
     expect(await dropped()).toBe(N);
     expect(await count('queue_full')).toBeGreaterThan(0);
     expect(await count('export_failed')).toBeGreaterThan(0);
+    // One warn line, not one per drop.
+    expect(gw.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('trace spans dropped'))).toHaveLength(1);
+  });
+});
+
+describe('OTLP metrics (OTEL_METRICS_EXPORTER=otlp), JSON', () => {
+  let receiver: OtlpReceiver;
+  let upstream: ScriptedUpstream;
+  let gw: TestGateway;
+  beforeAll(async () => {
+    receiver = await startOtlpReceiver();
+    upstream = await startScriptedUpstream(STREAM_SCRIPT);
+    gw = await startGateway(policy(upstream), {
+      OTEL_METRICS_EXPORTER: 'otlp',
+      OTEL_TRACES_EXPORTER: 'none',
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+      OTEL_METRIC_EXPORT_INTERVAL: '100',
+    });
+  });
+  afterAll(async () => {
+    await gw?.close();
+    await upstream?.close();
+    await receiver?.close();
+  });
+
+  type Point = { attributes: Array<{ key: string; value: Record<string, unknown> }>; count: string | number; sum: number; explicitBounds: number[] };
+  const points = (name: string): Point[] =>
+    receiver.metrics.flatMap((m) =>
+      ((m.resourceMetrics as Array<{ scopeMetrics: Array<{ metrics: Array<{ name: string; histogram?: { dataPoints: Point[] } }> }> }>) ?? []).flatMap((rm) =>
+        rm.scopeMetrics.flatMap((sm) => sm.metrics.filter((x) => x.name === name).flatMap((x) => x.histogram?.dataPoints ?? [])),
+      ),
+    );
+  const attr = (p: Point, key: string) => Object.values(p.attributes.find((a) => a.key === key)?.value ?? {})[0];
+
+  it('exports the GenAI histograms with the advised buckets and exact token counts, and no spans', async () => {
+    const client = new OpenAI({ baseURL: gw.baseURL, apiKey: 'k', maxRetries: 0 });
+    const stream = await client.chat.completions.create({ model: 'traced', messages: [{ role: 'user', content: PROMPT }], stream: true });
+    for await (const _ of stream) {
+      /* drain */
+    }
+    await gw.waitForLog((l) => l.msg === 'request');
+    await gw.gw.genai!.flush();
+    const usage = points('gen_ai.client.token.usage');
+    const input = usage.filter((p) => attr(p, 'gen_ai.token.type') === 'input').at(-1)!;
+    const output = usage.filter((p) => attr(p, 'gen_ai.token.type') === 'output').at(-1)!;
+    expect(input.sum).toBe(17);
+    expect(output.sum).toBe(3);
+    expect(Number(input.count)).toBe(1);
+    expect(input.explicitBounds).toEqual([1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]);
+    expect(attr(input, 'gen_ai.operation.name')).toBe('chat');
+    expect(attr(input, 'gen_ai.request.model')).toBe('traced');
+    expect(attr(input, 'gen_ai.response.model')).toBe('up-model');
+    expect(attr(input, 'gen_ai.provider.name')).toBe('openai_compatible');
+    const duration = points('gen_ai.client.operation.duration').at(-1)!;
+    expect(duration.explicitBounds).toEqual([0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]);
+    expect(Number(points('gen_ai.server.time_to_first_token').at(-1)!.count)).toBe(1);
+    expect(points('gen_ai.server.time_to_first_token').at(-1)!.explicitBounds[0]).toBe(0.001);
+    expect(Number(points('gen_ai.server.time_per_output_token').at(-1)!.count)).toBe(1);
+    // OTEL_TRACES_EXPORTER=none: metrics only.
+    expect(gw.gw.tracing.exporting).toBe(false);
+    expect(receiver.spans).toHaveLength(0);
   });
 });

@@ -147,7 +147,7 @@ function raw(method: string, target: string, key: string, body?: string | Buffer
 const chatBody = (model = 'm1') => JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 10 });
 
 /** Every spelling of the chat route, and what it must become: governed as chat, or refused. */
-const SPELLINGS: Array<[string, 'chat' | 'refused']> = [
+const SPELLINGS: Array<[string, 'chat' | 'responses' | 'refused']> = [
   ['/v1/chat/./completions', 'chat'],
   ['/v1/x/../chat/completions', 'chat'],
   ['/v1/chat/%2e/completions', 'chat'],
@@ -177,9 +177,9 @@ const SPELLINGS: Array<[string, 'chat' | 'refused']> = [
   ['/v1/deployments/m1/chat/completions', 'refused'],
   ['/v1/engines/m1/completions', 'refused'],
   ['/v1/openai/deployments/m1/embeddings', 'refused'],
-  ['/v1/responses', 'refused'],
+  ['/v1/responses', 'responses'],
   ['/v1/Responses', 'refused'],
-  ['/v1/responses/', 'refused'],
+  ['/v1/responses/', 'responses'],
   ['/v1/messages', 'refused'],
 ];
 
@@ -191,6 +191,11 @@ describe('path spellings: governed or refused, never passed through', () => {
       expect(r.headers['x-gateway-model']).toBe('m1');
       // Through the pipeline: the canonical upstream path, the deployment's model spliced in.
       expect(seen.map((s) => `${s.method} ${s.url.split('?')[0]}`)).toEqual(['POST /v1/chat/completions']);
+      expect((JSON.parse(seen[0]!.body.toString()) as { model: string }).model).toBe('up-m1');
+    } else if (want === 'responses') {
+      // The Responses API is governed too: its pipeline, its canonical upstream path.
+      expect(r.status).toBe(200);
+      expect(seen.map((s) => `${s.method} ${s.url.split('?')[0]}`)).toEqual(['POST /v1/responses']);
       expect((JSON.parse(seen[0]!.body.toString()) as { model: string }).model).toBe('up-m1');
     } else {
       expect([400, 404]).toContain(r.status);
@@ -211,7 +216,7 @@ describe('path spellings: governed or refused, never passed through', () => {
     for (const [target, want] of SPELLINGS) {
       const r = await raw('POST', target, key, chatBody());
       expect(r.status, target).not.toBe(200);
-      if (want === 'chat') {
+      if (want !== 'refused') {
         expect(r.status, target).toBe(429);
         expect((JSON.parse(r.body.toString()) as { error: { code: string } }).error.code).toBe(code);
       }

@@ -150,9 +150,9 @@ describe('upstream pool', () => {
     for (const l of queued) expect(l.queue_ms as number).toBeGreaterThanOrEqual(releasedAt - queuedSince);
   });
 
-  it('default (no pool_size): 150 concurrent streams, more than the old 128 default, all reach the upstream at once, none waits', async () => {
+  it('default (no pool_size): 130 concurrent streams, more than the old default cap of 128, all reach the upstream at once, none waits', async () => {
     const { up, gw, stream } = await setup();
-    const n = 150;
+    const n = 130;
     const done = Array.from({ length: n }, (_, i) => stream(`nocap-${i}`));
     await up.arrivedCount(n);
     expect(up.held()).toBe(n);
@@ -163,5 +163,29 @@ describe('upstream pool', () => {
     up.release(n);
     const texts = await Promise.all(done);
     expect(texts.every((t) => t === 'first')).toBe(true);
+    // 130 SDK streams in one process: generous on a busy machine (nothing here is timed).
+  }, 90_000);
+
+  it('the gauges follow the current policy: a reload that renames the backend drops the old series', async () => {
+    const { up, gw, stream } = await setup();
+    const one = stream('before-reload');
+    await up.arrivedCount(1);
+    up.release(1);
+    expect(await one).toBe('first');
+    expect(pending(await gw.metricsText())).toBe(0);
+    const r = await gw.gw.reload(
+      `
+backends:
+  renamed: { base_url: "${up.baseURL}", pool_size: 4 }
+models:
+  m: { deployments: [{ backend: renamed, model: up-model }] }
+`,
+      'admin',
+    );
+    expect(r.ok).toBe(true);
+    const text = await gw.metricsText();
+    expect(pending(text)).toBeUndefined();
+    expect(metricValue(text, 'llm_gateway_upstream_pending', { backend: 'renamed' })).toBe(0);
+    expect(metricValue(text, 'llm_gateway_upstream_connections', { backend: 'renamed', state: 'open' })).toBe(0);
   });
 });

@@ -33,6 +33,8 @@ describe('policies.yaml', () => {
     expect(p.state.store).toBe('memory');
     expect(p.circuit_breaker).toMatchObject({ window_s: 30, min_requests: 20, error_rate: 0.5, cooldown_s: 30 });
     expect(p.models.demo!.deployments[0]!.weight).toBe(1);
+    // No connection cap per backend unless ops set one (a stream holds its connection).
+    for (const b of Object.values(p.backends)) expect(b.pool_size).toBeUndefined();
   });
 
   it('interpolates ${VAR} and ${VAR:-default} inside values only', () => {

@@ -202,3 +202,44 @@ describe('chaos', () => {
     expect(() => chaos.start({ model: 'm1', kind: 'explode' }, known)).toThrow(/kind/);
   });
 });
+
+describe('reconfiguration', () => {
+  it('a reload that changes the anomaly settings ends open incidents; removing insights turns it off', async () => {
+    const { insights, metrics, request } = setup();
+    for (let i = 0; i < 30; i++) request({ ttft: 5 });
+    for (let i = 0; i < 10; i++) request({ ttft: 400 });
+    expect(insights.openIncidents().map((i) => i.kind)).toContain('ttft');
+    insights.configure(parsePolicies(POLICY.replace('anomaly: { window: 100, z: 3 }', 'anomaly: { window: 50, z: 4 }'), 't.yaml'), true);
+    expect(insights.openIncidents()).toHaveLength(0);
+    expect(await metrics.registry.metrics()).toMatch(/llm_gateway_incident_open\{model="m1",kind="ttft"\} 0/);
+    insights.configure(parsePolicies(POLICY.replace(/insights:[\s\S]*$/, ''), 't.yaml'), true);
+    expect(insights.enabled).toBe(false);
+    expect(insights.begin({}, Buffer.from('{}'))).toBeUndefined();
+    expect(insights.footprint().models).toBe(0);
+  });
+});
+
+describe('config', () => {
+  it('refuses bad insights settings with their path', () => {
+    expect(() => parsePolicies(POLICY.replace('drift: { window: 200 }', 'drift: { window: 5 }'), 't.yaml')).toThrow(/insights\.drift\.window/);
+    expect(() => parsePolicies(POLICY.replace('drift: { window: 200 }', 'quality: { sample: 2 }'), 't.yaml')).toThrow(/insights\.quality\.sample/);
+    expect(() => parsePolicies(POLICY.replace('webhook: http://127.0.0.1:9/hook', 'webhook: ftp://x'), 't.yaml')).toThrow(/insights\.webhook/);
+    expect(() => parsePolicies(POLICY.replace('drift: { window: 200 }', 'drfit: {}'), 't.yaml')).toThrow(/drfit/);
+  });
+});
+
+describe('a new normal', () => {
+  it('a lasting shift keeps its incident open until an operator resets the anomaly baselines', async () => {
+    const { insights, metrics, request } = setup();
+    for (let i = 0; i < 30; i++) request({ ttft: 5 });
+    for (let i = 0; i < 50; i++) request({ ttft: 400 });
+    expect(insights.openIncidents().map((i) => i.kind)).toContain('ttft');
+    const { reset } = insights.resetAnomalies('m1');
+    expect(reset).toEqual(['m1']);
+    expect(insights.openIncidents()).toHaveLength(0);
+    // 400 ms is the baseline now: no incident reopens.
+    for (let i = 0; i < 50; i++) request({ ttft: 400 + (i % 5) });
+    expect(insights.openIncidents()).toHaveLength(0);
+    expect(await metrics.registry.metrics()).toMatch(/llm_gateway_incident_open\{model="m1",kind="ttft"\} 0/);
+  });
+});

@@ -1,6 +1,6 @@
 // Which OTEL_* variables and telemetry.otlp settings turn trace export on, and what they resolve to.
 import { describe, expect, it } from 'vitest';
-import { parseKeyValues, resolveOtlp } from '../../src/telemetry/otlp-config.js';
+import { parseKeyValues, resolveOtlp, resolveOtlpMetrics } from '../../src/telemetry/otlp-config.js';
 
 const on = (r: ReturnType<typeof resolveOtlp>) => {
   if (!r.enabled) throw new Error(`expected export on, problems: ${r.problems.join('; ')}`);
@@ -116,5 +116,29 @@ describe('telemetry.otlp in policies.yaml', () => {
     const on = parsePolicies(base + 'telemetry: { otlp: { endpoint: "http://c:4318" } }', 't.yaml', {});
     expect(diffPolicies(off, on).needs_restart).toEqual(['telemetry']);
     expect(diffPolicies(on, on).needs_restart).toEqual([]);
+  });
+});
+
+describe('resolveOtlpMetrics', () => {
+  it('is on with OTEL_METRICS_EXPORTER=otlp or telemetry.otlp.metrics.enabled, with the spec defaults', () => {
+    expect(resolveOtlpMetrics(undefined, {})).toBeUndefined();
+    expect(resolveOtlpMetrics(undefined, { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318' })).toBeUndefined();
+    expect(resolveOtlpMetrics({ metrics: { enabled: false } }, { OTEL_METRICS_EXPORTER: 'otlp' })).toBeUndefined();
+    expect(resolveOtlpMetrics({ enabled: false }, { OTEL_METRICS_EXPORTER: 'otlp' })).toBeUndefined();
+    expect(resolveOtlpMetrics(undefined, { OTEL_METRICS_EXPORTER: 'prometheus,otlp', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318/' })).toEqual({
+      metricsEndpoint: 'http://c:4318/v1/metrics',
+      protocol: 'http/protobuf',
+      headers: {},
+      intervalMs: 60_000,
+      timeoutMs: 30_000,
+      serviceName: 'llm-gateway',
+      resourceAttributes: {},
+    });
+    const s = resolveOtlpMetrics(
+      { metrics: { enabled: true, interval_ms: 1000 }, protocol: 'http/json' },
+      { OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: 'http://m/v1/metrics', OTEL_EXPORTER_OTLP_METRICS_HEADERS: 'k=v' },
+    );
+    // The export timeout never exceeds the interval (the SDK refuses that).
+    expect(s).toMatchObject({ metricsEndpoint: 'http://m/v1/metrics', protocol: 'http/json', headers: { k: 'v' }, intervalMs: 1000, timeoutMs: 1000 });
   });
 });

@@ -113,6 +113,7 @@ describe('POST /responses, not streamed', () => {
       [{ model: 'm', input: 'x', max_output_tokens: -1 }, 'max_output_tokens'],
       [{ model: 'm', input: 'x', tools: 'nope' }, 'tools'],
       [{ model: 'm', input: 'x', text: { format: { type: 'yaml' } } }, 'text.format.type'],
+      [{ model: 'm', input: 'x', text: { format: { type: 'json_schema', name: 'x' } } }, 'text.format'],
     ] as const) {
       const r = await post('/responses', body);
       expect(r.status, JSON.stringify(body)).toBe(400);
@@ -191,6 +192,29 @@ describe('POST /responses, streamed', () => {
   });
 });
 
+describe('long streams', () => {
+  it('a stream of 100 million tokens starts at once: no whole text is built before its end (chat and responses)', async () => {
+    for (const [path, body] of [
+      ['/responses', { model: 'm', input: INPUT, stream: true }],
+      ['/chat/completions', { model: 'm', messages: [{ role: 'user', content: INPUT }], stream: true }],
+    ] as const) {
+      const ac = new AbortController();
+      const r = await fetch(sim.url + path, {
+        method: 'POST',
+        body: JSON.stringify(body),
+        headers: { 'x-sim-output-tokens': '100000000', 'x-sim-ttft-ms': '0', 'x-sim-tpot-ms': '1000' },
+        signal: ac.signal,
+      });
+      const reader = r.body!.getReader();
+      let text = '';
+      while (!text.includes('"sim_ts":')) text += new TextDecoder().decode((await reader.read()).value);
+      ac.abort();
+      await reader.cancel().catch(() => {});
+      expect(text, path).toContain(' hello');
+    }
+  }, 20_000);
+});
+
 describe('function calls', () => {
   it('streams a function call: arguments one token per delta, a call the SDK assembles', async () => {
     sim.configure({ ttftMs: 5, tpotMs: 1 });
@@ -252,6 +276,64 @@ describe('structured output (text.format json_schema)', () => {
   });
 });
 
+describe('reasoning', () => {
+  it('with a summary: reasoning deltas stream first, then the answer; usage counts both', async () => {
+    sim.configure({ ttftMs: 0, tpotMs: 1 });
+    const stream = client.responses.stream({ model: 'm', input: INPUT, reasoning: { effort: 'low', summary: 'auto' } });
+    const seen: OpenAI.Responses.ResponseStreamEvent[] = [];
+    for await (const e of stream) seen.push(e);
+    const final = await stream.finalResponse();
+    const R = Math.ceil(TOKENS / 2);
+    const types = seen.map((e) => e.type);
+    expect(types).toEqual([
+      'response.created',
+      'response.in_progress',
+      'response.output_item.added',
+      'response.reasoning_summary_part.added',
+      ...Array<string>(R).fill('response.reasoning_summary_text.delta'),
+      'response.reasoning_summary_text.done',
+      'response.reasoning_summary_part.done',
+      'response.output_item.done',
+      'response.output_item.added',
+      'response.content_part.added',
+      ...Array<string>(TOKENS).fill('response.output_text.delta'),
+      'response.output_text.done',
+      'response.content_part.done',
+      'response.output_item.done',
+      'response.completed',
+    ]);
+    expect(seen.map((e) => e.sequence_number)).toEqual(seen.map((_, i) => i));
+    const summary = seen.filter((e): e is OpenAI.Responses.ResponseReasoningSummaryTextDeltaEvent => e.type === 'response.reasoning_summary_text.delta');
+    for (const d of summary) expect(countTokens(d.delta)).toBe(1);
+    expect(final.output.map((o) => o.type)).toEqual(['reasoning', 'message']);
+    expect((final.output[0] as OpenAI.Responses.ResponseReasoningItem).summary[0]!.text).toBe(summary.map((d) => d.delta).join(''));
+    expect(final.output_text).toBe(completionText(TOKENS));
+    expect(final.usage).toMatchObject({ output_tokens: R + TOKENS, output_tokens_details: { reasoning_tokens: R } });
+  });
+
+  it('a function call after summarised reasoning is output item 1, assembled by the SDK', async () => {
+    sim.configure({ ttftMs: 0, tpotMs: 0 });
+    const final = await client.responses.stream({ model: 'm', input: 'Weather?', tools: TOOLS, reasoning: { effort: 'medium', summary: 'concise' } }).finalResponse();
+    expect(final.output.map((o) => o.type)).toEqual(['reasoning', 'function_call']);
+    expect(JSON.parse((final.output[1] as OpenAI.Responses.ResponseFunctionToolCall).arguments)).toEqual({ city: 'hello', days: 7, unit: 'c' });
+    expect(final.usage!.output_tokens_details.reasoning_tokens).toBe(TOKENS);
+  });
+
+  it('hidden reasoning (no summary) delays the first token by its tokens; counted, not streamed', async () => {
+    const t0 = performance.now();
+    const r = await post('/responses', { model: 'm', input: INPUT, stream: true, reasoning: { effort: 'high' } });
+    const evs = events(r.text);
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(TTFT + 2 * TOKENS * TPOT + (TOKENS - 1) * TPOT - 1);
+    expect(evs.some((e) => e.event.startsWith('response.reasoning'))).toBe(false);
+    expect(evs.filter((e) => e.event === 'response.output_text.delta')).toHaveLength(TOKENS);
+    const done = evs.at(-1)!.data.response as OpenAI.Responses.Response;
+    expect(done.output.map((o) => o.type)).toEqual(['reasoning', 'message']);
+    expect(done.usage).toMatchObject({ output_tokens: 3 * TOKENS, output_tokens_details: { reasoning_tokens: 2 * TOKENS } });
+    const plain = await client.responses.create({ model: 'm', input: INPUT, reasoning: { effort: 'minimal' } });
+    expect(plain.usage!.output_tokens_details.reasoning_tokens).toBe(0);
+  });
+});
+
 describe('stored responses and follow-ups', () => {
   it('retrieve, input_items, previous_response_id (its context counted as cached input), delete', async () => {
     sim.configure({ ttftMs: 0, tpotMs: 0 });
@@ -285,6 +367,24 @@ describe('faults', () => {
   it('a status fault answers in OpenAI error shape, which the SDK raises', async () => {
     const c = client.withOptions({ defaultHeaders: { 'x-sim-fault': JSON.stringify({ kind: 'status', status: 429, retryAfterS: 1 }) } });
     await expect(c.responses.create({ model: 'm', input: INPUT })).rejects.toBeInstanceOf(OpenAI.RateLimitError);
+  });
+
+  it('error_mid_stream: after N deltas an `error` event in sequence ends the stream; not streamed, a 500', async () => {
+    sim.configure({ ttftMs: 0, tpotMs: 0, fault: { kind: 'error_mid_stream', afterChunks: 2 } });
+    const r = await post('/responses', { model: 'm', input: INPUT, stream: true });
+    expect(r.status).toBe(200);
+    const evs = events(r.text);
+    expect(evs.filter((e) => e.event === 'response.output_text.delta')).toHaveLength(2);
+    const last = evs.at(-1)!;
+    expect(last.event).toBe('error');
+    expect(last.data).toMatchObject({ type: 'error', code: 'server_error', param: null });
+    expect(evs.map((e) => e.data.sequence_number)).toEqual(evs.map((_, i) => i));
+    expect(evs.some((e) => e.event === 'response.completed')).toBe(false);
+    await expect(client.responses.create({ model: 'm', input: INPUT })).rejects.toBeInstanceOf(OpenAI.InternalServerError);
+    // In a summarised reasoning phase, too.
+    const rs = events((await post('/responses', { model: 'm', input: INPUT, stream: true, reasoning: { effort: 'medium', summary: 'auto' } })).text);
+    expect(rs.at(-1)!.event).toBe('error');
+    expect(rs.map((e) => e.data.sequence_number)).toEqual(rs.map((_, i) => i));
   });
 
   it('die_mid_stream drops the connection after N deltas: no response.completed, the SDK raises', async () => {

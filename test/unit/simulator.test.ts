@@ -103,12 +103,13 @@ describe('chat completions, streamed', () => {
 
     // Timing: first token no earlier than TTFT after the request; later ones TPOT apart.
     expect(arrivals[0]! - t0).toBeGreaterThanOrEqual(TTFT - 1);
-    expect(arrivals[0]! - t0).toBeLessThan(TTFT + 500);
+    // Upper bounds only catch a token that never comes on time at all: a busy machine stalls for 100s of ms.
+    expect(arrivals[0]! - t0).toBeLessThan(TTFT + 5000);
     const simTs = content.map((c) => (c as unknown as { sim_ts: number }).sim_ts);
     for (let i = 1; i < simTs.length; i++) expect(simTs[i]! - simTs[i - 1]!).toBeGreaterThanOrEqual(TPOT);
     const total = arrivals.at(-1)! - t0;
     expect(total).toBeGreaterThanOrEqual(TTFT + (TOKENS - 1) * TPOT - 1);
-    expect(total).toBeLessThan(TTFT + (TOKENS - 1) * TPOT + 1000);
+    expect(total).toBeLessThan(TTFT + (TOKENS - 1) * TPOT + 5000);
     expect(sim.stats.completed).toBe(1);
   });
 
@@ -400,8 +401,11 @@ describe('lifecycle', () => {
     const format = { head: 'H', prefix: 'P', suffix: 'S', tail: 'T' };
     const stream = new TokenStream(res as unknown as ServerResponse, { format, tokens: ['"a"'], n: 3, ttftMs: 0, tpotMs: 2 });
     stream.start(performance.timeOrigin + performance.now());
+    // Head + first token (when they go out depends on the machine's load), then blocked on
+    // drain: well past two more token times, nothing more is written.
+    await until(() => res.writes.length >= 2);
     await new Promise((r) => setTimeout(r, 40));
-    expect(res.writes).toHaveLength(2); // head + first token, then blocked on drain
+    expect(res.writes).toHaveLength(2);
     res.ok = true;
     res.emit('drain');
     expect(res.writes).toHaveLength(3); // the overdue token goes out at once

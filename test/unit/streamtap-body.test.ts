@@ -88,4 +88,14 @@ describe('summariseBody (usage without a full parse)', () => {
     // Most bodies are answered by the scan (else it saves nothing).
     expect(answered).toBeGreaterThan(1500);
   });
+
+  it('a usage object nested in another object is not the response\'s usage (found by the property test)', () => {
+    const nested = '{"id":"x","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"extra":{"usage":{"prompt_tokens":12,"completion_tokens":1000}},"service_tier":"default"}';
+    const s = summariseBody(Buffer.from(nested));
+    expect(s === undefined || s.usage === fullParse(nested).usage).toBe(true);
+    expect(fullParse(nested).usage).toBeUndefined();
+    // The top-level one is still read when a nested one comes after it.
+    const both = '{"usage":{"prompt_tokens":3,"completion_tokens":4},"choices":[],"extra":{"usage":{"prompt_tokens":12,"completion_tokens":1000}}}';
+    expect(summariseBody(Buffer.from(both))?.usage ?? fullParse(both).usage).toEqual({ input: 3, output: 4, cachedInput: 0, reasoning: 0 });
+  });
 });
