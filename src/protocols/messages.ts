@@ -21,6 +21,9 @@
 import { errors, type GatewayError } from '../errors.js';
 import { KeyKind, type BodyFacts, type StreamFacts, type StreamGrammar } from '../streamtap/grammar.js';
 import { countTokens, isRecord, num, type TapUsage } from '../streamtap/tokens.js';
+import { scanUsage, type UsageKeys } from '../util/usage-scan.js';
+import { usageFault } from '../settle/usage.js';
+import { QUOTE } from '../util/json-bytes.js';
 import { modelOf, positiveInt, spliceBody } from './openai.js';
 import type { Protocol } from './types.js';
 
@@ -158,8 +161,40 @@ export const messagesGrammar: StreamGrammar = {
   },
 };
 
-/** A whole message: usage, stop_reason, and the generated text only when usage is missing. */
+// The byte scan's four slots, filled with Anthropic's keys: the "reasoning" slot carries the
+// cache writes (Anthropic reports no reasoning count), remapped below.
+const MESSAGE_KEYS: UsageKeys = {
+  input: '"input_tokens"',
+  output: '"output_tokens"',
+  cached: '"cache_read_input_tokens"',
+  reasoning: '"cache_creation_input_tokens"',
+};
+const STOP_REASON = Buffer.from('"stop_reason":"');
+
+/**
+ * stop_reason by its last occurrence: Anthropic writes it after the content, where a tool's
+ * input object could hold a key of that name too. Stop reasons are plain words (no escapes).
+ */
+function stopReason(body: Buffer): string | undefined {
+  const at = body.lastIndexOf(STOP_REASON);
+  if (at < 0) return undefined;
+  const from = at + STOP_REASON.length;
+  const end = body.indexOf(QUOTE, from);
+  return end > from && end - from <= 64 ? body.toString('latin1', from, end) : undefined;
+}
+
+/**
+ * A whole message: usage and stop_reason by byte scan (util/usage-scan.ts: no full parse of
+ * the content just to read five numbers), else one full parse, which also gives the text to
+ * count when there is no usage.
+ */
 export function readMessageBody(body: Buffer): BodyFacts | undefined {
+  const s = scanUsage(body, MESSAGE_KEYS);
+  if (s) {
+    const { input: plain, output, cachedInput: read, reasoning: write } = s.usage;
+    const usage: TapUsage = { input: plain + read + write, output, cachedInput: read, reasoning: 0, cacheWriteInput: write };
+    if (usageFault(usage) === undefined) return { usage, finishReason: stopReason(body) };
+  }
   let json: unknown;
   try {
     json = JSON.parse(body.toString('utf8'));

@@ -110,6 +110,19 @@ describe('usage and cost: input means the whole prompt for both APIs, each part 
     expect(readMessageBody(Buffer.from('not json'))).toBeUndefined();
   });
 
+  it('the byte scan of a whole message reads what a full parse reads (nested usage and stop_reason keys in a tool input included)', () => {
+    const bodies = [
+      { id: 'm', type: 'message', content: [{ type: 'text', text: 'a "usage": {"input_tokens": 9} \\"stop_reason\\"' }], stop_reason: 'end_turn', stop_sequence: null, usage: { input_tokens: 3, cache_creation_input_tokens: 4, cache_read_input_tokens: 5, output_tokens: 6 } },
+      { id: 'm', type: 'message', content: [{ type: 'tool_use', id: 't', name: 'f', input: { stop_reason: 'fake', usage: { input_tokens: 1000, output_tokens: 1000 } } }], stop_reason: 'tool_use', usage: { input_tokens: 10, output_tokens: 20, cache_creation: { ephemeral_5m_input_tokens: 0, ephemeral_1h_input_tokens: 0 }, service_tier: 'standard' } },
+      { id: 'm', type: 'message', content: [], stop_reason: 'max_tokens', usage: { input_tokens: 1, output_tokens: 2, cache_read_input_tokens: null } },
+    ];
+    for (const b of bodies) {
+      const text = JSON.stringify(b, null, b.content.length === 0 ? 2 : undefined);
+      const parsed = JSON.parse(text) as { usage: unknown; stop_reason: string };
+      expect(readMessageBody(Buffer.from(text))).toEqual({ usage: anthropicUsage(parsed.usage), finishReason: parsed.stop_reason });
+    }
+  });
+
   it('an untrusted count is refused at settle boundary (the estimate is used instead)', () => {
     expect(usageFault(anthropicUsage({ input_tokens: 1, cache_creation_input_tokens: 1.5, output_tokens: 1 }))).toBeDefined();
     expect(usageFault({ input: 10, output: 1, cachedInput: 0, reasoning: 0, cacheWriteInput: 1e12 })).toBe('cache_creation_input_tokens');
