@@ -7,17 +7,12 @@
 // queue, no per-command retries, a command timeout); ioredis reconnects by itself and, once
 // it is back, queued settles / cancels / fallback spend are replayed (all idempotent).
 import { createHash } from 'node:crypto';
-import { createRequire } from 'node:module';
-import type { Redis } from 'ioredis';
-
-/** ioredis is required only by a gateway that uses the redis store (~10 MB resident otherwise paid by every sidecar). */
-function redisClass(): typeof import('ioredis').Redis {
-  return (createRequire(import.meta.url)('ioredis') as typeof import('ioredis')).Redis;
-}
+import type { Cluster, Redis } from 'ioredis';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { ADMIT, INSPECT, RESET, SETTLE } from './lua.js';
 import { PeriodClock } from './periods.js';
+import { admissionPrefix, connectRedis, parseRedisUrl } from './redis-connect.js';
 import type { Scope } from './scopes.js';
 import {
   CONCURRENCY_RETRY_MS,
@@ -96,7 +91,9 @@ export interface RedisStoreOptions {
 
 export class RedisStore {
   readonly name = 'redis';
-  readonly redis: Redis;
+  readonly redis: Redis | Cluster;
+  /** The key prefix in use (hash-tagged on a cluster: see admissionPrefix). */
+  readonly prefix: string;
   private readonly keys: ScopeKeys[];
   private readonly clock = new PeriodClock();
   private readonly thresholdArgs: string[];
@@ -127,8 +124,10 @@ export class RedisStore {
     this.timeoutMs = o.commandTimeoutMs ?? 1_000;
     this.logger = o.logger;
     this.metrics = o.metrics;
+    const target = parseRedisUrl(o.url);
+    this.prefix = admissionPrefix(o.prefix, target);
     this.keys = o.scopes.map((s) => {
-      const base = `${o.prefix}${s.kind}:${encodeURIComponent(s.name)}:`;
+      const base = `${this.prefix}${s.kind}:${encodeURIComponent(s.name)}:`;
       const fixed: string[] = [];
       if (s.rpm) fixed.push(`${base}rpm`);
       if (s.tpm) fixed.push(`${base}tpm`, `${base}tpm:sum`);
@@ -140,7 +139,7 @@ export class RedisStore {
     });
     this.thresholdArgs = [String(o.thresholds.length), ...o.thresholds.map(String)];
     this.leaseArg = String(o.leaseMs ?? LEASE_MS);
-    this.redis = new (redisClass())(o.url, {
+    this.redis = connectRedis(target, {
       // Fail fast instead of queueing while disconnected: the fallback (or a 503) answers now.
       enableOfflineQueue: false,
       // A command in flight when the connection drops is failed, not replayed: we replay it
@@ -379,7 +378,7 @@ export class RedisStore {
       const head = args.length;
       args.push('', r.id, String(op.mode), String(r.tokens), String(u.tokens), String(r.nano), String(u.costNano), op.first ? '1' : '0', String(r.scopes.length));
       this.scopeArgs(r.scopes, op.at, keys, args, true);
-      if (op.mode === Mode.Spend) keys.push(`${this.o.prefix}done:${r.id}`);
+      if (op.mode === Mode.Spend) keys.push(`${this.prefix}done:${r.id}`);
       args[head] = String(keys.length - k0);
     }
     const reply = (await this.call(SCRIPTS.settle, keys, args)) as number[];
