@@ -129,8 +129,10 @@ export class RedisStore {
     this.keys = o.scopes.map((s) => {
       const base = `${this.prefix}${s.kind}:${encodeURIComponent(s.name)}:`;
       const fixed: string[] = [];
-      if (s.rpm) fixed.push(`${base}rpm`);
-      if (s.tpm) fixed.push(`${base}tpm`, `${base}tpm:sum`);
+      // Rate windows are bucket rings (HASH), named apart from the sorted-set logs of earlier
+      // versions (which expire within a minute of an upgrade).
+      if (s.rpm) fixed.push(`${base}rpm:b`);
+      if (s.tpm) fixed.push(`${base}tpm:b`);
       if (s.concurrency) fixed.push(`${base}conc`);
       if (s.budget) fixed.push(`${base}reserved`, `${base}reserved:sum`);
       const limit = (n: number) => (n ? String(n) : '-1'); // 0 = no such limit
@@ -290,7 +292,9 @@ export class RedisStore {
     v.spentNano = reply[8]!;
     v.reservedNano = reply[9]!;
     if (v.ok) {
-      let j = 10;
+      // The second Redis counted the tokens in: the settle moves them from estimate to real there.
+      r.bucket = reply[10]!;
+      let j = 11;
       for (const s of r.scopes) if (s.budget) this.noteSpent(s, at, reply[j++]!);
     }
     return v;
@@ -376,7 +380,8 @@ export class RedisStore {
       const { r, u } = op;
       const k0 = keys.length;
       const head = args.length;
-      args.push('', r.id, String(op.mode), String(r.tokens), String(u.tokens), String(r.nano), String(u.costNano), op.first ? '1' : '0', String(r.scopes.length));
+      const sec = r.bucket === undefined ? '-1' : String(r.bucket);
+      args.push('', r.id, String(op.mode), String(r.tokens), String(u.tokens), String(r.nano), String(u.costNano), op.first ? '1' : '0', sec, String(r.scopes.length));
       this.scopeArgs(r.scopes, op.at, keys, args, true);
       if (op.mode === Mode.Spend) keys.push(`${this.prefix}done:${r.id}`);
       args[head] = String(keys.length - k0);
