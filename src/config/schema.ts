@@ -2,6 +2,7 @@
 // extend them, never rename them. Every object is strict so a typo is an error with
 // a path, not a silently ignored setting.
 import { z } from 'zod';
+import { parseRedisUrl } from '../admission/redis-connect.js';
 
 const positiveInt = z.number().int().positive();
 const nonNegative = z.number().nonnegative();
@@ -154,8 +155,20 @@ const scopeSettingsSchema = z
 export const stateSchema = z
   .object({
     store: z.enum(['memory', 'redis']).default('memory'),
-    redis_url: z.string().default('redis://127.0.0.1:6379'),
+    // redis://, rediss://, redis+cluster://h1:p1,h2:p2, redis+sentinel://s1:p1,s2:p2/master (src/admission/redis-connect.ts)
+    redis_url: z
+      .string()
+      .default('redis://127.0.0.1:6379')
+      .superRefine((u, ctx) => {
+        try {
+          parseRedisUrl(u);
+        } catch (e) {
+          ctx.addIssue({ code: z.ZodIssueCode.custom, message: (e as Error).message });
+        }
+      }),
     redis_prefix: z.string().default('llmgw:'),
+    // How long an admit may wait for Redis before on_store_error applies.
+    redis_timeout_ms: positiveInt.max(60_000).default(1_000),
     file: z.string().optional(),
     flush_interval_ms: positiveInt.default(1_000),
     on_store_error: z.enum(['open', 'closed']).default('open'),
@@ -303,6 +316,7 @@ export const policiesSchema = z
       store: 'memory',
       redis_url: 'redis://127.0.0.1:6379',
       redis_prefix: 'llmgw:',
+      redis_timeout_ms: 1_000,
       flush_interval_ms: 1_000,
       on_store_error: 'open',
       on_corrupt: 'refuse',
