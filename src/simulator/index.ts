@@ -16,7 +16,7 @@ import { chatAnswer, completionAnswer, isInvalid } from './generate.js';
 import type { Answer, Invalid, Knobs } from './generate.js';
 import { headerNum, readBody, sendJson } from './http.js';
 import { CONTEXT_LENGTH_BODY, errorBody, errorForStatus, newId, nowMs } from './openai.js';
-import { anthropicErrorBody, countTokensBody, messagesAnswer } from './messages.js';
+import { anthropicErrorBody, anthropicErrorForStatus, countTokensBody, messagesAnswer } from './messages.js';
 import { ResponseStore, responseIdFrom, responsesAnswer, responsesInputTokens } from './responses.js';
 import type { ResponsesAnswer } from './responses.js';
 import { DEFAULTS, applyPatch, emptyStats } from './settings.js';
@@ -134,7 +134,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     switch (action?.kind) {
       case 'status': {
         const { status, body: fb, retryAfterS } = action;
-        const text = fb === undefined ? errorForStatus(status) : typeof fb === 'string' ? fb : JSON.stringify(fb);
+        const text = fb === undefined ? (kind === 'messages' ? anthropicErrorForStatus(status) : errorForStatus(status)) : typeof fb === 'string' ? fb : JSON.stringify(fb);
         return sendJson(res, status, text, retryAfterS === undefined ? {} : { 'retry-after': String(retryAfterS) });
       }
       case 'context_length':

@@ -21,6 +21,20 @@ export function anthropicErrorBody(message: string, type = 'invalid_request_erro
   return JSON.stringify({ type: 'error', error: { type, message } });
 }
 
+/** The error body Anthropic sends for a status (a status fault on /v1/messages). */
+export function anthropicErrorForStatus(status: number): string {
+  const type =
+    status === 400 ? 'invalid_request_error'
+    : status === 401 ? 'authentication_error'
+    : status === 403 ? 'permission_error'
+    : status === 404 ? 'not_found_error'
+    : status === 413 ? 'request_too_large'
+    : status === 429 ? 'rate_limit_error'
+    : status === 529 || status === 503 ? 'overloaded_error'
+    : 'api_error';
+  return anthropicErrorBody(`Simulated error ${status}.`, type);
+}
+
 function systemText(system: unknown): string {
   if (typeof system === 'string') return system;
   if (!Array.isArray(system)) return '';

@@ -264,6 +264,14 @@ describe('refusals in Anthropic shape, raised by the SDK as typed errors', () =>
     expect(sim.stats.requests).toBe(before);
   });
 
+  it("an upstream's own 400 (Anthropic-shaped, from the simulator) reaches the SDK as BadRequestError with its message", async () => {
+    const e = await client.messages
+      .create({ model: 'claude-sonnet', max_tokens: 10, messages: [{ role: 'user', content: 'hi' }] }, { headers: { 'x-sim-fault': JSON.stringify({ kind: 'status', status: 400 }) } })
+      .catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(Anthropic.BadRequestError);
+    expect((e as Anthropic.APIError).error).toEqual({ type: 'error', error: { type: 'invalid_request_error', message: 'Simulated error 400.' } });
+  });
+
   it('an upstream that dies mid-stream: the SDK raises the error event', async () => {
     const stream = client.messages.stream(
       { model: 'claude-sonnet', max_tokens: 100, messages: [{ role: 'user', content: 'hi' }] },
