@@ -154,6 +154,7 @@ class AdmissionEngine implements Admission {
       this.redis = new RedisStore({
         url: state.redis_url,
         prefix: state.redis_prefix,
+        commandTimeoutMs: state.redis_timeout_ms,
         scopes: table.all,
         thresholds,
         onSpend: this.alerts.onSpend,

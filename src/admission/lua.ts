@@ -5,11 +5,17 @@
 // Per scope, in order key → user → team → model → global, ARGV carries four limits
 // (rpm, tpm, concurrency, budget in nano-USD; -1 = none) and KEYS carries, for each limit
 // present:
-//   rpm          ZSET  member = reservation id, score = admit time          (sliding window log)
-//   tpm          ZSET  member = "id:tokens",    score = admit time          + STRING running sum
+//   rpm          HASH  a ring of 61 one-second buckets: field 'h' = newest second, 's' = sum,
+//   tpm          HASH    fields '0'..'60' = the amount admitted in second (sec % 61)
 //   concurrency  ZSET  member = reservation id, score = lease expiry
 //   budget       ZSET  member = "id:nano",      score = lease expiry        + STRING running sum
 //                HASH  spend of the current period {spent, alert:<threshold>}
+// Rate windows are the memory store's algorithm (src/admission/memory.ts, RateWindow): an
+// amount admitted in second s counts until the whole bucket has left the 60 s window, i.e.
+// until (s + 61) s, so the ring's sum is never below what an exact log of (now-60 s, now]
+// holds, and admitting only while sum + need <= limit never lets any 60 s window exceed the
+// limit. Per admit that is one HMGET and two HINCRBY per rate limit, whatever the rate
+// (a sorted-set log costs a trim, a count and an insert, and memory per request).
 // Time comes from Redis (TIME), so gateways with skewed clocks still share one window.
 // Every reservation has a lease: entries past it are dropped by the next script that looks,
 // so a gateway that dies mid-request cannot hold a slot or a budget reservation forever.
@@ -18,6 +24,8 @@
 
 const PRELUDE = `
 local W = 60000
+-- Buckets per rate window and how long a ring outlives its newest second.
+local B, RING_TTL = 61, 62000
 local function fmt(x) return string.format('%.0f', x) end
 local function amount(m) return tonumber(string.match(m, ':(%d+)$')) or 0 end
 -- A count or nano-USD amount from ARGV: a non-negative integer below 2^53, else nil. The
@@ -43,53 +51,88 @@ local function trim(z, s, upto)
   end
   return sum
 end
+-- Moves ring z to second sec (never back: a failover to a server with a slower clock counts
+-- into the newest bucket) and drops the buckets that left the window. Returns sum, second.
+local function advance(z, sec)
+  local v = redis.call('HMGET', z, 'h', 's')
+  local h, s = tonumber(v[1]), tonumber(v[2]) or 0
+  if h == nil or sec - h >= B then
+    if h ~= nil then redis.call('DEL', z) end
+    redis.call('HSET', z, 'h', sec, 's', 0)
+    redis.call('PEXPIRE', z, RING_TTL)
+    return 0, sec
+  end
+  if sec <= h then return s, h end
+  local slots = {}
+  for x = h + 1, sec do slots[#slots + 1] = x % B end
+  local vals = redis.call('HMGET', z, unpack(slots))
+  for i = 1, #vals do s = s - (tonumber(vals[i]) or 0) end
+  if s < 0 then s = 0 end
+  redis.call('HDEL', z, unpack(slots))
+  redis.call('HSET', z, 'h', sec, 's', s)
+  redis.call('PEXPIRE', z, RING_TTL)
+  return s, sec
+end
+-- ms from now until need more fits under limit as the oldest buckets leave, one a second
+-- (the moment a bucket stops counting, so never early); -1 if it never can.
+local function retry_after(z, sec, now, sum, need, limit)
+  if need > limit then return -1 end
+  local slots = {}
+  for k = 1, B do slots[k] = (sec + k) % B end
+  local vals = redis.call('HMGET', z, unpack(slots))
+  local left = sum
+  for k = 1, B do
+    left = left - (tonumber(vals[k]) or 0)
+    if left + need <= limit then return (sec + k) * 1000 - now end
+  end
+  return (sec + B) * 1000 - now
+end
+-- Adds d to second sec's bucket if that bucket is still in the ring (a settle: estimate →
+-- real tokens); once it has left the window there is nothing to adjust.
+local function adjust(z, sec, d)
+  local h = tonumber(redis.call('HGET', z, 'h'))
+  if h == nil or sec > h or sec <= h - B or d == 0 then return end
+  redis.call('HINCRBY', z, sec % B, d)
+  local s = redis.call('HINCRBY', z, 's', d)
+  if s < 0 then redis.call('HSET', z, 's', 0) end
+end
 `;
 
 /**
  * ARGV: id, tokens, nano, lease_ms, concurrency_retry_ms, n, then n × (rpm, tpm, conc, budget).
  * Returns {ok, refused_scope (1-based), kind (1 rpm 2 tpm 3 conc 4 budget), retry_ms,
- *          req_limit, req_remaining, tok_limit, tok_remaining, spent, reserved, ...spent per budget scope}.
+ *          req_limit, req_remaining, tok_limit, tok_remaining, spent, reserved,
+ *          second counted in (when admitted), ...spent per budget scope}.
  */
 export const ADMIT = `${PRELUDE}
 local now = clock()
+local sec = math.floor(now / 1000)
 local id, need, usd, lease, cretry, n = ARGV[1], valid(ARGV[2]), valid(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 if not need or not usd then return redis.error_reply('ERR invalid reservation amount') end
-local cut = now - W
 local ok, at, kind, retry, spentR, resR = 1, 0, 0, 0, 0, 0
 local reqL, reqR, tokL, tokR = -1, 0, -1, 0
 local spent = {}
+-- The second each ring counts in (its head: never behind it).
+local secs = {}
 local k, a = 1, 7
 for i = 1, n do
   local rpm, tpm, conc, bud = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
   a = a + 4
   if rpm >= 0 then
     local z = KEYS[k]; k = k + 1
-    redis.call('ZREMRANGEBYSCORE', z, '-inf', cut)
-    local c = redis.call('ZCARD', z)
-    local rem = rpm - c - 1
+    local sum, at_sec = advance(z, sec)
+    secs[z] = at_sec
+    local rem = rpm - sum - 1
     if reqL < 0 or rem < reqR then reqL, reqR = rpm, rem end
-    if rem < 0 and ok == 1 then
-      local e = redis.call('ZRANGE', z, c - rpm, c - rpm, 'WITHSCORES')
-      ok, at, kind, retry = 0, i, 1, tonumber(e[2]) + W - now
-    end
+    if rem < 0 and ok == 1 then ok, at, kind, retry = 0, i, 1, retry_after(z, at_sec, now, sum, 1, rpm) end
   end
   if tpm >= 0 then
-    local z, s = KEYS[k], KEYS[k + 1]; k = k + 2
-    local sum = trim(z, s, cut)
+    local z = KEYS[k]; k = k + 1
+    local sum, at_sec = advance(z, sec)
+    secs[z] = at_sec
     local rem = tpm - sum - need
     if tokL < 0 or rem < tokR then tokL, tokR = tpm, rem end
-    if rem < 0 and ok == 1 then
-      ok, at, kind, retry = 0, i, 2, -1
-      if need <= tpm then
-        retry = W
-        local es = redis.call('ZRANGE', z, 0, -1, 'WITHSCORES')
-        local left = sum
-        for j = 1, #es, 2 do
-          left = left - amount(es[j])
-          if left + need <= tpm then retry = tonumber(es[j + 1]) + W - now; break end
-        end
-      end
-    end
+    if rem < 0 and ok == 1 then ok, at, kind, retry = 0, i, 2, retry_after(z, at_sec, now, sum, need, tpm) end
   end
   if conc >= 0 then
     local z = KEYS[k]; k = k + 1
@@ -106,20 +149,24 @@ for i = 1, n do
 end
 if ok == 0 then return {0, at, kind, retry, reqL, reqR, tokL, tokR, spentR, resR} end
 k, a = 1, 7
+-- The settle adjusts tokens in the bucket of this second: every ring is at it or (after a
+-- clock step back) ahead; the newest head is what is returned and counted in.
+local top = sec
+for _, v in pairs(secs) do if v > top then top = v end end
 for i = 1, n do
   local rpm, tpm, conc, bud = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
   a = a + 4
   if rpm >= 0 then
     local z = KEYS[k]; k = k + 1
-    redis.call('ZADD', z, now, id)
-    redis.call('PEXPIRE', z, W + 1000)
+    redis.call('HINCRBY', z, secs[z] % B, 1)
+    redis.call('HINCRBY', z, 's', 1)
   end
   if tpm >= 0 then
-    local z, s = KEYS[k], KEYS[k + 1]; k = k + 2
-    redis.call('ZADD', z, now, id .. ':' .. ARGV[2])
-    redis.call('INCRBY', s, ARGV[2])
-    redis.call('PEXPIRE', z, W + 1000)
-    redis.call('PEXPIRE', s, W + 1000)
+    local z = KEYS[k]; k = k + 1
+    if need > 0 then
+      redis.call('HINCRBY', z, secs[z] % B, need)
+      redis.call('HINCRBY', z, 's', need)
+    end
   end
   if conc >= 0 then
     local z = KEYS[k]; k = k + 1
@@ -134,18 +181,25 @@ for i = 1, n do
     redis.call('PEXPIRE', rs, lease + 1000)
   end
 end
-return {1, 0, 0, 0, reqL, reqR, tokL, tokR, 0, 0, unpack(spent)}
+return {1, 0, 0, 0, reqL, reqR, tokL, tokR, 0, 0, top, unpack(spent)}
 `;
 
 /**
  * Settles a batch of reservations, each in its own mode: 1 settles, 2 cancels (as if never
  * admitted), 3 only adds spend (spend made on the local fallback while Redis was down;
- * idempotent through its marker key). Modes 1 and 2 are idempotent: each entry is removed
- * once; a retried settle (first = 0) commits spend only if it still found its reservation.
+ * idempotent through its marker key). Modes 1 and 2 are idempotent: each concurrency and
+ * budget entry is removed once; a retried settle (first = 0) commits spend only if it still
+ * found its reservation. Rate windows are counters, which cannot tell a replay by
+ * themselves: tokens move from the estimate to the real count on a first settle, or on a
+ * replay that still finds its concurrency or budget entry; otherwise (a replay of a
+ * reservation with neither, a cancel of an admit whose reply was lost) what the admit counted
+ * stays until its bucket leaves the window, which can only refuse early, never over-admit
+ * unless the real count exceeded the estimate.
  * One script for many: settles are batched off the request path (see RedisStore.settle).
  * ARGV: n_thresholds, thresholds..., n_ops, then per op:
- *       n_keys, id, mode, est_tokens, real_tokens, reserved_nano, cost_nano, first, n,
+ *       n_keys, id, mode, est_tokens, real_tokens, reserved_nano, cost_nano, first, second, n,
  *       n × (rpm, tpm, conc, budget, spend_expire_at_ms)
+ *       (second: the one the admit counted tokens in, -1 if unknown)
  * KEYS: per op, its scopes' keys as for ADMIT (n_keys of them), then, for mode 3 only, its marker.
  * Returns, per op and per budget scope: spent after (-1 if nothing committed), bitmask of thresholds fired now.
  */
@@ -155,37 +209,42 @@ local tb = 1
 local out = {}
 local k, a = 1, nth + 3
 for o = 1, tonumber(ARGV[nth + 2]) do
-  local nk, id, mode, est, real, resv, cost, first, n = tonumber(ARGV[a]), ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], tonumber(ARGV[a + 6]), ARGV[a + 7] == '1', tonumber(ARGV[a + 8])
-  a = a + 9
+  local nk, id, mode, est, real, resv, cost, first, sec, n = tonumber(ARGV[a]), ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], tonumber(ARGV[a + 6]), ARGV[a + 7] == '1', tonumber(ARGV[a + 8]), tonumber(ARGV[a + 9])
+  a = a + 10
   -- A real usage that is not a valid amount commits the reservation instead.
-  real = fmt(valid(real) or valid(est) or 0)
+  local estN = valid(est) or 0
+  local realN = valid(real) or estN
   cost = valid(cost) or valid(resv) or 0
   local nextK, nextA = k + nk, a + n * 5
   -- mode 3 runs once per id: a replay finds the marker and commits nothing.
   local skip = mode == 3 and not redis.call('SET', KEYS[nextK - 1], '1', 'NX', 'PX', 86400000)
+  -- Tokens move from estimate to real once: on a first settle, or on a replay that still
+  -- finds one of its concurrency or budget entries (which the settle that ran removed).
+  local move = mode == 1 and sec >= 0 and first
+  if mode == 1 and sec >= 0 and not first then
+    local kk, aa = k, a
+    for i = 1, n do
+      local rpm, tpm, conc, bud = tonumber(ARGV[aa]), tonumber(ARGV[aa + 1]), tonumber(ARGV[aa + 2]), tonumber(ARGV[aa + 3])
+      aa = aa + 5
+      if rpm >= 0 then kk = kk + 1 end
+      if tpm >= 0 then kk = kk + 1 end
+      if conc >= 0 then
+        if redis.call('ZSCORE', KEYS[kk], id) then move = true end
+        kk = kk + 1
+      end
+      if bud >= 0 then
+        if redis.call('ZSCORE', KEYS[kk], id .. ':' .. resv) then move = true end
+        kk = kk + 3
+      end
+    end
+  end
   for i = 1, n do
     local rpm, tpm, conc, bud, exp = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
     a = a + 5
-    if rpm >= 0 then
-      local z = KEYS[k]; k = k + 1
-      if mode == 2 then redis.call('ZREM', z, id) end
-    end
+    if rpm >= 0 then k = k + 1 end
     if tpm >= 0 then
-      local z, s = KEYS[k], KEYS[k + 1]; k = k + 2
-      if mode ~= 3 then
-        local m = id .. ':' .. est
-        local sc = redis.call('ZSCORE', z, m)
-        if sc then
-          redis.call('ZREM', z, m)
-          local sum = tonumber(redis.call('GET', s) or '0') - tonumber(est)
-          if mode == 1 then
-            redis.call('ZADD', z, sc, id .. ':' .. real)
-            sum = sum + tonumber(real)
-          end
-          if sum < 0 or redis.call('ZCARD', z) == 0 then sum = 0 end
-          redis.call('SET', s, fmt(sum), 'KEEPTTL')
-        end
-      end
+      local z = KEYS[k]; k = k + 1
+      if move then adjust(z, sec, realN - estN) end
     end
     if conc >= 0 then
       local z = KEYS[k]; k = k + 1
@@ -230,6 +289,7 @@ return out
  */
 export const INSPECT = `${PRELUDE}
 local now = clock()
+local sec = math.floor(now / 1000)
 local n = tonumber(ARGV[1])
 local out = {}
 local k, a = 1, 2
@@ -237,11 +297,8 @@ for i = 1, n do
   local rpm, tpm, conc, bud = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
   a = a + 4
   local r, t, c, sp, rv = -1, -1, -1, -1, -1
-  if rpm >= 0 then
-    redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', now - W)
-    r = redis.call('ZCARD', KEYS[k]); k = k + 1
-  end
-  if tpm >= 0 then t = trim(KEYS[k], KEYS[k + 1], now - W); k = k + 2 end
+  if rpm >= 0 then r = advance(KEYS[k], sec); k = k + 1 end
+  if tpm >= 0 then t = advance(KEYS[k], sec); k = k + 1 end
   if conc >= 0 then
     redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', now)
     c = redis.call('ZCARD', KEYS[k]); k = k + 1

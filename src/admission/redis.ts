@@ -7,17 +7,12 @@
 // queue, no per-command retries, a command timeout); ioredis reconnects by itself and, once
 // it is back, queued settles / cancels / fallback spend are replayed (all idempotent).
 import { createHash } from 'node:crypto';
-import { createRequire } from 'node:module';
-import type { Redis } from 'ioredis';
-
-/** ioredis is required only by a gateway that uses the redis store (~10 MB resident otherwise paid by every sidecar). */
-function redisClass(): typeof import('ioredis').Redis {
-  return (createRequire(import.meta.url)('ioredis') as typeof import('ioredis')).Redis;
-}
+import type { Cluster, Redis } from 'ioredis';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { ADMIT, INSPECT, RESET, SETTLE } from './lua.js';
 import { PeriodClock } from './periods.js';
+import { admissionPrefix, connectRedis, parseRedisUrl } from './redis-connect.js';
 import type { Scope } from './scopes.js';
 import {
   CONCURRENCY_RETRY_MS,
@@ -96,7 +91,9 @@ export interface RedisStoreOptions {
 
 export class RedisStore {
   readonly name = 'redis';
-  readonly redis: Redis;
+  readonly redis: Redis | Cluster;
+  /** The key prefix in use (hash-tagged on a cluster: see admissionPrefix). */
+  readonly prefix: string;
   private readonly keys: ScopeKeys[];
   private readonly clock = new PeriodClock();
   private readonly thresholdArgs: string[];
@@ -127,11 +124,15 @@ export class RedisStore {
     this.timeoutMs = o.commandTimeoutMs ?? 1_000;
     this.logger = o.logger;
     this.metrics = o.metrics;
+    const target = parseRedisUrl(o.url);
+    this.prefix = admissionPrefix(o.prefix, target);
     this.keys = o.scopes.map((s) => {
-      const base = `${o.prefix}${s.kind}:${encodeURIComponent(s.name)}:`;
+      const base = `${this.prefix}${s.kind}:${encodeURIComponent(s.name)}:`;
       const fixed: string[] = [];
-      if (s.rpm) fixed.push(`${base}rpm`);
-      if (s.tpm) fixed.push(`${base}tpm`, `${base}tpm:sum`);
+      // Rate windows are bucket rings (HASH), named apart from the sorted-set logs of earlier
+      // versions (which expire within a minute of an upgrade).
+      if (s.rpm) fixed.push(`${base}rpm:b`);
+      if (s.tpm) fixed.push(`${base}tpm:b`);
       if (s.concurrency) fixed.push(`${base}conc`);
       if (s.budget) fixed.push(`${base}reserved`, `${base}reserved:sum`);
       const limit = (n: number) => (n ? String(n) : '-1'); // 0 = no such limit
@@ -140,7 +141,7 @@ export class RedisStore {
     });
     this.thresholdArgs = [String(o.thresholds.length), ...o.thresholds.map(String)];
     this.leaseArg = String(o.leaseMs ?? LEASE_MS);
-    this.redis = new (redisClass())(o.url, {
+    this.redis = connectRedis(target, {
       // Fail fast instead of queueing while disconnected: the fallback (or a 503) answers now.
       enableOfflineQueue: false,
       // A command in flight when the connection drops is failed, not replayed: we replay it
@@ -291,7 +292,9 @@ export class RedisStore {
     v.spentNano = reply[8]!;
     v.reservedNano = reply[9]!;
     if (v.ok) {
-      let j = 10;
+      // The second Redis counted the tokens in: the settle moves them from estimate to real there.
+      r.bucket = reply[10]!;
+      let j = 11;
       for (const s of r.scopes) if (s.budget) this.noteSpent(s, at, reply[j++]!);
     }
     return v;
@@ -377,9 +380,10 @@ export class RedisStore {
       const { r, u } = op;
       const k0 = keys.length;
       const head = args.length;
-      args.push('', r.id, String(op.mode), String(r.tokens), String(u.tokens), String(r.nano), String(u.costNano), op.first ? '1' : '0', String(r.scopes.length));
+      const sec = r.bucket === undefined ? '-1' : String(r.bucket);
+      args.push('', r.id, String(op.mode), String(r.tokens), String(u.tokens), String(r.nano), String(u.costNano), op.first ? '1' : '0', sec, String(r.scopes.length));
       this.scopeArgs(r.scopes, op.at, keys, args, true);
-      if (op.mode === Mode.Spend) keys.push(`${this.o.prefix}done:${r.id}`);
+      if (op.mode === Mode.Spend) keys.push(`${this.prefix}done:${r.id}`);
       args[head] = String(keys.length - k0);
     }
     const reply = (await this.call(SCRIPTS.settle, keys, args)) as number[];

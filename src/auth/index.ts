@@ -20,6 +20,11 @@ export interface Identity {
 
 const ANONYMOUS: Identity = { key: 'anonymous', teamLabel: 'none' };
 
+function header(headers: IncomingHttpHeaders, name: string): string | undefined {
+  const v = headers[name];
+  return typeof v === 'string' && v !== '' ? v : undefined;
+}
+
 type KeyEntry = { digest: Buffer; config: KeyConfig; identity: Identity };
 
 export class KeyRing {
@@ -50,7 +55,8 @@ export class KeyRing {
   identify(headers: IncomingHttpHeaders): Identity {
     let identity = ANONYMOUS;
     if (this.enabled) {
-      const presented = bearer(headers.authorization) ?? (typeof headers['api-key'] === 'string' ? headers['api-key'] : undefined);
+      // Bearer (OpenAI SDKs), api-key (Azure's), x-api-key (Anthropic's): never forwarded upstream.
+      const presented = bearer(headers.authorization) ?? header(headers, 'api-key') ?? header(headers, 'x-api-key');
       if (!presented) throw errors.badKey();
       let entry = this.verified.get(presented);
       if (!entry) {

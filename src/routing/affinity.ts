@@ -8,9 +8,9 @@
 // LRU in front of Redis keys `<redis_prefix>resp:<id>` with the same TTL, so every gateway of
 // a fleet sends follow-ups to the right place. Redis trouble never fails a request: a write
 // that fails is dropped (logged once), a read that fails or times out is a miss.
-import { createRequire } from 'node:module';
 import { LRUCache } from 'lru-cache';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
+import { connectRedis, parseRedisUrl } from '../admission/redis-connect.js';
 import type { Policies } from '../config/schema.js';
 import type { Logger } from '../telemetry/logger.js';
 
@@ -34,7 +34,7 @@ const MAX_ID = 256;
 
 export class ResponseAffinity {
   private readonly local: LRUCache<string, AffinityEntry>;
-  private readonly redis: Redis | undefined;
+  private readonly redis: Redis | Cluster | undefined;
   private readonly prefix: string;
   private warned = false;
 
@@ -45,12 +45,11 @@ export class ResponseAffinity {
     this.local = new LRUCache<string, AffinityEntry>({ max: s.max, ttl: s.ttlMs, ttlAutopurge: false });
     this.prefix = s.redis ? `${s.redis.prefix}resp:` : '';
     if (s.redis) {
-      const RedisClass = (createRequire(import.meta.url)('ioredis') as typeof import('ioredis')).Redis;
       // Commands made before the connection is ready wait for it (the first responses of a
       // starting gateway must be recorded too); with no retries per request, the queue is
       // failed at the first failed reconnect, so an outage cannot grow it.
       // Connected on first use: a gateway that never sees Responses traffic opens no connection.
-      this.redis = new RedisClass(s.redis.url, {
+      this.redis = connectRedis(parseRedisUrl(s.redis.url), {
         lazyConnect: true,
         enableOfflineQueue: true,
         maxRetriesPerRequest: 0,

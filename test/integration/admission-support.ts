@@ -227,3 +227,86 @@ export async function batch(clients: OpenAI[], n: number, body: { model: string;
   }
   return out;
 }
+
+export interface RedisCluster {
+  ports: number[];
+  /** redis+cluster://127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3 */
+  url: string;
+  /** SIGKILLs every node and waits for it to exit. */
+  stop(): Promise<void>;
+}
+
+function run(cmd: string, args: string[], timeoutMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+    p.stderr!.on('data', (c: Buffer) => (out += c.toString()));
+    const t = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+    p.once('exit', (code) => {
+      clearTimeout(t);
+      if (code === 0) resolve(out);
+      else reject(new Error(`${cmd} ${args.join(' ')} exited with ${code}: ${out}`));
+    });
+  });
+}
+
+/**
+ * A private Redis Cluster of `n` masters (no replicas), each `server` process on its own
+ * port and cluster-bus port in `dir`. Started whole or not at all: a failure stops what started.
+ */
+export async function privateCluster(dir: string, n = 3, server = 'redis-server', cli = 'redis-cli'): Promise<RedisCluster> {
+  const procs: ChildProcess[] = [];
+  const ports: number[] = [];
+  const stop = async () => {
+    await Promise.all(
+      procs.map((p) => {
+        if (p.exitCode !== null || p.signalCode !== null) return undefined;
+        const exited = new Promise<void>((resolve) => p.once('exit', () => resolve()));
+        p.kill('SIGKILL');
+        return exited;
+      }),
+    );
+  };
+  try {
+    for (let i = 0; i < n; i++) {
+      const port = await freePort();
+      const bus = await freePort();
+      ports.push(port);
+      const p = spawn(
+        server,
+        ['--port', String(port), '--cluster-port', String(bus), '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`,
+          '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--dir', dir],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      procs.push(p);
+      await new Promise<void>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`${server} did not start`)), 10_000);
+        let out = '';
+        p.stdout!.on('data', (c: Buffer) => {
+          out += c.toString();
+          if (out.includes('Ready to accept connections')) {
+            clearTimeout(t);
+            resolve();
+          }
+        });
+        p.once('exit', (code) => {
+          clearTimeout(t);
+          reject(new Error(`${server} exited with ${code}: ${out}`));
+        });
+      });
+    }
+    await run(cli, ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], 30_000);
+    // Every node must see the whole cluster before clients come (slots served, gossip done).
+    await eventually(async () => {
+      for (const port of ports) {
+        const info = await run(cli, ['-p', String(port), 'cluster', 'info'], 5_000);
+        if (!info.includes('cluster_state:ok') || !info.includes(`cluster_known_nodes:${n}`)) throw new Error(`node ${port} not ready: ${info}`);
+      }
+    }, 20_000, 100);
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return { ports, url: `redis+cluster://${ports.map((p) => `127.0.0.1:${p}`).join(',')}`, stop };
+}

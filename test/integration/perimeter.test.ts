@@ -199,7 +199,9 @@ describe('path spellings: governed or refused, never passed through', () => {
       expect((JSON.parse(seen[0]!.body.toString()) as { model: string }).model).toBe('up-m1');
     } else {
       expect([400, 404]).toContain(r.status);
-      expect((JSON.parse(r.body.toString()) as { error: { code: string } }).error.code).toBeTruthy();
+      // OpenAI's shape (error.code), or Anthropic's on /v1/messages (error.type).
+      const e = (JSON.parse(r.body.toString()) as { error: { code?: string; type?: string } }).error;
+      expect(e.code ?? e.type).toBeTruthy();
       expect(seen).toEqual([]);
     }
   });
