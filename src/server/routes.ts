@@ -143,12 +143,6 @@ const getModel: Handler = (c) => {
   sendJson(c.res, 200, modelObject(id, Math.floor(Date.now() / 1000)), c.id);
 };
 
-/** A route of an API this gateway does not serve yet: refused, never passed through ungoverned. */
-const reserved = (what: string): Handler => (c) => {
-  c.req.resume();
-  throw errors.notServedYet(what);
-};
-
 const adminNotFound: Handler = (c) => {
   c.req.resume();
   throw errors.notFound(c.path);
