@@ -1,4 +1,4 @@
-// The policies.yaml schema. Field names are a contract (see DESIGN.md and README):
+// The policies.yaml schema. Field names are a contract (see docs/architecture.md and docs/policies.md):
 // extend them, never rename them. Every object is strict so a typo is an error with
 // a path, not a silently ignored setting.
 import { z } from 'zod';

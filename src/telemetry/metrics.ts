@@ -1,4 +1,4 @@
-// Prometheus metrics. Names and labels are a contract (DESIGN.md, deploy/metric-names.txt).
+// Prometheus metrics. Names and labels are a contract (docs/architecture.md, deploy/metric-names.txt).
 // Labels only ever carry bounded values: configured model/backend/team names, status codes,
 // fixed enums. Never request ids or keys: prom-client renders the whole scrape synchronously
 // on the event loop that also pumps the streams, so series count is latency.
