@@ -17,7 +17,10 @@ function catalogueCodes(): string[] {
 function documentedCodes(): Set<string> {
   const start = doc.indexOf('### Errors');
   const end = doc.indexOf('\n## ', start);
-  const rows = doc.slice(start, end === -1 ? undefined : end).split('\n').filter((l) => l.startsWith('|'));
+  const rows = doc
+    .slice(start, end === -1 ? undefined : end)
+    .split('\n')
+    .filter((l) => l.startsWith('|'));
   return new Set(rows.flatMap((r) => [...r.matchAll(/`([a-z0-9_]+)`/g)].map((m) => m[1]!)));
 }
 
