@@ -207,7 +207,7 @@ export const serverSchema = z
     // Backend that other /v1/* routes (files, batches, ...) are passed through to.
     passthrough_backend: z.string().optional(),
     passthrough: passthroughSchema.default({ allow: [] }),
-    // Front-door timeouts (see README "Hostile clients and upstreams"). headers: the whole
+    // Front-door timeouts (see docs/hardening.md). headers: the whole
     // request head must arrive in this time (slowloris); body: the whole request body;
     // keep_alive: an idle keep-alive connection is closed after this. None applies to the
     // response, so long streams are never cut by them.
