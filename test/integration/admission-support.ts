@@ -6,6 +6,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
 import { Redis } from 'ioredis';
+import { freePort } from '../helpers/net.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const MAIN = `${ROOT}dist/main.js`;
@@ -27,7 +28,7 @@ export function requireBuild(): void {
   if (!existsSync(MAIN)) throw new Error('dist/main.js is missing: run `npm run build` first (npm test does it)');
 }
 
-export { freePort } from '../helpers/net.js';
+export { freePort };
 
 export interface ChildGateway {
   proc: ChildProcess;
