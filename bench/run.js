@@ -13,7 +13,7 @@ import * as scenarios from './lib/scenarios.js';
 import { evaluate, renderTables, renderVerdicts } from './lib/report.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const ALL = ['throughput', 'latency', 'streams', 'responses', 'features', 'memory'];
+const ALL = ['throughput', 'latency', 'streams', 'responses', 'messages', 'features', 'memory'];
 
 const HELP = `usage: node bench/run.js [options]        (npm run bench -- [options] builds first)
 
@@ -24,6 +24,8 @@ scenarios (--scenario, comma-separated; default all):
                gateway's own TTFT/TPOT measurement error
   responses    the same over the Responses API (POST /v1/responses, named SSE events), at
                --responses-streams levels
+  messages     the same over Anthropic's Messages API (POST /v1/messages, named SSE events), at
+               --messages-streams levels
   features     throughput with keys, rate limits, budgets (memory, then redis store), breaker
   memory       gateway RSS idle, with 1,000 and 5,000 open streams, and across a soak
 
@@ -37,6 +39,7 @@ options:
   --latency-client C    paced (open loop, default) | autocannon (overallRate; bursty, see README "Performance")
   --streams N[,N...]    concurrent streams (default 100,400,1000)
   --responses-streams N[,N...]  concurrent streams of the responses scenario (default 100)
+  --messages-streams N[,N...]   concurrent streams of the messages scenario (default 100)
   --ttft-ms MS          simulator time to first token for streams (default 100)
   --tpot-ms MS          simulator time per output token for streams (default 20)
   --output-tokens N     tokens per streamed completion (default 64)
@@ -97,6 +100,7 @@ function parseOptions(argv) {
       'latency-client': { type: 'string', default: 'paced' },
       streams: { type: 'string', default: '100,400,1000' },
       'responses-streams': { type: 'string', default: '100' },
+      'messages-streams': { type: 'string', default: '100' },
       'ttft-ms': { type: 'string' },
       'tpot-ms': { type: 'string' },
       'output-tokens': { type: 'string' },
@@ -144,6 +148,7 @@ function parseOptions(argv) {
     latencyClient: values['latency-client'],
     streams: levels(values.streams, 'streams'),
     responsesStreams: levels(values['responses-streams'], 'responses-streams'),
+    messagesStreams: levels(values['messages-streams'], 'messages-streams'),
     ttftMs: numberOpt(values, 'ttft-ms', 100),
     tpotMs: numberOpt(values, 'tpot-ms', 20),
     outputTokens: numberOpt(values, 'output-tokens', 64, { int: true, min: 1 }),
@@ -234,6 +239,7 @@ async function main() {
       ...(opts.scenario.includes('memory') ? opts.memoryStreams : []),
       ...(opts.scenario.includes('streams') ? opts.streams : []),
       ...(opts.scenario.includes('responses') ? opts.responsesStreams : []),
+      ...(opts.scenario.includes('messages') ? opts.messagesStreams : []),
     );
     const limit = openFileLimit();
     // The gateway holds two sockets per stream (client side and upstream side).
@@ -279,6 +285,7 @@ async function main() {
       latency_client: opts.latencyClient,
       streams: opts.streams,
       responses_streams: opts.responsesStreams,
+      messages_streams: opts.messagesStreams,
       stream_sim: { ttft_ms: opts.ttftMs, tpot_ms: opts.tpotMs, output_tokens: opts.outputTokens },
       memory_streams: opts.memoryStreams,
       memory_policy: opts.memoryPolicy,
@@ -314,6 +321,8 @@ async function main() {
       for (const n of opts.streams) results.scenarios[`streams_${n}`] = await withKnobs(await scenarios.streams(ctx, n));
     } else if (name === 'responses') {
       for (const n of opts.responsesStreams) results.scenarios[`responses_${n}`] = await withKnobs(await scenarios.responses(ctx, n));
+    } else if (name === 'messages') {
+      for (const n of opts.messagesStreams) results.scenarios[`messages_${n}`] = await withKnobs(await scenarios.messages(ctx, n));
     } else {
       results.scenarios[name] = await withKnobs(await scenarios[name](ctx));
     }

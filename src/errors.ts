@@ -59,6 +59,8 @@ export const errors = {
   methodNotAllowed: (method: string, path: string, allow: readonly string[] = []) =>
     new GatewayError(405, 'invalid_request_error', 'method_not_allowed', `${method} is not allowed on ${path}.`, null, allow.length ? { allow: allow.join(', ') } : {}),
   invalidPath: (detail: string) => new GatewayError(400, 'invalid_request_error', 'invalid_path', `The request path is not accepted: ${detail}.`),
+  apiNotServed: (model: string, api: string) =>
+    new GatewayError(400, 'invalid_request_error', 'api_not_supported', `The model '${model}' has no deployment whose backend serves the ${api} API (the backends' apis: lists).`, 'model'),
   notServedYet: (route: string) => new GatewayError(404, 'invalid_request_error', 'not_found', `${route} is not served by this gateway.`),
   clientClosed: () => new GatewayError(400, 'invalid_request_error', 'client_closed_request', 'client closed the connection while sending the body'),
   passthroughNotAllowed: (method: string, path: string) =>

@@ -13,7 +13,7 @@ import { contentHash, watchPolicies, type PolicyWatcher } from './config/watch.j
 import { diffPolicies, type PolicyChanges } from './config/diff.js';
 import { KeyRing } from './auth/index.js';
 import { PolicyTable } from './policy/index.js';
-import { createAdmission, type Admission } from './admission/index.js';
+import { createAdmission, RETIRE_MAX_MS, type Admission } from './admission/index.js';
 import { Router } from './routing/index.js';
 import { Backends } from './upstream/backends.js';
 import { Metrics } from './telemetry/metrics.js';
@@ -52,6 +52,9 @@ export interface GatewayOptions {
   env?: Record<string, string | undefined>;
 }
 
+/** At most one log line per this interval about dropped spans (the counter has every one). */
+const DROP_LOG_EVERY_MS = 60_000;
+
 /** How long close() waits for queued spans to reach the collector. */
 const TRACE_FLUSH_MAX_MS = 2_000;
 
@@ -59,9 +62,6 @@ export type ReloadSource = 'watch' | 'sighup' | 'admin';
 export type ReloadResult = { ok: true; changed: PolicyChanges; unchanged?: true } | { ok: false; problems: string[] };
 
 const LISTEN_BACKLOG = 4096;
-
-/** How long the previous stages wait for the requests that started under them (streams can be long). */
-const RETIRE_MAX_MS = 10 * 60_000;
 
 /** Builds every stage for a policy; with `prev` (a reload), each stage takes its state over from the old one. */
 async function buildStages(policies: Policies, metrics: Metrics, logger: Logger, prev?: Stages): Promise<Stages> {
@@ -141,10 +141,19 @@ export class Gateway {
   static async create(policies: Policies, options: GatewayOptions = {}): Promise<Gateway> {
     const metrics = options.metrics ?? new Metrics();
     const logger = options.logger ?? createLogger();
+    let lastDropLog = -Infinity;
     // Traces are never a reason not to serve: an SDK that fails to start leaves spans off.
     const tracing = await Tracing.create(policies.telemetry?.otlp, {
       env: options.env,
-      onDrop: (reason, count) => metrics.traceSpansDropped.inc({ reason }, count),
+      onDrop: (reason, count) => {
+        metrics.traceSpansDropped.inc({ reason }, count);
+        // Ops learn of a failing collector from the log too, at most once a minute.
+        const now = Date.now();
+        if (now - lastDropLog >= DROP_LOG_EVERY_MS) {
+          lastDropLog = now;
+          logger.warn({ reason, spans: count }, 'trace spans dropped: the OTLP collector is not taking them (llm_gateway_trace_spans_dropped_total)');
+        }
+      },
       onProblem: (message) => logger.warn(message),
     }).catch((e: unknown) => {
       logger.error({ err: e }, 'trace export could not start: serving without it');

@@ -116,6 +116,11 @@ class Call implements RoutingContext, PromptCounter {
     return this.left.signal;
   }
 
+  /** The API a deployment's backend must serve (the backends' `apis:`). */
+  get api(): string {
+    return this.r.protocol.api ?? this.r.protocol.name;
+  }
+
   promptTokens(): number {
     if (this.prompt >= 0) return this.prompt;
     // A body too deep to walk gets a linear estimate (about 4 bytes a token), not a stack overflow.
@@ -153,6 +158,7 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
     rec.routed = true;
     if (identity.config?.models && !identity.config.models.includes(model)) throw errors.modelNotAllowed(model);
     api.validate(r.body);
+    if (!router.serves(route.name, call.api)) throw errors.apiNotServed(model, call.api);
     const continues = api.continues?.(r.body);
     if (continues !== undefined) {
       // Responses' previous_response_id: the conversation lives where that response was made.

@@ -112,7 +112,8 @@ export class Lab {
     const n = ++this.seq;
     const key = `sk-bench-${this.tag}`;
     const policy = {
-      backends: { sim: { base_url: this.sim.base, api_key: 'sk-sim-not-a-real-key' } },
+      // The simulator speaks every API the bench drives, Anthropic's Messages API included.
+      backends: { sim: { base_url: this.sim.base, api_key: 'sk-sim-not-a-real-key', apis: ['chat', 'completions', 'embeddings', 'responses', 'messages'] } },
       models: {
         [MODEL]: {
           deployments: [{ backend: 'sim', model: 'sim-model' }],

@@ -122,13 +122,13 @@ export function renderTables(results, { markdown = false } = {}) {
     if (g?.gateway_overhead_ms?.n) parts.push(overheadLine(g.gateway_overhead_ms, g.added_vs_bare_ms, 'latency'));
   }
   for (const [key, sc] of Object.entries(s)) {
-    if (!(key.startsWith('streams') || key.startsWith('responses_')) || !sc?.targets) continue;
+    if (!(key.startsWith('streams') || key.startsWith('responses_') || key.startsWith('messages_')) || !sc?.targets) continue;
     const st = sc.settings;
     const timing = st.sim
       ? `TTFT ${st.sim.ttft_ms} ms, TPOT ${st.sim.tpot_ms} ms, ${st.sim.output_tokens} tokens`
       : `timing set by the target, max_tokens ${st.max_tokens}`;
     const ideal = st.ideal_chunks_per_s ? ` (ideal ${fmt(st.ideal_chunks_per_s, 0)} chunks/s)` : '';
-    const title = st.api === 'responses' ? 'responses (POST /v1/responses)' : 'streams';
+    const title = st.api === 'responses' ? 'responses (POST /v1/responses)' : st.api === 'messages' ? 'messages (POST /v1/messages)' : 'streams';
     h(`${title}: ${st.streams} concurrent, ${timing}, ${st.duration_s} s per target${ideal}; chunk delay = client arrival − sim_ts`, sc);
     parts.push(
       table(
@@ -303,6 +303,7 @@ export function evaluate(results) {
   for (const [prefix, id, label] of [
     ['streams_', '', 'measurement'],
     ['responses_', 'responses_', 'measurement (responses)'],
+    ['messages_', 'messages_', 'measurement (messages)'],
   ]) {
     const lo = streamsAt(s, 100, (ls) => Math.min(...ls), prefix);
     const m = lo?.sc.measurement?.gateway;

@@ -19,6 +19,7 @@ const STREAM_APIS = {
   chat: { path: '/chat/completions', body: (model, tokens) => chatBody(model, { stream: true, max_tokens: tokens }) },
   // store: false: the bench's millions of responses are not kept for follow-ups.
   responses: { path: '/responses', body: (model, tokens) => JSON.stringify({ model, input: PROMPT[0].content, stream: true, max_output_tokens: tokens, store: false }) },
+  messages: { path: '/messages', body: (model, tokens) => JSON.stringify({ model, messages: PROMPT, stream: true, max_tokens: tokens }) },
 };
 
 function headersFor(t, extra = {}) {
@@ -190,6 +191,11 @@ export async function latency(ctx) {
 /** The same measurement over the Responses API (POST /v1/responses, named SSE events). */
 export function responses(ctx, n) {
   return streams(ctx, n, 'responses');
+}
+
+/** The same measurement over Anthropic's Messages API (POST /v1/messages, named SSE events). */
+export function messages(ctx, n) {
+  return streams(ctx, n, 'messages');
 }
 
 export async function streams(ctx, n, api = 'chat') {

@@ -25,6 +25,11 @@ const RESPONSES_CONTENT = new Set([
 ]);
 const RESPONSES_END = new Set(['response.completed', 'response.incomplete']);
 const RESPONSES_ERROR = new Set(['error', 'response.failed']);
+// Anthropic's Messages API: deltas of text, thinking and tool input; whole at message_stop.
+const NAMED = {
+  responses: { content: RESPONSES_CONTENT, end: RESPONSES_END, error: RESPONSES_ERROR, endName: 'response.completed' },
+  messages: { content: new Set(['content_block_delta']), end: new Set(['message_stop']), error: new Set(['error']), endName: 'message_stop' },
+};
 
 /** The event name of the SSE event at s[i..end): its `event:` line, else the data's leading "type". */
 function eventName(s, i, end) {
@@ -57,7 +62,8 @@ export function streamPool(origin, connections) {
  * events; ends with response.completed).
  */
 export function openStream(pool, { path, headers, body, id, onChunk, api = 'chat' }) {
-  const responses = api === 'responses';
+  // Named-event APIs (responses, messages): their content, end and error events.
+  const named = NAMED[api];
   const rec = {
     id,
     status: 0,
@@ -98,11 +104,11 @@ export function openStream(pool, { path, headers, body, id, onChunk, api = 'chat
           if (k >= 0 && k < end) {
             const ts = parseFloat(s.slice(k + SIM_TS.length, end));
             content(at, ts);
-          } else if (responses) {
+          } else if (named) {
             const name = eventName(s, i, end);
-            if (RESPONSES_END.has(name)) rec.sawDone = true;
-            else if (RESPONSES_ERROR.has(name)) rec.error ??= 'error event';
-            else if (RESPONSES_CONTENT.has(name) && !s.slice(i, end).includes('"delta":""')) content(at, NaN);
+            if (named.end.has(name)) rec.sawDone = true;
+            else if (named.error.has(name)) rec.error ??= 'error event';
+            else if (named.content.has(name) && !s.slice(i, end).includes('"delta":""')) content(at, NaN);
           } else if (s.startsWith('data: [DONE]', i)) {
             rec.sawDone = true;
           } else if (s.startsWith('data: {"error"', i)) {
@@ -116,7 +122,7 @@ export function openStream(pool, { path, headers, body, id, onChunk, api = 'chat
       },
       onResponseEnd() {
         if (rec.status !== 200) rec.error ??= `status ${rec.status}`;
-        else if (!rec.sawDone) rec.error ??= responses ? 'no response.completed' : 'no [DONE]';
+        else if (!rec.sawDone) rec.error ??= named ? `no ${named.endName}` : 'no [DONE]';
         resolve(rec);
       },
       onResponseError(_c, err) {

@@ -33,6 +33,11 @@ function bearer(header: string | undefined): string | undefined {
   return m?.[1]?.trim();
 }
 
+function header(headers: IncomingHttpHeaders, name: string): string | undefined {
+  const v = headers[name];
+  return typeof v === 'string' && v !== '' ? v : undefined;
+}
+
 type KeyEntry = { digest: Buffer; config: KeyConfig; identity: Identity };
 
 export class KeyRing {
@@ -63,7 +68,8 @@ export class KeyRing {
   identify(headers: IncomingHttpHeaders): Identity {
     let identity = ANONYMOUS;
     if (this.enabled) {
-      const presented = bearer(headers.authorization) ?? (typeof headers['api-key'] === 'string' ? headers['api-key'] : undefined);
+      // Bearer (OpenAI SDKs), api-key (Azure's), x-api-key (Anthropic's): never forwarded upstream.
+      const presented = bearer(headers.authorization) ?? header(headers, 'api-key') ?? header(headers, 'x-api-key');
       if (!presented) throw errors.badKey();
       let entry = this.verified.get(presented);
       if (!entry) {

@@ -2,7 +2,6 @@
 // Errors name the field path and the line, so `llm-gateway check` output can be
 // acted on without opening the schema.
 import { readFile } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
 import { LineCounter, parseDocument, isNode, isScalar, visit, type Document, type Node } from 'yaml';
 import { policiesSchema, type Policies } from './schema.js';
 
@@ -93,8 +92,4 @@ export function parsePolicies(text: string, file: string, env: NodeJS.ProcessEnv
 
 export async function loadPolicies(file: string, env: NodeJS.ProcessEnv = process.env): Promise<Policies> {
   return parsePolicies(await readFile(file, 'utf8'), file, env);
-}
-
-export function loadPoliciesSync(file: string, env: NodeJS.ProcessEnv = process.env): Policies {
-  return parsePolicies(readFileSync(file, 'utf8'), file, env);
 }

@@ -22,9 +22,15 @@ export const budgetSchema = z
   })
   .strict();
 
+// The APIs a backend can serve (`apis:`). A request for one goes only to deployments whose
+// backend serves it; the defaults by type are in upstream/backends.ts (DEFAULT_APIS).
+export const API_NAMES = ['chat', 'completions', 'embeddings', 'responses', 'messages'] as const;
+const apisSchema = z.array(z.enum(API_NAMES)).min(1).optional();
+
 const simulatorBackendSchema = z
   .object({
     type: z.literal('simulator'),
+    apis: apisSchema,
     ttft_ms: nonNegative.default(150),
     tpot_ms: nonNegative.default(20),
     output_tokens: positiveInt.default(16),
@@ -39,6 +45,7 @@ const simulatorBackendSchema = z
 const httpBackendSchema = z
   .object({
     type: z.literal('openai').default('openai'),
+    apis: apisSchema,
     base_url: z.url({ protocol: /^https?$/ }),
     api_key: z.string().optional(),
     // Extra headers sent upstream (e.g. OpenAI-Organization, api-version for Azure).
@@ -57,7 +64,16 @@ const httpBackendSchema = z
   })
   .strict();
 
-export const backendSchema = z.union([simulatorBackendSchema, httpBackendSchema]);
+// Anthropic's API (or a server that speaks it): the provider key goes as x-api-key, with the
+// client's anthropic-version (or this default) and anthropic-beta.
+const anthropicBackendSchema = httpBackendSchema.extend({
+  type: z.literal('anthropic'),
+  anthropic_version: z.string().min(1).default('2023-06-01'),
+});
+
+// Discriminated by `type` (openai when absent), so a bad field is reported with its path
+// rather than as "Invalid input" of a union.
+export const backendSchema = z.discriminatedUnion('type', [simulatorBackendSchema, anthropicBackendSchema, httpBackendSchema]);
 
 export const deploymentSchema = z
   .object({
@@ -72,6 +88,9 @@ export const pricingSchema = z
     input_per_mtok: nonNegative.default(0),
     output_per_mtok: nonNegative.default(0),
     cached_input_per_mtok: nonNegative.optional(),
+    // Prompt tokens written to the cache (Anthropic's cache_creation_input_tokens). Default:
+    // the input price; Anthropic bills a 5-minute write at 1.25x input, a 1-hour one at 2x.
+    cache_write_per_mtok: nonNegative.optional(),
   })
   .strict();
 

@@ -36,7 +36,7 @@ export interface ModelStats {
   tpot: HistogramStats;
   /** Seconds the gateway itself added (llm_gateway_overhead_seconds), by the model that served. */
   overhead: HistogramStats;
-  tokens: { input: number; output: number; cached_input: number; reasoning: number };
+  tokens: { input: number; output: number; cached_input: number; reasoning: number; cache_write_input: number };
   cost_usd: number;
   circuits: CircuitStats[];
 }
@@ -200,7 +200,7 @@ export async function computeStats(metrics: Metrics, configured: readonly string
       else if (code === 429) limited += v.value;
       else if (code === 499) closed += v.value;
     }
-    const tokens = { input: 0, output: 0, cached_input: 0, reasoning: 0 };
+    const tokens = { input: 0, output: 0, cached_input: 0, reasoning: 0, cache_write_input: 0 };
     for (const v of tokensV) {
       const type = label(v, 'type');
       if (label(v, 'model') === model && type in tokens) tokens[type as keyof typeof tokens] += v.value;

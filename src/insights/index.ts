@@ -87,7 +87,7 @@ class ModelState {
   responses = 0;
   scored = 0;
   readonly drift: Record<Feature, FeatureDrift>;
-  readonly detectors: Record<Signal, Detector>;
+  detectors: Record<Signal, Detector>;
   readonly open: Partial<Record<Signal, Incident>> = {};
   readonly sla = new SlaTracker();
   readonly reasons = new Uint8Array(REASONS_KEPT);
@@ -426,6 +426,26 @@ export class Insights {
       }
     }
     return { pinned, skipped };
+  }
+
+  /**
+   * POST /admin/insights/baseline {anomalies: true}: an operator accepts the current level as
+   * the new normal. Anomaly baselines start over (from the next 10 points) and open incidents
+   * resolve; without it, a lasting shift keeps its incident open until the signal is back.
+   */
+  resetAnomalies(model?: string): { reset: string[] } {
+    const reset: string[] = [];
+    const now = this.now();
+    for (const m of this.models.values()) {
+      if (model !== undefined && m.name !== model) continue;
+      for (const s of SIGNALS) {
+        if (m.open[s]) this.resolve(m, s, now);
+        m.detectors[s] = new Detector(s, m.detectors[s].settings);
+        m.scoreSeries[s].set(0);
+      }
+      reset.push(m.name);
+    }
+    return { reset };
   }
 
   /** GET /admin/insights. */

@@ -1,7 +1,7 @@
 // The admin surface of insights as plain functions (stages, request, body) → result, for the
 // route table. Guarded by the admin token wherever they are mounted.
 //   GET  /admin/insights             → { enabled, sla, quality, drift, anomalies, incidents, recommendations, chaos, webhook }
-//   POST /admin/insights/baseline    {model?, unpin?} → { pinned, skipped }
+//   POST /admin/insights/baseline    {model?, unpin?, anomalies?} → { pinned, skipped, anomalies? }
 //   GET  /admin/chaos                → { chaos: ChaosRule[] }
 //   POST /admin/chaos                {model?, backend?, kind?, latency_ms?, duration_s?, status?, rate?} → { chaos: ChaosRule }
 //   POST /admin/chaos/stop           {id?} → { stopped: ChaosRule[] }
@@ -31,7 +31,10 @@ export function postBaseline(stages: InsightsStages, _req: IncomingMessage | und
     throw errors.invalidParam('model', "'model' must be one of the configured model names.");
   }
   if (body.unpin !== undefined && typeof body.unpin !== 'boolean') throw errors.invalidParam('unpin', "'unpin' must be a boolean.");
-  return stages.insights.pinBaseline(model as string | undefined, body.unpin === true);
+  if (body.anomalies !== undefined && typeof body.anomalies !== 'boolean') throw errors.invalidParam('anomalies', "'anomalies' must be a boolean.");
+  const drift = stages.insights.pinBaseline(model as string | undefined, body.unpin === true);
+  // {anomalies: true}: the current latency and error levels become the new normal too.
+  return body.anomalies === true ? { ...drift, anomalies: stages.insights.resetAnomalies(model as string | undefined) } : drift;
 }
 
 export function getChaos(stages: InsightsStages): Record<string, unknown> {

@@ -2,6 +2,7 @@
 import { chat } from './chat.js';
 import { completions } from './completions.js';
 import { embeddings } from './embeddings.js';
+import { countMessageTokens, messages } from './messages.js';
 import { responses, responsesInputTokens } from './responses.js';
 import type { Protocol } from './types.js';
 
@@ -11,6 +12,8 @@ export const protocols = {
   chat,
   completions,
   embeddings,
+  messages,
+  messages_count_tokens: countMessageTokens,
   responses,
   responsesInputTokens,
 } as const satisfies Record<string, Protocol>;

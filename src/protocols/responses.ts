@@ -200,6 +200,8 @@ export const responses: Protocol = {
 export const responsesInputTokens: Protocol = {
   ...responses,
   name: 'responses.input_tokens',
+  // Served by the backends that serve the Responses API (their `apis:`).
+  api: 'responses',
   endpoint: 'responses/input_tokens',
   upstreamPath: '/responses/input_tokens',
   operation: 'responses.input_tokens',

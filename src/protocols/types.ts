@@ -21,6 +21,11 @@ export interface Protocol extends Wire {
   readonly upstreamPath: string;
   /** OpenTelemetry GenAI operation name (span name). */
   readonly operation: string;
+  /**
+   * The API a backend must serve to take this call (its `apis:`), when it is not `name`
+   * (messages/count_tokens goes to backends that serve messages).
+   */
+  readonly api?: string;
 
   /**
    * Checks the types of the fields the gateway reads or relies on, and throws the API's

@@ -63,6 +63,8 @@ export interface RoutingContext {
   readonly pin?: string | undefined;
   /** A routing decision worth a span event (retry, fallback, circuit open); rare paths only. */
   event?(name: string, attributes: Record<string, string | number>): void;
+  /** The API the request speaks: only deployments whose backend serves it are tried (undefined: any). */
+  readonly api?: string;
 }
 
 export type FallbackReason = 'circuit_open' | 'upstream_error' | 'context_length';
@@ -90,8 +92,9 @@ export function upstreamErrorToClient(backend: string, status: number, body: Buf
     type = scrubSecrets(type, secrets) as GatewayError['type'];
     if (param !== null) param = scrubSecrets(param, secrets);
   }
-  // 4xx pass with their status (the client's own mistake); 5xx become 502 unless 503/504.
-  const clientStatus = status < 500 ? status : status === 503 || status === 504 ? status : 502;
+  // 4xx pass with their status (the client's own mistake); 5xx become 502 unless 503/504, or
+  // Anthropic's 529 (overloaded), which its SDK and its clients know.
+  const clientStatus = status < 500 ? status : status === 503 || status === 504 || status === 529 ? status : 502;
   return new GatewayError(clientStatus, type, code, message, param);
 }
 
@@ -204,8 +207,9 @@ export class Router {
     }
   }
 
-  get policyTable(): PolicyTable {
-    return this.policy;
+  /** Whether the model has a deployment whose backend serves `api` (checked before admission: nothing is sent otherwise). */
+  serves(model: string, api: string): boolean {
+    return this.plans.get(model)?.slots.some((s) => s.backend.serves(api)) ?? false;
   }
 
   /** Opens an exchange whose head has arrived with status < 400, or throws a GatewayError (or ClientAbort). */
@@ -221,6 +225,8 @@ export class Router {
       const plan = chain[i]!;
       if (seen.has(plan)) continue;
       seen.add(plan);
+      // A fallback with no deployment for this API is passed over, not tried.
+      if (ctx.api !== undefined && !plan.slots.some((s) => s.backend.serves(ctx.api!))) continue;
       if (ctx.clientGone()) throw new ClientAbort();
       if (from) {
         this.metrics.fallbacks.inc({ from: from.route.name, to: plan.route.name, reason });
@@ -286,7 +292,7 @@ export class Router {
       if (st.ctx.clientGone()) throw new ClientAbort();
       const now = this.clock();
       if (now >= st.deadline) return { kind: 'deadline' };
-      const picked = this.pick(plan, now, failed, notBefore, excluded, st.ctx.pin);
+      const picked = this.pick(plan, now, failed, notBefore, excluded, st.ctx.pin, st.ctx.api);
       if (!picked) {
         // A deployment that asked us (retry-after) to come back shortly: wait for it.
         let wake: number | undefined;
@@ -337,10 +343,12 @@ export class Router {
     notBefore: Map<Slot, number> | undefined,
     excluded: Set<Slot> | undefined,
     pin: string | undefined,
+    api: string | undefined,
   ): { slot: Slot; permit: Permit } | undefined {
     const eligible = (s: Slot, fresh: boolean) =>
       s.deployment.weight > 0 &&
       (pin === undefined || s.backend.name === pin) &&
+      (api === undefined || s.backend.serves(api)) &&
       !(fresh && failed?.has(s)) &&
       !excluded?.has(s) &&
       (notBefore?.get(s) ?? 0) <= now &&

@@ -90,7 +90,7 @@ export function restrictedKey(p: Pick<Policies, 'users' | 'teams' | 'global' | '
 
 /** Client request headers never sent upstream: credentials, hop-by-hop, ours, and the account (clients never choose org or project). */
 const DROPPED_REQUEST = new Set([
-  'authorization', 'api-key', 'cookie', 'host', 'connection', 'keep-alive', 'proxy-authorization', 'proxy-connection',
+  'authorization', 'api-key', 'x-api-key', 'cookie', 'host', 'connection', 'keep-alive', 'proxy-authorization', 'proxy-connection',
   'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto',
   'forwarded', 'openai-organization', 'openai-project', 'x-request-id',
   // Other providers' credential headers (Anthropic, Google, Azure API Management): a client never brings its own.
@@ -175,6 +175,8 @@ function upstreamHeaders(given: IncomingHttpHeaders, id: string, backend: Backen
   out['x-request-id'] = id;
   const injected = backend.injectedHeaders;
   for (const name in injected) out[name] = injected[name]!;
+  const defaults = backend.defaultHeaders;
+  for (const name in defaults) out[name] ??= defaults[name]!;
   return out;
 }
 

@@ -174,9 +174,10 @@ export const ROUTES: readonly RouteRow[] = [
   { pattern: '/v1/responses/{id}', governed: 'pipeline', methods: { GET: followUp('get'), DELETE: followUp('delete') } },
   { pattern: '/v1/responses/{id}/cancel', governed: 'pipeline', methods: { POST: followUp('cancel') } },
   { pattern: '/v1/responses/{id}/input_items', governed: 'pipeline', methods: { GET: followUp('input_items') } },
-  // The Anthropic Messages API (issue [7]): same.
-  { pattern: '/v1/messages', governed: 'reserved', methods: { POST: reserved('POST /v1/messages') } },
-  { pattern: '/v1/messages/count_tokens', governed: 'reserved', methods: { POST: reserved('POST /v1/messages/count_tokens') } },
+  // Anthropic's Messages API (protocols/messages.ts): Anthropic's error shape; the virtual key
+  // also in x-api-key. count_tokens is routed by model to a deployment that serves messages.
+  { pattern: '/v1/messages', governed: 'pipeline', methods: { POST: inference(protocols.messages) } },
+  { pattern: '/v1/messages/count_tokens', governed: 'pipeline', methods: { POST: inference(protocols.messages_count_tokens) } },
 
   { pattern: '/v1/models', governed: 'key', methods: { GET: listModels } },
   { pattern: '/v1/models/{id+}', governed: 'key', methods: { GET: getModel } },

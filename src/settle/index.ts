@@ -17,13 +17,22 @@ export interface TokenCounts {
   output: number;
   cachedInput: number;
   reasoning: number;
+  /** The part of `input` written to the prompt cache (Anthropic); absent for APIs that do not report it. */
+  cacheWriteInput?: number;
 }
 
-/** USD for the given tokens. Cached input is billed at its own price (default: the input price); reasoning tokens are part of output. */
+/**
+ * USD for the given tokens. `input` is the whole prompt for every API (protocols/messages.ts
+ * explains the rule); its parts are priced once each: cache reads at cached_input_per_mtok,
+ * cache writes at cache_write_per_mtok (both default to the input price), the rest at
+ * input_per_mtok. Reasoning tokens are part of output.
+ */
 export function costUsd(p: Pricing, t: TokenCounts): number {
   const cached = Math.min(t.cachedInput, t.input);
+  const written = Math.min(t.cacheWriteInput ?? 0, t.input - cached);
   const cachedPrice = p.cached_input_per_mtok ?? p.input_per_mtok;
-  return ((t.input - cached) * p.input_per_mtok + cached * cachedPrice + t.output * p.output_per_mtok) / 1e6;
+  const writePrice = p.cache_write_per_mtok ?? p.input_per_mtok;
+  return ((t.input - cached - written) * p.input_per_mtok + cached * cachedPrice + written * writePrice + t.output * p.output_per_mtok) / 1e6;
 }
 
 export interface RequestRecord {
@@ -116,6 +125,7 @@ export function settle(rec: RequestRecord, deps: { metrics: Metrics; logger: Log
     if (t.output) served.output.inc(t.output);
     if (t.cachedInput) served.cachedInput.inc(t.cachedInput);
     if (t.reasoning) served.reasoning.inc(t.reasoning);
+    if (t.cacheWriteInput) served.cacheWriteInput.inc(t.cacheWriteInput);
   }
   if (cost > 0) metrics.costFor(servedModel, rec.teamLabel ?? 'none').inc(cost);
   // Insights (quality, drift, anomalies, SLA): one call per request, never per chunk.
@@ -133,6 +143,7 @@ export function settle(rec: RequestRecord, deps: { metrics: Metrics; logger: Log
     inputTokens: rec.tokens?.input,
     outputTokens: rec.tokens?.output,
     cacheReadInputTokens: rec.tokens?.cachedInput,
+    cacheCreationInputTokens: rec.tokens?.cacheWriteInput,
     reasoningOutputTokens: rec.tokens?.reasoning,
     ttftMs,
     finishReason: rec.finishReason,

@@ -36,7 +36,9 @@ export function requestLine(rec: RequestRecord, servedModel: string, ttftMs: num
   s += ',"duration_ms":' + num(round(rec.endedAt - rec.receivedAt));
   const t = rec.tokens;
   if (t) {
-    s += ',"tokens":{"input":' + num(t.input) + ',"output":' + num(t.output) + ',"cached_input":' + num(t.cachedInput) + ',"reasoning":' + num(t.reasoning) + '}';
+    s += ',"tokens":{"input":' + num(t.input) + ',"output":' + num(t.output) + ',"cached_input":' + num(t.cachedInput) + ',"reasoning":' + num(t.reasoning);
+    if (t.cacheWriteInput !== undefined) s += ',"cache_write_input":' + num(t.cacheWriteInput);
+    s += '}';
     s += ',"tokens_estimated":' + (rec.estimated === true ? 'true' : 'false');
   }
   s += ',"cost_usd":' + num(round(cost, 8));

@@ -30,5 +30,10 @@ export function usageFault(u: TapUsage | undefined): string | undefined {
     const v = u[field];
     if (!Number.isInteger(v) || v < 0 || v > MAX_USAGE_TOKENS) return name;
   }
+  const w = u.cacheWriteInput;
+  if (w === undefined) return undefined;
+  if (!Number.isInteger(w) || w < 0 || w > MAX_USAGE_TOKENS) return 'cache_creation_input_tokens';
+  // An API that reports cache writes reports the parts of input: they must fit in it.
+  if (u.cachedInput + w > u.input) return 'cache_read_input_tokens';
   return undefined;
 }

@@ -6,6 +6,7 @@ export type Fault =
   | { kind: 'hang'; rate?: number }
   | { kind: 'reset'; rate?: number }
   | { kind: 'die_mid_stream'; afterChunks: number; rate?: number }
+  | { kind: 'error_mid_stream'; afterChunks: number; rate?: number }
   | { kind: 'slow_first_token'; ttftMs: number; rate?: number }
   | { kind: 'fail_times'; times: number; status: number; retryAfterS?: number }
   | { kind: 'context_length'; rate?: number };
@@ -16,6 +17,7 @@ export type Action =
   | { kind: 'hang' }
   | { kind: 'reset' }
   | { kind: 'die_mid_stream'; afterChunks: number }
+  | { kind: 'error_mid_stream'; afterChunks: number }
   | { kind: 'slow_first_token'; ttftMs: number }
   | { kind: 'context_length' };
 
@@ -41,6 +43,7 @@ export function parseFault(v: unknown): Fault {
       ok(optNum(f.retryAfterS), 'retryAfterS must be a number');
       break;
     case 'die_mid_stream':
+    case 'error_mid_stream':
       ok(isNum(f.afterChunks) && f.afterChunks >= 0, 'afterChunks must be >= 0');
       break;
     case 'slow_first_token':

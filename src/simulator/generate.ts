@@ -161,7 +161,9 @@ export function chatAnswer(body: Body, k: Knobs): Answer | Invalid {
     per = capped.n;
     finish = capped.finish;
     tokens = WORDS_JSON;
-    contents = Array.from({ length: choices }, (_, i) => completionText(per, i));
+    // A stream sends its words one by one: the whole text is built only for a body (the
+    // memory bench streams a million tokens per request).
+    contents = Array.from({ length: choices }, (_, i) => (stream ? '' : completionText(per, i)));
   }
   if (k.refuse && !call && json === null) {
     // A refusal (insights' quality tests): a fixed text in every choice.

@@ -3,7 +3,8 @@
 // upstream in tests, and (via cli.ts) as its own process for the benchmark.
 //
 // Control surface, besides the options:
-//   request headers  x-sim-ttft-ms, x-sim-tpot-ms, x-sim-output-tokens, x-sim-fault (JSON Fault)
+//   request headers  x-sim-ttft-ms, x-sim-tpot-ms, x-sim-output-tokens, x-sim-fault (JSON Fault),
+//                    x-sim-cache-read-tokens, x-sim-cache-write-tokens (Messages API usage)
 //   POST /_sim/config  (JSON patch, same as configure())   GET /_sim/stats   DELETE /_sim/stats
 import http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -15,6 +16,7 @@ import { chatAnswer, completionAnswer, isInvalid } from './generate.js';
 import type { Answer, Invalid, Knobs } from './generate.js';
 import { headerNum, readBody, sendJson } from './http.js';
 import { CONTEXT_LENGTH_BODY, errorBody, errorForStatus, newId, nowMs } from './openai.js';
+import { anthropicErrorBody, anthropicErrorForStatus, countTokensBody, messagesAnswer } from './messages.js';
 import { ResponseStore, responseIdFrom, responsesAnswer, responsesInputTokens } from './responses.js';
 import type { ResponsesAnswer } from './responses.js';
 import { DEFAULTS, applyPatch, emptyStats } from './settings.js';
@@ -102,12 +104,13 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     return action;
   }
 
-  type Kind = 'chat' | 'completions' | 'embeddings' | 'responses';
+  type Kind = 'chat' | 'completions' | 'embeddings' | 'responses' | 'messages';
   const API: Record<string, Kind> = {
     '/v1/chat/completions': 'chat',
     '/v1/completions': 'completions',
     '/v1/embeddings': 'embeddings',
     '/v1/responses': 'responses',
+    '/v1/messages': 'messages',
   };
 
   /** Per-request state shared with the 'close' handler. */
@@ -131,7 +134,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     switch (action?.kind) {
       case 'status': {
         const { status, body: fb, retryAfterS } = action;
-        const text = fb === undefined ? errorForStatus(status) : typeof fb === 'string' ? fb : JSON.stringify(fb);
+        const text = fb === undefined ? (kind === 'messages' ? anthropicErrorForStatus(status) : errorForStatus(status)) : typeof fb === 'string' ? fb : JSON.stringify(fb);
         return sendJson(res, status, text, retryAfterS === undefined ? {} : { 'retry-after': String(retryAfterS) });
       }
       case 'context_length':
@@ -146,6 +149,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     const ttftMs = action?.kind === 'slow_first_token' ? action.ttftMs : (headerNum(req, 'x-sim-ttft-ms') ?? settings.ttftMs);
     const tpotMs = headerNum(req, 'x-sim-tpot-ms') ?? settings.tpotMs;
     const dieAfter = action?.kind === 'die_mid_stream' ? action.afterChunks : undefined;
+    const errorAfter = action?.kind === 'error_mid_stream' ? action.afterChunks : undefined;
     const knobs: Knobs = {
       ...settings,
       outputTokens: sampleTokens(headerNum(req, 'x-sim-output-tokens') ?? settings.outputTokens, settings.outputTokensSd, random),
@@ -153,6 +157,8 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     };
     const reqHeaders = { 'x-request-id': newId('req'), 'x-sim-request-ms': String(t0) };
 
+    // A failing generation that is not streamed is a plain 500.
+    if (errorAfter !== undefined && (kind === 'embeddings' || b.stream !== true)) return sendJson(res, 500, errorForStatus(500));
     if (kind === 'embeddings') {
       const r = embeddingsBody(b, settings.modelName ?? (typeof b.model === 'string' ? b.model : 'simulator'));
       if ('error' in r) return sendJson(res, 400, errorBody(r.error, 'invalid_request_error', null, r.param));
@@ -163,8 +169,16 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
       return sendJson(res, 400, errorBody("Missing required parameter: 'messages'.", 'invalid_request_error', 'missing_required_parameter', 'messages'));
     }
     const answer: Answer | ResponsesAnswer | Invalid =
-      kind === 'chat' ? chatAnswer(b, knobs) : kind === 'responses' ? responsesAnswer(b, knobs, stored) : completionAnswer(b, knobs);
-    if (isInvalid(answer)) return sendJson(res, 400, errorBody(answer.invalid, 'invalid_request_error', null, answer.param));
+      kind === 'chat'
+        ? chatAnswer(b, knobs)
+        : kind === 'responses'
+          ? responsesAnswer(b, knobs, stored)
+          : kind === 'messages'
+            ? messagesAnswer(b, knobs, { cacheRead: headerNum(req, 'x-sim-cache-read-tokens') ?? 0, cacheWrite: headerNum(req, 'x-sim-cache-write-tokens') ?? 0 })
+            : completionAnswer(b, knobs);
+    if (isInvalid(answer)) {
+      return sendJson(res, 400, kind === 'messages' ? anthropicErrorBody(answer.invalid) : errorBody(answer.invalid, 'invalid_request_error', null, answer.param));
+    }
     const onSent = 'onSent' in answer ? (answer as ResponsesAnswer).onSent : undefined;
     const hidden = answer.hiddenTokens ?? 0;
     if ('refused' in answer && answer.refused) stats.refusals++;
@@ -181,6 +195,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
       ttftMs: ttftMs + hidden * tpotMs,
       tpotMs,
       dieAfter: dieAfter === undefined ? undefined : Math.min(dieAfter, answer.n),
+      errorAfter: errorAfter === undefined ? undefined : Math.min(errorAfter, answer.n),
     };
     const stream = new TokenStream(res, plan, () => (ex.killed = true), onSent);
     ex.stop = () => stream.stop();
@@ -303,6 +318,10 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
 
     const kind = method === 'POST' ? API[path] : undefined;
     if (kind) return api(kind, req, res, body, t0, ex);
+    if (method === 'POST' && path === '/v1/messages/count_tokens') {
+      const b = body && typeof body === 'object' && !Array.isArray(body) ? (body as Record<string, unknown>) : {};
+      return sendJson(res, 200, countTokensBody(b));
+    }
     if (path.startsWith('/v1/responses/')) return responseFollowUp(method, path.slice('/v1/responses/'.length), body, res);
     if (method === 'GET' && path === '/v1/models') {
       const id = settings.modelName ?? 'simulator';

@@ -80,6 +80,20 @@ export interface StreamFormat {
    * or one chunk per choice with n > 1). Built once per request; `ts` is the send stamp.
    */
   render?: (i: number, ts: number) => string;
+  /** Builds the tail when it is due, instead of `tail` (a long answer's closing events carry its whole text). */
+  end?: () => string;
+  /** The in-stream error event after `sent` token chunks (error_mid_stream); default: chat's `data: {"error":…}`. */
+  error?: (sent: number) => string;
+}
+
+const STREAM_ERROR_MESSAGE = 'The server had an error while processing your request (simulated).';
+
+/** How chat and completions streams report a failure once the status is sent: a data event with `error`. */
+export const CHAT_STREAM_ERROR = `data: ${errorBody(STREAM_ERROR_MESSAGE, 'server_error')}\n\n`;
+
+/** The Responses API's in-stream error event, with its place in the sequence. */
+export function responsesStreamError(seq: number): string {
+  return `event: error\ndata: ${JSON.stringify({ type: 'error', code: 'server_error', message: STREAM_ERROR_MESSAGE, param: null, sequence_number: seq })}\n\n`;
 }
 
 export interface StreamOpts {

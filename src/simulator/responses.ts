@@ -10,7 +10,7 @@ import { LRUCache } from 'lru-cache';
 import type { Answer, Invalid, Knobs } from './generate.js';
 import { pickTool, reasoningTokens, structuredText } from './generate.js';
 import type { StreamFormat, ToolCall } from './openai.js';
-import { newId } from './openai.js';
+import { newId, responsesStreamError } from './openai.js';
 import { WORDS_JSON, completionText, countText, tokenFragments } from './words.js';
 
 type Body = Record<string, unknown>;
@@ -122,7 +122,7 @@ export function responsesAnswer(body: Body, k: Knobs, store: ResponseStore): Res
   const lastType = Array.isArray(input) ? (input.at(-1) as { type?: unknown } | undefined)?.type : undefined;
   const call = pickTool(body.tools, body.tool_choice, lastType === 'function_call_output');
 
-  let text = '';
+  let textOf: () => string;
   let tokens: readonly string[] = WORDS_JSON;
   let n: number;
   let incomplete = false;
@@ -131,12 +131,14 @@ export function responsesAnswer(body: Body, k: Knobs, store: ResponseStore): Res
     const fragments = tokenFragments(call ? call.arguments : json!);
     tokens = fragments.map((f) => JSON.stringify(f));
     n = fragments.length;
-    text = call ? '' : json!;
+    const text = call ? '' : json!;
+    textOf = () => text;
   } else {
     const max = typeof body.max_output_tokens === 'number' ? body.max_output_tokens : Infinity;
     n = Math.min(k.outputTokens, max);
     incomplete = max < k.outputTokens;
-    text = completionText(n);
+    // Built on first use: a stream needs its whole text only in its last events.
+    textOf = lazy(() => completionText(n));
   }
   const r = reasoningPlan(body, k);
   // A follow-up carries the previous exchange as context, which a real provider caches.
@@ -154,36 +156,55 @@ export function responsesAnswer(body: Body, k: Knobs, store: ResponseStore): Res
   const itemId = newId(call ? 'fc' : 'msg');
   const reasoningId = newId('rs');
   const base = responseBase(body, k, id, createdAt);
-  const item = call ? functionItem(itemId, call, 'completed') : messageItem(itemId, text, incomplete ? 'incomplete' : 'completed');
-  const final = {
-    ...base,
-    status: incomplete ? 'incomplete' : 'completed',
-    completed_at: incomplete ? null : createdAt,
-    incomplete_details: incomplete ? { reason: 'max_output_tokens' } : null,
-    output: r.tokens > 0 ? [reasoningItem(reasoningId, r.summary), item] : [item],
-    usage: k.omitUsage ? null : usage,
-  };
-  const finalBody = JSON.stringify(final);
+  const finalOf = lazy(() => {
+    const item = call ? functionItem(itemId, call, 'completed') : messageItem(itemId, textOf(), incomplete ? 'incomplete' : 'completed');
+    return {
+      ...base,
+      status: incomplete ? 'incomplete' : 'completed',
+      completed_at: incomplete ? null : createdAt,
+      incomplete_details: incomplete ? { reason: 'max_output_tokens' } : null,
+      output: r.tokens > 0 ? [reasoningItem(reasoningId, r.summary()), item] : [item],
+      usage: k.omitUsage ? null : usage,
+    };
+  });
+  const finalBody = lazy(() => JSON.stringify(finalOf()));
   const onSent = (): void => {
     if (body.store === false) return;
-    store.set(id, { body: finalBody, input: inputItems(input), totalTokens: usage.total_tokens });
+    store.set(id, { body: finalBody(), input: inputItems(input), totalTokens: usage.total_tokens });
   };
   // Summarised reasoning is streamed token by token before the answer; hidden reasoning only
   // takes its time before the first visible token.
-  const streamed = r.summary === null ? 0 : r.tokens;
+  const streamed = r.summarised ? r.tokens : 0;
   const hiddenTokens = r.tokens - streamed;
   if (body.stream !== true) {
-    return { stream: false, format: { head: '', prefix: '', suffix: '', tail: '' }, tokens, n: streamed + n, hiddenTokens, body: finalBody, onSent };
+    return { stream: false, format: { head: '', prefix: '', suffix: '', tail: '' }, tokens, n: streamed + n, hiddenTokens, body: finalBody(), onSent };
   }
   const start = { ...base, status: 'in_progress', completed_at: null, incomplete_details: null, output: [], usage: null };
-  const format = streamFormat(start, final, { itemId, call, text, tokens, n, reasoningId, reasoning: r });
+  const format = streamFormat(start, finalOf, { itemId, call, textOf, tokens, n, reasoningId, reasoning: r, incomplete });
   return { stream: true, format, tokens, n: streamed + n, hiddenTokens, body: '', onSent };
+}
+
+/** A value built on first use, then kept. */
+function lazy<T>(make: () => T): () => T {
+  let made = false;
+  let value: T;
+  return () => {
+    if (!made) {
+      value = make();
+      made = true;
+    }
+    return value;
+  };
 }
 
 interface Reasoning {
   tokens: number; // reasoning tokens (0: none)
-  summary: string | null; // the summary text, streamed one token per delta; null: hidden reasoning
+  summarised: boolean; // streamed as a summary of as many tokens; else hidden
+  summary: () => string | null; // the summary text (null: hidden)
 }
+
+/** The summary's words start this far into the word cycle, so they differ from the answer's. */
+const SUMMARY_OFFSET = 3;
 
 /**
  * reasoning.effort low/medium/high makes the model reason for half/one/two times output_tokens
@@ -194,9 +215,8 @@ interface Reasoning {
 function reasoningPlan(body: Body, k: Knobs): Reasoning {
   const opts = body.reasoning as { effort?: unknown; summary?: unknown } | undefined;
   const tokens = reasoningTokens(opts?.effort, k.outputTokens);
-  if (tokens === 0) return { tokens: 0, summary: null };
-  const wantSummary = typeof opts?.summary === 'string' && opts.summary !== 'none';
-  return { tokens, summary: wantSummary ? completionText(tokens, 3) : null };
+  const summarised = tokens > 0 && typeof opts?.summary === 'string' && opts.summary !== 'none';
+  return { tokens, summarised, summary: summarised ? lazy(() => completionText(tokens, SUMMARY_OFFSET)) : () => null };
 }
 
 function reasoningItem(id: string, summary: string | null): Record<string, unknown> {
@@ -254,95 +274,108 @@ function event(type: string, seq: number, fields: Record<string, unknown>): stri
 interface StreamParts {
   itemId: string;
   call: ToolCall | null;
-  text: string;
+  textOf: () => string;
   tokens: readonly string[]; // the answer's tokens, JSON-encoded
   n: number; // answer tokens
   reasoningId: string;
   reasoning: Reasoning;
+  incomplete: boolean;
 }
 
 const SIM_TS = ',"sim_ts":';
 
 /**
- * The whole stream, precomputed but for the token events. The answer is output item 0, or 1
- * after a reasoning item. Summarised reasoning streams first (reasoning_summary_text.delta);
- * the events that close it and open the answer ride in front of the answer's first delta.
+ * The stream: head now, token events rendered as they go, and the events that carry whole
+ * texts (a summary's end, the answer's end, response.completed) built only when they are due,
+ * so a long stream holds no copy of its text meanwhile. The answer is output item 0, or 1 after
+ * a reasoning item. Summarised reasoning streams first (reasoning_summary_text.delta); the
+ * events that close it and open the answer ride in front of the answer's first delta.
  */
-function streamFormat(start: Record<string, unknown>, final: Record<string, unknown>, p: StreamParts): StreamFormat {
-  const { itemId, call, text, tokens, n, reasoningId, reasoning } = p;
+function streamFormat(start: Record<string, unknown>, finalOf: () => Record<string, unknown>, p: StreamParts): StreamFormat {
+  const { itemId, call, textOf, tokens, n, reasoningId, reasoning, incomplete } = p;
   const out = reasoning.tokens > 0 ? 1 : 0;
+  const summaryN = reasoning.summarised ? reasoning.tokens : 0;
+  const r = { item_id: reasoningId, output_index: 0, summary_index: 0 };
   let seq = 0;
   let head = event('response.created', seq++, { response: start });
   head += event('response.in_progress', seq++, { response: start });
-  let summaryPrefix = '';
-  const summaryTokens: string[] = [];
-  const r = { item_id: reasoningId, output_index: 0, summary_index: 0 };
   if (out === 1) {
     head += event('response.output_item.added', seq++, { output_index: 0, item: reasoningItem(reasoningId, null) });
-    if (reasoning.summary !== null) {
-      head += event('response.reasoning_summary_part.added', seq++, { ...r, part: { type: 'summary_text', text: '' } });
-      summaryPrefix = `event: response.reasoning_summary_text.delta\ndata: {"type":"response.reasoning_summary_text.delta","item_id":${JSON.stringify(reasoningId)},"output_index":0,"summary_index":0,"delta":`;
-      for (const w of tokenFragments(reasoning.summary)) summaryTokens.push(JSON.stringify(w));
-    }
+    if (summaryN > 0) head += event('response.reasoning_summary_part.added', seq++, { ...r, part: { type: 'summary_text', text: '' } });
   }
   const firstSummary = seq;
-  seq += summaryTokens.length;
+  const openingSeq = firstSummary + summaryN;
   // Close the reasoning item (after its summary, if any), then open the answer's item.
-  let opening = '';
-  if (out === 1) {
-    if (reasoning.summary !== null) {
-      opening += event('response.reasoning_summary_text.done', seq++, { ...r, text: reasoning.summary });
-      opening += event('response.reasoning_summary_part.done', seq++, { ...r, part: { type: 'summary_text', text: reasoning.summary } });
+  const opening = (): string => {
+    let o = '';
+    let q = openingSeq;
+    if (out === 1) {
+      const summary = reasoning.summary();
+      if (summary !== null) {
+        o += event('response.reasoning_summary_text.done', q++, { ...r, text: summary });
+        o += event('response.reasoning_summary_part.done', q++, { ...r, part: { type: 'summary_text', text: summary } });
+      }
+      o += event('response.output_item.done', q++, { output_index: 0, item: reasoningItem(reasoningId, summary) });
     }
-    opening += event('response.output_item.done', seq++, { output_index: 0, item: reasoningItem(reasoningId, reasoning.summary) });
-  }
-  const where = { item_id: itemId, output_index: out };
-  let prefix: string;
-  let mid: string;
-  if (call) {
-    opening += event('response.output_item.added', seq++, { output_index: out, item: functionItem(itemId, call, 'in_progress') });
-    prefix = `event: response.function_call_arguments.delta\ndata: {"type":"response.function_call_arguments.delta","item_id":${JSON.stringify(itemId)},"output_index":${out},"delta":`;
-    mid = ',"sequence_number":';
-  } else {
-    opening += event('response.output_item.added', seq++, { output_index: out, item: messageItem(itemId, '', 'in_progress') });
-    opening += event('response.content_part.added', seq++, { ...where, content_index: 0, part: outputText('') });
-    prefix = `event: response.output_text.delta\ndata: {"type":"response.output_text.delta","item_id":${JSON.stringify(itemId)},"output_index":${out},"content_index":0,"delta":`;
-    mid = ',"logprobs":[],"sequence_number":';
-  }
-  const firstAnswer = seq;
-  seq += n;
-  let tail = '';
-  if (call) {
-    tail += event('response.function_call_arguments.done', seq++, { ...where, name: call.name, arguments: call.arguments });
-  } else {
-    tail += event('response.output_text.done', seq++, { ...where, content_index: 0, text, logprobs: [] });
-    tail += event('response.content_part.done', seq++, { ...where, content_index: 0, part: outputText(text) });
-  }
-  tail += event('response.output_item.done', seq++, { output_index: out, item: (final.output as unknown[])[out] });
-  tail += event(final.status === 'incomplete' ? 'response.incomplete' : 'response.completed', seq++, { response: final });
+    if (call) {
+      o += event('response.output_item.added', q++, { output_index: out, item: functionItem(itemId, call, 'in_progress') });
+    } else {
+      o += event('response.output_item.added', q++, { output_index: out, item: messageItem(itemId, '', 'in_progress') });
+      o += event('response.content_part.added', q++, { item_id: itemId, output_index: out, content_index: 0, part: outputText('') });
+    }
+    return o;
+  };
+  const openingCount = (out === 1 ? (summaryN > 0 ? 3 : 1) : 0) + (call ? 1 : 2);
+  const firstAnswer = openingSeq + openingCount;
+  const prefix = call
+    ? `event: response.function_call_arguments.delta\ndata: {"type":"response.function_call_arguments.delta","item_id":${JSON.stringify(itemId)},"output_index":${out},"delta":`
+    : `event: response.output_text.delta\ndata: {"type":"response.output_text.delta","item_id":${JSON.stringify(itemId)},"output_index":${out},"content_index":0,"delta":`;
+  const mid = call ? ',"sequence_number":' : ',"logprobs":[],"sequence_number":';
+  const end = (): string => {
+    let q = firstAnswer + n;
+    const where = { item_id: itemId, output_index: out };
+    const final = finalOf();
+    let tail = '';
+    if (call) {
+      tail += event('response.function_call_arguments.done', q++, { ...where, name: call.name, arguments: call.arguments });
+    } else {
+      const text = textOf();
+      tail += event('response.output_text.done', q++, { ...where, content_index: 0, text, logprobs: [] });
+      tail += event('response.content_part.done', q++, { ...where, content_index: 0, part: outputText(text) });
+    }
+    tail += event('response.output_item.done', q++, { output_index: out, item: (final.output as unknown[])[out] });
+    return tail + event(incomplete ? 'response.incomplete' : 'response.completed', q, { response: final });
+  };
+  // error_mid_stream: the error event takes the sequence number the next delta would have had.
+  const error = (sent: number): string => responsesStreamError(summaryN > 0 && sent <= summaryN ? firstSummary + sent : firstAnswer + sent - summaryN);
 
   const len = tokens.length;
-  const summaryN = summaryTokens.length;
+  const WL = WORDS_JSON.length;
   if (summaryN === 0) {
     // The answer's opening goes out with the headers, as before any token.
     return {
-      head: head + opening,
+      head: head + opening(),
       prefix,
       suffix: `${mid}0${SIM_TS}`,
-      tail,
+      tail: '',
+      end,
+      error,
       // The sequence number grows with each delta, so each one is rendered, still by concatenation.
       render: (i, ts) => prefix + tokens[i % len] + mid + (firstAnswer + i) + SIM_TS + ts + '}\n\n',
     };
   }
+  const summaryPrefix = `event: response.reasoning_summary_text.delta\ndata: {"type":"response.reasoning_summary_text.delta","item_id":${JSON.stringify(reasoningId)},"output_index":0,"summary_index":0,"delta":`;
   return {
     head,
     prefix: summaryPrefix,
     suffix: `,"sequence_number":0${SIM_TS}`,
-    tail,
+    tail: '',
+    end,
+    error,
     render: (i, ts) => {
-      if (i < summaryN) return summaryPrefix + summaryTokens[i] + ',"sequence_number":' + (firstSummary + i) + SIM_TS + ts + '}\n\n';
+      if (i < summaryN) return summaryPrefix + WORDS_JSON[(i + SUMMARY_OFFSET) % WL] + ',"sequence_number":' + (firstSummary + i) + SIM_TS + ts + '}\n\n';
       const j = i - summaryN;
-      return (j === 0 ? opening : '') + prefix + tokens[j % len] + mid + (firstAnswer + j) + SIM_TS + ts + '}\n\n';
+      return (j === 0 ? opening() : '') + prefix + tokens[j % len] + mid + (firstAnswer + j) + SIM_TS + ts + '}\n\n';
     },
   };
 }

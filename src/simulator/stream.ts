@@ -7,7 +7,7 @@
 // 'drain' instead of piling data up in memory.
 import type { ServerResponse } from 'node:http';
 import type { StreamFormat } from './openai.js';
-import { nowMs } from './openai.js';
+import { CHAT_STREAM_ERROR, nowMs } from './openai.js';
 
 export interface StreamPlan {
   format: StreamFormat;
@@ -19,6 +19,8 @@ export interface StreamPlan {
   tpotMs: number;
   /** fault: destroy the socket after this many token chunks (before the tail) */
   dieAfter?: number;
+  /** fault: after this many token chunks, send the API's in-stream error event and end the response */
+  errorAfter?: number;
 }
 
 export class TokenStream {
@@ -41,8 +43,12 @@ export class TokenStream {
 
   /** Call after writeHead; `t0` is when the request body was read (ms, nowMs clock). */
   start(t0: number): void {
-    const { format, dieAfter, ttftMs } = this.plan;
+    const { format, dieAfter, errorAfter, ttftMs } = this.plan;
     if (dieAfter === 0) return this.die(format.head);
+    if (errorAfter === 0) {
+      this.res.write(format.head);
+      return this.fail();
+    }
     if (format.head) this.res.write(format.head);
     this.dueAt = t0 + ttftMs;
     // Whole milliseconds: Node keeps one timer list per distinct duration, and thousands
@@ -83,7 +89,7 @@ export class TokenStream {
   };
 
   private emit(): void {
-    const { format, tokens, n, dieAfter } = this.plan;
+    const { format, tokens, n, dieAfter, errorAfter } = this.plan;
     if (this.sent >= n) return this.finish();
     // sim_ts is taken right before the write: the bench uses it as the exact send time.
     const ts = nowMs();
@@ -91,6 +97,7 @@ export class TokenStream {
     this.sent++;
     if (dieAfter !== undefined && this.sent >= dieAfter) return this.die(chunk);
     const ok = this.res.write(chunk);
+    if (errorAfter !== undefined && this.sent >= errorAfter) return this.fail();
     if (this.sent >= n) return this.finish();
     if (!ok) {
       this.waitingDrain = true;
@@ -103,8 +110,16 @@ export class TokenStream {
 
   private finish(): void {
     this.stop();
-    this.res.end(this.plan.format.tail);
+    const { format } = this.plan;
+    this.res.end(format.end ? format.end() : format.tail);
     this.onEnd();
+  }
+
+  /** The generation failed after the status was sent: the API's error event ends the response. */
+  private fail(): void {
+    this.stop();
+    const { format } = this.plan;
+    this.res.end(format.error ? format.error(this.sent) : CHAT_STREAM_ERROR);
   }
 
   /** Write the last chunk, and once it reached the kernel, drop the connection. */

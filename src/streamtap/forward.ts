@@ -73,7 +73,9 @@ function clientHeaders(upstream: IncomingHttpHeaders, opts: ForwardOptions): Out
 }
 
 function toCounts(u: TapUsage): TokenCounts {
-  return { input: u.input, output: u.output, cachedInput: u.cachedInput, reasoning: u.reasoning };
+  const t: TokenCounts = { input: u.input, output: u.output, cachedInput: u.cachedInput, reasoning: u.reasoning };
+  if (u.cacheWriteInput !== undefined) t.cacheWriteInput = u.cacheWriteInput;
+  return t;
 }
 
 export function forwardResponse(opts: ForwardOptions): Promise<ForwardOutcome> {

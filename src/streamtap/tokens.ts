@@ -78,6 +78,8 @@ export interface TapUsage {
   cachedInput: number;
   /** The part of `output` spent on reasoning. */
   reasoning: number;
+  /** The part of `input` written to the prompt cache (Anthropic's cache_creation_input_tokens); absent for APIs that do not report it. */
+  cacheWriteInput?: number;
 }
 
 // User text may contain strings like "<|endoftext|>": count them as plain text instead of

@@ -19,6 +19,7 @@ export class ModelSeries {
   readonly output: CounterSeries;
   readonly cachedInput: CounterSeries;
   readonly reasoning: CounterSeries;
+  readonly cacheWriteInput: CounterSeries;
 
   constructor(
     private readonly m: Metrics,
@@ -32,6 +33,7 @@ export class ModelSeries {
     this.output = m.tokens.child(model, backend, 'output');
     this.cachedInput = m.tokens.child(model, backend, 'cached_input');
     this.reasoning = m.tokens.child(model, backend, 'reasoning');
+    this.cacheWriteInput = m.tokens.child(model, backend, 'cache_write_input');
   }
 
   requests(status: number): CounterSeries {
@@ -95,7 +97,7 @@ export class Metrics {
   readonly tokens = new CounterFamily(
     this.registry,
     'llm_gateway_tokens_total',
-    'Tokens by type: input, output, cached_input, reasoning.',
+    'Tokens by type: input (the whole prompt), output, cached_input and cache_write_input (parts of input), reasoning (part of output).',
     ['model', 'backend', 'type'],
   );
   readonly cost = new CounterFamily(

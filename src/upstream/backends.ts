@@ -13,6 +13,13 @@ import { SIMULATOR_HEADERS } from './headers.js';
 const Pool = createRequire(import.meta.url)('undici/lib/dispatcher/pool.js') as typeof UndiciPool;
 type Pool = UndiciPool;
 
+/** What a backend serves when its config lists no `apis:`. */
+export const DEFAULT_APIS: Record<BackendConfig['type'], readonly string[]> = {
+  openai: ['chat', 'completions', 'embeddings', 'responses'],
+  anthropic: ['messages'],
+  simulator: ['chat', 'completions', 'embeddings', 'responses', 'messages'],
+};
+
 /** How long an idle upstream connection is kept for reuse. */
 export const KEEP_ALIVE_MS = 30_000;
 
@@ -25,6 +32,10 @@ export class Backend {
   readonly injectedHeaders: Record<string, string>;
   /** Client headers forwarded beyond the built-in allow-list (forward_headers; the simulator's knobs). */
   readonly forwardHeaders: readonly string[];
+  /** Headers sent upstream when the client's request did not carry them (anthropic-version). */
+  readonly defaultHeaders: Record<string, string>;
+  /** The APIs this backend serves (`apis:`, else DEFAULT_APIS of its type). */
+  readonly apis: ReadonlySet<string>;
   /**
    * Whether this backend's last completed stream carried usage. While it does, the stream
    * tap need not keep chunks for a tokenizer count (see StreamTapOptions.retainChunks).
@@ -57,14 +68,22 @@ export class Backend {
     });
     this.injectedHeaders = { ...('headers' in config ? config.headers : {}) };
     this.forwardHeaders = config.type === 'simulator' ? SIMULATOR_HEADERS : config.forward_headers;
+    this.apis = new Set(config.apis ?? DEFAULT_APIS[config.type]);
+    this.defaultHeaders = config.type === 'anthropic' ? { 'anthropic-version': config.anthropic_version } : {};
     const key = 'api_key' in config ? config.api_key : undefined;
-    if (key) this.injectedHeaders.authorization = `Bearer ${key}`;
+    // Anthropic reads the key from x-api-key; OpenAI-compatible servers from a bearer token.
+    if (key) this.injectedHeaders[config.type === 'anthropic' ? 'x-api-key' : 'authorization'] = config.type === 'anthropic' ? key : `Bearer ${key}`;
     this.secrets = secretsOf([key, ...Object.values(this.injectedHeaders)]);
+  }
+
+  serves(api: string): boolean {
+    return this.apis.has(api);
   }
 
   /** The kind of server, for the gen_ai.system span attribute. */
   get system(): string {
     if (this.config.type === 'simulator') return 'simulator';
+    if (this.config.type === 'anthropic') return 'anthropic';
     return this.origin.includes('openai.com') ? 'openai' : 'openai_compatible';
   }
 }

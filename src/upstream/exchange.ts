@@ -85,6 +85,8 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler, ResponseSou
     const headers = req.headers;
     const injected = this.backend.injectedHeaders;
     for (const name in injected) headers[name] = injected[name]!;
+    const defaults = this.backend.defaultHeaders;
+    for (const name in defaults) headers[name] ??= defaults[name]!;
     this.dispatchedAt = performance.now();
     this.backend.pool.dispatch(
       {

@@ -39,7 +39,12 @@ export function forwardGuarded(opts: GuardedForwardOptions): Promise<ForwardOutc
   const cap = opts.stream && !notSse ? Infinity : opts.maxBodyBytes;
   const source = decoder || cap !== Infinity ? new GuardedSource(ex, decoder, cap) : ex;
   if (notSse) return refuseNonSse(opts, source, contentType);
-  return forwardResponse({ ...opts, exchange: source });
+  if (source === ex) return forwardResponse(opts);
+  // The options object is the pipeline's, made for this one call: the source is swapped in
+  // place rather than the options copied on every non-streamed request.
+  const fwd: ForwardOptions = opts;
+  fwd.exchange = source;
+  return forwardResponse(fwd);
 }
 
 function headerText(v: string | string[] | undefined): string {
@@ -122,8 +127,11 @@ class GuardedSource implements ResponseSource, ResponseSink {
     private readonly decoder: Transform | undefined,
     private readonly cap: number,
   ) {
-    const h = { ...inner.headers };
-    if (decoder) for (const name of ENCODED_BODY_HEADERS) delete h[name];
+    let h = inner.headers;
+    if (decoder) {
+      h = { ...h };
+      for (const name of ENCODED_BODY_HEADERS) delete h[name];
+    }
     this.headers = h;
     if (decoder) {
       decoder.on('data', (c: Buffer) => {

@@ -44,4 +44,6 @@ const NEVER_FORWARDED: ReadonlySet<string> = new Set([
 ]);
 
 /** The built-in simulator's per-request control headers (test and demo knobs; see simulator/index.ts). */
-export const SIMULATOR_HEADERS: readonly string[] = ['x-sim-ttft-ms', 'x-sim-tpot-ms', 'x-sim-output-tokens', 'x-sim-fault'];
+export const SIMULATOR_HEADERS: readonly string[] = [
+  'x-sim-ttft-ms', 'x-sim-tpot-ms', 'x-sim-output-tokens', 'x-sim-fault', 'x-sim-cache-read-tokens', 'x-sim-cache-write-tokens',
+];

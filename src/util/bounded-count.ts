@@ -19,7 +19,7 @@
 // before the upstream answers; output of an upstream that reports no usage).
 
 export const MAX_PIECE_CHARS = 128;
-export const EXACT_BUDGET_CHARS = 65_536;
+export const EXACT_BUDGET_CHARS = 32_768;
 
 /** Counts the tokens of a text with a BPE (gpt-tokenizer's countTokens, bound to its options). */
 export type Bpe = (text: string) => number;

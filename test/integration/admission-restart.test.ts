@@ -33,7 +33,7 @@ afterAll(async () => {
 });
 
 describe('admission, memory store across a crash', () => {
-  it('SIGKILL after a flush interval loses no spend; the restarted gateway enforces the rest of the budget', async () => {
+  it('SIGKILL after a flush interval loses no spend; the restarted gateway enforces the rest of the budget', { timeout: 120_000 }, async () => {
     const first = await spawnGateway(policies);
     live.push(first);
     const r1 = await batch([client(first.baseURL, 'k-dollar')], 30, { model: 'm', max_tokens: 10 });

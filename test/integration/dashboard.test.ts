@@ -214,6 +214,8 @@ describe('the page in headless Chromium', () => {
       await expect.poll(() => card.locator('[data-chart="tpot"] .val').textContent(), { timeout: 5000 }).toMatch(/ms/);
       const line = await card.locator('[data-chart="rps"] path.l0').getAttribute('d');
       expect(line).toMatch(/^M[\d.]+ [\d.]+/);
+      // The gateway's own overhead (llm_gateway_overhead_seconds), p99 in a totals tile.
+      await expect.poll(() => page.locator('[data-field="total-overhead"] .val').textContent(), { timeout: 5000 }).toMatch(/^[\d.]+ m?s$/);
       await bg;
       const flaky = page.locator('section.card[data-model="flaky"]');
       await expect.poll(async () => Number(await flaky.locator('[data-field="errors"]').textContent()), { timeout: 5000 }).toBeGreaterThan(0);

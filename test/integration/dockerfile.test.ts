@@ -344,7 +344,7 @@ describe('the image, assembled as the Dockerfile says', () => {
 
   it('runs as is: the default policies serve the simulator model `demo` on loopback', async () => {
     const listening = output.join('').split('\n').find((l) => l.includes('"listening"'))!;
-    expect(JSON.parse(listening)).toMatchObject({ host: '127.0.0.1', models: ['demo'] });
+    expect(JSON.parse(listening)).toMatchObject({ host: '127.0.0.1', models: ['demo', 'claude-demo'] });
     const r = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },

@@ -30,7 +30,7 @@ models:
     await Promise.all([C?.close(), D?.close()]);
   });
 
-  it('3:1 weights give 75/25 within ±4 points over 2000 requests', async () => {
+  it('3:1 weights give 75/25 within ±4 points over 2000 requests', { timeout: 120_000 }, async () => {
     const client = new OpenAI({ baseURL: gw.baseURL, apiKey: 'x', maxRetries: 0 });
     const n = 2000;
     let next = 0;
@@ -55,7 +55,7 @@ models:
     expect(metricValue(text, 'llm_gateway_requests_total', { model: 'split', backend: 'D', status: '200' })).toBe(D.stats.requests);
   });
 
-  it('only deployments whose breaker admits traffic share it', async () => {
+  it('only deployments whose breaker admits traffic share it', { timeout: 120_000 }, async () => {
     const client = new OpenAI({ baseURL: gw.baseURL, apiKey: 'x', maxRetries: 0 });
     gw.gw.stages().router.breakers.force('split', 'C', 'open');
     C.resetStats();

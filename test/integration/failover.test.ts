@@ -86,7 +86,7 @@ retries: { max: 1, backoff_ms: 5, max_backoff_ms: 20 }
     await Promise.all([A?.close(), B?.close()]);
   });
 
-  it('opens A within its window, serves ≥ 99% from the fallback, closes again once A heals', async () => {
+  it('opens A within its window, serves ≥ 99% from the fallback, closes again once A heals', { timeout: 120_000 }, async () => {
     // ---- A degrades: 60% of its answers are 500s.
     A.configure({ fault: { kind: 'status', status: 500, rate: 0.6 } });
     const degraded = await load(client, 600, 20);
@@ -140,7 +140,7 @@ retries: { max: 1, backoff_ms: 5, max_backoff_ms: 20 }
     expect(gw.logs.some((l) => l.msg === 'circuit breaker half-open' && l.backend === 'A' && l.level === 30)).toBe(true);
   });
 
-  it('ops can force a breaker open and closed through /admin/circuits', async () => {
+  it('ops can force a breaker open and closed through /admin/circuits', { timeout: 120_000 }, async () => {
     const beforeA = A.stats.requests;
     let r = await admin(gw, 'POST', 'circuits/primary/A', { state: 'open' });
     expect(r.status).toBe(200);

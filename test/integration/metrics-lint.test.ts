@@ -40,5 +40,5 @@ describe('/metrics lint', () => {
     const { code, output } = await promtoolCheck(page);
     expect(output).toBe(''); // ...and promtool has nothing to say about any of them
     expect(code).toBe(0);
-  });
+  }, 90_000); // a cold start on a busy machine takes several seconds
 });

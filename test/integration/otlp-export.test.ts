@@ -232,6 +232,8 @@ telemetry: { otlp: { endpoint: "http://127.0.0.1:${port}", timeout_ms: 1000, bat
     expect(await dropped()).toBe(N);
     expect(await count('queue_full')).toBeGreaterThan(0);
     expect(await count('export_failed')).toBeGreaterThan(0);
+    // One warn line, not one per drop.
+    expect(gw.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('trace spans dropped'))).toHaveLength(1);
   });
 });
 

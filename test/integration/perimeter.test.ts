@@ -193,12 +193,15 @@ describe('path spellings: governed or refused, never passed through', () => {
       expect(seen.map((s) => `${s.method} ${s.url.split('?')[0]}`)).toEqual(['POST /v1/chat/completions']);
       expect((JSON.parse(seen[0]!.body.toString()) as { model: string }).model).toBe('up-m1');
     } else if (want === 'responses') {
-      // The Responses API's own pipeline: only its canonical path reaches the upstream.
+      // The Responses API is governed too: its pipeline, its canonical upstream path.
+      expect(r.status).toBe(200);
       expect(seen.map((s) => `${s.method} ${s.url.split('?')[0]}`)).toEqual(['POST /v1/responses']);
       expect((JSON.parse(seen[0]!.body.toString()) as { model: string }).model).toBe('up-m1');
     } else {
       expect([400, 404]).toContain(r.status);
-      expect((JSON.parse(r.body.toString()) as { error: { code: string } }).error.code).toBeTruthy();
+      // OpenAI's shape (error.code), or Anthropic's on /v1/messages (error.type).
+      const e = (JSON.parse(r.body.toString()) as { error: { code?: string; type?: string } }).error;
+      expect(e.code ?? e.type).toBeTruthy();
       expect(seen).toEqual([]);
     }
   });

@@ -1,8 +1,7 @@
 // The official openai SDK through the gateway, onto the simulator: chat structured output
 // (.parse() with a zod schema) and n choices, and the Responses API (responses.create streamed
 // and not, function calls, text.format, a dying upstream), with the gateway's request log line
-// as the accounting evidence. The Responses API tests skip while the gateway does not route
-// POST /v1/responses (reserved: 404), and run as soon as it does.
+// as the accounting evidence.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
 import { zodResponseFormat, zodTextFormat } from 'openai/helpers/zod';
@@ -21,7 +20,6 @@ const TOOLS: OpenAI.Responses.Tool[] = [
 let sim: Simulator;
 let gw: TestGateway;
 let client: OpenAI;
-let routed = false;
 
 beforeAll(async () => {
   sim = await startSimulator({ ttftMs: 5, tpotMs: 1, outputTokens: TOKENS });
@@ -34,9 +32,6 @@ models:
     pricing: { input_per_mtok: 2, output_per_mtok: 8, cached_input_per_mtok: 1 }
 `);
   client = new OpenAI({ baseURL: gw.baseURL, apiKey: 'sk-client-key', maxRetries: 0 });
-  const r = await fetch(`${gw.baseURL}/responses`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'm', input: 'x' }) });
-  await r.text();
-  routed = r.status === 200;
 });
 afterAll(async () => {
   await gw?.close();
@@ -61,12 +56,7 @@ describe('chat completions through the gateway: structured output and n', () => 
 });
 
 describe('the Responses API through the gateway (openai SDK)', () => {
-  const skipUnrouted = (ctx: { skip: (note?: string) => void }) => {
-    if (!routed) ctx.skip('the gateway does not route POST /v1/responses yet');
-  };
-
-  it('responses.create, not streamed: the answer, the upstream model spliced in, tokens logged', async (ctx) => {
-    skipUnrouted(ctx);
+  it('responses.create, not streamed: the answer, the upstream model spliced in, tokens logged', async () => {
     const r = await client.responses.create({ model: 'm', input: 'Say hello.' });
     expect(r.output_text).toBe(completionText(TOKENS));
     expect((sim.stats.lastRequest!.body as { model: string }).model).toBe('upstream-m');
@@ -75,8 +65,7 @@ describe('the Responses API through the gateway (openai SDK)', () => {
     expect(line.tokens).toMatchObject({ input: countTokens('Say hello.'), output: TOKENS, cached_input: 0, reasoning: 0 });
   });
 
-  it('responses.stream: the SDK assembles it; the gateway logs TTFT, TPOT and tokens', async (ctx) => {
-    skipUnrouted(ctx);
+  it('responses.stream: the SDK assembles it; the gateway logs TTFT, TPOT and tokens', async () => {
     const stream = client.responses.stream({ model: 'm', input: 'Say hello.' });
     const final = await stream.finalResponse();
     expect(final.output_text).toBe(completionText(TOKENS));
@@ -85,8 +74,7 @@ describe('the Responses API through the gateway (openai SDK)', () => {
     expect(line.tpot_ms).toBeGreaterThan(0);
   });
 
-  it('a follow-up with previous_response_id: the context is counted as cached input', async (ctx) => {
-    skipUnrouted(ctx);
+  it('a follow-up with previous_response_id: the context is counted as cached input', async () => {
     const first = await client.responses.create({ model: 'm', input: 'Say hello.' });
     const next = await client.responses.create({ model: 'm', input: 'Again.', previous_response_id: first.id });
     expect(next.usage!.input_tokens_details.cached_tokens).toBe(first.usage!.total_tokens);
@@ -95,28 +83,24 @@ describe('the Responses API through the gateway (openai SDK)', () => {
     expect((await client.responses.retrieve(first.id)).id).toBe(first.id);
   });
 
-  it('function calls, streamed: arguments assembled by the SDK', async (ctx) => {
-    skipUnrouted(ctx);
+  it('function calls, streamed: arguments assembled by the SDK', async () => {
     const final = await client.responses.stream({ model: 'm', input: 'Look it up.', tools: TOOLS }).finalResponse();
     const call = final.output[0] as OpenAI.Responses.ResponseFunctionToolCall;
     expect(call).toMatchObject({ type: 'function_call', name: 'lookup' });
     expect(JSON.parse(call.arguments)).toEqual({ q: 'hello' });
   });
 
-  it('responses.parse() with zodTextFormat', async (ctx) => {
-    skipUnrouted(ctx);
+  it('responses.parse() with zodTextFormat', async () => {
     const r = await client.responses.parse({ model: 'm', input: 'A person.', text: { format: zodTextFormat(Person, 'person') } });
     expect(Person.parse(r.output_parsed)).toEqual(r.output_parsed);
   });
 
-  it('an upstream dying mid-stream reaches the SDK as an error, never a clean end', async (ctx) => {
-    skipUnrouted(ctx);
+  it('an upstream dying mid-stream reaches the SDK as an error, never a clean end', async () => {
     const c = client.withOptions({ defaultHeaders: { 'x-sim-fault': JSON.stringify({ kind: 'die_mid_stream', afterChunks: 3 }) } });
     await expect(c.responses.stream({ model: 'm', input: 'Say hello.' }).finalResponse()).rejects.toThrow();
   });
 
-  it('bad input gets an OpenAI-shaped 400 and is never forwarded', async (ctx) => {
-    skipUnrouted(ctx);
+  it('bad input gets an OpenAI-shaped 400 and is never forwarded', async () => {
     const before = sim.stats.requests;
     const r = await fetch(`${gw.baseURL}/responses`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model":"m","input":' });
     expect(r.status).toBe(400);

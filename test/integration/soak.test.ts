@@ -4,8 +4,7 @@
 // the answer starts, after the first chunk, after a few chunks; streamed and not). Afterwards
 // the process must hold what it held before: no request in flight, the active-requests gauge
 // at 0, no concurrency slot or budget reservation held, no more handles or fds (the upstream
-// pools were filled to pool_size by the warm-up, so they cannot legitimately grow), and the
-// live heap flat.
+// pools, which may hold up to pool_size connections, counted apart), and the live heap flat.
 import { describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -24,6 +23,9 @@ interface Snapshot {
   heapUsed: number;
   fds: number;
   resources: Record<string, number>;
+  upstreamConnections: number;
+  upstreamPoolSize: number;
+  fdsBesideUpstream: number;
   inflight: number;
   activeGauge: number;
   scopes: Array<{ scope: string; name: string; in_use: number | null; reserved_usd: number | null }>;
@@ -45,7 +47,7 @@ describe('soak', () => {
         execFile(
           process.execPath,
           ['--expose-gc', CHILD],
-          { env: { ...process.env, SOAK_REQUESTS: String(REQUESTS) }, timeout: 170_000, maxBuffer: 1 << 20 },
+          { env: { ...process.env, SOAK_REQUESTS: String(REQUESTS) }, timeout: 550_000, maxBuffer: 1 << 20 },
           (e, stdout, stderr) => (e ? reject(new Error(`soak child failed: ${e.message}\n${stderr}`)) : resolve(stdout)),
         );
       });
@@ -63,10 +65,19 @@ describe('soak', () => {
         if (s.in_use !== null) expect(s.in_use, `${s.scope}:${s.name} concurrency ${report}`).toBe(0);
         if (s.reserved_usd !== null) expect(s.reserved_usd, `${s.scope}:${s.name} reserved ${report}`).toBe(0);
       }
-      for (const [type, n] of Object.entries(after.resources)) expect(n, `${type} handles ${report}`).toBeLessThanOrEqual(before.resources[type] ?? 0);
-      expect(after.fds, report).toBeLessThanOrEqual(before.fds);
+      // Sockets and fds, the gateway's upstream keep-alive pools apart (they hold up to pool_size
+      // connections by design, two sockets each with the simulator in this process).
+      expect(after.upstreamConnections, report).toBeLessThanOrEqual(after.upstreamPoolSize);
+      expect(after.fdsBesideUpstream, report).toBeLessThanOrEqual(before.fdsBesideUpstream);
+      const moreUpstream = 2 * Math.max(0, after.upstreamConnections - before.upstreamConnections);
+      for (const [type, n] of Object.entries(after.resources)) {
+        const slack = type === 'TCPSocketWrap' ? moreUpstream : 0;
+        expect(n, `${type} handles ${report}`).toBeLessThanOrEqual((before.resources[type] ?? 0) + slack);
+      }
       expect(after.heapUsed - before.heapUsed, report).toBeLessThan(HEAP_SLACK);
     },
-    180_000,
+    // The soak takes ~25 s of CPU (~40 s beside two busy loops); a machine far busier than that
+    // only makes it slower, which is not what this test judges.
+    600_000,
   );
 });

@@ -144,6 +144,9 @@ describe('state file that cannot be used (in process)', () => {
   });
 });
 
+// Each test starts a gateway process: a cold start on a busy machine takes several seconds.
+const PROCESS_TEST_MS = 90_000;
+
 describe('state file that cannot be used (node dist/main.js)', () => {
   beforeAll(() => requireBuild());
 
@@ -159,7 +162,7 @@ describe('state file that cannot be used (node dist/main.js)', () => {
     expect(r.stderr).toMatch(/--reset-state/);
     expect(r.lines.some((l) => l.msg === 'listening')).toBe(false);
     expect(readFileSync(f, 'utf8')).toBe(content);
-  });
+  }, PROCESS_TEST_MS);
 
   it('--reset-state moves the file aside and starts with no recorded spend', async () => {
     const content = validFile('abc');
@@ -174,7 +177,7 @@ describe('state file that cannot be used (node dist/main.js)', () => {
     expect(moved).toMatchObject({ level: 40, file: f });
     expect(readFileSync(moved!.moved_to as string, 'utf8')).toBe(content);
     expect(existsSync(f)).toBe(false);
-  });
+  }, PROCESS_TEST_MS);
 
   it('state.on_corrupt: fresh starts, keeping the bad file aside', async () => {
     const content = '{"version":1,"budgets":{"key:a":{"period":"x","spent_nano":"1"+}}}';
@@ -187,5 +190,5 @@ describe('state file that cannot be used (node dist/main.js)', () => {
     const line = gw.lines.find((l) => typeof l.moved_to === 'string');
     expect(line).toMatchObject({ level: 50, file: f });
     expect(readFileSync(line!.moved_to as string, 'utf8')).toBe(content);
-  });
+  }, PROCESS_TEST_MS);
 });

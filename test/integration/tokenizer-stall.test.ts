@@ -41,7 +41,7 @@ server: { max_body_bytes: 2000000 }
 `,
     );
     gw = await startGatewayProcess(['--policies', file, '--port', '0']);
-  });
+  }, 90_000); // a cold start on a busy machine takes several seconds
 
   afterAll(async () => {
     await gw?.stop();
@@ -74,7 +74,7 @@ server: { max_body_bytes: 2000000 }
     expect(r.status).toBe(200);
     expect(probes).toBeGreaterThan(0);
     expect(slowest).toBeLessThan(HEALTHZ_BOUND_MS);
-  });
+  }, 90_000);
 });
 
 describe('an upstream that sends no usage', () => {

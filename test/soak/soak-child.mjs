@@ -16,7 +16,7 @@ const WARMUP = Number(process.env.SOAK_WARMUP ?? 300);
 const CONCURRENCY = Number(process.env.SOAK_CONCURRENCY ?? 32);
 const SEED = Number(process.env.SOAK_SEED ?? 12);
 /** The share of requests made with the openai SDK (the rest with a plain HTTP client, for CPU). */
-const SDK_SHARE = Number(process.env.SOAK_SDK_SHARE ?? 0.1);
+const SDK_SHARE = Number(process.env.SOAK_SDK_SHARE ?? 0.03);
 const ADMIN = 'soak-admin';
 
 let seed = SEED >>> 0;
@@ -197,10 +197,19 @@ async function snapshot() {
     .split('\n')
     .filter((l) => l.startsWith('llm_gateway_active_requests{'))
     .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
+  // The gateway's keep-alive pools to the simulators (in this process: two sockets, two fds per
+  // connection) legitimately hold up to pool_size connections each; they are counted apart.
+  const backends = gw.stages().backends.all();
+  const upstream = backends.reduce((n, b) => n + b.pool.stats.connected, 0);
+  const res = resources();
+  const fds = readdirSync('/proc/self/fd').length;
   return {
     heapUsed: process.memoryUsage().heapUsed,
-    fds: readdirSync('/proc/self/fd').length,
-    resources: resources(),
+    fds,
+    resources: res,
+    upstreamConnections: upstream,
+    upstreamPoolSize: backends.reduce((n, b) => n + b.config.pool_size, 0),
+    fdsBesideUpstream: fds - 2 * upstream,
     inflight: gw.inflight.size,
     activeGauge: active,
     scopes: limits.scopes.map((s) => ({ scope: s.scope, name: s.name, in_use: s.concurrency?.in_use ?? null, reserved_usd: s.budget?.reserved_usd ?? null })),
@@ -210,6 +219,7 @@ async function snapshot() {
 const t0 = performance.now();
 await run(WARMUP, 0.2);
 const before = await snapshot();
+for (const k of Object.keys(outcomes)) outcomes[k] = 0; // count the soak's requests only
 const t1 = performance.now();
 await run(TOTAL, SDK_SHARE);
 const soakMs = performance.now() - t1;

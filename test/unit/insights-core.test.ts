@@ -227,3 +227,19 @@ describe('config', () => {
     expect(() => parsePolicies(POLICY.replace('drift: { window: 200 }', 'drfit: {}'), 't.yaml')).toThrow(/drfit/);
   });
 });
+
+describe('a new normal', () => {
+  it('a lasting shift keeps its incident open until an operator resets the anomaly baselines', async () => {
+    const { insights, metrics, request } = setup();
+    for (let i = 0; i < 30; i++) request({ ttft: 5 });
+    for (let i = 0; i < 50; i++) request({ ttft: 400 });
+    expect(insights.openIncidents().map((i) => i.kind)).toContain('ttft');
+    const { reset } = insights.resetAnomalies('m1');
+    expect(reset).toEqual(['m1']);
+    expect(insights.openIncidents()).toHaveLength(0);
+    // 400 ms is the baseline now: no incident reopens.
+    for (let i = 0; i < 50; i++) request({ ttft: 400 + (i % 5) });
+    expect(insights.openIncidents()).toHaveLength(0);
+    expect(await metrics.registry.metrics()).toMatch(/llm_gateway_incident_open\{model="m1",kind="ttft"\} 0/);
+  });
+});

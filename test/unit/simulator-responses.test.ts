@@ -192,6 +192,29 @@ describe('POST /responses, streamed', () => {
   });
 });
 
+describe('long streams', () => {
+  it('a stream of 100 million tokens starts at once: no whole text is built before its end (chat and responses)', async () => {
+    for (const [path, body] of [
+      ['/responses', { model: 'm', input: INPUT, stream: true }],
+      ['/chat/completions', { model: 'm', messages: [{ role: 'user', content: INPUT }], stream: true }],
+    ] as const) {
+      const ac = new AbortController();
+      const r = await fetch(sim.url + path, {
+        method: 'POST',
+        body: JSON.stringify(body),
+        headers: { 'x-sim-output-tokens': '100000000', 'x-sim-ttft-ms': '0', 'x-sim-tpot-ms': '1000' },
+        signal: ac.signal,
+      });
+      const reader = r.body!.getReader();
+      let text = '';
+      while (!text.includes('"sim_ts":')) text += new TextDecoder().decode((await reader.read()).value);
+      ac.abort();
+      await reader.cancel().catch(() => {});
+      expect(text, path).toContain(' hello');
+    }
+  }, 20_000);
+});
+
 describe('function calls', () => {
   it('streams a function call: arguments one token per delta, a call the SDK assembles', async () => {
     sim.configure({ ttftMs: 5, tpotMs: 1 });
@@ -344,6 +367,24 @@ describe('faults', () => {
   it('a status fault answers in OpenAI error shape, which the SDK raises', async () => {
     const c = client.withOptions({ defaultHeaders: { 'x-sim-fault': JSON.stringify({ kind: 'status', status: 429, retryAfterS: 1 }) } });
     await expect(c.responses.create({ model: 'm', input: INPUT })).rejects.toBeInstanceOf(OpenAI.RateLimitError);
+  });
+
+  it('error_mid_stream: after N deltas an `error` event in sequence ends the stream; not streamed, a 500', async () => {
+    sim.configure({ ttftMs: 0, tpotMs: 0, fault: { kind: 'error_mid_stream', afterChunks: 2 } });
+    const r = await post('/responses', { model: 'm', input: INPUT, stream: true });
+    expect(r.status).toBe(200);
+    const evs = events(r.text);
+    expect(evs.filter((e) => e.event === 'response.output_text.delta')).toHaveLength(2);
+    const last = evs.at(-1)!;
+    expect(last.event).toBe('error');
+    expect(last.data).toMatchObject({ type: 'error', code: 'server_error', param: null });
+    expect(evs.map((e) => e.data.sequence_number)).toEqual(evs.map((_, i) => i));
+    expect(evs.some((e) => e.event === 'response.completed')).toBe(false);
+    await expect(client.responses.create({ model: 'm', input: INPUT })).rejects.toBeInstanceOf(OpenAI.InternalServerError);
+    // In a summarised reasoning phase, too.
+    const rs = events((await post('/responses', { model: 'm', input: INPUT, stream: true, reasoning: { effort: 'medium', summary: 'auto' } })).text);
+    expect(rs.at(-1)!.event).toBe('error');
+    expect(rs.map((e) => e.data.sequence_number)).toEqual(rs.map((_, i) => i));
   });
 
   it('die_mid_stream drops the connection after N deltas: no response.completed, the SDK raises', async () => {

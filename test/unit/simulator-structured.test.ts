@@ -135,6 +135,19 @@ describe('chat completions: n and response_format', () => {
     expect(s.usage!.completion_tokens_details!.reasoning_tokens).toBe(Math.ceil(TOKENS / 2));
   });
 
+  it('error_mid_stream on chat: a data: {"error"} event after N chunks, which the SDK raises', async () => {
+    sim.configure({ fault: { kind: 'error_mid_stream', afterChunks: 2 } });
+    const r = await fetch(sim.url + '/chat/completions', { method: 'POST', body: JSON.stringify({ model: 'm', messages: MSG, stream: true }) });
+    const events = (await r.text()).split('\n\n').filter(Boolean);
+    expect(events.filter((e) => e.includes('"content":" '))).toHaveLength(2);
+    expect(JSON.parse(events.at(-1)!.slice(6))).toMatchObject({ error: { type: 'server_error' } });
+    const stream = await client.chat.completions.create({ model: 'm', messages: MSG, stream: true });
+    await expect((async () => {
+      for await (const _ of stream);
+    })()).rejects.toBeInstanceOf(OpenAI.APIError);
+    sim.configure({ fault: null });
+  });
+
   it('json_object: content is a JSON object', async () => {
     const r = await client.chat.completions.create({ model: 'm', messages: MSG, response_format: { type: 'json_object' } });
     expect(JSON.parse(r.choices[0]!.message.content!)).toBeTypeOf('object');

@@ -7,7 +7,8 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { BoundedCounter, EXACT_BUDGET_CHARS, MAX_PIECE_CHARS, bpeWork } from '../../src/util/bounded-count.js';
-import { countTokens, estimatePromptTokens } from '../../src/streamtap/tokens.js';
+import { countTokens } from '../../src/streamtap/tokens.js';
+import { estimatePromptTokens } from '../../src/protocols/prompt-estimate.js';
 import { countText } from '../../src/simulator/words.js';
 
 /** The longest run of whitespace or of non-whitespace in `s` (what the tokenizers' pre-split can make one piece of). */
@@ -76,7 +77,7 @@ describe('bounded token counting', () => {
 
   it('ordinary text under the budget is counted exactly as gpt-tokenizer counts it', async () => {
     const reference = (await import('gpt-tokenizer/encoding/cl100k_base')).countTokens;
-    const readme = readFileSync('README.md', 'utf8').slice(0, 60_000);
+    const readme = readFileSync('README.md', 'utf8').slice(0, EXACT_BUDGET_CHARS);
     const code = readFileSync('src/pipeline.ts', 'utf8');
     for (const text of [readme, code, 'Héllo wörld 👋 日本語', '    indented\n\tcode();\n\n\n', 'x'.repeat(MAX_PIECE_CHARS)]) {
       expect(countTokens(text)).toBe(reference(text, { disallowedSpecial: new Set() }));
