@@ -14,16 +14,19 @@ import { flushPrefix } from './admission-support.js';
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const PREFIX = `llmgw-test-${process.pid}-${Date.now()}-ring:`;
 const table = new ScopeTable({
-  keys: [{ name: 'w', limits: { rpm: 3, tpm: 1000 } }] as never,
+  keys: [
+    { name: 'w', limits: { rpm: 3, tpm: 1000 } },
+    { name: 'big', limits: { tpm: 9e15 } },
+  ] as never,
   users: {},
   teams: {},
   models: {},
   global: undefined,
 });
-const w = table.all[0]!;
+const [w, big] = table.all as [NonNullable<(typeof table.all)[0]>, NonNullable<(typeof table.all)[0]>];
 let store: RedisStore;
 let n = 0;
-const res = (tokens: number): Reservation => ({ id: `t${++n}`, scopes: [w], tokens, nano: toNano(0), bucket: -1, gen: 0 });
+const res = (tokens: number, scope = w): Reservation => ({ id: `t${++n}`, scopes: [scope], tokens, nano: toNano(0), bucket: -1, gen: 0 });
 
 beforeAll(() => {
   store = new RedisStore({
@@ -82,5 +85,15 @@ describe('redis store, 1 s bucket rings', () => {
     expect(v2.retryAfterMs).toBeLessThanOrEqual(t1 + 61_000 - t4);
     const [after] = await store.usage([w]);
     expect(after).toMatchObject({ rpmUsed: 3, tpmUsed: 500 });
+  });
+
+  it('counts amounts beyond 10^14 exactly (no 1e+15 strings on the way to Redis)', async () => {
+    const r = res(2e15, big);
+    expect((await store.admit(r)).ok).toBe(true);
+    expect((await store.usage([big]))[0]!.tpmUsed).toBe(2e15);
+    // The settle moves the bucket by 500 - 2e15.
+    store.settle(r, { tokens: 500, costNano: 0 });
+    await store.drain();
+    expect((await store.usage([big]))[0]!.tpmUsed).toBe(500);
   });
 });
