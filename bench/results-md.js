@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Prints a results JSON (bench/results/*.json) as the markdown tables of README.md ("Performance"):
+// Prints a results JSON (bench/results/*.json) as the markdown tables of docs/performance.md:
 //   node bench/results-md.js bench/results/<timestamp>.json
 import { readFileSync } from 'node:fs';
 import { renderTables, renderVerdicts } from './lib/report.js';

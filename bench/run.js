@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The llm-gateway benchmark. `npm run bench` (builds, then runs every scenario) or
-// `node bench/run.js --scenario NAME ...`. See README.md ("Performance"), or --help.
+// `node bench/run.js --scenario NAME ...`. See docs/performance.md, or --help.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,7 +36,7 @@ options:
   --warmup S            warm-up seconds per target (default min(2, duration/4))
   --connections N       autocannon connections for throughput/features/soak (default 16)
   --rate N              latency scenario request rate (default 500)
-  --latency-client C    paced (open loop, default) | autocannon (overallRate; bursty, see README "Performance")
+  --latency-client C    paced (open loop, default) | autocannon (overallRate; bursty, see docs/performance.md)
   --streams N[,N...]    concurrent streams (default 100,400,1000)
   --responses-streams N[,N...]  concurrent streams of the responses scenario (default 100)
   --messages-streams N[,N...]   concurrent streams of the messages scenario (default 100)

@@ -61,7 +61,6 @@ export const errors = {
   invalidPath: (detail: string) => new GatewayError(400, 'invalid_request_error', 'invalid_path', `The request path is not accepted: ${detail}.`),
   apiNotServed: (model: string, api: string) =>
     new GatewayError(400, 'invalid_request_error', 'api_not_supported', `The model '${model}' has no deployment whose backend serves the ${api} API (the backends' apis: lists).`, 'model'),
-  notServedYet: (route: string) => new GatewayError(404, 'invalid_request_error', 'not_found', `${route} is not served by this gateway.`),
   clientClosed: () => new GatewayError(400, 'invalid_request_error', 'client_closed_request', 'client closed the connection while sending the body'),
   passthroughNotAllowed: (method: string, path: string) =>
     new GatewayError(
@@ -124,9 +123,4 @@ export function sendError(res: ErrorSink, err: GatewayError, requestId: string, 
     'content-length': Buffer.byteLength(body),
   });
   res.end(body);
-}
-
-/** The SSE event a stream ends with when it fails after the first byte: the SDKs raise it. */
-export function sseErrorEvent(err: GatewayError): string {
-  return `data: ${JSON.stringify(err.body())}\n\n`;
 }

@@ -1,5 +1,5 @@
 // The request pipeline for every governed API (chat, completions, embeddings, responses),
-// in the order of DESIGN.md: server → auth → policy → admission → routing → upstream →
+// in the order of docs/architecture.md: server → auth → policy → admission → routing → upstream →
 // stream tap → settle. Each stage lives in its own folder; this file only wires them, and
 // what depends on the API's field names comes from its protocol (src/protocols/).
 //

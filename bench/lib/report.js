@@ -1,4 +1,4 @@
-// Tables for the terminal (and, with markdown: true, for README "Performance") and the PASS/MISS
+// Tables for the terminal (and, with markdown: true, for docs/performance.md) and the PASS/MISS
 // verdict on each target.
 import { MB } from './stats.js';
 

@@ -58,7 +58,7 @@ export interface AdmissionDeps {
   logger?: Logger;
 }
 
-const NO_HEADERS: Record<string, string> = Object.freeze({}) as Record<string, string>;
+const NO_HEADERS: Record<string, string> = Object.freeze({});
 const OPEN_TICKET: Ticket = { headers: NO_HEADERS, settle: () => {} };
 /** How long a retired engine waits for its tickets to settle before closing anyway (streams can be long). */
 export const RETIRE_MAX_MS = 10 * 60_000;
@@ -448,10 +448,9 @@ function budgetView(u: ScopeUsage): BudgetView {
 function emptyAdmin(store: 'memory' | 'redis'): AdmissionAdmin {
   const status: StoreStatus = { store, degraded: false, pending_ops: 0 };
   return {
-    spend: async () => ({ ...status, budgets: [] }),
-    limits: async () => ({ ...status, scopes: [] }),
-    resetBudget: async (scope, name) => {
-      throw new GatewayError(404, 'invalid_request_error', 'budget_not_found', `No budget is configured for ${scope} '${name}'.`, 'scope');
-    },
+    spend: () => Promise.resolve({ ...status, budgets: [] }),
+    limits: () => Promise.resolve({ ...status, scopes: [] }),
+    resetBudget: (scope, name) =>
+      Promise.reject(new GatewayError(404, 'invalid_request_error', 'budget_not_found', `No budget is configured for ${scope} '${name}'.`, 'scope')),
   };
 }

@@ -225,6 +225,7 @@ export class MemoryStore {
 
   /** The store that owns the shared state now (this one, unless a reload adopted it). */
   private owner(): MemoryStore {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- a walk down the successor chain starts here
     let m: MemoryStore = this;
     while (m.successor) m = m.successor;
     return m;

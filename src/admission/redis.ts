@@ -222,11 +222,11 @@ export class RedisStore {
           clearTimeout(timer);
           resolve(v);
         },
-        (e: unknown) => {
+        (e: Error) => {
           if (done) return;
           done = true;
           clearTimeout(timer);
-          reject(e as Error);
+          reject(e);
         },
       );
     });

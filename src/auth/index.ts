@@ -2,10 +2,11 @@
 // digests are compared with timingSafeEqual, so neither the lookup nor the comparison
 // leaks the key through timing; a key that verified is then remembered by its text (see
 // KeyRing.verified). Provider keys never come from the client.
-import { hash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { KeyConfig, Policies } from '../config/schema.js';
 import { errors } from '../errors.js';
+import { bearer, sha256 } from './credentials.js';
 
 export interface Identity {
   /** The key's configured name (never the key itself); "anonymous" when no keys are configured. */
@@ -18,20 +19,6 @@ export interface Identity {
 }
 
 const ANONYMOUS: Identity = { key: 'anonymous', teamLabel: 'none' };
-
-/** One-shot hash: no Hash object per request. */
-function sha256(text: string): Buffer {
-  return hash('sha256', text, 'buffer');
-}
-
-function bearer(header: string | undefined): string | undefined {
-  if (!header) return undefined;
-  // The usual exact form first (no regex match object per request); any other spelling
-  // (case, extra spaces, padding) takes the regex.
-  if (header.startsWith('Bearer ') && header.charCodeAt(7) > 0x20 && header.charCodeAt(header.length - 1) > 0x20) return header.slice(7);
-  const m = /^Bearer\s+(.+)$/i.exec(header.trim());
-  return m?.[1]?.trim();
-}
 
 function header(headers: IncomingHttpHeaders, name: string): string | undefined {
   const v = headers[name];

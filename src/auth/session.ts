@@ -5,8 +5,9 @@
 // the admin token invalidates every session. auth/admin.ts accepts it for GET /admin/* only
 // (reads: the page fetches /admin/stats with it); POST admin routes still need the Bearer
 // header, so a cookie can never trigger a reload or a circuit override.
-// A leaf module (node:crypto only): auth/admin.ts (the admin guard) and the dashboard page import it.
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+// A leaf module (node:crypto and credentials.ts only): auth/admin.ts (the admin guard) and the dashboard page import it.
+import { createHmac } from 'node:crypto';
+import { sameSecret } from './credentials.js';
 
 /**
  * Cookies are shared by every port of a host, so the name carries the gateway's own listening
@@ -14,13 +15,6 @@ import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
  */
 export const sessionCookieName = (port: number | undefined): string => `llm_gateway_dashboard_${port ?? 0}`;
 export const SESSION_TTL_S = 12 * 60 * 60;
-
-const sha256 = (s: string): Buffer => createHash('sha256').update(s).digest();
-
-/** Constant-time string comparison (hashing first makes the lengths equal, as admin.ts does). */
-export function sameSecret(given: string, expected: string): boolean {
-  return timingSafeEqual(sha256(given), sha256(expected));
-}
 
 function signature(token: string, exp: number): string {
   return createHmac('sha256', token).update(`llm-gateway dashboard session|${exp}`).digest('base64url');

@@ -1,4 +1,4 @@
-// The policies.yaml schema. Field names are a contract (see DESIGN.md and README):
+// The policies.yaml schema. Field names are a contract (see docs/architecture.md and docs/policies.md):
 // extend them, never rename them. Every object is strict so a typo is an error with
 // a path, not a silently ignored setting.
 import { z } from 'zod';
@@ -207,7 +207,7 @@ export const serverSchema = z
     // Backend that other /v1/* routes (files, batches, ...) are passed through to.
     passthrough_backend: z.string().optional(),
     passthrough: passthroughSchema.default({ allow: [] }),
-    // Front-door timeouts (see README "Hostile clients and upstreams"). headers: the whole
+    // Front-door timeouts (see docs/hardening.md). headers: the whole
     // request head must arrive in this time (slowloris); body: the whole request body;
     // keep_alive: an idle keep-alive connection is closed after this. None applies to the
     // response, so long streams are never cut by them.

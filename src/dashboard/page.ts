@@ -9,7 +9,8 @@ import type { Policies } from '../config/schema.js';
 import { errors, sendError } from '../errors.js';
 import { DASHBOARD_CSP, DASHBOARD_HTML } from './html.js';
 import { adminToken } from '../auth/admin.js';
-import { sameSecret, sessionCookie, validSession } from '../auth/session.js';
+import { bearer, sameSecret } from '../auth/credentials.js';
+import { sessionCookie, validSession } from '../auth/session.js';
 
 const unauthorised = errors.invalidAdminTokenDashboard;
 
@@ -47,10 +48,10 @@ export function handleDashboard(policies: Pick<Policies, 'admin_token'>, req: In
     return;
   }
 
-  const bearer = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '')?.[1]?.trim();
+  const presented = bearer(req.headers.authorization);
   const headers: Record<string, string | number> = { ...PAGE_HEADERS, 'content-length': Buffer.byteLength(DASHBOARD_HTML), 'x-request-id': id };
-  if (bearer !== undefined) {
-    if (!sameSecret(bearer, token)) return sendError(res, unauthorised(), id);
+  if (presented !== undefined) {
+    if (!sameSecret(presented, token)) return sendError(res, unauthorised(), id);
     headers['set-cookie'] = sessionCookie(token, req.socket.localPort);
   } else if (!validSession(req.headers.cookie, token, req.socket.localPort)) {
     return sendError(res, unauthorised(), id);

@@ -93,7 +93,7 @@ const STATE: Record<number, CircuitStateName> = { 0: 'closed', 1: 'half_open', 2
 const SCOPE_ORDER = ['global', 'team', 'user', 'key', 'model'];
 
 type Values = MetricValue<string>[];
-const label = (v: { labels: Record<string, unknown> }, name: string): string => String(v.labels[name] ?? '');
+const label = (v: { labels: Partial<Record<string, string | number>> }, name: string): string => String(v.labels[name] ?? '');
 
 // Both prom-client metrics and the lean families of series.ts.
 async function values(metric: { get(): Promise<{ values: Values }> }): Promise<Values> {
@@ -223,7 +223,7 @@ export async function computeStats(metrics: Metrics, configured: readonly string
   });
 
   const budgets = new Map<string, BudgetStats>();
-  const budget = (v: { labels: Record<string, unknown> }) => {
+  const budget = (v: { labels: Partial<Record<string, string | number>> }) => {
     const scope = label(v, 'scope');
     const name = label(v, 'name');
     const key = `${scope}\u0000${name}`;

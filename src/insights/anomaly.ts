@@ -9,7 +9,6 @@ export const SIGNALS = ['ttft', 'tpot', 'duration', 'error_rate'] as const;
 export type Signal = (typeof SIGNALS)[number];
 
 export const MIN_POINTS = 10;
-export const HIGH_Z = 5;
 
 /**
  * σ never counts as less than this: a backend that answers in exactly 5 ms every time
@@ -108,7 +107,10 @@ export class Detector {
         n++;
       }
     }
-    if (n === 0) for (let i = 0; i < this.filled; i++) (s += this.values[i]!), n++;
+    if (n === 0) {
+      for (let i = 0; i < this.filled; i++) s += this.values[i]!;
+      n = this.filled;
+    }
     return n ? s / n : 0;
   }
 

@@ -32,9 +32,9 @@ export function postBaseline(stages: InsightsStages, _req: IncomingMessage | und
   }
   if (body.unpin !== undefined && typeof body.unpin !== 'boolean') throw errors.invalidParam('unpin', "'unpin' must be a boolean.");
   if (body.anomalies !== undefined && typeof body.anomalies !== 'boolean') throw errors.invalidParam('anomalies', "'anomalies' must be a boolean.");
-  const drift = stages.insights.pinBaseline(model as string | undefined, body.unpin === true);
+  const drift = stages.insights.pinBaseline(model, body.unpin === true);
   // {anomalies: true}: the current latency and error levels become the new normal too.
-  return body.anomalies === true ? { ...drift, anomalies: stages.insights.resetAnomalies(model as string | undefined) } : drift;
+  return body.anomalies === true ? { ...drift, anomalies: stages.insights.resetAnomalies(model) } : drift;
 }
 
 export function getChaos(stages: InsightsStages): Record<string, unknown> {
@@ -52,5 +52,5 @@ export function postChaos(stages: InsightsStages, _req: IncomingMessage | undefi
 
 export function stopChaos(stages: InsightsStages, _req: IncomingMessage | undefined, body: Body): Record<string, unknown> {
   if (body.id !== undefined && typeof body.id !== 'string') throw errors.invalidParam('id', "'id' must be a chaos rule id.");
-  return { stopped: stages.insights.chaos.stop(body.id as string | undefined) };
+  return { stopped: stages.insights.chaos.stop(body.id) };
 }

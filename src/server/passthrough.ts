@@ -24,7 +24,7 @@
 // upstream that dies mid-body destroys the client's connection, so the client sees an
 // error, never a clean end. Each request is counted in llm_gateway_requests_total under
 // model="passthrough:<family>" (a bounded set) and gets a `request` log line.
-import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { Policies } from '../config/schema.js';
 import type { Identity } from '../auth/index.js';
@@ -112,7 +112,7 @@ const isJson = (ct: string | undefined): boolean => ct !== undefined && /^applic
 
 /** The pass-through handler (listed in routes.ts). */
 export async function passthrough(c: RouteCall): Promise<void> {
-  const { req, res, id, stages, path } = c;
+  const { req, res, stages, path } = c;
   const method = req.method ?? 'GET';
   if (/%2F|%5C/i.test(path)) throw errors.invalidPath('encoded slashes (%2F, %5C) are not passed through');
   const identity = stages.auth.identify(req.headers);
@@ -216,7 +216,7 @@ class PassthroughExchange implements Dispatcher.DispatchHandler {
     // '/v1/files' → <base_url>/files: base_url carries its own version prefix.
     const upstreamPath = this.backend.basePath + this.c.path.slice(3) + this.c.query;
     try {
-      this.backend.pool.dispatch({ origin: this.backend.origin, method: this.method as Dispatcher.HttpMethod, path: upstreamPath, headers, body }, this);
+      this.backend.pool.dispatch({ origin: this.backend.origin, method: this.method, path: upstreamPath, headers, body }, this);
     } catch (e) {
       this.onResponseError(undefined, e as Error);
     }

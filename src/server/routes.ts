@@ -24,7 +24,7 @@ import { protocols, type Protocol } from '../protocols/index.js';
 import { computeStats, handleDashboard } from '../dashboard/index.js';
 import { spendReport, limitsReport, resetBudget } from '../admission/admin.js';
 import { circuitsView, forceCircuit } from '../routing/admin.js';
-import { admin, guardAdmin, reloadPolicy } from './admin.js';
+import { admin, reloadPolicy } from './admin.js';
 import { getChaos, getInsights, postBaseline, postChaos, stopChaos } from '../insights/routes.js';
 import { readBody, parseJsonObject } from './body.js';
 import { refuseBody } from './limits.js';
@@ -143,12 +143,6 @@ const getModel: Handler = (c) => {
   sendJson(c.res, 200, modelObject(id, Math.floor(Date.now() / 1000)), c.id);
 };
 
-/** A route of an API this gateway does not serve yet: refused, never passed through ungoverned. */
-const reserved = (what: string): Handler => (c) => {
-  c.req.resume();
-  throw errors.notServedYet(what);
-};
-
 const adminNotFound: Handler = (c) => {
   c.req.resume();
   throw errors.notFound(c.path);
@@ -229,7 +223,7 @@ export interface Match {
   allow: string[];
 }
 
-const NO_PARAMS: Record<string, string> = Object.freeze({}) as Record<string, string>;
+const NO_PARAMS: Record<string, string> = Object.freeze({});
 const COMPILED = ROUTES.map(compile);
 /** Rows without parameters, by path, with their (shared, read-only) match: the common requests find theirs with one lookup. */
 const STATIC = new Map<string, Match>();

@@ -31,7 +31,7 @@ export function parseFault(v: unknown): Fault {
   const ok = (cond: boolean, what: string) => {
     if (!cond) throw new Error(`fault ${String(f.kind)}: ${what}`);
   };
-  ok(optNum(f.rate) && (f.rate === undefined || ((f.rate as number) >= 0 && (f.rate as number) <= 1)), 'rate must be 0..1');
+  ok(optNum(f.rate) && (f.rate === undefined || (f.rate >= 0 && f.rate <= 1)), 'rate must be 0..1');
   switch (f.kind) {
     case 'status':
       ok(isNum(f.status) && f.status >= 100 && f.status <= 599, 'status must be 100..599');
@@ -65,7 +65,7 @@ const hit = (rate: number | undefined) => rate === undefined || rate >= 1 || Mat
 export function roll(f: Exclude<Fault, { kind: 'fail_times' }>): Action | null {
   if (!hit(f.rate)) return null;
   const { rate: _rate, ...action } = f;
-  return action as Action;
+  return action;
 }
 
 /** Status fault from a fail_times fault whose count has not run out. */

@@ -267,7 +267,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
   function control(method: string, path: string, body: unknown, res: ServerResponse): void {
     if (path === '/_sim/config' && method === 'POST') {
       try {
-        configure((body ?? {}) as SimulatorPatch);
+        configure(body ?? {});
       } catch (e) {
         return sendJson(res, 400, errorBody((e as Error).message, 'invalid_request_error'));
       }

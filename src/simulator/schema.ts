@@ -41,6 +41,8 @@ const FORMATS: Record<string, string> = {
 };
 
 const isObj = (v: unknown): v is Schema => typeof v === 'object' && v !== null && !Array.isArray(v);
+/** Array.isArray without its `any[]`: a schema's lists hold unknown JSON. */
+const isList = (v: unknown): v is unknown[] => Array.isArray(v);
 const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
 
 /** A JSON value valid under `schema` (best effort for keywords a generator cannot honour, e.g. `pattern`). */
@@ -73,17 +75,17 @@ function gen(schema: unknown, b: Budget, depth: number): unknown {
     return depth >= MAX_DEPTH * 2 || b.nodes >= HARD_NODES ? null : gen(resolveRef(schema.$ref, b.root), b, depth + 1);
   }
   if ('const' in schema) return schema.const;
-  if (Array.isArray(schema.enum) && schema.enum.length > 0) return schema.enum[0];
+  if (isList(schema.enum) && schema.enum.length > 0) return schema.enum[0];
   for (const k of ['anyOf', 'oneOf'] as const) {
     const alts = schema[k];
-    if (Array.isArray(alts) && alts.length > 0) {
+    if (isList(alts) && alts.length > 0) {
       // The first alternative, unless out of budget and one of them is null.
       const nullable = alts.find((a) => isObj(a) && a.type === 'null');
       const pick = tight && nullable ? nullable : (alts.find((a) => !(isObj(a) && a.type === 'null')) ?? alts[0]);
       return gen(pick, b, depth + 1);
     }
   }
-  if (Array.isArray(schema.allOf) && schema.allOf.length > 0) {
+  if (isList(schema.allOf) && schema.allOf.length > 0) {
     const merged: Schema = {};
     const properties: Schema = {};
     const required: unknown[] = [];
@@ -91,7 +93,7 @@ function gen(schema: unknown, b: Budget, depth: number): unknown {
       if (!isObj(part)) continue;
       Object.assign(merged, part);
       if (isObj(part.properties)) Object.assign(properties, part.properties);
-      if (Array.isArray(part.required)) required.push(...part.required);
+      if (isList(part.required)) required.push(...part.required);
     }
     const { allOf: _a, ...rest } = schema;
     return gen({ ...merged, ...rest, properties: { ...properties, ...(isObj(rest.properties) ? rest.properties : {}) }, required }, b, depth + 1);

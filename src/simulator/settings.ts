@@ -83,7 +83,7 @@ export function applyPatch(s: Settings, patch: Record<string, unknown>): void {
   if ('modelName' in patch) {
     const v = patch.modelName;
     if (v !== undefined && v !== null && typeof v !== 'string') throw new Error('modelName must be a string');
-    s.modelName = (v as string | null | undefined) ?? undefined;
+    s.modelName = v ?? undefined;
   }
 }
 

@@ -69,6 +69,6 @@ export interface Wire {
   readBody(body: Buffer): BodyFacts | undefined;
   /** The final SSE event that tells this API's SDKs the stream failed (they raise it). `events` is how many events were forwarded before. */
   streamError(err: GatewayError, events: number): string;
-  /** This API's error body for a status answer. */
-  errorBody(err: GatewayError): string;
+  /** This API's error body for a status answer (passed around unbound: it must not use `this`). */
+  errorBody(this: void, err: GatewayError): string;
 }

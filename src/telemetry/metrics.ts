@@ -1,4 +1,4 @@
-// Prometheus metrics. Names and labels are a contract (DESIGN.md, deploy/metric-names.txt).
+// Prometheus metrics. Names and labels are a contract (docs/architecture.md, deploy/metric-names.txt).
 // Labels only ever carry bounded values: configured model/backend/team names, status codes,
 // fixed enums. Never request ids or keys: prom-client renders the whole scrape synchronously
 // on the event loop that also pumps the streams, so series count is latency.
@@ -286,7 +286,7 @@ export class Metrics {
   /** The cached series of (model, backend); both are bounded, configured names. */
   series(model: string, backend: string): ModelSeries {
     let byBackend = this.seriesCache.get(model);
-    if (!byBackend) this.seriesCache.set(model, (byBackend = new Map()));
+    if (!byBackend) this.seriesCache.set(model, (byBackend = new Map<string, ModelSeries>()));
     let s = byBackend.get(backend);
     if (!s) byBackend.set(backend, (s = new ModelSeries(this, model, backend)));
     return s;
@@ -307,7 +307,7 @@ export class Metrics {
 
   costFor(model: string, team: string): CounterSeries {
     let byTeam = this.costCache.get(model);
-    if (!byTeam) this.costCache.set(model, (byTeam = new Map()));
+    if (!byTeam) this.costCache.set(model, (byTeam = new Map<string, CounterSeries>()));
     let c = byTeam.get(team);
     if (!c) byTeam.set(team, (c = this.cost.child(model, team)));
     return c;

@@ -23,7 +23,7 @@ export interface Snapshot {
   aggregator: Aggregator;
 }
 
-const NO_LABELS: Record<string, never> = Object.freeze({}) as Record<string, never>;
+const NO_LABELS: Record<string, never> = Object.freeze({});
 
 interface Clearable {
   readonly labels: Labels;
@@ -76,8 +76,8 @@ abstract class Family<S extends Clearable> {
   protected abstract create(labels: Labels): S;
   protected abstract samples(): Sample[];
 
-  async get(): Promise<Snapshot> {
-    return { name: this.name, help: this.help, type: this.type, values: this.samples(), aggregator: this.aggregator };
+  get(): Promise<Snapshot> {
+    return Promise.resolve({ name: this.name, help: this.help, type: this.type, values: this.samples(), aggregator: this.aggregator });
   }
 }
 

@@ -57,7 +57,6 @@ function bench(args: string[], timeoutMs: number): Promise<RunResult> {
   });
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- results JSON, checked field by field
 type Json = Record<string, any>;
 
 async function results(file: string, run: RunResult): Promise<Json> {

@@ -3,23 +3,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
 import { request } from 'undici';
-import { createServer, type Server } from 'node:net';
 import { startSimulator, type Simulator } from '../../src/simulator/index.js';
 import { startGateway, metricValue, type TestGateway } from '../helpers.js';
+import { freePort } from '../helpers/net.js';
 
 let sim: Simulator;
 let gw: TestGateway;
 let closedPort: number;
 let client: OpenAI;
-
-/** A port that was just bound and released: connecting to it is refused. */
-async function freePort(): Promise<number> {
-  const s: Server = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 beforeAll(async () => {
   sim = await startSimulator({ ttftMs: 5, tpotMs: 5, outputTokens: 8 });

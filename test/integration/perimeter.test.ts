@@ -22,7 +22,7 @@ const seen: Seen[] = [];
 let upstream: Server;
 const sockets = new Set<Socket>();
 /** Requests to /v1/files/hold wait here until the test lets them go. */
-let held: Array<() => void> = [];
+const held: Array<() => void> = [];
 
 function startRecorder(): Promise<string> {
   upstream = createServer((req, res) => {

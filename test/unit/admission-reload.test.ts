@@ -37,7 +37,7 @@ function stores(before: KeySpec[], after: KeySpec[], thresholds: [number[], numb
 describe('memory store: adopt()', () => {
   it('rate windows, concurrency and spend continue for a scope that still exists', () => {
     const spec: KeySpec[] = [{ name: 'k', limits: { rpm: 5, tpm: 1000, concurrency: 3 }, budget: { usd: 1, period: 'day' } }];
-    const { t1, t2, old, next, res } = stores(spec, spec);
+    const { t1, old, next, res } = stores(spec, spec);
     const held = res(t1, 100, 0.2);
     expect(old.admit(held).ok).toBe(true);
     const done = res(t1, 100, 0.2);

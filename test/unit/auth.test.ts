@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { bearer, sameSecret } from '../../src/auth/credentials.js';
 import { KeyRing } from '../../src/auth/index.js';
 import { parsePolicies } from '../../src/config/load.js';
 
@@ -35,5 +36,18 @@ describe('KeyRing.identify', () => {
       expect(() => ring.identify({ authorization })).toThrow(expect.objectContaining({ status: 401, code: 'invalid_api_key' }));
     }
     expect(() => ring.identify({})).toThrow(expect.objectContaining({ status: 401 }));
+  });
+});
+
+describe('credentials: bearer() and sameSecret()', () => {
+  it('bearer() reads every usual spelling and nothing else', () => {
+    for (const h of ['Bearer tok', 'bearer tok', 'BEARER   tok', '  Bearer tok  ', 'Bearer\ttok']) expect(bearer(h)).toBe('tok');
+    for (const h of [undefined, '', 'Bearer', 'Bearer ', 'Basic tok', 'tok', 'Bearertok']) expect(bearer(h)).toBeUndefined();
+  });
+
+  it('sameSecret() compares secrets of any length', () => {
+    expect(sameSecret('s3cret', 's3cret')).toBe(true);
+    expect(sameSecret('s3cret', 's3cre')).toBe(false);
+    expect(sameSecret('', 'x')).toBe(false);
   });
 });

@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { until } from '../helpers/wait.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,13 +21,6 @@ function tmpdir(): string {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function until(cond: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('timed out');
-    await sleep(5);
-  }
-}
 
 function line(i: number, pad = 200): string {
   return JSON.stringify({ level: 30, seq: i, msg: 'request', pad: 'x'.repeat(pad + (i % 37)) }) + '\n';
@@ -64,10 +58,6 @@ function pipeToFile() {
 
 function closed(w: BatchedWriter): Promise<void> {
   return new Promise((r) => w.close(r));
-}
-
-function timeouts(): number {
-  return process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
 }
 
 describe('BatchedWriter', () => {
