@@ -51,6 +51,8 @@ local function trim(z, s, upto)
   end
   return sum
 end
+-- Amounts go to Redis as fmt() strings or ARGV as given: Lua's number-to-string conversion
+-- would write large integers as 1e+15, which HINCRBY refuses.
 -- Moves ring z to second sec (never back: a failover to a server with a slower clock counts
 -- into the newest bucket) and drops the buckets that left the window. Returns sum, second.
 local function advance(z, sec)
@@ -69,7 +71,7 @@ local function advance(z, sec)
   for i = 1, #vals do s = s - (tonumber(vals[i]) or 0) end
   if s < 0 then s = 0 end
   redis.call('HDEL', z, unpack(slots))
-  redis.call('HSET', z, 'h', sec, 's', s)
+  redis.call('HSET', z, 'h', sec, 's', fmt(s))
   redis.call('PEXPIRE', z, RING_TTL)
   return s, sec
 end
@@ -92,8 +94,8 @@ end
 local function adjust(z, sec, d)
   local h = tonumber(redis.call('HGET', z, 'h'))
   if h == nil or sec > h or sec <= h - B or d == 0 then return end
-  redis.call('HINCRBY', z, sec % B, d)
-  local s = redis.call('HINCRBY', z, 's', d)
+  redis.call('HINCRBY', z, sec % B, fmt(d))
+  local s = redis.call('HINCRBY', z, 's', fmt(d))
   if s < 0 then redis.call('HSET', z, 's', 0) end
 end
 `;
@@ -164,8 +166,8 @@ for i = 1, n do
   if tpm >= 0 then
     local z = KEYS[k]; k = k + 1
     if need > 0 then
-      redis.call('HINCRBY', z, secs[z] % B, need)
-      redis.call('HINCRBY', z, 's', need)
+      redis.call('HINCRBY', z, secs[z] % B, ARGV[2])
+      redis.call('HINCRBY', z, 's', ARGV[2])
     end
   end
   if conc >= 0 then

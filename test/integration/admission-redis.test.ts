@@ -28,7 +28,7 @@ keys:
 `,
   );
   gateways.push(...(await Promise.all([1, 2, 3].map(() => spawnGateway(file)))));
-}, 20_000);
+}, 60_000); // three cold gateway starts; slow beside the cluster test in npm test
 
 afterAll(async () => {
   for (const g of gateways) for (const l of g.lines) if ((l.level as number) >= 40) console.log(JSON.stringify(l));

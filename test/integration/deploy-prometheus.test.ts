@@ -186,7 +186,9 @@ describe.skipIf(!hasPrometheus || !hasBuild)('Prometheus scraping a running gate
       await chat(gwPort);
       const avail = await query('llm_gateway:slo_availability_errors:ratio_rate5m');
       const ttft = await query('llm_gateway:slo_ttft_slow:ratio_rate5m');
-      return avail.length && ttft.length ? { avail, ttft } : undefined;
+      // NaN (0/0) until a scrape has seen the traffic rise: wait for a number.
+      const seen = (r: Array<{ value: [number, string] }>) => r.length > 0 && !Number.isNaN(Number(r[0]!.value[1]));
+      return seen(avail) && seen(ttft) ? { avail, ttft } : undefined;
     });
     // The simulator answers every request, with first tokens well under 1 s.
     expect(Number(samples.avail[0]!.value[1])).toBe(0);
