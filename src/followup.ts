@@ -8,13 +8,12 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { errors, GatewayError, sendError } from './errors.js';
 import type { Gateway } from './gateway.js';
 import type { Ticket } from './admission/index.js';
-import { newRecord, upstreamHeaders } from './pipeline.js';
+import { newRecord, settleRequest, upstreamHeaders } from './pipeline.js';
 import type { PromptCounter } from './streamtap/forward.js';
 import { forwardGuarded } from './upstream/guard.js';
 import { ClientAbort, ShutdownCut } from './upstream/failures.js';
 import type { UpstreamExchange, UpstreamRequest } from './upstream/exchange.js';
 import type { RoutingContext, Target } from './routing/index.js';
-import { settle } from './settle/index.js';
 import type { Tracing } from './telemetry/tracing.js';
 import type { Span } from '@opentelemetry/api';
 import { responses } from './protocols/responses.js';
@@ -166,12 +165,6 @@ export async function handleResponseFollowUp(gw: Gateway, f: FollowUpRequest): P
   } finally {
     f.res.off('close', call.onClose);
     gw.untrack(f.res);
-    rec.endedAt = performance.now();
-    const ex = call.lastExchange;
-    if (ex) {
-      rec.queueMs = ex.queueMs(rec.endedAt);
-      rec.upstreamStartAt = ex.startedAt;
-    }
-    settle(rec, { metrics, logger, ticket, span });
+    settleRequest(gw, rec, call.lastExchange, metrics, logger, ticket, span);
   }
 }

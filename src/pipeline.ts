@@ -13,7 +13,7 @@
 //   stream tap | a final error event in the API's own shape (after the first byte)
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { errors, GatewayError, sendError } from './errors.js';
-import type { Gateway } from './gateway.js';
+import type { Gateway, Stages } from './gateway.js';
 import type { Ticket } from './admission/index.js';
 import type { PromptCounter } from './streamtap/forward.js';
 import { forwardGuarded } from './upstream/guard.js';
@@ -254,13 +254,7 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
   } finally {
     r.res.off('close', call.onClose);
     gw.untrack(r.res);
-    rec.endedAt = performance.now();
-    const ex = call.lastExchange;
-    if (ex) {
-      rec.queueMs = ex.queueMs(rec.endedAt);
-      rec.upstreamStartAt = ex.startedAt;
-    }
-    settle(rec, { metrics, logger, ticket, span, genai: gw.genai });
+    settleRequest(gw, rec, call.lastExchange, metrics, logger, ticket, span);
   }
 }
 
@@ -322,4 +316,25 @@ export function upstreamHeaders(req: IncomingMessage, requestId: string, json: b
   };
   if (json) headers['content-type'] = 'application/json';
   return upstreamRequestHeaders(req.headers, headers, forward);
+}
+
+/**
+ * The end every governed request shares (inference and Responses follow-ups): the last
+ * exchange's queue stamps, then settle, exactly once.
+ */
+export function settleRequest(
+  gw: Gateway,
+  rec: RequestRecord,
+  ex: UpstreamExchange | undefined,
+  metrics: Stages['metrics'],
+  logger: Stages['logger'],
+  ticket: Ticket | undefined,
+  span: Span,
+): void {
+  rec.endedAt = performance.now();
+  if (ex) {
+    rec.queueMs = ex.queueMs(rec.endedAt);
+    rec.upstreamStartAt = ex.startedAt;
+  }
+  settle(rec, { metrics, logger, ticket, span, genai: gw.genai });
 }
