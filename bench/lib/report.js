@@ -50,7 +50,7 @@ function errs(r) {
 /** The max-rate table of throughput and features: req/s (each round too), ratios to bare and to `second`, latency, CPU. */
 function maxRateTable(targets, second, markdown) {
   return table(
-    ['target', 'req/s', 'by round', 'vs bare', `vs ${second}`, 'p50 ms', 'p99 ms', 'proxy CPU µs/req', 'errors'],
+    ['target', 'req/s', 'by round', 'vs bare', `vs ${second}`, 'p50 ms', 'p99 ms', 'proxy CPU µs/req', 'Redis CPU µs/req', 'errors'],
     Object.entries(targets).map(([n, r]) => [
       n,
       fmt(r.rps, 0),
@@ -60,6 +60,7 @@ function maxRateTable(targets, second, markdown) {
       fmt(r.latency_ms?.p50),
       fmt(r.latency_ms?.p99),
       fmt(r.proxy_cpu_us_per_request, 0),
+      r.redis_cpu_us_per_request === undefined ? '-' : fmt(r.redis_cpu_us_per_request, 0),
       errs(r),
     ]),
     { markdown },
