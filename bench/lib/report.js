@@ -294,10 +294,16 @@ export function evaluate(results) {
     const n = sc.settings.streams;
     const plain = (sc.gateway_knobs?.gateway ?? []).length === 0;
     const policy = plain ? 'default policy' : 'policy beyond defaults';
+    // A level the bare proxy cannot carry (below 90% of the offered chunks/s) compares two
+    // processes starved of CPU: which one gets the cores decides it, in either direction
+    // (seen: 75% and 166% on the same build). Those levels are shown, not judged.
+    const offered = sc.settings.ideal_chunks_per_s;
+    const starved = offered > 0 && b.chunks_per_s < 0.9 * offered;
+    const why = starved ? `; not judged: the machine is saturated (bare proxy at ${pct(b.chunks_per_s / offered)} of the offered chunks/s)` : '';
     const dTtft = g.ttft_ms?.p50 - b.ttft_ms?.p50;
-    if (Number.isFinite(dTtft)) add(`streams_ttft_${n}`, `streams: client TTFT p50, gateway (${policy}) minus bare proxy, at ${n} streams`, dTtft, 25, dTtft <= 25, 'ms', '≤ 25 ms');
+    if (Number.isFinite(dTtft)) add(`streams_ttft_${n}`, `streams: client TTFT p50, gateway (${policy}) minus bare proxy, at ${n} streams`, dTtft, 25, starved ? null : dTtft <= 25, 'ms', `≤ 25 ms${why}`);
     const ratio = b.chunks_per_s > 0 ? g.chunks_per_s / b.chunks_per_s : NaN;
-    if (Number.isFinite(ratio)) add(`streams_rate_${n}`, `streams: chunks/s, gateway (${policy}) / bare proxy, at ${n} streams`, ratio, 0.9, ratio >= 0.9, 'ratio', '≥ 90%');
+    if (Number.isFinite(ratio)) add(`streams_rate_${n}`, `streams: chunks/s, gateway (${policy}) / bare proxy, at ${n} streams`, ratio, 0.9, starved ? null : ratio >= 0.9, 'ratio', `≥ 90%${why}`);
   }
 
   // The gateway's own TTFT/TPOT against the stream stamps, for chat and for the Responses API.
