@@ -18,7 +18,7 @@
 // settling the tickets it issued, then retire() closes it.
 import { randomBytes } from 'node:crypto';
 import type { Policies } from '../config/schema.js';
-import { GatewayError } from '../errors.js';
+import { errors, type GatewayError } from '../errors.js';
 import { Metrics } from '../telemetry/metrics.js';
 import { createLogger, type Logger } from '../telemetry/logger.js';
 import { BudgetAlerts } from './alerts.js';
@@ -205,9 +205,7 @@ class AdmissionEngine implements Admission {
       v = await p;
     } catch (e) {
       if (!(e instanceof StoreUnavailable)) throw e;
-      throw new GatewayError(503, 'service_unavailable', 'store_unavailable', 'The rate-limit and budget store is unreachable; try again shortly.', null, {
-        'retry-after': '1',
-      });
+      throw errors.storeUnavailable(1);
     }
     return this.decide(r, v);
   }
@@ -241,25 +239,20 @@ class AdmissionEngine implements Admission {
     if (limit === 'budget') {
       headers['x-should-retry'] = 'false';
       const b = s.budget!;
-      const msg =
-        `Budget exceeded for ${who}: $${usd(v.spentNano)} of $${b.usd} spent this ${b.period === 'total' ? 'budget' : b.period}` +
-        `${v.reservedNano > 0 ? ` ($${usd(v.reservedNano)} more reserved by requests in flight)` : ''}, and this request may cost up to $${usd(r.nano)}.`;
-      return new GatewayError(429, 'insufficient_quota', 'insufficient_quota', msg, null, headers);
+      const reserved = v.reservedNano > 0 ? usd(v.reservedNano) : '';
+      return errors.budgetExceeded({ who, spent: usd(v.spentNano), limit: b.usd, period: b.period, reserved, cost: usd(r.nano) }, headers);
     }
     const n = limit === 'rpm' ? s.rpm : limit === 'tpm' ? s.tpm : s.concurrency;
     const what = limit === 'rpm' ? 'requests per minute (rpm)' : limit === 'tpm' ? 'tokens per minute (tpm)' : 'concurrent requests';
-    let msg: string;
     if (v.retryAfterMs < 0) {
       headers['x-should-retry'] = 'false';
-      msg = `Request too large for ${who}: it may use ${r.tokens} tokens, more than its limit of ${n} tokens per minute. Lower max_tokens or shorten the prompt.`;
-    } else {
-      const ms = Math.max(1, Math.ceil(v.retryAfterMs));
-      const secs = Math.ceil(ms / 1000);
-      headers['retry-after'] = String(secs);
-      headers['retry-after-ms'] = String(ms);
-      msg = `Rate limit reached for ${who} on ${what}: limit ${n}. Please try again in ${limit === 'concurrency' ? 'a moment' : `${(ms / 1000).toFixed(3)}s`}.`;
+      return errors.requestOverLimit(who, r.tokens, n, headers);
     }
-    return new GatewayError(429, 'rate_limit_error', 'rate_limit_exceeded', msg, null, headers);
+    const ms = Math.max(1, Math.ceil(v.retryAfterMs));
+    const secs = Math.ceil(ms / 1000);
+    headers['retry-after'] = String(secs);
+    headers['retry-after-ms'] = String(ms);
+    return errors.rateLimited(who, what, n, limit === 'concurrency' ? 'a moment' : `${(ms / 1000).toFixed(3)}s`, headers);
   }
 
   ready(): boolean {
@@ -352,7 +345,7 @@ class AdmissionEngine implements Admission {
   private async resetBudget(kind: string, name: string): Promise<ResetReport> {
     const s = this.table.find(kind, name);
     if (!s?.budget) {
-      throw new GatewayError(404, 'invalid_request_error', 'budget_not_found', `No budget is configured for ${kind} '${name}'.`, 'scope');
+      throw errors.budgetNotFound(kind, name);
     }
     let before: number;
     try {
@@ -369,7 +362,7 @@ class AdmissionEngine implements Admission {
 /** A store failure on an admin call: 503 (anything else is a bug and stays what it is). */
 function adminError(e: unknown): unknown {
   if (!(e instanceof StoreUnavailable)) return e;
-  return new GatewayError(503, 'service_unavailable', 'store_unavailable', 'The rate-limit and budget store is unreachable; try again shortly.');
+  return errors.storeUnavailable();
 }
 
 /** x-ratelimit-* headers from the tightest rpm and tpm scopes. */
@@ -414,6 +407,6 @@ function emptyAdmin(store: 'memory' | 'redis'): AdmissionAdmin {
     spend: () => Promise.resolve({ ...status, budgets: [] }),
     limits: () => Promise.resolve({ ...status, scopes: [] }),
     resetBudget: (scope, name) =>
-      Promise.reject(new GatewayError(404, 'invalid_request_error', 'budget_not_found', `No budget is configured for ${scope} '${name}'.`, 'scope')),
+      Promise.reject(errors.budgetNotFound(scope, name)),
   };
 }
