@@ -103,6 +103,55 @@ export const errors = {
   unavailable: (message: string) => new GatewayError(503, 'service_unavailable', 'service_unavailable', message),
   shuttingDown: () => new GatewayError(503, 'service_unavailable', 'shutting_down', 'The gateway is shutting down.'),
   internal: () => new GatewayError(500, 'server_error', 'internal_error', 'The gateway hit an internal error.'),
+  /** node:http refused the request before the gateway saw it (server/limits.ts answers on the socket). */
+  requestHeadTimeout: () => new GatewayError(408, 'invalid_request_error', 'request_timeout', 'The request head or body did not arrive in time.'),
+  headerOverflow: () => new GatewayError(431, 'invalid_request_error', 'header_overflow', 'The request headers are too large.'),
+  badHttp: () => new GatewayError(400, 'invalid_request_error', 'bad_request', 'The request is not valid HTTP.'),
+  /** The admission store (Redis) cannot answer; an admit says when to retry, an admin call does not. */
+  storeUnavailable: (retryAfterS?: number) =>
+    new GatewayError(503, 'service_unavailable', 'store_unavailable', 'The rate-limit and budget store is unreachable; try again shortly.', null, retryAfterS === undefined ? {} : { 'retry-after': String(retryAfterS) }),
+  budgetNotFound: (scope: string, name: string) => new GatewayError(404, 'invalid_request_error', 'budget_not_found', `No budget is configured for ${scope} '${name}'.`, 'scope'),
+  /** `who` names the scope ("key 'a'"); amounts are USD strings; `reserved` is what requests in flight hold ('' for none). */
+  budgetExceeded: (b: { who: string; spent: string; limit: number; period: string; reserved: string; cost: string }, headers: Record<string, string>) =>
+    new GatewayError(
+      429,
+      'insufficient_quota',
+      'insufficient_quota',
+      `Budget exceeded for ${b.who}: $${b.spent} of $${b.limit} spent this ${b.period === 'total' ? 'budget' : b.period}` +
+        `${b.reserved ? ` ($${b.reserved} more reserved by requests in flight)` : ''}, and this request may cost up to $${b.cost}.`,
+      null,
+      headers,
+    ),
+  /** A request that no window can ever admit: it may use more tokens than the tpm limit. */
+  requestOverLimit: (who: string, tokens: number, limit: number, headers: Record<string, string>) =>
+    new GatewayError(
+      429,
+      'rate_limit_error',
+      'rate_limit_exceeded',
+      `Request too large for ${who}: it may use ${tokens} tokens, more than its limit of ${limit} tokens per minute. Lower max_tokens or shorten the prompt.`,
+      null,
+      headers,
+    ),
+  /** `what` names the limit ("requests per minute (rpm)"); `wait` is "a moment" or "1.250s". */
+  rateLimited: (who: string, what: string, limit: number, wait: string, headers: Record<string, string>) =>
+    new GatewayError(429, 'rate_limit_error', 'rate_limit_exceeded', `Rate limit reached for ${who} on ${what}: limit ${limit}. Please try again in ${wait}.`, null, headers),
+  noRoutingPlan: (model: string) => new GatewayError(500, 'server_error', 'internal_error', `No routing plan for model '${model}'.`),
+  routeDeadline: (model: string, deadlineMs: number, tried: string) =>
+    new GatewayError(504, 'timeout_error', 'upstream_timeout', `Gave up on model '${model}' after its ${deadlineMs} ms deadline. Tried: ${tried}.`),
+  /**
+   * Nothing could serve the model: the last attempt's status, type and code (so they still say
+   * what went wrong), or 503 when no attempt could be made. `tried` summarises every attempt ('' for none).
+   */
+  exhausted: (model: string, tried: string, headers: Record<string, string>, last?: GatewayError) => {
+    const message = tried ? `No deployment could serve model '${model}'. Tried: ${tried}.` : `Model '${model}' has no deployment to send to.`;
+    if (last) return new GatewayError(last.status, last.type, last.code, message, null, headers);
+    return new GatewayError(503, 'service_unavailable', 'service_unavailable', message, null, headers);
+  },
+  /** The upstream's own error answer, as the client gets it (routing/index.ts reads and scrubs the fields). */
+  upstreamAnswer: (status: number, type: ErrorType, code: string, message: string, param: string | null) => new GatewayError(status, type, code, message, param),
+  /** An upstream error status whose body is not relayed (the router may still fail over). */
+  upstreamStatus: (backend: string, status: number) => new GatewayError(status >= 500 ? 502 : status, 'upstream_error', `upstream_${status}`, `Backend '${backend}' answered ${status}.`),
+  upstreamDns: (backend: string) => new GatewayError(503, 'service_unavailable', 'upstream_dns', `Could not connect to backend '${backend}'.`),
   insightsDisabled: () => new GatewayError(409, 'invalid_request_error', 'insights_disabled', "Insights are off: add an 'insights:' section to policies.yaml."),
 };
 

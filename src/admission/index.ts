@@ -9,8 +9,8 @@
 //   redis    | Redis, shared by the fleet             | one Lua script per admit / settle
 //
 // With Redis unreachable, state.on_store_error picks: `open` admits against a local memory
-// store (seeded with the last spend seen) and writes its spend to Redis once it is back;
-// `closed` answers 503 and reports not-ready.
+// store (seeded with the last spend seen) and writes its spend to Redis once it is back (the
+// DegradingStore); `closed` answers 503 and reports not-ready. The engine talks to one Store.
 //
 // A policy reload builds a new engine from the old one (createAdmission(…, previous)): the
 // memory store adopts the old store's per-scope state (rate windows, concurrency, spend), and
@@ -18,15 +18,16 @@
 // settling the tickets it issued, then retire() closes it.
 import { randomBytes } from 'node:crypto';
 import type { Policies } from '../config/schema.js';
-import { GatewayError } from '../errors.js';
+import { errors, type GatewayError } from '../errors.js';
 import { Metrics } from '../telemetry/metrics.js';
 import { createLogger, type Logger } from '../telemetry/logger.js';
 import { BudgetAlerts } from './alerts.js';
+import { DegradingStore } from './degrading.js';
 import { MemoryStore } from './memory.js';
 import { RedisStore } from './redis.js';
 import { StateFile, checkStateFile } from './statefile.js';
 import { ScopeTable, fromNano, toNano, type Scope } from './scopes.js';
-import { StoreUnavailable, clampAmount, isAmount, type Reservation, type ScopeUsage, type Usage, type Verdict } from './store.js';
+import { StoreUnavailable, clampAmount, isAmount, type Reservation, type ScopeUsage, type Store, type Usage, type Verdict } from './store.js';
 import type {
   Admission,
   AdmissionAdmin,
@@ -87,26 +88,18 @@ export function createAdmission(policies?: Policies, deps: AdmissionDeps = {}, p
   return new AdmissionEngine(policies, table, metrics, logger, prev && prev.carriesTo(policies, logger) ? prev : undefined);
 }
 
-/** Where a ticket's reservation lives. */
-const enum Where {
-  Memory,
-  Redis,
-  Fallback,
-}
-
 class LiveTicket implements Ticket {
   private settled = false;
   constructor(
     readonly headers: Record<string, string>,
     private readonly engine: AdmissionEngine,
     private readonly r: Reservation,
-    private readonly where: Where,
   ) {}
 
   settle(u: SettledUsage): void {
     if (this.settled) return;
     this.settled = true;
-    this.engine.settle(this.r, this.where, u);
+    this.engine.settle(this.r, u);
   }
 }
 
@@ -118,13 +111,9 @@ async function bounded(p: Promise<unknown>, ms: number): Promise<void> {
 }
 
 class AdmissionEngine implements Admission {
-  /** memory: the store; redis + open: the local fallback. */
-  private readonly local: MemoryStore | undefined;
-  private readonly redis: RedisStore | undefined;
+  private readonly store: Store;
   private readonly file: StateFile | undefined;
   private readonly alerts: BudgetAlerts;
-  private readonly closedOnError: boolean;
-  private degraded = false;
   private readonly idPrefix = randomBytes(6).toString('base64url');
   private seq = 0;
   /** Tickets issued and not settled yet: a retired engine closes when they are all in. */
@@ -149,9 +138,8 @@ class AdmissionEngine implements Admission {
     const thresholds = [...new Set(policies.budget_alerts)].sort((a, b) => a - b);
     this.alerts = new BudgetAlerts(metrics, logger, policies.budget_webhook);
     this.alerts.init(table.budgets);
-    this.closedOnError = state.on_store_error === 'closed';
     if (state.store === 'redis') {
-      this.redis = new RedisStore({
+      const redis = new RedisStore({
         url: state.redis_url,
         prefix: state.redis_prefix,
         commandTimeoutMs: state.redis_timeout_ms,
@@ -161,26 +149,29 @@ class AdmissionEngine implements Admission {
         logger,
         metrics,
       });
-      this.redis.onReady = () => (this.degraded = false);
       // The newest engine's store is the one that counts (a reload builds a new engine).
-      const redis = this.redis;
       metrics.storePendingOps = () => redis.pendingOps;
-      // The fallback counts spend only to keep local budgets honest; alerts come from Redis.
-      if (!this.closedOnError) this.local = new MemoryStore(table.all, thresholds, undefined);
-      // Redis state is shared by key; only what the old fallback holds in flight is adopted.
-      if (this.local && previous?.local) this.local.adopt(previous.local);
+      if (state.on_store_error === 'closed') this.store = redis;
+      else {
+        // The fallback counts spend only to keep local budgets honest; alerts come from Redis.
+        const local = new MemoryStore(table.all, thresholds, undefined);
+        // Redis state is shared by key; only what the old fallback holds in flight is adopted.
+        if (previous?.store instanceof DegradingStore) local.adopt(previous.store.local);
+        this.store = new DegradingStore(redis, local, logger);
+      }
     } else {
-      this.local = new MemoryStore(table.all, thresholds, this.alerts.onSpend);
-      const carried = previous?.local ? this.local.adopt(previous.local) : new Set<string>();
+      const local = new MemoryStore(table.all, thresholds, this.alerts.onSpend);
+      const carried = previous?.store instanceof MemoryStore ? local.adopt(previous.store) : new Set<string>();
       if (state.file) {
-        this.file = new StateFile(state.file, state.flush_interval_ms, this.local, logger, metrics);
+        this.file = new StateFile(state.file, state.flush_interval_ms, local, logger, metrics);
         // The file holds what the old engine had: only scopes new to this policy read it.
         this.file.restore(saved, table, (s) => !carried.has(s.id));
         if (previous?.file) this.file.takeOver(previous.file);
-        if (carried.size) this.local.dirty = true; // write it soon (the path or the budgets may have changed)
+        if (carried.size) local.dirty = true; // write it soon (the path or the budgets may have changed)
         this.file.start();
       }
-      for (const u of this.local.usage()) if (u.scope.budget) this.metrics.budgetSpend.set({ scope: u.scope.kind, name: u.scope.name }, fromNano(u.spentNano));
+      for (const u of local.usage()) if (u.scope.budget) this.metrics.budgetSpend.set({ scope: u.scope.kind, name: u.scope.name }, fromNano(u.spentNano));
+      this.store = local;
     }
     this.admin = {
       spend: () => this.spendReport(),
@@ -200,42 +191,32 @@ class AdmissionEngine implements Admission {
       nano: clampAmount(toNano(req.worstCaseUsd)),
       bucket: -1,
       gen: 0,
+      fallback: false,
     };
-    if (!this.redis) return this.decide(r, this.local!.admit(r), Where.Memory);
-    return this.admitShared(r, this.redis);
+    // Only a shared store names reservations (its entries, fleet-wide): the memory path builds no id.
+    if (this.store.namesReservations) r.id = `${this.idPrefix}.${(++this.seq).toString(36)}`;
+    const v = this.store.admit(r);
+    return v instanceof Promise ? this.decideLater(r, v) : this.decide(r, v);
   }
 
-  private async admitShared(r: Reservation, redis: RedisStore): Promise<Ticket> {
-    // Only Redis names reservations (its entries, fleet-wide): the memory path builds no id.
-    r.id = `${this.idPrefix}.${(++this.seq).toString(36)}`;
-    let v: Verdict | undefined;
+  private async decideLater(r: Reservation, p: Promise<Verdict>): Promise<Ticket> {
+    let v: Verdict;
     try {
-      v = await redis.admit(r);
+      v = await p;
     } catch (e) {
       if (!(e instanceof StoreUnavailable)) throw e;
-      this.metrics.storeErrors.inc({ store: 'redis', op: 'admit' });
+      throw errors.storeUnavailable(1);
     }
-    if (v) return this.decide(r, v, Where.Redis);
-    if (this.closedOnError || !this.local) {
-      throw new GatewayError(503, 'service_unavailable', 'store_unavailable', 'The rate-limit and budget store is unreachable; try again shortly.', null, {
-        'retry-after': '1',
-      });
-    }
-    if (!this.degraded) {
-      this.degraded = true;
-      for (const [scope, s] of redis.lastSpent) this.local.setSpent(scope, s.periodId, s.nano);
-      this.logger.warn({ store: 'redis' }, 'state store unreachable: admitting against local limits (on_store_error: open)');
-    }
-    return this.decide(r, this.local.admit(r), Where.Fallback);
+    return this.decide(r, v);
   }
 
-  private decide(r: Reservation, v: Verdict, where: Where): Ticket {
+  private decide(r: Reservation, v: Verdict): Ticket {
     if (!v.ok) throw this.refusal(r, v);
     this.outstanding++;
-    return new LiveTicket(rateHeaders(v), this, r, where);
+    return new LiveTicket(rateHeaders(v), this, r);
   }
 
-  settle(r: Reservation, where: Where, su: SettledUsage): void {
+  settle(r: Reservation, su: SettledUsage): void {
     if (--this.outstanding === 0) this.allSettled?.();
     const u: Usage = { tokens: su.inputTokens + su.outputTokens, costNano: toNano(su.costUsd) };
     if (!isAmount(u.tokens) || !isAmount(u.costNano)) {
@@ -243,12 +224,7 @@ class AdmissionEngine implements Admission {
       this.logger.error({ reservation: r.id || undefined, tokens: u.tokens, cost_nano: u.costNano }, 'admission settle: usage is not a finite amount, the reservation is committed instead');
     }
     try {
-      if (where === Where.Memory) this.local!.settle(r, u);
-      else if (where === Where.Redis) this.redis!.settle(r, u);
-      else {
-        this.local!.settle(r, u);
-        this.redis!.addSpend(r, u);
-      }
+      this.store.settle(r, u);
     } catch (e) {
       this.logger.error({ err: e, reservation: r.id || undefined, scopes: r.scopes.map((s) => s.id) }, 'admission settle failed');
     }
@@ -263,37 +239,31 @@ class AdmissionEngine implements Admission {
     if (limit === 'budget') {
       headers['x-should-retry'] = 'false';
       const b = s.budget!;
-      const msg =
-        `Budget exceeded for ${who}: $${usd(v.spentNano)} of $${b.usd} spent this ${b.period === 'total' ? 'budget' : b.period}` +
-        `${v.reservedNano > 0 ? ` ($${usd(v.reservedNano)} more reserved by requests in flight)` : ''}, and this request may cost up to $${usd(r.nano)}.`;
-      return new GatewayError(429, 'insufficient_quota', 'insufficient_quota', msg, null, headers);
+      const reserved = v.reservedNano > 0 ? usd(v.reservedNano) : '';
+      return errors.budgetExceeded({ who, spent: usd(v.spentNano), limit: b.usd, period: b.period, reserved, cost: usd(r.nano) }, headers);
     }
     const n = limit === 'rpm' ? s.rpm : limit === 'tpm' ? s.tpm : s.concurrency;
     const what = limit === 'rpm' ? 'requests per minute (rpm)' : limit === 'tpm' ? 'tokens per minute (tpm)' : 'concurrent requests';
-    let msg: string;
     if (v.retryAfterMs < 0) {
       headers['x-should-retry'] = 'false';
-      msg = `Request too large for ${who}: it may use ${r.tokens} tokens, more than its limit of ${n} tokens per minute. Lower max_tokens or shorten the prompt.`;
-    } else {
-      const ms = Math.max(1, Math.ceil(v.retryAfterMs));
-      const secs = Math.ceil(ms / 1000);
-      headers['retry-after'] = String(secs);
-      headers['retry-after-ms'] = String(ms);
-      msg = `Rate limit reached for ${who} on ${what}: limit ${n}. Please try again in ${limit === 'concurrency' ? 'a moment' : `${(ms / 1000).toFixed(3)}s`}.`;
+      return errors.requestOverLimit(who, r.tokens, n, headers);
     }
-    return new GatewayError(429, 'rate_limit_error', 'rate_limit_exceeded', msg, null, headers);
+    const ms = Math.max(1, Math.ceil(v.retryAfterMs));
+    const secs = Math.ceil(ms / 1000);
+    headers['retry-after'] = String(secs);
+    headers['retry-after-ms'] = String(ms);
+    return errors.rateLimited(who, what, n, limit === 'concurrency' ? 'a moment' : `${(ms / 1000).toFixed(3)}s`, headers);
   }
 
   ready(): boolean {
-    if (!this.redis || !this.closedOnError) return true;
-    return this.redis.available;
+    return this.store.ready();
   }
 
   close(): Promise<void> {
     this.allSettled?.(); // a retire() waiting for tickets stops waiting
     return (this.closing ??= (async () => {
       this.alerts.close();
-      await Promise.all([this.file?.close(), this.redis?.close()]);
+      await Promise.all([this.file?.close(), this.store.close()]);
     })());
   }
 
@@ -336,29 +306,16 @@ class AdmissionEngine implements Admission {
   // ---- admin -------------------------------------------------------------------------
 
   private status(): StoreStatus {
-    return { store: this.redis ? 'redis' : 'memory', degraded: this.degraded || (this.redis !== undefined && !this.redis.available), pending_ops: this.redis?.pendingOps ?? 0 };
+    return { store: this.store.name, degraded: this.store.degraded, pending_ops: this.store.pendingOps };
   }
 
-  /** Usage of every scope; with Redis, plus what the local fallback holds in flight. */
+  /** Usage of every scope (with the Redis fallback: plus what it holds in flight). */
   private async usage(): Promise<ScopeUsage[]> {
-    if (!this.redis) return this.local!.usage();
-    let shared: ScopeUsage[];
     try {
-      shared = await this.redis.usage(this.table.all);
+      return await this.store.usage();
     } catch (e) {
-      if (!(e instanceof StoreUnavailable)) throw e;
-      this.metrics.storeErrors.inc({ store: 'redis', op: 'admin' });
-      throw new GatewayError(503, 'service_unavailable', 'store_unavailable', 'The rate-limit and budget store is unreachable; try again shortly.');
+      throw adminError(e);
     }
-    if (this.local) {
-      const mine = this.local.usage();
-      shared.forEach((u, i) => {
-        const m = mine[i]!;
-        if (u.reservedNano >= 0) u.reservedNano += m.reservedNano;
-        if (u.inUse >= 0) u.inUse += m.inUse;
-      });
-    }
-    return shared;
   }
 
   private async spendReport(): Promise<SpendReport> {
@@ -388,25 +345,24 @@ class AdmissionEngine implements Admission {
   private async resetBudget(kind: string, name: string): Promise<ResetReport> {
     const s = this.table.find(kind, name);
     if (!s?.budget) {
-      throw new GatewayError(404, 'invalid_request_error', 'budget_not_found', `No budget is configured for ${kind} '${name}'.`, 'scope');
+      throw errors.budgetNotFound(kind, name);
     }
     let before: number;
-    if (this.redis) {
-      try {
-        before = await this.redis.resetBudget(s);
-      } catch (e) {
-        if (!(e instanceof StoreUnavailable)) throw e;
-        this.metrics.storeErrors.inc({ store: 'redis', op: 'admin' });
-        throw new GatewayError(503, 'service_unavailable', 'store_unavailable', 'The rate-limit and budget store is unreachable; try again shortly.');
-      }
-      this.local?.resetBudget(s);
-    } else {
-      before = this.local!.resetBudget(s);
-      void this.file?.flush();
+    try {
+      before = await this.store.resetBudget(s);
+    } catch (e) {
+      throw adminError(e);
     }
+    void this.file?.flush();
     this.logger.info({ scope: s.kind, name: s.name, previous_spend: fromNano(before) }, 'budget reset');
     return { ok: true, scope: s.kind, name: s.name, period: s.budget.period, previous_spend_usd: fromNano(before) };
   }
+}
+
+/** A store failure on an admin call: 503 (anything else is a bug and stays what it is). */
+function adminError(e: unknown): unknown {
+  if (!(e instanceof StoreUnavailable)) return e;
+  return errors.storeUnavailable();
 }
 
 /** x-ratelimit-* headers from the tightest rpm and tpm scopes. */
@@ -451,6 +407,6 @@ function emptyAdmin(store: 'memory' | 'redis'): AdmissionAdmin {
     spend: () => Promise.resolve({ ...status, budgets: [] }),
     limits: () => Promise.resolve({ ...status, scopes: [] }),
     resetBudget: (scope, name) =>
-      Promise.reject(new GatewayError(404, 'invalid_request_error', 'budget_not_found', `No budget is configured for ${scope} '${name}'.`, 'scope')),
+      Promise.reject(errors.budgetNotFound(scope, name)),
   };
 }

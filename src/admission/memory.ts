@@ -19,6 +19,7 @@ import {
   type Reservation,
   type ScopeUsage,
   type SpendListener,
+  type Store,
   type Usage,
   type Verdict,
 } from './store.js';
@@ -160,8 +161,11 @@ export interface PersistedBudget {
   alerted: number[];
 }
 
-export class MemoryStore {
+export class MemoryStore implements Store {
   readonly name = 'memory';
+  readonly namesReservations = false;
+  readonly degraded = false;
+  readonly pendingOps = 0;
   private readonly states: ScopeState[];
   readonly clock = new PeriodClock();
   /** Set when committed spend changed since the last snapshot. */
@@ -361,6 +365,15 @@ export class MemoryStore {
     this.dirty = true;
     this.onSpend?.(s, 0, NONE);
     return before;
+  }
+
+  ready(): boolean {
+    return true;
+  }
+
+  /** Nothing to close: the state file, when there is one, is the engine's. */
+  close(): Promise<void> {
+    return Promise.resolve();
   }
 
   /** Overwrites the current period's spend of budgets (fallback seeding, state file load). */

@@ -1,9 +1,8 @@
-// The shared store: every operation is one Lua script (EVALSHA, EVAL on NOSCRIPT), so a
-// fleet of gateways enforces one limit exactly. Admits are one script per request (the
-// request waits for the answer). Settles, which nobody waits for, are group-committed: one
-// goes out at once when no settle script is in flight; the ones that come meanwhile wait for
-// its reply and then go out together, as one script. ioredis auto-pipelining puts the
-// commands of an event-loop turn in one socket write. A dead Redis fails fast (no offline
+// The shared store: every operation is one Lua script (EVALSHA, EVAL on NOSCRIPT; the scripts
+// are in lua.ts), so a fleet of gateways enforces one limit exactly. Admits are one script per
+// request (the request waits for the answer). Settles, which nobody waits for, are
+// group-committed (settle-batch.ts). ioredis auto-pipelining puts the commands of an
+// event-loop turn in one socket write. A dead Redis fails fast (no offline
 // queue, no per-command retries, a command timeout); ioredis reconnects by itself and, once
 // it is back, queued settles / cancels / fallback spend are replayed (all idempotent).
 import { createHash } from 'node:crypto';
@@ -14,6 +13,7 @@ import { ADMIT, INSPECT, RESET, SETTLE } from './lua.js';
 import { PeriodClock } from './periods.js';
 import { admissionPrefix, connectRedis, parseRedisUrl } from './redis-connect.js';
 import type { Scope } from './scopes.js';
+import { BACKOFF_MS, Mode, SettleBatch, type PendingOp } from './settle-batch.js';
 import {
   CONCURRENCY_RETRY_MS,
   StoreUnavailable,
@@ -23,6 +23,7 @@ import {
   type ScopeUsage,
   type SpendListener,
   type Usage,
+  type Store,
   type Verdict,
 } from './store.js';
 
@@ -30,11 +31,6 @@ import {
 export const LEASE_MS = 15 * 60_000;
 /** Spend hashes outlive their period by this much (then Redis drops them). */
 const SPEND_RETENTION_MS = 8 * 86_400_000;
-/** After a command failed on a live connection (timeout), go straight to the fallback this long. */
-const BACKOFF_MS = 1_000;
-const MAX_PENDING = 100_000;
-/** Settles per script: bounds how long one script keeps Redis busy (each op is ~10-20 commands). */
-const MAX_BATCH = 128;
 const CONNECT_TIMEOUT_MS = 2_000;
 const LIMIT_CODES = [undefined, 'rpm', 'tpm', 'concurrency', 'budget'] as const;
 const CONCURRENCY_RETRY_ARG = String(CONCURRENCY_RETRY_MS);
@@ -50,21 +46,6 @@ interface ScopeKeys {
   /** The last period id seen and its spend key (a new string only when the period changes). */
   periodId: string;
   spendKey: string;
-}
-
-const enum Mode {
-  Settle = 1,
-  Cancel = 2,
-  Spend = 3,
-}
-
-interface PendingOp {
-  mode: Mode;
-  r: Reservation;
-  u: Usage;
-  /** Wall-clock ms the request ended: the period its spend belongs to. */
-  at: number;
-  first: boolean;
 }
 
 class Script {
@@ -89,8 +70,9 @@ export interface RedisStoreOptions {
   leaseMs?: number;
 }
 
-export class RedisStore {
+export class RedisStore implements Store {
   readonly name = 'redis';
+  readonly namesReservations = true;
   readonly redis: Redis | Cluster;
   /** The key prefix in use (hash-tagged on a cluster: see admissionPrefix). */
   readonly prefix: string;
@@ -101,13 +83,8 @@ export class RedisStore {
   private readonly logger: Logger;
   private readonly timeoutMs: number;
   private readonly metrics: Metrics;
-  private pending: PendingOp[] = [];
-  /** Settles waiting for the settle script in flight to answer; then they go out as one. */
-  private batch: PendingOp[] = [];
-  /** Settle scripts sent and not answered yet (close() waits for them). */
-  private readonly inflight = new Set<Promise<void>>();
-  private draining = false;
-  private retryTimer: NodeJS.Timeout | undefined;
+  private readonly settles: SettleBatch;
+  /** After a command failed on a live connection (timeout), go straight to the fallback until then. */
   private skipUntil = 0;
   private everReady = false;
   private readonly firstReady: Promise<void>;
@@ -141,6 +118,7 @@ export class RedisStore {
     });
     this.thresholdArgs = [String(o.thresholds.length), ...o.thresholds.map(String)];
     this.leaseArg = String(o.leaseMs ?? LEASE_MS);
+    this.settles = new SettleBatch({ exec: (ops) => this.exec(ops), available: () => this.available, logger: o.logger, metrics: o.metrics });
     this.redis = connectRedis(target, {
       // Fail fast instead of queueing while disconnected: the fallback (or a 503) answers now.
       enableOfflineQueue: false,
@@ -177,7 +155,16 @@ export class RedisStore {
   }
 
   get pendingOps(): number {
-    return this.pending.length;
+    return this.settles.pendingOps;
+  }
+
+  /** Used bare (on_store_error: closed), an unreachable Redis is not ready. */
+  ready(): boolean {
+    return this.available;
+  }
+
+  get degraded(): boolean {
+    return !this.available;
   }
 
   /** Right after start, requests wait (up to the connect timeout) for the first connection instead of failing. */
@@ -249,6 +236,16 @@ export class RedisStore {
     }
   }
 
+  /** An admin script: a failure is counted as such. */
+  private async admin(s: Script, keys: string[], args: string[]): Promise<unknown> {
+    try {
+      return await this.call(s, keys, args);
+    } catch (e) {
+      if (e instanceof StoreUnavailable) this.metrics.storeErrors.inc({ store: 'redis', op: 'admin' });
+      throw e;
+    }
+  }
+
   private scopeArgs(scopes: readonly Scope[], at: number, keys: string[], args: string[], withExpiry: boolean): void {
     for (let i = 0; i < scopes.length; i++) {
       const s = scopes[i]!;
@@ -277,7 +274,10 @@ export class RedisStore {
       reply = (await this.call(SCRIPTS.admit, keys, args)) as number[];
     } catch (e) {
       // The script may have run: cancel it later (idempotent) so nothing stays reserved in Redis.
-      if (e instanceof StoreUnavailable && e.maybeApplied) this.enqueue({ mode: Mode.Cancel, r, u: ZERO, at, first: false });
+      if (e instanceof StoreUnavailable) {
+        this.metrics.storeErrors.inc({ store: 'redis', op: 'admit' });
+        if (e.maybeApplied) this.settles.enqueue({ mode: Mode.Cancel, r, u: ZERO, at, first: false });
+      }
       throw e;
     }
     const v = newVerdict();
@@ -312,64 +312,14 @@ export class RedisStore {
    * it cannot be written it is queued and replayed when Redis is back.
    */
   settle(r: Reservation, u: Usage): void {
-    this.submit({ mode: Mode.Settle, r, u: settledUsage(r, u), at: Date.now(), first: true });
+    this.settles.submit({ mode: Mode.Settle, r, u: settledUsage(r, u), at: Date.now(), first: true });
   }
 
   /** Spend made on the local fallback while Redis was down: added once Redis is back. */
   addSpend(r: Reservation, given: Usage): void {
     const u = settledUsage(r, given);
     if (u.costNano <= 0 || !r.scopes.some((s) => s.budget)) return;
-    this.submit({ mode: Mode.Spend, r, u, at: Date.now(), first: true });
-  }
-
-  private submit(op: PendingOp): void {
-    // Behind a replay in progress, or with Redis away: queue (in order).
-    if (this.pending.length > 0 || this.draining || !this.available) {
-      if (!this.available) this.countFailure(op);
-      this.enqueue(op);
-      return;
-    }
-    this.batch.push(op);
-    // Nothing in flight: go now (no added delay when idle; ioredis still joins it to this
-    // turn's pipeline). Otherwise wait for the reply (see send()), up to a full batch.
-    if (this.inflight.size === 0 || this.batch.length >= MAX_BATCH) this.flushBatch();
-  }
-
-  private countFailure(op: PendingOp): void {
-    this.metrics.storeErrors.inc({ store: 'redis', op: op.mode === Mode.Spend ? 'reconcile' : 'settle' });
-  }
-
-  /** Sends the settles waiting, as one script. */
-  private flushBatch(): void {
-    const ops = this.batch;
-    if (ops.length === 0) return;
-    this.batch = [];
-    this.send(ops);
-  }
-
-  private send(ops: PendingOp[]): void {
-    if (this.pending.length > 0 || this.draining || !this.available) {
-      for (const op of ops) {
-        if (!this.available) this.countFailure(op);
-        this.enqueue(op);
-      }
-      return;
-    }
-    const p: Promise<void> = this.exec(ops)
-      .catch((e: unknown) => {
-        const maybe = e instanceof StoreUnavailable && e.maybeApplied;
-        for (const op of ops) {
-          this.countFailure(op);
-          if (maybe) op.first = false;
-          this.enqueue(op);
-        }
-      })
-      .finally(() => {
-        this.inflight.delete(p);
-        // The settles that came while this one was in flight (queued instead if it failed).
-        this.flushBatch();
-      });
-    this.inflight.add(p);
+    this.settles.submit({ mode: Mode.Spend, r, u, at: Date.now(), first: true });
   }
 
   /** Runs settles / cancels / spend additions, all in one script (applied in order, each whole). */
@@ -401,59 +351,17 @@ export class RedisStore {
     }
   }
 
-  private enqueue(op: PendingOp): void {
-    if (this.closed) return;
-    if (this.pending.length >= MAX_PENDING) {
-      const dropped = this.pending.shift()!;
-      this.logger.error({ store: 'redis', reservation: dropped.r.id }, 'too many operations waiting for the state store: dropping the oldest (its lease will expire)');
-    }
-    this.pending.push(op);
-    this.scheduleDrain();
+  /** Sends the settles waiting now, then replays queued operations. */
+  drain(): Promise<void> {
+    return this.settles.drain();
   }
 
-  private scheduleDrain(): void {
-    if (this.retryTimer || this.closed) return;
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = undefined;
-      void this.drain();
-    }, BACKOFF_MS);
-    this.retryTimer.unref();
-  }
-
-  /**
-   * Sends the settles waiting now, then replays queued operations in order, MAX_BATCH per
-   * script, stopping at the first failure.
-   */
-  async drain(): Promise<void> {
-    this.flushBatch();
-    if (this.draining) return;
-    this.draining = true;
-    try {
-      while (this.pending.length > 0 && this.available) {
-        // Out of the queue while in flight (enqueue may drop the oldest when full), back in front on failure.
-        const ops = this.pending.splice(0, MAX_BATCH);
-        try {
-          await this.exec(ops);
-        } catch (e) {
-          this.metrics.storeErrors.inc({ store: 'redis', op: 'reconcile' });
-          if (e instanceof StoreUnavailable && e.maybeApplied) for (const op of ops) op.first = false;
-          this.pending.unshift(...ops);
-          break;
-        }
-      }
-    } finally {
-      this.draining = false;
-      if (this.pending.length > 0) this.scheduleDrain();
-    }
-    await Promise.all(this.inflight);
-  }
-
-  async usage(scopes: readonly Scope[]): Promise<ScopeUsage[]> {
+  async usage(scopes: readonly Scope[] = this.o.scopes): Promise<ScopeUsage[]> {
     const keys: string[] = [];
     const args = [String(scopes.length)];
     const at = Date.now();
     this.scopeArgs(scopes, at, keys, args, false);
-    const reply = (await this.call(SCRIPTS.inspect, keys, args)) as number[];
+    const reply = (await this.admin(SCRIPTS.inspect, keys, args)) as number[];
     return scopes.map((scope, i) => ({
       scope,
       rpmUsed: reply[i * 5]!,
@@ -468,25 +376,24 @@ export class RedisStore {
   async resetBudget(s: Scope): Promise<number> {
     const k = this.keys[s.slot]!;
     if (!k.spend) return 0;
-    const before = Number(await this.call(SCRIPTS.reset, [k.spend + this.clock.at(s.budget!.period, Date.now()).id], []));
+    const before = Number(await this.admin(SCRIPTS.reset, [k.spend + this.clock.at(s.budget!.period, Date.now()).id], []));
     this.lastSpent.delete(s);
     this.o.onSpend(s, 0, NONE);
     return before;
   }
 
   async close(): Promise<void> {
-    if (this.retryTimer) clearTimeout(this.retryTimer);
-    this.retryTimer = undefined;
+    this.settles.stop(false);
     // Last chance for waiting and queued settles; whatever cannot be written now
     // expires with its lease.
-    if (this.batch.length > 0 || this.inflight.size > 0 || (this.pending.length > 0 && this.available)) {
+    if (this.settles.drainable) {
       let t: NodeJS.Timeout | undefined;
       await Promise.race([this.drain(), new Promise<void>((r) => (t = setTimeout(r, 1_000)))]);
       clearTimeout(t);
     }
     this.closed = true;
-    if (this.retryTimer) clearTimeout(this.retryTimer);
-    const unwritten = this.pending.length + this.batch.length;
+    this.settles.stop(true);
+    const unwritten = this.settles.unwritten;
     if (unwritten > 0) this.logger.warn({ store: 'redis', pending: unwritten }, 'closing with operations not written to the state store');
     if (this.redis.status === 'ready') {
       let t: NodeJS.Timeout | undefined;

@@ -1,6 +1,7 @@
-// What every state store does: check every scope of a request and reserve in all of them,
-// atomically (all or nothing); settle a reservation to the real usage; report usage for the
-// admin API. `memory` does it in-process, `redis` in one Lua script per operation.
+// What every state store does (Store): check every scope of a request and reserve in all of
+// them, atomically (all or nothing); settle a reservation to the real usage; report usage for
+// the admin API. `memory` does it in-process, `redis` in one Lua script per operation, and
+// `DegradingStore` (degrading.ts) is Redis with a local memory fallback while it is away.
 import type { LimitKind, Scope } from './scopes.js';
 import type { PeriodWindow } from './periods.js';
 
@@ -24,6 +25,8 @@ export interface Reservation {
    */
   bucket?: number;
   gen?: number;
+  /** Admitted by the local fallback while Redis was away (DegradingStore): settled there, its spend added to Redis later. */
+  fallback?: boolean;
 }
 
 /** The outcome of admit(). Limits are -1 where no scope has that kind of limit. */
@@ -101,6 +104,30 @@ export interface ScopeUsage {
   spentNano: number;
   reservedNano: number;
   period: PeriodWindow | undefined;
+}
+
+/**
+ * A state store as admission sees it. admit() is synchronous where the store is (memory):
+ * the request path then awaits nothing. Throws StoreUnavailable when the store cannot answer.
+ */
+export interface Store {
+  readonly name: 'memory' | 'redis';
+  /** Whether reservations need a fleet-unique id (the store names its entries by it). */
+  readonly namesReservations: boolean;
+  /** The store is not the one of record right now (Redis away): the admin API says so. */
+  readonly degraded: boolean;
+  /** Operations waiting to be written to the store. */
+  readonly pendingOps: number;
+  admit(r: Reservation): Verdict | Promise<Verdict>;
+  /** Commits the real usage and frees the rest. Never throws for the store being away (it queues). */
+  settle(r: Reservation, u: Usage): void;
+  /** Usage of every scope of the store's policy, in table order. */
+  usage(): ScopeUsage[] | Promise<ScopeUsage[]>;
+  /** Clears the current period's spend; returns what it was (nano-USD). */
+  resetBudget(s: Scope): number | Promise<number>;
+  /** Whether the gateway can admit (readiness). */
+  ready(): boolean;
+  close(): Promise<void>;
 }
 
 /** Called when committed spend of a budget scope changed; `fired` lists thresholds crossed for the first time this period. */

@@ -95,7 +95,7 @@ export function upstreamErrorToClient(backend: string, status: number, body: Buf
   // 4xx pass with their status (the client's own mistake); 5xx become 502 unless 503/504, or
   // Anthropic's 529 (overloaded), which its SDK and its clients know.
   const clientStatus = status < 500 ? status : status === 503 || status === 504 || status === 529 ? status : 502;
-  return new GatewayError(clientStatus, type, code, message, param);
+  return errors.upstreamAnswer(clientStatus, type, code, message, param);
 }
 
 /** OpenAI's 400 `context_length_exceeded`; vLLM and others say it only in the message. */
@@ -215,7 +215,7 @@ export class Router {
   /** Opens an exchange whose head has arrived with status < 400, or throws a GatewayError (or ClientAbort). */
   async open(ctx: RoutingContext, route: Route): Promise<Served> {
     const first = this.plans.get(route.name);
-    if (!first) throw new GatewayError(500, 'server_error', 'internal_error', `No routing plan for model '${route.name}'.`);
+    if (!first) throw errors.noRoutingPlan(route.name);
     const st: RequestState = { ctx, deadline: this.clock() + this.settings.retries.deadline_ms, attempts: 0, tried: [] };
     const seen = new Set<Plan>();
     let chain = first.chain;
@@ -237,12 +237,7 @@ export class Router {
         case 'served':
           return r.served;
         case 'deadline':
-          throw new GatewayError(
-            504,
-            'timeout_error',
-            'upstream_timeout',
-            `Gave up on model '${route.name}' after its ${this.settings.retries.deadline_ms} ms deadline. Tried: ${summarise(st.tried)}.`,
-          );
+          throw errors.routeDeadline(route.name, this.settings.retries.deadline_ms, summarise(st.tried));
         case 'context_length': {
           const next = plan.contextFallbacks.filter((p) => !seen.has(p));
           if (!next.length) throw r.error;
@@ -494,13 +489,8 @@ export class Router {
  * the last answer was an upstream 429. The message names every model/backend tried and why.
  */
 function exhausted(route: Route, st: RequestState): GatewayError {
-  const message = st.tried.length
-    ? `No deployment could serve model '${route.name}'. Tried: ${summarise(st.tried)}.`
-    : `Model '${route.name}' has no deployment to send to.`;
   const headers: Record<string, string> = st.retryAfterMs === undefined ? {} : { 'retry-after': clientRetryAfter(st.retryAfterMs) };
-  const last = st.lastError;
-  if (last) return new GatewayError(last.status, last.type, last.code, message, null, headers);
-  return new GatewayError(503, 'service_unavailable', 'service_unavailable', message, null, headers);
+  return errors.exhausted(route.name, st.tried.length ? summarise(st.tried) : '', headers, st.lastError);
 }
 
 /** "m on A: status 500 ×2; fb on B: circuit open, next probe in 3.0 s" (consecutive repeats folded). */

@@ -13,7 +13,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Policies } from '../config/schema.js';
 import type { Logger } from '../telemetry/logger.js';
-import { sendError, type GatewayError } from '../errors.js';
+import { errors, sendError, type GatewayError } from '../errors.js';
 import type { Metrics } from '../telemetry/metrics.js';
 
 type ServerSettings = Policies['server'];
@@ -53,11 +53,11 @@ export function watchRefusedConnections(server: Server, metrics: Metrics, logger
 }
 
 /** node:http's own refusals, answered as it would (status and connection: close) but in the OpenAI shape, and counted. */
-const CLIENT_ERRORS: Record<string, { status: number; text: string; reason: string; message: string }> = {
-  ERR_HTTP_REQUEST_TIMEOUT: { status: 408, text: 'Request Timeout', reason: 'request_timeout', message: 'The request head or body did not arrive in time.' },
-  HPE_HEADER_OVERFLOW: { status: 431, text: 'Request Header Fields Too Large', reason: 'header_overflow', message: 'The request headers are too large.' },
+const CLIENT_ERRORS: Record<string, { text: string; err: GatewayError }> = {
+  ERR_HTTP_REQUEST_TIMEOUT: { text: 'Request Timeout', err: errors.requestHeadTimeout() },
+  HPE_HEADER_OVERFLOW: { text: 'Request Header Fields Too Large', err: errors.headerOverflow() },
 };
-const BAD_REQUEST = { status: 400, text: 'Bad Request', reason: 'bad_request', message: 'The request is not valid HTTP.' };
+const BAD_REQUEST = { text: 'Bad Request', err: errors.badHttp() };
 
 /**
  * Replaces node:http's default clientError answer (a bare status line) with the same status,
@@ -70,12 +70,12 @@ export function answerClientErrors(server: Server, metrics: Metrics): void {
       socket.destroy();
       return;
     }
-    const e = (err.code && CLIENT_ERRORS[err.code]) || BAD_REQUEST;
-    metrics.clientErrors.inc({ reason: e.reason });
+    const { text, err: e } = (err.code && CLIENT_ERRORS[err.code]) || BAD_REQUEST;
+    metrics.clientErrors.inc({ reason: e.code });
     if ((socket as Duplex & { bytesWritten?: number }).bytesWritten === 0) {
-      const body = JSON.stringify({ error: { message: e.message, type: 'invalid_request_error', param: null, code: e.reason } });
+      const body = JSON.stringify(e.body());
       socket.write(
-        `HTTP/1.1 ${e.status} ${e.text}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+        `HTTP/1.1 ${e.status} ${text}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
       );
     }
     socket.destroy();

@@ -73,10 +73,8 @@ export function classifyError(err: Error, backend: string, afterHead: boolean): 
     case 'ENETUNREACH':
       return new UpstreamFailure('connect', errors.upstreamConnect(backend), true);
     case 'ENOTFOUND':
-    case 'EAI_AGAIN': {
-      const e = errors.upstreamConnect(backend);
-      return new UpstreamFailure('dns', new GatewayError(503, 'service_unavailable', 'upstream_dns', e.message), true);
-    }
+    case 'EAI_AGAIN':
+      return new UpstreamFailure('dns', errors.upstreamDns(backend), true);
     default:
       if (afterHead) return new UpstreamFailure('mid_stream', errors.midStream(backend, 'connection lost'), true);
       return new UpstreamFailure('reset', errors.upstreamReset(backend), true);
@@ -117,6 +115,5 @@ export function redirectFailure(backend: string, status: number): UpstreamFailur
 /** A failure for an upstream answer with an error status (the body is forwarded to the client when nothing else can serve). */
 export function statusFailure(backend: string, status: number, headers: Record<string, string | string[] | undefined>): UpstreamFailure {
   const reason: FailureReason = status === 429 ? 'status_429' : status >= 500 ? 'status_5xx' : 'status_4xx';
-  const err = new GatewayError(status >= 500 ? 502 : status, 'upstream_error', `upstream_${status}`, `Backend '${backend}' answered ${status}.`);
-  return new UpstreamFailure(reason, err, false, status, retryAfterMs(headers));
+  return new UpstreamFailure(reason, errors.upstreamStatus(backend, status), false, status, retryAfterMs(headers));
 }
