@@ -40,6 +40,8 @@ options:
   --streams N[,N...]    concurrent streams (default 100,400,1000)
   --responses-streams N[,N...]  concurrent streams of the responses scenario (default 100)
   --messages-streams N[,N...]   concurrent streams of the messages scenario (default 100)
+  --stream-rounds N     streams, responses, messages: take the targets in turn N times at each level
+                        and keep each one's median round by CPU per chunk (default 1)
   --ttft-ms MS          simulator time to first token for streams (default 100)
   --tpot-ms MS          simulator time per output token for streams (default 20)
   --output-tokens N     tokens per streamed completion (default 64)
@@ -94,6 +96,7 @@ function parseOptions(argv) {
       scenario: { type: 'string', default: 'all' },
       duration: { type: 'string' },
       rounds: { type: 'string' },
+      'stream-rounds': { type: 'string' },
       warmup: { type: 'string' },
       connections: { type: 'string' },
       rate: { type: 'string' },
@@ -145,6 +148,7 @@ function parseOptions(argv) {
     connections: numberOpt(values, 'connections', 16, { int: true, min: 1 }),
     rate: numberOpt(values, 'rate', 500, { min: 1 }),
     rounds: numberOpt(values, 'rounds', 3, { int: true, min: 1 }),
+    streamRounds: numberOpt(values, 'stream-rounds', 1, { int: true, min: 1 }),
     latencyClient: values['latency-client'],
     streams: levels(values.streams, 'streams'),
     responsesStreams: levels(values['responses-streams'], 'responses-streams'),
