@@ -170,6 +170,7 @@ export class Lab {
       policyFile: file,
       inspectorUrl: inspect ? inspectorUrl(child.stderr()) : undefined,
       redisPrefix,
+      redisCpuMs: redisPrefix ? () => this.redisCpuMs() : undefined,
       knobs: gatewayKnobs(features),
       stop: async () => {
         await child.stop(5000);
@@ -188,6 +189,23 @@ export class Lab {
       return (await r.ping()) === 'PONG';
     } catch {
       return false;
+    } finally {
+      r.disconnect();
+    }
+  }
+
+  /** The Redis server's CPU so far (INFO cpu, user + sys), ms; NaN if unreachable. Other clients of that Redis count too. */
+  async redisCpuMs() {
+    const { Redis } = await import('ioredis');
+    const r = new Redis(this.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, connectTimeout: 1000, retryStrategy: () => null });
+    r.on('error', () => {});
+    try {
+      await r.connect();
+      const info = await r.info('cpu');
+      const f = (re) => Number(re.exec(info)?.[1] ?? NaN);
+      return (f(/used_cpu_user:([\d.]+)/) + f(/used_cpu_sys:([\d.]+)/)) * 1000;
+    } catch {
+      return NaN;
     } finally {
       r.disconnect();
     }

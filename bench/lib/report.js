@@ -50,7 +50,7 @@ function errs(r) {
 /** The max-rate table of throughput and features: req/s (each round too), ratios to bare and to `second`, latency, CPU. */
 function maxRateTable(targets, second, markdown) {
   return table(
-    ['target', 'req/s', 'by round', 'vs bare', `vs ${second}`, 'p50 ms', 'p99 ms', 'proxy CPU µs/req', 'errors'],
+    ['target', 'req/s', 'by round', 'vs bare', `vs ${second}`, 'p50 ms', 'p99 ms', 'proxy CPU µs/req', 'Redis CPU µs/req', 'errors'],
     Object.entries(targets).map(([n, r]) => [
       n,
       fmt(r.rps, 0),
@@ -60,6 +60,7 @@ function maxRateTable(targets, second, markdown) {
       fmt(r.latency_ms?.p50),
       fmt(r.latency_ms?.p99),
       fmt(r.proxy_cpu_us_per_request, 0),
+      r.redis_cpu_us_per_request === undefined ? '-' : fmt(r.redis_cpu_us_per_request, 0),
       errs(r),
     ]),
     { markdown },
@@ -293,10 +294,16 @@ export function evaluate(results) {
     const n = sc.settings.streams;
     const plain = (sc.gateway_knobs?.gateway ?? []).length === 0;
     const policy = plain ? 'default policy' : 'policy beyond defaults';
+    // A level the bare proxy cannot carry (below 90% of the offered chunks/s) compares two
+    // processes starved of CPU: which one gets the cores decides it, in either direction
+    // (seen: 75% and 166% on the same build). Those levels are shown, not judged.
+    const offered = sc.settings.ideal_chunks_per_s;
+    const starved = offered > 0 && b.chunks_per_s < 0.9 * offered;
+    const why = starved ? `; not judged: the machine is saturated (bare proxy at ${pct(b.chunks_per_s / offered)} of the offered chunks/s)` : '';
     const dTtft = g.ttft_ms?.p50 - b.ttft_ms?.p50;
-    if (Number.isFinite(dTtft)) add(`streams_ttft_${n}`, `streams: client TTFT p50, gateway (${policy}) minus bare proxy, at ${n} streams`, dTtft, 25, dTtft <= 25, 'ms', '≤ 25 ms');
+    if (Number.isFinite(dTtft)) add(`streams_ttft_${n}`, `streams: client TTFT p50, gateway (${policy}) minus bare proxy, at ${n} streams`, dTtft, 25, starved ? null : dTtft <= 25, 'ms', `≤ 25 ms${why}`);
     const ratio = b.chunks_per_s > 0 ? g.chunks_per_s / b.chunks_per_s : NaN;
-    if (Number.isFinite(ratio)) add(`streams_rate_${n}`, `streams: chunks/s, gateway (${policy}) / bare proxy, at ${n} streams`, ratio, 0.9, ratio >= 0.9, 'ratio', '≥ 90%');
+    if (Number.isFinite(ratio)) add(`streams_rate_${n}`, `streams: chunks/s, gateway (${policy}) / bare proxy, at ${n} streams`, ratio, 0.9, starved ? null : ratio >= 0.9, 'ratio', `≥ 90%${why}`);
   }
 
   // The gateway's own TTFT/TPOT against the stream stamps, for chat and for the Responses API.
@@ -322,7 +329,11 @@ export function evaluate(results) {
     const idle = gcIdle ?? g.rss_bytes?.idle;
     if (Number.isFinite(idle)) {
       const what = gcIdle !== undefined ? `memory: gateway idle RSS (after a forced GC; ${mb(g.rss_bytes.idle)} MiB before)` : 'memory: gateway idle RSS';
-      add('memory_idle', what, idle / MB, 80, idle <= 80 * MB, 'MiB', '≤ 80 MiB');
+      // Plain policy: no optional module (tokenizer, Redis client, OTLP, insights) is loaded, and
+      // the idle process must fit 64 MiB; the features policy loads the tokenizer's ranks.
+      const plain = s.memory.settings?.gateway_policy === 'no keys, limits or budgets';
+      const cap = plain ? 64 : 80;
+      add('memory_idle', `${what}${plain ? ', plain policy' : ', features policy'}`, idle / MB, cap, idle <= cap * MB, 'MiB', `≤ ${cap} MiB`);
     }
     const per = perStream(g);
     if (Number.isFinite(per)) add('memory_per_stream', 'memory: gateway RSS per open stream', per / KB, 60, per <= 60 * KB, 'KiB', '≤ 60 KiB');

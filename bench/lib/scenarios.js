@@ -104,13 +104,17 @@ async function maxRate(ctx, t, label) {
  */
 async function withCpu(t, fn, per = 'requests') {
   const before = t.child?.cpuMs() ?? NaN;
+  // A gateway on the redis store: Redis's own CPU (INFO cpu, user + sys) over the same window.
+  const redisBefore = t.redisCpuMs ? await t.redisCpuMs() : NaN;
   const r = await fn();
   const spent = (t.child?.cpuMs() ?? NaN) - before;
+  const redisSpent = t.redisCpuMs ? (await t.redisCpuMs()) - redisBefore : NaN;
+  const n = per === 'chunks' ? r.chunks_total : r.requests;
   if (Number.isFinite(spent)) {
     r.proxy_cpu_ms = round(spent, 0);
-    const n = per === 'chunks' ? r.chunks_total : r.requests;
     if (n > 0) r[per === 'chunks' ? 'proxy_cpu_us_per_chunk' : 'proxy_cpu_us_per_request'] = round((spent * 1000) / n, 1);
   }
+  if (Number.isFinite(redisSpent) && n > 0) r.redis_cpu_us_per_request = round((redisSpent * 1000) / n, 1);
   return r;
 }
 

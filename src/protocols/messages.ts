@@ -20,7 +20,8 @@
 // earlier ones the same way.
 import { errors, type GatewayError } from '../errors.js';
 import { KeyKind, type BodyFacts, type StreamFacts, type StreamGrammar } from '../streamtap/grammar.js';
-import { countTokens, isRecord, num, type TapUsage } from '../streamtap/tokens.js';
+import { isRecord, num, promptCounter, type TapUsage } from '../streamtap/tokens.js';
+import type { BoundedCounter } from '../util/bounded-count.js';
 import { scanUsage, type UsageKeys } from '../util/usage-scan.js';
 import { usageFault } from '../settle/usage.js';
 import { QUOTE } from '../util/json-bytes.js';
@@ -221,34 +222,37 @@ const TOKENS_PER_MEDIA = 85;
 /** Role framing per message, as for chat (an estimate: Anthropic's tokenizer is not public). */
 const TOKENS_PER_MESSAGE = 3;
 
-function blocksTokens(content: unknown): number {
-  if (typeof content === 'string') return countTokens(content);
+function blocksTokens(content: unknown, c: BoundedCounter): number {
+  if (typeof content === 'string') return c.count(content);
   if (!Array.isArray(content)) return 0;
   let n = 0;
   for (const b of content) {
-    if (typeof b === 'string') n += countTokens(b);
+    if (typeof b === 'string') n += c.count(b);
     else if (!isRecord(b)) continue;
-    else if (typeof b['text'] === 'string') n += countTokens(b['text']);
-    else if (typeof b['thinking'] === 'string') n += countTokens(b['thinking']);
+    else if (typeof b['text'] === 'string') n += c.count(b['text']);
+    else if (typeof b['thinking'] === 'string') n += c.count(b['thinking']);
     else if (b['type'] === 'image' || b['type'] === 'document') n += TOKENS_PER_MEDIA;
-    else if (b['type'] === 'tool_use') n += countTokens(JSON.stringify(b['input'] ?? {})) + (typeof b['name'] === 'string' ? countTokens(b['name']) : 0);
-    else if (b['type'] === 'tool_result') n += blocksTokens(b['content']);
+    else if (b['type'] === 'tool_use') n += c.count(JSON.stringify(b['input'] ?? {})) + (typeof b['name'] === 'string' ? c.count(b['name']) : 0);
+    else if (b['type'] === 'tool_result') n += blocksTokens(b['content'], c);
   }
   return n;
 }
 
 /** Estimated prompt tokens of a Messages request: system, messages, tool definitions. */
 export function estimateMessagesPrompt(body: Record<string, unknown>): number {
-  let n = blocksTokens(body['system']);
+  // One bounded counter for the whole estimate (its BPE budget shared by every block), which
+  // remembers the texts it counted: system prompts and history repeat from turn to turn.
+  const c = promptCounter();
+  let n = blocksTokens(body['system'], c);
   const messages = body['messages'];
   if (Array.isArray(messages)) {
     for (const m of messages) {
       n += TOKENS_PER_MESSAGE;
-      if (isRecord(m)) n += blocksTokens(m['content']);
+      if (isRecord(m)) n += blocksTokens(m['content'], c);
     }
   }
   const tools = body['tools'];
-  if (tools !== undefined && tools !== null) n += countTokens(JSON.stringify(tools));
+  if (tools !== undefined && tools !== null) n += c.count(JSON.stringify(tools));
   return n;
 }
 

@@ -1,6 +1,6 @@
 // The prompt estimate of the OpenAI request bodies (chat messages, completions prompt,
 // embeddings input, tool definitions), counted before sending for admission's reservations.
-import { isRecord, tokenCounter } from '../streamtap/tokens.js';
+import { isRecord, promptCounter } from '../streamtap/tokens.js';
 
 // OpenAI's cookbook ("How to count tokens with tiktoken"): every message costs 3 tokens of
 // framing plus its fields, a name 1 more, and every reply is primed with 3 tokens.
@@ -17,7 +17,7 @@ const TOKENS_PER_IMAGE = 85;
  * of counting what will be sent.
  */
 export function estimatePromptTokens(body: Record<string, unknown>): number {
-  const c = tokenCounter();
+  const c = promptCounter();
   const count = (text: string): number => c.count(text);
   let n = 0;
   const messages = body['messages'];

@@ -9,7 +9,7 @@
 // `{"type":"error","code","message","param","sequence_number"}`.
 import { errors, type GatewayError } from '../errors.js';
 import { KeyKind, type BodyFacts, type StreamFacts, type StreamGrammar } from '../streamtap/grammar.js';
-import { tokenCounter, isRecord, num, type TapUsage } from '../streamtap/tokens.js';
+import { promptCounter, isRecord, num, type TapUsage } from '../streamtap/tokens.js';
 import { modelOf, openaiErrorBody, positiveInt, spliceBody, validateCommon } from './openai.js';
 import { freeCall, type Protocol } from './types.js';
 import { parseObject, sseEvent } from './wire.js';
@@ -144,7 +144,7 @@ function inputTokens(input: unknown, count: (text: string) => number): number {
 
 function promptTokens(body: Record<string, unknown>): number {
   // One bounded counter for the whole estimate: its BPE budget is shared by every piece.
-  const c = tokenCounter();
+  const c = promptCounter();
   const count = (text: string): number => c.count(text);
   let n = inputTokens(body['input'], count);
   if (typeof body['instructions'] === 'string') n += count(body['instructions']);

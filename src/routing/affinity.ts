@@ -33,7 +33,12 @@ const READ_TIMEOUT_MS = 250;
 const MAX_ID = 256;
 
 export class ResponseAffinity {
-  private readonly local: LRUCache<string, AffinityEntry>;
+  /**
+   * Made on the first response recorded: lru-cache allocates its index arrays for `max`
+   * entries up front (~4 MiB at the default 100,000), which a gateway that never serves the
+   * Responses API should not carry.
+   */
+  private local: LRUCache<string, AffinityEntry> | undefined;
   private readonly redis: Redis | Cluster | undefined;
   private readonly prefix: string;
   private warned = false;
@@ -42,7 +47,6 @@ export class ResponseAffinity {
     private readonly s: AffinitySettings,
     private readonly logger?: Logger,
   ) {
-    this.local = new LRUCache<string, AffinityEntry>({ max: s.max, ttl: s.ttlMs, ttlAutopurge: false });
     this.prefix = s.redis ? `${s.redis.prefix}resp:` : '';
     if (s.redis) {
       // Commands made before the connection is ready wait for it (the first responses of a
@@ -78,9 +82,13 @@ export class ResponseAffinity {
     this.logger?.warn({ err: err.message }, msg);
   }
 
+  private cache(): LRUCache<string, AffinityEntry> {
+    return (this.local ??= new LRUCache<string, AffinityEntry>({ max: this.s.max, ttl: this.s.ttlMs, ttlAutopurge: false }));
+  }
+
   remember(id: string, entry: AffinityEntry): void {
     if (id.length === 0 || id.length > MAX_ID) return;
-    this.local.set(id, entry);
+    this.cache().set(id, entry);
     if (this.redis) {
       this.redis.set(this.prefix + id, JSON.stringify(entry), 'PX', this.s.ttlMs).catch((e: Error) => this.warn('response affinity: Redis write failed', e));
     }
@@ -89,7 +97,7 @@ export class ResponseAffinity {
   /** Where the response lives; undefined when this gateway (or the fleet) has not seen it or it expired. */
   async lookup(id: string): Promise<AffinityEntry | undefined> {
     if (id.length === 0 || id.length > MAX_ID) return undefined;
-    const hit = this.local.get(id);
+    const hit = this.local?.get(id);
     if (hit || !this.redis) return hit;
     let timer: NodeJS.Timeout | undefined;
     try {
@@ -101,7 +109,7 @@ export class ResponseAffinity {
       const e = JSON.parse(text) as Partial<AffinityEntry>;
       if (typeof e.model !== 'string' || typeof e.backend !== 'string') return undefined;
       const entry = { model: e.model, backend: e.backend };
-      this.local.set(id, entry);
+      this.cache().set(id, entry);
       return entry;
     } catch (e) {
       this.warn('response affinity: Redis read failed', e as Error);
@@ -113,12 +121,12 @@ export class ResponseAffinity {
 
   /** A deleted response: its follow-ups have nowhere to go. */
   forget(id: string): void {
-    this.local.delete(id);
+    this.local?.delete(id);
     this.redis?.del(this.prefix + id).catch((e: Error) => this.warn('response affinity: Redis write failed', e));
   }
 
   get size(): number {
-    return this.local.size;
+    return this.local?.size ?? 0;
   }
 
   async close(): Promise<void> {

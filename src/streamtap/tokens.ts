@@ -11,7 +11,8 @@
 // memory nor the load until a backend first streams without usage.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { BoundedCounter, type Bpe } from '../util/bounded-count.js';
+import { LRUCache } from 'lru-cache';
+import { BoundedCounter, type Bpe, type CountCache } from '../util/bounded-count.js';
 
 type BpeCount = (text: string, opts: { disallowedSpecial: Set<string> }) => number;
 let bpeCount: BpeCount | undefined;
@@ -94,6 +95,35 @@ const bpe: Bpe = (text) => {
 /** A counter whose time is bounded (util/bounded-count.ts): one per estimate, its BPE budget shared by every text counted. */
 export function tokenCounter(): BoundedCounter {
   return new BoundedCounter(bpe);
+}
+
+/**
+ * Prompts repeat: an agent or chat app sends the same system prompt, tool definitions and
+ * history on every turn, and only the newest message is new. Exact counts of prompt texts are
+ * kept here, bounded by the characters they hold, so a repeated text costs one map lookup
+ * instead of a BPE pass (and is exact even past an estimate's BPE budget). Output texts are
+ * not cached: they do not repeat.
+ */
+const PROMPT_CACHE_CHARS = 4 * 1024 * 1024;
+/** A text longer than this is not kept (one would evict many; the estimate's budget bounds its cost anyway). */
+const PROMPT_CACHE_MAX_TEXT = 256 * 1024;
+/** What an entry costs beyond its characters (key, node, map slot), in the same units: bounds the count of tiny entries too. */
+const ENTRY_OVERHEAD = 128;
+let promptCache: LRUCache<string, number> | undefined;
+
+const promptCounts: CountCache = {
+  get: (text) => promptCache?.get(text),
+  set(text, tokens) {
+    if (text.length > PROMPT_CACHE_MAX_TEXT) return;
+    // Made on first use: lru-cache is light without `max`, but a gateway that never estimates should not hold one.
+    promptCache ??= new LRUCache<string, number>({ maxSize: PROMPT_CACHE_CHARS, sizeCalculation: (_n, text) => text.length + ENTRY_OVERHEAD });
+    promptCache.set(text, tokens);
+  },
+};
+
+/** A counter for a prompt estimate: bounded like tokenCounter(), and remembering the texts it counted exactly. */
+export function promptCounter(): BoundedCounter {
+  return new BoundedCounter(bpe, undefined, promptCounts);
 }
 
 /** Tokens in `text` (cl100k_base), bounded in time: see util/bounded-count.ts. */

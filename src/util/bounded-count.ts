@@ -41,6 +41,12 @@ function safeCut(text: string, at: number): number {
   return c >= 0xd800 && c <= 0xdbff ? at - 1 : at;
 }
 
+/** Exact counts of texts seen before (a bounded cache shared by estimates; see tokens.ts). */
+export interface CountCache {
+  get(text: string): number | undefined;
+  set(text: string, tokens: number): void;
+}
+
 /** One estimate's counter: its BPE budget is shared by every text it counts. */
 export class BoundedCounter {
   private left: number;
@@ -50,6 +56,7 @@ export class BoundedCounter {
   constructor(
     private readonly bpe: Bpe,
     budgetChars: number = EXACT_BUDGET_CHARS,
+    private readonly cache?: CountCache,
   ) {
     this.left = budgetChars;
   }
@@ -57,8 +64,22 @@ export class BoundedCounter {
   count(text: string): number {
     const len = text.length;
     if (len === 0) return 0;
+    const cache = this.cache;
+    if (cache !== undefined) {
+      // A text counted exactly before costs no BPE and none of this estimate's budget.
+      const hit = cache.get(text);
+      if (hit !== undefined) {
+        this.counted += len;
+        this.tokens += hit;
+        return hit;
+      }
+    }
     if (this.left <= 0) return this.extrapolate(text);
-    if (len <= this.left) return this.exact(text);
+    if (len <= this.left) {
+      const n = this.exact(text);
+      cache?.set(text, n);
+      return n;
+    }
     const cut = safeCut(text, this.left);
     return this.exact(text.slice(0, cut)) + this.extrapolate(text.slice(cut));
   }

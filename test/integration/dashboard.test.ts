@@ -186,7 +186,7 @@ describe('the page in headless Chromium', () => {
       // The hostile model name is shown as text, not parsed as markup.
       await expect.poll(() => page.locator('section.card h3').allTextContents()).toContain(HOSTILE);
       expect(await page.locator('section.card img').count()).toBe(0);
-      expect(await page.evaluate(() => (window as unknown as { __xss?: number }).__xss)).toBeUndefined();
+      expect(await page.evaluate(() => (globalThis as unknown as { __xss?: number }).__xss)).toBeUndefined();
       await expect.poll(() => card.locator('.badge.closed').count()).toBe(1);
       await expect.poll(() => page.locator('[data-budget="team:payments"] .bar div.warn').count()).toBe(1);
 

@@ -2,6 +2,7 @@
 // client SDK expects, and nothing is left behind (the gateway closes with no in-flight work).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
+import { Readable } from 'node:stream';
 import { request } from 'undici';
 import { startSimulator, type Simulator } from '../../src/simulator/index.js';
 import { startGateway, metricValue, type TestGateway } from '../helpers.js';
@@ -91,10 +92,12 @@ describe('bad input', () => {
     const res = await request(`${gw.url}/v1/chat/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: (async function* () {
-        yield Buffer.from(big.slice(0, 1500));
-        yield Buffer.from(big.slice(1500));
-      })(),
+      body: Readable.from(
+        (async function* () {
+          yield Buffer.from(big.slice(0, 1500));
+          yield Buffer.from(big.slice(1500));
+        })(),
+      ),
     });
     expect(res.statusCode).toBe(413);
     await res.body.text();

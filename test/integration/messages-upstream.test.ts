@@ -5,7 +5,7 @@
 // 529 answers in Anthropic's shape, and failover from one Claude model to another when the
 // first one's error rate opens its circuit.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import Anthropic from '@anthropic-ai/sdk';
+import Anthropic, { type APIError } from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import { startSimulator, type Simulator } from '../../src/simulator/index.js';
 import { startScriptedUpstream, type ScriptedUpstream, type ScriptStep } from '../fixtures/scripted-upstream.js';
@@ -125,7 +125,7 @@ describe('an Anthropic upstream with known write times', () => {
     const stream = client.messages.stream({ model: 'claude-timed', max_tokens: 50, messages: [{ role: 'user', content: 'hi' }] });
     const e = await stream.finalMessage().catch((x: unknown) => x);
     expect(e).toBeInstanceOf(Anthropic.APIError);
-    expect((e as Anthropic.APIError).error).toMatchObject({ type: 'error', error: { type: 'overloaded_error' } });
+    expect((e as APIError).error).toMatchObject({ type: 'error', error: { type: 'overloaded_error' } });
     const line = await gw.waitForLog((l) => l.msg === 'request' && (l.error as { code?: string } | undefined)?.code === 'upstream_stream_error' && (l.tokens as { cached_input: number }).cached_input === 200);
     expect((line.tokens as { input: number }).input).toBe(242);
   });
@@ -134,21 +134,21 @@ describe('an Anthropic upstream with known write times', () => {
     up.setScript({ steps: [{ delayMs: 0, bytes: START + BLOCK }, { delayMs: 5, bytes: delta(' a') }], finish: 'destroy' });
     const e = await client.messages.stream({ model: 'claude-timed', max_tokens: 50, messages: [{ role: 'user', content: 'hi' }] }).finalMessage().catch((x: unknown) => x);
     expect(e).toBeInstanceOf(Anthropic.APIError);
-    expect((e as Anthropic.APIError).error).toMatchObject({ type: 'error', error: { type: 'api_error' } });
+    expect((e as APIError).error).toMatchObject({ type: 'error', error: { type: 'api_error' } });
   });
 
   it("an upstream 400 reaches the client as a BadRequestError with the upstream's message", async () => {
     up.setScript({ status: 400, headers: { 'content-type': 'application/json' }, steps: [{ delayMs: 0, bytes: JSON.stringify({ type: 'error', error: { type: 'invalid_request_error', message: 'messages: roles must alternate' } }) }] });
     const e = await client.messages.create({ model: 'claude-timed', max_tokens: 50, messages: [{ role: 'user', content: 'hi' }] }).catch((x: unknown) => x);
     expect(e).toBeInstanceOf(Anthropic.BadRequestError);
-    expect((e as Anthropic.APIError).error).toEqual({ type: 'error', error: { type: 'invalid_request_error', message: 'messages: roles must alternate' } });
+    expect((e as APIError).error).toEqual({ type: 'error', error: { type: 'invalid_request_error', message: 'messages: roles must alternate' } });
   });
 
   it('an upstream 529 (overloaded) is answered 529 overloaded_error', async () => {
     const e = await client.messages.create({ model: 'claude-busy', max_tokens: 50, messages: [{ role: 'user', content: 'hi' }] }).catch((x: unknown) => x);
     expect(e).toBeInstanceOf(Anthropic.OverloadedError);
-    expect((e as Anthropic.APIError).status).toBe(529);
-    expect((e as Anthropic.APIError).error).toMatchObject({ type: 'error', error: { type: 'overloaded_error' } });
+    expect((e as APIError).status).toBe(529);
+    expect((e as APIError).error).toMatchObject({ type: 'error', error: { type: 'overloaded_error' } });
   });
 });
 

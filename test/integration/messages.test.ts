@@ -5,7 +5,7 @@
 // budget, rate limit, allow-list, a model with no messages deployment, a dying upstream)
 // raised by the SDK as its own typed errors.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import Anthropic from '@anthropic-ai/sdk';
+import Anthropic, { type APIError } from '@anthropic-ai/sdk';
 import { countTokens } from 'gpt-tokenizer/encoding/o200k_base';
 import { startSimulator, type Simulator } from '../../src/simulator/index.js';
 import { completionText } from '../../src/simulator/words.js';
@@ -203,14 +203,14 @@ describe('refusals in Anthropic shape, raised by the SDK as typed errors', () =>
   it('a wrong key → AuthenticationError (authentication_error)', async () => {
     const e = await ask(keyed('sk-wrong')).catch((x: unknown) => x);
     expect(e).toBeInstanceOf(Anthropic.AuthenticationError);
-    expect((e as Anthropic.APIError).error).toMatchObject({ type: 'error', error: { type: 'authentication_error' } });
+    expect((e as APIError).error).toMatchObject({ type: 'error', error: { type: 'authentication_error' } });
   });
 
   it('a spent budget → RateLimitError, x-should-retry: false, and the SDK does not retry', async () => {
     const before = sim.stats.requests;
     const e = await ask(keyed('sk-broke', 2)).catch((x: unknown) => x);
     expect(e).toBeInstanceOf(Anthropic.RateLimitError);
-    const err = e as Anthropic.APIError;
+    const err = e as APIError;
     expect(err.headers?.get('x-should-retry')).toBe('false');
     expect(err.error).toMatchObject({ type: 'error', error: { type: 'rate_limit_error' } });
     expect(sim.stats.requests).toBe(before);
@@ -223,7 +223,7 @@ describe('refusals in Anthropic shape, raised by the SDK as typed errors', () =>
     await ask(c);
     const e = await ask(c).catch((x: unknown) => x);
     expect(e).toBeInstanceOf(Anthropic.RateLimitError);
-    expect(Number((e as Anthropic.APIError).headers?.get('retry-after'))).toBeGreaterThan(0);
+    expect(Number((e as APIError).headers?.get('retry-after'))).toBeGreaterThan(0);
   });
 
   it('a model outside the key allow-list → PermissionDeniedError', async () => {
@@ -234,14 +234,14 @@ describe('refusals in Anthropic shape, raised by the SDK as typed errors', () =>
   it('an unknown model → NotFoundError', async () => {
     const e = await ask(client, 'nope').catch((x: unknown) => x);
     expect(e).toBeInstanceOf(Anthropic.NotFoundError);
-    expect((e as Anthropic.APIError).error).toMatchObject({ error: { type: 'not_found_error' } });
+    expect((e as APIError).error).toMatchObject({ error: { type: 'not_found_error' } });
   });
 
   it('a model with no deployment serving messages → 400 naming model and API, nothing sent upstream', async () => {
     const before = sim.stats.requests;
     const e = await ask(client, 'gpt-only').catch((x: unknown) => x);
     expect(e).toBeInstanceOf(Anthropic.BadRequestError);
-    const body = (e as Anthropic.APIError).error as { error: { type: string; message: string } };
+    const body = (e as APIError).error as { error: { type: string; message: string } };
     expect(body.error.type).toBe('invalid_request_error');
     expect(body.error.message).toContain("'gpt-only'");
     expect(body.error.message).toContain('messages');
@@ -252,7 +252,7 @@ describe('refusals in Anthropic shape, raised by the SDK as typed errors', () =>
     const before = sim.stats.requests;
     const e = await client.messages.create({ model: 'claude-sonnet', max_tokens: 10, messages: [{ role: 'user', content: 'x'.repeat(100_000) }] }).catch((x: unknown) => x);
     expect(e).toBeInstanceOf(Anthropic.ContentTooLargeError);
-    expect((e as Anthropic.APIError).error).toMatchObject({ type: 'error', error: { type: 'request_too_large' } });
+    expect((e as APIError).error).toMatchObject({ type: 'error', error: { type: 'request_too_large' } });
     expect(sim.stats.requests).toBe(before);
   });
 
@@ -269,7 +269,7 @@ describe('refusals in Anthropic shape, raised by the SDK as typed errors', () =>
       .create({ model: 'claude-sonnet', max_tokens: 10, messages: [{ role: 'user', content: 'hi' }] }, { headers: { 'x-sim-fault': JSON.stringify({ kind: 'status', status: 400 }) } })
       .catch((x: unknown) => x);
     expect(e).toBeInstanceOf(Anthropic.BadRequestError);
-    expect((e as Anthropic.APIError).error).toEqual({ type: 'error', error: { type: 'invalid_request_error', message: 'Simulated error 400.' } });
+    expect((e as APIError).error).toEqual({ type: 'error', error: { type: 'invalid_request_error', message: 'Simulated error 400.' } });
   });
 
   it('an upstream that dies mid-stream: the SDK raises the error event', async () => {

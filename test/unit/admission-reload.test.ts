@@ -134,7 +134,7 @@ ${state}`;
 
   it('the old engine retires once its tickets have settled; counters continue in the new one', async () => {
     const p1 = parsePolicies(yaml('{ key: x, name: app, limits: { rpm: 3 } }'), 't.yaml');
-    const identity: Identity = { key: 'app', config: p1.keys[0] };
+    const identity: Identity = { key: 'app', config: p1.keys[0], teamLabel: 'none' };
     const req = { identity, route, promptTokens: 1, maxOutputTokens: 1, worstCaseUsd: 0 };
     const a1 = createAdmission(p1);
     const t1 = await a1.admit(req);
@@ -145,7 +145,7 @@ ${state}`;
     const retiring = a1.retire().then(() => (retired = true));
     await new Promise((r) => setTimeout(r, 20));
     expect(retired).toBe(false); // t1 is still out
-    const t3 = await a2.admit({ ...req, identity: { key: 'app', config: p2.keys[0] } });
+    const t3 = await a2.admit({ ...req, identity: { key: 'app', config: p2.keys[0], teamLabel: 'none' } });
     expect(t3.headers['x-ratelimit-remaining-requests']).toBe('0');
     t1.settle({ servedModel: 'm', inputTokens: 1, outputTokens: 1, costUsd: 0 });
     await retiring;
@@ -157,7 +157,7 @@ ${state}`;
   it('a new policy without limits still retires the old engine; open admission retires at once', async () => {
     const p1 = parsePolicies(yaml('{ key: x, name: app, limits: { rpm: 3 } }'), 't.yaml');
     const a1 = createAdmission(p1);
-    const t = await a1.admit({ identity: { key: 'app', config: p1.keys[0] }, route, promptTokens: 1, maxOutputTokens: 1, worstCaseUsd: 0 });
+    const t = await a1.admit({ identity: { key: 'app', config: p1.keys[0], teamLabel: 'none' }, route, promptTokens: 1, maxOutputTokens: 1, worstCaseUsd: 0 });
     const open = createAdmission(parsePolicies(yaml(''), 't.yaml'), {}, a1);
     const retiring = a1.retire();
     t.settle({ servedModel: 'm', inputTokens: 1, outputTokens: 1, costUsd: 0 });
@@ -180,7 +180,7 @@ models: { m: { deployments: [{ backend: sim }] } }
 keys: [{ key: x, name: app, ${limits} budget: { usd: 10, period: day } }]`;
     const route = { name: 'm' } as Route;
     const use = async (a: ReturnType<typeof createAdmission>, p: ReturnType<typeof parsePolicies>, usd: number) => {
-      const t = await a.admit({ identity: { key: 'app', config: p.keys[0] }, route, promptTokens: 1, maxOutputTokens: 1, worstCaseUsd: 1 });
+      const t = await a.admit({ identity: { key: 'app', config: p.keys[0], teamLabel: 'none' }, route, promptTokens: 1, maxOutputTokens: 1, worstCaseUsd: 1 });
       t.settle({ servedModel: 'm', inputTokens: 1, outputTokens: 1, costUsd: usd });
     };
     const p1 = parsePolicies(yaml(''), 't.yaml');

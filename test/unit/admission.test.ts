@@ -345,7 +345,7 @@ backends: { sim: { type: simulator } }
 models: { m: ${model} }
 ${extra}`;
   const route = { name: 'm' } as Route;
-  const anon: Identity = { key: 'anonymous' };
+  const anon: Identity = { key: 'anonymous', teamLabel: 'none' };
 
   it('without limits or budgets admits synchronously with one shared ticket (no store, no allocation)', async () => {
     const a = createAdmission(parsePolicies(yaml(''), 't.yaml'));
@@ -370,7 +370,7 @@ global: { limits: { rpm: 1 } }`,
       't.yaml',
     );
     const t = new ScopeTable(p);
-    const identity: Identity = { key: 'app', user: 'u1', team: 't1', config: p.keys[0] };
+    const identity: Identity = { key: 'app', user: 'u1', team: 't1', config: p.keys[0], teamLabel: 't1' };
     expect(t.resolve(identity, route)!.map((s) => s.id)).toEqual(['key:app', 'user:u1', 'team:t1', 'model:m', 'global:global']);
     const a = createAdmission(p);
     const req = { identity, route, promptTokens: 1, maxOutputTokens: 1, worstCaseUsd: 0 };

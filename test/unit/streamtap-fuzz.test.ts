@@ -257,7 +257,7 @@ describe(`body parsers property test (seed ${SEED})`, () => {
         continue;
       }
       if (!out) continue;
-      const want = { ...(JSON.parse(raw) as Record<string, unknown>), model };
+      const want: Record<string, unknown> = { ...(JSON.parse(raw) as Record<string, unknown>), model };
       if (addUsage) want['stream_options'] = { include_usage: true };
       expect(JSON.parse(out.toString('utf8')), where).toEqual(want);
     }

@@ -102,3 +102,51 @@ describe('bounded token counting', () => {
     expect(bpeWork.chars - before).toBeLessThanOrEqual(EXACT_BUDGET_CHARS);
   });
 });
+
+describe('prompt texts counted before cost no BPE the next time', () => {
+  it('a counter with a cache returns the same counts, and a repeated text is not handed to BPE again', () => {
+    const { seen, bpe } = recorder();
+    const cache = new Map<string, number>();
+    const first = new BoundedCounter(bpe, EXACT_BUDGET_CHARS, { get: (t) => cache.get(t), set: (t, n) => cache.set(t, n) });
+    const system = 'You are a careful assistant. '.repeat(40);
+    const n1 = first.count(system);
+    const calls = seen.calls;
+    expect(calls).toBeGreaterThan(0);
+    const second = new BoundedCounter(bpe, EXACT_BUDGET_CHARS, { get: (t) => cache.get(t), set: (t, n) => cache.set(t, n) });
+    expect(second.count(system)).toBe(n1);
+    expect(seen.calls).toBe(calls);
+  });
+
+  it('a cached text counts toward the ratio the rest of an estimate is extrapolated at', () => {
+    const cache = new Map<string, number>([['one token per character', 23]]);
+    // No BPE budget at all: everything not cached is extrapolated.
+    const c = new BoundedCounter(() => 0, 0, { get: (t) => cache.get(t), set: (t, n) => cache.set(t, n) });
+    expect(c.count('one token per character')).toBe(23);
+    expect(c.count('y'.repeat(40))).toBe(40); // at the cached text's 1 token/char, not bytes/4 (10)
+  });
+
+  it('only texts counted exactly are kept: the part past the budget is extrapolated and not cached', () => {
+    const { bpe } = recorder();
+    const cache = new Map<string, number>();
+    const c = new BoundedCounter(bpe, 100, { get: (t) => cache.get(t), set: (t, n) => cache.set(t, n) });
+    c.count('a b '.repeat(20)); // 80 chars, exact
+    c.count('c d '.repeat(20)); // crosses the budget
+    expect([...cache.keys()]).toEqual(['a b '.repeat(20)]);
+  });
+
+  it('estimatePromptTokens gives the same count for a repeated prompt, without BPE work the second time', () => {
+    const body = {
+      model: 'm',
+      messages: [
+        { role: 'system', content: 'Answer in the style of a ship captain, precisely and briefly. '.repeat(30) },
+        { role: 'user', content: 'What is the tide doing at the harbour mouth this evening?' },
+      ],
+    };
+    const a = estimatePromptTokens(body);
+    const before = bpeWork.calls;
+    const b = estimatePromptTokens(structuredClone(body));
+    expect(b).toBe(a);
+    expect(bpeWork.calls).toBe(before);
+    expect(a).toBe(countTokens(body.messages[0]!.content) + countTokens(body.messages[1]!.content) + countTokens('system') + countTokens('user') + 2 * 3 + 3);
+  });
+});
