@@ -15,7 +15,7 @@ import { KeyRing } from './auth/index.js';
 import { PolicyTable } from './policy/index.js';
 import { createAdmission, RETIRE_MAX_MS, type Admission } from './admission/index.js';
 import { Router } from './routing/index.js';
-import { Backends } from './upstream/backends.js';
+import { Backends, type StartInProcess } from './upstream/backends.js';
 import { Metrics } from './telemetry/metrics.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
 import { Tracing } from './telemetry/tracing.js';
@@ -63,9 +63,15 @@ export type ReloadResult = { ok: true; changed: PolicyChanges; unchanged?: true 
 
 const LISTEN_BACKLOG = 4096;
 
+/** The built-in `type: simulator` backends. Loaded only when a policy has one: production sidecars never carry the simulator. */
+const startSimulatorBackend: StartInProcess = async (cfg) => {
+  const { startSimulator } = await import('./simulator/index.js');
+  return startSimulator({ ttftMs: cfg.ttft_ms, tpotMs: cfg.tpot_ms, outputTokens: cfg.output_tokens, errorRate: cfg.error_rate });
+};
+
 /** Builds every stage for a policy; with `prev` (a reload), each stage takes its state over from the old one. */
 async function buildStages(policies: Policies, metrics: Metrics, logger: Logger, prev?: Stages): Promise<Stages> {
-  const backends = await Backends.start(policies.backends, prev?.backends);
+  const backends = await Backends.start(policies.backends, prev?.backends, startSimulatorBackend);
   try {
     const policy = new PolicyTable(policies);
     // Every request will need a prompt estimate: load the tokenizer now, not on a request.

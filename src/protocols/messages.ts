@@ -26,7 +26,8 @@ import { scanUsage, type UsageKeys } from '../util/usage-scan.js';
 import { usageFault } from '../settle/usage.js';
 import { QUOTE } from '../util/json-bytes.js';
 import { modelOf, positiveInt, spliceBody } from './openai.js';
-import type { Protocol } from './types.js';
+import { freeCall, type Protocol } from './types.js';
+import { parseObject, sseEvent } from './wire.js';
 
 // ---- errors -------------------------------------------------------------------------------
 
@@ -80,7 +81,7 @@ export function anthropicErrorBody(err: GatewayError): string {
  */
 export function anthropicStreamError(err: GatewayError): string {
   const type = err.status === 503 ? 'overloaded_error' : 'api_error';
-  return `event: error\ndata: ${JSON.stringify({ type: 'error', error: { type, message: err.message } })}\n\n`;
+  return sseEvent({ type: 'error', error: { type, message: err.message } }, 'error');
 }
 
 // ---- usage --------------------------------------------------------------------------------
@@ -196,13 +197,8 @@ export function readMessageBody(body: Buffer): BodyFacts | undefined {
     const usage: TapUsage = { input: plain + read + write, output, cachedInput: read, reasoning: 0, cacheWriteInput: write };
     if (usageFault(usage) === undefined) return { usage, finishReason: stopReason(body) };
   }
-  let json: unknown;
-  try {
-    json = JSON.parse(body.toString('utf8'));
-  } catch {
-    return undefined;
-  }
-  if (!isRecord(json)) return undefined;
+  const json = parseObject(body);
+  if (!json) return undefined;
   const usage = anthropicUsage(json['usage']);
   const finishReason = typeof json['stop_reason'] === 'string' ? json['stop_reason'] : undefined;
   if (usage) return { usage, finishReason };
@@ -293,25 +289,17 @@ export const messages: Protocol = {
   errorBody: anthropicErrorBody,
 };
 
-const FREE: BodyFacts = { usage: { input: 0, output: 0, cachedInput: 0, reasoning: 0 } };
-
 /**
  * POST /v1/messages/count_tokens: routed by model to a deployment that serves messages, under
  * the key, the allow-list and the request limits. Anthropic does not bill it, so it reserves
  * and spends nothing (no prompt estimate, no output) and its answer counts no tokens.
  */
-export const countMessageTokens: Protocol = {
-  ...messages,
+export const countMessageTokens: Protocol = freeCall(messages, {
   name: 'messages_count_tokens',
   api: 'messages',
   endpoint: 'messages/count_tokens',
   upstreamPath: '/messages/count_tokens',
-  grammar: undefined,
   validate: (body) => {
     if (!Array.isArray(body.messages)) throw errors.invalidParam('messages', "'messages' is required and must be an array.");
   },
-  stream: () => false,
-  maxOutputTokens: () => 0,
-  promptTokens: () => 0,
-  readBody: () => FREE,
-};
+});

@@ -6,6 +6,7 @@ import type { BodyFacts } from '../streamtap/grammar.js';
 import { scanUsage, type BodySummary, type UsageKeys } from '../util/usage-scan.js';
 import { MAX_WALK_DEPTH, rewriteBody, tooDeepToWalk } from '../upstream/body.js';
 import type { UpstreamModel } from './types.js';
+import { parseObject, sseEvent } from './wire.js';
 import { usageFault } from '../settle/usage.js';
 
 /** OpenAI's error body: the SDKs map it (with the status) to their own exception classes. */
@@ -15,7 +16,7 @@ export function openaiErrorBody(err: GatewayError): string {
 
 /** `data: {"error":{...}}`: openai-node and openai-python raise any event whose data has an `error`. */
 export function openaiStreamError(err: GatewayError): string {
-  return `data: ${JSON.stringify(err.body())}\n\n`;
+  return sseEvent(err.body());
 }
 
 export function modelOf(body: Record<string, unknown>): string {
@@ -94,13 +95,9 @@ export function readChatBody(body: Buffer): BodyFacts | undefined {
   const s = summariseChatBody(body);
   // A count the settle boundary would refuse: parse in full, for the text to estimate from.
   if (s && usageFault(s.usage) === undefined) return { usage: s.usage, finishReason: s.finishReason };
-  let json: unknown;
-  try {
-    json = JSON.parse(body.toString('utf8'));
-  } catch {
-    return undefined; // a non-JSON 2xx body is passed through untouched; tokens are then estimated
-  }
-  if (!isRecord(json)) return undefined;
+  // A non-JSON 2xx body is passed through untouched; tokens are then estimated.
+  const json = parseObject(body);
+  if (!json) return undefined;
   const usage = usageFromResponse(json);
   const choices = Array.isArray(json.choices) ? (json.choices as unknown[]) : [];
   const first = choices[0];

@@ -11,7 +11,8 @@ import { errors, type GatewayError } from '../errors.js';
 import { KeyKind, type BodyFacts, type StreamFacts, type StreamGrammar } from '../streamtap/grammar.js';
 import { promptCounter, isRecord, num, type TapUsage } from '../streamtap/tokens.js';
 import { modelOf, openaiErrorBody, positiveInt, spliceBody, validateCommon } from './openai.js';
-import type { Protocol } from './types.js';
+import { freeCall, type Protocol } from './types.js';
+import { parseObject, sseEvent } from './wire.js';
 
 /** input_tokens (cached included), input_tokens_details.cached_tokens, output_tokens (reasoning included), output_tokens_details.reasoning_tokens. */
 export function responsesUsage(u: unknown): TapUsage | undefined {
@@ -103,13 +104,8 @@ function outputText(response: Record<string, unknown>): string {
 
 /** A non-streamed Response object. Parsed whole: its id is needed too, and it is read once per request. */
 function readResponseBody(body: Buffer): BodyFacts | undefined {
-  let json: unknown;
-  try {
-    json = JSON.parse(body.toString('utf8'));
-  } catch {
-    return undefined;
-  }
-  if (!isRecord(json)) return undefined;
+  const json = parseObject(body);
+  if (!json) return undefined;
   const facts: BodyFacts = {};
   readResponse(json, facts as Pick<StreamFacts, 'usage' | 'finishReason' | 'responseId'>);
   if (!facts.usage) facts.text = outputText(json);
@@ -123,7 +119,7 @@ function readResponseBody(body: Buffer): BodyFacts | undefined {
  */
 function responsesStreamError(err: GatewayError, events: number): string {
   const e = err.body().error;
-  return `event: error\ndata: ${JSON.stringify({ type: 'error', code: e.code, message: e.message, param: e.param, sequence_number: events, error: e })}\n\n`;
+  return sseEvent({ type: 'error', code: e.code, message: e.message, param: e.param, sequence_number: events, error: e }, 'error');
 }
 
 /** Tokens of `input`: a string, or items (messages with string or part content, tool outputs, ...). */
@@ -197,19 +193,13 @@ export const responses: Protocol = {
 };
 
 /** POST /v1/responses/input_tokens: counts a prompt upstream; generates nothing and costs nothing. */
-export const responsesInputTokens: Protocol = {
-  ...responses,
+export const responsesInputTokens: Protocol = freeCall(responses, {
   name: 'responses.input_tokens',
   // Served by the backends that serve the Responses API (their `apis:`).
   api: 'responses',
   endpoint: 'responses/input_tokens',
   upstreamPath: '/responses/input_tokens',
   operation: 'responses.input_tokens',
-  grammar: undefined,
-  stream: () => false,
-  maxOutputTokens: () => 0,
-  promptTokens: () => 0,
-  readBody: () => ({ usage: { input: 0, output: 0, cachedInput: 0, reasoning: 0 } }),
   streamError: responsesStreamError,
   recordsResponses: false,
-};
+});

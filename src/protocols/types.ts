@@ -56,4 +56,20 @@ export interface Protocol extends Wire {
   readonly recordsResponses?: boolean;
 }
 
+/**
+ * A call on `base`'s API that generates nothing and costs nothing (a token count): never
+ * streamed, nothing reserved (no prompt estimate, no output), and its answer counts no tokens.
+ */
+export function freeCall(base: Protocol, own: Partial<Protocol> & Pick<Protocol, 'name' | 'api' | 'endpoint' | 'upstreamPath'>): Protocol {
+  return {
+    ...base,
+    grammar: undefined,
+    stream: () => false,
+    maxOutputTokens: () => 0,
+    promptTokens: () => 0,
+    readBody: () => ({ usage: { input: 0, output: 0, cachedInput: 0, reasoning: 0 } }),
+    ...own,
+  };
+}
+
 export type { GatewayError };

@@ -45,92 +45,135 @@ function seeded(seed: number): () => number {
   };
 }
 
-export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simulator> {
-  const settings: Settings = { ...DEFAULTS };
-  applyPatch(settings, opts as Record<string, unknown>);
-  const random = opts.seed === undefined ? Math.random : seeded(opts.seed);
-  let fault: Fault | null = null;
-  let faultLeft = 0; // for a configured fail_times
-  // x-sim-fault fail_times: SDK retries resend the same header, so count per header value.
-  const headerFails = new Map<string, number>();
-  const stats = emptyStats();
-  const stored = new ResponseStore(); // Responses API: what GET /responses/{id} and previous_response_id find
-  // Stop functions of in-flight API requests, so close() can clear their timers at once.
-  const live = new Set<() => void>();
-  const startedS = Math.floor(Date.now() / 1000);
-  // The tokenizer builds its tables on first use (a few ms): do it now, not inside the
-  // first request's TTFT.
-  countText('warm up');
+type Kind = 'chat' | 'completions' | 'embeddings' | 'responses' | 'messages';
+const API: Record<string, Kind> = {
+  '/v1/chat/completions': 'chat',
+  '/v1/completions': 'completions',
+  '/v1/embeddings': 'embeddings',
+  '/v1/responses': 'responses',
+  '/v1/messages': 'messages',
+};
 
-  function configure(patch: SimulatorPatch): void {
+/** Per-request state shared with the 'close' handler. */
+interface Exchange {
+  stop: () => void;
+  killed: boolean; // a fault dropped the connection on purpose
+}
+
+/** One simulator server: new SimulatorServer(opts).start() listens; close() stops it. */
+export class SimulatorServer implements Simulator {
+  /** http://127.0.0.1:PORT/v1 (base_url form), set by start(). */
+  url = '';
+  port = 0;
+  readonly stats = emptyStats();
+  private readonly settings: Settings = { ...DEFAULTS };
+  private readonly random: () => number;
+  private fault: Fault | null = null;
+  private faultLeft = 0; // for a configured fail_times
+  // x-sim-fault fail_times: SDK retries resend the same header, so count per header value.
+  private readonly headerFails = new Map<string, number>();
+  private readonly stored = new ResponseStore(); // Responses API: what GET /responses/{id} and previous_response_id find
+  // Stop functions of in-flight API requests, so close() can clear their timers at once.
+  private readonly live = new Set<() => void>();
+  private readonly startedS = Math.floor(Date.now() / 1000);
+  private readonly server: http.Server;
+  private closing: Promise<void> | undefined;
+
+  constructor(private readonly opts: SimulatorOptions = {}) {
+    applyPatch(this.settings, opts as Record<string, unknown>);
+    this.random = opts.seed === undefined ? Math.random : seeded(opts.seed);
+    // The tokenizer builds its tables on first use (a few ms): do it now, not inside the
+    // first request's TTFT.
+    countText('warm up');
+    this.server = http.createServer({ noDelay: true }, (req, res) => {
+      this.handle(req, res).catch((err: unknown) => {
+        // A request stream error (client vanished mid-body) or a bug: never crash the process.
+        if (!res.headersSent && !res.destroyed) sendJson(res, 500, errorBody(String(err), 'server_error'));
+        else res.destroy();
+      });
+    });
+  }
+
+  async start(): Promise<this> {
+    const host = this.opts.host ?? '127.0.0.1';
+    const server = this.server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      // A deep accept backlog: the bench opens thousands of connections at once.
+      server.listen({ host, port: this.opts.port ?? 0, backlog: 8192 }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.port = (server.address() as AddressInfo).port;
+    const urlHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
+    this.url = `http://${urlHost}:${this.port}/v1`;
+    return this;
+  }
+
+  close(): Promise<void> {
+    this.closing ??= new Promise<void>((resolve) => {
+      for (const stop of this.live) stop();
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+    return this.closing;
+  }
+
+  configure(patch: SimulatorPatch): void {
     const p = patch as Record<string, unknown>;
-    const next = { ...settings };
+    const next = { ...this.settings };
     applyPatch(next, p);
     const f = p.fault === undefined || p.fault === null ? p.fault : parseFault(p.fault);
-    Object.assign(settings, next);
+    Object.assign(this.settings, next);
     if (f !== undefined) {
-      fault = f;
-      faultLeft = f?.kind === 'fail_times' ? f.times : 0;
-      if (f?.kind === 'fail_times' && faultLeft <= 0) fault = null;
+      this.fault = f;
+      this.faultLeft = f?.kind === 'fail_times' ? f.times : 0;
+      if (f?.kind === 'fail_times' && this.faultLeft <= 0) this.fault = null;
     }
   }
 
-  function resetStats(): void {
+  resetStats(): void {
     // Mutate in place: callers may hold a reference to sim.stats.
-    Object.assign(stats, emptyStats());
-    delete stats.lastRequest;
-    headerFails.clear();
+    Object.assign(this.stats, emptyStats());
+    delete this.stats.lastRequest;
+    this.headerFails.clear();
   }
 
   /** The fault for this request: x-sim-fault header first, else the configured one; then errorRate. */
-  function decide(req: IncomingMessage): Action | null {
+  private decide(req: IncomingMessage): Action | null {
     const raw = req.headers['x-sim-fault'];
     let action: Action | null = null;
     if (typeof raw === 'string' && raw !== '') {
       const f = parseFault(JSON.parse(raw));
       if (f.kind === 'fail_times') {
-        const left = headerFails.get(raw) ?? f.times;
-        if (headerFails.size > 10_000) headerFails.clear(); // bound memory under odd use
-        headerFails.set(raw, Math.max(0, left - 1));
+        const left = this.headerFails.get(raw) ?? f.times;
+        if (this.headerFails.size > 10_000) this.headerFails.clear(); // bound memory under odd use
+        this.headerFails.set(raw, Math.max(0, left - 1));
         if (left > 0) action = failTimesAction(f);
       } else action = roll(f);
-    } else if (fault?.kind === 'fail_times') {
-      if (faultLeft > 0) action = failTimesAction(fault);
-      if (--faultLeft <= 0) fault = null;
-    } else if (fault) action = roll(fault);
-    if (!action && settings.errorRate > 0 && Math.random() < settings.errorRate) {
-      action = { kind: 'status', status: settings.errorStatus };
+    } else if (this.fault?.kind === 'fail_times') {
+      if (this.faultLeft > 0) action = failTimesAction(this.fault);
+      if (--this.faultLeft <= 0) this.fault = null;
+    } else if (this.fault) action = roll(this.fault);
+    if (!action && this.settings.errorRate > 0 && Math.random() < this.settings.errorRate) {
+      action = { kind: 'status', status: this.settings.errorStatus };
     }
     return action;
   }
 
-  type Kind = 'chat' | 'completions' | 'embeddings' | 'responses' | 'messages';
-  const API: Record<string, Kind> = {
-    '/v1/chat/completions': 'chat',
-    '/v1/completions': 'completions',
-    '/v1/embeddings': 'embeddings',
-    '/v1/responses': 'responses',
-    '/v1/messages': 'messages',
-  };
-
-  /** Per-request state shared with the 'close' handler. */
-  interface Exchange {
-    stop: () => void;
-    killed: boolean; // a fault dropped the connection on purpose
-  }
-
-  function api(kind: Kind, req: IncomingMessage, res: ServerResponse, body: unknown, t0: number, ex: Exchange): void {
+  private api(kind: Kind, req: IncomingMessage, res: ServerResponse, body: unknown, t0: number, ex: Exchange): void {
     if (!body || typeof body !== 'object' || Array.isArray(body)) {
       return sendJson(res, 400, errorBody('The request body must be a JSON object.', 'invalid_request_error'));
     }
     const b = body as Record<string, unknown>;
     let action: Action | null;
     try {
-      action = decide(req);
+      action = this.decide(req);
     } catch (e) {
       return sendJson(res, 400, errorBody(`bad x-sim-fault: ${(e as Error).message}`, 'invalid_request_error'));
     }
-    if (action) stats.faults++;
+    if (action) this.stats.faults++;
     switch (action?.kind) {
       case 'status': {
         const { status, body: fb, retryAfterS } = action;
@@ -146,24 +189,24 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
         req.socket.resetAndDestroy();
         return;
     }
-    const ttftMs = action?.kind === 'slow_first_token' ? action.ttftMs : (headerNum(req, 'x-sim-ttft-ms') ?? settings.ttftMs);
-    const tpotMs = headerNum(req, 'x-sim-tpot-ms') ?? settings.tpotMs;
+    const ttftMs = action?.kind === 'slow_first_token' ? action.ttftMs : (headerNum(req, 'x-sim-ttft-ms') ?? this.settings.ttftMs);
+    const tpotMs = headerNum(req, 'x-sim-tpot-ms') ?? this.settings.tpotMs;
     const dieAfter = action?.kind === 'die_mid_stream' ? action.afterChunks : undefined;
     const errorAfter = action?.kind === 'error_mid_stream' ? action.afterChunks : undefined;
     const knobs: Knobs = {
-      ...settings,
-      outputTokens: sampleTokens(headerNum(req, 'x-sim-output-tokens') ?? settings.outputTokens, settings.outputTokensSd, random),
-      refuse: settings.refusalRate > 0 && random() < settings.refusalRate,
+      ...this.settings,
+      outputTokens: sampleTokens(headerNum(req, 'x-sim-output-tokens') ?? this.settings.outputTokens, this.settings.outputTokensSd, this.random),
+      refuse: this.settings.refusalRate > 0 && this.random() < this.settings.refusalRate,
     };
     const reqHeaders = { 'x-request-id': newId('req'), 'x-sim-request-ms': String(t0) };
 
     // A failing generation that is not streamed is a plain 500.
     if (errorAfter !== undefined && (kind === 'embeddings' || b.stream !== true)) return sendJson(res, 500, errorForStatus(500));
     if (kind === 'embeddings') {
-      const r = embeddingsBody(b, settings.modelName ?? (typeof b.model === 'string' ? b.model : 'simulator'));
+      const r = embeddingsBody(b, this.settings.modelName ?? (typeof b.model === 'string' ? b.model : 'simulator'));
       if ('error' in r) return sendJson(res, 400, errorBody(r.error, 'invalid_request_error', null, r.param));
       // An embedding model answers in one go: ttftMs stands for its latency.
-      return delayed(res, r.body, t0 + ttftMs, dieAfter, ex, reqHeaders);
+      return this.delayed(res, r.body, t0 + ttftMs, dieAfter, ex, reqHeaders);
     }
     if (kind === 'chat' && !Array.isArray(b.messages)) {
       return sendJson(res, 400, errorBody("Missing required parameter: 'messages'.", 'invalid_request_error', 'missing_required_parameter', 'messages'));
@@ -172,7 +215,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
       kind === 'chat'
         ? chatAnswer(b, knobs)
         : kind === 'responses'
-          ? responsesAnswer(b, knobs, stored)
+          ? responsesAnswer(b, knobs, this.stored)
           : kind === 'messages'
             ? messagesAnswer(b, knobs, { cacheRead: headerNum(req, 'x-sim-cache-read-tokens') ?? 0, cacheWrite: headerNum(req, 'x-sim-cache-write-tokens') ?? 0 })
             : completionAnswer(b, knobs);
@@ -181,11 +224,11 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     }
     const onSent = 'onSent' in answer ? (answer as ResponsesAnswer).onSent : undefined;
     const hidden = answer.hiddenTokens ?? 0;
-    if ('refused' in answer && answer.refused) stats.refusals++;
+    if ('refused' in answer && answer.refused) this.stats.refusals++;
     if (!answer.stream) {
       // A non-streamed answer arrives when the whole generation would have finished.
       const total = ttftMs + Math.max(0, hidden + answer.n - 1) * tpotMs;
-      return delayed(res, answer.body, t0 + total, dieAfter, ex, reqHeaders, onSent);
+      return this.delayed(res, answer.body, t0 + total, dieAfter, ex, reqHeaders, onSent);
     }
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', ...reqHeaders });
     const plan = {
@@ -203,7 +246,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
   }
 
   /** Send a JSON body at `dueAt`; with die_mid_stream, send half of it and drop the socket. */
-  function delayed(
+  private delayed(
     res: ServerResponse,
     body: string,
     dueAt: number,
@@ -234,14 +277,14 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
   }
 
   /** GET/DELETE /responses/{id}, POST …/cancel, GET …/input_items, POST /responses/input_tokens. */
-  function responseFollowUp(method: string, rest: string, body: unknown, res: ServerResponse): void {
+  private responseFollowUp(method: string, rest: string, body: unknown, res: ServerResponse): void {
     if (rest === 'input_tokens' && method === 'POST') {
       const b = (body && typeof body === 'object' ? body : {}) as Record<string, unknown>;
       return sendJson(res, 200, JSON.stringify({ object: 'response.input_tokens', input_tokens: responsesInputTokens(b) }));
     }
     const [raw = '', sub, ...more] = rest.split('/');
     const id = responseIdFrom(raw);
-    const found = id === null || more.length > 0 ? undefined : stored.get(id);
+    const found = id === null || more.length > 0 ? undefined : this.stored.get(id);
     const action = `${method} ${sub ?? ''}`;
     if (!['GET ', 'DELETE ', 'POST cancel', 'GET input_items'].includes(action)) {
       return sendJson(res, 404, errorBody(`Invalid URL (${method} /v1/responses/${rest})`, 'invalid_request_error'));
@@ -251,7 +294,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
       case 'GET ':
         return sendJson(res, 200, found.body);
       case 'DELETE ':
-        stored.delete(id!);
+        this.stored.delete(id!);
         return sendJson(res, 200, JSON.stringify({ id, object: 'response', deleted: true }));
       case 'POST cancel':
         // The simulator answers at once; only background responses could still be cancelled.
@@ -264,24 +307,24 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     }
   }
 
-  function control(method: string, path: string, body: unknown, res: ServerResponse): void {
+  private control(method: string, path: string, body: unknown, res: ServerResponse): void {
     if (path === '/_sim/config' && method === 'POST') {
       try {
-        configure(body ?? {});
+        this.configure(body ?? {});
       } catch (e) {
         return sendJson(res, 400, errorBody((e as Error).message, 'invalid_request_error'));
       }
-      return sendJson(res, 200, JSON.stringify({ ok: true, settings, fault }));
+      return sendJson(res, 200, JSON.stringify({ ok: true, settings: this.settings, fault: this.fault }));
     }
-    if (path === '/_sim/stats' && method === 'GET') return sendJson(res, 200, JSON.stringify(stats));
+    if (path === '/_sim/stats' && method === 'GET') return sendJson(res, 200, JSON.stringify(this.stats));
     if (path === '/_sim/stats' && method === 'DELETE') {
-      resetStats();
+      this.resetStats();
       return sendJson(res, 200, JSON.stringify({ ok: true }));
     }
     sendJson(res, 404, errorBody(`Invalid URL (${method} ${path})`, 'invalid_request_error'));
   }
 
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const method = req.method ?? 'GET';
     const url = req.url ?? '/';
     const q = url.indexOf('?');
@@ -289,16 +332,16 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     const isControl = path.startsWith('/_sim/');
     const ex: Exchange = { stop: () => {}, killed: false };
     if (!isControl) {
-      stats.requests++;
-      stats.byPath[path] = (stats.byPath[path] ?? 0) + 1;
+      this.stats.requests++;
+      this.stats.byPath[path] = (this.stats.byPath[path] ?? 0) + 1;
       const stop = () => ex.stop();
-      live.add(stop);
+      this.live.add(stop);
       res.on('close', () => {
-        live.delete(stop);
+        this.live.delete(stop);
         ex.stop(); // client gone: no timer may fire after this
         if (res.writableFinished) {
-          if (res.statusCode < 300) stats.completed++;
-        } else if (!ex.killed) stats.aborted++;
+          if (res.statusCode < 300) this.stats.completed++;
+        } else if (!ex.killed) this.stats.aborted++;
       });
     }
     const raw = await readBody(req);
@@ -313,58 +356,26 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     } catch {
       return sendJson(res, 400, errorBody('We could not parse the JSON body of your request.', 'invalid_request_error'));
     }
-    if (isControl) return control(method, path, body, res);
-    stats.lastRequest = { headers: req.headers, body };
+    if (isControl) return this.control(method, path, body, res);
+    this.stats.lastRequest = { headers: req.headers, body };
 
     const kind = method === 'POST' ? API[path] : undefined;
-    if (kind) return api(kind, req, res, body, t0, ex);
+    if (kind) return this.api(kind, req, res, body, t0, ex);
     if (method === 'POST' && path === '/v1/messages/count_tokens') {
       const b = body && typeof body === 'object' && !Array.isArray(body) ? (body as Record<string, unknown>) : {};
       return sendJson(res, 200, countTokensBody(b));
     }
-    if (path.startsWith('/v1/responses/')) return responseFollowUp(method, path.slice('/v1/responses/'.length), body, res);
+    if (path.startsWith('/v1/responses/')) return this.responseFollowUp(method, path.slice('/v1/responses/'.length), body, res);
     if (method === 'GET' && path === '/v1/models') {
-      const id = settings.modelName ?? 'simulator';
-      const list = { object: 'list', data: [{ id, object: 'model', created: startedS, owned_by: 'llm-gateway-simulator' }] };
+      const id = this.settings.modelName ?? 'simulator';
+      const list = { object: 'list', data: [{ id, object: 'model', created: this.startedS, owned_by: 'llm-gateway-simulator' }] };
       return sendJson(res, 200, JSON.stringify(list));
     }
     sendJson(res, 404, errorBody(`Invalid URL (${method} ${path})`, 'invalid_request_error'));
   }
+}
 
-  const server = http.createServer({ noDelay: true }, (req, res) => {
-    handle(req, res).catch((err: unknown) => {
-      // A request stream error (client vanished mid-body) or a bug: never crash the process.
-      if (!res.headersSent && !res.destroyed) sendJson(res, 500, errorBody(String(err), 'server_error'));
-      else res.destroy();
-    });
-  });
-
-  const host = opts.host ?? '127.0.0.1';
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    // A deep accept backlog: the bench opens thousands of connections at once.
-    server.listen({ host, port: opts.port ?? 0, backlog: 8192 }, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as AddressInfo).port;
-  const urlHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
-
-  let closing: Promise<void> | undefined;
-  return {
-    url: `http://${urlHost}:${port}/v1`,
-    port,
-    stats,
-    configure,
-    resetStats,
-    close() {
-      closing ??= new Promise<void>((resolve) => {
-        for (const stop of live) stop();
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
-      return closing;
-    },
-  };
+/** Starts a simulator on `opts.host`:`opts.port` (default 127.0.0.1, an ephemeral port). */
+export function startSimulator(opts: SimulatorOptions = {}): Promise<Simulator> {
+  return new SimulatorServer(opts).start();
 }

@@ -1,10 +1,10 @@
 // One undici Pool per backend, keep-alive, timeouts from policies.yaml. Built-in simulator
-// backends are started here on an ephemeral loopback port, so they are reached over the
-// same sockets and code path as a real model server.
+// backends are started (by the factory the composition root gives: this layer never loads
+// the simulator) on an ephemeral loopback port, so they are reached over the same sockets
+// and code path as a real model server.
 import { createRequire } from 'node:module';
 import type { Pool as UndiciPool } from 'undici';
 import type { BackendConfig } from '../config/schema.js';
-import type { Simulator } from '../simulator/index.js';
 import { secretsOf } from './scrub.js';
 import { SIMULATOR_HEADERS } from './headers.js';
 
@@ -19,6 +19,15 @@ export const DEFAULT_APIS: Record<BackendConfig['type'], readonly string[]> = {
   anthropic: ['messages'],
   simulator: ['chat', 'completions', 'embeddings', 'responses', 'messages'],
 };
+
+/** A backend server the gateway runs itself (the built-in simulator): where it listens, how to stop it. */
+export interface InProcessServer {
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+/** Starts the server of a `type: simulator` backend. */
+export type StartInProcess = (config: Extract<BackendConfig, { type: 'simulator' }>) => Promise<InProcessServer>;
 
 /** How long an idle upstream connection is kept for reuse. */
 export const KEEP_ALIVE_MS = 30_000;
@@ -92,17 +101,18 @@ export class Backends {
   private constructor(
     private readonly byName: Map<string, Backend>,
     /** Simulators started for this set (a built-in backend's server lives with its Backend). */
-    private readonly simulators: Map<Backend, Simulator>,
+    private readonly simulators: Map<Backend, InProcessServer>,
   ) {}
 
   /**
    * Builds the backends of a policy. With `previous` (a reload), a backend whose config is
    * unchanged is carried over as is: its pool keeps its warm keep-alive connections and its
-   * in-flight requests. Call `retire(previous)` on the new set afterwards.
+   * in-flight requests. Call `retire(previous)` on the new set afterwards. `startSimulator`
+   * starts the server of each `type: simulator` backend (gateway.ts gives it).
    */
-  static async start(configs: Record<string, BackendConfig>, previous?: Backends): Promise<Backends> {
+  static async start(configs: Record<string, BackendConfig>, previous?: Backends, startSimulator?: StartInProcess): Promise<Backends> {
     const byName = new Map<string, Backend>();
-    const simulators = new Map<Backend, Simulator>();
+    const simulators = new Map<Backend, InProcessServer>();
     for (const [name, cfg] of Object.entries(configs)) {
       const old = previous?.byName.get(name);
       if (old && JSON.stringify(old.config) === JSON.stringify(cfg)) {
@@ -112,16 +122,10 @@ export class Backends {
         continue;
       }
       let baseUrl: string;
-      let sim: Simulator | undefined;
+      let sim: InProcessServer | undefined;
       if (cfg.type === 'simulator') {
-        // Loaded only when a policy has a built-in simulator: production sidecars never carry it.
-        const { startSimulator } = await import('../simulator/index.js');
-        sim = await startSimulator({
-          ttftMs: cfg.ttft_ms,
-          tpotMs: cfg.tpot_ms,
-          outputTokens: cfg.output_tokens,
-          errorRate: cfg.error_rate,
-        });
+        if (!startSimulator) throw new Error(`backend '${name}' is type: simulator, and no simulator was given to Backends.start`);
+        sim = await startSimulator(cfg);
         baseUrl = sim.url;
       } else {
         baseUrl = cfg.base_url;

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, budgetOf, client, flushPrefix, requireBuild, simModelYaml, spawnGateway, type ChildGateway } from './admission-support.js';
+import { ADMIN_TOKEN, budgetOf, client, flushPrefix, requireBuild, simModelYaml, spawnGateway, type ChildGateway, eventually } from './admission-support.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const PREFIX = `llmgw-test-apis-${process.pid}-${Date.now()}:`;
@@ -76,7 +76,8 @@ describe('one budget across chat, completions and responses', () => {
     expect(other).toEqual([]);
     expect(ok).toBe(100);
     expect(quota).toBe(200);
-    for (const g of gateways) expect(await budgetOf(g.url, 'key', 'dollar')).toMatchObject({ spend_usd: 1, reserved_usd: 0 });
+    // Settles are written after the response has ended (group-committed, off the request path).
+    for (const g of gateways) await eventually(async () => expect(await budgetOf(g.url, 'key', 'dollar')).toMatchObject({ spend_usd: 1, reserved_usd: 0 }));
     // Every API took part in the admitted hundred (the first six made sure of it).
     const endpoints = new Set(gateways.flatMap((g) => g.lines.filter((l) => l.msg === 'request' && l.status === 200).map((l) => l.endpoint)));
     expect([...endpoints].sort()).toEqual(['chat/completions', 'completions', 'responses']);

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, admin, batch, budgetOf, client, privateCluster, requireBuild, spawnGateway, type ChildGateway, type RedisCluster, simModelYaml } from './admission-support.js';
+import { ADMIN_TOKEN, admin, batch, budgetOf, client, privateCluster, requireBuild, spawnGateway, type ChildGateway, type RedisCluster, simModelYaml, eventually } from './admission-support.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'admission-cluster-'));
 const gateways: ChildGateway[] = [];
@@ -56,7 +56,8 @@ describe('admission, Redis Cluster of three masters, three gateways', () => {
     expect(r.other.map((e) => String(e))).toEqual([]);
     expect(r.ok).toBe(100);
     expect(r.quota).toBe(200);
-    for (const g of gateways) expect(await budgetOf(g.url, 'key', 'dollar')).toMatchObject({ spend_usd: 1, reserved_usd: 0 });
+    // Settles are written after the response has ended (group-committed, off the request path).
+    for (const g of gateways) await eventually(async () => expect(await budgetOf(g.url, 'key', 'dollar')).toMatchObject({ spend_usd: 1, reserved_usd: 0 }));
   });
 
   it('every admission key lives in the one slot of the {llmgw:} hash tag', async () => {

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, admin, batch, budgetOf, client, flushPrefix, requireBuild, spawnGateway, type ChildGateway, simModelYaml } from './admission-support.js';
+import { ADMIN_TOKEN, admin, batch, budgetOf, client, flushPrefix, requireBuild, spawnGateway, type ChildGateway, simModelYaml, eventually } from './admission-support.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const PREFIX = `llmgw-test-${process.pid}-${Date.now()}:`;
@@ -52,6 +52,7 @@ describe('admission, redis store, three gateways', () => {
     expect(r.other.map((e) => String(e))).toEqual([]);
     expect(r.ok).toBe(100);
     expect(r.quota).toBe(200);
-    for (const g of gateways) expect(await budgetOf(g.url, 'key', 'dollar')).toMatchObject({ spend_usd: 1, reserved_usd: 0 });
+    // Settles are written after the response has ended (group-committed, off the request path).
+    for (const g of gateways) await eventually(async () => expect(await budgetOf(g.url, 'key', 'dollar')).toMatchObject({ spend_usd: 1, reserved_usd: 0 }));
   });
 });
