@@ -49,7 +49,8 @@ describe('admission when Redis goes away and comes back', () => {
     const cc = client(closed.baseURL, 'k');
     for (let i = 0; i < 5; i++) await ask(co);
     await ask(cc);
-    expect(await budgetOf(open.url, 'key', 'app')).toMatchObject({ spend_usd: 0.05, reserved_usd: 0 });
+    // Settles reach Redis after the response ended, group-committed: wait for them, exactly.
+    await eventually(async () => expect(await budgetOf(open.url, 'key', 'app')).toMatchObject({ spend_usd: 0.05, reserved_usd: 0 }), 5_000);
 
     // A stream admitted through Redis that is still running when Redis dies: its settle fails
     // and must be replayed once Redis is back.
@@ -87,8 +88,8 @@ describe('admission when Redis goes away and comes back', () => {
     const spend = await admin<{ degraded: boolean; pending_ops: number }>(open.url, 'spend');
     expect(spend.body).toMatchObject({ degraded: false, pending_ops: 0 });
     expect(metricValue(await open.metricsText(), 'llm_gateway_store_pending_operations')).toBe(0);
-    expect(await budgetOf(open.url, 'key', 'app')).toMatchObject({ spend_usd: 0.13, reserved_usd: 0 });
-    expect(await budgetOf(closed.url, 'key', 'app')).toMatchObject({ spend_usd: 0.02, reserved_usd: 0 });
+    await eventually(async () => expect(await budgetOf(open.url, 'key', 'app')).toMatchObject({ spend_usd: 0.13, reserved_usd: 0 }), 5_000);
+    await eventually(async () => expect(await budgetOf(closed.url, 'key', 'app')).toMatchObject({ spend_usd: 0.02, reserved_usd: 0 }), 5_000);
     const limits = await admin<{ scopes: Array<{ name: string; concurrency: { in_use: number } }> }>(open.url, 'limits');
     expect(limits.body.scopes.find((s) => s.name === 'app')!.concurrency.in_use).toBe(0);
   });
