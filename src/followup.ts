@@ -5,10 +5,10 @@
 // its allow-list, admission counts it (rpm, concurrency; it reserves no tokens or money), and
 // routing retries it, but only on the backend that holds the response.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { errors, GatewayError, sendError } from './errors.js';
+import { errors } from './errors.js';
 import type { Gateway } from './gateway.js';
 import type { Ticket } from './admission/index.js';
-import { newRecord, settleRequest, upstreamHeaders } from './pipeline.js';
+import { answerFailure, CLIENT_LEFT, newRecord, settleRequest, upstreamHeaders } from './pipeline.js';
 import type { PromptCounter } from './streamtap/forward.js';
 import { forwardGuarded } from './upstream/guard.js';
 import { ClientAbort, ShutdownCut } from './upstream/failures.js';
@@ -38,7 +38,6 @@ const UPSTREAM: Record<FollowUpAction, { method: UpstreamRequest['method']; suff
   input_items: { method: 'GET', suffix: '/input_items' },
 };
 
-const CLIENT_LEFT = { code: 'client_closed_request', message: 'the client closed the connection' };
 
 /** Response ids are opaque word characters (resp_...): anything else cannot name one, and must not shape the upstream path. */
 export const RESPONSE_ID = /^[A-Za-z0-9_-]{1,256}$/;
@@ -147,21 +146,7 @@ export async function handleResponseFollowUp(gw: Gateway, f: FollowUpRequest): P
       active.dec();
     }
   } catch (e) {
-    if (call.cut) {
-      const err = errors.shuttingDown();
-      sendError(f.res, err, f.id, ticket?.headers);
-      rec.status = err.status;
-      rec.error = { code: err.code, message: err.message };
-    } else if (e instanceof ClientAbort || call.gone) {
-      rec.status = 499;
-      rec.error = CLIENT_LEFT;
-    } else {
-      const err = e instanceof GatewayError ? e : errors.internal();
-      if (!(e instanceof GatewayError)) logger.error({ err: e, request_id: f.id }, 'internal error');
-      sendError(f.res, err, f.id, ticket?.headers);
-      rec.status = err.status;
-      rec.error = { code: err.code, message: err.message };
-    }
+    answerFailure(e, call, f.res, f.id, rec, ticket, logger);
   } finally {
     f.res.off('close', call.onClose);
     gw.untrack(f.res);

@@ -40,7 +40,7 @@ export interface InferenceRequest {
   receivedAt: number;
 }
 
-const CLIENT_LEFT = { code: 'client_closed_request', message: 'the client closed the connection' };
+export const CLIENT_LEFT = { code: 'client_closed_request', message: 'the client closed the connection' };
 
 /**
  * One request's state in the pipeline. It is also the routing context and the prompt
@@ -235,22 +235,7 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
       active.dec();
     }
   } catch (e) {
-    if (call.cut) {
-      const err = errors.shuttingDown();
-      sendError(r.res, err, r.id, ticket?.headers, api.errorBody);
-      rec.status = err.status;
-      rec.error = { code: err.code, message: err.message };
-    } else if (e instanceof ClientAbort || call.gone) {
-      rec.status = 499;
-      rec.error = CLIENT_LEFT;
-    } else {
-      const err = e instanceof GatewayError ? e : errors.internal();
-      if (!(e instanceof GatewayError)) logger.error({ err: e, request_id: r.id }, 'internal error');
-      // Limits applied to this request: its error carries the x-ratelimit-* headers too.
-      sendError(r.res, err, r.id, ticket?.headers, api.errorBody);
-      rec.status = err.status;
-      rec.error = { code: err.code, message: err.message };
-    }
+    answerFailure(e, call, r.res, r.id, rec, ticket, logger, api.errorBody);
   } finally {
     r.res.off('close', call.onClose);
     gw.untrack(r.res);
@@ -259,6 +244,38 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
 }
 
 /** Every field present from the start, in one order: one hidden class for all records. */
+/**
+ * A request that failed before its answer was complete: the client gets the error in its API's
+ * shape (unless it left), and the record says what happened. Shared with the Responses
+ * follow-ups (src/followup.ts).
+ */
+export function answerFailure(
+  e: unknown,
+  call: { readonly cut: boolean; readonly gone: boolean },
+  res: ServerResponse,
+  requestId: string,
+  rec: RequestRecord,
+  ticket: Ticket | undefined,
+  logger: Stages['logger'],
+  render?: (err: GatewayError) => string,
+): void {
+  let err: GatewayError;
+  if (call.cut) err = errors.shuttingDown();
+  else if (e instanceof ClientAbort || call.gone) {
+    rec.status = 499;
+    rec.error = CLIENT_LEFT;
+    return;
+  } else if (e instanceof GatewayError) err = e;
+  else {
+    err = errors.internal();
+    logger.error({ err: e, request_id: requestId }, 'internal error');
+  }
+  // Limits applied to this request: its error carries the x-ratelimit-* headers too.
+  sendError(res, err, requestId, ticket?.headers, render);
+  rec.status = err.status;
+  rec.error = { code: err.code, message: err.message };
+}
+
 export function newRecord(requestId: string, endpoint: string, receivedAt: number, model: string, stream: boolean): RequestRecord {
   return {
     requestId,
