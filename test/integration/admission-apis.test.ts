@@ -7,12 +7,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, budgetOf, client, flushPrefix, requireBuild, simModelYaml, spawnGateway, type ChildGateway } from './admission-support.js';
+import { ADMIN_TOKEN, budgetOf, client, flushPrefix, simModelYaml } from './admission-support.js';
+import { requireBuild, spawnGateway, type GatewayProcess } from '../helpers/process.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const PREFIX = `llmgw-test-apis-${process.pid}-${Date.now()}:`;
 const dir = mkdtempSync(join(tmpdir(), 'admission-apis-'));
-const gateways: ChildGateway[] = [];
+const gateways: GatewayProcess[] = [];
 /** 10 output tokens at $1,000 per Mtok: one cent, on every API. */
 const CAP = 10;
 

@@ -6,10 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, admin, batch, budgetOf, client, privateCluster, requireBuild, spawnGateway, type ChildGateway, type RedisCluster, simModelYaml } from './admission-support.js';
+import { ADMIN_TOKEN, admin, batch, budgetOf, client, privateCluster, type RedisCluster, simModelYaml } from './admission-support.js';
+import { requireBuild, spawnGateway, type GatewayProcess } from '../helpers/process.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'admission-cluster-'));
-const gateways: ChildGateway[] = [];
+const gateways: GatewayProcess[] = [];
 const ONE_CENT = { model: 'm', max_tokens: 10 };
 let cluster: RedisCluster | undefined;
 

@@ -6,7 +6,8 @@ import { createServer, type Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
 import { metricValue, startGateway, type TestGateway } from '../helpers.js';
-import { ADMIN_TOKEN, admin, batch, budgetOf, client, eventually, simModelYaml } from './admission-support.js';
+import { ADMIN_TOKEN, admin, batch, budgetOf, client, simModelYaml } from './admission-support.js';
+import { eventually } from '../helpers/wait.js';
 
 let gw: TestGateway;
 let hook: Server;

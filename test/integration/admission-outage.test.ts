@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
 import { metricValue, startGateway, type TestGateway } from '../helpers.js';
-import { ADMIN_TOKEN, admin, budgetOf, client, eventually, privateRedis, type RedisServer, simModelYaml } from './admission-support.js';
+import { ADMIN_TOKEN, admin, budgetOf, client, privateRedis, type RedisServer, simModelYaml } from './admission-support.js';
+import { eventually } from '../helpers/wait.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'admission-outage-'));
 let redis: RedisServer;

@@ -5,12 +5,13 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, admin, batch, budgetOf, client, flushPrefix, requireBuild, spawnGateway, type ChildGateway, simModelYaml } from './admission-support.js';
+import { ADMIN_TOKEN, admin, batch, budgetOf, client, flushPrefix, simModelYaml } from './admission-support.js';
+import { requireBuild, spawnGateway, type GatewayProcess } from '../helpers/process.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const PREFIX = `llmgw-test-${process.pid}-${Date.now()}:`;
 const dir = mkdtempSync(join(tmpdir(), 'admission-redis-'));
-const gateways: ChildGateway[] = [];
+const gateways: GatewayProcess[] = [];
 const ONE_CENT = { model: 'm', max_tokens: 10 };
 
 beforeAll(async () => {

@@ -5,7 +5,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
 import { metricValue, startGateway, type TestGateway } from '../helpers.js';
-import { ADMIN_TOKEN, admin, client, eventually, flushPrefix, freePort } from './admission-support.js';
+import { ADMIN_TOKEN, admin, client, flushPrefix } from './admission-support.js';
+import { freePort } from '../helpers/net.js';
+import { eventually } from '../helpers/wait.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const PREFIX = `llmgw-test-${process.pid}-${Date.now()}-release:`;

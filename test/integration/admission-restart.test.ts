@@ -5,13 +5,14 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, batch, budgetOf, client, requireBuild, spawnGateway, type ChildGateway, simModelYaml } from './admission-support.js';
+import { ADMIN_TOKEN, batch, budgetOf, client, simModelYaml } from './admission-support.js';
+import { requireBuild, spawnGateway, type GatewayProcess } from '../helpers/process.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'admission-restart-'));
 const policies = join(dir, 'policies.yaml');
 const stateFile = join(dir, 'state', 'spend.json');
 const FLUSH_MS = 200;
-const live: ChildGateway[] = [];
+const live: GatewayProcess[] = [];
 
 beforeAll(() => {
   requireBuild();
@@ -43,7 +44,7 @@ describe('admission, memory store across a crash', () => {
     await first.stop('SIGKILL');
     const saved = JSON.parse(readFileSync(stateFile, 'utf8')) as { budgets: Record<string, { spent_nano: number }> };
     expect(saved.budgets['key:dollar']!.spent_nano).toBe(300_000_000);
-    expect(existsSync(`${stateFile}.${first.proc.pid}.tmp`)).toBe(false);
+    expect(existsSync(`${stateFile}.${first.child.pid}.tmp`)).toBe(false);
 
     const second = await spawnGateway(policies);
     live.push(second);

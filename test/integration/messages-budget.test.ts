@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
-import { ADMIN_TOKEN, budgetOf, flushPrefix, requireBuild, spawnGateway, type ChildGateway } from './admission-support.js';
+import { ADMIN_TOKEN, budgetOf, flushPrefix } from './admission-support.js';
+import { requireBuild, spawnGateway, type GatewayProcess } from '../helpers/process.js';
 import { startGateway, type TestGateway } from '../helpers.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -67,7 +68,7 @@ async function mixedBatch(urls: string[], n = 150): Promise<Tally> {
 describe('one budget across chat and messages', () => {
   let gw: TestGateway | undefined;
   const dir = mkdtempSync(join(tmpdir(), 'messages-budget-'));
-  const children: ChildGateway[] = [];
+  const children: GatewayProcess[] = [];
   afterAll(async () => {
     await gw?.close();
     await Promise.all(children.map((c) => c.stop()));

@@ -14,11 +14,13 @@ import { parsePolicies } from '../../src/config/load.js';
 import { Gateway } from '../../src/gateway.js';
 import { Metrics } from '../../src/telemetry/metrics.js';
 import { metricValue } from '../helpers.js';
-import { ADMIN_TOKEN, admin, budgetOf, client, eventually, flushPrefix, requireBuild, spawnGateway, type ChildGateway } from './admission-support.js';
+import { ADMIN_TOKEN, admin, budgetOf, client, flushPrefix } from './admission-support.js';
+import { requireBuild, spawnGateway, type GatewayProcess } from '../helpers/process.js';
+import { eventually } from '../helpers/wait.js';
 
 const REDIS_URL = 'redis://127.0.0.1:6379';
 const dirs: string[] = [];
-const gateways: ChildGateway[] = [];
+const gateways: GatewayProcess[] = [];
 
 function tempDir(): string {
   const d = mkdtempSync(join(tmpdir(), 'gw-reload-'));
@@ -33,23 +35,23 @@ function atomicWrite(file: string, text: string): void {
   renameSync(tmp, file);
 }
 
-async function start(file: string): Promise<ChildGateway> {
+async function start(file: string): Promise<GatewayProcess> {
   const gw = await spawnGateway(file);
   gateways.push(gw);
   return gw;
 }
 
-const logged = (gw: ChildGateway, pred: (l: Record<string, unknown>) => boolean) => eventually(async () => {
+const logged = (gw: GatewayProcess, pred: (l: Record<string, unknown>) => boolean) => eventually(async () => {
   const l = gw.lines.find(pred);
   if (!l) throw new Error('no such log line yet');
   return l;
 }, 8_000);
 
-async function metrics(gw: ChildGateway): Promise<string> {
+async function metrics(gw: GatewayProcess): Promise<string> {
   return (await fetch(`${gw.url}/metrics`)).text();
 }
 
-const reloads = async (gw: ChildGateway, result: 'success' | 'failure') => metricValue(await metrics(gw), 'llm_gateway_policy_reloads_total', { result }) ?? 0;
+const reloads = async (gw: GatewayProcess, result: 'success' | 'failure') => metricValue(await metrics(gw), 'llm_gateway_policy_reloads_total', { result }) ?? 0;
 
 const ask = (c: OpenAI, model: string) => c.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 8 });
 
@@ -163,7 +165,7 @@ keys:
 
       // 3. SIGHUP.
       atomicWrite(file, policy({ price: 5, models: '  m4: { deployments: [{ backend: sim }] }' }));
-      gw.proc.kill('SIGHUP');
+      gw.child.kill('SIGHUP');
       await logged(gw, (l) => l.msg === 'policy reloaded' && l.source === 'sighup');
       await eventually(async () => expect((await ask(c, 'm4')).model).toBeTruthy());
       await expect(ask(c, 'm2')).rejects.toBeInstanceOf(OpenAI.NotFoundError);
@@ -264,7 +266,7 @@ keys:
   - { key: k-lim, name: limited, limits: { rpm: 5 }, budget: { usd: 100, period: day } }
 `;
   const slowModel = '  slow: { deployments: [{ backend: slowsim }], pricing: { input_per_mtok: 1000, output_per_mtok: 1000 } }';
-  let gw: ChildGateway;
+  let gw: GatewayProcess;
   let file: string;
 
   beforeAll(async () => {
@@ -374,7 +376,7 @@ keys:
     expect((await budgetOf(gw.url, 'key', 'shared')).spend_usd).toBeGreaterThanOrEqual(spent);
     // The old engine's connection closes once its tickets are in: no error logged on the way.
     await gw.stop('SIGTERM');
-    expect(gw.proc.exitCode).toBe(0);
+    expect(gw.child.exitCode).toBe(0);
     expect(gw.lines.filter((l) => (l.level as number) >= 50)).toEqual([]);
   });
 });

@@ -5,7 +5,7 @@ import http from 'node:http';
 import type { ServerResponse } from 'node:http';
 import { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
-import { spawn } from 'node:child_process';
+import { startProcess } from '../helpers/process.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { until } from '../helpers/wait.js';
 import OpenAI from 'openai';
@@ -438,14 +438,13 @@ describe('lifecycle', () => {
 
   const cli = new URL('../../dist/simulator/cli.js', import.meta.url);
   it.skipIf(!existsSync(cli))('CLI prints its url and exits cleanly on SIGTERM (needs npm run build)', async () => {
-    const child = spawn(process.execPath, [cli.pathname, '--port', '0', '--ttft-ms', '0', '--tpot-ms', '0', '--output-tokens', '3', '--error-rate', '0']);
-    const line = await new Promise<string>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(d.toString())));
-    const { url, port } = JSON.parse(line) as { url: string; port: number };
+    const sim = await startProcess(process.execPath, [cli.pathname, '--port', '0', '--ttft-ms', '0', '--tpot-ms', '0', '--output-tokens', '3', '--error-rate', '0'], {
+      ready: (_line, obj) => obj !== undefined,
+    });
+    const { url, port } = sim.readyLine as { url: string; port: number };
     expect(url).toBe(`http://127.0.0.1:${port}/v1`);
     const c = new OpenAI({ baseURL: url, apiKey: 'x', maxRetries: 0 });
     expect((await c.chat.completions.create({ model: 'm', messages: MSG })).usage!.completion_tokens).toBe(3);
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    child.kill('SIGTERM');
-    expect(await exited).toBe(0);
+    expect(await sim.stop('SIGTERM')).toBe(0);
   });
 });
