@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, budgetOf, client, flushPrefix, simModelYaml } from './admission-support.js';
+import { ADMIN_TOKEN, budgetOf, flushPrefix, simModelYaml } from './admission-support.js';
+import { openaiClient } from '../helpers/gateway.js';
 import { requireBuild, spawnGateway, type GatewayProcess } from '../helpers/process.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -56,7 +57,7 @@ const KINDS: Array<(c: OpenAI) => Promise<unknown>> = [
 
 describe('one budget across chat, completions and responses', () => {
   it('$1.00 shared by three gateways under 300 concurrent mixed $0.01 requests: exactly 100 admitted, spend $1.00, nothing reserved', { timeout: 60_000 }, async () => {
-    const clients = gateways.map((g) => client(g.baseURL, 'k-dollar'));
+    const clients = gateways.map((g) => openaiClient(g, 'k-dollar'));
     // One of each kind first, one at a time (so every API is among the admitted whatever the
     // burst's timing), then the other 294 at once.
     const first: PromiseSettledResult<unknown>[] = [];

@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, admin, batch, budgetOf, client, privateCluster, type RedisCluster, simModelYaml } from './admission-support.js';
+import { ADMIN_TOKEN, admin, batch, budgetOf, privateCluster, type RedisCluster, simModelYaml } from './admission-support.js';
+import { openaiClient } from '../helpers/gateway.js';
 import { requireBuild, spawnGateway, type GatewayProcess } from '../helpers/process.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'admission-cluster-'));
@@ -44,7 +45,7 @@ afterAll(async () => {
 
 describe('admission, Redis Cluster of three masters, three gateways', () => {
   it('rpm 100 shared by three gateways under 300 concurrent requests admits exactly 100', async () => {
-    const r = await batch(gateways.map((g) => client(g.baseURL, 'k-rpm')), 300, ONE_CENT);
+    const r = await batch(gateways.map((g) => openaiClient(g, 'k-rpm')), 300, ONE_CENT);
     expect(r.other.map((e) => String(e))).toEqual([]);
     expect(r.ok).toBe(100);
     expect(r.rateLimited).toBe(200);
@@ -53,7 +54,7 @@ describe('admission, Redis Cluster of three masters, three gateways', () => {
   });
 
   it('a $1.00 budget shared by three gateways under 300 concurrent $0.01 requests admits exactly 100, spend = $1.00, nothing left reserved', async () => {
-    const r = await batch(gateways.map((g) => client(g.baseURL, 'k-dollar')), 300, ONE_CENT);
+    const r = await batch(gateways.map((g) => openaiClient(g, 'k-dollar')), 300, ONE_CENT);
     expect(r.other.map((e) => String(e))).toEqual([]);
     expect(r.ok).toBe(100);
     expect(r.quota).toBe(200);

@@ -5,7 +5,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, admin, batch, budgetOf, client, flushPrefix, simModelYaml } from './admission-support.js';
+import { ADMIN_TOKEN, admin, batch, budgetOf, flushPrefix, simModelYaml } from './admission-support.js';
+import { openaiClient } from '../helpers/gateway.js';
 import { requireBuild, spawnGateway, type GatewayProcess } from '../helpers/process.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -40,7 +41,7 @@ afterAll(async () => {
 
 describe('admission, redis store, three gateways', () => {
   it('rpm 100 shared by three gateways under 300 concurrent requests admits exactly 100', async () => {
-    const r = await batch(gateways.map((g) => client(g.baseURL, 'k-rpm')), 300, ONE_CENT);
+    const r = await batch(gateways.map((g) => openaiClient(g, 'k-rpm')), 300, ONE_CENT);
     expect(r.other.map((e) => String(e))).toEqual([]);
     expect(r.ok).toBe(100);
     expect(r.rateLimited).toBe(200);
@@ -49,7 +50,7 @@ describe('admission, redis store, three gateways', () => {
   });
 
   it('a $1.00 budget shared by three gateways under 300 concurrent $0.01 requests admits exactly 100, spend = $1.00', async () => {
-    const r = await batch(gateways.map((g) => client(g.baseURL, 'k-dollar')), 300, ONE_CENT);
+    const r = await batch(gateways.map((g) => openaiClient(g, 'k-dollar')), 300, ONE_CENT);
     expect(r.other.map((e) => String(e))).toEqual([]);
     expect(r.ok).toBe(100);
     expect(r.quota).toBe(200);

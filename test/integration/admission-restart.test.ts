@@ -5,7 +5,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, batch, budgetOf, client, simModelYaml } from './admission-support.js';
+import { ADMIN_TOKEN, batch, budgetOf, simModelYaml } from './admission-support.js';
+import { openaiClient } from '../helpers/gateway.js';
 import { requireBuild, spawnGateway, type GatewayProcess } from '../helpers/process.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'admission-restart-'));
@@ -37,7 +38,7 @@ describe('admission, memory store across a crash', () => {
   it('SIGKILL after a flush interval loses no spend; the restarted gateway enforces the rest of the budget', { timeout: 120_000 }, async () => {
     const first = await spawnGateway(policies);
     live.push(first);
-    const r1 = await batch([client(first.baseURL, 'k-dollar')], 30, { model: 'm', max_tokens: 10 });
+    const r1 = await batch([openaiClient(first, 'k-dollar')], 30, { model: 'm', max_tokens: 10 });
     expect(r1.ok).toBe(30);
     expect(await budgetOf(first.url, 'key', 'dollar')).toMatchObject({ spend_usd: 0.3 });
     await new Promise((r) => setTimeout(r, FLUSH_MS * 3)); // > one flush interval
@@ -49,7 +50,7 @@ describe('admission, memory store across a crash', () => {
     const second = await spawnGateway(policies);
     live.push(second);
     expect(await budgetOf(second.url, 'key', 'dollar')).toMatchObject({ spend_usd: 0.3, reserved_usd: 0 });
-    const r2 = await batch([client(second.baseURL, 'k-dollar')], 100, { model: 'm', max_tokens: 10 });
+    const r2 = await batch([openaiClient(second, 'k-dollar')], 100, { model: 'm', max_tokens: 10 });
     expect(r2.ok).toBe(70);
     expect(r2.quota).toBe(30);
     expect(await budgetOf(second.url, 'key', 'dollar')).toMatchObject({ spend_usd: 1, reserved_usd: 0 });

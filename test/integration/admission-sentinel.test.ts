@@ -4,7 +4,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, batch, client, privateRedis, type RedisServer, simModelYaml } from './admission-support.js';
+import { ADMIN_TOKEN, batch, privateRedis, type RedisServer, simModelYaml } from './admission-support.js';
+import { openaiClient } from '../helpers/gateway.js';
 import { freePort } from '../helpers/net.js';
 import { requireBuild, spawnGateway, startRedisServer, type GatewayProcess, type Started } from '../helpers/process.js';
 
@@ -44,7 +45,7 @@ afterAll(async () => {
 
 describe('admission through Redis Sentinel', () => {
   it('finds the master through the sentinel: rpm 10 under 30 concurrent requests admits exactly 10, counted on that master', async () => {
-    const r = await batch([client(gateway!.baseURL, 'k-rpm')], 30, { model: 'm', max_tokens: 10 });
+    const r = await batch([openaiClient(gateway!, 'k-rpm')], 30, { model: 'm', max_tokens: 10 });
     expect(r.other.map((e) => String(e))).toEqual([]);
     expect(r.ok).toBe(10);
     expect(r.rateLimited).toBe(20);

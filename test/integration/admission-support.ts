@@ -89,9 +89,6 @@ export async function budgetOf(url: string, scope: string, name: string): Promis
   return row;
 }
 
-export const client = (baseURL: string, apiKey: string, extra: Partial<ConstructorParameters<typeof OpenAI>[0]> = {}) =>
-  new OpenAI({ baseURL, apiKey, maxRetries: 0, timeout: 20_000, ...extra });
-
 export interface BatchResult {
   ok: number;
   rateLimited: number;

@@ -1,11 +1,11 @@
 // The gateway as users run it: `node dist/main.js` (what `npm start` runs, built by the
 // test script's pretest), `check FILE`, and a graceful SIGTERM that lets a stream finish.
 import { afterAll, describe, expect, it } from 'vitest';
-import OpenAI from 'openai';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runGatewayProcess, startGatewayProcess, type GatewayProcess } from '../helpers/process.js';
+import { openaiClient } from '../helpers/gateway.js';
 
 const gateways: GatewayProcess[] = [];
 let dir: string | undefined;
@@ -49,7 +49,7 @@ describe('llm-gateway CLI', () => {
 
   it('serves the default policies: the demo model answers through the built-in simulator', async () => {
     const gw = await startGateway(['--policies', 'policies/policies.yaml', '--port', '0']);
-    const client = new OpenAI({ baseURL: `http://127.0.0.1:${gw.port}/v1`, apiKey: 'none', maxRetries: 0 });
+    const client = openaiClient(gw, 'none');
     const r = await client.chat.completions.create({ model: 'demo', messages: [{ role: 'user', content: 'hello' }] });
     expect(r.choices[0]!.message.content!.length).toBeGreaterThan(0);
     expect(gw.lines.find((l) => l.msg === 'listening')?.host).toBe('127.0.0.1');
@@ -59,7 +59,7 @@ describe('llm-gateway CLI', () => {
 
   it('SIGTERM lets an in-flight stream finish, refuses new connections, then exits 0', async () => {
     const gw = await startGateway(['--policies', 'policies/policies.yaml', '--port', '0']);
-    const client = new OpenAI({ baseURL: `http://127.0.0.1:${gw.port}/v1`, apiKey: 'none', maxRetries: 0 });
+    const client = openaiClient(gw, 'none');
     const stream = await client.chat.completions.create(
       { model: 'demo', messages: [{ role: 'user', content: 'long one' }], stream: true },
       { headers: { 'x-sim-output-tokens': '30', 'x-sim-tpot-ms': '20' } },

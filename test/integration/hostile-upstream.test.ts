@@ -5,7 +5,7 @@ import OpenAI from 'openai';
 import { request } from 'undici';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { brotliCompressSync, constants as zc, createBrotliCompress, createGzip, gzipSync } from 'node:zlib';
-import { startGateway, type TestGateway } from '../helpers.js';
+import { withGateway, type GatewayFixture } from '../helpers/gateway.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse, body: string) => void;
 
@@ -17,7 +17,7 @@ const seen: Array<{ url: string; headers: IncomingMessage['headers']; body: stri
 let elsewhere: Server;
 let elsewhereUrl: string;
 let elsewhereHits = 0;
-let gw: TestGateway;
+let gw: GatewayFixture;
 let client: OpenAI;
 const PROVIDER_KEY = 'sk-provider-SECRET-0123456789abcdef';
 
@@ -40,15 +40,15 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => elsewhere.listen(0, '127.0.0.1', r));
   elsewhereUrl = `http://127.0.0.1:${(elsewhere.address() as { port: number }).port}/v1/chat/completions`;
-  gw = await startGateway(`
+  gw = await withGateway(`
 server: { max_upstream_body_bytes: 65536 }
 retries: { max: 0 }
 backends:
   up: { type: openai, base_url: "${upstreamUrl}", api_key: "${PROVIDER_KEY}", headers: { OpenAI-Organization: "org-gateway-own-0001" }, timeout_ms: 2000, idle_timeout_ms: 2000 }
 models:
   m: { deployments: [{ backend: up, model: up-model }], pricing: { input_per_mtok: 1, output_per_mtok: 1 } }
-`);
-  client = new OpenAI({ baseURL: gw.baseURL, apiKey: 'k', maxRetries: 0 });
+`, { apiKey: 'k' });
+  client = gw.openai;
 });
 
 afterAll(async () => {

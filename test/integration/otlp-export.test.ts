@@ -4,8 +4,7 @@
 // an unreachable collector costs requests nothing (its spans are dropped and counted).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type Socket } from 'node:net';
-import OpenAI from 'openai';
-import { metricValue, startGateway, type TestGateway } from '../helpers.js';
+import { openaiClient, metricValue, startGateway, type TestGateway } from '../helpers/gateway.js';
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from '../fixtures/otlp-receiver.js';
 import { startScriptedUpstream, chunkEvent, usageEvent, type ScriptedUpstream } from '../fixtures/scripted-upstream.js';
 
@@ -69,10 +68,7 @@ describe('OTLP export, protobuf, configured by OTEL_* variables', () => {
   });
 
   it("continues the client's trace, hands the upstream our span, logs the trace id, and sends exact GenAI attributes", async () => {
-    const client = new OpenAI({
-      baseURL: gw.baseURL,
-      apiKey: 'k',
-      maxRetries: 0,
+    const client = openaiClient(gw, 'k', {
       defaultHeaders: { traceparent: `00-${CLIENT_TRACE}-${CLIENT_SPAN}-01`, tracestate: 'app=1' },
     });
     const stream = await client.chat.completions.create({ model: 'traced', messages: [{ role: 'user', content: PROMPT }], stream: true });
@@ -126,7 +122,7 @@ describe('OTLP export, protobuf, configured by OTEL_* variables', () => {
   });
 
   it('marks a refused request as an error with error.type', async () => {
-    const client = new OpenAI({ baseURL: gw.baseURL, apiKey: 'k', maxRetries: 0 });
+    const client = openaiClient(gw, 'k');
     await expect(client.chat.completions.create({ model: 'no-such-model', messages: [{ role: 'user', content: PROMPT }] })).rejects.toMatchObject({ status: 404 });
     const span = await receiver.waitForSpan((s) => s.name === 'chat no-such-model');
     expect(span.parentSpanId).toBe('');
@@ -164,7 +160,7 @@ describe('OTLP export, JSON, configured by telemetry.otlp in policies.yaml', () 
   });
 
   it('starts a new trace without a traceparent, records the retry as an event, and the upstream joins the trace', async () => {
-    const client = new OpenAI({ baseURL: gw.baseURL, apiKey: 'k', maxRetries: 0 });
+    const client = openaiClient(gw, 'k');
     const answer = await client.chat.completions.create({ model: 'traced', messages: [{ role: 'user', content: PROMPT }] });
     expect(answer.choices[0]?.message.content).toBe(COMPLETION_WORDS.join(' '));
 
@@ -215,7 +211,7 @@ telemetry: { otlp: { endpoint: "http://127.0.0.1:${port}", timeout_ms: 1000, bat
   });
 
   it('serves every request and counts every span it could not deliver', async () => {
-    const client = new OpenAI({ baseURL: gw.baseURL, apiKey: 'k', maxRetries: 0 });
+    const client = openaiClient(gw, 'k');
     const N = 20;
     const answers = await Promise.all(
       Array.from({ length: N }, () => client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'hi' }] })),
@@ -268,7 +264,7 @@ describe('OTLP metrics (OTEL_METRICS_EXPORTER=otlp), JSON', () => {
   const attr = (p: Point, key: string) => Object.values(p.attributes.find((a) => a.key === key)?.value ?? {})[0];
 
   it('exports the GenAI histograms with the advised buckets and exact token counts, and no spans', async () => {
-    const client = new OpenAI({ baseURL: gw.baseURL, apiKey: 'k', maxRetries: 0 });
+    const client = openaiClient(gw, 'k');
     const stream = await client.chat.completions.create({ model: 'traced', messages: [{ role: 'user', content: PROMPT }], stream: true });
     for await (const _ of stream) {
       /* drain */

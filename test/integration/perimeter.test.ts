@@ -7,7 +7,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import OpenAI from 'openai';
 import { Client, FormData, request } from 'undici';
-import { startGateway, metricValue, type TestGateway } from '../helpers.js';
+import { openaiClient, startGateway, metricValue, type TestGateway } from '../helpers/gateway.js';
 import { flushPrefix } from './admission-support.js';
 
 interface Seen {
@@ -282,7 +282,7 @@ describe('pass-through is transparent', () => {
   });
 
   it('the openai SDK lists stored chat completions (GET /v1/chat/completions passes through)', async () => {
-    const client = new OpenAI({ baseURL: gw.baseURL, apiKey: 'sk-open', maxRetries: 0 });
+    const client = openaiClient(gw, 'sk-open');
     const page = await client.chat.completions.list({ limit: 2 });
     expect(page.data).toEqual([]);
     expect(seen[0]).toMatchObject({ method: 'GET', url: '/v1/chat/completions?limit=2' });
@@ -409,8 +409,8 @@ describe('pass-through is admitted', () => {
 
 describe('/v1/models', () => {
   it('lists only the models the key may use; retrieve answers for those, 404 otherwise', async () => {
-    const open = new OpenAI({ baseURL: gw.baseURL, apiKey: 'sk-open', maxRetries: 0 });
-    const narrow = new OpenAI({ baseURL: gw.baseURL, apiKey: 'sk-m1only', maxRetries: 0 });
+    const open = openaiClient(gw, 'sk-open');
+    const narrow = openaiClient(gw, 'sk-m1only');
     expect((await open.models.list()).data.map((m) => m.id).sort()).toEqual(['m1', 'm2']);
     expect((await narrow.models.list()).data.map((m) => m.id)).toEqual(['m1']);
     expect((await narrow.models.retrieve('m1')).id).toBe('m1');

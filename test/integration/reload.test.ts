@@ -13,8 +13,8 @@ import { Agent, fetch as undiciFetch } from 'undici';
 import { parsePolicies } from '../../src/config/load.js';
 import { Gateway } from '../../src/gateway.js';
 import { Metrics } from '../../src/telemetry/metrics.js';
-import { metricValue } from '../helpers.js';
-import { ADMIN_TOKEN, admin, budgetOf, client, flushPrefix } from './admission-support.js';
+import { metricValue, openaiClient } from '../helpers/gateway.js';
+import { ADMIN_TOKEN, admin, budgetOf, flushPrefix } from './admission-support.js';
 import { requireBuild, spawnGateway, type GatewayProcess } from '../helpers/process.js';
 import { eventually } from '../helpers/wait.js';
 
@@ -88,10 +88,7 @@ ${extra}`;
     const { port } = await gw.listen(0, '127.0.0.1');
     gw.watch();
     const agent = new Agent();
-    const c = new OpenAI({
-      baseURL: `http://127.0.0.1:${port}/v1`,
-      apiKey: 'k',
-      maxRetries: 0,
+    const c = openaiClient({ baseURL: `http://127.0.0.1:${port}/v1` }, 'k', {
       fetch: ((url: string, init: object) => undiciFetch(url, { ...init, dispatcher: agent })) as unknown as typeof fetch,
     });
     await ask(c, 'm');
@@ -127,7 +124,7 @@ keys:
     const file = join(dir, 'policies.yaml');
     writeFileSync(file, policy());
     const gw = await start(file);
-    const c = client(gw.baseURL, 'k-load');
+    const c = openaiClient(gw, 'k-load');
 
     let ok = 0;
     const failures: unknown[] = [];
@@ -195,7 +192,7 @@ models:
 `;
     writeFileSync(file, good);
     const gw = await start(file);
-    const c = client(gw.baseURL, 'k');
+    const c = openaiClient(gw, 'k');
     atomicWrite(file, good.replace('[{ backend: sim }]', '[{ backend: nope }]'));
     const line = await logged(gw, (l) => String(l.msg).startsWith('policy reload refused'));
     expect(line).toMatchObject({ source: 'watch', level: 40 });
@@ -233,7 +230,7 @@ models: { ${model}: { deployments: [{ backend: sim }] } }
     symlinkSync('..2026_11_24_a', join(dir, '..data'));
     symlinkSync('..data/policies.yaml', join(dir, 'policies.yaml'));
     const gw = await start(join(dir, 'policies.yaml'));
-    const c = client(gw.baseURL, 'k');
+    const c = openaiClient(gw, 'k');
     expect((await c.models.list()).data.map((m) => m.id)).toEqual(['before']);
 
     // An update: new directory, `..data` swapped atomically (symlink ..data_tmp, rename over), old one removed.
@@ -276,7 +273,7 @@ keys:
   });
 
   it('rate-limit counters and spend (memory store) and breaker state', async () => {
-    const c = client(gw.baseURL, 'k-lim');
+    const c = openaiClient(gw, 'k-lim');
     const r1 = await c.chat.completions.create({ model: 'm1', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 }).withResponse();
     expect(r1.response.headers.get('x-ratelimit-remaining-requests')).toBe('4');
     await ask(c, 'm1');
@@ -306,7 +303,7 @@ keys:
 
   it('a request in flight finishes under the policy it started with, even when the reload removes its model and backend', async () => {
     // The key's 5th request this minute (rpm 5): the counters carried over, so no more after it.
-    const c = client(gw.baseURL, 'k-lim');
+    const c = openaiClient(gw, 'k-lim');
     const stream = await c.chat.completions.create({ model: 'slow', messages: [{ role: 'user', content: 'hi' }], max_tokens: 15, stream: true });
     const it = stream[Symbol.asyncIterator]();
     const first = await it.next();
@@ -359,7 +356,7 @@ keys:
 `;
     writeFileSync(file, policy());
     const gw = await start(file);
-    const c = client(gw.baseURL, 'k-r');
+    const c = openaiClient(gw, 'k-r');
     await ask(c, 'm1');
     await ask(c, 'm1');
     const spent = (await budgetOf(gw.url, 'key', 'shared')).spend_usd;

@@ -15,7 +15,7 @@ import { parsePolicies } from '../../src/config/load.js';
 import { Metrics } from '../../src/telemetry/metrics.js';
 import { KeyRing } from '../../src/auth/index.js';
 import { PolicyTable } from '../../src/policy/index.js';
-import { metricValue } from '../helpers.js';
+import { metricValue } from '../helpers/gateway.js';
 import { requireBuild, runGatewayProcess, startGatewayProcess, type GatewayProcess } from '../helpers/process.js';
 import { ADMIN_TOKEN, budgetOf } from './admission-support.js';
 

@@ -4,10 +4,9 @@
 // llm_gateway_upstream_connections, queue_ms on the log line). The upstream here holds every
 // stream open until the test releases it, so every assertion is on counts and states.
 import { afterEach, describe, expect, it } from 'vitest';
-import OpenAI from 'openai';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { startGateway, metricValue, type TestGateway } from '../helpers.js';
+import { openaiClient, startGateway, metricValue, type TestGateway } from '../helpers/gateway.js';
 import { eventually } from '../helpers/wait.js';
 import { chunkEvent, usageEvent } from '../fixtures/scripted-upstream.js';
 
@@ -92,7 +91,7 @@ backends:
 models:
   m: { deployments: [{ backend: up, model: up-model }] }
 `);
-  const client = new OpenAI({ baseURL: gw.baseURL, apiKey: 'sk-test', maxRetries: 0 });
+  const client = openaiClient(gw, 'sk-test');
   /** Opens a stream and reads it to its end; resolves with the text it carried. */
   const stream = async (id: string) => {
     const s = await client.chat.completions.create(

@@ -11,7 +11,7 @@ import { Backends } from '../../src/upstream/backends.js';
 import type { UpstreamRequest } from '../../src/upstream/exchange.js';
 import { statusFailure } from '../../src/upstream/failures.js';
 import { Metrics } from '../../src/telemetry/metrics.js';
-import { metricValue } from '../helpers.js';
+import { metricValue } from '../helpers/gateway.js';
 
 /** mulberry32: a small seeded PRNG, so a distribution test sees the same draws every run. */
 function seeded(seed: number): () => number {

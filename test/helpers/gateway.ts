@@ -1,10 +1,12 @@
-// Shared test plumbing: a real gateway on a loopback port, its log lines captured as
-// objects (pino writes JSON; we parse it, as pino's own tests do).
+// A real gateway in this process on a loopback port, its log lines captured as objects (pino
+// writes JSON; we parse it, as pino's own tests do), and the official SDKs pointed at it.
 import { Writable } from 'node:stream';
+import Anthropic from '@anthropic-ai/sdk';
+import OpenAI from 'openai';
 import pino from 'pino';
-import { parsePolicies } from '../src/config/load.js';
-import { Gateway } from '../src/gateway.js';
-import { Metrics } from '../src/telemetry/metrics.js';
+import { parsePolicies } from '../../src/config/load.js';
+import { Gateway } from '../../src/gateway.js';
+import { Metrics } from '../../src/telemetry/metrics.js';
 
 export interface LogLine {
   msg: string;
@@ -71,6 +73,35 @@ export async function startGateway(yamlText: string, env: NodeJS.ProcessEnv = {}
     metricsText: () => gw.metrics.registry.metrics(),
     close: () => gw.close(1000),
   };
+}
+
+type OpenAIOptions = NonNullable<ConstructorParameters<typeof OpenAI>[0]>;
+type AnthropicOptions = NonNullable<ConstructorParameters<typeof Anthropic>[0]>;
+
+/** The OpenAI SDK as a client of a gateway (or of anything with a baseURL ending in /v1); no SDK retries, so a test sees each answer. */
+export function openaiClient(gw: { baseURL: string }, apiKey = 'k', extra: Partial<OpenAIOptions> = {}): OpenAI {
+  return new OpenAI({ baseURL: gw.baseURL, apiKey, maxRetries: 0, ...extra });
+}
+
+/** The Anthropic SDK as a client of a gateway (it appends /v1/messages to the bare url itself). */
+export function anthropicClient(gw: { url: string }, apiKey: string | null = 'k', extra: Partial<AnthropicOptions> = {}): Anthropic {
+  return new Anthropic({ baseURL: gw.url, apiKey, maxRetries: 0, ...extra });
+}
+
+export interface GatewayFixture extends TestGateway {
+  /** OpenAI SDK client with `apiKey`. */
+  openai: OpenAI;
+  /** Anthropic SDK client with `apiKey`. */
+  anthropic: Anthropic;
+}
+
+/**
+ * A gateway serving `policiesYaml` and both SDKs ready to call it, as the README shows them:
+ * `new OpenAI({ baseURL, apiKey })` and `new Anthropic({ baseURL, apiKey })`. close() stops it.
+ */
+export async function withGateway(policiesYaml: string, opts: { apiKey?: string; env?: NodeJS.ProcessEnv } = {}): Promise<GatewayFixture> {
+  const gw = await startGateway(policiesYaml, opts.env);
+  return { ...gw, openai: openaiClient(gw, opts.apiKey), anthropic: anthropicClient(gw, opts.apiKey) };
 }
 
 /** Value of one Prometheus sample in exposition text, e.g. metricValue(text, 'llm_gateway_requests_total', {status: '200'}). */
