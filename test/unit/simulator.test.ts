@@ -6,8 +6,9 @@ import type { ServerResponse } from 'node:http';
 import { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
 import { startProcess } from '../helpers/process.js';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { until } from '../helpers/wait.js';
+import { useSimulator } from '../helpers/simulator.js';
 import OpenAI from 'openai';
 import { encode as encodeO200k, countTokens } from 'gpt-tokenizer/encoding/o200k_base';
 import { encode as encodeCl100k } from 'gpt-tokenizer/encoding/cl100k_base';
@@ -23,18 +24,9 @@ const MSG = [{ role: 'user' as const, content: 'Say hello to the gateway, please
 
 let sim: Simulator;
 let client: OpenAI;
-
-beforeAll(async () => {
-  sim = await startSimulator({ ttftMs: TTFT, tpotMs: TPOT, outputTokens: TOKENS });
-  // maxRetries 0: a fault must surface as it is, not be hidden by the SDK's retries.
-  client = new OpenAI({ baseURL: sim.url, apiKey: 'x', maxRetries: 0 });
-});
-afterAll(async () => {
-  await sim.close();
-});
-afterEach(() => {
-  sim.configure({ fault: null, ttftMs: TTFT, tpotMs: TPOT, outputTokens: TOKENS, errorRate: 0, includeUsageAlways: false, omitUsage: false });
-  sim.resetStats();
+useSimulator({ ttftMs: TTFT, tpotMs: TPOT, outputTokens: TOKENS }, (s, c) => {
+  sim = s;
+  client = c;
 });
 
 /** POST JSON with fetch; returns status, headers and the raw body text. */
