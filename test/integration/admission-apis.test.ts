@@ -2,14 +2,14 @@
 // requests mixed across chat, completions and the Responses API (streamed and not), each
 // costing $0.01, meet a $1.00 budget. Exactly the 100 that fit are admitted, spend ends at
 // $1.00 and nothing stays reserved. Each run uses its own key prefix and deletes only its keys.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, budgetOf, flushPrefix, simModelYaml } from './admission-support.js';
+import { ADMIN_TOKEN, budgetOf, flushPrefix, simModelYaml, startFleet, stopFleet } from './admission-support.js';
 import { openaiClient } from '../helpers/gateway.js';
-import { requireBuild, spawnGateway, type GatewayProcess } from '../helpers/process.js';
+import { requireBuild, type GatewayProcess } from '../helpers/process.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const PREFIX = `llmgw-test-apis-${process.pid}-${Date.now()}:`;
@@ -20,23 +20,18 @@ const CAP = 10;
 
 beforeAll(async () => {
   requireBuild();
-  const file = join(dir, 'policies.yaml');
-  writeFileSync(
-    file,
-    `
+  const policies = `
 admin_token: ${ADMIN_TOKEN}
 state: { store: redis, redis_url: "${REDIS_URL}", redis_prefix: "${PREFIX}", on_store_error: closed }
 ${simModelYaml(5, 1)}
 keys:
   - { key: k-dollar, name: dollar, budget: { usd: 1, period: day } }
-`,
-  );
-  // One at a time: three cold starts at once can exceed the start timeout on a busy machine.
-  for (let i = 0; i < 3; i++) gateways.push(await spawnGateway(file));
+`;
+  gateways.push(...(await startFleet(dir, policies, { oneAtATime: true })));
 }, 60_000);
 
 afterAll(async () => {
-  await Promise.all(gateways.map((g) => g.stop()));
+  await stopFleet(gateways);
   await flushPrefix(REDIS_URL, PREFIX);
   rmSync(dir, { recursive: true, force: true });
 });

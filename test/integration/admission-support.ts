@@ -1,9 +1,14 @@
-// Plumbing shared by the admission tests: a private redis-server or Redis Cluster, admin
-// calls, and batches of concurrent SDK requests.
+// Plumbing shared by the admission tests: fleets of gateway processes on one store and the
+// limits they must hold together, a private redis-server or Redis Cluster, admin calls, and
+// batches of concurrent SDK requests.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import OpenAI from 'openai';
 import { Redis } from 'ioredis';
+import { expect, it } from 'vitest';
+import { openaiClient } from '../helpers/gateway.js';
 import { freePort } from '../helpers/net.js';
-import { runProcess, startRedisServer, type Started } from '../helpers/process.js';
+import { runProcess, spawnGateway, startRedisServer, type GatewayProcess, type Started } from '../helpers/process.js';
 import { eventually } from '../helpers/wait.js';
 
 export const ADMIN_TOKEN = 'admission-test-admin';
@@ -111,6 +116,60 @@ export async function batch(clients: OpenAI[], n: number, body: { model: string;
     else out.other.push(r.reason);
   }
   return out;
+}
+
+/** `n` gateway processes serving one policies file (written to `dir`), as a fleet sharing a store. */
+export async function startFleet(dir: string, policiesYaml: string, { n = 3, oneAtATime = false } = {}): Promise<GatewayProcess[]> {
+  const file = join(dir, 'policies.yaml');
+  writeFileSync(file, policiesYaml);
+  // One at a time where several cold starts at once could exceed the start timeout on a busy machine.
+  if (oneAtATime) {
+    const fleet: GatewayProcess[] = [];
+    for (let i = 0; i < n; i++) fleet.push(await spawnGateway(file));
+    return fleet;
+  }
+  return Promise.all(Array.from({ length: n }, () => spawnGateway(file)));
+}
+
+/** Prints the fleet's warnings and errors (what explains a count that came out wrong), then stops it. */
+export async function stopFleet(fleet: GatewayProcess[]): Promise<void> {
+  for (const g of fleet) for (const l of g.lines) if ((l.level as number) >= 40) console.log(JSON.stringify(l));
+  await Promise.all(fleet.map((g) => g.stop()));
+}
+
+/** The keys sharedLimitTests uses: rpm 100 and a $1.00 daily budget (in `team`, if given). */
+export const fleetKeysYaml = (team?: string): string => {
+  const t = team ? `, team: ${team}` : '';
+  return `keys:
+  - { key: k-rpm, name: rpm100${t}, limits: { rpm: 100 } }
+  - { key: k-dollar, name: dollar${t}, budget: { usd: 1, period: day } }`;
+};
+
+const ONE_CENT = { model: 'm', max_tokens: 10 };
+
+/**
+ * What a fleet sharing one store must hold exactly, whatever the store: rpm 100 and a $1.00
+ * budget under 300 concurrent requests spread over every gateway (keys of fleetKeysYaml).
+ */
+export function sharedLimitTests(fleet: () => GatewayProcess[]): void {
+  it('rpm 100 shared by three gateways under 300 concurrent requests admits exactly 100', async () => {
+    const gateways = fleet();
+    const r = await batch(gateways.map((g) => openaiClient(g, 'k-rpm')), 300, ONE_CENT);
+    expect(r.other.map((e) => String(e))).toEqual([]);
+    expect(r.ok).toBe(100);
+    expect(r.rateLimited).toBe(200);
+    const limits = await admin<{ scopes: Array<{ name: string; rpm: { used: number } }> }>(gateways[1]!.url, 'limits');
+    expect(limits.body.scopes.find((s) => s.name === 'rpm100')!.rpm.used).toBe(100);
+  });
+
+  it('a $1.00 budget shared by three gateways under 300 concurrent $0.01 requests admits exactly 100, spend = $1.00, nothing left reserved', async () => {
+    const gateways = fleet();
+    const r = await batch(gateways.map((g) => openaiClient(g, 'k-dollar')), 300, ONE_CENT);
+    expect(r.other.map((e) => String(e))).toEqual([]);
+    expect(r.ok).toBe(100);
+    expect(r.quota).toBe(200);
+    for (const g of gateways) expect(await budgetOf(g.url, 'key', 'dollar')).toMatchObject({ spend_usd: 1, reserved_usd: 0 });
+  });
 }
 
 export interface RedisCluster {
