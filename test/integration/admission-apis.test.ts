@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, budgetOf, flushPrefix, simModelYaml, startFleet, stopFleet } from './admission-support.js';
+import { budgetOf, flushPrefix, redisFleetPolicies, startFleet, stopFleet } from './admission-support.js';
 import { openaiClient } from '../helpers/gateway.js';
 import { requireBuild, type GatewayProcess } from '../helpers/process.js';
 
@@ -20,13 +20,7 @@ const CAP = 10;
 
 beforeAll(async () => {
   requireBuild();
-  const policies = `
-admin_token: ${ADMIN_TOKEN}
-state: { store: redis, redis_url: "${REDIS_URL}", redis_prefix: "${PREFIX}", on_store_error: closed }
-${simModelYaml(5, 1)}
-keys:
-  - { key: k-dollar, name: dollar, budget: { usd: 1, period: day } }
-`;
+  const policies = redisFleetPolicies(REDIS_URL, PREFIX, 'keys: [{ key: k-dollar, name: dollar, budget: { usd: 1, period: day } }]');
   gateways.push(...(await startFleet(dir, policies, { oneAtATime: true })));
 }, 60_000);
 

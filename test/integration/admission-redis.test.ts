@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe } from 'vitest';
-import { ADMIN_TOKEN, fleetKeysYaml, flushPrefix, sharedLimitTests, simModelYaml, startFleet, stopFleet } from './admission-support.js';
+import { fleetKeysYaml, flushPrefix, redisFleetPolicies, sharedLimitTests, startFleet, stopFleet } from './admission-support.js';
 import { requireBuild, type GatewayProcess } from '../helpers/process.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -15,13 +15,7 @@ const gateways: GatewayProcess[] = [];
 
 beforeAll(async () => {
   requireBuild();
-  const policies = `
-admin_token: ${ADMIN_TOKEN}
-state: { store: redis, redis_url: "${REDIS_URL}", redis_prefix: "${PREFIX}", on_store_error: closed }
-${simModelYaml(5, 1)}
-${fleetKeysYaml()}
-`;
-  gateways.push(...(await startFleet(dir, policies)));
+  gateways.push(...(await startFleet(dir, redisFleetPolicies(REDIS_URL, PREFIX, fleetKeysYaml()))));
 }, 60_000); // three cold gateway starts; slow beside the cluster test in npm test
 
 afterAll(async () => {

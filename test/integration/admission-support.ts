@@ -118,6 +118,14 @@ export async function batch(clients: OpenAI[], n: number, body: { model: string;
   return out;
 }
 
+/** Policies for a fleet on a shared Redis under `prefix` (the store refuses when Redis fails), serving simModelYaml(5, 1). */
+export const redisFleetPolicies = (redisUrl: string, prefix: string, keysYaml: string): string => `
+admin_token: ${ADMIN_TOKEN}
+state: { store: redis, redis_url: "${redisUrl}", redis_prefix: "${prefix}", on_store_error: closed }
+${simModelYaml(5, 1)}
+${keysYaml}
+`;
+
 /** `n` gateway processes serving one policies file (written to `dir`), as a fleet sharing a store. */
 export async function startFleet(dir: string, policiesYaml: string, { n = 3, oneAtATime = false } = {}): Promise<GatewayProcess[]> {
   const file = join(dir, 'policies.yaml');
