@@ -46,26 +46,46 @@ function strings(s: ReceivedSpan): string[] {
   return all.flat().filter((v): v is string => typeof v === 'string');
 }
 
+interface Rig {
+  receiver: OtlpReceiver;
+  upstream: ScriptedUpstream;
+  gw: TestGateway;
+}
+
+/**
+ * For one describe block: an OTLP receiver, a scripted upstream answering STREAM_SCRIPT, and
+ * the gateway `start` puts in front of them (it may script the upstream otherwise); `ready`
+ * hands them to the block, and all three are closed after it.
+ */
+function useRig(start: (receiver: OtlpReceiver, upstream: ScriptedUpstream) => Promise<TestGateway>, ready: (rig: Rig) => void): void {
+  let rig: Partial<Rig> = {};
+  beforeAll(async () => {
+    rig = { receiver: await startOtlpReceiver(), upstream: await startScriptedUpstream(STREAM_SCRIPT) };
+    rig.gw = await start(rig.receiver!, rig.upstream!);
+    ready(rig as Rig);
+  });
+  afterAll(async () => {
+    await rig.gw?.close();
+    await rig.upstream?.close();
+    await rig.receiver?.close();
+  });
+}
+
 describe('OTLP export, protobuf, configured by OTEL_* variables', () => {
   let receiver: OtlpReceiver;
   let upstream: ScriptedUpstream;
   let gw: TestGateway;
-  beforeAll(async () => {
-    receiver = await startOtlpReceiver();
-    upstream = await startScriptedUpstream(STREAM_SCRIPT);
-    gw = await startGateway(policy(upstream), {
-      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
-      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
-      OTEL_EXPORTER_OTLP_HEADERS: 'x-collector-token=s3cret%20value',
-      OTEL_SERVICE_NAME: 'gateway-under-test',
-      OTEL_BSP_SCHEDULE_DELAY: '20',
-    });
-  });
-  afterAll(async () => {
-    await gw?.close();
-    await upstream?.close();
-    await receiver?.close();
-  });
+  useRig(
+    (r, up) =>
+      startGateway(policy(up), {
+        OTEL_EXPORTER_OTLP_ENDPOINT: r.url,
+        OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
+        OTEL_EXPORTER_OTLP_HEADERS: 'x-collector-token=s3cret%20value',
+        OTEL_SERVICE_NAME: 'gateway-under-test',
+        OTEL_BSP_SCHEDULE_DELAY: '20',
+      }),
+    (rig) => ({ receiver, upstream, gw } = rig),
+  );
 
   it("continues the client's trace, hands the upstream our span, logs the trace id, and sends exact GenAI attributes", async () => {
     const client = openaiClient(gw, 'k', {
@@ -137,27 +157,20 @@ describe('OTLP export, JSON, configured by telemetry.otlp in policies.yaml', () 
   let upstream: ScriptedUpstream;
   let gw: TestGateway;
   let calls = 0;
-  beforeAll(async () => {
-    receiver = await startOtlpReceiver();
-    upstream = await startScriptedUpstream({ steps: [] });
-    // The first attempt fails with a 500, the retry answers whole.
-    upstream.setScript(() =>
-      ++calls === 1
-        ? { status: 500, headers: { 'content-type': 'application/json' }, steps: [{ delayMs: 0, bytes: '{"error":{"message":"boom"}}' }] }
-        : { headers: { 'content-type': 'application/json' }, steps: [{ delayMs: 0, bytes: WHOLE_BODY }] },
-    );
-    gw = await startGateway(
-      policy(
-        upstream,
-        `telemetry: { otlp: { traces_endpoint: "${receiver.url}/v1/traces", protocol: http/json, service_name: from-policies, batch: { schedule_delay_ms: 20 } } }`,
-      ),
-    );
-  });
-  afterAll(async () => {
-    await gw?.close();
-    await upstream?.close();
-    await receiver?.close();
-  });
+  useRig(
+    (r, up) => {
+      // The first attempt fails with a 500, the retry answers whole.
+      up.setScript(() =>
+        ++calls === 1
+          ? { status: 500, headers: { 'content-type': 'application/json' }, steps: [{ delayMs: 0, bytes: '{"error":{"message":"boom"}}' }] }
+          : { headers: { 'content-type': 'application/json' }, steps: [{ delayMs: 0, bytes: WHOLE_BODY }] },
+      );
+      return startGateway(
+        policy(up, `telemetry: { otlp: { traces_endpoint: "${r.url}/v1/traces", protocol: http/json, service_name: from-policies, batch: { schedule_delay_ms: 20 } } }`),
+      );
+    },
+    (rig) => ({ receiver, upstream, gw } = rig),
+  );
 
   it('starts a new trace without a traceparent, records the retry as an event, and the upstream joins the trace', async () => {
     const client = openaiClient(gw, 'k');
@@ -235,24 +248,18 @@ telemetry: { otlp: { endpoint: "http://127.0.0.1:${port}", timeout_ms: 1000, bat
 
 describe('OTLP metrics (OTEL_METRICS_EXPORTER=otlp), JSON', () => {
   let receiver: OtlpReceiver;
-  let upstream: ScriptedUpstream;
   let gw: TestGateway;
-  beforeAll(async () => {
-    receiver = await startOtlpReceiver();
-    upstream = await startScriptedUpstream(STREAM_SCRIPT);
-    gw = await startGateway(policy(upstream), {
-      OTEL_METRICS_EXPORTER: 'otlp',
-      OTEL_TRACES_EXPORTER: 'none',
-      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
-      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
-      OTEL_METRIC_EXPORT_INTERVAL: '100',
-    });
-  });
-  afterAll(async () => {
-    await gw?.close();
-    await upstream?.close();
-    await receiver?.close();
-  });
+  useRig(
+    (r, up) =>
+      startGateway(policy(up), {
+        OTEL_METRICS_EXPORTER: 'otlp',
+        OTEL_TRACES_EXPORTER: 'none',
+        OTEL_EXPORTER_OTLP_ENDPOINT: r.url,
+        OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+        OTEL_METRIC_EXPORT_INTERVAL: '100',
+      }),
+    (rig) => ({ receiver, gw } = rig),
+  );
 
   type Point = { attributes: Array<{ key: string; value: Record<string, unknown> }>; count: string | number; sum: number; explicitBounds: number[] };
   const points = (name: string): Point[] =>
