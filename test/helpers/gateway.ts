@@ -7,6 +7,7 @@ import pino from 'pino';
 import { parsePolicies } from '../../src/config/load.js';
 import { Gateway } from '../../src/gateway.js';
 import { Metrics } from '../../src/telemetry/metrics.js';
+import { Arrivals } from './wait.js';
 
 export interface LogLine {
   msg: string;
@@ -28,20 +29,12 @@ export interface TestGateway {
 
 export async function startGateway(yamlText: string, env: NodeJS.ProcessEnv = {}): Promise<TestGateway> {
   const policies = parsePolicies(yamlText, 'test.yaml', { ...process.env, ...env });
-  const logs: LogLine[] = [];
-  const waiters: Array<{ pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }> = [];
+  const logs = new Arrivals<LogLine>();
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
       for (const line of chunk.toString('utf8').split('\n')) {
         if (!line) continue;
-        const obj = JSON.parse(line) as LogLine;
-        logs.push(obj);
-        for (let i = waiters.length - 1; i >= 0; i--) {
-          if (waiters[i]!.pred(obj)) {
-            waiters[i]!.resolve(obj);
-            waiters.splice(i, 1);
-          }
-        }
+        logs.push(JSON.parse(line) as LogLine);
       }
       cb();
     },
@@ -55,21 +48,8 @@ export async function startGateway(yamlText: string, env: NodeJS.ProcessEnv = {}
     url,
     baseURL: `${url}/v1`,
     port,
-    logs,
-    waitForLog(pred, timeoutMs = 5000) {
-      const found = logs.find(pred);
-      if (found) return Promise.resolve(found);
-      return new Promise((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error('timed out waiting for a log line')), timeoutMs);
-        waiters.push({
-          pred,
-          resolve: (l) => {
-            clearTimeout(t);
-            resolve(l);
-          },
-        });
-      });
-    },
+    logs: logs.items,
+    waitForLog: (pred, timeoutMs = 5000) => logs.find(pred, timeoutMs, 'timed out waiting for a log line'),
     metricsText: () => gw.metrics.registry.metrics(),
     close: () => gw.close(1000),
   };
