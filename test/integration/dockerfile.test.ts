@@ -13,6 +13,7 @@ import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../helpers/net.js';
 import { startProcess, type Started } from '../helpers/process.js';
 
 const run = promisify(execFile);
@@ -306,14 +307,7 @@ describe('the image, assembled as the Dockerfile says', () => {
     expect(hc[2]).toContain('127.0.0.1:4000/');
     expect(await probe(port)).toBe(0);
     // A closed port: a free one, found by binding and releasing it.
-    const { createServer } = await import('node:net');
-    const free = await new Promise<number>((resolve) => {
-      const s = createServer().listen(0, '127.0.0.1', () => {
-        const p = (s.address() as { port: number }).port;
-        s.close(() => resolve(p));
-      });
-    });
-    expect(await probe(free)).toBe(1);
+    expect(await probe(await freePort())).toBe(1);
   });
 
   it('runs as is: the default policies serve the simulator model `demo` on loopback', async () => {
