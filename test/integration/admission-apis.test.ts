@@ -2,39 +2,31 @@
 // requests mixed across chat, completions and the Responses API (streamed and not), each
 // costing $0.01, meet a $1.00 budget. Exactly the 100 that fit are admitted, spend ends at
 // $1.00 and nothing stays reserved. Each run uses its own key prefix and deletes only its keys.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, budgetOf, client, flushPrefix, requireBuild, simModelYaml, spawnGateway, type ChildGateway, eventually } from './admission-support.js';
+import { budgetOf, flushPrefix, redisFleetPolicies, startFleet, stopFleet } from './admission-support.js';
+import { openaiClient } from '../helpers/gateway.js';
+import { requireBuild, type GatewayProcess } from '../helpers/process.js';
+import { eventually } from '../helpers/wait.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const PREFIX = `llmgw-test-apis-${process.pid}-${Date.now()}:`;
 const dir = mkdtempSync(join(tmpdir(), 'admission-apis-'));
-const gateways: ChildGateway[] = [];
+const gateways: GatewayProcess[] = [];
 /** 10 output tokens at $1,000 per Mtok: one cent, on every API. */
 const CAP = 10;
 
 beforeAll(async () => {
   requireBuild();
-  const file = join(dir, 'policies.yaml');
-  writeFileSync(
-    file,
-    `
-admin_token: ${ADMIN_TOKEN}
-state: { store: redis, redis_url: "${REDIS_URL}", redis_prefix: "${PREFIX}", on_store_error: closed }
-${simModelYaml(5, 1)}
-keys:
-  - { key: k-dollar, name: dollar, budget: { usd: 1, period: day } }
-`,
-  );
-  // One at a time: three cold starts at once can exceed the start timeout on a busy machine.
-  for (let i = 0; i < 3; i++) gateways.push(await spawnGateway(file));
+  const policies = redisFleetPolicies(REDIS_URL, PREFIX, 'keys: [{ key: k-dollar, name: dollar, budget: { usd: 1, period: day } }]');
+  gateways.push(...(await startFleet(dir, policies, { oneAtATime: true })));
 }, 60_000);
 
 afterAll(async () => {
-  await Promise.all(gateways.map((g) => g.stop()));
+  await stopFleet(gateways);
   await flushPrefix(REDIS_URL, PREFIX);
   rmSync(dir, { recursive: true, force: true });
 });
@@ -55,7 +47,7 @@ const KINDS: Array<(c: OpenAI) => Promise<unknown>> = [
 
 describe('one budget across chat, completions and responses', () => {
   it('$1.00 shared by three gateways under 300 concurrent mixed $0.01 requests: exactly 100 admitted, spend $1.00, nothing reserved', { timeout: 60_000 }, async () => {
-    const clients = gateways.map((g) => client(g.baseURL, 'k-dollar'));
+    const clients = gateways.map((g) => openaiClient(g, 'k-dollar'));
     // One of each kind first, one at a time (so every API is among the admitted whatever the
     // burst's timing), then the other 294 at once.
     const first: PromiseSettledResult<unknown>[] = [];

@@ -5,8 +5,9 @@
 import { createServer, type Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
-import { metricValue, startGateway, type TestGateway } from '../helpers.js';
-import { ADMIN_TOKEN, admin, batch, budgetOf, client, eventually, simModelYaml } from './admission-support.js';
+import { openaiClient, metricValue, startGateway, type TestGateway } from '../helpers/gateway.js';
+import { ADMIN_TOKEN, admin, batch, budgetOf, simModelYaml } from './admission-support.js';
+import { eventually } from '../helpers/wait.js';
 
 let gw: TestGateway;
 let hook: Server;
@@ -52,7 +53,7 @@ interface ScopeRow {
 }
 describe('admission, memory store', () => {
   it('rpm 100 under 300 concurrent requests admits exactly 100; the 429s are the SDK shape with an honest retry-after', async () => {
-    const c = client(gw.baseURL, 'k-rpm');
+    const c = openaiClient(gw, 'k-rpm');
     const started = performance.now();
     const r = await batch([c], 300, ONE_CENT);
     expect(r.other.map((e) => String(e))).toEqual([]);
@@ -82,7 +83,7 @@ describe('admission, memory store', () => {
   });
 
   it('a $1.00 budget under 300 concurrent $0.01 requests admits exactly 100 and never overspends; alerts fire once', async () => {
-    const r = await batch([client(gw.baseURL, 'k-dollar')], 300, ONE_CENT);
+    const r = await batch([openaiClient(gw, 'k-dollar')], 300, ONE_CENT);
     expect(r.other.map((e) => String(e))).toEqual([]);
     expect(r.ok).toBe(100);
     expect(r.quota).toBe(200);
@@ -107,7 +108,7 @@ describe('admission, memory store', () => {
       calls++;
       return fetch(input, init);
     };
-    const c = client(gw.baseURL, 'k-dollar', { maxRetries: 2, fetch: counting });
+    const c = openaiClient(gw, 'k-dollar', { maxRetries: 2, fetch: counting });
     const err = await c.chat.completions.create({ ...ONE_CENT, messages: [{ role: 'user', content: 'x' }] }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OpenAI.RateLimitError);
     const e = err as InstanceType<typeof OpenAI.RateLimitError>;
@@ -123,13 +124,13 @@ describe('admission, memory store', () => {
     expect(bad.status).toBe(404);
     const r = await admin(gw.url, 'budgets/reset', { scope: 'key', name: 'dollar' });
     expect(r).toMatchObject({ status: 200, body: { ok: true, scope: 'key', name: 'dollar', period: 'day', previous_spend_usd: 1 } });
-    await client(gw.baseURL, 'k-dollar').chat.completions.create({ ...ONE_CENT, messages: [{ role: 'user', content: 'x' }] });
+    await openaiClient(gw, 'k-dollar').chat.completions.create({ ...ONE_CENT, messages: [{ role: 'user', content: 'x' }] });
     expect(await budgetOf(gw.url, 'key', 'dollar')).toMatchObject({ spend_usd: 0.01, reserved_usd: 0 });
   });
 
   it('admitted responses carry x-ratelimit-* of the tightest scope where limits apply, none where they do not', async () => {
     // k-later: key tpm 100000, team rpm 2.
-    const ok = await client(gw.baseURL, 'k-later').chat.completions.create({ ...ONE_CENT, messages: [{ role: 'user', content: 'x' }] }).withResponse();
+    const ok = await openaiClient(gw, 'k-later').chat.completions.create({ ...ONE_CENT, messages: [{ role: 'user', content: 'x' }] }).withResponse();
     const h = ok.response.headers;
     expect(h.get('x-ratelimit-limit-requests')).toBe('2');
     expect(h.get('x-ratelimit-remaining-requests')).toBe('1');
@@ -137,7 +138,7 @@ describe('admission, memory store', () => {
     const remaining = Number(h.get('x-ratelimit-remaining-tokens'));
     expect(remaining).toBeLessThanOrEqual(100000 - 10);
     expect(remaining).toBeGreaterThan(100000 - 100);
-    const free = await client(gw.baseURL, 'k-free').chat.completions.create({ ...ONE_CENT, messages: [{ role: 'user', content: 'x' }] }).withResponse();
+    const free = await openaiClient(gw, 'k-free').chat.completions.create({ ...ONE_CENT, messages: [{ role: 'user', content: 'x' }] }).withResponse();
     expect(free.response.headers.get('x-ratelimit-limit-tokens')).toBeNull();
     expect(free.response.headers.get('x-ratelimit-limit-requests')).toBeNull();
   });

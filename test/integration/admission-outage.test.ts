@@ -10,8 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
-import { metricValue, startGateway, type TestGateway } from '../helpers.js';
-import { ADMIN_TOKEN, admin, budgetOf, client, eventually, privateRedis, type RedisServer, simModelYaml } from './admission-support.js';
+import { openaiClient, metricValue, startGateway, type TestGateway } from '../helpers/gateway.js';
+import { ADMIN_TOKEN, admin, budgetOf, privateRedis, type RedisServer, simModelYaml } from './admission-support.js';
+import { eventually } from '../helpers/wait.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'admission-outage-'));
 let redis: RedisServer;
@@ -45,8 +46,8 @@ afterAll(async () => {
 
 describe('admission when Redis goes away and comes back', () => {
   it('open keeps serving on local limits, closed answers 503 and not-ready; both recover; nothing leaks', async () => {
-    const co = client(open.baseURL, 'k');
-    const cc = client(closed.baseURL, 'k');
+    const co = openaiClient(open, 'k');
+    const cc = openaiClient(closed, 'k');
     for (let i = 0; i < 5; i++) await ask(co);
     await ask(cc);
     // Settles reach Redis after the response ended, group-committed: wait for them, exactly.

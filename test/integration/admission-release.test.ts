@@ -4,8 +4,10 @@
 // checks all scopes before reserving any).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
-import { metricValue, startGateway, type TestGateway } from '../helpers.js';
-import { ADMIN_TOKEN, admin, client, eventually, flushPrefix, freePort } from './admission-support.js';
+import { openaiClient, metricValue, startGateway, type TestGateway } from '../helpers/gateway.js';
+import { ADMIN_TOKEN, admin, flushPrefix } from './admission-support.js';
+import { freePort } from '../helpers/net.js';
+import { eventually } from '../helpers/wait.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const PREFIX = `llmgw-test-${process.pid}-${Date.now()}-release:`;
@@ -58,7 +60,7 @@ teams:
   }
 
   it('a client that leaves mid-stream frees its budget reservation and concurrency slot', async () => {
-    const c = client(gw.baseURL, 'k-release');
+    const c = openaiClient(gw, 'k-release');
     const stream = await c.chat.completions.create(
       { model: 'm', max_tokens: 10, stream: true, messages: [{ role: 'user', content: 'x' }] },
       { headers: { 'x-sim-tpot-ms': '300' } },
@@ -76,7 +78,7 @@ teams:
   });
 
   it('an upstream that fails frees its reservation; its tokens settle to the real (zero) count', async () => {
-    const c = client(gw.baseURL, 'k-release');
+    const c = openaiClient(gw, 'k-release');
     const before = await scopeOf('key', 'release');
     const err = await c.chat.completions.create({ model: 'broken', max_tokens: 10, messages: [{ role: 'user', content: 'x' }] }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OpenAI.APIError);
@@ -90,7 +92,7 @@ teams:
   });
 
   it('a request refused by a later scope (team rpm) holds nothing in the earlier one (key)', async () => {
-    const c = client(gw.baseURL, 'k-later');
+    const c = openaiClient(gw, 'k-later');
     for (let i = 0; i < 2; i++) await c.chat.completions.create({ ...ONE_CENT, messages: [{ role: 'user', content: 'x' }] });
     await eventually(async () => expect((await scopeOf('key', 'later')).budget!.reserved_usd).toBe(0));
     const mid = await scopeOf('key', 'later');

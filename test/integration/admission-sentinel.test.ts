@@ -1,16 +1,18 @@
 // state.redis_url: redis+sentinel://...: the gateway asks a real Redis Sentinel (started
 // here, beside a private master) for the master and enforces its limits there.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, batch, client, freePort, privateRedis, requireBuild, spawnGateway, type ChildGateway, type RedisServer, simModelYaml } from './admission-support.js';
+import { ADMIN_TOKEN, batch, privateRedis, type RedisServer, simModelYaml } from './admission-support.js';
+import { openaiClient } from '../helpers/gateway.js';
+import { freePort } from '../helpers/net.js';
+import { requireBuild, spawnGateway, startRedisServer, type GatewayProcess, type Started } from '../helpers/process.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'admission-sentinel-'));
 let master: RedisServer | undefined;
-let sentinel: ChildProcess | undefined;
-let gateway: ChildGateway | undefined;
+let sentinel: Started | undefined;
+let gateway: GatewayProcess | undefined;
 
 beforeAll(async () => {
   requireBuild();
@@ -19,22 +21,7 @@ beforeAll(async () => {
   const port = await freePort();
   const conf = join(dir, 'sentinel.conf');
   writeFileSync(conf, `port ${port}\nbind 127.0.0.1\ndir ${dir}\nsentinel monitor gwmaster 127.0.0.1 ${master.port} 1\n`);
-  sentinel = spawn('redis-server', [conf, '--sentinel'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error('redis sentinel did not start')), 10_000);
-    let out = '';
-    sentinel!.stdout!.on('data', (c: Buffer) => {
-      out += c.toString();
-      if (out.includes('+monitor master gwmaster')) {
-        clearTimeout(t);
-        resolve();
-      }
-    });
-    sentinel!.once('exit', (code) => {
-      clearTimeout(t);
-      reject(new Error(`redis sentinel exited with ${code}: ${out}`));
-    });
-  });
+  sentinel = await startRedisServer([conf, '--sentinel'], '+monitor master gwmaster');
   const file = join(dir, 'policies.yaml');
   writeFileSync(
     file,
@@ -51,19 +38,14 @@ keys:
 
 afterAll(async () => {
   await gateway?.stop();
-  if (sentinel && sentinel.exitCode === null && sentinel.signalCode === null) {
-    const p = sentinel;
-    const exited = new Promise<void>((r) => p.once('exit', () => r()));
-    p.kill('SIGKILL');
-    await exited;
-  }
+  await sentinel?.stop('SIGKILL');
   await master?.kill();
   rmSync(dir, { recursive: true, force: true });
 });
 
 describe('admission through Redis Sentinel', () => {
   it('finds the master through the sentinel: rpm 10 under 30 concurrent requests admits exactly 10, counted on that master', async () => {
-    const r = await batch([client(gateway!.baseURL, 'k-rpm')], 30, { model: 'm', max_tokens: 10 });
+    const r = await batch([openaiClient(gateway!, 'k-rpm')], 30, { model: 'm', max_tokens: 10 });
     expect(r.other.map((e) => String(e))).toEqual([]);
     expect(r.ok).toBe(10);
     expect(r.rateLimited).toBe(20);

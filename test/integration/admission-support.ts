@@ -1,15 +1,16 @@
-// Plumbing shared by the admission tests: gateway child processes (node dist/main.js), a
-// private redis-server, admin calls, and batches of concurrent SDK requests.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+// Plumbing shared by the admission tests: fleets of gateway processes on one store and the
+// limits they must hold together, a private redis-server or Redis Cluster, admin calls, and
+// batches of concurrent SDK requests.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import OpenAI from 'openai';
 import { Redis } from 'ioredis';
+import { expect, it } from 'vitest';
+import { openaiClient } from '../helpers/gateway.js';
 import { freePort } from '../helpers/net.js';
+import { runProcess, spawnGateway, startRedisServer, type GatewayProcess, type Started } from '../helpers/process.js';
+import { eventually } from '../helpers/wait.js';
 
-export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-export const MAIN = `${ROOT}dist/main.js`;
 export const ADMIN_TOKEN = 'admission-test-admin';
 
 /**
@@ -23,72 +24,6 @@ models:
     deployments: [{ backend: sim }]
     pricing: { input_per_mtok: 0, output_per_mtok: 1000 }`;
 
-
-export function requireBuild(): void {
-  if (!existsSync(MAIN)) throw new Error('dist/main.js is missing: run `npm run build` first (npm test does it)');
-}
-
-export { freePort };
-
-export interface ChildGateway {
-  proc: ChildProcess;
-  url: string;
-  baseURL: string;
-  port: number;
-  lines: Array<Record<string, unknown>>;
-  /** SIGTERM (graceful) or SIGKILL; resolves when the process has exited. */
-  stop(signal?: NodeJS.Signals): Promise<void>;
-}
-
-/** Runs `node dist/main.js --policies FILE --port 0` and reads its port from the 'listening' log line. */
-export async function spawnGateway(policiesFile: string, env: NodeJS.ProcessEnv = {}): Promise<ChildGateway> {
-  // The 'listening' line is logged at info: keep that level.
-  const proc = spawn(process.execPath, [MAIN, '--policies', policiesFile, '--port', '0'], {
-    cwd: ROOT,
-    env: { ...process.env, ...env, GATEWAY_LOG_LEVEL: 'info' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const lines: Array<Record<string, unknown>> = [];
-  let stderr = '';
-  proc.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
-  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
-  const port = await new Promise<number>((resolve, reject) => {
-    const t = setTimeout(() => {
-      proc.kill('SIGKILL');
-      reject(new Error(`gateway did not start: ${stderr}`));
-    }, 45_000); // a cold start compiles every module: seconds on a busy machine
-    createInterface({ input: proc.stdout! }).on('line', (line) => {
-      let obj: Record<string, unknown>;
-      try {
-        obj = JSON.parse(line) as Record<string, unknown>;
-      } catch {
-        return;
-      }
-      lines.push(obj);
-      if (obj.msg === 'listening') {
-        clearTimeout(t);
-        resolve(obj.port as number);
-      }
-    });
-    proc.once('exit', (code) => {
-      clearTimeout(t);
-      reject(new Error(`gateway exited with ${code}: ${stderr}`));
-    });
-  });
-  const url = `http://127.0.0.1:${port}`;
-  return {
-    proc,
-    url,
-    baseURL: `${url}/v1`,
-    port,
-    lines,
-    async stop(signal = 'SIGTERM') {
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
-      await exited;
-    },
-  };
-}
-
 export interface RedisServer {
   port: number;
   url: string;
@@ -100,41 +35,21 @@ export interface RedisServer {
 /** A private redis-server on its own port and directory (tests stop and restart it). */
 export async function privateRedis(dir: string): Promise<RedisServer> {
   const port = await freePort();
-  let proc: ChildProcess | undefined;
+  let server: Started | undefined;
   const url = `redis://127.0.0.1:${port}`;
   return {
     port,
     url,
     async start() {
-      proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      await new Promise<void>((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error('redis-server did not start')), 5_000);
-        let out = '';
-        proc!.stdout!.on('data', (c: Buffer) => {
-          out += c.toString();
-          if (out.includes('Ready to accept connections')) {
-            clearTimeout(t);
-            resolve();
-          }
-        });
-        proc!.once('exit', (code) => {
-          clearTimeout(t);
-          reject(new Error(`redis-server exited with ${code}: ${out}`));
-        });
-      });
+      server = await startRedisServer(['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir]);
     },
     async kill() {
-      if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+      if (!server || server.child.exitCode !== null || server.child.signalCode !== null) return;
       const c = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0 });
       await c.connect();
       await c.save();
       c.disconnect();
-      const p = proc;
-      const exited = new Promise<void>((resolve) => p.once('exit', () => resolve()));
-      p.kill('SIGKILL');
-      await exited;
+      await server.stop('SIGKILL');
     },
   };
 }
@@ -179,22 +94,6 @@ export async function budgetOf(url: string, scope: string, name: string): Promis
   return row;
 }
 
-/** Polls until `check` stops throwing (or the deadline passes, then rethrows). */
-export async function eventually<T>(check: () => Promise<T>, timeoutMs = 5_000, everyMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await check();
-    } catch (e) {
-      if (Date.now() > deadline) throw e;
-      await new Promise((r) => setTimeout(r, everyMs));
-    }
-  }
-}
-
-export const client = (baseURL: string, apiKey: string, extra: Partial<ConstructorParameters<typeof OpenAI>[0]> = {}) =>
-  new OpenAI({ baseURL, apiKey, maxRetries: 0, timeout: 20_000, ...extra });
-
 export interface BatchResult {
   ok: number;
   rateLimited: number;
@@ -219,6 +118,69 @@ export async function batch(clients: OpenAI[], n: number, body: { model: string;
   return out;
 }
 
+/** Policies for a fleet on a shared Redis under `prefix` (the store refuses when Redis fails), serving simModelYaml(5, 1). */
+export const redisFleetPolicies = (redisUrl: string, prefix: string, keysYaml: string): string => `
+admin_token: ${ADMIN_TOKEN}
+state: { store: redis, redis_url: "${redisUrl}", redis_prefix: "${prefix}", on_store_error: closed }
+${simModelYaml(5, 1)}
+${keysYaml}
+`;
+
+/** `n` gateway processes serving one policies file (written to `dir`), as a fleet sharing a store. */
+export async function startFleet(dir: string, policiesYaml: string, { n = 3, oneAtATime = false } = {}): Promise<GatewayProcess[]> {
+  const file = join(dir, 'policies.yaml');
+  writeFileSync(file, policiesYaml);
+  // One at a time where several cold starts at once could exceed the start timeout on a busy machine.
+  if (oneAtATime) {
+    const fleet: GatewayProcess[] = [];
+    for (let i = 0; i < n; i++) fleet.push(await spawnGateway(file));
+    return fleet;
+  }
+  return Promise.all(Array.from({ length: n }, () => spawnGateway(file)));
+}
+
+/** Prints the fleet's warnings and errors (what explains a count that came out wrong), then stops it. */
+export async function stopFleet(fleet: GatewayProcess[]): Promise<void> {
+  for (const g of fleet) for (const l of g.lines) if ((l.level as number) >= 40) console.log(JSON.stringify(l));
+  await Promise.all(fleet.map((g) => g.stop()));
+}
+
+/** The keys sharedLimitTests uses: rpm 100 and a $1.00 daily budget (in `team`, if given). */
+export const fleetKeysYaml = (team?: string): string => {
+  const t = team ? `, team: ${team}` : '';
+  return `keys:
+  - { key: k-rpm, name: rpm100${t}, limits: { rpm: 100 } }
+  - { key: k-dollar, name: dollar${t}, budget: { usd: 1, period: day } }`;
+};
+
+const ONE_CENT = { model: 'm', max_tokens: 10 };
+
+/**
+ * What a fleet sharing one store must hold exactly, whatever the store: rpm 100 and a $1.00
+ * budget under 300 concurrent requests spread over every gateway (keys of fleetKeysYaml).
+ */
+export function sharedLimitTests(fleet: () => GatewayProcess[]): void {
+  it('rpm 100 shared by three gateways under 300 concurrent requests admits exactly 100', async () => {
+    const gateways = fleet();
+    const r = await batch(gateways.map((g) => openaiClient(g, 'k-rpm')), 300, ONE_CENT);
+    expect(r.other.map((e) => String(e))).toEqual([]);
+    expect(r.ok).toBe(100);
+    expect(r.rateLimited).toBe(200);
+    const limits = await admin<{ scopes: Array<{ name: string; rpm: { used: number } }> }>(gateways[1]!.url, 'limits');
+    expect(limits.body.scopes.find((s) => s.name === 'rpm100')!.rpm.used).toBe(100);
+  });
+
+  it('a $1.00 budget shared by three gateways under 300 concurrent $0.01 requests admits exactly 100, spend = $1.00, nothing left reserved', async () => {
+    const gateways = fleet();
+    const r = await batch(gateways.map((g) => openaiClient(g, 'k-dollar')), 300, ONE_CENT);
+    expect(r.other.map((e) => String(e))).toEqual([]);
+    expect(r.ok).toBe(100);
+    expect(r.quota).toBe(200);
+    // Settles are written after the response has ended (group-committed, off the request path).
+    for (const g of gateways) await eventually(async () => expect(await budgetOf(g.url, 'key', 'dollar')).toMatchObject({ spend_usd: 1, reserved_usd: 0 }));
+  });
+}
+
 export interface RedisCluster {
   ports: number[];
   /** redis+cluster://127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3 */
@@ -227,71 +189,42 @@ export interface RedisCluster {
   stop(): Promise<void>;
 }
 
-function run(cmd: string, args: string[], timeoutMs: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    p.stdout!.on('data', (c: Buffer) => (out += c.toString()));
-    p.stderr!.on('data', (c: Buffer) => (out += c.toString()));
-    const t = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
-    p.once('exit', (code) => {
-      clearTimeout(t);
-      if (code === 0) resolve(out);
-      else reject(new Error(`${cmd} ${args.join(' ')} exited with ${code}: ${out}`));
-    });
-  });
+/** Runs a redis-cli command; its output, or an error when it fails. */
+async function cli(command: string, args: string[], timeoutMs: number): Promise<string> {
+  const r = await runProcess(command, args, { timeoutMs });
+  if (r.code !== 0) throw new Error(`${command} ${args.join(' ')} exited with ${r.code}: ${r.stdout}${r.stderr}`);
+  return r.stdout + r.stderr;
 }
 
 /**
  * A private Redis Cluster of `n` masters (no replicas), each `server` process on its own
  * port and cluster-bus port in `dir`. Started whole or not at all: a failure stops what started.
  */
-export async function privateCluster(dir: string, n = 3, server = 'redis-server', cli = 'redis-cli'): Promise<RedisCluster> {
-  const procs: ChildProcess[] = [];
+export async function privateCluster(dir: string, n = 3, server = 'redis-server', redisCli = 'redis-cli'): Promise<RedisCluster> {
+  const nodes: Started[] = [];
   const ports: number[] = [];
   const stop = async () => {
-    await Promise.all(
-      procs.map((p) => {
-        if (p.exitCode !== null || p.signalCode !== null) return undefined;
-        const exited = new Promise<void>((resolve) => p.once('exit', () => resolve()));
-        p.kill('SIGKILL');
-        return exited;
-      }),
-    );
+    await Promise.all(nodes.map((p) => p.stop('SIGKILL')));
   };
   try {
     for (let i = 0; i < n; i++) {
       const port = await freePort();
       const bus = await freePort();
       ports.push(port);
-      const p = spawn(
-        server,
-        ['--port', String(port), '--cluster-port', String(bus), '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`,
-          '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--dir', dir],
-        { stdio: ['ignore', 'pipe', 'pipe'] },
+      nodes.push(
+        await startRedisServer(
+          ['--port', String(port), '--cluster-port', String(bus), '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`,
+            '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--dir', dir],
+          undefined,
+          server,
+        ),
       );
-      procs.push(p);
-      await new Promise<void>((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error(`${server} did not start`)), 10_000);
-        let out = '';
-        p.stdout!.on('data', (c: Buffer) => {
-          out += c.toString();
-          if (out.includes('Ready to accept connections')) {
-            clearTimeout(t);
-            resolve();
-          }
-        });
-        p.once('exit', (code) => {
-          clearTimeout(t);
-          reject(new Error(`${server} exited with ${code}: ${out}`));
-        });
-      });
     }
-    await run(cli, ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], 30_000);
+    await cli(redisCli, ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], 30_000);
     // Every node must see the whole cluster before clients come (slots served, gossip done).
     await eventually(async () => {
       for (const port of ports) {
-        const info = await run(cli, ['-p', String(port), 'cluster', 'info'], 5_000);
+        const info = await cli(redisCli, ['-p', String(port), 'cluster', 'info'], 5_000);
         if (!info.includes('cluster_state:ok') || !info.includes(`cluster_known_nodes:${n}`)) throw new Error(`node ${port} not ready: ${info}`);
       }
     }, 20_000, 100);

@@ -5,61 +5,24 @@
 // matched with the stream stamps. Everything the bench starts is stopped by the bench; the
 // bench itself is stopped here if it overruns.
 import { afterAll, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { ROOT, runProcess, type ProcessRun } from '../helpers/process.js';
 
-const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
-const children = new Set<ChildProcess>();
 let dir: string | undefined;
 
 afterAll(async () => {
-  await Promise.all([...children].map((c) => stop(c)));
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-/** SIGTERM (the bench then stops its own children), SIGKILL if it lingers. */
-function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((res) => {
-    const t = setTimeout(() => child.kill('SIGKILL'), 5000);
-    child.once('exit', () => {
-      clearTimeout(t);
-      res();
-    });
-    child.kill('SIGTERM');
-  });
-}
-
-interface RunResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function bench(args: string[], timeoutMs: number): Promise<RunResult> {
-  const child = spawn(process.execPath, ['bench/run.js', '--quiet', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const timer = setTimeout(() => void stop(child), timeoutMs);
-  return new Promise((res) => {
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      children.delete(child);
-      res({ code, stdout, stderr });
-    });
-  });
-}
+/** The bench to its end; past `timeoutMs`, SIGTERM (the bench then stops its own children), SIGKILL if it lingers. */
+const bench = (args: string[], timeoutMs: number): Promise<ProcessRun> => runProcess(process.execPath, ['bench/run.js', '--quiet', ...args], { cwd: ROOT, timeoutMs });
 
 type Json = Record<string, any>;
 
-async function results(file: string, run: RunResult): Promise<Json> {
+async function results(file: string, run: ProcessRun): Promise<Json> {
   expect(run.code, `bench exited ${run.code}\n${run.stderr}\n${run.stdout}`).toBe(0);
   return JSON.parse(await readFile(file, 'utf8')) as Json;
 }

@@ -1,52 +1,31 @@
 // The gateway as users run it: `node dist/main.js` (what `npm start` runs, built by the
 // test script's pretest), `check FILE`, and a graceful SIGTERM that lets a stream finish.
 import { afterAll, describe, expect, it } from 'vitest';
-import OpenAI from 'openai';
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { promisify } from 'node:util';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
+import { runGatewayProcess, startGatewayProcess, type GatewayProcess } from '../helpers/process.js';
+import { openaiClient } from '../helpers/gateway.js';
 
-const run = promisify(execFile);
-const children = new Set<ChildProcess>();
+const gateways: GatewayProcess[] = [];
 let dir: string | undefined;
 
 afterAll(async () => {
-  for (const c of children) c.kill('SIGKILL');
+  await Promise.all(gateways.map((g) => g.stop('SIGKILL')));
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-interface Started {
-  child: ChildProcess;
-  port: number;
-  lines: Array<Record<string, unknown>>;
-  exited: Promise<number | null>;
-}
-
-/** Spawns the gateway on port 0 and resolves with the port from its 'listening' log line. */
-function startProcess(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Started> {
-  const child = spawn(process.execPath, ['dist/main.js', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
-  const exited = new Promise<number | null>((r) => child.on('exit', (code) => (children.delete(child), r(code))));
-  const lines: Array<Record<string, unknown>> = [];
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  return new Promise((resolve, reject) => {
-    const rl = createInterface({ input: child.stdout! });
-    rl.on('line', (line) => {
-      const obj = JSON.parse(line) as Record<string, unknown>;
-      lines.push(obj);
-      if (obj.msg === 'listening') resolve({ child, port: obj.port as number, lines, exited });
-    });
-    void exited.then((code) => reject(new Error(`gateway exited (${code}) before listening: ${stderr}`)));
-  });
+/** The gateway on port 0, stopped after the file if a test leaves it running. */
+async function startGateway(args: string[]): Promise<GatewayProcess> {
+  const gw = await startGatewayProcess(args);
+  gateways.push(gw);
+  return gw;
 }
 
 describe('llm-gateway CLI', () => {
   it('check accepts the shipped policies and exits 0', async () => {
-    const r = await run(process.execPath, ['dist/main.js', 'check', 'policies/policies.yaml']);
+    const r = await runGatewayProcess(['check', 'policies/policies.yaml']);
+    expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/policies\/policies\.yaml: ok \(2 models/);
   });
 
@@ -54,29 +33,23 @@ describe('llm-gateway CLI', () => {
     dir = await mkdtemp(join(tmpdir(), 'gw-cli-'));
     const bad = join(dir, 'bad.yaml');
     await writeFile(bad, 'backends:\n  a: { base_url: "not a url" }\nmodels:\n  m: { deployments: [{ backend: a, weight: -2 }] }\n');
-    const err = await run(process.execPath, ['dist/main.js', 'check', bad]).then(
-      () => undefined,
-      (e: { code: number; stderr: string }) => e,
-    );
-    expect(err?.code).toBe(1);
-    expect(err?.stderr).toMatch(/backends\.a\.base_url \(line 2\)/);
-    expect(err?.stderr).toMatch(/models\.m\.deployments\.0\.weight \(line 4\)/);
+    const r = await runGatewayProcess(['check', bad]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/backends\.a\.base_url \(line 2\)/);
+    expect(r.stderr).toMatch(/models\.m\.deployments\.0\.weight \(line 4\)/);
   });
 
   it('refuses to start on an invalid policies file (non-zero exit, readable error)', async () => {
     const bad = join(dir!, 'bad2.yaml');
     await writeFile(bad, 'models: {}\n');
-    const err = await run(process.execPath, ['dist/main.js', '--policies', bad, '--port', '0']).then(
-      () => undefined,
-      (e: { code: number; stderr: string }) => e,
-    );
-    expect(err?.code).toBe(1);
-    expect(err?.stderr).toMatch(/backends/);
+    const r = await runGatewayProcess(['--policies', bad, '--port', '0']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/backends/);
   });
 
   it('serves the default policies: the demo model answers through the built-in simulator', async () => {
-    const gw = await startProcess(['--policies', 'policies/policies.yaml', '--port', '0']);
-    const client = new OpenAI({ baseURL: `http://127.0.0.1:${gw.port}/v1`, apiKey: 'none', maxRetries: 0 });
+    const gw = await startGateway(['--policies', 'policies/policies.yaml', '--port', '0']);
+    const client = openaiClient(gw, 'none');
     const r = await client.chat.completions.create({ model: 'demo', messages: [{ role: 'user', content: 'hello' }] });
     expect(r.choices[0]!.message.content!.length).toBeGreaterThan(0);
     expect(gw.lines.find((l) => l.msg === 'listening')?.host).toBe('127.0.0.1');
@@ -85,8 +58,8 @@ describe('llm-gateway CLI', () => {
   });
 
   it('SIGTERM lets an in-flight stream finish, refuses new connections, then exits 0', async () => {
-    const gw = await startProcess(['--policies', 'policies/policies.yaml', '--port', '0']);
-    const client = new OpenAI({ baseURL: `http://127.0.0.1:${gw.port}/v1`, apiKey: 'none', maxRetries: 0 });
+    const gw = await startGateway(['--policies', 'policies/policies.yaml', '--port', '0']);
+    const client = openaiClient(gw, 'none');
     const stream = await client.chat.completions.create(
       { model: 'demo', messages: [{ role: 'user', content: 'long one' }], stream: true },
       { headers: { 'x-sim-output-tokens': '30', 'x-sim-tpot-ms': '20' } },

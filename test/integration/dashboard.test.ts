@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
-import { startGateway, type TestGateway } from '../helpers.js';
+import { withGateway, type GatewayFixture } from '../helpers/gateway.js';
 import { histogramQuantile, type Stats } from '../../src/dashboard/index.js';
 import { newSession, sessionCookieName, validSession } from '../../src/auth/session.js';
 
@@ -20,12 +20,12 @@ const TOKEN = 'dash-secret-token';
 // Rendered only as text: if the page ever inserted data as markup, this would become an element.
 const HOSTILE = '<img src=x onerror="window.__xss=1">';
 
-let gw: TestGateway;
+let gw: GatewayFixture;
 let client: OpenAI;
 let browser: Browser | undefined;
 
 beforeAll(async () => {
-  gw = await startGateway(`
+  gw = await withGateway(`
 admin_token: ${TOKEN}
 retries: { max: 0, backoff_ms: 0 }
 backends:
@@ -40,8 +40,8 @@ models:
     pricing: { input_per_mtok: 1, output_per_mtok: 4 }
   '${HOSTILE}':
     deployments: [{ backend: sim }]
-`);
-  client = new OpenAI({ baseURL: gw.baseURL, apiKey: 'any', maxRetries: 0 });
+`, { apiKey: 'any' });
+  client = gw.openai;
   // Budgets come from the llm_gateway_budget_* gauges, whoever sets them.
   gw.gw.metrics.budgetLimit.set({ scope: 'team', name: 'payments' }, 50);
   gw.gw.metrics.budgetSpend.set({ scope: 'team', name: 'payments' }, 37.5);

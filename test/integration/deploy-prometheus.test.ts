@@ -5,20 +5,18 @@
 // Needs `prometheus` on PATH and a built gateway (npm test builds it first); skipped with a
 // warning otherwise.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parse, stringify } from 'yaml';
 import { freePort } from '../helpers/net.js';
+import { MAIN, ROOT, startGatewayProcess, startProcess, type Started } from '../helpers/process.js';
+import { eventually } from '../helpers/wait.js';
 
 const run = promisify(execFile);
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const MAIN = join(ROOT, 'dist', 'main.js');
 
 const hasPrometheus = await run('prometheus', ['--version'], { timeout: 20_000 }).then(
   () => true,
@@ -34,61 +32,27 @@ if (!hasPrometheus) {
   console.warn('\n*** dist/main.js missing: deploy-prometheus.test.ts is SKIPPED. Run `npm run build` (npm test does).\n');
 }
 
-const children: ChildProcess[] = [];
+const started: Started[] = [];
 let dir: string | undefined;
 
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-  await exited;
-  clearTimeout(timer);
-}
-
 afterAll(async () => {
-  await Promise.all(children.map(stop));
+  await Promise.all(started.map((p) => p.stop('SIGTERM', 5_000)));
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-
-/** Starts the gateway on an ephemeral loopback port; resolves with the port it logs. */
-function startGateway(): Promise<number> {
-  const child = spawn(process.execPath, [MAIN, '--policies', join(ROOT, 'policies', 'policies.yaml'), '--port', '0'], {
-    cwd: ROOT,
-    env: { ...process.env, GATEWAY_HOST: '127.0.0.1' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.push(child);
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  return new Promise((res, rej) => {
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      try {
-        const o = JSON.parse(line) as { msg?: string; port?: number };
-        if (o.msg === 'listening' && o.port) res(o.port);
-      } catch {
-        /* not a log line */
-      }
-    });
-    child.once('exit', (code) => rej(new Error(`gateway exited (${code}) before listening: ${stderr}`)));
-  });
-}
-
-async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-}
+/** Polls `probe` every 250 ms until it returns a value; past `timeoutMs`, fails naming `what` (and the last error). */
+const poll = <T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> =>
+  eventually(
+    async () => {
+      const v = await probe().catch((e: unknown) => {
+        throw new Error(`timed out waiting for ${what}: ${String(e)}`);
+      });
+      if (v === undefined) throw new Error(`timed out waiting for ${what}`);
+      return v;
+    },
+    timeoutMs,
+    250,
+  );
 
 async function chat(gwPort: number): Promise<void> {
   const r = await fetch(`http://127.0.0.1:${gwPort}/v1/chat/completions`, {
@@ -112,7 +76,9 @@ describe.skipIf(!hasPrometheus || !hasBuild)('Prometheus scraping a running gate
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'llm-gw-prom-'));
-    gwPort = await startGateway();
+    const gw = await startGatewayProcess(['--policies', 'policies/policies.yaml', '--port', '0'], { GATEWAY_HOST: '127.0.0.1' });
+    started.push(gw);
+    gwPort = gw.port;
     // A few real requests, so the request, TTFT and TPOT series exist before the first scrape.
     for (let i = 0; i < 3; i++) await chat(gwPort);
 
@@ -132,7 +98,7 @@ describe.skipIf(!hasPrometheus || !hasBuild)('Prometheus scraping a running gate
 
     const promPort = await freePort();
     api = `http://127.0.0.1:${promPort}/api/v1`;
-    const prom = spawn(
+    const prom = await startProcess(
       'prometheus',
       [
         `--config.file=${join(dir, 'prometheus.yml')}`,
@@ -140,18 +106,16 @@ describe.skipIf(!hasPrometheus || !hasBuild)('Prometheus scraping a running gate
         `--web.listen-address=127.0.0.1:${promPort}`,
         '--log.level=warn',
       ],
-      { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] },
+      { cwd: dir },
     );
-    children.push(prom);
-    let promErr = '';
-    prom.stderr!.on('data', (d: Buffer) => (promErr += d.toString()));
-    prom.once('exit', (code) => {
-      if (code) console.error(`prometheus exited ${code}:\n${promErr}`);
+    started.push(prom);
+    void prom.exited.then((code) => {
+      if (code) console.error(`prometheus exited ${code}:\n${prom.stderr()}`);
     });
   }, 60_000);
 
   it('scrapes the gateway: the target is up with job="llm-gateway"', async () => {
-    const target = await until('the gateway target to be up', 30_000, async () => {
+    const target = await poll('the gateway target to be up', 30_000, async () => {
       const body = (await (await fetch(`${api}/targets`)).json()) as {
         data: { activeTargets: Array<{ health: string; lastError: string; labels: Record<string, string> }> };
       };
@@ -163,7 +127,7 @@ describe.skipIf(!hasPrometheus || !hasBuild)('Prometheus scraping a running gate
   }, 40_000);
 
   it('loads every rule group of alert_rules.yml and evaluates every rule with health "ok"', async () => {
-    const groups = await until('every rule to be evaluated', 30_000, async () => {
+    const groups = await poll('every rule to be evaluated', 30_000, async () => {
       const body = (await (await fetch(`${api}/rules`)).json()) as { data: { groups: RuleGroup[] } };
       const gs = body.data.groups;
       const evaluated = gs.length === expectedGroups.length && gs.every((g) => g.rules.every((r) => r.health !== 'unknown'));
@@ -182,7 +146,7 @@ describe.skipIf(!hasPrometheus || !hasBuild)('Prometheus scraping a running gate
       return body.data.result;
     };
     // Traffic between scrapes, so rate() over the 5m window has something to see.
-    const samples = await until('SLI samples', 30_000, async () => {
+    const samples = await poll('SLI samples', 30_000, async () => {
       await chat(gwPort);
       const avail = await query('llm_gateway:slo_availability_errors:ratio_rate5m');
       const ttft = await query('llm_gateway:slo_ttft_slow:ratio_rate5m');

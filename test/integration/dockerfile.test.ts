@@ -6,13 +6,15 @@
 // Then /healthz must answer, the HEALTHCHECK command must exit 0 against it, and the runtime
 // stage must hold no devDependency.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../helpers/net.js';
+import { startProcess, type Started } from '../helpers/process.js';
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -199,9 +201,8 @@ const runtime = stages.at(-1)!;
 const builder = stages[0]!;
 const temps: string[] = [];
 let image: Built;
-let child: ChildProcess | undefined;
+let gateway: Started | undefined;
 let port = 0;
-const output: string[] = [];
 
 /** The runtime command as Docker runs it: ENTRYPOINT (exec form) followed by CMD. */
 function command(): string[] {
@@ -232,44 +233,18 @@ beforeAll(async () => {
   const [bin, ...args] = mappedCmd();
   expect(bin).toBe('node');
   // The container's environment: the image's ENV only (no GATEWAY_* from the test runner).
-  child = spawn(process.execPath, args, { cwd: join(image.root, image.workdir), env: { PATH: process.env.PATH, ...image.env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  port = await new Promise<number>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`gateway did not start:\n${output.join('')}`)), 15_000);
-    let pending = '';
-    child!.stdout!.on('data', (c: Buffer) => {
-      output.push(c.toString());
-      pending += c.toString();
-      let nl;
-      while ((nl = pending.indexOf('\n')) !== -1) {
-        const line = pending.slice(0, nl);
-        pending = pending.slice(nl + 1);
-        try {
-          const o = JSON.parse(line) as { msg?: string; port?: number };
-          if (o.msg === 'listening' && o.port) {
-            clearTimeout(t);
-            resolve(o.port);
-          }
-        } catch {
-          // not JSON
-        }
-      }
-    });
-    child!.stderr!.on('data', (c: Buffer) => output.push(c.toString()));
-    child!.once('exit', (code) => {
-      clearTimeout(t);
-      reject(new Error(`gateway exited with ${code}:\n${output.join('')}`));
-    });
+  gateway = await startProcess(process.execPath, args, {
+    cwd: join(image.root, image.workdir),
+    env: { PATH: process.env.PATH, ...image.env },
+    what: 'the gateway',
+    ready: (_line, obj) => obj?.msg === 'listening' && typeof obj.port === 'number',
+    timeoutMs: 15_000,
   });
+  port = gateway.readyLine!.port as number;
 }, BUILD_TIMEOUT_MS);
 
 afterAll(async () => {
-  if (child && child.exitCode === null && child.signalCode === null) {
-    const exited = new Promise((r) => child!.once('exit', r));
-    child.kill('SIGTERM');
-    const t = setTimeout(() => child!.kill('SIGKILL'), 5000);
-    await exited;
-    clearTimeout(t);
-  }
+  await gateway?.stop('SIGTERM', 5_000);
   await Promise.all(temps.map((d) => rm(d, { recursive: true, force: true })));
 }, 30_000);
 
@@ -332,19 +307,12 @@ describe('the image, assembled as the Dockerfile says', () => {
     expect(hc[2]).toContain('127.0.0.1:4000/');
     expect(await probe(port)).toBe(0);
     // A closed port: a free one, found by binding and releasing it.
-    const { createServer } = await import('node:net');
-    const free = await new Promise<number>((resolve) => {
-      const s = createServer().listen(0, '127.0.0.1', () => {
-        const p = (s.address() as { port: number }).port;
-        s.close(() => resolve(p));
-      });
-    });
-    expect(await probe(free)).toBe(1);
+    expect(await probe(await freePort())).toBe(1);
   });
 
   it('runs as is: the default policies serve the simulator model `demo` on loopback', async () => {
-    const listening = output.join('').split('\n').find((l) => l.includes('"listening"'))!;
-    expect(JSON.parse(listening)).toMatchObject({ host: '127.0.0.1', models: ['demo', 'claude-demo'] });
+    const listening = gateway!.lines.find((l) => l.msg === 'listening');
+    expect(listening).toMatchObject({ host: '127.0.0.1', models: ['demo', 'claude-demo'] });
     const r = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },

@@ -5,18 +5,18 @@ import OpenAI from 'openai';
 import { Readable } from 'node:stream';
 import { request } from 'undici';
 import { startSimulator, type Simulator } from '../../src/simulator/index.js';
-import { startGateway, metricValue, type TestGateway } from '../helpers.js';
+import { withGateway, type GatewayFixture, metricValue } from '../helpers/gateway.js';
 import { freePort } from '../helpers/net.js';
 
 let sim: Simulator;
-let gw: TestGateway;
+let gw: GatewayFixture;
 let closedPort: number;
 let client: OpenAI;
 
 beforeAll(async () => {
   sim = await startSimulator({ ttftMs: 5, tpotMs: 5, outputTokens: 8 });
   closedPort = await freePort();
-  gw = await startGateway(`
+  gw = await withGateway(`
 server: { max_body_bytes: 2048 }
 backends:
   sim: { type: openai, base_url: "${sim.url}", timeout_ms: 400, idle_timeout_ms: 400, forward_headers: [x-sim-fault, x-sim-tpot-ms] }
@@ -24,8 +24,8 @@ backends:
 models:
   ok: { deployments: [{ backend: sim }] }
   dead: { deployments: [{ backend: dead }] }
-`);
-  client = new OpenAI({ baseURL: gw.baseURL, apiKey: 'k', maxRetries: 0 });
+`, { apiKey: 'k' });
+  client = gw.openai;
 });
 
 afterAll(async () => {

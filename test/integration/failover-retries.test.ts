@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
 import { startSimulator, type Simulator } from '../../src/simulator/index.js';
-import { metricValue, startGateway, type TestGateway } from '../helpers.js';
+import { withGateway, type GatewayFixture, metricValue, type TestGateway } from '../helpers/gateway.js';
 
 const messages = [{ role: 'user' as const, content: 'hi' }];
 const SIM = { ttftMs: 2, tpotMs: 2, outputTokens: 6 };
@@ -40,13 +40,13 @@ function circuit(gw: TestGateway, model: string, backend: string) {
 
 describe('failover: retries, fallbacks and clean errors', () => {
   const sims: Record<'R' | 'E' | 'F' | 'S' | 'Sm' | 'L', Simulator> = {} as never;
-  let gw: TestGateway;
+  let gw: GatewayFixture;
   let client: OpenAI;
 
   beforeAll(async () => {
     for (const name of ['R', 'E', 'F', 'S', 'Sm', 'L'] as const) sims[name] = await startSimulator(SIM);
     const b = (n: keyof typeof sims) => `  ${n}: { type: openai, base_url: "${sims[n].url}" }`;
-    gw = await startGateway(`
+    gw = await withGateway(`
 admin_token: admin-secret
 backends:
 ${(['R', 'E', 'F', 'S', 'Sm', 'L'] as const).map(b).join('\n')}
@@ -67,8 +67,8 @@ models:
     pricing: { input_per_mtok: 5, output_per_mtok: 15 }
 circuit_breaker: { window_s: 10, min_requests: 5, error_rate: 0.5, cooldown_s: 30, half_open_probes: 1 }
 retries: { max: 2, backoff_ms: 10, max_backoff_ms: 50, max_retry_after_ms: 3000, deadline_ms: 20000 }
-`);
-    client = new OpenAI({ baseURL: gw.baseURL, apiKey: 'x', maxRetries: 0 });
+`, { apiKey: 'x' });
+    client = gw.openai;
   });
 
   afterAll(async () => {
@@ -258,13 +258,13 @@ retries: { max: 2, backoff_ms: 10, max_backoff_ms: 50, max_retry_after_ms: 3000,
 describe('failover: deadline and per-attempt timeout', () => {
   let H: Simulator;
   let T: Simulator;
-  let gw: TestGateway;
+  let gw: GatewayFixture;
   let client: OpenAI;
 
   beforeAll(async () => {
     H = await startSimulator(SIM);
     T = await startSimulator(SIM);
-    gw = await startGateway(`
+    gw = await withGateway(`
 backends:
   H: { type: openai, base_url: "${H.url}" }
   T: { type: openai, base_url: "${T.url}", timeout_ms: 300 }
@@ -272,8 +272,8 @@ models:
   hangs: { deployments: [{ backend: H }] }
   slow: { deployments: [{ backend: T }] }
 retries: { max: 1, backoff_ms: 10, max_backoff_ms: 20, deadline_ms: 3000 }
-`);
-    client = new OpenAI({ baseURL: gw.baseURL, apiKey: 'x', maxRetries: 0 });
+`, { apiKey: 'x' });
+    client = gw.openai;
   });
 
   afterAll(async () => {

@@ -3,26 +3,25 @@
 // ±4 point tolerance is 4.1σ (a false failure about once in 30,000 runs) while still far
 // from 50/50 or 2:1 (66.7%).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import OpenAI from 'openai';
 import { startSimulator, type Simulator } from '../../src/simulator/index.js';
-import { metricValue, startGateway, type TestGateway } from '../helpers.js';
+import { metricValue, withGateway, type GatewayFixture } from '../helpers/gateway.js';
 
 describe('failover: weighted split between deployments', () => {
   let C: Simulator;
   let D: Simulator;
-  let gw: TestGateway;
+  let gw: GatewayFixture;
 
   beforeAll(async () => {
     C = await startSimulator({ ttftMs: 0, tpotMs: 0, outputTokens: 2 });
     D = await startSimulator({ ttftMs: 0, tpotMs: 0, outputTokens: 2 });
-    gw = await startGateway(`
+    gw = await withGateway(`
 backends:
   C: { type: openai, base_url: "${C.url}" }
   D: { type: openai, base_url: "${D.url}" }
 models:
   split:
     deployments: [{ backend: C, model: c-model, weight: 3 }, { backend: D, model: d-model, weight: 1 }]
-`);
+`, { apiKey: 'x' });
   });
 
   afterAll(async () => {
@@ -31,7 +30,7 @@ models:
   });
 
   it('3:1 weights give 75/25 within ±4 points over 2000 requests', { timeout: 120_000 }, async () => {
-    const client = new OpenAI({ baseURL: gw.baseURL, apiKey: 'x', maxRetries: 0 });
+    const client = gw.openai;
     const n = 2000;
     let next = 0;
     await Promise.all(
@@ -56,7 +55,7 @@ models:
   });
 
   it('only deployments whose breaker admits traffic share it', { timeout: 120_000 }, async () => {
-    const client = new OpenAI({ baseURL: gw.baseURL, apiKey: 'x', maxRetries: 0 });
+    const client = gw.openai;
     gw.gw.stages().router.breakers.force('split', 'C', 'open');
     C.resetStats();
     D.resetStats();

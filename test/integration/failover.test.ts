@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
 import { startSimulator, type Simulator } from '../../src/simulator/index.js';
-import { metricValue, startGateway, type TestGateway } from '../helpers.js';
+import { withGateway, type GatewayFixture, metricValue, type TestGateway } from '../helpers/gateway.js';
 
 interface Result {
   ok: boolean;
@@ -57,14 +57,14 @@ async function admin(gw: TestGateway, method: 'GET' | 'POST', path: string, body
 describe('failover: breaker opens on a degraded backend, fallback serves, traffic returns after healing', () => {
   let A: Simulator;
   let B: Simulator;
-  let gw: TestGateway;
+  let gw: GatewayFixture;
   let client: OpenAI;
 
   beforeAll(async () => {
     const sim = { ttftMs: 2, tpotMs: 1, outputTokens: 4 };
     A = await startSimulator(sim);
     B = await startSimulator(sim);
-    gw = await startGateway(`
+    gw = await withGateway(`
 admin_token: admin-secret
 backends:
   A: { type: openai, base_url: "${A.url}" }
@@ -77,8 +77,8 @@ models:
     deployments: [{ backend: B, model: b-model }]
 circuit_breaker: { window_s: 2, min_requests: 10, error_rate: 0.5, cooldown_s: 0.5, max_cooldown_s: 1.5, half_open_probes: 3 }
 retries: { max: 1, backoff_ms: 5, max_backoff_ms: 20 }
-`);
-    client = new OpenAI({ baseURL: gw.baseURL, apiKey: 'x', maxRetries: 0 });
+`, { apiKey: 'x' });
+    client = gw.openai;
   });
 
   afterAll(async () => {

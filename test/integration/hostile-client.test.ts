@@ -2,10 +2,9 @@
 // connections, oversized bodies. Each is bounded by a server.* setting, answered in the
 // OpenAI shape where an answer is possible, and never cuts a legitimate long stream.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import OpenAI from 'openai';
 import { request } from 'undici';
 import { connect, type Socket } from 'node:net';
-import { startGateway, metricValue, type TestGateway } from '../helpers.js';
+import { openaiClient, startGateway, metricValue, type TestGateway } from '../helpers/gateway.js';
 
 const HEADERS_MS = 400;
 const BODY_MS = 400;
@@ -93,7 +92,7 @@ describe('request timeouts', () => {
   });
 
   it('a stream that outlives every front-door timeout (head, body, keep-alive, their backstop) is not cut', async () => {
-    const client = new OpenAI({ baseURL: gw.baseURL, apiKey: 'k', maxRetries: 0 });
+    const client = openaiClient(gw, 'k');
     const started = performance.now();
     const stream = await client.chat.completions.create({ model: 'm', stream: true, messages: [{ role: 'user', content: 'long' }] });
     let chunks = 0;

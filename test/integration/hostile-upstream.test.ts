@@ -2,10 +2,10 @@
 // the gateway must answer the client cleanly, count what it can, and leak nothing.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
-import { request } from 'undici';
+import { request, type Dispatcher } from 'undici';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { brotliCompressSync, constants as zc, createBrotliCompress, createGzip, gzipSync } from 'node:zlib';
-import { startGateway, type TestGateway } from '../helpers.js';
+import { withGateway, type GatewayFixture } from '../helpers/gateway.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse, body: string) => void;
 
@@ -17,7 +17,7 @@ const seen: Array<{ url: string; headers: IncomingMessage['headers']; body: stri
 let elsewhere: Server;
 let elsewhereUrl: string;
 let elsewhereHits = 0;
-let gw: TestGateway;
+let gw: GatewayFixture;
 let client: OpenAI;
 const PROVIDER_KEY = 'sk-provider-SECRET-0123456789abcdef';
 
@@ -40,15 +40,15 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => elsewhere.listen(0, '127.0.0.1', r));
   elsewhereUrl = `http://127.0.0.1:${(elsewhere.address() as { port: number }).port}/v1/chat/completions`;
-  gw = await startGateway(`
+  gw = await withGateway(`
 server: { max_upstream_body_bytes: 65536 }
 retries: { max: 0 }
 backends:
   up: { type: openai, base_url: "${upstreamUrl}", api_key: "${PROVIDER_KEY}", headers: { OpenAI-Organization: "org-gateway-own-0001" }, timeout_ms: 2000, idle_timeout_ms: 2000 }
 models:
   m: { deployments: [{ backend: up, model: up-model }], pricing: { input_per_mtok: 1, output_per_mtok: 1 } }
-`);
-  client = new OpenAI({ baseURL: gw.baseURL, apiKey: 'k', maxRetries: 0 });
+`, { apiKey: 'k' });
+  client = gw.openai;
 });
 
 afterAll(async () => {
@@ -62,6 +62,18 @@ afterAll(async () => {
 beforeEach(() => {
   seen.length = 0;
 });
+
+/** A chat completion for model m, sent raw (undici) so the test sees exactly what the gateway answers. */
+function postChat(opts: { stream?: boolean; content?: string; headers?: Record<string, string> } = {}) {
+  return request(`${gw.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...opts.headers },
+    body: JSON.stringify({ model: 'm', ...(opts.stream ? { stream: true } : {}), messages: [{ role: 'user', content: opts.content ?? 'x' }] }),
+  });
+}
+
+/** The error code of a JSON error answer. */
+const errorCode = async (r: Dispatcher.ResponseData) => ((await r.body.json()) as { error: { code: string } }).error.code;
 
 function completion(usage = { prompt_tokens: 5, completion_tokens: 7, total_tokens: 12 }): string {
   return JSON.stringify({
@@ -97,14 +109,10 @@ describe('upstream redirects', () => {
       res.writeHead(307, { location: elsewhereUrl });
       res.end();
     };
-    const r = await request(`${gw.url}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'm', stream: true, messages: [{ role: 'user', content: 'x' }] }),
-    });
+    const r = await postChat({ stream: true });
     expect(r.statusCode).toBe(502);
     expect(r.headers.location).toBeUndefined();
-    expect(((await r.body.json()) as { error: { code: string } }).error.code).toBe('upstream_redirect');
+    expect(await errorCode(r)).toBe('upstream_redirect');
     expect(elsewhereHits).toBe(0);
   });
 });
@@ -115,10 +123,8 @@ describe('what a client can make the gateway send', () => {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(completion());
     };
-    const r = await request(`${gw.url}/v1/chat/completions`, {
-      method: 'POST',
+    const r = await postChat({
       headers: {
-        'content-type': 'application/json',
         'openai-organization': 'org-attacker',
         'openai-project': 'proj-attacker',
         'x-api-key': 'sk-attacker',
@@ -130,7 +136,6 @@ describe('what a client can make the gateway send', () => {
         'anthropic-version': '2023-06-01',
         traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
       },
-      body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'x' }] }),
     });
     expect(r.statusCode).toBe(200);
     await r.body.text();
@@ -225,11 +230,7 @@ describe('compressed upstream bodies (the upstream ignores accept-encoding: iden
       // Two events, then the stream ends without [DONE].
       res.end(gzipSync(sseEvents().slice(0, 2).join('')));
     };
-    const r = await request(`${gw.url}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'm', stream: true, messages: [{ role: 'user', content: 'cut' }] }),
-    });
+    const r = await postChat({ stream: true, content: 'cut' });
     expect(r.statusCode).toBe(200);
     expect(r.headers['content-encoding']).toBeUndefined();
     const text = await r.body.text();
@@ -256,14 +257,10 @@ describe('compressed upstream bodies (the upstream ignores accept-encoding: iden
       res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'zstd' });
       res.end(Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 1, 2, 3]));
     };
-    const r = await request(`${gw.url}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'x' }] }),
-    });
+    const r = await postChat();
     expect(r.statusCode).toBe(502);
     expect(r.headers['content-encoding']).toBeUndefined();
-    expect(((await r.body.json()) as { error: { code: string } }).error.code).toBe('upstream_bad_response');
+    expect(await errorCode(r)).toBe('upstream_bad_response');
   });
 
   it('a corrupt gzip body is a 502 upstream_bad_response', async () => {
@@ -271,13 +268,9 @@ describe('compressed upstream bodies (the upstream ignores accept-encoding: iden
       res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' });
       res.end(Buffer.concat([gzipSync(Buffer.from(completion())).subarray(0, 20), Buffer.from('garbage-garbage-garbage')]));
     };
-    const r = await request(`${gw.url}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'x' }] }),
-    });
+    const r = await postChat();
     expect(r.statusCode).toBe(502);
-    expect(((await r.body.json()) as { error: { code: string } }).error.code).toBe('upstream_bad_response');
+    expect(await errorCode(r)).toBe('upstream_bad_response');
   });
 });
 
@@ -287,11 +280,7 @@ describe('upstream bodies of the wrong kind or size', () => {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(completion({ prompt_tokens: 31, completion_tokens: 13, total_tokens: 44 }));
     };
-    const r = await request(`${gw.url}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'm', stream: true, messages: [{ role: 'user', content: 'x' }] }),
-    });
+    const r = await postChat({ stream: true });
     expect(r.statusCode).toBe(502);
     expect(r.headers['content-type']).toBe('application/json');
     expect(r.headers['x-should-retry']).toBe('false');
@@ -307,11 +296,7 @@ describe('upstream bodies of the wrong kind or size', () => {
       res.writeHead(200, { 'content-type': 'text/html' });
       res.end('<html><body>Sign in to the corporate proxy</body></html>');
     };
-    const r = await request(`${gw.url}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'm', stream: true, messages: [{ role: 'user', content: 'x' }] }),
-    });
+    const r = await postChat({ stream: true });
     expect(r.statusCode).toBe(502);
     const text = await r.body.text();
     expect(text).not.toContain('<html');
@@ -335,13 +320,9 @@ describe('upstream bodies of the wrong kind or size', () => {
       res.on('error', () => undefined);
       write();
     };
-    const r = await request(`${gw.url}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'x' }] }),
-    });
+    const r = await postChat();
     expect(r.statusCode).toBe(502);
-    expect(((await r.body.json()) as { error: { code: string } }).error.code).toBe('upstream_body_too_large');
+    expect(await errorCode(r)).toBe('upstream_body_too_large');
   });
 
   it('a gzip bomb is cut at the cap on its decoded size', async () => {
@@ -350,13 +331,9 @@ describe('upstream bodies of the wrong kind or size', () => {
       res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' });
       res.end(bomb);
     };
-    const r = await request(`${gw.url}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'x' }] }),
-    });
+    const r = await postChat();
     expect(r.statusCode).toBe(502);
-    expect(((await r.body.json()) as { error: { code: string } }).error.code).toBe('upstream_body_too_large');
+    expect(await errorCode(r)).toBe('upstream_body_too_large');
   });
 });
 
@@ -366,11 +343,7 @@ describe('what the gateway passes on from an upstream error', () => {
       res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '999999' });
       res.end('{"error":{"message":"slow down","type":"requests","code":"rate_limit_exceeded"}}');
     };
-    const r = await request(`${gw.url}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'x' }] }),
-    });
+    const r = await postChat();
     await r.body.text();
     expect(r.statusCode).toBe(503);
     expect(Number(r.headers['retry-after'])).toBeGreaterThan(0);
@@ -382,11 +355,7 @@ describe('what the gateway passes on from an upstream error', () => {
       res.writeHead(500, { 'content-type': 'application/json' });
       res.end('{"error":{"message":"boom","type":"server_error"}}');
     };
-    const r = await request(`${gw.url}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-request-id': 'five-hundred-1' },
-      body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'x' }] }),
-    });
+    const r = await postChat({ headers: { 'x-request-id': 'five-hundred-1' } });
     await r.body.text();
     expect(r.statusCode).toBe(502);
     const line = await gw.waitForLog((l) => l.msg === 'request' && l.request_id === 'five-hundred-1');
@@ -417,11 +386,7 @@ describe('provider secrets in what an upstream says', () => {
         }),
       );
     };
-    const r = await request(`${gw.url}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-request-id': 'leaky-401' },
-      body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'x' }] }),
-    });
+    const r = await postChat({ headers: { 'x-request-id': 'leaky-401' } });
     const text = await r.body.text();
     expect(r.statusCode).toBe(401);
     const body = JSON.parse(text) as { error: { message: string; code: string } };
@@ -444,7 +409,7 @@ describe('pass-through routes', () => {
     const r = await request(`${gw.url}/v1/files`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"purpose":"batch"}' });
     expect(r.statusCode).toBe(502);
     expect(r.headers.location).toBeUndefined();
-    expect(((await r.body.json()) as { error: { code: string } }).error.code).toBe('upstream_redirect');
+    expect(await errorCode(r)).toBe('upstream_redirect');
     expect(elsewhereHits).toBe(0);
   });
 
@@ -494,11 +459,7 @@ describe('provider secrets in a stream', () => {
       res.write(sseEvents()[0]);
       res.end(`data: ${JSON.stringify({ error: { message: `key ${PROVIDER_KEY} over quota`, type: 'server_error' } })}\n\n`);
     };
-    const r = await request(`${gw.url}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-request-id': 'leaky-stream' },
-      body: JSON.stringify({ model: 'm', stream: true, messages: [{ role: 'user', content: 'x' }] }),
-    });
+    const r = await postChat({ stream: true, headers: { 'x-request-id': 'leaky-stream' } });
     const text = await r.body.text();
     expect(text).toContain('over quota');
     expect(text).not.toContain(PROVIDER_KEY.slice(0, 12));

@@ -5,14 +5,14 @@ import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startSimulator, type Simulator } from '../../src/simulator/index.js';
-import { metricValue, startGateway, type TestGateway } from '../helpers.js';
+import { withGateway, type GatewayFixture, metricValue } from '../helpers/gateway.js';
 
 // Bounds, not speeds: each test takes seconds on an idle machine; a busy one gets room.
 vi.setConfig({ testTimeout: 180_000, hookTimeout: 60_000 });
 
 const TOKEN = 'insights-admin';
 let sims: Record<'refuser' | 'drifty' | 'steady' | 'lat', Simulator>;
-let gw: TestGateway;
+let gw: GatewayFixture;
 let client: OpenAI;
 let hook: Server;
 const hookBodies: Array<{ events: Array<{ event: string; incident: { model: string; kind: string } }> }> = [];
@@ -37,7 +37,7 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => hook.listen(0, '127.0.0.1', r));
   const hookUrl = `http://127.0.0.1:${(hook.address() as AddressInfo).port}/hook`;
-  gw = await startGateway(`
+  gw = await withGateway(`
 admin_token: ${TOKEN}
 backends:
 ${Object.entries(sims).map(([n, s]) => `  ${n}: { base_url: "${s.url}" }`).join('\n')}
@@ -49,8 +49,8 @@ insights:
   anomaly: { window: 100, z: 3 }
   webhook: ${hookUrl}
   notify: { batch_ms: 200 }
-`);
-  client = new OpenAI({ baseURL: gw.baseURL, apiKey: 'k', maxRetries: 0 });
+`, { apiKey: 'k' });
+  client = gw.openai;
 });
 
 afterAll(async () => {

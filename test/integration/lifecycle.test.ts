@@ -1,10 +1,9 @@
 // No leaked sockets, timers or listeners: after a gateway and its upstream close, the
 // process holds exactly the handles it held before (process.getActiveResourcesInfo).
 import { describe, expect, it } from 'vitest';
-import OpenAI from 'openai';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { startSimulator } from '../../src/simulator/index.js';
-import { startGateway } from '../helpers.js';
+import { openaiClient, startGateway } from '../helpers/gateway.js';
 
 function resources(): string[] {
   return process.getActiveResourcesInfo().sort();
@@ -25,10 +24,7 @@ models:
     // The client's connections go through an agent of ours, so the test can close them too
     // and then demand that not one socket is left.
     const agent = new Agent();
-    const client = new OpenAI({
-      baseURL: gw.baseURL,
-      apiKey: 'k',
-      maxRetries: 0,
+    const client = openaiClient(gw, 'k', {
       fetch: ((url: string, init: object) => undiciFetch(url, { ...init, dispatcher: agent })) as unknown as typeof fetch,
     });
     await client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'x' }] });

@@ -9,7 +9,7 @@ import { writeFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startSimulator, type Simulator } from '../../src/simulator/index.js';
-import { startGateway, type TestGateway } from '../helpers.js';
+import { withGateway, type GatewayFixture } from '../helpers/gateway.js';
 import { startScriptedUpstream, chunkEvent, usageEvent, type ScriptedUpstream } from '../fixtures/scripted-upstream.js';
 
 const run = promisify(execFile);
@@ -19,7 +19,7 @@ const TOKENS = 21;
 
 let scripted: ScriptedUpstream;
 let noUsage: Simulator;
-let gw: TestGateway;
+let gw: GatewayFixture;
 let client: OpenAI;
 
 beforeAll(async () => {
@@ -28,7 +28,7 @@ beforeAll(async () => {
   steps.push({ delayMs: 0, bytes: chunkEvent({}, {}, 'stop') + usageEvent(5, TOKENS) + 'data: [DONE]\n\n' });
   scripted = await startScriptedUpstream({ steps });
   noUsage = await startSimulator({ ttftMs: 1, tpotMs: 1, outputTokens: 40, omitUsage: true });
-  gw = await startGateway(`
+  gw = await withGateway(`
 backends:
   timed: { type: openai, base_url: "${scripted.baseURL}" }
   nousage: { type: openai, base_url: "${noUsage.url}" }
@@ -37,8 +37,8 @@ models:
   nousage:
     deployments: [{ backend: nousage }]
     pricing: { input_per_mtok: 1, output_per_mtok: 1 }
-`);
-  client = new OpenAI({ baseURL: gw.baseURL, apiKey: 'k', maxRetries: 0 });
+`, { apiKey: 'k' });
+  client = gw.openai;
 });
 
 afterAll(async () => {

@@ -8,8 +8,9 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
-import { ADMIN_TOKEN, budgetOf, flushPrefix, requireBuild, spawnGateway, type ChildGateway } from './admission-support.js';
-import { startGateway, type TestGateway } from '../helpers.js';
+import { ADMIN_TOKEN, budgetOf, flushPrefix } from './admission-support.js';
+import { requireBuild, spawnGateway, type GatewayProcess } from '../helpers/process.js';
+import { anthropicClient, openaiClient, startGateway, type TestGateway } from '../helpers/gateway.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const PREFIX = `llmgw-test-messages-${process.pid}-${Date.now()}:`;
@@ -36,12 +37,12 @@ interface Tally {
 }
 
 /** `n` concurrent $0.02 requests, alternating chat (openai SDK) and messages (@anthropic-ai/sdk), spread over the gateways. */
-async function mixedBatch(urls: string[], n = 150): Promise<Tally> {
-  const oai = urls.map((u) => new OpenAI({ baseURL: `${u}/v1`, apiKey: KEY, maxRetries: 0, timeout: 20_000 }));
-  const ant = urls.map((u) => new Anthropic({ baseURL: u, apiKey: KEY, maxRetries: 0, timeout: 20_000 }));
+async function mixedBatch(gateways: Array<{ url: string; baseURL: string }>, n = 150): Promise<Tally> {
+  const oai = gateways.map((g) => openaiClient(g, KEY));
+  const ant = gateways.map((g) => anthropicClient(g, KEY));
   const results = await Promise.allSettled(
     Array.from({ length: n }, async (_, i) => {
-      const g = i % urls.length;
+      const g = i % gateways.length;
       if (i % 2 === 0) {
         const r = await oai[g]!.chat.completions.create({ model: 'm', max_tokens: 10, messages: [{ role: 'user', content: 'hi' }] });
         expect(r.usage!.completion_tokens).toBe(10);
@@ -67,7 +68,7 @@ async function mixedBatch(urls: string[], n = 150): Promise<Tally> {
 describe('one budget across chat and messages', () => {
   let gw: TestGateway | undefined;
   const dir = mkdtempSync(join(tmpdir(), 'messages-budget-'));
-  const children: ChildGateway[] = [];
+  const children: GatewayProcess[] = [];
   afterAll(async () => {
     await gw?.close();
     await Promise.all(children.map((c) => c.stop()));
@@ -77,7 +78,7 @@ describe('one budget across chat and messages', () => {
 
   it('memory store: 150 concurrent mixed requests, exactly 50 admitted, spend $1.00, reserved 0', async () => {
     gw = await startGateway(policies(''));
-    const t = await mixedBatch([gw.url]);
+    const t = await mixedBatch([gw]);
     expect(t.other.map(String)).toEqual([]);
     expect(t.ok).toBe(50);
     expect(t.refused).toBe(100);
@@ -93,7 +94,7 @@ describe('one budget across chat and messages', () => {
     writeFileSync(file, policies(`state: { store: redis, redis_url: "${REDIS_URL}", redis_prefix: "${PREFIX}", on_store_error: closed }`));
     // One after another: three cold starts at once can outlast the helper's start timeout on a loaded machine.
     for (let i = 0; i < 3; i++) children.push(await spawnGateway(file));
-    const t = await mixedBatch(children.map((c) => c.url));
+    const t = await mixedBatch(children);
     expect(t.other.map(String)).toEqual([]);
     expect(t.ok).toBe(50);
     expect(t.refused).toBe(100);

@@ -6,10 +6,9 @@
 // first one's error rate opens its circuit.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import Anthropic, { type APIError } from '@anthropic-ai/sdk';
-import OpenAI from 'openai';
 import { startSimulator, type Simulator } from '../../src/simulator/index.js';
 import { startScriptedUpstream, type ScriptedUpstream, type ScriptStep } from '../fixtures/scripted-upstream.js';
-import { metricValue, startGateway, type TestGateway } from '../helpers.js';
+import { withGateway, type GatewayFixture, openaiClient, metricValue } from '../helpers/gateway.js';
 
 const ev = (name: string, data: unknown) => `event: ${name}\ndata: ${JSON.stringify(data)}\n\n`;
 
@@ -43,14 +42,14 @@ function timedSteps(): ScriptStep[] {
 let up: ScriptedUpstream;
 let failing: ScriptedUpstream;
 let sim: Simulator;
-let gw: TestGateway;
+let gw: GatewayFixture;
 let client: Anthropic;
 
 beforeAll(async () => {
   up = await startScriptedUpstream({ steps: timedSteps() });
   failing = await startScriptedUpstream({ status: 529, headers: { 'content-type': 'application/json' }, steps: [{ delayMs: 0, bytes: JSON.stringify({ type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } }) }] });
   sim = await startSimulator({ ttftMs: 2, tpotMs: 1, outputTokens: 4 });
-  gw = await startGateway(`
+  gw = await withGateway(`
 backends:
   scripted: { type: anthropic, base_url: "${up.baseURL}", api_key: sk-ant-1 }
   busy: { type: anthropic, base_url: "${failing.baseURL}", api_key: sk-ant-2 }
@@ -76,8 +75,8 @@ models:
     deployments: [{ backend: oai, model: gpt-x }]
   mixed:
     deployments: [{ backend: backup, model: m-anthropic }, { backend: oai, model: m-openai }]
-`);
-  client = new Anthropic({ baseURL: gw.url, apiKey: 'k', maxRetries: 0 });
+`, { apiKey: 'k' });
+  client = gw.anthropic;
 });
 afterAll(async () => {
   await gw?.close();
@@ -172,7 +171,7 @@ describe('failover from one Claude model to another', () => {
 
 describe('routing by API', () => {
   it('a model with deployments on both kinds of backend: messages go only to the anthropic one, chat only to the openai one', async () => {
-    const openai = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'k', maxRetries: 0 });
+    const openai = openaiClient(gw, 'k');
     for (let i = 0; i < 6; i++) {
       const m = await client.messages.create({ model: 'mixed', max_tokens: 2, messages: [{ role: 'user', content: 'hi' }] });
       expect(m.model).toBe('m-anthropic');

@@ -9,19 +9,19 @@ import Anthropic, { type APIError } from '@anthropic-ai/sdk';
 import { countTokens } from 'gpt-tokenizer/encoding/o200k_base';
 import { startSimulator, type Simulator } from '../../src/simulator/index.js';
 import { completionText } from '../../src/simulator/words.js';
-import { metricValue, startGateway, type TestGateway } from '../helpers.js';
+import { withGateway, type GatewayFixture, anthropicClient, metricValue } from '../helpers/gateway.js';
 
 const TOKENS = 8;
 // $ per million tokens; cache writes priced apart from plain input (Anthropic's 1.25x).
 const PRICE = { input: 3, output: 15, cached: 0.3, write: 3.75 };
 
 let sim: Simulator;
-let gw: TestGateway;
+let gw: GatewayFixture;
 let client: Anthropic;
 
 beforeAll(async () => {
   sim = await startSimulator({ ttftMs: 5, tpotMs: 2, outputTokens: TOKENS });
-  gw = await startGateway(`
+  gw = await withGateway(`
 admin_token: adm
 server: { max_body_bytes: 65536 }
 backends:
@@ -42,8 +42,8 @@ keys:
   - { key: sk-broke, name: broke, budget: { usd: 0, period: day } }
   - { key: sk-slow, name: slow, limits: { rpm: 1 } }
   - { key: sk-gpt, name: gptonly, models: [gpt-only] }
-`);
-  client = new Anthropic({ baseURL: gw.url, apiKey: 'sk-client', maxRetries: 0 });
+`, { apiKey: 'sk-client' });
+  client = gw.anthropic;
 });
 afterAll(async () => {
   await gw?.close();
@@ -189,7 +189,7 @@ describe('Messages API through the gateway (@anthropic-ai/sdk)', () => {
   });
 
   it('the virtual key in Authorization: Bearer works as well as x-api-key', async () => {
-    const bearer = new Anthropic({ baseURL: gw.url, apiKey: null, authToken: 'sk-client', maxRetries: 0 });
+    const bearer = anthropicClient(gw, null, { authToken: 'sk-client' });
     const msg = await bearer.messages.create({ model: 'claude-sonnet', max_tokens: 3, messages: [{ role: 'user', content: 'hi' }] });
     expect(msg.usage.output_tokens).toBe(3);
     expect(JSON.stringify(sim.stats.lastRequest!.headers)).not.toContain('sk-client');
@@ -198,7 +198,7 @@ describe('Messages API through the gateway (@anthropic-ai/sdk)', () => {
 
 describe('refusals in Anthropic shape, raised by the SDK as typed errors', () => {
   const ask = (c: Anthropic, model = 'claude-sonnet') => c.messages.create({ model, max_tokens: 10, messages: [{ role: 'user', content: 'hi' }] });
-  const keyed = (apiKey: string, maxRetries = 0) => new Anthropic({ baseURL: gw.url, apiKey, maxRetries });
+  const keyed = (apiKey: string, maxRetries = 0) => anthropicClient(gw, apiKey, { maxRetries });
 
   it('a wrong key → AuthenticationError (authentication_error)', async () => {
     const e = await ask(keyed('sk-wrong')).catch((x: unknown) => x);

@@ -2,7 +2,7 @@
 // (node dist/main.js --policies policies/policies.yaml): the page ops scrape must lint clean.
 import { afterAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
-import { startGatewayProcess, type GatewayProcess } from '../fixtures/gateway-process.js';
+import { startGatewayProcess, type GatewayProcess } from '../helpers/process.js';
 
 const hasPromtool = await new Promise<boolean>((r) => execFile('promtool', ['--version'], { timeout: 20_000 }, (e) => r(!e)));
 if (!hasPromtool) console.warn('\n*** promtool NOT FOUND: metrics-lint.test.ts is SKIPPED (apt-get install prometheus).\n');

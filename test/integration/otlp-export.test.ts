@@ -4,8 +4,7 @@
 // an unreachable collector costs requests nothing (its spans are dropped and counted).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type Socket } from 'node:net';
-import OpenAI from 'openai';
-import { metricValue, startGateway, type TestGateway } from '../helpers.js';
+import { openaiClient, metricValue, startGateway, type TestGateway } from '../helpers/gateway.js';
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from '../fixtures/otlp-receiver.js';
 import { startScriptedUpstream, chunkEvent, usageEvent, type ScriptedUpstream } from '../fixtures/scripted-upstream.js';
 
@@ -47,32 +46,49 @@ function strings(s: ReceivedSpan): string[] {
   return all.flat().filter((v): v is string => typeof v === 'string');
 }
 
+interface Rig {
+  receiver: OtlpReceiver;
+  upstream: ScriptedUpstream;
+  gw: TestGateway;
+}
+
+/**
+ * For one describe block: an OTLP receiver, a scripted upstream answering STREAM_SCRIPT, and
+ * the gateway `start` puts in front of them (it may script the upstream otherwise); `ready`
+ * hands them to the block, and all three are closed after it.
+ */
+function useRig(start: (receiver: OtlpReceiver, upstream: ScriptedUpstream) => Promise<TestGateway>, ready: (rig: Rig) => void): void {
+  let rig: Partial<Rig> = {};
+  beforeAll(async () => {
+    rig = { receiver: await startOtlpReceiver(), upstream: await startScriptedUpstream(STREAM_SCRIPT) };
+    rig.gw = await start(rig.receiver!, rig.upstream!);
+    ready(rig as Rig);
+  });
+  afterAll(async () => {
+    await rig.gw?.close();
+    await rig.upstream?.close();
+    await rig.receiver?.close();
+  });
+}
+
 describe('OTLP export, protobuf, configured by OTEL_* variables', () => {
   let receiver: OtlpReceiver;
   let upstream: ScriptedUpstream;
   let gw: TestGateway;
-  beforeAll(async () => {
-    receiver = await startOtlpReceiver();
-    upstream = await startScriptedUpstream(STREAM_SCRIPT);
-    gw = await startGateway(policy(upstream), {
-      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
-      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
-      OTEL_EXPORTER_OTLP_HEADERS: 'x-collector-token=s3cret%20value',
-      OTEL_SERVICE_NAME: 'gateway-under-test',
-      OTEL_BSP_SCHEDULE_DELAY: '20',
-    });
-  });
-  afterAll(async () => {
-    await gw?.close();
-    await upstream?.close();
-    await receiver?.close();
-  });
+  useRig(
+    (r, up) =>
+      startGateway(policy(up), {
+        OTEL_EXPORTER_OTLP_ENDPOINT: r.url,
+        OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
+        OTEL_EXPORTER_OTLP_HEADERS: 'x-collector-token=s3cret%20value',
+        OTEL_SERVICE_NAME: 'gateway-under-test',
+        OTEL_BSP_SCHEDULE_DELAY: '20',
+      }),
+    (rig) => ({ receiver, upstream, gw } = rig),
+  );
 
   it("continues the client's trace, hands the upstream our span, logs the trace id, and sends exact GenAI attributes", async () => {
-    const client = new OpenAI({
-      baseURL: gw.baseURL,
-      apiKey: 'k',
-      maxRetries: 0,
+    const client = openaiClient(gw, 'k', {
       defaultHeaders: { traceparent: `00-${CLIENT_TRACE}-${CLIENT_SPAN}-01`, tracestate: 'app=1' },
     });
     const stream = await client.chat.completions.create({ model: 'traced', messages: [{ role: 'user', content: PROMPT }], stream: true });
@@ -126,7 +142,7 @@ describe('OTLP export, protobuf, configured by OTEL_* variables', () => {
   });
 
   it('marks a refused request as an error with error.type', async () => {
-    const client = new OpenAI({ baseURL: gw.baseURL, apiKey: 'k', maxRetries: 0 });
+    const client = openaiClient(gw, 'k');
     await expect(client.chat.completions.create({ model: 'no-such-model', messages: [{ role: 'user', content: PROMPT }] })).rejects.toMatchObject({ status: 404 });
     const span = await receiver.waitForSpan((s) => s.name === 'chat no-such-model');
     expect(span.parentSpanId).toBe('');
@@ -141,30 +157,23 @@ describe('OTLP export, JSON, configured by telemetry.otlp in policies.yaml', () 
   let upstream: ScriptedUpstream;
   let gw: TestGateway;
   let calls = 0;
-  beforeAll(async () => {
-    receiver = await startOtlpReceiver();
-    upstream = await startScriptedUpstream({ steps: [] });
-    // The first attempt fails with a 500, the retry answers whole.
-    upstream.setScript(() =>
-      ++calls === 1
-        ? { status: 500, headers: { 'content-type': 'application/json' }, steps: [{ delayMs: 0, bytes: '{"error":{"message":"boom"}}' }] }
-        : { headers: { 'content-type': 'application/json' }, steps: [{ delayMs: 0, bytes: WHOLE_BODY }] },
-    );
-    gw = await startGateway(
-      policy(
-        upstream,
-        `telemetry: { otlp: { traces_endpoint: "${receiver.url}/v1/traces", protocol: http/json, service_name: from-policies, batch: { schedule_delay_ms: 20 } } }`,
-      ),
-    );
-  });
-  afterAll(async () => {
-    await gw?.close();
-    await upstream?.close();
-    await receiver?.close();
-  });
+  useRig(
+    (r, up) => {
+      // The first attempt fails with a 500, the retry answers whole.
+      up.setScript(() =>
+        ++calls === 1
+          ? { status: 500, headers: { 'content-type': 'application/json' }, steps: [{ delayMs: 0, bytes: '{"error":{"message":"boom"}}' }] }
+          : { headers: { 'content-type': 'application/json' }, steps: [{ delayMs: 0, bytes: WHOLE_BODY }] },
+      );
+      return startGateway(
+        policy(up, `telemetry: { otlp: { traces_endpoint: "${r.url}/v1/traces", protocol: http/json, service_name: from-policies, batch: { schedule_delay_ms: 20 } } }`),
+      );
+    },
+    (rig) => ({ receiver, upstream, gw } = rig),
+  );
 
   it('starts a new trace without a traceparent, records the retry as an event, and the upstream joins the trace', async () => {
-    const client = new OpenAI({ baseURL: gw.baseURL, apiKey: 'k', maxRetries: 0 });
+    const client = openaiClient(gw, 'k');
     const answer = await client.chat.completions.create({ model: 'traced', messages: [{ role: 'user', content: PROMPT }] });
     expect(answer.choices[0]?.message.content).toBe(COMPLETION_WORDS.join(' '));
 
@@ -215,7 +224,7 @@ telemetry: { otlp: { endpoint: "http://127.0.0.1:${port}", timeout_ms: 1000, bat
   });
 
   it('serves every request and counts every span it could not deliver', async () => {
-    const client = new OpenAI({ baseURL: gw.baseURL, apiKey: 'k', maxRetries: 0 });
+    const client = openaiClient(gw, 'k');
     const N = 20;
     const answers = await Promise.all(
       Array.from({ length: N }, () => client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'hi' }] })),
@@ -239,24 +248,18 @@ telemetry: { otlp: { endpoint: "http://127.0.0.1:${port}", timeout_ms: 1000, bat
 
 describe('OTLP metrics (OTEL_METRICS_EXPORTER=otlp), JSON', () => {
   let receiver: OtlpReceiver;
-  let upstream: ScriptedUpstream;
   let gw: TestGateway;
-  beforeAll(async () => {
-    receiver = await startOtlpReceiver();
-    upstream = await startScriptedUpstream(STREAM_SCRIPT);
-    gw = await startGateway(policy(upstream), {
-      OTEL_METRICS_EXPORTER: 'otlp',
-      OTEL_TRACES_EXPORTER: 'none',
-      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
-      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
-      OTEL_METRIC_EXPORT_INTERVAL: '100',
-    });
-  });
-  afterAll(async () => {
-    await gw?.close();
-    await upstream?.close();
-    await receiver?.close();
-  });
+  useRig(
+    (r, up) =>
+      startGateway(policy(up), {
+        OTEL_METRICS_EXPORTER: 'otlp',
+        OTEL_TRACES_EXPORTER: 'none',
+        OTEL_EXPORTER_OTLP_ENDPOINT: r.url,
+        OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+        OTEL_METRIC_EXPORT_INTERVAL: '100',
+      }),
+    (rig) => ({ receiver, gw } = rig),
+  );
 
   type Point = { attributes: Array<{ key: string; value: Record<string, unknown> }>; count: string | number; sum: number; explicitBounds: number[] };
   const points = (name: string): Point[] =>
@@ -268,7 +271,7 @@ describe('OTLP metrics (OTEL_METRICS_EXPORTER=otlp), JSON', () => {
   const attr = (p: Point, key: string) => Object.values(p.attributes.find((a) => a.key === key)?.value ?? {})[0];
 
   it('exports the GenAI histograms with the advised buckets and exact token counts, and no spans', async () => {
-    const client = new OpenAI({ baseURL: gw.baseURL, apiKey: 'k', maxRetries: 0 });
+    const client = openaiClient(gw, 'k');
     const stream = await client.chat.completions.create({ model: 'traced', messages: [{ role: 'user', content: PROMPT }], stream: true });
     for await (const _ of stream) {
       /* drain */

@@ -1,8 +1,7 @@
 // llm_gateway_overhead_seconds: the time the gateway itself adds, observed once per request
 // served at the first attempt, and its p99 on /admin/stats.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import OpenAI from 'openai';
-import { metricValue, startGateway, type TestGateway } from '../helpers.js';
+import { openaiClient, metricValue, startGateway, type TestGateway } from '../helpers/gateway.js';
 import { startScriptedUpstream, chunkEvent, usageEvent, type ScriptedUpstream } from '../fixtures/scripted-upstream.js';
 
 const TOKEN = 'overhead-admin-token';
@@ -42,7 +41,7 @@ afterAll(async () => {
 
 describe('llm_gateway_overhead_seconds', () => {
   it('observes requests served at the first attempt, by stream, excluding the upstream time', async () => {
-    const client = new OpenAI({ baseURL: gw.baseURL, apiKey: 'k', maxRetries: 0 });
+    const client = openaiClient(gw, 'k');
     for (let i = 0; i < 3; i++) {
       const s = await client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'hi' }], stream: true });
       for await (const _ of s) {

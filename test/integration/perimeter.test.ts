@@ -2,13 +2,13 @@
 // cannot, and pass-through is admitted yet transparent. A real-socket upstream records every
 // request it gets (method, target, headers, body bytes); the gateway runs on a loopback port.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { createServer, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import OpenAI from 'openai';
 import { Client, FormData, request } from 'undici';
-import { startGateway, metricValue, type TestGateway } from '../helpers.js';
+import { openaiClient, startGateway, metricValue, type TestGateway } from '../helpers/gateway.js';
 import { flushPrefix } from './admission-support.js';
+import { listenLoopback } from '../helpers/net.js';
 
 interface Seen {
   method: string;
@@ -19,13 +19,12 @@ interface Seen {
 
 const BIN = randomBytes(300 * 1024);
 const seen: Seen[] = [];
-let upstream: Server;
-const sockets = new Set<Socket>();
+let closeUpstream: (() => Promise<void>) | undefined;
 /** Requests to /v1/files/hold wait here until the test lets them go. */
 const held: Array<() => void> = [];
 
-function startRecorder(): Promise<string> {
-  upstream = createServer((req, res) => {
+async function startRecorder(): Promise<string> {
+  const upstream = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -68,11 +67,9 @@ function startRecorder(): Promise<string> {
       json(200, { ok: true, method: rec.method, url: rec.url });
     });
   });
-  upstream.on('connection', (s: Socket) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  return new Promise((resolve) => upstream.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1`)));
+  const { port, close } = await listenLoopback(upstream);
+  closeUpstream = close;
+  return `http://127.0.0.1:${port}/v1`;
 }
 
 let gw: TestGateway;
@@ -106,8 +103,7 @@ keys:
 afterAll(async () => {
   for (const h of held) h();
   await gw?.close();
-  for (const s of sockets) s.destroy();
-  await new Promise<void>((r) => upstream?.close(() => r()));
+  await closeUpstream?.();
 });
 
 beforeEach(() => {
@@ -282,7 +278,7 @@ describe('pass-through is transparent', () => {
   });
 
   it('the openai SDK lists stored chat completions (GET /v1/chat/completions passes through)', async () => {
-    const client = new OpenAI({ baseURL: gw.baseURL, apiKey: 'sk-open', maxRetries: 0 });
+    const client = openaiClient(gw, 'sk-open');
     const page = await client.chat.completions.list({ limit: 2 });
     expect(page.data).toEqual([]);
     expect(seen[0]).toMatchObject({ method: 'GET', url: '/v1/chat/completions?limit=2' });
@@ -409,8 +405,8 @@ describe('pass-through is admitted', () => {
 
 describe('/v1/models', () => {
   it('lists only the models the key may use; retrieve answers for those, 404 otherwise', async () => {
-    const open = new OpenAI({ baseURL: gw.baseURL, apiKey: 'sk-open', maxRetries: 0 });
-    const narrow = new OpenAI({ baseURL: gw.baseURL, apiKey: 'sk-m1only', maxRetries: 0 });
+    const open = openaiClient(gw, 'sk-open');
+    const narrow = openaiClient(gw, 'sk-m1only');
     expect((await open.models.list()).data.map((m) => m.id).sort()).toEqual(['m1', 'm2']);
     expect((await narrow.models.list()).data.map((m) => m.id)).toEqual(['m1']);
     expect((await narrow.models.retrieve('m1')).id).toBe('m1');

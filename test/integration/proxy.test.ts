@@ -5,12 +5,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
 import { request } from 'undici';
 import { startSimulator, type Simulator } from '../../src/simulator/index.js';
-import { startGateway, metricValue, type TestGateway } from '../helpers.js';
+import { withGateway, type GatewayFixture, metricValue } from '../helpers/gateway.js';
 import { startScriptedUpstream, chunkEvent, usageEvent, type ScriptedUpstream } from '../fixtures/scripted-upstream.js';
 
 let sim: Simulator;
 let scripted: ScriptedUpstream;
-let gw: TestGateway;
+let gw: GatewayFixture;
 let client: OpenAI;
 
 const CONTENT = ['Hel', 'lo', ' there', '!'];
@@ -27,7 +27,7 @@ function scriptEvents(withUsage: boolean): string[] {
 beforeAll(async () => {
   sim = await startSimulator({ ttftMs: 5, tpotMs: 2, outputTokens: 12 });
   scripted = await startScriptedUpstream({ steps: [] });
-  gw = await startGateway(`
+  gw = await withGateway(`
 backends:
   sim: { type: openai, base_url: "${sim.url}", api_key: sk-provider-secret }
   scripted: { type: openai, base_url: "${scripted.baseURL}" }
@@ -38,8 +38,8 @@ models:
   m-script:
     deployments: [{ backend: scripted, model: up-model }]
     pricing: { input_per_mtok: 1000, output_per_mtok: 3000, cached_input_per_mtok: 500 }
-`);
-  client = new OpenAI({ baseURL: gw.baseURL, apiKey: 'sk-client-key', maxRetries: 0 });
+`, { apiKey: 'sk-client-key' });
+  client = gw.openai;
 });
 
 afterAll(async () => {

@@ -13,12 +13,14 @@ import { Agent, fetch as undiciFetch } from 'undici';
 import { parsePolicies } from '../../src/config/load.js';
 import { Gateway } from '../../src/gateway.js';
 import { Metrics } from '../../src/telemetry/metrics.js';
-import { metricValue } from '../helpers.js';
-import { ADMIN_TOKEN, admin, budgetOf, client, eventually, flushPrefix, requireBuild, spawnGateway, type ChildGateway } from './admission-support.js';
+import { metricValue, openaiClient } from '../helpers/gateway.js';
+import { ADMIN_TOKEN, admin, budgetOf, flushPrefix } from './admission-support.js';
+import { requireBuild, spawnGateway, type GatewayProcess } from '../helpers/process.js';
+import { eventually } from '../helpers/wait.js';
 
 const REDIS_URL = 'redis://127.0.0.1:6379';
 const dirs: string[] = [];
-const gateways: ChildGateway[] = [];
+const gateways: GatewayProcess[] = [];
 
 function tempDir(): string {
   const d = mkdtempSync(join(tmpdir(), 'gw-reload-'));
@@ -33,23 +35,23 @@ function atomicWrite(file: string, text: string): void {
   renameSync(tmp, file);
 }
 
-async function start(file: string): Promise<ChildGateway> {
+async function start(file: string): Promise<GatewayProcess> {
   const gw = await spawnGateway(file);
   gateways.push(gw);
   return gw;
 }
 
-const logged = (gw: ChildGateway, pred: (l: Record<string, unknown>) => boolean) => eventually(async () => {
+const logged = (gw: GatewayProcess, pred: (l: Record<string, unknown>) => boolean) => eventually(async () => {
   const l = gw.lines.find(pred);
   if (!l) throw new Error('no such log line yet');
   return l;
 }, 8_000);
 
-async function metrics(gw: ChildGateway): Promise<string> {
+async function metrics(gw: GatewayProcess): Promise<string> {
   return (await fetch(`${gw.url}/metrics`)).text();
 }
 
-const reloads = async (gw: ChildGateway, result: 'success' | 'failure') => metricValue(await metrics(gw), 'llm_gateway_policy_reloads_total', { result }) ?? 0;
+const reloads = async (gw: GatewayProcess, result: 'success' | 'failure') => metricValue(await metrics(gw), 'llm_gateway_policy_reloads_total', { result }) ?? 0;
 
 const ask = (c: OpenAI, model: string) => c.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 8 });
 
@@ -86,10 +88,7 @@ ${extra}`;
     const { port } = await gw.listen(0, '127.0.0.1');
     gw.watch();
     const agent = new Agent();
-    const c = new OpenAI({
-      baseURL: `http://127.0.0.1:${port}/v1`,
-      apiKey: 'k',
-      maxRetries: 0,
+    const c = openaiClient({ baseURL: `http://127.0.0.1:${port}/v1` }, 'k', {
       fetch: ((url: string, init: object) => undiciFetch(url, { ...init, dispatcher: agent })) as unknown as typeof fetch,
     });
     await ask(c, 'm');
@@ -125,7 +124,7 @@ keys:
     const file = join(dir, 'policies.yaml');
     writeFileSync(file, policy());
     const gw = await start(file);
-    const c = client(gw.baseURL, 'k-load');
+    const c = openaiClient(gw, 'k-load');
 
     let ok = 0;
     const failures: unknown[] = [];
@@ -163,7 +162,7 @@ keys:
 
       // 3. SIGHUP.
       atomicWrite(file, policy({ price: 5, models: '  m4: { deployments: [{ backend: sim }] }' }));
-      gw.proc.kill('SIGHUP');
+      gw.child.kill('SIGHUP');
       await logged(gw, (l) => l.msg === 'policy reloaded' && l.source === 'sighup');
       await eventually(async () => expect((await ask(c, 'm4')).model).toBeTruthy());
       await expect(ask(c, 'm2')).rejects.toBeInstanceOf(OpenAI.NotFoundError);
@@ -193,7 +192,7 @@ models:
 `;
     writeFileSync(file, good);
     const gw = await start(file);
-    const c = client(gw.baseURL, 'k');
+    const c = openaiClient(gw, 'k');
     atomicWrite(file, good.replace('[{ backend: sim }]', '[{ backend: nope }]'));
     const line = await logged(gw, (l) => String(l.msg).startsWith('policy reload refused'));
     expect(line).toMatchObject({ source: 'watch', level: 40 });
@@ -231,7 +230,7 @@ models: { ${model}: { deployments: [{ backend: sim }] } }
     symlinkSync('..2026_11_24_a', join(dir, '..data'));
     symlinkSync('..data/policies.yaml', join(dir, 'policies.yaml'));
     const gw = await start(join(dir, 'policies.yaml'));
-    const c = client(gw.baseURL, 'k');
+    const c = openaiClient(gw, 'k');
     expect((await c.models.list()).data.map((m) => m.id)).toEqual(['before']);
 
     // An update: new directory, `..data` swapped atomically (symlink ..data_tmp, rename over), old one removed.
@@ -264,7 +263,7 @@ keys:
   - { key: k-lim, name: limited, limits: { rpm: 5 }, budget: { usd: 100, period: day } }
 `;
   const slowModel = '  slow: { deployments: [{ backend: slowsim }], pricing: { input_per_mtok: 1000, output_per_mtok: 1000 } }';
-  let gw: ChildGateway;
+  let gw: GatewayProcess;
   let file: string;
 
   beforeAll(async () => {
@@ -274,7 +273,7 @@ keys:
   });
 
   it('rate-limit counters and spend (memory store) and breaker state', async () => {
-    const c = client(gw.baseURL, 'k-lim');
+    const c = openaiClient(gw, 'k-lim');
     const r1 = await c.chat.completions.create({ model: 'm1', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 }).withResponse();
     expect(r1.response.headers.get('x-ratelimit-remaining-requests')).toBe('4');
     await ask(c, 'm1');
@@ -304,7 +303,7 @@ keys:
 
   it('a request in flight finishes under the policy it started with, even when the reload removes its model and backend', async () => {
     // The key's 5th request this minute (rpm 5): the counters carried over, so no more after it.
-    const c = client(gw.baseURL, 'k-lim');
+    const c = openaiClient(gw, 'k-lim');
     const stream = await c.chat.completions.create({ model: 'slow', messages: [{ role: 'user', content: 'hi' }], max_tokens: 15, stream: true });
     const it = stream[Symbol.asyncIterator]();
     const first = await it.next();
@@ -357,7 +356,7 @@ keys:
 `;
     writeFileSync(file, policy());
     const gw = await start(file);
-    const c = client(gw.baseURL, 'k-r');
+    const c = openaiClient(gw, 'k-r');
     await ask(c, 'm1');
     await ask(c, 'm1');
     const spent = (await budgetOf(gw.url, 'key', 'shared')).spend_usd;
@@ -374,7 +373,7 @@ keys:
     expect((await budgetOf(gw.url, 'key', 'shared')).spend_usd).toBeGreaterThanOrEqual(spent);
     // The old engine's connection closes once its tickets are in: no error logged on the way.
     await gw.stop('SIGTERM');
-    expect(gw.proc.exitCode).toBe(0);
+    expect(gw.child.exitCode).toBe(0);
     expect(gw.lines.filter((l) => (l.level as number) >= 50)).toEqual([]);
   });
 });

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
 import { randomUUID } from 'node:crypto';
-import { metricValue, startGateway, type TestGateway } from '../helpers.js';
+import { openaiClient, metricValue, startGateway, type TestGateway } from '../helpers/gateway.js';
 import { startScriptedUpstream, type Script, type ScriptedUpstream } from '../fixtures/scripted-upstream.js';
 import { streamSteps, wholeResponse, type ResponsesUsage } from '../fixtures/responses-script.js';
 
@@ -56,7 +56,7 @@ let a: ScriptedUpstream;
 let b: ScriptedUpstream;
 const overrideA = { next: undefined as Script | undefined };
 let gw: TestGateway;
-const client = (key = 'k-free') => new OpenAI({ baseURL: gw.baseURL, apiKey: key, maxRetries: 0 });
+const client = (key = 'k-free') => openaiClient(gw, key);
 const forwarded = () => a.received.length + b.received.length;
 const PRICING = '{ input_per_mtok: 1, output_per_mtok: 2, cached_input_per_mtok: 0.5 }';
 
@@ -328,8 +328,8 @@ models:
     const g1 = await startGateway(yaml);
     const g2 = await startGateway(yaml);
     try {
-      const c1 = new OpenAI({ baseURL: g1.baseURL, apiKey: 'x', maxRetries: 0 });
-      const c2 = new OpenAI({ baseURL: g2.baseURL, apiKey: 'x', maxRetries: 0 });
+      const c1 = openaiClient(g1, 'x');
+      const c2 = openaiClient(g2, 'x');
       const made: string[] = [];
       for (let i = 0; i < 10; i++) made.push((await c1.responses.create({ model: 'both', input: 'hi' })).id);
       for (const id of made) {

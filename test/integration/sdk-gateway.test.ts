@@ -9,7 +9,7 @@ import { countTokens } from 'gpt-tokenizer/encoding/o200k_base';
 import { z } from 'zod';
 import { startSimulator, type Simulator } from '../../src/simulator/index.js';
 import { completionText } from '../../src/simulator/words.js';
-import { startGateway, type TestGateway } from '../helpers.js';
+import { withGateway, type GatewayFixture } from '../helpers/gateway.js';
 
 const TOKENS = 8;
 const Person = z.object({ name: z.string(), age: z.number().int().min(0).max(150), tags: z.array(z.string()), role: z.enum(['admin', 'user']) });
@@ -18,20 +18,20 @@ const TOOLS: OpenAI.Responses.Tool[] = [
 ];
 
 let sim: Simulator;
-let gw: TestGateway;
+let gw: GatewayFixture;
 let client: OpenAI;
 
 beforeAll(async () => {
   sim = await startSimulator({ ttftMs: 5, tpotMs: 1, outputTokens: TOKENS });
-  gw = await startGateway(`
+  gw = await withGateway(`
 backends:
   sim: { type: openai, base_url: "${sim.url}", api_key: sk-provider-secret, forward_headers: [x-sim-fault] }
 models:
   m:
     deployments: [{ backend: sim, model: upstream-m }]
     pricing: { input_per_mtok: 2, output_per_mtok: 8, cached_input_per_mtok: 1 }
-`);
-  client = new OpenAI({ baseURL: gw.baseURL, apiKey: 'sk-client-key', maxRetries: 0 });
+`, { apiKey: 'sk-client-key' });
+  client = gw.openai;
 });
 afterAll(async () => {
   await gw?.close();

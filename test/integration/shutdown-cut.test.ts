@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
-import { startGateway, type TestGateway } from '../helpers.js';
+import { openaiClient, startGateway, type TestGateway } from '../helpers/gateway.js';
 import { chunkEvent, startScriptedUpstream, type ScriptedUpstream } from '../fixtures/scripted-upstream.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'shutdown-cut-'));
@@ -45,7 +45,7 @@ afterAll(async () => {
 
 describe('shutdown past the drain timeout', () => {
   it('a cut stream gets a final shutting_down event, is logged as 503 (not 499), and its spend is in the last state flush', async () => {
-    const client = new OpenAI({ baseURL: gw.baseURL, apiKey: 'k-cut', maxRetries: 0 });
+    const client = openaiClient(gw, 'k-cut');
     const stream = await client.chat.completions.create({ model: 'm', stream: true, messages: [{ role: 'user', content: 'tell me a long story' }] });
     let text = '';
     let closing: Promise<void> | undefined;

@@ -8,7 +8,7 @@
 import { describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { requireBuild } from './admission-support.js';
+import { requireBuild } from '../helpers/process.js';
 
 const CHILD = fileURLToPath(new URL('../soak/soak-child.mjs', import.meta.url));
 const REQUESTS = 10_000;

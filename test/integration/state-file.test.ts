@@ -15,9 +15,9 @@ import { parsePolicies } from '../../src/config/load.js';
 import { Metrics } from '../../src/telemetry/metrics.js';
 import { KeyRing } from '../../src/auth/index.js';
 import { PolicyTable } from '../../src/policy/index.js';
-import { metricValue } from '../helpers.js';
-import { runGatewayProcess, startGatewayProcess, type GatewayProcess } from '../fixtures/gateway-process.js';
-import { ADMIN_TOKEN, budgetOf, requireBuild } from './admission-support.js';
+import { metricValue } from '../helpers/gateway.js';
+import { requireBuild, runGatewayProcess, startGatewayProcess, type GatewayProcess } from '../helpers/process.js';
+import { ADMIN_TOKEN, budgetOf } from './admission-support.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'gw-statefile-'));
 const live: GatewayProcess[] = [];

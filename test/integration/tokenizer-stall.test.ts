@@ -5,9 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startGateway, type TestGateway } from '../helpers.js';
+import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { startScriptedUpstream, chunkEvent, type ScriptedUpstream } from '../fixtures/scripted-upstream.js';
-import { startGatewayProcess, type GatewayProcess } from '../fixtures/gateway-process.js';
+import { startGatewayProcess, type GatewayProcess } from '../helpers/process.js';
 import { EXACT_BUDGET_CHARS, bpeWork } from '../../src/util/bounded-count.js';
 
 const WORD = 'a'.repeat(300_000);

@@ -2,9 +2,8 @@
 // provider registered the way a host app would (here a minimal in-memory one: the gateway
 // depends only on @opentelemetry/api).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import OpenAI from 'openai';
 import { trace, type Tracer, type TracerProvider, type Span, type SpanOptions, type Attributes, type AttributeValue, type SpanStatus } from '@opentelemetry/api';
-import { startGateway, type TestGateway } from '../helpers.js';
+import { openaiClient, startGateway, type TestGateway } from '../helpers/gateway.js';
 
 interface Recorded {
   name: string;
@@ -58,7 +57,7 @@ afterAll(async () => {
 
 describe('tracing', () => {
   it('records one span per request with gen_ai attributes', async () => {
-    const client = new OpenAI({ baseURL: gw.baseURL, apiKey: 'k', maxRetries: 0 });
+    const client = openaiClient(gw, 'k');
     const s = await client.chat.completions.create({ model: 'traced', messages: [{ role: 'user', content: 'hi' }], stream: true });
     for await (const _ of s) {
       /* drain */
@@ -80,7 +79,7 @@ describe('tracing', () => {
   });
 
   it('marks failed requests as errors', async () => {
-    const client = new OpenAI({ baseURL: gw.baseURL, apiKey: 'k', maxRetries: 0 });
+    const client = openaiClient(gw, 'k');
     await expect(client.chat.completions.create({ model: 'missing', messages: [] })).rejects.toMatchObject({ status: 404 });
     const span = spans.find((x) => x.name === 'chat missing');
     expect(span?.status?.message).toMatch(/does not exist/);

@@ -9,7 +9,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { metricValue, startGateway, type TestGateway } from '../helpers.js';
+import { withGateway, type GatewayFixture, metricValue } from '../helpers/gateway.js';
 import { startScriptedUpstream, chunkEvent, type ScriptedUpstream } from '../fixtures/scripted-upstream.js';
 import { ADMIN_TOKEN, admin, flushPrefix } from './admission-support.js';
 
@@ -72,12 +72,12 @@ interface ScopeRow {
 }
 
 describe.each(['memory', 'redis'] as const)('invalid upstream usage (%s store)', (store) => {
-  let gw: TestGateway;
+  let gw: GatewayFixture;
   let client: OpenAI;
   const stateFile = () => join(dir, `${store}-state.json`);
 
   beforeAll(async () => {
-    gw = await startGateway(`
+    gw = await withGateway(`
 admin_token: ${ADMIN_TOKEN}
 state: { store: ${store}, file: "${stateFile()}", flush_interval_ms: 100000, redis_url: "${REDIS_URL}", redis_prefix: "${PREFIX}${store}:", on_store_error: closed }
 retries: { max: 0, backoff_ms: 0 }
@@ -89,8 +89,8 @@ models:
     pricing: { input_per_mtok: 1000, output_per_mtok: 1000 }
 keys:
   - { key: k-usage, name: usage, limits: { tpm: 1000000 }, budget: { usd: 1000, period: month } }
-`);
-    client = new OpenAI({ baseURL: gw.baseURL, apiKey: 'k-usage', maxRetries: 0 });
+`, { apiKey: 'k-usage' });
+    client = gw.openai;
   });
 
   afterAll(async () => {

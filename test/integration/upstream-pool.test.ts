@@ -4,10 +4,10 @@
 // llm_gateway_upstream_connections, queue_ms on the log line). The upstream here holds every
 // stream open until the test releases it, so every assertion is on counts and states.
 import { afterEach, describe, expect, it } from 'vitest';
-import OpenAI from 'openai';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { startGateway, metricValue, type TestGateway } from '../helpers.js';
+import { openaiClient, startGateway, metricValue, type TestGateway } from '../helpers/gateway.js';
+import { eventually } from '../helpers/wait.js';
 import { chunkEvent, usageEvent } from '../fixtures/scripted-upstream.js';
 
 /** An upstream whose streams send their first token at once and end only when released. */
@@ -61,15 +61,16 @@ async function startHoldingUpstream() {
 }
 
 /** Polls the gateway's metrics until `pred` holds (state, not time: the bound is only a safety net). */
-async function until(gw: TestGateway, pred: (text: string) => boolean, what: string): Promise<string> {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const text = await gw.metricsText();
-    if (pred(text)) return text;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; metrics:\n${text.split('\n').filter((l) => l.includes('upstream_')).join('\n')}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+const untilMetrics = (gw: TestGateway, pred: (text: string) => boolean, what: string): Promise<string> =>
+  eventually(
+    async () => {
+      const text = await gw.metricsText();
+      if (!pred(text)) throw new Error(`timed out waiting for ${what}; metrics:\n${text.split('\n').filter((l) => l.includes('upstream_')).join('\n')}`);
+      return text;
+    },
+    20_000,
+    20,
+  );
 
 const pending = (t: string) => metricValue(t, 'llm_gateway_upstream_pending', { backend: 'up' });
 const conns = (t: string, state: string) => metricValue(t, 'llm_gateway_upstream_connections', { backend: 'up', state });
@@ -90,7 +91,7 @@ backends:
 models:
   m: { deployments: [{ backend: up, model: up-model }] }
 `);
-  const client = new OpenAI({ baseURL: gw.baseURL, apiKey: 'sk-test', maxRetries: 0 });
+  const client = openaiClient(gw, 'sk-test');
   /** Opens a stream and reads it to its end; resolves with the text it carried. */
   const stream = async (id: string) => {
     const s = await client.chat.completions.create(
@@ -112,7 +113,7 @@ describe('upstream pool', () => {
 
     await up.arrivedCount(2);
     // Two streams hold both connections; the other three wait in the gateway for one.
-    const full = await until(gw, (t) => pending(t) === 3, 'pending = 3');
+    const full = await untilMetrics(gw, (t) => pending(t) === 3, 'pending = 3');
     const queuedSince = performance.now();
     expect(conns(full, 'open')).toBe(2);
     expect(conns(full, 'busy')).toBe(2);
@@ -123,16 +124,16 @@ describe('upstream pool', () => {
     const releasedAt = performance.now();
     up.release(1);
     await up.arrivedCount(3);
-    await until(gw, (t) => pending(t) === 2, 'pending = 2');
+    await untilMetrics(gw, (t) => pending(t) === 2, 'pending = 2');
     up.release(2);
     await up.arrivedCount(5);
-    await until(gw, (t) => pending(t) === 0, 'pending = 0');
+    await untilMetrics(gw, (t) => pending(t) === 0, 'pending = 0');
     up.release(2);
     expect(await Promise.all(done)).toEqual(ids.map(() => 'first'));
     // Never more connections than the cap.
     expect(up.maxConnections()).toBe(2);
 
-    const idle = await until(gw, (t) => conns(t, 'busy') === 0, 'busy = 0');
+    const idle = await untilMetrics(gw, (t) => conns(t, 'busy') === 0, 'busy = 0');
     expect(pending(idle)).toBe(0);
     expect(conns(idle, 'open')).toBeLessThanOrEqual(2);
 

@@ -10,7 +10,7 @@ import { generateObject, generateText, stepCountIs, streamObject, streamText, to
 import { z } from 'zod';
 import { startSimulator, type Simulator } from '../../src/simulator/index.js';
 import { completionText } from '../../src/simulator/words.js';
-import { startGateway, type TestGateway } from '../helpers.js';
+import { startGateway, type TestGateway } from '../helpers/gateway.js';
 
 const DEFAULT_POLICIES = readFileSync(new URL('../../policies/policies.yaml', import.meta.url), 'utf8');
 const OUTPUT_TOKENS = 24; // policies.yaml: the simulator backend's output_tokens

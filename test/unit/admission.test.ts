@@ -11,6 +11,7 @@ import { createAdmission } from '../../src/admission/index.js';
 import { parsePolicies } from '../../src/config/load.js';
 import type { Identity } from '../../src/auth/index.js';
 import type { Route } from '../../src/policy/index.js';
+import { mulberry32 } from '../helpers/random.js';
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -116,16 +117,6 @@ describe('memory store: sliding window of 1 s buckets', () => {
   });
 });
 
-/** A small seeded PRNG (mulberry32): the randomized runs are the same every time. */
-function prng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let x = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Bytes of typed arrays, array slots and object fields reachable from `root`: what a store holds. */
 function footprint(root: unknown): number {
   const seen = new Set<unknown>();
@@ -187,7 +178,7 @@ describe('memory store: 1 s buckets, randomized and at scale', () => {
       { name: 'b', limits: { rpm: 55, tpm: 4_500 } },
     ]);
     const { clock, store, res } = harness(t.all);
-    const rand = prng(42);
+    const rand = mulberry32(42);
     const log: Entry[] = []; // every admitted request, with its current token count (real once settled)
     const open: Array<{ r: Reservation; e: Entry }> = [];
     let refusals = 0;

@@ -4,18 +4,8 @@ import {
   PSI_EPSILON, Reservoir, RollingWindow, binPercentile, bucketShares, ksStatistic, ksTest, kolmogorovQ, logBin, psi, psiFromShares, psiLevel, quantile, quantileEdges,
 } from '../../src/insights/stats.js';
 import { FeatureDrift, compositeScore } from '../../src/insights/drift.js';
+import { mulberry32 } from '../helpers/random.js';
 
-/** A seeded generator (mulberry32), so every run draws the same samples. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 function normal(r: () => number, mean: number, sd: number): number {
   return mean + sd * Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
 }
@@ -43,7 +33,7 @@ describe('PSI', () => {
   });
 
   it('is 0 for a sample against itself, never negative, and grows with a shift', () => {
-    const r = rng(7);
+    const r = mulberry32(7);
     for (let round = 0; round < 20; round++) {
       const a = sorted(Array.from({ length: 500 }, () => normal(r, 20, 4)));
       expect(psi(a, a.length, a, a.length, 10)).toBeCloseTo(0, 12);
@@ -77,7 +67,7 @@ describe('KS', () => {
   });
 
   it('D is symmetric and in [0,1]; p in [0,1]; same-distribution samples mostly pass at α 0.05', () => {
-    const r = rng(11);
+    const r = mulberry32(11);
     let rejected = 0;
     const rounds = 200;
     for (let i = 0; i < rounds; i++) {
@@ -105,7 +95,7 @@ describe('composite drift score (seed 004)', () => {
   });
 
   it('a window shift N(20,4) → N(60,8) is severe; an unchanged stream stays stable', () => {
-    const r = rng(3);
+    const r = mulberry32(3);
     const shifted = new FeatureDrift(1000, 10, r);
     const steady = new FeatureDrift(1000, 10, r);
     for (let i = 0; i < 2000; i++) {
@@ -125,7 +115,7 @@ describe('composite drift score (seed 004)', () => {
   });
 
   it('a pinned baseline stays the reference', () => {
-    const r = rng(5);
+    const r = mulberry32(5);
     const d = new FeatureDrift(100, 10, r);
     for (let i = 0; i < 50; i++) d.add(normal(r, 20, 4));
     expect(d.pin()).toBe(true);
@@ -138,7 +128,7 @@ describe('composite drift score (seed 004)', () => {
 
 describe('bounded structures', () => {
   it('a reservoir holds at most cap values, a uniform sample of all', () => {
-    const res = new Reservoir(100, rng(1));
+    const res = new Reservoir(100, mulberry32(1));
     for (let i = 0; i < 100_000; i++) res.add(i);
     expect(res.size).toBe(100);
     const mean = res.values.reduce((a, b) => a + b, 0) / 100;

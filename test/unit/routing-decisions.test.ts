@@ -11,19 +11,8 @@ import { Backends } from '../../src/upstream/backends.js';
 import type { UpstreamRequest } from '../../src/upstream/exchange.js';
 import { statusFailure } from '../../src/upstream/failures.js';
 import { Metrics } from '../../src/telemetry/metrics.js';
-import { metricValue } from '../helpers.js';
-
-/** mulberry32: a small seeded PRNG, so a distribution test sees the same draws every run. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { metricValue } from '../helpers/gateway.js';
+import { mulberry32 } from '../helpers/random.js';
 
 /** Thrown by the request builder: the Router picked this target and nothing more is asked of it. */
 class Picked extends Error {
@@ -100,7 +89,7 @@ const backendOf = (x: Target | GatewayError) => (x instanceof GatewayError ? `re
 
 describe('weighted choice', () => {
   it('splits traffic by weight (3:1) under a seeded random', async () => {
-    const s = await router('models: { m: { deployments: [{ backend: A, weight: 3 }, { backend: B, weight: 1 }] } }', seeded(42));
+    const s = await router('models: { m: { deployments: [{ backend: A, weight: 3 }, { backend: B, weight: 1 }] } }', mulberry32(42));
     const n = 4000;
     const counts: Record<string, number> = {};
     for (let i = 0; i < n; i++) {

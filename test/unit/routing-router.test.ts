@@ -6,7 +6,7 @@ import { PolicyTable } from '../../src/policy/index.js';
 import { Backends } from '../../src/upstream/backends.js';
 import { Router } from '../../src/routing/index.js';
 import { Metrics } from '../../src/telemetry/metrics.js';
-import { metricValue } from '../helpers.js';
+import { metricValue } from '../helpers/gateway.js';
 
 const yaml = (models: string) => `
 backends:

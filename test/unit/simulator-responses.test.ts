@@ -1,12 +1,12 @@
 // The simulator's Responses API over real sockets, driven by the official openai SDK (its
 // stream helper checks the event order and assembles the response) and by raw HTTP where the
 // wire format itself is the point. Timing asserts lower bounds only, plus generous upper ones.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
 import { countTokens } from 'gpt-tokenizer/encoding/o200k_base';
 import { z } from 'zod';
-import { startSimulator } from '../../src/simulator/index.js';
 import type { Simulator } from '../../src/simulator/index.js';
+import { useSimulator } from '../helpers/simulator.js';
 import { completionText } from '../../src/simulator/words.js';
 
 const TTFT = 40;
@@ -29,18 +29,20 @@ const TOOLS: OpenAI.Responses.Tool[] = [
 
 let sim: Simulator;
 let client: OpenAI;
+useSimulator({ ttftMs: TTFT, tpotMs: TPOT, outputTokens: TOKENS }, (s, c) => {
+  sim = s;
+  client = c;
+});
 
-beforeAll(async () => {
-  sim = await startSimulator({ ttftMs: TTFT, tpotMs: TPOT, outputTokens: TOKENS });
-  client = new OpenAI({ baseURL: sim.url, apiKey: 'x', maxRetries: 0 });
-});
-afterAll(async () => {
-  await sim.close();
-});
-afterEach(() => {
-  sim.configure({ fault: null, ttftMs: TTFT, tpotMs: TPOT, outputTokens: TOKENS, omitUsage: false });
-  sim.resetStats();
-});
+/** The events of a streamed message output item of `n` text tokens, in order. */
+const messageItemEvents = (n: number) => [
+  'response.output_item.added',
+  'response.content_part.added',
+  ...Array<string>(n).fill('response.output_text.delta'),
+  'response.output_text.done',
+  'response.content_part.done',
+  'response.output_item.done',
+];
 
 async function post(path: string, body: unknown, headers: Record<string, string> = {}) {
   const r = await fetch(sim.url + path, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
@@ -135,17 +137,7 @@ describe('POST /responses, streamed', () => {
     }
     const final = await stream.finalResponse();
     const types = seen.map((e) => e.type);
-    expect(types).toEqual([
-      'response.created',
-      'response.in_progress',
-      'response.output_item.added',
-      'response.content_part.added',
-      ...Array<string>(TOKENS).fill('response.output_text.delta'),
-      'response.output_text.done',
-      'response.content_part.done',
-      'response.output_item.done',
-      'response.completed',
-    ]);
+    expect(types).toEqual(['response.created', 'response.in_progress', ...messageItemEvents(TOKENS), 'response.completed']);
     expect(seen.map((e) => e.sequence_number)).toEqual(seen.map((_, i) => i));
     const deltas = seen.filter((e): e is OpenAI.Responses.ResponseTextDeltaEvent => e.type === 'response.output_text.delta');
     for (const d of deltas) expect(countTokens(d.delta)).toBe(1);
@@ -294,12 +286,7 @@ describe('reasoning', () => {
       'response.reasoning_summary_text.done',
       'response.reasoning_summary_part.done',
       'response.output_item.done',
-      'response.output_item.added',
-      'response.content_part.added',
-      ...Array<string>(TOKENS).fill('response.output_text.delta'),
-      'response.output_text.done',
-      'response.content_part.done',
-      'response.output_item.done',
+      ...messageItemEvents(TOKENS),
       'response.completed',
     ]);
     expect(seen.map((e) => e.sequence_number)).toEqual(seen.map((_, i) => i));

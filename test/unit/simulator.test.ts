@@ -5,9 +5,10 @@ import http from 'node:http';
 import type { ServerResponse } from 'node:http';
 import { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
-import { spawn } from 'node:child_process';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startProcess } from '../helpers/process.js';
+import { describe, expect, it } from 'vitest';
 import { until } from '../helpers/wait.js';
+import { useSimulator } from '../helpers/simulator.js';
 import OpenAI from 'openai';
 import { encode as encodeO200k, countTokens } from 'gpt-tokenizer/encoding/o200k_base';
 import { encode as encodeCl100k } from 'gpt-tokenizer/encoding/cl100k_base';
@@ -23,18 +24,9 @@ const MSG = [{ role: 'user' as const, content: 'Say hello to the gateway, please
 
 let sim: Simulator;
 let client: OpenAI;
-
-beforeAll(async () => {
-  sim = await startSimulator({ ttftMs: TTFT, tpotMs: TPOT, outputTokens: TOKENS });
-  // maxRetries 0: a fault must surface as it is, not be hidden by the SDK's retries.
-  client = new OpenAI({ baseURL: sim.url, apiKey: 'x', maxRetries: 0 });
-});
-afterAll(async () => {
-  await sim.close();
-});
-afterEach(() => {
-  sim.configure({ fault: null, ttftMs: TTFT, tpotMs: TPOT, outputTokens: TOKENS, errorRate: 0, includeUsageAlways: false, omitUsage: false });
-  sim.resetStats();
+useSimulator({ ttftMs: TTFT, tpotMs: TPOT, outputTokens: TOKENS }, (s, c) => {
+  sim = s;
+  client = c;
 });
 
 /** POST JSON with fetch; returns status, headers and the raw body text. */
@@ -438,14 +430,13 @@ describe('lifecycle', () => {
 
   const cli = new URL('../../dist/simulator/cli.js', import.meta.url);
   it.skipIf(!existsSync(cli))('CLI prints its url and exits cleanly on SIGTERM (needs npm run build)', async () => {
-    const child = spawn(process.execPath, [cli.pathname, '--port', '0', '--ttft-ms', '0', '--tpot-ms', '0', '--output-tokens', '3', '--error-rate', '0']);
-    const line = await new Promise<string>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(d.toString())));
-    const { url, port } = JSON.parse(line) as { url: string; port: number };
+    const sim = await startProcess(process.execPath, [cli.pathname, '--port', '0', '--ttft-ms', '0', '--tpot-ms', '0', '--output-tokens', '3', '--error-rate', '0'], {
+      ready: (_line, obj) => obj !== undefined,
+    });
+    const { url, port } = sim.readyLine as { url: string; port: number };
     expect(url).toBe(`http://127.0.0.1:${port}/v1`);
     const c = new OpenAI({ baseURL: url, apiKey: 'x', maxRetries: 0 });
     expect((await c.chat.completions.create({ model: 'm', messages: MSG })).usage!.completion_tokens).toBe(3);
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    child.kill('SIGTERM');
-    expect(await exited).toBe(0);
+    expect(await sim.stop('SIGTERM')).toBe(0);
   });
 });

@@ -25,20 +25,14 @@ import { usageFault } from '../../src/settle/usage.js';
 import { MemoryStore } from '../../src/admission/memory.js';
 import { ScopeTable, toNano } from '../../src/admission/scopes.js';
 import { costUsd } from '../../src/settle/index.js';
+import { mulberry32 } from '../helpers/random.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20261202);
 const RUNS = Number(process.env.FUZZ_RUNS ?? 500);
 
-/** mulberry32: small, fast, good enough to explore inputs; the seed makes a failure reproducible. */
+/** Draws over mulberry32: good enough to explore inputs; the seed makes a failure reproducible. */
 function prng(seed: number) {
-  let a = seed >>> 0;
-  const next = (): number => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = mulberry32(seed);
   const int = (n: number) => Math.floor(next() * n);
   const pick = <T,>(xs: readonly T[]): T => xs[int(xs.length)]!;
   return { next, int, pick, chance: (p: number) => next() < p };

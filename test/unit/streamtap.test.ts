@@ -1,6 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import { StreamTap, countTokens, estimatePromptTokens, usageFromResponse } from '../../src/streamtap/index.js';
 import { chunkGrammar } from '../../src/protocols/chat.js';
+import { mulberry32 } from '../helpers/random.js';
 
 // ---- a realistic OpenAI stream (include_usage on, so every chunk carries "usage":null) ----
 
@@ -61,15 +62,6 @@ function expectObserved(tap: StreamTap): void {
   expect(tap.usage).toEqual({ input: 12, output: 7, cachedInput: 4, reasoning: 2 });
   expect(tap.upstreamError).toBeUndefined();
   expect(tap.outputText()).toBe('Héllo wörld 👋日本語');
-}
-
-function mulberry32(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 describe('StreamTap: framing fuzz', () => {
