@@ -50,7 +50,9 @@ function responseHeaders(incoming) {
 
 function badGateway(res, err) {
   if (res.headersSent) return res.destroy();
-  const body = JSON.stringify({ error: { message: `bare proxy: ${err.message}`, type: 'upstream_error', param: null, code: err.code ?? null } });
+  const body = JSON.stringify({
+    error: { message: `bare proxy: ${err.message}`, type: 'upstream_error', param: null, code: err.code ?? null },
+  });
   res.writeHead(502, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
   res.end(body);
 }

@@ -63,7 +63,9 @@ if (process.argv[2] === '--serve') {
   } finally {
     server.kill();
   }
-  console.log(`h2-probe: ${cfg.ttft} ms TTFT, ${cfg.tokens} chunks at ${cfg.tpot} ms, ${duration / 1000} s per row; client = one undici Pool (the gateway's upstream side)`);
+  console.log(
+    `h2-probe: ${cfg.ttft} ms TTFT, ${cfg.tokens} chunks at ${cfg.tpot} ms, ${duration / 1000} s per row; client = one undici Pool (the gateway's upstream side)`,
+  );
   console.log(['streams', 'protocol', 'connections', 'chunks/s', 'TTFT p50 ms', 'TTFT p99 ms', 'client CPU µs/chunk', 'errors'].join('\t'));
   for (const r of rows) console.log([r.n, r.proto, r.connections, r.rate, r.p50, r.p99, r.cpu, r.errors].join('\t'));
 }
@@ -102,7 +104,13 @@ async function run(proto, n, ports, cfg, duration) {
         // idempotent on h2: undici 7 holds a non-idempotent request (a POST) back while another
         // runs on the session (client-h2.js busy(); nodejs/undici#5390, fixed in undici 8), so
         // without it every stream on a connection waits for the one before it to end.
-        { method: 'POST', path: '/v1/chat/completions', headers: { 'content-type': 'application/json' }, body: '{"stream":true}', ...(h2 ? { idempotent: true } : {}) },
+        {
+          method: 'POST',
+          path: '/v1/chat/completions',
+          headers: { 'content-type': 'application/json' },
+          body: '{"stream":true}',
+          ...(h2 ? { idempotent: true } : {}),
+        },
         {
           onRequestStart() {},
           onResponseStart() {},
@@ -132,7 +140,16 @@ async function run(proto, n, ports, cfg, duration) {
   await pool.close();
   ttfts.sort((a, b) => a - b);
   const q = (p) => (ttfts.length ? ttfts[Math.min(ttfts.length - 1, Math.floor(p * ttfts.length))].toFixed(1) : '-');
-  return { n, proto, connections, rate: Math.round(chunks / (duration / 1000)), p50: q(0.5), p99: q(0.99), cpu: chunks ? ((cpuSpent * 1000) / chunks).toFixed(1) : '-', errors };
+  return {
+    n,
+    proto,
+    connections,
+    rate: Math.round(chunks / (duration / 1000)),
+    p50: q(0.5),
+    p99: q(0.99),
+    cpu: chunks ? ((cpuSpent * 1000) / chunks).toFixed(1) : '-',
+    errors,
+  };
 }
 
 function countEvents(chunk) {

@@ -38,7 +38,10 @@ async function measure(oneEvent) {
   await new Promise((r) => up.listen(0, '127.0.0.1', r));
   const dir = mkdtempSync(join(tmpdir(), 'held-rss-'));
   const policies = join(dir, 'p.yaml');
-  writeFileSync(policies, `backends:\n  up: { type: openai, base_url: "http://127.0.0.1:${up.address().port}/v1" }\nmodels:\n  m: { deployments: [{ backend: up }] }\n`);
+  writeFileSync(
+    policies,
+    `backends:\n  up: { type: openai, base_url: "http://127.0.0.1:${up.address().port}/v1" }\nmodels:\n  m: { deployments: [{ backend: up }] }\n`,
+  );
   const child = spawn(process.execPath, ['dist/main.js', '--policies', policies, '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise((resolve) => {
     let buf = '';
@@ -68,7 +71,12 @@ async function measure(oneEvent) {
   return { bytes, before, peak };
 }
 
-for (const [name, oneEvent] of [['one 40 MiB event, no blank line', true], ['40 MiB of 64 KiB events (baseline)', false]]) {
+for (const [name, oneEvent] of [
+  ['one 40 MiB event, no blank line', true],
+  ['40 MiB of 64 KiB events (baseline)', false],
+]) {
   const m = await measure(oneEvent);
-  console.log(`${name}: client got ${(m.bytes / MIB).toFixed(1)} MiB; gateway RSS ${m.before.toFixed(0)} -> peak ${m.peak.toFixed(0)} MiB (+${(m.peak - m.before).toFixed(0)})`);
+  console.log(
+    `${name}: client got ${(m.bytes / MIB).toFixed(1)} MiB; gateway RSS ${m.before.toFixed(0)} -> peak ${m.peak.toFixed(0)} MiB (+${(m.peak - m.before).toFixed(0)})`,
+  );
 }

@@ -58,9 +58,14 @@ for (const file of positionals) {
   const busy = total - idle;
   const pct = (us, of) => `${((100 * us) / of).toFixed(1).padStart(5)}%`;
   const ms = (us) => `${(us / 1000).toFixed(0).padStart(7)} ms`;
-  console.log(`\n${file}\n  wall ${(total / 1e6).toFixed(1)} s, busy ${(busy / 1e6).toFixed(1)} s (${((100 * busy) / total).toFixed(0)}%); percentages are of busy time`);
+  console.log(
+    `\n${file}\n  wall ${(total / 1e6).toFixed(1)} s, busy ${(busy / 1e6).toFixed(1)} s (${((100 * busy) / total).toFixed(0)}%); percentages are of busy time`,
+  );
   console.log(`\n  top ${top} functions by self time`);
-  for (const [k, us] of [...byFn].filter(([k]) => !k.startsWith('(idle)')).sort((a, b) => b[1] - a[1]).slice(0, top)) {
+  for (const [k, us] of [...byFn]
+    .filter(([k]) => !k.startsWith('(idle)'))
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top)) {
     console.log(`  ${ms(us)} ${pct(us, busy)}  ${k}`);
   }
   if (values.inclusive) {
@@ -77,12 +82,18 @@ for (const file of positionals) {
       for (const k of seen) incl.set(k, (incl.get(k) ?? 0) + us);
     }
     console.log(`\n  top ${top} functions by inclusive time`);
-    for (const [k, us] of [...incl].filter(([k]) => !k.startsWith('(root)') && !k.startsWith('(idle)')).sort((a, b) => b[1] - a[1]).slice(0, top)) {
+    for (const [k, us] of [...incl]
+      .filter(([k]) => !k.startsWith('(root)') && !k.startsWith('(idle)'))
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, top)) {
       console.log(`  ${ms(us)} ${pct(us, busy)}  ${k}`);
     }
   }
   console.log('\n  self time by package / file');
-  for (const [k, us] of [...byOwner].filter(([k]) => k !== '(idle)').sort((a, b) => b[1] - a[1]).slice(0, top)) {
+  for (const [k, us] of [...byOwner]
+    .filter(([k]) => k !== '(idle)')
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top)) {
     console.log(`  ${ms(us)} ${pct(us, busy)}  ${k}`);
   }
 }

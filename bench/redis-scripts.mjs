@@ -12,7 +12,9 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 
-const { values: o } = parseArgs({ options: { root: { type: 'string', default: '.' }, n: { type: 'string', default: '20000' }, c: { type: 'string', default: '16' } } });
+const { values: o } = parseArgs({
+  options: { root: { type: 'string', default: '.' }, n: { type: 'string', default: '20000' }, c: { type: 'string', default: '16' } },
+});
 const N = Number(o.n);
 const C = Number(o.c);
 const { RedisStore } = await import(pathToFileURL(resolve(o.root, 'dist/admission/redis.js')).href);
@@ -24,7 +26,9 @@ const port = await new Promise((res) => {
   });
 });
 const dir = mkdtempSync(join(tmpdir(), 'redis-scripts-'));
-const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
+const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
+  stdio: 'ignore',
+});
 const url = `redis://127.0.0.1:${port}`;
 let c;
 try {

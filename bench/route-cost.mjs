@@ -18,7 +18,10 @@ const cpuNs = () => process.cpuUsage().user * 1000;
 
 const N = 2_000_000;
 for (const url of ['/v1/chat/completions', '/v1/chat/./completions?x=1', '/v1/files/file-abc/content?limit=2']) {
-  for (const [name, f] of [['0.1.0 split + exact lookup', before], ['canonical path + route table', now]]) {
+  for (const [name, f] of [
+    ['0.1.0 split + exact lookup', before],
+    ['canonical path + route table', now],
+  ]) {
     let hits = 0;
     for (let i = 0; i < N / 10; i++) if (f(url)) hits++; // warm up
     const t = cpuNs();

@@ -131,7 +131,8 @@ function parseOptions(argv) {
   const scenario = values.scenario === 'all' ? ALL : list(values.scenario);
   for (const s of scenario) if (!ALL.includes(s)) throw new UsageError(`unknown scenario "${s}" (one of ${ALL.join(', ')}, all)`);
   const targets = list(values.targets);
-  for (const t of targets) if (!['direct', 'bare', 'gateway'].includes(t)) throw new UsageError(`unknown target "${t}" (direct, bare, gateway)`);
+  for (const t of targets)
+    if (!['direct', 'bare', 'gateway'].includes(t)) throw new UsageError(`unknown target "${t}" (direct, bare, gateway)`);
   if (!['paced', 'autocannon'].includes(values['latency-client'])) throw new UsageError('--latency-client is paced or autocannon');
   if (!['features', 'plain'].includes(values['memory-policy'])) throw new UsageError('--memory-policy is features or plain');
   const duration = numberOpt(values, 'duration', 10, { min: 0.1 });
@@ -156,7 +157,8 @@ function parseOptions(argv) {
     ttftMs: numberOpt(values, 'ttft-ms', 100),
     tpotMs: numberOpt(values, 'tpot-ms', 20),
     outputTokens: numberOpt(values, 'output-tokens', 64, { int: true, min: 1 }),
-    memoryStreams: values['memory-streams'] === '' || values['memory-streams'] === '0' ? [] : levels(values['memory-streams'], 'memory-streams'),
+    memoryStreams:
+      values['memory-streams'] === '' || values['memory-streams'] === '0' ? [] : levels(values['memory-streams'], 'memory-streams'),
     memoryPolicy: values['memory-policy'],
     soak: numberOpt(values, 'soak', 200_000, { int: true }),
     soakDrain: numberOpt(values, 'soak-drain', 65),
@@ -198,7 +200,10 @@ function machine() {
 }
 
 function stamp(d = new Date()) {
-  return d.toISOString().replace(/[:]/g, '-').replace(/\.\d+Z$/, 'Z');
+  return d
+    .toISOString()
+    .replace(/[:]/g, '-')
+    .replace(/\.\d+Z$/, 'Z');
 }
 
 async function main() {
@@ -231,7 +236,8 @@ async function main() {
     for (const f of ['dist/main.js', 'dist/simulator/cli.js']) {
       if (!existsSync(join(ROOT, f))) throw new Error(`${f} is missing: run \`npm run build\` (or \`npm run bench\`, which builds first)`);
     }
-    if (opts.gatewayRoot && !existsSync(join(opts.gatewayRoot, 'dist/main.js'))) throw new UsageError(`--gateway-root: ${opts.gatewayRoot}/dist/main.js is missing`);
+    if (opts.gatewayRoot && !existsSync(join(opts.gatewayRoot, 'dist/main.js')))
+      throw new UsageError(`--gateway-root: ${opts.gatewayRoot}/dist/main.js is missing`);
     notes.push(
       cpus.pinned
         ? `processes pinned with taskset: load generator (this process) on CPU ${cpus.main}, simulator on CPU ${cpus.sim}, the proxy under test (bare or gateway) on CPU ${cpus.proxy}` +
@@ -248,13 +254,26 @@ async function main() {
     const limit = openFileLimit();
     // The gateway holds two sockets per stream (client side and upstream side).
     if (Number.isFinite(limit) && limit < 2 * maxOpen + 256) {
-      notes.push(`open-file limit ${limit} is low for ${maxOpen} streams (a proxy needs about ${2 * maxOpen + 256}); raise it with ulimit -n`);
+      notes.push(
+        `open-file limit ${limit} is low for ${maxOpen} streams (a proxy needs about ${2 * maxOpen + 256}); raise it with ulimit -n`,
+      );
     }
   } else {
     notes.push(`remote target ${remote.origin}${remote.base}: nothing was started; load generator on this machine`);
   }
 
-  const lab = remote ? null : new Lab({ root: ROOT, dir, cpus, cpuProfDir: opts.cpuProf, progress, redisUrl: opts.redisUrl, gatewayNodeArgs: opts.gatewayNodeArgs, gatewayRoot: opts.gatewayRoot });
+  const lab = remote
+    ? null
+    : new Lab({
+        root: ROOT,
+        dir,
+        cpus,
+        cpuProfDir: opts.cpuProf,
+        progress,
+        redisUrl: opts.redisUrl,
+        gatewayNodeArgs: opts.gatewayNodeArgs,
+        gatewayRoot: opts.gatewayRoot,
+      });
   const ctx = {
     opts,
     progress,
@@ -270,7 +289,12 @@ async function main() {
       if (spec.kind === 'remote') return remote;
       if (spec.kind === 'direct') return lab.direct();
       if (spec.kind === 'bare') return lab.bare();
-      return lab.gateway({ features: spec.features ?? null, insights: spec.insights === true, name: spec.name, inspect: spec.inspect === true });
+      return lab.gateway({
+        features: spec.features ?? null,
+        insights: spec.insights === true,
+        name: spec.name,
+        inspect: spec.inspect === true,
+      });
     },
   };
 
@@ -308,7 +332,9 @@ async function main() {
     targets: [],
   };
 
-  progress.log(`llm-gateway bench: ${opts.scenario.join(', ')} | ${results.machine.cpu_model}, ${results.machine.cores} cores | node ${process.version}`);
+  progress.log(
+    `llm-gateway bench: ${opts.scenario.join(', ')} | ${results.machine.cpu_model}, ${results.machine.cores} cores | node ${process.version}`,
+  );
   for (const n of notes) progress.log(`note: ${n}`);
   if (lab) {
     progress.update('starting simulator', { force: true });
@@ -339,7 +365,9 @@ async function main() {
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, JSON.stringify(results, null, 2) + '\n');
 
-  process.stdout.write(`\nllm-gateway bench ${results.started_at} | ${results.machine.cpu_model}, ${results.machine.cores} cores, ${(results.machine.memory_bytes / 2 ** 30).toFixed(0)} GiB | node ${process.version}\n`);
+  process.stdout.write(
+    `\nllm-gateway bench ${results.started_at} | ${results.machine.cpu_model}, ${results.machine.cores} cores, ${(results.machine.memory_bytes / 2 ** 30).toFixed(0)} GiB | node ${process.version}\n`,
+  );
   for (const n of notes) process.stdout.write(`note: ${n}\n`);
   process.stdout.write(renderTables(results) + '\n');
   process.stdout.write(renderVerdicts(results.targets) + '\n');

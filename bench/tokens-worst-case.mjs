@@ -38,7 +38,17 @@ console.log('input'.padEnd(22), 'chars'.padStart(10), 'gateway ms'.padStart(11),
 for (const [label, s] of cases) {
   const [g, n] = time(() => countTokens(s));
   const [sm] = time(() => countText(s));
-  console.log(label.padEnd(22), String(s.length).padStart(10), g.toFixed(1).padStart(11), String(n).padStart(10), sm.toFixed(1).padStart(13));
+  console.log(
+    label.padEnd(22),
+    String(s.length).padStart(10),
+    g.toFixed(1).padStart(11),
+    String(n).padStart(10),
+    sm.toFixed(1).padStart(13),
+  );
 }
-const [p, n] = time(() => estimatePromptTokens({ messages: Array.from({ length: 1000 }, (_, i) => ({ role: 'user', content: cjk.slice(i * 10_000, (i + 1) * 10_000) })) }));
+const [p, n] = time(() =>
+  estimatePromptTokens({
+    messages: Array.from({ length: 1000 }, (_, i) => ({ role: 'user', content: cjk.slice(i * 10_000, (i + 1) * 10_000) })),
+  }),
+);
 console.log('prompt: 1000 msgs x 10k CJK', p.toFixed(1), 'ms', n, 'tokens');

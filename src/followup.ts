@@ -38,7 +38,6 @@ const UPSTREAM: Record<FollowUpAction, { method: UpstreamRequest['method']; suff
   input_items: { method: 'GET', suffix: '/input_items' },
 };
 
-
 /** Response ids are opaque word characters (resp_...): anything else cannot name one, and must not shape the upstream path. */
 export const RESPONSE_ID = /^[A-Za-z0-9_-]{1,256}$/;
 
@@ -140,7 +139,11 @@ export async function handleResponseFollowUp(gw: Gateway, f: FollowUpRequest): P
       rec.status = outcome.status;
       if (outcome.failure?.reason === 'shutdown') rec.status = 503;
       // Reading a stored response again costs nothing: its usage is not counted a second time.
-      if (outcome.failure) rec.error = outcome.failure.reason === 'client_abort' ? CLIENT_LEFT : { code: outcome.failure.error.code, message: outcome.failure.error.message };
+      if (outcome.failure)
+        rec.error =
+          outcome.failure.reason === 'client_abort'
+            ? CLIENT_LEFT
+            : { code: outcome.failure.error.code, message: outcome.failure.error.message };
       if (f.action === 'delete' && outcome.status < 300) gw.affinity.forget(f.responseId);
     } finally {
       active.dec();

@@ -131,7 +131,12 @@ export class Gateway {
   /** Previous stages being retired, with the promise that ends when they are closed. */
   private readonly retiring = new Map<Stages, Promise<void>>();
 
-  private constructor(stages: Stages, tracing: Tracing, genai: GenAiMetrics | undefined, readonly options: GatewayOptions) {
+  private constructor(
+    stages: Stages,
+    tracing: Tracing,
+    genai: GenAiMetrics | undefined,
+    readonly options: GatewayOptions,
+  ) {
     this.current = stages;
     this.tracing = tracing;
     this.genai = genai;
@@ -157,7 +162,10 @@ export class Gateway {
         const now = Date.now();
         if (now - lastDropLog >= DROP_LOG_EVERY_MS) {
           lastDropLog = now;
-          logger.warn({ reason, spans: count }, 'trace spans dropped: the OTLP collector is not taking them (llm_gateway_trace_spans_dropped_total)');
+          logger.warn(
+            { reason, spans: count },
+            'trace spans dropped: the OTLP collector is not taking them (llm_gateway_trace_spans_dropped_total)',
+          );
         }
       },
       onProblem: (message) => logger.warn(message),
@@ -173,7 +181,13 @@ export class Gateway {
         logger.error({ err: e }, 'OTLP metrics could not start: serving without them');
         return undefined;
       });
-      if (genai) logger.info({ metrics: `${new URL(metricsSettings.metricsEndpoint).origin}${new URL(metricsSettings.metricsEndpoint).pathname} (${metricsSettings.protocol})` }, 'exporting GenAI metrics (OTLP/HTTP)');
+      if (genai)
+        logger.info(
+          {
+            metrics: `${new URL(metricsSettings.metricsEndpoint).origin}${new URL(metricsSettings.metricsEndpoint).pathname} (${metricsSettings.protocol})`,
+          },
+          'exporting GenAI metrics (OTLP/HTTP)',
+        );
     }
     return new Gateway(await buildStages(policies, metrics, logger), tracing, genai, options);
   }
@@ -258,7 +272,7 @@ export class Gateway {
       finished(started, this.inflight, RETIRE_MAX_MS).then(() => next.backends.retire(prev.backends)),
     ])
       .then(() => undefined)
-      .catch((e: unknown) => this.logger.error({ err: e }, 'closing the previous policy\'s stages failed'))
+      .catch((e: unknown) => this.logger.error({ err: e }, "closing the previous policy's stages failed"))
       .finally(() => this.retiring.delete(prev));
     this.retiring.set(prev, done);
   }
@@ -275,7 +289,8 @@ export class Gateway {
   /** Says loudly what is exposed on the address listened on (see server/exposure.ts). */
   private warnExposure(): void {
     if (this.listenHost === undefined) return;
-    for (const problem of exposureProblems(this.listenHost, this.current.policies)) this.logger.warn({ host: this.listenHost }, `EXPOSED: ${problem}`);
+    for (const problem of exposureProblems(this.listenHost, this.current.policies))
+      this.logger.warn({ host: this.listenHost }, `EXPOSED: ${problem}`);
   }
 
   /** A pipeline request started: in flight until untrack(); `cut` stops it at shutdown. */

@@ -83,7 +83,11 @@ async function run(argv: string[]): Promise<number> {
     console.error(`llm-gateway: ${e.message}`);
     return 1;
   }
-  if (movedAside) gw.logger.warn({ file: policies.state.file, moved_to: movedAside }, 'state file moved aside (--reset-state): starting with no recorded spend');
+  if (movedAside)
+    gw.logger.warn(
+      { file: policies.state.file, moved_to: movedAside },
+      'state file moved aside (--reset-state): starting with no recorded spend',
+    );
   const addr = await gw.listen(port, host);
   gw.logger.info({ host: addr.host, port: addr.port, policies: file, models: Object.keys(policies.models) }, 'listening');
   // Hot reload: file changes (ConfigMap swaps included), SIGHUP, POST /admin/reload.

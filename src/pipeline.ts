@@ -230,7 +230,11 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
       rec.usageFault = outcome.usageFault;
       // Cut by the gateway's shutdown: its own 503, whatever status the stream had started with.
       if (outcome.failure?.reason === 'shutdown') rec.status = 503;
-      if (outcome.failure) rec.error = outcome.failure.reason === 'client_abort' ? CLIENT_LEFT : { code: outcome.failure.error.code, message: outcome.failure.error.message };
+      if (outcome.failure)
+        rec.error =
+          outcome.failure.reason === 'client_abort'
+            ? CLIENT_LEFT
+            : { code: outcome.failure.error.code, message: outcome.failure.error.message };
     } finally {
       active.dec();
     }
@@ -325,7 +329,12 @@ function buildUpstreamRequest(r: InferenceRequest, t: Target, stream: boolean): 
 }
 
 /** The headers sent upstream: ours, and the client's that the allow-list (upstream/headers.ts) lets through. */
-export function upstreamHeaders(req: IncomingMessage, requestId: string, json: boolean, forward: readonly string[]): Record<string, string> {
+export function upstreamHeaders(
+  req: IncomingMessage,
+  requestId: string,
+  json: boolean,
+  forward: readonly string[],
+): Record<string, string> {
   const headers: Record<string, string> = {
     // The tap reads the bytes it forwards: ask for them uncompressed.
     'accept-encoding': 'identity',

@@ -33,7 +33,11 @@ export function gatewayKnobs(features) {
       reason: 'the features scenario measures the cost of checking every scope; the values are set so high they are never reached',
     },
   ];
-  if (features === 'redis') knobs.push({ knob: 'state: {store: redis, redis_url, redis_prefix}', reason: 'the shared-store variant; a prefix per run keeps runs apart' });
+  if (features === 'redis')
+    knobs.push({
+      knob: 'state: {store: redis, redis_url, redis_prefix}',
+      reason: 'the shared-store variant; a prefix per run keeps runs apart',
+    });
   return knobs;
 }
 
@@ -113,7 +117,13 @@ export class Lab {
     const key = `sk-bench-${this.tag}`;
     const policy = {
       // The simulator speaks every API the bench drives, Anthropic's Messages API included.
-      backends: { sim: { base_url: this.sim.base, api_key: 'sk-sim-not-a-real-key', apis: ['chat', 'completions', 'embeddings', 'responses', 'messages'] } },
+      backends: {
+        sim: {
+          base_url: this.sim.base,
+          api_key: 'sk-sim-not-a-real-key',
+          apis: ['chat', 'completions', 'embeddings', 'responses', 'messages'],
+        },
+      },
       models: {
         [MODEL]: {
           deployments: [{ backend: 'sim', model: 'sim-model' }],
@@ -124,9 +134,7 @@ export class Lab {
     let redisPrefix;
     if (features) {
       Object.assign(policy.models[MODEL], { limits: HUGE, budget: BIG_BUDGET });
-      policy.keys = [
-        { key, name: 'bench', team: 'bench-team', user: 'bench-user', limits: HUGE, budget: BIG_BUDGET },
-      ];
+      policy.keys = [{ key, name: 'bench', team: 'bench-team', user: 'bench-user', limits: HUGE, budget: BIG_BUDGET }];
       policy.teams = { 'bench-team': { limits: HUGE, budget: BIG_BUDGET } };
       policy.users = { 'bench-user': { limits: HUGE, budget: BIG_BUDGET } };
       policy.global = { limits: HUGE, budget: BIG_BUDGET };

@@ -21,7 +21,9 @@ const pct = (r) => (Number.isFinite(r) ? `${(r * 100).toFixed(0)}%` : '-');
 /** align: one 'l' or 'r' per column (default: first column left, the rest right). */
 /** The gateway's own overhead histogram next to what the bench measures as gateway - bare. */
 function overheadLine(o, vsBare, what) {
-  const bare = vsBare ? `gateway − bare ${what}: p50 ${signed(vsBare.p50, 3)} ms, p99 ${signed(vsBare.p99, 3)} ms` : 'no bare run to compare';
+  const bare = vsBare
+    ? `gateway − bare ${what}: p50 ${signed(vsBare.p50, 3)} ms, p99 ${signed(vsBare.p99, 3)} ms`
+    : 'no bare run to compare';
   return `gateway overhead as it measures itself (llm_gateway_overhead_seconds, ${o.n} requests): p50 ${fmt(o.p50, 3)} ms, p99 ${fmt(o.p99, 3)} ms; ${bare}`;
 }
 
@@ -101,7 +103,10 @@ export function renderTables(results, { markdown = false } = {}) {
   }
   if (s.latency?.targets) {
     const st = s.latency.settings;
-    h(`latency: ${st.rate} req/s (${st.client}), ${st.duration_s} s per target; added = this target's percentile minus the reference's`, s.latency);
+    h(
+      `latency: ${st.rate} req/s (${st.client}), ${st.duration_s} s per target; added = this target's percentile minus the reference's`,
+      s.latency,
+    );
     parts.push(
       table(
         ['target', 'p50 ms', 'p99 ms', 'p99.9 ms', '+p50 vs direct', '+p99 vs direct', '+p99 vs bare', 'proxy CPU µs/req', 'errors'],
@@ -129,11 +134,26 @@ export function renderTables(results, { markdown = false } = {}) {
       ? `TTFT ${st.sim.ttft_ms} ms, TPOT ${st.sim.tpot_ms} ms, ${st.sim.output_tokens} tokens`
       : `timing set by the target, max_tokens ${st.max_tokens}`;
     const ideal = st.ideal_chunks_per_s ? ` (ideal ${fmt(st.ideal_chunks_per_s, 0)} chunks/s)` : '';
-    const title = st.api === 'responses' ? 'responses (POST /v1/responses)' : st.api === 'messages' ? 'messages (POST /v1/messages)' : 'streams';
+    const title =
+      st.api === 'responses' ? 'responses (POST /v1/responses)' : st.api === 'messages' ? 'messages (POST /v1/messages)' : 'streams';
     h(`${title}: ${st.streams} concurrent, ${timing}, ${st.duration_s} s per target${ideal}; chunk delay = client arrival − sim_ts`, sc);
     parts.push(
       table(
-        ['target', 'TTFT p50', 'TTFT p99', '+TTFT p50', '+TTFT p99', 'delay p50', 'delay p99', '+p99 vs direct', '+p99 vs bare', 'chunks/s', 'of ideal', 'proxy CPU µs/chunk', 'errors'],
+        [
+          'target',
+          'TTFT p50',
+          'TTFT p99',
+          '+TTFT p50',
+          '+TTFT p99',
+          'delay p50',
+          'delay p99',
+          '+p99 vs direct',
+          '+p99 vs bare',
+          'chunks/s',
+          'of ideal',
+          'proxy CPU µs/chunk',
+          'errors',
+        ],
         Object.entries(sc.targets).map(([n, r]) => [
           n,
           fmt(r.ttft_ms?.p50, 2),
@@ -146,7 +166,9 @@ export function renderTables(results, { markdown = false } = {}) {
           n === 'direct' || n === 'bare' ? '-' : signed(r.added_chunk_delay_vs_bare_ms?.p99, 3),
           fmt(r.chunks_per_s, 0),
           st.ideal_chunks_per_s ? pct(r.chunks_per_s / st.ideal_chunks_per_s) : '-',
-          r.rounds_cpu_us_per_chunk ? `${fmt(r.proxy_cpu_us_per_chunk, 1)} (${r.rounds_cpu_us_per_chunk.map((v) => fmt(v, 1)).join(' / ')})` : fmt(r.proxy_cpu_us_per_chunk, 1),
+          r.rounds_cpu_us_per_chunk
+            ? `${fmt(r.proxy_cpu_us_per_chunk, 1)} (${r.rounds_cpu_us_per_chunk.map((v) => fmt(v, 1)).join(' / ')})`
+            : fmt(r.proxy_cpu_us_per_chunk, 1),
           errs(r),
         ]),
         { markdown },
@@ -159,7 +181,18 @@ export function renderTables(results, { markdown = false } = {}) {
       parts.push(
         (markdown ? '\n' : '') +
           table(
-            ['gateway measurement', 'compared', 'TPOT abs err p50', 'TPOT abs err p99', 'TTFT abs err p50', 'TTFT abs err p99', 'TTFT bracket viol. p99', 'queue_ms p50', 'queue_ms p99', 'missing logs'],
+            [
+              'gateway measurement',
+              'compared',
+              'TPOT abs err p50',
+              'TPOT abs err p99',
+              'TTFT abs err p50',
+              'TTFT abs err p99',
+              'TTFT bracket viol. p99',
+              'queue_ms p50',
+              'queue_ms p99',
+              'missing logs',
+            ],
             m.map(([n, e]) => [
               n,
               e.compared,
@@ -179,27 +212,48 @@ export function renderTables(results, { markdown = false } = {}) {
   }
   if (s.features?.targets) {
     const st = s.features.settings;
-    h(`features: throughput as above (${st.connections} connections), gateway with keys, limits, budgets, breaker${roundsNote(st)}`, s.features);
+    h(
+      `features: throughput as above (${st.connections} connections), gateway with keys, limits, budgets, breaker${roundsNote(st)}`,
+      s.features,
+    );
     parts.push(maxRateTable(s.features.targets, 'gateway', markdown));
     for (const note of s.features.notes ?? []) parts.push(`note: ${note}`);
   } else if (s.features?.skipped) parts.push(`\nfeatures: skipped (${s.features.skipped})`);
   if (s.memory?.targets) {
     const st = s.memory.settings;
     const levels = st.streams.map(String);
-    h(`memory (RSS MiB; ${st.rss_source}): idle, with N open streams, per-stream cost, and across a soak of ${st.soak_requests.toLocaleString('en-US')} requests`, s.memory);
+    h(
+      `memory (RSS MiB; ${st.rss_source}): idle, with N open streams, per-stream cost, and across a soak of ${st.soak_requests.toLocaleString('en-US')} requests`,
+      s.memory,
+    );
     parts.push(
       table(
-        ['target', st.remote ? 'at start' : 'idle', ...levels.map((l) => `${l} streams`), 'KiB/stream', `after ${st.soak_first / 1000}k req`, 'after soak', 'growth', 'live heap: idle', 'after soak', 'drained'],
+        [
+          'target',
+          st.remote ? 'at start' : 'idle',
+          ...levels.map((l) => `${l} streams`),
+          'KiB/stream',
+          `after ${st.soak_first / 1000}k req`,
+          'after soak',
+          'growth',
+          'live heap: idle',
+          'after soak',
+          'drained',
+        ],
         Object.entries(s.memory.targets).map(([n, r]) => {
           const per = perStream(r);
           return [
             n,
-            r.rss_bytes?.idle_after_gc !== undefined ? `${mb(r.rss_bytes.idle)} (GC: ${mb(r.rss_bytes.idle_after_gc)})` : mb(r.rss_bytes?.idle ?? r.rss_bytes?.start),
+            r.rss_bytes?.idle_after_gc !== undefined
+              ? `${mb(r.rss_bytes.idle)} (GC: ${mb(r.rss_bytes.idle_after_gc)})`
+              : mb(r.rss_bytes?.idle ?? r.rss_bytes?.start),
             ...levels.map((l) => mb(r.rss_bytes?.[l])),
             Number.isFinite(per) ? (per / KB).toFixed(1) : '-',
             mb(r.soak?.rss_after_first_bytes),
             mb(r.soak?.rss_end_bytes),
-            r.soak ? `${signed(r.soak.growth_bytes / MB, 1)}${Number.isFinite(r.soak.growth_after_gc_bytes) ? ` (GC: ${signed(r.soak.growth_after_gc_bytes / MB, 1)})` : ''}` : '-',
+            r.soak
+              ? `${signed(r.soak.growth_bytes / MB, 1)}${Number.isFinite(r.soak.growth_after_gc_bytes) ? ` (GC: ${signed(r.soak.growth_after_gc_bytes / MB, 1)})` : ''}`
+              : '-',
             mb(r.soak?.live_heap_idle_bytes),
             mb(r.soak?.live_heap_last_bytes),
             mb(r.soak?.live_heap_drained_bytes),
@@ -244,16 +298,50 @@ export function evaluate(results) {
       return a && b ? `≥ ${pct(limit)} (by CPU per request: ${pct(a / b)}${redis})` : `≥ ${pct(limit)}`;
     };
     const g = f['gateway+features'];
-    add('throughput', 'throughput: gateway with all features (memory store) / bare proxy req/s', g.vs_bare, 0.85, g.vs_bare >= 0.85, 'ratio', cpuNote(g, 0.85));
+    add(
+      'throughput',
+      'throughput: gateway with all features (memory store) / bare proxy req/s',
+      g.vs_bare,
+      0.85,
+      g.vs_bare >= 0.85,
+      'ratio',
+      cpuNote(g, 0.85),
+    );
     const gr = f['gateway+features(redis)'];
-    if (gr) add('throughput_redis', 'throughput: gateway with all features (redis store) / bare proxy req/s', gr.vs_bare, 0.7, gr.vs_bare >= 0.7, 'ratio', cpuNote(gr, 0.7));
+    if (gr)
+      add(
+        'throughput_redis',
+        'throughput: gateway with all features (redis store) / bare proxy req/s',
+        gr.vs_bare,
+        0.7,
+        gr.vs_bare >= 0.7,
+        'ratio',
+        cpuNote(gr, 0.7),
+      );
   } else if (s.throughput?.targets?.gateway && s.throughput.targets.bare) {
     const r = s.throughput.targets.gateway.vs_bare;
-    add('throughput', 'throughput: gateway (features scenario not run: no features) / bare proxy req/s', r, 0.8, r >= 0.8, 'ratio', '≥ 80%');
+    add(
+      'throughput',
+      'throughput: gateway (features scenario not run: no features) / bare proxy req/s',
+      r,
+      0.8,
+      r >= 0.8,
+      'ratio',
+      '≥ 80%',
+    );
   }
 
   const l = s.latency?.targets?.gateway?.added_vs_bare_ms;
-  if (l) add('latency', `latency: p99 the gateway adds over the bare proxy at ${s.latency.settings.rate} req/s`, l.p99, 1, l.p99 <= 1, 'ms', '≤ 1 ms');
+  if (l)
+    add(
+      'latency',
+      `latency: p99 the gateway adds over the bare proxy at ${s.latency.settings.rate} req/s`,
+      l.p99,
+      1,
+      l.p99 <= 1,
+      'ms',
+      '≤ 1 ms',
+    );
 
   const hi = streamsAt(s, 1000, (ls) => Math.max(...ls));
   const d = hi?.sc.targets.gateway?.added_chunk_delay_vs_bare_ms;
@@ -265,7 +353,15 @@ export function evaluate(results) {
     const saturated = ideal && bareRate && bareRate < 0.95 * ideal;
     const what = `streams: p99 chunk delay the gateway adds over the bare proxy at ${hi.n} streams${hi.exact ? '' : ' (target is at 1000)'}`;
     if (saturated) {
-      add('streams', what, d.p99, 1, null, 'ms', `≤ 1 ms; not judged: the machine is saturated (bare proxy at ${pct(bareRate / ideal)} of the offered chunks/s)`);
+      add(
+        'streams',
+        what,
+        d.p99,
+        1,
+        null,
+        'ms',
+        `≤ 1 ms; not judged: the machine is saturated (bare proxy at ${pct(bareRate / ideal)} of the offered chunks/s)`,
+      );
       // The same comparison at the highest level this machine does carry, for information.
       const carried = Object.keys(s)
         .filter((k) => k.startsWith('streams_') && s[k]?.targets?.gateway?.added_chunk_delay_vs_bare_ms)
@@ -301,17 +397,45 @@ export function evaluate(results) {
     // (seen: 75% and 166% on the same build). Those levels are shown, not judged.
     const offered = sc.settings.ideal_chunks_per_s;
     const starved = offered > 0 && b.chunks_per_s < 0.9 * offered;
-    const why = starved ? `; not judged: the machine is saturated (bare proxy at ${pct(b.chunks_per_s / offered)} of the offered chunks/s)` : '';
+    const why = starved
+      ? `; not judged: the machine is saturated (bare proxy at ${pct(b.chunks_per_s / offered)} of the offered chunks/s)`
+      : '';
     const dTtft = g.ttft_ms?.p50 - b.ttft_ms?.p50;
-    if (Number.isFinite(dTtft)) add(`streams_ttft_${n}`, `streams: client TTFT p50, gateway (${policy}) minus bare proxy, at ${n} streams`, dTtft, 25, starved ? null : dTtft <= 25, 'ms', `≤ 25 ms${why}`);
+    if (Number.isFinite(dTtft))
+      add(
+        `streams_ttft_${n}`,
+        `streams: client TTFT p50, gateway (${policy}) minus bare proxy, at ${n} streams`,
+        dTtft,
+        25,
+        starved ? null : dTtft <= 25,
+        'ms',
+        `≤ 25 ms${why}`,
+      );
     // CPU per chunk at 100 streams (issue [11]): within 1.15x of the bare proxy's.
     const cpuRatio = g.proxy_cpu_us_per_chunk / b.proxy_cpu_us_per_chunk;
     if (n === 100 && sc.settings.api === 'chat' && Number.isFinite(cpuRatio)) {
       const by = sc.settings.rounds > 1 ? `, median of ${sc.settings.rounds} rounds` : ', one round';
-      add('streams_cpu_100', `streams: proxy CPU per chunk, gateway / bare proxy, at 100 streams${by}`, cpuRatio, 1.15, cpuRatio <= 1.15, 'ratio', '≤ 1.15×');
+      add(
+        'streams_cpu_100',
+        `streams: proxy CPU per chunk, gateway / bare proxy, at 100 streams${by}`,
+        cpuRatio,
+        1.15,
+        cpuRatio <= 1.15,
+        'ratio',
+        '≤ 1.15×',
+      );
     }
     const ratio = b.chunks_per_s > 0 ? g.chunks_per_s / b.chunks_per_s : NaN;
-    if (Number.isFinite(ratio)) add(`streams_rate_${n}`, `streams: chunks/s, gateway (${policy}) / bare proxy, at ${n} streams`, ratio, 0.9, starved ? null : ratio >= 0.9, 'ratio', `≥ 90%${why}`);
+    if (Number.isFinite(ratio))
+      add(
+        `streams_rate_${n}`,
+        `streams: chunks/s, gateway (${policy}) / bare proxy, at ${n} streams`,
+        ratio,
+        0.9,
+        starved ? null : ratio >= 0.9,
+        'ratio',
+        `≥ 90%${why}`,
+      );
   }
 
   // The gateway's own TTFT/TPOT against the stream stamps, for chat and for the Responses API.
@@ -324,11 +448,38 @@ export function evaluate(results) {
     const m = lo?.sc.measurement?.gateway;
     if (!m) continue;
     const sfx = lo.exact ? '' : ' (target is at 100)';
-    if (m.tpot_abs_error_ms?.n) add(`${id}tpot_error`, `${label}: gateway TPOT absolute error p99 at ${lo.n} streams${sfx}`, m.tpot_abs_error_ms.p99, 1, m.tpot_abs_error_ms.p99 <= 1, 'ms', '≤ 1 ms');
+    if (m.tpot_abs_error_ms?.n)
+      add(
+        `${id}tpot_error`,
+        `${label}: gateway TPOT absolute error p99 at ${lo.n} streams${sfx}`,
+        m.tpot_abs_error_ms.p99,
+        1,
+        m.tpot_abs_error_ms.p99 <= 1,
+        'ms',
+        '≤ 1 ms',
+      );
     const o = lo.sc.direct_overhead_ms;
     const noise = o ? `; estimator noise, direct overhead p99 − p50: ${fmt(o.p99 - o.p50, 3)} ms` : '';
-    if (m.ttft_abs_error_ms?.n) add(`${id}ttft_error`, `${label}: gateway TTFT absolute error p99 at ${lo.n} streams (estimate)${sfx}`, m.ttft_abs_error_ms.p99, 1, m.ttft_abs_error_ms.p99 <= 1, 'ms', `≤ 1 ms${noise}`);
-    if (m.ttft_bracket_violation_ms?.n) add(`${id}ttft_bracket`, `${label}: gateway TTFT outside [sim TTFT, client TTFT], p99 at ${lo.n} streams${sfx}`, m.ttft_bracket_violation_ms.p99, 1, m.ttft_bracket_violation_ms.p99 <= 1, 'ms', '≤ 1 ms (noise-free lower bound of the error)');
+    if (m.ttft_abs_error_ms?.n)
+      add(
+        `${id}ttft_error`,
+        `${label}: gateway TTFT absolute error p99 at ${lo.n} streams (estimate)${sfx}`,
+        m.ttft_abs_error_ms.p99,
+        1,
+        m.ttft_abs_error_ms.p99 <= 1,
+        'ms',
+        `≤ 1 ms${noise}`,
+      );
+    if (m.ttft_bracket_violation_ms?.n)
+      add(
+        `${id}ttft_bracket`,
+        `${label}: gateway TTFT outside [sim TTFT, client TTFT], p99 at ${lo.n} streams${sfx}`,
+        m.ttft_bracket_violation_ms.p99,
+        1,
+        m.ttft_bracket_violation_ms.p99 <= 1,
+        'ms',
+        '≤ 1 ms (noise-free lower bound of the error)',
+      );
   }
 
   const g = s.memory?.targets?.gateway ?? s.memory?.targets?.target;
@@ -336,15 +487,27 @@ export function evaluate(results) {
     const gcIdle = g.rss_bytes?.idle_after_gc;
     const idle = gcIdle ?? g.rss_bytes?.idle;
     if (Number.isFinite(idle)) {
-      const what = gcIdle !== undefined ? `memory: gateway idle RSS (after a forced GC; ${mb(g.rss_bytes.idle)} MiB before)` : 'memory: gateway idle RSS';
+      const what =
+        gcIdle !== undefined
+          ? `memory: gateway idle RSS (after a forced GC; ${mb(g.rss_bytes.idle)} MiB before)`
+          : 'memory: gateway idle RSS';
       // Plain policy: no optional module (tokenizer, Redis client, OTLP, insights) is loaded, and
       // the idle process must fit 64 MiB; the features policy loads the tokenizer's ranks.
       const plain = s.memory.settings?.gateway_policy === 'no keys, limits or budgets';
       const cap = plain ? 64 : 80;
-      add('memory_idle', `${what}${plain ? ', plain policy' : ', features policy'}`, idle / MB, cap, idle <= cap * MB, 'MiB', `≤ ${cap} MiB`);
+      add(
+        'memory_idle',
+        `${what}${plain ? ', plain policy' : ', features policy'}`,
+        idle / MB,
+        cap,
+        idle <= cap * MB,
+        'MiB',
+        `≤ ${cap} MiB`,
+      );
     }
     const per = perStream(g);
-    if (Number.isFinite(per)) add('memory_per_stream', 'memory: gateway RSS per open stream', per / KB, 60, per <= 60 * KB, 'KiB', '≤ 60 KiB');
+    if (Number.isFinite(per))
+      add('memory_per_stream', 'memory: gateway RSS per open stream', per / KB, 60, per <= 60 * KB, 'KiB', '≤ 60 KiB');
     if (g.soak) {
       const afterGc = Number.isFinite(g.soak.growth_after_gc_bytes);
       const first = afterGc ? g.soak.series[0].rss_after_gc_bytes : g.soak.rss_after_first_bytes;
@@ -383,6 +546,14 @@ export function evaluate(results) {
 
 export function renderVerdicts(list, { markdown = false } = {}) {
   if (!list.length) return '';
-  const rows = list.map((t) => [t.pass === null ? 'N/A' : t.pass ? 'PASS' : 'MISS', t.what, t.unit === 'ratio' ? pct(t.value) : `${fmt(t.value, 3)} ${t.unit}`, t.note]);
-  return (markdown ? '\n**targets**\n\n' : '\n== targets\n') + table(['', 'target', 'measured', 'limit'], rows, { markdown, align: ['l', 'l', 'r', 'l'] });
+  const rows = list.map((t) => [
+    t.pass === null ? 'N/A' : t.pass ? 'PASS' : 'MISS',
+    t.what,
+    t.unit === 'ratio' ? pct(t.value) : `${fmt(t.value, 3)} ${t.unit}`,
+    t.note,
+  ]);
+  return (
+    (markdown ? '\n**targets**\n\n' : '\n== targets\n') +
+    table(['', 'target', 'measured', 'limit'], rows, { markdown, align: ['l', 'l', 'r', 'l'] })
+  );
 }

@@ -18,7 +18,10 @@ export function chatBody(model, extra = {}) {
 const STREAM_APIS = {
   chat: { path: '/chat/completions', body: (model, tokens) => chatBody(model, { stream: true, max_tokens: tokens }) },
   // store: false: the bench's millions of responses are not kept for follow-ups.
-  responses: { path: '/responses', body: (model, tokens) => JSON.stringify({ model, input: PROMPT[0].content, stream: true, max_output_tokens: tokens, store: false }) },
+  responses: {
+    path: '/responses',
+    body: (model, tokens) => JSON.stringify({ model, input: PROMPT[0].content, stream: true, max_output_tokens: tokens, store: false }),
+  },
   messages: { path: '/messages', body: (model, tokens) => JSON.stringify({ model, messages: PROMPT, stream: true, max_tokens: tokens }) },
 };
 
@@ -126,7 +129,16 @@ export async function throughput(ctx) {
   await ctx.simConfig({ ttftMs: 0, tpotMs: 0, outputTokens: 16 });
   const targets = await inRounds(ctx, baseSpecs(ctx), (t) => maxRate(ctx, t, 'throughput'));
   ratios(targets);
-  return { settings: { connections, duration_s: duration, rounds: ctx.opts.rounds, stream: false, sim: { ttft_ms: 0, tpot_ms: 0, output_tokens: 16 } }, targets };
+  return {
+    settings: {
+      connections,
+      duration_s: duration,
+      rounds: ctx.opts.rounds,
+      stream: false,
+      sim: { ttft_ms: 0, tpot_ms: 0, output_tokens: 16 },
+    },
+    targets,
+  };
 }
 
 /**
@@ -145,7 +157,10 @@ async function inRounds(ctx, specs, run) {
   for (const [name, list] of Object.entries(per)) {
     const sorted = [...list].sort((a, b) => a.rps - b.rps);
     const median = sorted[Math.floor((sorted.length - 1) / 2)];
-    targets[name] = list.length > 1 ? { ...median, rounds_rps: list.map((r) => r.rps), rounds_cpu_us_per_request: list.map((r) => r.proxy_cpu_us_per_request ?? null) } : median;
+    targets[name] =
+      list.length > 1
+        ? { ...median, rounds_rps: list.map((r) => r.rps), rounds_cpu_us_per_request: list.map((r) => r.proxy_cpu_us_per_request ?? null) }
+        : median;
   }
   return targets;
 }
@@ -172,7 +187,15 @@ export async function latency(ctx) {
       const p = rrParams(ctx, t);
       const label = `latency ${t.name}`;
       if (latencyClient === 'autocannon') {
-        if (warmup > 0) await autocannonRun({ ...p, connections, overallRate: rate, duration: warmup, progress: ctx.progress, label: `${label} warm-up` });
+        if (warmup > 0)
+          await autocannonRun({
+            ...p,
+            connections,
+            overallRate: rate,
+            duration: warmup,
+            progress: ctx.progress,
+            label: `${label} warm-up`,
+          });
         return withCpu(t, () => autocannonRun({ ...p, connections, overallRate: rate, duration, progress: ctx.progress, label }));
       }
       if (warmup > 0) await pacedRun({ ...p, rate, duration: warmup, progress: ctx.progress, label: `${label} warm-up` });
@@ -223,7 +246,11 @@ export async function streams(ctx, n, api = 'chat') {
     const pick = [...list].sort((a, b) => key(a) - key(b))[Math.floor((list.length - 1) / 2)];
     targets[name] =
       list.length > 1
-        ? { ...pick.result, rounds_cpu_us_per_chunk: list.map((r) => r.result.proxy_cpu_us_per_chunk ?? null), rounds_chunks_per_s: list.map((r) => r.result.chunks_per_s) }
+        ? {
+            ...pick.result,
+            rounds_cpu_us_per_chunk: list.map((r) => r.result.proxy_cpu_us_per_chunk ?? null),
+            rounds_chunks_per_s: list.map((r) => r.result.chunks_per_s),
+          }
         : pick.result;
     recsByTarget[name] = pick.recs;
     children[name] = pick.child;
@@ -238,7 +265,9 @@ export async function streams(ctx, n, api = 'chat') {
   // Client↔server overhead seen on direct streams: client TTFT minus the simulator's own TTFT.
   let directOverhead;
   if (recsByTarget.direct) {
-    const o = recsByTarget.direct.filter((r) => Number.isFinite(r.simT0) && Number.isFinite(r.firstSim)).map((r) => r.firstAt - r.sendAt - (r.firstSim - r.simT0));
+    const o = recsByTarget.direct
+      .filter((r) => Number.isFinite(r.simT0) && Number.isFinite(r.firstSim))
+      .map((r) => r.firstAt - r.sendAt - (r.firstSim - r.simT0));
     if (o.length) directOverhead = { median_ms: round(median(o), 3), ...summarize(o) };
   }
   const measurement = {};
@@ -322,7 +351,11 @@ async function streamRun(ctx, t, n, api) {
   const simChild = ctx.lab?.sim?.child;
   const cpu = {};
   const cpuMark = (k) => {
-    cpu[k] = { proxy: t.child?.cpuMs() ?? NaN, simulator: simChild?.cpuMs() ?? NaN, load_generator: (process.cpuUsage().user + process.cpuUsage().system) / 1000 };
+    cpu[k] = {
+      proxy: t.child?.cpuMs() ?? NaN,
+      simulator: simChild?.cpuMs() ?? NaN,
+      load_generator: (process.cpuUsage().user + process.cpuUsage().system) / 1000,
+    };
   };
   // The gateway's own overhead histogram over the same window.
   const ov = {};
@@ -334,7 +367,9 @@ async function streamRun(ctx, t, n, api) {
   const timer = setInterval(() => {
     const now = nowMs();
     const phase = now < mStart ? 'ramp' : now <= mEnd ? `${((now - mStart) / 1000).toFixed(1)}/${duration}s` : 'drain';
-    ctx.progress.update(`${api === 'chat' ? 'streams' : api}(${n}) ${t.name} ${phase}  open ${open}  done ${completed}  failed ${failed}  chunks ${chunksInWindow}`);
+    ctx.progress.update(
+      `${api === 'chat' ? 'streams' : api}(${n}) ${t.name} ${phase}  open ${open}  done ${completed}  failed ${failed}  chunks ${chunksInWindow}`,
+    );
   }, 250);
   try {
     await Promise.all(Array.from({ length: n }, (_, w) => worker(w)));
@@ -417,12 +452,14 @@ export function measurementError(logText, recs, directOverheadMs) {
     compared++;
     if (typeof l.queue_ms === 'number') queue.push(l.queue_ms);
     if (l.tokens?.output !== undefined && l.tokens.output !== r.n) tokenMismatch++;
-    if (typeof l.tpot_ms === 'number' && r.n > 1 && Number.isFinite(r.firstSim)) tpotErr.push(l.tpot_ms - (r.lastSim - r.firstSim) / (r.n - 1));
+    if (typeof l.tpot_ms === 'number' && r.n > 1 && Number.isFinite(r.firstSim))
+      tpotErr.push(l.tpot_ms - (r.lastSim - r.firstSim) / (r.n - 1));
     else noTpot++;
     if (typeof l.ttft_ms === 'number') {
       const client = r.firstAt - r.sendAt;
       if (directOverheadMs !== undefined) ttftErr.push(l.ttft_ms - (client - directOverheadMs));
-      if (Number.isFinite(r.simT0) && Number.isFinite(r.firstSim)) viol.push(Math.max(0, r.firstSim - r.simT0 - l.ttft_ms, l.ttft_ms - client));
+      if (Number.isFinite(r.simT0) && Number.isFinite(r.firstSim))
+        viol.push(Math.max(0, r.firstSim - r.simT0 - l.ttft_ms, l.ttft_ms - client));
     }
   }
   const abs = (a) => a.map(Math.abs);
@@ -445,7 +482,8 @@ export function measurementError(logText, recs, directOverheadMs) {
 
 export async function features(ctx) {
   const { connections, duration } = ctx.opts;
-  if (ctx.remote) return { skipped: 'features compares gateway configurations the benchmark starts itself; not available with --target-url' };
+  if (ctx.remote)
+    return { skipped: 'features compares gateway configurations the benchmark starts itself; not available with --target-url' };
   await ctx.simConfig({ ttftMs: 0, tpotMs: 0, outputTokens: 16 });
   const specs = baseSpecs(ctx);
   const notes = [];
@@ -465,7 +503,8 @@ export async function features(ctx) {
   ratios(targets);
   const off = targets['gateway+features']?.proxy_cpu_us_per_request;
   const on = targets['gateway+features+insights']?.proxy_cpu_us_per_request;
-  if (off && on) notes.push(`insights (defaults, quality.sample 1.0): ${on} µs CPU per request on vs ${off} off, ratio ${round(on / off, 3)}`);
+  if (off && on)
+    notes.push(`insights (defaults, quality.sample 1.0): ${on} µs CPU per request on vs ${off} off, ratio ${round(on / off, 3)}`);
   return {
     settings: {
       connections,
@@ -473,7 +512,8 @@ export async function features(ctx) {
       rounds: ctx.opts.rounds,
       stream: false,
       sim: { ttft_ms: 0, tpot_ms: 0, output_tokens: 16 },
-      features: 'one virtual key; rpm/tpm/concurrency limits and budgets on key, user, team, model and global scopes (values never reached); circuit breaker at its defaults',
+      features:
+        'one virtual key; rpm/tpm/concurrency limits and budgets on key, user, team, model and global scopes (values never reached); circuit breaker at its defaults',
     },
     targets,
     admission,
@@ -507,7 +547,12 @@ async function probeAdmission(ctx, t) {
         },
       );
     });
-    const bad = await request(pool, { method: 'POST', path: t.base + '/chat/completions', headers: { 'content-type': 'application/json', authorization: 'Bearer sk-wrong' }, body });
+    const bad = await request(pool, {
+      method: 'POST',
+      path: t.base + '/chat/completions',
+      headers: { 'content-type': 'application/json', authorization: 'Bearer sk-wrong' },
+      body,
+    });
     return {
       probe_status: ok,
       wrong_key_status: bad.status,
@@ -563,7 +608,9 @@ export async function memory(ctx) {
     ? [{ kind: 'remote', name: 'target' }]
     : [
         ...(ctx.opts.targets.includes('bare') ? [{ kind: 'bare', name: 'bare' }] : []),
-        ...(ctx.opts.targets.includes('gateway') ? [{ kind: 'gateway', features: ctx.opts.memoryPolicy === 'plain' ? null : 'memory', name: 'gateway' }] : []),
+        ...(ctx.opts.targets.includes('gateway')
+          ? [{ kind: 'gateway', features: ctx.opts.memoryPolicy === 'plain' ? null : 'memory', name: 'gateway' }]
+          : []),
       ];
   const targets = {};
   for (const spec of specs) {
@@ -595,7 +642,11 @@ export async function memory(ctx) {
         await sleep(1500);
         const idle = await rssSample(t);
         const mem = await gcAndMemory(t.inspectorUrl).catch(() => null);
-        const out = { rss_start_bytes: idle, live_heap_idle_bytes: mem?.heapUsed ?? null, ...(await soakRun(ctx, t, soak, Math.min(soakFirst, soak), connections)) };
+        const out = {
+          rss_start_bytes: idle,
+          live_heap_idle_bytes: mem?.heapUsed ?? null,
+          ...(await soakRun(ctx, t, soak, Math.min(soakFirst, soak), connections)),
+        };
         if (ctx.opts.soakDrain > 0 && out.live_heap_idle_bytes !== null) Object.assign(out, await drained(ctx, t, ctx.opts.soakDrain));
         return out;
       });
@@ -608,7 +659,11 @@ export async function memory(ctx) {
       soak_requests: soak,
       soak_first: soakFirst,
       connections,
-      gateway_policy: ctx.remote ? 'the deployment' : ctx.opts.memoryPolicy === 'plain' ? 'no keys, limits or budgets' : 'keys, limits, budgets (memory store): as in features',
+      gateway_policy: ctx.remote
+        ? 'the deployment'
+        : ctx.opts.memoryPolicy === 'plain'
+          ? 'no keys, limits or budgets'
+          : 'keys, limits, budgets (memory store): as in features',
       soak_drain_s: ctx.opts.soakDrain,
       soak_process: ctx.remote ? 'the deployment' : 'a fresh gateway process (not the one that held the open streams)',
       remote: Boolean(ctx.remote),
@@ -631,7 +686,9 @@ async function openStreamsRss(ctx, t, levels, rss) {
   try {
     for (const level of [...levels].sort((a, b) => a - b)) {
       while (recs.length < level) {
-        recs.push(openStream(pool, { path, headers: { ...headers, 'x-request-id': `bench-${ctx.tag}-mem-${recs.length}` }, body, id: recs.length }));
+        recs.push(
+          openStream(pool, { path, headers: { ...headers, 'x-request-id': `bench-${ctx.tag}-mem-${recs.length}` }, body, id: recs.length }),
+        );
         if (recs.length % 100 === 0) {
           ctx.progress.update(`memory ${t.name} opening streams ${recs.length}/${level}`);
           await sleep(20);
@@ -706,7 +763,13 @@ async function soakRun(ctx, t, total, first, connections) {
   // for the next major GC, and RSS follows V8's heap sizing; the live heap is the leak signal.
   for (const amount of segments) {
     if (amount <= 0) continue;
-    const r = await autocannonRun({ ...p, connections, amount, progress: ctx.progress, label: `memory soak ${t.name} ${done + amount}/${total}:` });
+    const r = await autocannonRun({
+      ...p,
+      connections,
+      amount,
+      progress: ctx.progress,
+      label: `memory soak ${t.name} ${done + amount}/${total}:`,
+    });
     done += amount;
     non2xx += r.non2xx;
     errors += r.errors + r.timeouts;
@@ -752,4 +815,3 @@ async function soakRun(ctx, t, total, first, connections) {
     live_heap_growth_bytes: liveFirst !== null && liveLast !== null ? liveLast - liveFirst : null,
   };
 }
-

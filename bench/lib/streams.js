@@ -28,7 +28,12 @@ const RESPONSES_ERROR = new Set(['error', 'response.failed']);
 // Anthropic's Messages API: deltas of text, thinking and tool input; whole at message_stop.
 const NAMED = {
   responses: { content: RESPONSES_CONTENT, end: RESPONSES_END, error: RESPONSES_ERROR, endName: 'response.completed' },
-  messages: { content: new Set(['content_block_delta']), end: new Set(['message_stop']), error: new Set(['error']), endName: 'message_stop' },
+  messages: {
+    content: new Set(['content_block_delta']),
+    end: new Set(['message_stop']),
+    error: new Set(['error']),
+    endName: 'message_stop',
+  },
 };
 
 /** The event name of the SSE event at s[i..end): its `event:` line, else the data's leading "type". */

@@ -24,7 +24,9 @@ const SCOPE_KINDS = new Set(['key', 'user', 'team', 'model', 'global']);
 export function resetBudget(admission: Admission, body: Record<string, unknown>): Promise<ResetReport> {
   const scope = body.scope;
   const name = body.name ?? (scope === 'global' ? 'global' : undefined);
-  if (typeof scope !== 'string' || !SCOPE_KINDS.has(scope)) throw errors.invalidParam('scope', "'scope' must be one of key, user, team, model, global.");
-  if (typeof name !== 'string' || !name) throw errors.invalidParam('name', "'name' must be the configured name ('global' for the global scope).");
+  if (typeof scope !== 'string' || !SCOPE_KINDS.has(scope))
+    throw errors.invalidParam('scope', "'scope' must be one of key, user, team, model, global.");
+  if (typeof name !== 'string' || !name)
+    throw errors.invalidParam('name', "'name' must be the configured name ('global' for the global scope).");
   return adminOf(admission, '/admin/budgets/reset').resetBudget(scope, name);
 }

@@ -42,7 +42,10 @@ export class BudgetAlerts {
     for (const threshold of fired) {
       const limit = s.budget!.usd;
       this.metrics.budgetAlerts.inc({ scope: s.kind, threshold: String(threshold) });
-      this.logger.warn({ event: 'budget_alert', scope: s.kind, name: s.name, period: s.budget!.period, threshold, spend, limit }, 'budget threshold crossed');
+      this.logger.warn(
+        { event: 'budget_alert', scope: s.kind, name: s.name, period: s.budget!.period, threshold, spend, limit },
+        'budget threshold crossed',
+      );
       if (this.webhook) {
         const body = JSON.stringify({
           event: 'budget_alert',
@@ -74,9 +77,9 @@ export class BudgetAlerts {
       .then(({ request }) =>
         request(url, {
           method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body,
-      signal: ac.signal,
+          headers: { 'content-type': 'application/json' },
+          body,
+          signal: ac.signal,
           headersTimeout: WEBHOOK_TIMEOUT_MS,
           bodyTimeout: WEBHOOK_TIMEOUT_MS,
         }),
@@ -98,10 +101,13 @@ export class BudgetAlerts {
       this.logger.error({ attempts: attempt + 1, reason: why }, 'budget webhook failed');
       return;
     }
-    const t = setTimeout(() => {
-      this.timers.delete(t);
-      this.post(url, body, attempt + 1);
-    }, WEBHOOK_BACKOFF_MS * 2 ** attempt);
+    const t = setTimeout(
+      () => {
+        this.timers.delete(t);
+        this.post(url, body, attempt + 1);
+      },
+      WEBHOOK_BACKOFF_MS * 2 ** attempt,
+    );
     t.unref();
     this.timers.add(t);
   }

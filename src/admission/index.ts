@@ -27,7 +27,16 @@ import { MemoryStore } from './memory.js';
 import { RedisStore } from './redis.js';
 import { StateFile, checkStateFile } from './statefile.js';
 import { ScopeTable, fromNano, toNano, type Scope } from './scopes.js';
-import { StoreUnavailable, clampAmount, isAmount, type Reservation, type ScopeUsage, type Store, type Usage, type Verdict } from './store.js';
+import {
+  StoreUnavailable,
+  clampAmount,
+  isAmount,
+  type Reservation,
+  type ScopeUsage,
+  type Store,
+  type Usage,
+  type Verdict,
+} from './store.js';
 import type {
   Admission,
   AdmissionAdmin,
@@ -170,7 +179,8 @@ class AdmissionEngine implements Admission {
         if (carried.size) local.dirty = true; // write it soon (the path or the budgets may have changed)
         this.file.start();
       }
-      for (const u of local.usage()) if (u.scope.budget) this.metrics.budgetSpend.set({ scope: u.scope.kind, name: u.scope.name }, fromNano(u.spentNano));
+      for (const u of local.usage())
+        if (u.scope.budget) this.metrics.budgetSpend.set({ scope: u.scope.kind, name: u.scope.name }, fromNano(u.spentNano));
       this.store = local;
     }
     this.admin = {
@@ -221,7 +231,10 @@ class AdmissionEngine implements Admission {
     const u: Usage = { tokens: su.inputTokens + su.outputTokens, costNano: toNano(su.costUsd) };
     if (!isAmount(u.tokens) || !isAmount(u.costNano)) {
       // The stores commit the reservation instead (settledUsage): say so, it is a bug upstream of here.
-      this.logger.error({ reservation: r.id || undefined, tokens: u.tokens, cost_nano: u.costNano }, 'admission settle: usage is not a finite amount, the reservation is committed instead');
+      this.logger.error(
+        { reservation: r.id || undefined, tokens: u.tokens, cost_nano: u.costNano },
+        'admission settle: usage is not a finite amount, the reservation is committed instead',
+      );
     }
     try {
       this.store.settle(r, u);
@@ -276,7 +289,8 @@ class AdmissionEngine implements Admission {
     return (this.retiring ??= (async () => {
       if (this.outstanding > 0 && !this.closing) {
         await bounded(new Promise<void>((r) => (this.allSettled = r)), maxWaitMs);
-        if (this.outstanding > 0) this.logger.warn({ unsettled: this.outstanding }, 'closing the previous policy\'s admission with requests still unsettled');
+        if (this.outstanding > 0)
+          this.logger.warn({ unsettled: this.outstanding }, "closing the previous policy's admission with requests still unsettled");
       }
       await this.close();
     })());
@@ -406,7 +420,6 @@ function emptyAdmin(store: 'memory' | 'redis'): AdmissionAdmin {
   return {
     spend: () => Promise.resolve({ ...status, budgets: [] }),
     limits: () => Promise.resolve({ ...status, scopes: [] }),
-    resetBudget: (scope, name) =>
-      Promise.reject(errors.budgetNotFound(scope, name)),
+    resetBudget: (scope, name) => Promise.reject(errors.budgetNotFound(scope, name)),
   };
 }

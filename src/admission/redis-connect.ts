@@ -51,11 +51,13 @@ export function parseRedisUrl(url: string): RedisTarget {
     return { kind: 'cluster', nodes: hosts, tls, username, password };
   }
   const parts = (path ?? '').split('/').filter(Boolean);
-  if (parts.length < 1 || parts.length > 2) throw new Error('redis+sentinel:// needs the master name as its path: redis+sentinel://s1:26379,s2:26379/mymaster[/db]');
+  if (parts.length < 1 || parts.length > 2)
+    throw new Error('redis+sentinel:// needs the master name as its path: redis+sentinel://s1:26379,s2:26379/mymaster[/db]');
   const db = parts[1] === undefined ? 0 : Number(parts[1]);
   if (!Number.isInteger(db) || db < 0) throw new Error(`redis+sentinel://: bad db number "${parts[1]}"`);
   const q = new URLSearchParams(query ?? '');
-  for (const k of q.keys()) if (k !== 'sentinel_username' && k !== 'sentinel_password') throw new Error(`redis+sentinel://: unknown parameter "${k}"`);
+  for (const k of q.keys())
+    if (k !== 'sentinel_username' && k !== 'sentinel_password') throw new Error(`redis+sentinel://: unknown parameter "${k}"`);
   return {
     kind: 'sentinel',
     sentinels: hosts,

@@ -118,7 +118,12 @@ export class RedisStore implements Store {
     });
     this.thresholdArgs = [String(o.thresholds.length), ...o.thresholds.map(String)];
     this.leaseArg = String(o.leaseMs ?? LEASE_MS);
-    this.settles = new SettleBatch({ exec: (ops) => this.exec(ops), available: () => this.available, logger: o.logger, metrics: o.metrics });
+    this.settles = new SettleBatch({
+      exec: (ops) => this.exec(ops),
+      available: () => this.available,
+      logger: o.logger,
+      metrics: o.metrics,
+    });
     this.redis = connectRedis(target, {
       // Fail fast instead of queueing while disconnected: the fallback (or a 503) answers now.
       enableOfflineQueue: false,
@@ -331,7 +336,18 @@ export class RedisStore implements Store {
       const k0 = keys.length;
       const head = args.length;
       const sec = r.bucket === undefined ? '-1' : String(r.bucket);
-      args.push('', r.id, String(op.mode), String(r.tokens), String(u.tokens), String(r.nano), String(u.costNano), op.first ? '1' : '0', sec, String(r.scopes.length));
+      args.push(
+        '',
+        r.id,
+        String(op.mode),
+        String(r.tokens),
+        String(u.tokens),
+        String(r.nano),
+        String(u.costNano),
+        op.first ? '1' : '0',
+        sec,
+        String(r.scopes.length),
+      );
       this.scopeArgs(r.scopes, op.at, keys, args, true);
       if (op.mode === Mode.Spend) keys.push(`${this.prefix}done:${r.id}`);
       args[head] = String(keys.length - k0);

@@ -120,7 +120,10 @@ export class SettleBatch {
     if (this.closed) return;
     if (this.pending.length >= MAX_PENDING) {
       const dropped = this.pending.shift()!;
-      this.d.logger.error({ store: 'redis', reservation: dropped.r.id }, 'too many operations waiting for the state store: dropping the oldest (its lease will expire)');
+      this.d.logger.error(
+        { store: 'redis', reservation: dropped.r.id },
+        'too many operations waiting for the state store: dropping the oldest (its lease will expire)',
+      );
     }
     this.pending.push(op);
     this.scheduleDrain();

@@ -84,7 +84,8 @@ export function parseStateFile(text: string): StateFileV1 {
     const where = `budgets[${JSON.stringify(id).slice(0, 60)}]`;
     if (!id.includes(':')) throw new Error(`has a budget id without a scope: ${where}`);
     if (!isRecord(b)) throw new Error(`has ${where} that is not an object`);
-    if (typeof b['period'] !== 'string' || b['period'] === '') throw new Error(`has ${where}.period that is not a period id (${show(b['period'])})`);
+    if (typeof b['period'] !== 'string' || b['period'] === '')
+      throw new Error(`has ${where}.period that is not a period id (${show(b['period'])})`);
     const spent = b['spent_nano'];
     if (typeof spent !== 'number' || !Number.isSafeInteger(spent) || spent < 0) {
       throw new Error(`has ${where}.spent_nano that is not a non-negative integer (${show(spent)})`);
@@ -120,7 +121,10 @@ export function checkStateFile(path: string, onCorrupt: OnCorrupt, logger: Logge
     } catch (re) {
       throw new StateFileError(path, `${reason}, and cannot be moved aside (${(re as Error).message})`);
     }
-    logger.error({ file: path, moved_to: aside, reason }, 'the state file cannot be used: moved aside, starting with no recorded spend (state.on_corrupt: fresh)');
+    logger.error(
+      { file: path, moved_to: aside, reason },
+      'the state file cannot be used: moved aside, starting with no recorded spend (state.on_corrupt: fresh)',
+    );
     return undefined;
   }
 }

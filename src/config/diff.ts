@@ -34,5 +34,10 @@ export function diffPolicies(before: Policies, after: Policies): PolicyChanges {
   const needsRestart = (['host', 'port'] as const).filter((k) => before.server[k] !== after.server[k]).map((k) => `server.${k}`);
   // Trace export is set up once, when the gateway starts.
   if (!isDeepStrictEqual(before.telemetry, after.telemetry)) needsRestart.push('telemetry');
-  return { models: named(before.models, after.models), backends: named(before.backends, after.backends), sections, needs_restart: needsRestart };
+  return {
+    models: named(before.models, after.models),
+    backends: named(before.backends, after.backends),
+    sections,
+    needs_restart: needsRestart,
+  };
 }

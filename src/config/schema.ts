@@ -52,7 +52,14 @@ const httpBackendSchema = z
     headers: z.record(z.string(), z.string()).default({}),
     // Client headers forwarded to this backend beyond the built-in allow-list
     // (upstream/headers.ts): an explicit choice of ops, e.g. a vLLM deployment's own headers.
-    forward_headers: z.array(z.string().min(1).transform((h) => h.toLowerCase())).default([]),
+    forward_headers: z
+      .array(
+        z
+          .string()
+          .min(1)
+          .transform((h) => h.toLowerCase()),
+      )
+      .default([]),
     // First byte (response headers) must arrive within timeout_ms.
     timeout_ms: positiveInt.default(60_000),
     connect_timeout_ms: positiveInt.default(5_000),
@@ -148,9 +155,7 @@ export const keySchema = z
     message: 'exactly one of key or key_sha256 is required',
   });
 
-const scopeSettingsSchema = z
-  .object({ limits: limitsSchema.optional(), budget: budgetSchema.optional() })
-  .strict();
+const scopeSettingsSchema = z.object({ limits: limitsSchema.optional(), budget: budgetSchema.optional() }).strict();
 
 export const stateSchema = z
   .object({

@@ -49,7 +49,11 @@ export function handleDashboard(policies: Pick<Policies, 'admin_token'>, req: In
   }
 
   const presented = bearer(req.headers.authorization);
-  const headers: Record<string, string | number> = { ...PAGE_HEADERS, 'content-length': Buffer.byteLength(DASHBOARD_HTML), 'x-request-id': id };
+  const headers: Record<string, string | number> = {
+    ...PAGE_HEADERS,
+    'content-length': Buffer.byteLength(DASHBOARD_HTML),
+    'x-request-id': id,
+  };
   if (presented !== undefined) {
     if (!sameSecret(presented, token)) return sendError(res, unauthorised(), id);
     headers['set-cookie'] = sessionCookie(token, req.socket.localPort);

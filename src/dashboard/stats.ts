@@ -249,9 +249,10 @@ export async function computeStats(metrics: Metrics, configured: readonly string
     },
     overhead: histogramStats(overheadAll, OVERHEAD_BUCKETS),
     models,
-    budgets: [...budgets.values()].sort((a, b) => rank(a.scope) - rank(b.scope) || a.scope.localeCompare(b.scope) || a.name.localeCompare(b.name)),
+    budgets: [...budgets.values()].sort(
+      (a, b) => rank(a.scope) - rank(b.scope) || a.scope.localeCompare(b.scope) || a.name.localeCompare(b.name),
+    ),
     circuits,
     rate_limited: limitedV.map((v) => ({ scope: label(v, 'scope'), limit: label(v, 'limit'), count: v.value })),
   };
 }
-

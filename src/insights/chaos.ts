@@ -79,7 +79,8 @@ export class Chaos {
     const num = (k: string, def: number, min: number, max: number): number => {
       const v = body[k];
       if (v === undefined) return def;
-      if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) throw new ChaosError(k, `'${k}' must be a number in [${min}, ${max}].`);
+      if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max)
+        throw new ChaosError(k, `'${k}' must be a number in [${min}, ${max}].`);
       return v;
     };
     const model = str('model');
@@ -88,7 +89,8 @@ export class Chaos {
     if (model && !known.models.has(model)) throw new ChaosError('model', `Unknown model '${model}'.`);
     if (backend && !known.backends.has(backend)) throw new ChaosError('backend', `Unknown backend '${backend}'.`);
     const kind = body.kind ?? 'latency';
-    if (kind !== 'latency' && kind !== 'error' && kind !== 'abort') throw new ChaosError('kind', "'kind' must be \"latency\", \"error\" or \"abort\".");
+    if (kind !== 'latency' && kind !== 'error' && kind !== 'abort')
+      throw new ChaosError('kind', '\'kind\' must be "latency", "error" or "abort".');
     const latency = num('latency_ms', kind === 'latency' ? CHAOS_DEFAULTS.latency_ms : 0, 0, CHAOS_MAX.latency_ms);
     const duration = num('duration_s', CHAOS_DEFAULTS.duration_s, 0.001, CHAOS_MAX.duration_s);
     const status = num('status', CHAOS_DEFAULTS.status, 500, 599);

@@ -42,7 +42,9 @@ export interface HintFacts {
 export function buildHint(f: HintFacts): string {
   const parts: string[] = [];
   if (f.anomalousBackends.length === 1 && f.normalBackends.some((b) => b !== f.anomalousBackends[0])) {
-    parts.push(`only backend '${f.anomalousBackends[0]}' is affected (${f.normalBackends.filter((b) => b !== f.anomalousBackends[0]).join(', ')} normal): suspect that backend, not the model or the gateway`);
+    parts.push(
+      `only backend '${f.anomalousBackends[0]}' is affected (${f.normalBackends.filter((b) => b !== f.anomalousBackends[0]).join(', ')} normal): suspect that backend, not the model or the gateway`,
+    );
   } else if (f.anomalousBackends.length === 1) {
     parts.push(`on backend '${f.anomalousBackends[0]}', the only one serving '${f.model}' recently`);
   } else if (f.anomalousBackends.length > 1) {
@@ -55,7 +57,11 @@ export function buildHint(f: HintFacts): string {
         : 'TTFT rose while TPOT stayed normal: waiting before the first token (queueing, prefill of longer prompts, connection setup)',
     );
   } else if (f.kind === 'tpot') {
-    parts.push(f.otherLatencyAnomalous ? 'TPOT and TTFT both rose: the backend is overloaded' : 'TPOT rose while TTFT stayed normal: decoding got slower (batch size, longer outputs)');
+    parts.push(
+      f.otherLatencyAnomalous
+        ? 'TPOT and TTFT both rose: the backend is overloaded'
+        : 'TPOT rose while TTFT stayed normal: decoding got slower (batch size, longer outputs)',
+    );
   } else if (f.kind === 'duration') {
     parts.push('whole-request duration rose: check output lengths (drift) and TTFT/TPOT');
   }

@@ -82,7 +82,15 @@ export class RequestInsight {
 }
 
 class ModelState {
-  readonly quality: Record<QualitySignal, number> = { refusal: 0, repetition: 0, truncated: 0, content_filter: 0, empty: 0, invalid_json: 0, pii: 0 };
+  readonly quality: Record<QualitySignal, number> = {
+    refusal: 0,
+    repetition: 0,
+    truncated: 0,
+    content_filter: 0,
+    empty: 0,
+    invalid_json: 0,
+    pii: 0,
+  };
   readonly pii: Record<PiiKind, number> = { email: 0, card: 0, phone: 0 };
   responses = 0;
   scored = 0;
@@ -184,7 +192,10 @@ export class Insights {
     this.configured = new Set(Object.keys(policies.models));
     this.backendNames = new Set(Object.keys(policies.backends));
     this.pricing = new Map(
-      Object.entries(policies.models).map(([n, m]) => [n, { input: m.pricing.input_per_mtok, output: m.pricing.output_per_mtok, fallbacks: m.fallbacks }]),
+      Object.entries(policies.models).map(([n, m]) => [
+        n,
+        { input: m.pricing.input_per_mtok, output: m.pricing.output_per_mtok, fallbacks: m.fallbacks },
+      ]),
     );
     const shape = (c: InsightsConfig | undefined) => JSON.stringify(c ? [c.drift, c.anomaly] : null);
     const restart = shape(prev) !== shape(cfg);
@@ -212,7 +223,8 @@ export class Insights {
 
   private state(model: string): ModelState | undefined {
     let m = this.models.get(model);
-    if (!m && this.cfg && this.configured.has(model)) this.models.set(model, (m = new ModelState(model, this.cfg, this.metrics, this.opts.random)));
+    if (!m && this.cfg && this.configured.has(model))
+      this.models.set(model, (m = new ModelState(model, this.cfg, this.metrics, this.opts.random)));
     return m;
   }
 
@@ -234,7 +246,14 @@ export class Insights {
   }
 
   /** @internal Called through RequestInsight.settled. */
-  observe(rec: Observation, ri: RequestInsight, servedModel: string, costUsd: number, ttftMs: number | undefined, tpotMs: number | undefined): void {
+  observe(
+    rec: Observation,
+    ri: RequestInsight,
+    servedModel: string,
+    costUsd: number,
+    ttftMs: number | undefined,
+    tpotMs: number | undefined,
+  ): void {
     if (!this.cfg || rec.routed === false) return;
     const m = this.state(servedModel);
     if (!m) return;
@@ -349,7 +368,8 @@ export class Insights {
     const breakers = this.circuits()
       .filter((c) => c.model === m.name && (c.state !== 'closed' || c.openings > 0))
       .map((c) => ({ backend: c.backend, state: c.state, openings: c.openings }));
-    const reloadAgo = this.lastReloadAt !== undefined && now - this.lastReloadAt <= RELOAD_HINT_MS ? (now - this.lastReloadAt) / 1000 : undefined;
+    const reloadAgo =
+      this.lastReloadAt !== undefined && now - this.lastReloadAt <= RELOAD_HINT_MS ? (now - this.lastReloadAt) / 1000 : undefined;
     const score = this.anomalousScore(d);
     const base = d.baseline;
     const unit = kind === 'error_rate' ? 'share' : 'ms';
@@ -395,7 +415,15 @@ export class Insights {
       const i = this.history.findIndex((x) => x.resolved_at !== null);
       this.history.splice(i >= 0 ? i : 0, 1);
     }
-    const fields = { incident_id: incident.id, model: m.name, backend: incident.backend, kind, severity: incident.severity, evidence: incident.evidence, hint: incident.hint };
+    const fields = {
+      incident_id: incident.id,
+      model: m.name,
+      backend: incident.backend,
+      kind,
+      severity: incident.severity,
+      evidence: incident.evidence,
+      hint: incident.hint,
+    };
     if (isLoud(incident.severity)) this.logger.error(fields, 'incident opened');
     else this.logger.warn(fields, 'incident opened');
     this.notifier?.push({ event: 'incident_opened', incident: { ...incident } });
@@ -407,12 +435,18 @@ export class Insights {
     delete m.open[kind];
     incident.resolved_at = new Date(now).toISOString();
     m.openSeries[kind].set(0);
-    this.logger.info({ incident_id: incident.id, model: m.name, kind, severity: incident.severity, started_at: incident.started_at }, 'incident resolved');
+    this.logger.info(
+      { incident_id: incident.id, model: m.name, kind, severity: incident.severity, started_at: incident.started_at },
+      'incident resolved',
+    );
     this.notifier?.push({ event: 'incident_resolved', incident: { ...incident } });
   }
 
   /** POST /admin/insights/baseline: pins the current window of every (or one) model as the drift reference. */
-  pinBaseline(model?: string, unpin = false): { pinned: Array<{ model: string; feature: Feature }>; skipped: Array<{ model: string; feature: Feature }> } {
+  pinBaseline(
+    model?: string,
+    unpin = false,
+  ): { pinned: Array<{ model: string; feature: Feature }>; skipped: Array<{ model: string; feature: Feature }> } {
     const pinned: Array<{ model: string; feature: Feature }> = [];
     const skipped: Array<{ model: string; feature: Feature }> = [];
     for (const m of this.models.values()) {
@@ -488,7 +522,11 @@ export class Insights {
             }
           : { psi: null, ks_pvalue: null, level: null, pending: d.pending, pinned: d.pinned };
       }
-      drift[m.name] = { ...byFeature, composite_score: composite, composite_level: composite >= 4 ? 'high' : composite >= 2 ? 'medium' : 'low' };
+      drift[m.name] = {
+        ...byFeature,
+        composite_score: composite,
+        composite_level: composite >= 4 ? 'high' : composite >= 2 ? 'medium' : 'low',
+      };
       const bySignal: Record<string, unknown> = {};
       for (const s of SIGNALS) {
         const d = m.detectors[s];
@@ -515,7 +553,9 @@ export class Insights {
       incidents: [...this.history].reverse(),
       recommendations: recommend({ now, usage, pricing: this.pricing, hours: this.hours, budgets }),
       chaos: this.chaos.list(),
-      webhook: this.notifier ? { pending: this.notifier.pending, sent: this.notifier.sent, failed: this.notifier.failed, dropped: this.notifier.dropped } : null,
+      webhook: this.notifier
+        ? { pending: this.notifier.pending, sent: this.notifier.sent, failed: this.notifier.failed, dropped: this.notifier.dropped }
+        : null,
     };
   }
 

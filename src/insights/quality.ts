@@ -6,9 +6,25 @@
 /** Seed 001's refusal patterns, and a few common phrasings of the same. Case-insensitive for Latin text. */
 const REFUSAL = new RegExp(
   [
-    "I cannot", "I can't", "I can not", "I'm unable", 'I am unable', "I'm not able to", 'I am not able to', 'As an AI',
-    "I won't be able to", "I'm sorry, but I can", "I'm sorry, I can",
-    '我无法', '我不能', '作为AI', '作为一个AI', '作为人工智能', '我没有能力', '抱歉，我无法', '很抱歉，我不能',
+    'I cannot',
+    "I can't",
+    'I can not',
+    "I'm unable",
+    'I am unable',
+    "I'm not able to",
+    'I am not able to',
+    'As an AI',
+    "I won't be able to",
+    "I'm sorry, but I can",
+    "I'm sorry, I can",
+    '我无法',
+    '我不能',
+    '作为AI',
+    '作为一个AI',
+    '作为人工智能',
+    '我没有能力',
+    '抱歉，我无法',
+    '很抱歉，我不能',
   ]
     .map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/'/g, "['’]"))
     .join('|'),
@@ -44,7 +60,8 @@ const EMAIL = /[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}
 // 13 to 19 digits, optionally grouped by spaces or dashes.
 const CARD = /\b\d(?:[ -]?\d){12,18}\b/g;
 // International (+CC ...), North American (3-3-4) and Chinese mobile (1[3-9] + 9 digits) forms.
-const PHONE = /(?:\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}[ .-]?\d{3,4}[ .-]?\d{3,4})|(?:\(\d{3}\)[ .-]?\d{3}[ .-]?\d{4})|(?:\b\d{3}[.-]\d{3}[.-]\d{4}\b)|(?:(?<!\d)1[3-9]\d{9}(?!\d))/;
+const PHONE =
+  /(?:\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}[ .-]?\d{3,4}[ .-]?\d{3,4})|(?:\(\d{3}\)[ .-]?\d{3}[ .-]?\d{4})|(?:\b\d{3}[.-]\d{3}[.-]\d{4}\b)|(?:(?<!\d)1[3-9]\d{9}(?!\d))/;
 
 /** Luhn checksum of a digit string. */
 export function luhn(digits: string): boolean {

@@ -77,7 +77,13 @@ export function recommend(o: {
           kind: 'cheaper_model',
           model,
           message: `'${model}' answers in ${(u.outputTokens / u.ok).toFixed(0)} tokens on average: its cheaper fallback '${best.name}' may serve these short answers.`,
-          evidence: { responses: u.ok, mean_output_tokens: r6(u.outputTokens / u.ok), cost_usd: r6(own), cost_on_fallback_usd: r6(best.cost), fallback: best.name },
+          evidence: {
+            responses: u.ok,
+            mean_output_tokens: r6(u.outputTokens / u.ok),
+            cost_usd: r6(own),
+            cost_on_fallback_usd: r6(best.cost),
+            fallback: best.name,
+          },
           estimated_saving_usd: r6(own - best.cost),
         });
       }

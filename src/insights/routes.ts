@@ -31,7 +31,8 @@ export function postBaseline(stages: InsightsStages, _req: IncomingMessage | und
     throw errors.invalidParam('model', "'model' must be one of the configured model names.");
   }
   if (body.unpin !== undefined && typeof body.unpin !== 'boolean') throw errors.invalidParam('unpin', "'unpin' must be a boolean.");
-  if (body.anomalies !== undefined && typeof body.anomalies !== 'boolean') throw errors.invalidParam('anomalies', "'anomalies' must be a boolean.");
+  if (body.anomalies !== undefined && typeof body.anomalies !== 'boolean')
+    throw errors.invalidParam('anomalies', "'anomalies' must be a boolean.");
   const drift = stages.insights.pinBaseline(model, body.unpin === true);
   // {anomalies: true}: the current latency and error levels become the new normal too.
   return body.anomalies === true ? { ...drift, anomalies: stages.insights.resetAnomalies(model) } : drift;

@@ -97,4 +97,3 @@ export class SlaTracker {
 function round(v: number | null, d = 3): number | null {
   return v === null ? null : Math.round(v * 10 ** d) / 10 ** d;
 }
-

@@ -2,7 +2,16 @@
 import { KeyKind, type StreamGrammar } from '../streamtap/grammar.js';
 import { isRecord } from '../streamtap/tokens.js';
 import { estimatePromptTokens } from './prompt-estimate.js';
-import { modelOf, openaiErrorBody, openaiStreamError, positiveInt, readChatBody, spliceBody, usageFromResponse, validateCommon } from './openai.js';
+import {
+  modelOf,
+  openaiErrorBody,
+  openaiStreamError,
+  positiveInt,
+  readChatBody,
+  spliceBody,
+  usageFromResponse,
+  validateCommon,
+} from './openai.js';
 import type { Protocol } from './types.js';
 
 /**

@@ -232,7 +232,8 @@ function blocksTokens(content: unknown, c: BoundedCounter): number {
     else if (typeof b['text'] === 'string') n += c.count(b['text']);
     else if (typeof b['thinking'] === 'string') n += c.count(b['thinking']);
     else if (b['type'] === 'image' || b['type'] === 'document') n += TOKENS_PER_MEDIA;
-    else if (b['type'] === 'tool_use') n += c.count(JSON.stringify(b['input'] ?? {})) + (typeof b['name'] === 'string' ? c.count(b['name']) : 0);
+    else if (b['type'] === 'tool_use')
+      n += c.count(JSON.stringify(b['input'] ?? {})) + (typeof b['name'] === 'string' ? c.count(b['name']) : 0);
     else if (b['type'] === 'tool_result') n += blocksTokens(b['content'], c);
   }
   return n;
@@ -264,7 +265,8 @@ function validateMessages(body: Record<string, unknown>): void {
   validateStream(body);
   // Anthropic requires max_tokens; the gateway also reserves by it.
   const max = body.max_tokens;
-  if (typeof max !== 'number' || !Number.isInteger(max) || max < 1) throw errors.invalidParam('max_tokens', "'max_tokens' is required and must be a positive integer.");
+  if (typeof max !== 'number' || !Number.isInteger(max) || max < 1)
+    throw errors.invalidParam('max_tokens', "'max_tokens' is required and must be a positive integer.");
   if (!Array.isArray(body.messages)) throw errors.invalidParam('messages', "'messages' is required and must be an array.");
 }
 

@@ -64,8 +64,10 @@ function inputTokens(v: unknown, count: (text: string) => number): number {
   let n = 0;
   for (const el of v) {
     if (typeof el === 'string') n += count(el);
-    else if (typeof el === 'number') n += 1; // a token id
-    else if (Array.isArray(el)) n += el.length; // a tokenised prompt
+    else if (typeof el === 'number')
+      n += 1; // a token id
+    else if (Array.isArray(el))
+      n += el.length; // a tokenised prompt
     else if (isRecord(el)) n += count(JSON.stringify(el));
   }
   return n;

@@ -156,7 +156,8 @@ function promptTokens(body: Record<string, unknown>): number {
 function validate(body: Record<string, unknown>): void {
   validateCommon(body);
   const input = body['input'];
-  if (input !== undefined && typeof input !== 'string' && !Array.isArray(input)) throw errors.invalidParam('input', "'input' must be a string or an array of input items.");
+  if (input !== undefined && typeof input !== 'string' && !Array.isArray(input))
+    throw errors.invalidParam('input', "'input' must be a string or an array of input items.");
   const cap = body['max_output_tokens'];
   if (cap !== undefined && cap !== null && !(typeof cap === 'number' && Number.isInteger(cap) && cap > 0)) {
     throw errors.invalidParam('max_output_tokens', "'max_output_tokens' must be a positive integer.");
@@ -166,7 +167,8 @@ function validate(body: Record<string, unknown>): void {
     throw errors.invalidParam('previous_response_id', "'previous_response_id' must be a response id (a string).");
   }
   const instructions = body['instructions'];
-  if (instructions !== undefined && instructions !== null && typeof instructions !== 'string') throw errors.invalidParam('instructions', "'instructions' must be a string.");
+  if (instructions !== undefined && instructions !== null && typeof instructions !== 'string')
+    throw errors.invalidParam('instructions', "'instructions' must be a string.");
   if (body['tools'] !== undefined && !Array.isArray(body['tools'])) throw errors.invalidParam('tools', "'tools' must be an array.");
 }
 

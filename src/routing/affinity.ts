@@ -90,7 +90,9 @@ export class ResponseAffinity {
     if (id.length === 0 || id.length > MAX_ID) return;
     this.cache().set(id, entry);
     if (this.redis) {
-      this.redis.set(this.prefix + id, JSON.stringify(entry), 'PX', this.s.ttlMs).catch((e: Error) => this.warn('response affinity: Redis write failed', e));
+      this.redis
+        .set(this.prefix + id, JSON.stringify(entry), 'PX', this.s.ttlMs)
+        .catch((e: Error) => this.warn('response affinity: Redis write failed', e));
     }
   }
 

@@ -70,7 +70,12 @@ export interface RoutingContext {
 export type FallbackReason = 'circuit_open' | 'upstream_error' | 'context_length';
 
 /** Turns an upstream error answer into the OpenAI-shaped error the client gets. */
-export function upstreamErrorToClient(backend: string, status: number, body: Buffer | undefined, secrets: readonly string[] = []): GatewayError {
+export function upstreamErrorToClient(
+  backend: string,
+  status: number,
+  body: Buffer | undefined,
+  secrets: readonly string[] = [],
+): GatewayError {
   let message = `Backend '${backend}' answered ${status}.`;
   let type: GatewayError['type'] = status >= 500 ? 'upstream_error' : 'invalid_request_error';
   let code = `upstream_${status}`;
@@ -187,7 +192,10 @@ export class Router {
 
     const routes = policy.names().map((n) => policy.resolve(n)!);
     const ids = routes.flatMap((route) =>
-      route.config.deployments.map((d) => ({ id: { model: route.name, backend: d.backend, upstreamModel: d.model ?? route.name }, config: route.breaker })),
+      route.config.deployments.map((d) => ({
+        id: { model: route.name, backend: d.backend, upstreamModel: d.model ?? route.name },
+        config: route.breaker,
+      })),
     );
     const breakers = this.breakers.sync(ids);
     let i = 0;
@@ -196,7 +204,13 @@ export class Router {
         const backend = backends.get(deployment.backend);
         if (!backend) throw new Error(`model '${route.name}': unknown backend '${deployment.backend}'`);
         const upstreamModel = deployment.model ?? route.name;
-        return { deployment, backend, upstreamModel, upstreamModelJson: Buffer.from(JSON.stringify(upstreamModel)), breaker: breakers[i++]! };
+        return {
+          deployment,
+          backend,
+          upstreamModel,
+          upstreamModelJson: Buffer.from(JSON.stringify(upstreamModel)),
+          breaker: breakers[i++]!,
+        };
       });
       this.plans.set(route.name, { route, slots, chain: [], contextFallbacks: [] });
     }
@@ -230,7 +244,11 @@ export class Router {
       if (ctx.clientGone()) throw new ClientAbort();
       if (from) {
         this.metrics.fallbacks.inc({ from: from.route.name, to: plan.route.name, reason });
-        ctx.event?.('llm_gateway.fallback', { 'llm_gateway.fallback.from': from.route.name, 'llm_gateway.fallback.to': plan.route.name, 'llm_gateway.fallback.reason': reason });
+        ctx.event?.('llm_gateway.fallback', {
+          'llm_gateway.fallback.from': from.route.name,
+          'llm_gateway.fallback.to': plan.route.name,
+          'llm_gateway.fallback.reason': reason,
+        });
       }
       const r = await this.tryModel(plan, st);
       switch (r.kind) {
@@ -291,7 +309,8 @@ export class Router {
       if (!picked) {
         // A deployment that asked us (retry-after) to come back shortly: wait for it.
         let wake: number | undefined;
-        if (notBefore) for (const [s, t] of notBefore) if (t > now && !excluded?.has(s) && s.breaker.admits(now)) wake = Math.min(wake ?? t, t);
+        if (notBefore)
+          for (const [s, t] of notBefore) if (t > now && !excluded?.has(s) && s.breaker.admits(now)) wake = Math.min(wake ?? t, t);
         if (wake !== undefined && wake < st.deadline) {
           await sleep(wake - now, st.ctx.signal);
           continue;
@@ -301,7 +320,12 @@ export class Router {
       }
       if (retrying) {
         this.metrics.retries.inc({ model: plan.route.name, ...retrying });
-        st.ctx.event?.('llm_gateway.retry', { 'llm_gateway.model': plan.route.name, 'llm_gateway.backend': retrying.backend, 'error.type': retrying.reason, 'llm_gateway.attempt': st.attempts + 1 });
+        st.ctx.event?.('llm_gateway.retry', {
+          'llm_gateway.model': plan.route.name,
+          'llm_gateway.backend': retrying.backend,
+          'error.type': retrying.reason,
+          'llm_gateway.attempt': st.attempts + 1,
+        });
       }
       made++;
       const r = await this.attempt(plan, picked.slot, picked.permit, st);
@@ -442,7 +466,10 @@ export class Router {
         };
       }
       // A 5xx keeps its status for the client (502/503/504); an upstream 429 has none (→ 503).
-      const answer = failure.reason === 'status_5xx' ? upstreamErrorToClient(slot.backend.name, exchange.status, exchange.errorBody, slot.backend.secrets) : undefined;
+      const answer =
+        failure.reason === 'status_5xx'
+          ? upstreamErrorToClient(slot.backend.name, exchange.status, exchange.errorBody, slot.backend.secrets)
+          : undefined;
       this.failed(plan, slot, permit, failure, st, answer);
       return { kind: 'failed', failure };
     }
@@ -476,7 +503,11 @@ export class Router {
             ? 'circuit held open by an operator'
             : `circuit open, next probe in ${((next ?? 0) / 1000).toFixed(1)} s`;
       st.tried.push({ model, backend: s.backend.name, why });
-      st.ctx.event?.('llm_gateway.circuit_open', { 'llm_gateway.model': model, 'llm_gateway.backend': s.backend.name, 'llm_gateway.circuit.state': b.forced ? 'forced_open' : b.state });
+      st.ctx.event?.('llm_gateway.circuit_open', {
+        'llm_gateway.model': model,
+        'llm_gateway.backend': s.backend.name,
+        'llm_gateway.circuit.state': b.forced ? 'forced_open' : b.state,
+      });
     }
     if (!any) st.tried.push({ model, backend: '-', why: 'no deployment with a weight above 0' });
   }

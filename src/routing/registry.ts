@@ -81,7 +81,8 @@ export class BreakerRegistry {
     for (const [key, entry] of this.entries) {
       if (keep.has(key)) continue;
       this.entries.delete(key);
-      if (!this.find(entry.id.model, entry.id.backend).length) this.metrics?.circuitState.remove({ model: entry.id.model, backend: entry.id.backend });
+      if (!this.find(entry.id.model, entry.id.backend).length)
+        this.metrics?.circuitState.remove({ model: entry.id.model, backend: entry.id.backend });
     }
     for (const entry of this.entries.values()) this.exportState(entry.id);
     return out;

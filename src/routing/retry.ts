@@ -3,7 +3,11 @@
 import type { RetriesConfig } from '../config/schema.js';
 
 /** Delay before retry number `retry` (0-based): uniform in [0, min(max_backoff_ms, backoff_ms × 2^retry)). */
-export function backoffMs(retry: number, cfg: Pick<RetriesConfig, 'backoff_ms' | 'max_backoff_ms'>, random: () => number = Math.random): number {
+export function backoffMs(
+  retry: number,
+  cfg: Pick<RetriesConfig, 'backoff_ms' | 'max_backoff_ms'>,
+  random: () => number = Math.random,
+): number {
   return random() * Math.min(cfg.max_backoff_ms, cfg.backoff_ms * 2 ** retry);
 }
 

@@ -10,7 +10,10 @@ import { errors, type GatewayError } from '../errors.js';
 
 /** True for addresses only this machine reaches: 127.0.0.0/8, ::1, localhost. */
 export function isLoopback(host: string): boolean {
-  const h = host.trim().toLowerCase().replace(/^\[|\]$/g, '');
+  const h = host
+    .trim()
+    .toLowerCase()
+    .replace(/^\[|\]$/g, '');
   return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h) || h === '::ffff:127.0.0.1';
 }
 
@@ -20,10 +23,14 @@ export function exposureProblems(host: string, policies: Policies): string[] {
   const problems: string[] = [];
   const where = `listening on ${host} (not loopback)`;
   if (policies.keys.length === 0) {
-    problems.push(`${where} with no virtual keys: anyone who can reach this address uses the provider keys. Configure keys, or listen on 127.0.0.1.`);
+    problems.push(
+      `${where} with no virtual keys: anyone who can reach this address uses the provider keys. Configure keys, or listen on 127.0.0.1.`,
+    );
   }
   if (policies.server.trusted_identity_headers) {
-    problems.push(`${where} with server.trusted_identity_headers: any client can claim a user or team through x-gateway-user / x-gateway-team.`);
+    problems.push(
+      `${where} with server.trusted_identity_headers: any client can claim a user or team through x-gateway-user / x-gateway-team.`,
+    );
   }
   return problems;
 }

@@ -122,7 +122,13 @@ export function discardBody(req: IncomingMessage): void {
  * rest is discarded so the client can read the answer. Too slow (408) or broken: answered
  * with connection: close and the socket closed once the answer is out.
  */
-export function refuseBody(req: IncomingMessage, res: ServerResponse, err: GatewayError, id: string, render?: (err: GatewayError) => string): void {
+export function refuseBody(
+  req: IncomingMessage,
+  res: ServerResponse,
+  err: GatewayError,
+  id: string,
+  render?: (err: GatewayError) => string,
+): void {
   if (err.status === 413) {
     sendError(res, err, id, undefined, render);
     discardBody(req);

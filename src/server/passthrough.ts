@@ -56,8 +56,23 @@ const READS = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS']);
 
 /** Resource families: the bounded `passthrough:<family>` model label. */
 const FAMILIES = new Set([
-  'files', 'uploads', 'batches', 'vector_stores', 'images', 'audio', 'fine_tuning', 'moderations', 'chat',
-  'assistants', 'threads', 'containers', 'evals', 'realtime', 'conversations', 'videos', 'organization',
+  'files',
+  'uploads',
+  'batches',
+  'vector_stores',
+  'images',
+  'audio',
+  'fine_tuning',
+  'moderations',
+  'chat',
+  'assistants',
+  'threads',
+  'containers',
+  'evals',
+  'realtime',
+  'conversations',
+  'videos',
+  'organization',
 ]);
 
 export function familyOf(path: string): string {
@@ -80,7 +95,11 @@ export function passthroughRule(method: string, path: string, restricted: boolea
 }
 
 /** A key is restricted when a budget applies to it (key, user, team, model or global) or it has a model allow-list. */
-export function restrictedKey(p: Pick<Policies, 'users' | 'teams' | 'global' | 'models'>, identity: Identity, route: Route | undefined): boolean {
+export function restrictedKey(
+  p: Pick<Policies, 'users' | 'teams' | 'global' | 'models'>,
+  identity: Identity,
+  route: Route | undefined,
+): boolean {
   if (identity.config?.budget || identity.config?.models) return true;
   if (identity.user !== undefined && p.users[identity.user]?.budget) return true;
   if (identity.team !== undefined && p.teams[identity.team]?.budget) return true;
@@ -90,17 +109,48 @@ export function restrictedKey(p: Pick<Policies, 'users' | 'teams' | 'global' | '
 
 /** Client request headers never sent upstream: credentials, hop-by-hop, ours, and the account (clients never choose org or project). */
 const DROPPED_REQUEST = new Set([
-  'authorization', 'api-key', 'x-api-key', 'cookie', 'host', 'connection', 'keep-alive', 'proxy-authorization', 'proxy-connection',
-  'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto',
-  'forwarded', 'openai-organization', 'openai-project', 'x-request-id',
+  'authorization',
+  'api-key',
+  'x-api-key',
+  'cookie',
+  'host',
+  'connection',
+  'keep-alive',
+  'proxy-authorization',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'expect',
+  'x-forwarded-for',
+  'x-forwarded-host',
+  'x-forwarded-proto',
+  'forwarded',
+  'openai-organization',
+  'openai-project',
+  'x-request-id',
   // Other providers' credential headers (Anthropic, Google, Azure API Management): a client never brings its own.
-  'x-api-key', 'x-goog-api-key', 'ocp-apim-subscription-key',
+  'x-api-key',
+  'x-goog-api-key',
+  'ocp-apim-subscription-key',
 ]);
 
 /** Upstream response headers never passed back: hop-by-hop, cookies, the provider's account and rate limits, ids we set. */
 const DROPPED_RESPONSE = new Set([
-  'connection', 'keep-alive', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authenticate',
-  'set-cookie', 'openai-organization', 'openai-project', 'x-request-id', 'alt-svc', 'server',
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'proxy-authenticate',
+  'set-cookie',
+  'openai-organization',
+  'openai-project',
+  'x-request-id',
+  'alt-svc',
+  'server',
 ]);
 
 function hasBody(req: IncomingMessage): boolean {

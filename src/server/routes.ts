@@ -115,7 +115,15 @@ function inference(protocol: Protocol): Handler {
 function followUp(action: FollowUpAction): Handler {
   return (c) => {
     c.req.resume();
-    return handleResponseFollowUp(c.gw, { id: c.id, req: c.req, res: c.res, receivedAt: c.receivedAt, responseId: c.params.id!, action, query: c.query });
+    return handleResponseFollowUp(c.gw, {
+      id: c.id,
+      req: c.req,
+      res: c.res,
+      receivedAt: c.receivedAt,
+      responseId: c.params.id!,
+      action,
+      query: c.query,
+    });
   };
 }
 
@@ -179,16 +187,36 @@ export const ROUTES: readonly RouteRow[] = [
   // Every other /v1/* path: admitted pass-through to one backend (passthrough.ts).
   { pattern: '/v1/{rest+}', governed: 'passthrough', methods: { '*': passthrough } },
 
-  { pattern: '/admin/stats', governed: 'admin', methods: { GET: admin(({ stages }) => computeStats(stages.metrics, stages.policy.names())) } },
+  {
+    pattern: '/admin/stats',
+    governed: 'admin',
+    methods: { GET: admin(({ stages }) => computeStats(stages.metrics, stages.policy.names())) },
+  },
   { pattern: '/admin/spend', governed: 'admin', methods: { GET: admin(({ stages }) => spendReport(stages.admission)) } },
   { pattern: '/admin/limits', governed: 'admin', methods: { GET: admin(({ stages }) => limitsReport(stages.admission)) } },
-  { pattern: '/admin/budgets/reset', governed: 'admin', methods: { POST: admin(({ stages, body }) => resetBudget(stages.admission, body)) } },
+  {
+    pattern: '/admin/budgets/reset',
+    governed: 'admin',
+    methods: { POST: admin(({ stages, body }) => resetBudget(stages.admission, body)) },
+  },
   { pattern: '/admin/circuits', governed: 'admin', methods: { GET: admin(({ stages }) => circuitsView(stages.router)) } },
-  { pattern: '/admin/circuits/{rest+}', governed: 'admin', methods: { POST: admin(({ stages, rest, body }) => forceCircuit(stages.router, rest, body)) } },
+  {
+    pattern: '/admin/circuits/{rest+}',
+    governed: 'admin',
+    methods: { POST: admin(({ stages, rest, body }) => forceCircuit(stages.router, rest, body)) },
+  },
   { pattern: '/admin/reload', governed: 'admin', methods: { POST: reloadPolicy } },
   { pattern: '/admin/insights', governed: 'admin', methods: { GET: admin(({ stages }) => getInsights(stages)) } },
-  { pattern: '/admin/insights/baseline', governed: 'admin', methods: { POST: admin(({ stages, body }) => postBaseline(stages, undefined, body)) } },
-  { pattern: '/admin/chaos', governed: 'admin', methods: { GET: admin(({ stages }) => getChaos(stages)), POST: admin(({ stages, body }) => postChaos(stages, undefined, body)) } },
+  {
+    pattern: '/admin/insights/baseline',
+    governed: 'admin',
+    methods: { POST: admin(({ stages, body }) => postBaseline(stages, undefined, body)) },
+  },
+  {
+    pattern: '/admin/chaos',
+    governed: 'admin',
+    methods: { GET: admin(({ stages }) => getChaos(stages)), POST: admin(({ stages, body }) => postChaos(stages, undefined, body)) },
+  },
   { pattern: '/admin/chaos/stop', governed: 'admin', methods: { POST: admin(({ stages, body }) => stopChaos(stages, undefined, body)) } },
   // Unknown admin paths: 404, after the guard (a caller without the token learns nothing).
   { pattern: '/admin', governed: 'admin', methods: { '*': adminNotFound } },
@@ -228,7 +256,8 @@ const COMPILED = ROUTES.map(compile);
 /** Rows without parameters, by path, with their (shared, read-only) match: the common requests find theirs with one lookup. */
 const STATIC = new Map<string, Match>();
 for (const c of COMPILED) {
-  if (c.parts.every((p) => 'literal' in p) && !STATIC.has(c.row.pattern)) STATIC.set(c.row.pattern, { row: c.row, params: NO_PARAMS, allow: c.allow });
+  if (c.parts.every((p) => 'literal' in p) && !STATIC.has(c.row.pattern))
+    STATIC.set(c.row.pattern, { row: c.row, params: NO_PARAMS, allow: c.allow });
 }
 
 function matchRow(c: CompiledRow, segs: string[]): Record<string, string> | undefined {

@@ -32,7 +32,9 @@ export function costUsd(p: Pricing, t: TokenCounts): number {
   const written = Math.min(t.cacheWriteInput ?? 0, t.input - cached);
   const cachedPrice = p.cached_input_per_mtok ?? p.input_per_mtok;
   const writePrice = p.cache_write_per_mtok ?? p.input_per_mtok;
-  return ((t.input - cached - written) * p.input_per_mtok + cached * cachedPrice + written * writePrice + t.output * p.output_per_mtok) / 1e6;
+  return (
+    ((t.input - cached - written) * p.input_per_mtok + cached * cachedPrice + written * writePrice + t.output * p.output_per_mtok) / 1e6
+  );
 }
 
 export interface RequestRecord {
@@ -83,7 +85,10 @@ export interface RequestRecord {
   clientFirstByteAt?: number;
 }
 
-export function settle(rec: RequestRecord, deps: { metrics: Metrics; logger: Logger; ticket?: Ticket; span: Span; genai?: GenAiMetrics }): void {
+export function settle(
+  rec: RequestRecord,
+  deps: { metrics: Metrics; logger: Logger; ticket?: Ticket; span: Span; genai?: GenAiMetrics },
+): void {
   const { metrics } = deps;
   const model = rec.routed ? rec.model : 'unknown';
   const servedModel = rec.servedModel ?? model;
@@ -92,7 +97,7 @@ export function settle(rec: RequestRecord, deps: { metrics: Metrics; logger: Log
     metrics.upstreamErrors.inc({ backend, reason: 'invalid_usage' });
     deps.logger.warn(
       { request_id: rec.requestId, backend, field: rec.usageFault },
-      'the upstream reported an invalid token count: the request is counted by the gateway\'s estimate',
+      "the upstream reported an invalid token count: the request is counted by the gateway's estimate",
     );
   }
   const cost = rec.tokens && rec.pricing ? costUsd(rec.pricing, rec.tokens) : 0;

@@ -17,7 +17,13 @@ const HEAD_ERROR = `{"level":${ERROR},"time":"`;
 const AFTER_TIME = `","service":${JSON.stringify(SERVICE)},"request_id":`;
 
 /** The line for a settled request (newline included); `servedModel`, timings and cost as settle computed them. */
-export function requestLine(rec: RequestRecord, servedModel: string, ttftMs: number | undefined, tpotMs: number | undefined, cost: number): string {
+export function requestLine(
+  rec: RequestRecord,
+  servedModel: string,
+  ttftMs: number | undefined,
+  tpotMs: number | undefined,
+  cost: number,
+): string {
   let s = (rec.status >= 500 ? HEAD_ERROR : HEAD) + isoNow() + AFTER_TIME + str(rec.requestId);
   // Hex ids from the tracer: no escaping needed.
   if (rec.traceId !== undefined) s += ',"trace_id":"' + rec.traceId + '","span_id":"' + rec.spanId + '"';
@@ -30,13 +36,26 @@ export function requestLine(rec: RequestRecord, servedModel: string, ttftMs: num
   if (tpotMs !== undefined) s += ',"tpot_ms":' + num(round(tpotMs));
   // TTFT split: waiting for an upstream connection, and the upstream's own time to first token.
   if (rec.queueMs !== undefined) s += ',"queue_ms":' + num(round(rec.queueMs));
-  if (ttftMs !== undefined && rec.upstreamStartAt !== undefined && rec.firstTokenAt !== undefined && rec.upstreamStartAt === rec.upstreamStartAt) {
+  if (
+    ttftMs !== undefined &&
+    rec.upstreamStartAt !== undefined &&
+    rec.firstTokenAt !== undefined &&
+    rec.upstreamStartAt === rec.upstreamStartAt
+  ) {
     s += ',"upstream_ttft_ms":' + num(round(rec.firstTokenAt - rec.upstreamStartAt));
   }
   s += ',"duration_ms":' + num(round(rec.endedAt - rec.receivedAt));
   const t = rec.tokens;
   if (t) {
-    s += ',"tokens":{"input":' + num(t.input) + ',"output":' + num(t.output) + ',"cached_input":' + num(t.cachedInput) + ',"reasoning":' + num(t.reasoning);
+    s +=
+      ',"tokens":{"input":' +
+      num(t.input) +
+      ',"output":' +
+      num(t.output) +
+      ',"cached_input":' +
+      num(t.cachedInput) +
+      ',"reasoning":' +
+      num(t.reasoning);
     if (t.cacheWriteInput !== undefined) s += ',"cache_write_input":' + num(t.cacheWriteInput);
     s += '}';
     s += ',"tokens_estimated":' + (rec.estimated === true ? 'true' : 'false');

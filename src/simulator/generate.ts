@@ -2,14 +2,7 @@
 // a stream plan or a JSON body, with the token count, finish reason and usage decided
 // up front (the simulator knows its whole answer before it starts "generating").
 import type { Meta, StreamFormat, ToolCall, Usage } from './openai.js';
-import {
-  chatCompletionBody,
-  chatStream,
-  completionBody,
-  completionStream,
-  newId,
-  usage,
-} from './openai.js';
+import { chatCompletionBody, chatStream, completionBody, completionStream, newId, usage } from './openai.js';
 import { sampleFromSchema } from './schema.js';
 import { WORDS_JSON, chatPromptTokens, completionText, inputTokens, tokenFragments } from './words.js';
 
@@ -118,7 +111,10 @@ export function structuredText(format: unknown, param: string, k: Knobs): string
       return JSON.stringify(sampleFromSchema(schema));
     }
     default:
-      return { invalid: `Invalid value for '${param}.type': expected one of 'text', 'json_object' or 'json_schema'.`, param: `${param}.type` };
+      return {
+        invalid: `Invalid value for '${param}.type': expected one of 'text', 'json_object' or 'json_schema'.`,
+        param: `${param}.type`,
+      };
   }
 }
 
@@ -178,7 +174,14 @@ export function chatAnswer(body: Body, k: Knobs): Answer | Invalid {
   const hiddenTokens = reasoningTokens(body.reasoning_effort, k.outputTokens);
   const u = usage(prompt, per * choices + hiddenTokens, hiddenTokens);
   if (!stream) return { ...nonStream(chatCompletionBody(m, contents, finish, k.omitUsage ? undefined : u), per), hiddenTokens };
-  return { stream, format: chatStream(m, contents, tokens, { finishReason: finish, ...streamUsage(body, k, u) }), tokens, n: per, hiddenTokens, body: '' };
+  return {
+    stream,
+    format: chatStream(m, contents, tokens, { finishReason: finish, ...streamUsage(body, k, u) }),
+    tokens,
+    n: per,
+    hiddenTokens,
+    body: '',
+  };
 }
 
 /** Reasoning tokens for an effort: low/medium/high reason for ½, 1, 2 × output_tokens; else none. */

@@ -177,7 +177,14 @@ export class SimulatorServer implements Simulator {
     switch (action?.kind) {
       case 'status': {
         const { status, body: fb, retryAfterS } = action;
-        const text = fb === undefined ? (kind === 'messages' ? anthropicErrorForStatus(status) : errorForStatus(status)) : typeof fb === 'string' ? fb : JSON.stringify(fb);
+        const text =
+          fb === undefined
+            ? kind === 'messages'
+              ? anthropicErrorForStatus(status)
+              : errorForStatus(status)
+            : typeof fb === 'string'
+              ? fb
+              : JSON.stringify(fb);
         return sendJson(res, status, text, retryAfterS === undefined ? {} : { 'retry-after': String(retryAfterS) });
       }
       case 'context_length':
@@ -195,7 +202,11 @@ export class SimulatorServer implements Simulator {
     const errorAfter = action?.kind === 'error_mid_stream' ? action.afterChunks : undefined;
     const knobs: Knobs = {
       ...this.settings,
-      outputTokens: sampleTokens(headerNum(req, 'x-sim-output-tokens') ?? this.settings.outputTokens, this.settings.outputTokensSd, this.random),
+      outputTokens: sampleTokens(
+        headerNum(req, 'x-sim-output-tokens') ?? this.settings.outputTokens,
+        this.settings.outputTokensSd,
+        this.random,
+      ),
       refuse: this.settings.refusalRate > 0 && this.random() < this.settings.refusalRate,
     };
     const reqHeaders = { 'x-request-id': newId('req'), 'x-sim-request-ms': String(t0) };
@@ -209,7 +220,11 @@ export class SimulatorServer implements Simulator {
       return this.delayed(res, r.body, t0 + ttftMs, dieAfter, ex, reqHeaders);
     }
     if (kind === 'chat' && !Array.isArray(b.messages)) {
-      return sendJson(res, 400, errorBody("Missing required parameter: 'messages'.", 'invalid_request_error', 'missing_required_parameter', 'messages'));
+      return sendJson(
+        res,
+        400,
+        errorBody("Missing required parameter: 'messages'.", 'invalid_request_error', 'missing_required_parameter', 'messages'),
+      );
     }
     const answer: Answer | ResponsesAnswer | Invalid =
       kind === 'chat'
@@ -217,10 +232,17 @@ export class SimulatorServer implements Simulator {
         : kind === 'responses'
           ? responsesAnswer(b, knobs, this.stored)
           : kind === 'messages'
-            ? messagesAnswer(b, knobs, { cacheRead: headerNum(req, 'x-sim-cache-read-tokens') ?? 0, cacheWrite: headerNum(req, 'x-sim-cache-write-tokens') ?? 0 })
+            ? messagesAnswer(b, knobs, {
+                cacheRead: headerNum(req, 'x-sim-cache-read-tokens') ?? 0,
+                cacheWrite: headerNum(req, 'x-sim-cache-write-tokens') ?? 0,
+              })
             : completionAnswer(b, knobs);
     if (isInvalid(answer)) {
-      return sendJson(res, 400, kind === 'messages' ? anthropicErrorBody(answer.invalid) : errorBody(answer.invalid, 'invalid_request_error', null, answer.param));
+      return sendJson(
+        res,
+        400,
+        kind === 'messages' ? anthropicErrorBody(answer.invalid) : errorBody(answer.invalid, 'invalid_request_error', null, answer.param),
+      );
     }
     const onSent = 'onSent' in answer ? (answer as ResponsesAnswer).onSent : undefined;
     const hidden = answer.hiddenTokens ?? 0;
@@ -289,7 +311,8 @@ export class SimulatorServer implements Simulator {
     if (!['GET ', 'DELETE ', 'POST cancel', 'GET input_items'].includes(action)) {
       return sendJson(res, 404, errorBody(`Invalid URL (${method} /v1/responses/${rest})`, 'invalid_request_error'));
     }
-    if (!found) return sendJson(res, 404, errorBody(`Response with id '${id ?? ''}' not found.`, 'invalid_request_error', null, 'response_id'));
+    if (!found)
+      return sendJson(res, 404, errorBody(`Response with id '${id ?? ''}' not found.`, 'invalid_request_error', null, 'response_id'));
     switch (action) {
       case 'GET ':
         return sendJson(res, 200, found.body);
@@ -298,11 +321,19 @@ export class SimulatorServer implements Simulator {
         return sendJson(res, 200, JSON.stringify({ id, object: 'response', deleted: true }));
       case 'POST cancel':
         // The simulator answers at once; only background responses could still be cancelled.
-        return sendJson(res, 400, errorBody('Only responses created with background=true can be cancelled.', 'invalid_request_error', null, 'response_id'));
+        return sendJson(
+          res,
+          400,
+          errorBody('Only responses created with background=true can be cancelled.', 'invalid_request_error', null, 'response_id'),
+        );
       default: {
         const data = found.input;
         const ids = data.map((d) => (d as { id: string }).id);
-        return sendJson(res, 200, JSON.stringify({ object: 'list', data, first_id: ids[0] ?? null, last_id: ids.at(-1) ?? null, has_more: false }));
+        return sendJson(
+          res,
+          200,
+          JSON.stringify({ object: 'list', data, first_id: ids[0] ?? null, last_id: ids.at(-1) ?? null, has_more: false }),
+        );
       }
     }
   }

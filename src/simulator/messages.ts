@@ -24,14 +24,21 @@ export function anthropicErrorBody(message: string, type = 'invalid_request_erro
 /** The error body Anthropic sends for a status (a status fault on /v1/messages). */
 export function anthropicErrorForStatus(status: number): string {
   const type =
-    status === 400 ? 'invalid_request_error'
-    : status === 401 ? 'authentication_error'
-    : status === 403 ? 'permission_error'
-    : status === 404 ? 'not_found_error'
-    : status === 413 ? 'request_too_large'
-    : status === 429 ? 'rate_limit_error'
-    : status === 529 || status === 503 ? 'overloaded_error'
-    : 'api_error';
+    status === 400
+      ? 'invalid_request_error'
+      : status === 401
+        ? 'authentication_error'
+        : status === 403
+          ? 'permission_error'
+          : status === 404
+            ? 'not_found_error'
+            : status === 413
+              ? 'request_too_large'
+              : status === 429
+                ? 'rate_limit_error'
+                : status === 529 || status === 503
+                  ? 'overloaded_error'
+                  : 'api_error';
   return anthropicErrorBody(`Simulated error ${status}.`, type);
 }
 
@@ -39,7 +46,8 @@ function systemText(system: unknown): string {
   if (typeof system === 'string') return system;
   if (!Array.isArray(system)) return '';
   let s = '';
-  for (const b of system) if (b && typeof b === 'object' && typeof (b as { text?: unknown }).text === 'string') s += (b as { text: string }).text;
+  for (const b of system)
+    if (b && typeof b === 'object' && typeof (b as { text?: unknown }).text === 'string') s += (b as { text: string }).text;
   return s;
 }
 
@@ -66,9 +74,15 @@ function pickTool(body: Body): ToolUse | null {
   if (choice.type === 'none') return null;
   const forced = choice.type === 'any' || choice.type === 'tool';
   const last = Array.isArray(body.messages) ? (body.messages.at(-1) as { role?: unknown; content?: unknown } | undefined) : undefined;
-  const afterResult = last?.role === 'user' && Array.isArray(last.content) && last.content.some((b) => (b as { type?: unknown } | null)?.type === 'tool_result');
+  const afterResult =
+    last?.role === 'user' &&
+    Array.isArray(last.content) &&
+    last.content.some((b) => (b as { type?: unknown } | null)?.type === 'tool_result');
   if (afterResult && !forced) return null;
-  const defs = tools.filter((t): t is { name: string; input_schema?: unknown } => !!t && typeof t === 'object' && typeof (t as { name?: unknown }).name === 'string');
+  const defs = tools.filter(
+    (t): t is { name: string; input_schema?: unknown } =>
+      !!t && typeof t === 'object' && typeof (t as { name?: unknown }).name === 'string',
+  );
   const def = defs.find((t) => t.name === choice.name) ?? defs[0];
   if (!def) return null;
   let input = sampleFromSchema(def.input_schema ?? { type: 'object', properties: {} });
@@ -82,7 +96,8 @@ function ev(name: string, data: unknown): string {
 
 export function messagesAnswer(body: Body, k: Knobs, cache: CacheKnobs): Answer | Invalid {
   const max = body.max_tokens;
-  if (typeof max !== 'number' || !Number.isInteger(max) || max < 1) return { invalid: 'max_tokens: Field required (a positive integer)', param: 'max_tokens' };
+  if (typeof max !== 'number' || !Number.isInteger(max) || max < 1)
+    return { invalid: 'max_tokens: Field required (a positive integer)', param: 'max_tokens' };
   if (!Array.isArray(body.messages)) return { invalid: 'messages: Field required', param: 'messages' };
   const stream = body.stream === true;
   const id = newId('msg');
@@ -109,9 +124,23 @@ export function messagesAnswer(body: Body, k: Knobs, cache: CacheKnobs): Answer 
   }
   const usage = k.omitUsage
     ? undefined
-    : { input_tokens: messagesPromptTokens(body), cache_creation_input_tokens: cache.cacheWrite, cache_read_input_tokens: cache.cacheRead, output_tokens: n };
+    : {
+        input_tokens: messagesPromptTokens(body),
+        cache_creation_input_tokens: cache.cacheWrite,
+        cache_read_input_tokens: cache.cacheRead,
+        output_tokens: n,
+      };
   if (!stream) {
-    const msg = { id, type: 'message', role: 'assistant', model, content: [block], stop_reason: stop, stop_sequence: null, ...(usage ? { usage } : {}) };
+    const msg = {
+      id,
+      type: 'message',
+      role: 'assistant',
+      model,
+      content: [block],
+      stop_reason: stop,
+      stop_sequence: null,
+      ...(usage ? { usage } : {}),
+    };
     return { stream: false, format: { head: '', prefix: '', suffix: '', tail: '' }, tokens, n, body: JSON.stringify(msg) };
   }
   const startUsage = usage ? { ...usage, output_tokens: 1 } : undefined;
@@ -121,14 +150,30 @@ export function messagesAnswer(body: Body, k: Knobs, cache: CacheKnobs): Answer 
     : 'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":';
   const format: StreamFormat = {
     head:
-      ev('message_start', { type: 'message_start', message: { id, type: 'message', role: 'assistant', model, content: [], stop_reason: null, stop_sequence: null, ...(startUsage ? { usage: startUsage } : {}) } }) +
+      ev('message_start', {
+        type: 'message_start',
+        message: {
+          id,
+          type: 'message',
+          role: 'assistant',
+          model,
+          content: [],
+          stop_reason: null,
+          stop_sequence: null,
+          ...(startUsage ? { usage: startUsage } : {}),
+        },
+      }) +
       ev('content_block_start', { type: 'content_block_start', index: 0, content_block: startBlock }) +
       ev('ping', { type: 'ping' }),
     prefix: deltaOpen,
     suffix: '},"sim_ts":',
     tail:
       ev('content_block_stop', { type: 'content_block_stop', index: 0 }) +
-      ev('message_delta', { type: 'message_delta', delta: { stop_reason: stop, stop_sequence: null }, ...(usage ? { usage: { output_tokens: n } } : {}) }) +
+      ev('message_delta', {
+        type: 'message_delta',
+        delta: { stop_reason: stop, stop_sequence: null },
+        ...(usage ? { usage: { output_tokens: n } } : {}),
+      }) +
       ev('message_stop', { type: 'message_stop' }),
   };
   return { stream: true, format, tokens, n, body: '' };

@@ -171,7 +171,8 @@ export function chatStream(meta: Meta, contents: readonly ChatContent[], tokens:
     const len = tokens.length;
     fmt.render = (i, ts) => {
       let out = '';
-      for (let c = 0; c < pieces.length; c++) out += pieces[c]!.prefix + tokens[(i + c) % len] + pieces[c]!.suffix + ',"sim_ts":' + ts + '}\n\n';
+      for (let c = 0; c < pieces.length; c++)
+        out += pieces[c]!.prefix + tokens[(i + c) % len] + pieces[c]!.suffix + ',"sim_ts":' + ts + '}\n\n';
       return out;
     };
   }

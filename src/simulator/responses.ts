@@ -84,7 +84,10 @@ export function responsesInputTokens(body: Body): number {
 function inputItems(input: unknown): unknown[] {
   const list = typeof input === 'string' ? [{ type: 'message', role: 'user', content: input }] : Array.isArray(input) ? input : [];
   return list.map((item) => {
-    const it = (item && typeof item === 'object' ? item : { type: 'message', role: 'user', content: String(item) }) as Record<string, unknown>;
+    const it = (item && typeof item === 'object' ? item : { type: 'message', role: 'user', content: String(item) }) as Record<
+      string,
+      unknown
+    >;
     const content = typeof it.content === 'string' ? [{ type: 'input_text', text: it.content }] : it.content;
     return { id: typeof it.id === 'string' ? it.id : newId('msg'), type: 'message', ...it, ...(content === undefined ? {} : { content }) };
   });
@@ -96,15 +99,18 @@ function validate(body: Body, store: ResponseStore): Invalid | Stored | null {
   if (input !== undefined && typeof input !== 'string' && !Array.isArray(input)) {
     return { invalid: "Invalid type for 'input': expected a string or an array of input items.", param: 'input' };
   }
-  if (input === undefined && body.previous_response_id === undefined) return { invalid: "Missing required parameter: 'input'.", param: 'input' };
+  if (input === undefined && body.previous_response_id === undefined)
+    return { invalid: "Missing required parameter: 'input'.", param: 'input' };
   const max = body.max_output_tokens;
   if (max !== undefined && max !== null && (typeof max !== 'number' || !Number.isInteger(max) || max < 1)) {
     return { invalid: "Invalid value for 'max_output_tokens': expected a positive integer.", param: 'max_output_tokens' };
   }
-  if (body.tools !== undefined && !Array.isArray(body.tools)) return { invalid: "Invalid type for 'tools': expected an array.", param: 'tools' };
+  if (body.tools !== undefined && !Array.isArray(body.tools))
+    return { invalid: "Invalid type for 'tools': expected an array.", param: 'tools' };
   const prev = body.previous_response_id;
   if (prev === undefined || prev === null) return null;
-  if (typeof prev !== 'string') return { invalid: "Invalid type for 'previous_response_id': expected a string.", param: 'previous_response_id' };
+  if (typeof prev !== 'string')
+    return { invalid: "Invalid type for 'previous_response_id': expected a string.", param: 'previous_response_id' };
   return store.get(prev) ?? { invalid: `Previous response with id '${prev}' not found.`, param: 'previous_response_id' };
 }
 
@@ -177,7 +183,15 @@ export function responsesAnswer(body: Body, k: Knobs, store: ResponseStore): Res
   const streamed = r.summarised ? r.tokens : 0;
   const hiddenTokens = r.tokens - streamed;
   if (body.stream !== true) {
-    return { stream: false, format: { head: '', prefix: '', suffix: '', tail: '' }, tokens, n: streamed + n, hiddenTokens, body: finalBody(), onSent };
+    return {
+      stream: false,
+      format: { head: '', prefix: '', suffix: '', tail: '' },
+      tokens,
+      n: streamed + n,
+      hiddenTokens,
+      body: finalBody(),
+      onSent,
+    };
   }
   const start = { ...base, status: 'in_progress', completed_at: null, incomplete_details: null, output: [], usage: null };
   const format = streamFormat(start, finalOf, { itemId, call, textOf, tokens, n, reasoningId, reasoning: r, incomplete });
@@ -263,7 +277,14 @@ function messageItem(id: string, text: string, status: string): Record<string, u
 }
 
 function functionItem(id: string, call: ToolCall, status: string): Record<string, unknown> {
-  return { id, type: 'function_call', status, arguments: status === 'in_progress' ? '' : call.arguments, call_id: call.id, name: call.name };
+  return {
+    id,
+    type: 'function_call',
+    status,
+    arguments: status === 'in_progress' ? '' : call.arguments,
+    call_id: call.id,
+    name: call.name,
+  };
 }
 
 /** One SSE event: `event:` names it, the JSON repeats it as "type" first. */
@@ -347,7 +368,8 @@ function streamFormat(start: Record<string, unknown>, finalOf: () => Record<stri
     return tail + event(incomplete ? 'response.incomplete' : 'response.completed', q, { response: final });
   };
   // error_mid_stream: the error event takes the sequence number the next delta would have had.
-  const error = (sent: number): string => responsesStreamError(summaryN > 0 && sent <= summaryN ? firstSummary + sent : firstAnswer + sent - summaryN);
+  const error = (sent: number): string =>
+    responsesStreamError(summaryN > 0 && sent <= summaryN ? firstSummary + sent : firstAnswer + sent - summaryN);
 
   const len = tokens.length;
   const WL = WORDS_JSON.length;
@@ -373,7 +395,8 @@ function streamFormat(start: Record<string, unknown>, finalOf: () => Record<stri
     end,
     error,
     render: (i, ts) => {
-      if (i < summaryN) return summaryPrefix + WORDS_JSON[(i + SUMMARY_OFFSET) % WL] + ',"sequence_number":' + (firstSummary + i) + SIM_TS + ts + '}\n\n';
+      if (i < summaryN)
+        return summaryPrefix + WORDS_JSON[(i + SUMMARY_OFFSET) % WL] + ',"sequence_number":' + (firstSummary + i) + SIM_TS + ts + '}\n\n';
       const j = i - summaryN;
       return (j === 0 ? opening() : '') + prefix + tokens[j % len] + mid + (firstAnswer + j) + SIM_TS + ts + '}\n\n';
     },

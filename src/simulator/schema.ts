@@ -96,7 +96,11 @@ function gen(schema: unknown, b: Budget, depth: number): unknown {
       if (isList(part.required)) required.push(...part.required);
     }
     const { allOf: _a, ...rest } = schema;
-    return gen({ ...merged, ...rest, properties: { ...properties, ...(isObj(rest.properties) ? rest.properties : {}) }, required }, b, depth + 1);
+    return gen(
+      { ...merged, ...rest, properties: { ...properties, ...(isObj(rest.properties) ? rest.properties : {}) }, required },
+      b,
+      depth + 1,
+    );
   }
 
   let type = schema.type;
@@ -104,7 +108,8 @@ function gen(schema: unknown, b: Budget, depth: number): unknown {
     const nonNull = type.filter((t) => t !== 'null');
     type = tight && type.includes('null') ? 'null' : (nonNull[0] ?? 'null');
   }
-  if (type === undefined) type = isObj(schema.properties) ? 'object' : schema.items !== undefined || schema.prefixItems !== undefined ? 'array' : 'string';
+  if (type === undefined)
+    type = isObj(schema.properties) ? 'object' : schema.items !== undefined || schema.prefixItems !== undefined ? 'array' : 'string';
 
   switch (type) {
     case 'null':

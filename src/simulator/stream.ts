@@ -93,7 +93,9 @@ export class TokenStream {
     if (this.sent >= n) return this.finish();
     // sim_ts is taken right before the write: the bench uses it as the exact send time.
     const ts = nowMs();
-    const chunk = format.render ? format.render(this.sent, ts) : format.prefix + tokens[this.sent % tokens.length] + format.suffix + ts + '}\n\n';
+    const chunk = format.render
+      ? format.render(this.sent, ts)
+      : format.prefix + tokens[this.sent % tokens.length] + format.suffix + ts + '}\n\n';
     this.sent++;
     if (dieAfter !== undefined && this.sent >= dieAfter) return this.die(chunk);
     const ok = this.res.write(chunk);

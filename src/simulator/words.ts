@@ -9,8 +9,24 @@ import { countTokens, encode, decode } from 'gpt-tokenizer/encoding/o200k_base';
 import { BoundedCounter } from '../util/bounded-count.js';
 
 export const WORDS: readonly string[] = [
-  ' hello', ' world', ' the', ' gateway', ' is', ' a', ' fast', ' proxy', ' for',
-  ' every', ' model', ' and', ' each', ' token', ' arrives', ' on', ' time', '.',
+  ' hello',
+  ' world',
+  ' the',
+  ' gateway',
+  ' is',
+  ' a',
+  ' fast',
+  ' proxy',
+  ' for',
+  ' every',
+  ' model',
+  ' and',
+  ' each',
+  ' token',
+  ' arrives',
+  ' on',
+  ' time',
+  '.',
 ];
 
 /** WORDS already JSON-encoded, so building a chunk is only string concatenation. */

@@ -52,8 +52,19 @@ export interface ForwardOutcome {
 
 /** Upstream response headers never passed to the client: hop-by-hop, framing we redo, cookies and the provider's own account details. */
 const DROPPED_RESPONSE_HEADERS = new Set([
-  'connection', 'keep-alive', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authenticate',
-  'set-cookie', 'openai-organization', 'openai-project', 'x-request-id', 'alt-svc', 'server',
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'proxy-authenticate',
+  'set-cookie',
+  'openai-organization',
+  'openai-project',
+  'x-request-id',
+  'alt-svc',
+  'server',
 ]);
 
 function clientHeaders(upstream: IncomingHttpHeaders, opts: ForwardOptions): OutgoingHttpHeaders {
@@ -109,7 +120,8 @@ function forwardStream(opts: ForwardOptions, grammar: NonNullable<Wire['grammar'
         // Without retained chunks (the backend used to send usage) each content event counts
         // as one token, which is how OpenAI, vLLM and Ollama stream; the next stream from this
         // backend keeps its chunks again and gets a tokenizer count.
-        const output = tap.contentEvents === 0 ? 0 : backend.sendsUsage || !tap.textRetained ? tap.contentEvents : countTokens(tap.outputText());
+        const output =
+          tap.contentEvents === 0 ? 0 : backend.sendsUsage || !tap.textRetained ? tap.contentEvents : countTokens(tap.outputText());
         tokens = { input: opts.prompt.promptTokens(), output, cachedInput: 0, reasoning: 0 };
       }
       if (!failure) backend.sendsUsage = usage !== undefined;
@@ -149,7 +161,11 @@ function forwardStream(opts: ForwardOptions, grammar: NonNullable<Wire['grammar'
         } else if (!tap.complete) {
           // A stream that ends without its end marker ([DONE], response.completed, ...) was
           // cut short: tell the client instead of letting it take a truncated answer as complete.
-          failure = new UpstreamFailure('mid_stream', errors.midStream(exchange.backend.name, 'the stream ended before its end event'), false);
+          failure = new UpstreamFailure(
+            'mid_stream',
+            errors.midStream(exchange.backend.name, 'the stream ended before its end event'),
+            false,
+          );
           if (rest) res.write(rest);
           res.end(opts.wire.streamError(failure.error, tap.events));
           return finish(failure);
@@ -185,7 +201,9 @@ function forwardWhole(opts: ForwardOptions): Promise<ForwardOutcome> {
       if (facts?.responseId !== undefined) opts.onResponseId?.(facts.responseId);
       resolve({
         status: failure?.reason === 'client_abort' ? 499 : failure ? failure.error.status : exchange.status,
-        tokens: usage ? toCounts(usage) : { input: opts.prompt.promptTokens(), output: text ? countTokens(text) : 0, cachedInput: 0, reasoning: 0 },
+        tokens: usage
+          ? toCounts(usage)
+          : { input: opts.prompt.promptTokens(), output: text ? countTokens(text) : 0, cachedInput: 0, reasoning: 0 },
         estimated: usage === undefined,
         finishReason: facts?.finishReason,
         responseId: facts?.responseId,

@@ -44,7 +44,12 @@ function keyTable(g: StreamGrammar): KeyTable {
   let t = tables.get(g);
   if (!t) {
     const bytes = g.keys.map(([k]) => Buffer.from(k, 'latin1'));
-    t = { bytes, kinds: g.keys.map(([, kind]) => kind), maxKey: Math.max(...bytes.map((k) => k.length)), types: g.parseTypes.map((v) => Buffer.from(v, 'latin1')) };
+    t = {
+      bytes,
+      kinds: g.keys.map(([, kind]) => kind),
+      maxKey: Math.max(...bytes.map((k) => k.length)),
+      types: g.parseTypes.map((v) => Buffer.from(v, 'latin1')),
+    };
     tables.set(g, t);
   }
   return t;
@@ -98,7 +103,13 @@ export class StreamTap {
   private _contentEvents = 0;
   private _events = 0;
   /** Written by the grammar's onEvent. */
-  private readonly facts: StreamFacts = { usage: undefined, finishReason: undefined, error: undefined, complete: false, responseId: undefined };
+  private readonly facts: StreamFacts = {
+    usage: undefined,
+    finishReason: undefined,
+    error: undefined,
+    complete: false,
+    responseId: undefined,
+  };
 
   constructor(opts: StreamTapOptions) {
     this.grammar = opts.grammar;
@@ -341,7 +352,15 @@ export class StreamTap {
  * event); else -1.
  */
 function dataValueStart(buf: Buffer, s: number, e: number): number {
-  if (e - s > 6 && buf[s] === 0x65 && buf[s + 1] === 0x76 && buf[s + 2] === 0x65 && buf[s + 3] === 0x6e && buf[s + 4] === 0x74 && buf[s + 5] === COLON) {
+  if (
+    e - s > 6 &&
+    buf[s] === 0x65 &&
+    buf[s + 1] === 0x76 &&
+    buf[s + 2] === 0x65 &&
+    buf[s + 3] === 0x6e &&
+    buf[s + 4] === 0x74 &&
+    buf[s + 5] === COLON
+  ) {
     const lf = buf.indexOf(LF, s + 6);
     if (lf < 0 || lf >= e || buf[lf - 1] === 0x0d) return -1; // CRLF/CR framing: the slow path reads it
     s = lf + 1;

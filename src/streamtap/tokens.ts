@@ -36,7 +36,7 @@ function cl100kRanks(load: NodeJS.Require): Array<string | number[]> {
   const text = readFileSync(load.resolve('gpt-tokenizer/data/cl100k_base.tiktoken'), 'latin1');
   const utf8 = new TextDecoder('utf-8', { fatal: true });
   const ranks: Array<string | number[]> = [];
-  for (let i = 0; i < text.length; ) {
+  for (let i = 0; i < text.length;) {
     let nl = text.indexOf('\n', i);
     if (nl < 0) nl = text.length;
     const sp = text.indexOf(' ', i);
@@ -116,7 +116,10 @@ const promptCounts: CountCache = {
   set(text, tokens) {
     if (text.length > PROMPT_CACHE_MAX_TEXT) return;
     // Made on first use: lru-cache is light without `max`, but a gateway that never estimates should not hold one.
-    promptCache ??= new LRUCache<string, number>({ maxSize: PROMPT_CACHE_CHARS, sizeCalculation: (_n, text) => text.length + ENTRY_OVERHEAD });
+    promptCache ??= new LRUCache<string, number>({
+      maxSize: PROMPT_CACHE_CHARS,
+      sizeCalculation: (_n, text) => text.length + ENTRY_OVERHEAD,
+    });
     promptCache.set(text, tokens);
   },
 };

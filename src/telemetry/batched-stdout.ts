@@ -382,7 +382,10 @@ export class BatchedWriter {
     if (this.errorReported) return;
     this.errorReported = true;
     try {
-      fs.writeSync(2, `llm-gateway: writing the log to fd ${this.fd} failed, ${bytes} bytes lost: ${err.message} (further log write errors are not reported)\n`);
+      fs.writeSync(
+        2,
+        `llm-gateway: writing the log to fd ${this.fd} failed, ${bytes} bytes lost: ${err.message} (further log write errors are not reported)\n`,
+      );
     } catch {
       // stderr is gone too: nothing left to tell.
     }

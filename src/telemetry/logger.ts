@@ -53,7 +53,15 @@ export interface GatewayLogger extends Logger {
 }
 
 export function createLogger(opts: { level?: string; destination?: DestinationStream } = {}): GatewayLogger {
-  const writer = opts.destination ? null : new BatchedWriter({ fd: 1, batchBytes: BATCH_BYTES, flushIntervalMs: FLUSH_INTERVAL_MS, maxPendingBytes: MAX_PENDING_BYTES, fields: BASE });
+  const writer = opts.destination
+    ? null
+    : new BatchedWriter({
+        fd: 1,
+        batchBytes: BATCH_BYTES,
+        flushIntervalMs: FLUSH_INTERVAL_MS,
+        maxPendingBytes: MAX_PENDING_BYTES,
+        fields: BASE,
+      });
   const logger: GatewayLogger = pino(
     {
       level: opts.level ?? process.env.GATEWAY_LOG_LEVEL ?? 'info',

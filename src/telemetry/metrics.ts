@@ -51,10 +51,13 @@ export class ModelSeries {
 // Bucket boundaries follow vLLM's and the OpenTelemetry GenAI conventions, stretched to cover
 // the ranges the issue asks for (TTFT 10 ms..60 s, TPOT 1 ms..1 s).
 export const TTFT_BUCKETS = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 7.5, 10, 15, 20, 30, 60];
-export const TPOT_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1];
+export const TPOT_BUCKETS = [
+  0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1,
+];
 /** The gateway's own added time: fine steps from 50 us to 10 ms, where it lives, then coarse. */
 export const OVERHEAD_BUCKETS = [
-  0.00005, 0.0001, 0.00015, 0.0002, 0.0003, 0.0004, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 1,
+  0.00005, 0.0001, 0.00015, 0.0002, 0.0003, 0.0004, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1,
+  0.25, 1,
 ];
 export const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300];
 
@@ -270,7 +273,10 @@ export class Metrics {
     labelNames: ['kind', 'severity'] as const,
     registers: [this.registry],
   });
-  readonly incidentOpen = new GaugeFamily(this.registry, 'llm_gateway_incident_open', 'Incidents open now (1) per model and kind.', ['model', 'kind']);
+  readonly incidentOpen = new GaugeFamily(this.registry, 'llm_gateway_incident_open', 'Incidents open now (1) per model and kind.', [
+    'model',
+    'kind',
+  ]);
   readonly chaosActive = new Gauge({
     name: 'llm_gateway_chaos_active',
     help: 'Chaos injections active now (POST /admin/chaos).',

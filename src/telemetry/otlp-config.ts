@@ -7,12 +7,7 @@ import type { OtlpConfig } from '../config/schema.js';
 
 export type OtlpProtocol = 'http/protobuf' | 'http/json';
 export type SamplerName =
-  | 'always_on'
-  | 'always_off'
-  | 'traceidratio'
-  | 'parentbased_always_on'
-  | 'parentbased_always_off'
-  | 'parentbased_traceidratio';
+  'always_on' | 'always_off' | 'traceidratio' | 'parentbased_always_on' | 'parentbased_always_off' | 'parentbased_traceidratio';
 
 export interface OtlpSettings {
   /** Full URL the spans are POSTed to (…/v1/traces). */
@@ -38,7 +33,14 @@ export interface OtlpSettings {
 export type OtlpResolution = { enabled: false; problems: string[] } | { enabled: true; settings: OtlpSettings; problems: string[] };
 
 export const DEFAULT_ENDPOINT = 'http://localhost:4318';
-const SAMPLERS: readonly SamplerName[] = ['always_on', 'always_off', 'traceidratio', 'parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio'];
+const SAMPLERS: readonly SamplerName[] = [
+  'always_on',
+  'always_off',
+  'traceidratio',
+  'parentbased_always_on',
+  'parentbased_always_off',
+  'parentbased_traceidratio',
+];
 
 /** "k1=v1,k2=v2" with percent-encoded values (the OTLP exporter spec's header and resource format). */
 export function parseKeyValues(text: string | undefined): Record<string, string> {
@@ -111,8 +113,16 @@ export function resolveOtlp(cfg: OtlpConfig | undefined, env: Record<string, str
     return { enabled: false, problems };
   }
 
-  const headers = { ...parseKeyValues(env.OTEL_EXPORTER_OTLP_HEADERS), ...parseKeyValues(env.OTEL_EXPORTER_OTLP_TRACES_HEADERS), ...cfg?.headers };
-  const timeoutMs = cfg?.timeout_ms ?? positive(env, 'OTEL_EXPORTER_OTLP_TRACES_TIMEOUT', problems) ?? positive(env, 'OTEL_EXPORTER_OTLP_TIMEOUT', problems) ?? 10_000;
+  const headers = {
+    ...parseKeyValues(env.OTEL_EXPORTER_OTLP_HEADERS),
+    ...parseKeyValues(env.OTEL_EXPORTER_OTLP_TRACES_HEADERS),
+    ...cfg?.headers,
+  };
+  const timeoutMs =
+    cfg?.timeout_ms ??
+    positive(env, 'OTEL_EXPORTER_OTLP_TRACES_TIMEOUT', problems) ??
+    positive(env, 'OTEL_EXPORTER_OTLP_TIMEOUT', problems) ??
+    10_000;
 
   const resourceAttributes = parseKeyValues(env.OTEL_RESOURCE_ATTRIBUTES);
   const serviceName = cfg?.service_name ?? (env.OTEL_SERVICE_NAME || undefined) ?? resourceAttributes['service.name'] ?? 'llm-gateway';
@@ -134,11 +144,18 @@ export function resolveOtlp(cfg: OtlpConfig | undefined, env: Record<string, str
   const batch = {
     maxQueueSize,
     // The SDK clamps a batch larger than the queue; do it here so the settings say what runs.
-    maxExportBatchSize: Math.min(maxQueueSize, Math.floor(b?.max_export_batch_size ?? positive(env, 'OTEL_BSP_MAX_EXPORT_BATCH_SIZE', problems) ?? 512)),
+    maxExportBatchSize: Math.min(
+      maxQueueSize,
+      Math.floor(b?.max_export_batch_size ?? positive(env, 'OTEL_BSP_MAX_EXPORT_BATCH_SIZE', problems) ?? 512),
+    ),
     scheduleDelayMs: b?.schedule_delay_ms ?? positive(env, 'OTEL_BSP_SCHEDULE_DELAY', problems) ?? 5_000,
     exportTimeoutMs: b?.export_timeout_ms ?? positive(env, 'OTEL_BSP_EXPORT_TIMEOUT', problems) ?? 30_000,
   };
-  return { enabled: true, problems, settings: { tracesEndpoint, protocol, headers, timeoutMs, serviceName, resourceAttributes, sampler, samplerArg, batch } };
+  return {
+    enabled: true,
+    problems,
+    settings: { tracesEndpoint, protocol, headers, timeoutMs, serviceName, resourceAttributes, sampler, samplerArg, batch },
+  };
 }
 
 export interface OtlpMetricsSettings {
@@ -156,7 +173,10 @@ export interface OtlpMetricsSettings {
  * OTLP metrics are on when OTEL_METRICS_EXPORTER names otlp, or `telemetry.otlp.metrics.enabled`
  * is true; `telemetry.otlp.enabled: false` or `metrics.enabled: false` turn them off.
  */
-export function resolveOtlpMetrics(cfg: OtlpConfig | undefined, env: Record<string, string | undefined> = process.env): OtlpMetricsSettings | undefined {
+export function resolveOtlpMetrics(
+  cfg: OtlpConfig | undefined,
+  env: Record<string, string | undefined> = process.env,
+): OtlpMetricsSettings | undefined {
   if (cfg?.enabled === false || cfg?.metrics?.enabled === false) return undefined;
   const envOn = (env.OTEL_METRICS_EXPORTER ?? '').split(',').some((x) => x.trim().toLowerCase() === 'otlp');
   if (!(cfg?.metrics?.enabled === true || (envOn && env.OTEL_SDK_DISABLED?.trim().toLowerCase() !== 'true'))) return undefined;
@@ -166,7 +186,11 @@ export function resolveOtlpMetrics(cfg: OtlpConfig | undefined, env: Record<stri
     (cfg?.endpoint ?? (env.OTEL_EXPORTER_OTLP_ENDPOINT || DEFAULT_ENDPOINT)).replace(/\/+$/, '') + '/v1/metrics';
   const envProtocol = (env.OTEL_EXPORTER_OTLP_METRICS_PROTOCOL || env.OTEL_EXPORTER_OTLP_PROTOCOL || '').trim();
   const protocol: OtlpProtocol = cfg?.protocol ?? (envProtocol === 'http/json' ? 'http/json' : 'http/protobuf');
-  const headers = { ...parseKeyValues(env.OTEL_EXPORTER_OTLP_HEADERS), ...parseKeyValues(env.OTEL_EXPORTER_OTLP_METRICS_HEADERS), ...cfg?.headers };
+  const headers = {
+    ...parseKeyValues(env.OTEL_EXPORTER_OTLP_HEADERS),
+    ...parseKeyValues(env.OTEL_EXPORTER_OTLP_METRICS_HEADERS),
+    ...cfg?.headers,
+  };
   const ignored: string[] = [];
   const intervalMs = cfg?.metrics?.interval_ms ?? positive(env, 'OTEL_METRIC_EXPORT_INTERVAL', ignored) ?? 60_000;
   // The SDK requires the export timeout to be at most the interval.

@@ -44,19 +44,41 @@ export class GenAiMetrics {
     const [sdk, resources, exporterModule] = await Promise.all([
       import('@opentelemetry/sdk-metrics'),
       import('@opentelemetry/resources'),
-      s.protocol === 'http/json' ? import('@opentelemetry/exporter-metrics-otlp-http') : import('@opentelemetry/exporter-metrics-otlp-proto'),
+      s.protocol === 'http/json'
+        ? import('@opentelemetry/exporter-metrics-otlp-http')
+        : import('@opentelemetry/exporter-metrics-otlp-proto'),
     ]);
     const exporter = new exporterModule.OTLPMetricExporter({ url: s.metricsEndpoint, headers: s.headers, timeoutMillis: s.timeoutMs });
     const provider = new sdk.MeterProvider({
-      resource: resources.resourceFromAttributes({ ...s.resourceAttributes, 'service.name': s.serviceName, 'service.version': TRACER_VERSION }),
+      resource: resources.resourceFromAttributes({
+        ...s.resourceAttributes,
+        'service.name': s.serviceName,
+        'service.version': TRACER_VERSION,
+      }),
       readers: [new sdk.PeriodicExportingMetricReader({ exporter, exportIntervalMillis: s.intervalMs, exportTimeoutMillis: s.timeoutMs })],
     });
     const meter = provider.getMeter(TRACER_NAME, TRACER_VERSION);
     return new GenAiMetrics(
-      meter.createHistogram('gen_ai.client.token.usage', { unit: '{token}', description: 'Number of input and output tokens used.', advice: { explicitBucketBoundaries: TOKEN_BUCKETS } }),
-      meter.createHistogram('gen_ai.client.operation.duration', { unit: 's', description: 'GenAI operation duration.', advice: { explicitBucketBoundaries: DURATION_BUCKETS } }),
-      meter.createHistogram('gen_ai.server.time_to_first_token', { unit: 's', description: 'Time to generate first token for successful responses.', advice: { explicitBucketBoundaries: TTFT_BUCKETS } }),
-      meter.createHistogram('gen_ai.server.time_per_output_token', { unit: 's', description: 'Time per output token generated after the first token for successful responses.', advice: { explicitBucketBoundaries: TPOT_BUCKETS } }),
+      meter.createHistogram('gen_ai.client.token.usage', {
+        unit: '{token}',
+        description: 'Number of input and output tokens used.',
+        advice: { explicitBucketBoundaries: TOKEN_BUCKETS },
+      }),
+      meter.createHistogram('gen_ai.client.operation.duration', {
+        unit: 's',
+        description: 'GenAI operation duration.',
+        advice: { explicitBucketBoundaries: DURATION_BUCKETS },
+      }),
+      meter.createHistogram('gen_ai.server.time_to_first_token', {
+        unit: 's',
+        description: 'Time to generate first token for successful responses.',
+        advice: { explicitBucketBoundaries: TTFT_BUCKETS },
+      }),
+      meter.createHistogram('gen_ai.server.time_per_output_token', {
+        unit: 's',
+        description: 'Time per output token generated after the first token for successful responses.',
+        advice: { explicitBucketBoundaries: TPOT_BUCKETS },
+      }),
       provider,
     );
   }

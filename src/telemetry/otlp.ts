@@ -72,8 +72,11 @@ export async function startOtlpExport(s: OtlpSettings, onDrop: (reason: DropReas
     selfObsMeterProvider: dropListener(onDrop),
   });
   const ratio = new sdk.TraceIdRatioBasedSampler(s.samplerArg);
-  const root =
-    s.sampler.endsWith('always_off') ? new sdk.AlwaysOffSampler() : s.sampler.endsWith('traceidratio') ? ratio : new sdk.AlwaysOnSampler();
+  const root = s.sampler.endsWith('always_off')
+    ? new sdk.AlwaysOffSampler()
+    : s.sampler.endsWith('traceidratio')
+      ? ratio
+      : new sdk.AlwaysOnSampler();
   const sampler = s.sampler.startsWith('parentbased_') ? new sdk.ParentBasedSampler({ root }) : root;
   const provider = new sdk.TracerProvider({
     resource: resources.resourceFromAttributes({

@@ -55,7 +55,11 @@ export interface SpanOutcome {
 }
 
 /** gen_ai.operation.name of each inference endpoint. */
-export const GEN_AI_OPERATION: Readonly<Record<string, string>> = { 'chat/completions': 'chat', completions: 'text_completion', embeddings: 'embeddings' };
+export const GEN_AI_OPERATION: Readonly<Record<string, string>> = {
+  'chat/completions': 'chat',
+  completions: 'text_completion',
+  embeddings: 'embeddings',
+};
 
 /** server.address / server.port of an origin, parsed once per origin. */
 const servers = new Map<string, { address: string; port: number }>();
@@ -106,7 +110,12 @@ export class Tracing {
     for (const p of r.problems) opts.onProblem?.(p);
     if (!r.enabled) return Tracing.global();
     const exporter = await startOtlpExport(r.settings, opts.onDrop ?? (() => {}));
-    return new Tracing(exporter.tracer, exporter.propagator, exporter, `${withoutCredentials(r.settings.tracesEndpoint)} (${r.settings.protocol})`);
+    return new Tracing(
+      exporter.tracer,
+      exporter.propagator,
+      exporter,
+      `${withoutCredentials(r.settings.tracesEndpoint)} (${r.settings.protocol})`,
+    );
   }
 
   /** True when this gateway exports its own traces (trace context handled, ids logged). */

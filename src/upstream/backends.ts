@@ -81,7 +81,9 @@ export class Backend {
     this.defaultHeaders = config.type === 'anthropic' ? { 'anthropic-version': config.anthropic_version } : {};
     const key = 'api_key' in config ? config.api_key : undefined;
     // Anthropic reads the key from x-api-key; OpenAI-compatible servers from a bearer token.
-    if (key) this.injectedHeaders[config.type === 'anthropic' ? 'x-api-key' : 'authorization'] = config.type === 'anthropic' ? key : `Bearer ${key}`;
+    if (key)
+      this.injectedHeaders[config.type === 'anthropic' ? 'x-api-key' : 'authorization'] =
+        config.type === 'anthropic' ? key : `Bearer ${key}`;
     this.secrets = secretsOf([key, ...Object.values(this.injectedHeaders)]);
   }
 

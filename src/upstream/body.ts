@@ -8,7 +8,19 @@
 // Whenever the layout is not the simple one (no top-level "model" string found, or a
 // stream_options object already there), the caller falls back to JSON.stringify.
 
-import { nestedDeeperThan, BACKSLASH, CLOSE_BRACE, CLOSE_BRACKET, COLON, COMMA, OPEN_BRACE, OPEN_BRACKET, QUOTE, isSpace, stringEnd } from '../util/json-bytes.js';
+import {
+  nestedDeeperThan,
+  BACKSLASH,
+  CLOSE_BRACE,
+  CLOSE_BRACKET,
+  COLON,
+  COMMA,
+  OPEN_BRACE,
+  OPEN_BRACKET,
+  QUOTE,
+  isSpace,
+  stringEnd,
+} from '../util/json-bytes.js';
 
 const MODEL_KEY = Buffer.from('model');
 const USAGE_OPTION = Buffer.from('"stream_options":{"include_usage":true}');

@@ -93,7 +93,9 @@ function refuseNonSse(opts: GuardedForwardOptions, source: ResponseSource, conte
       const failure = broke ?? new UpstreamFailure('bad_response', err, false, source.status);
       resolve({
         status: broke?.reason === 'client_abort' ? 499 : err.status,
-        tokens: usage ? { input: usage.input, output: usage.output, cachedInput: usage.cachedInput, reasoning: usage.reasoning } : { ...NO_TOKENS, input: opts.prompt.promptTokens() },
+        tokens: usage
+          ? { input: usage.input, output: usage.output, cachedInput: usage.cachedInput, reasoning: usage.reasoning }
+          : { ...NO_TOKENS, input: opts.prompt.promptTokens() },
         estimated: usage === undefined,
         failure,
       });
@@ -139,7 +141,15 @@ class GuardedSource implements ResponseSource, ResponseSink {
       });
       decoder.on('drain', () => inner.resume());
       decoder.once('end', () => this.finish());
-      decoder.once('error', (e: Error) => this.fail(new UpstreamFailure('bad_response', errors.upstreamBadResponse(inner.backend.name, `the compressed body is corrupt (${e.message})`), false)));
+      decoder.once('error', (e: Error) =>
+        this.fail(
+          new UpstreamFailure(
+            'bad_response',
+            errors.upstreamBadResponse(inner.backend.name, `the compressed body is corrupt (${e.message})`),
+            false,
+          ),
+        ),
+      );
     }
   }
 

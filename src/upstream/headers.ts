@@ -39,11 +39,28 @@ function copy(given: Record<string, string | string[] | undefined>, base: Record
 
 /** Never forwarded, whatever a backend's forward_headers says: credentials and framing. */
 const NEVER_FORWARDED: ReadonlySet<string> = new Set([
-  'authorization', 'api-key', 'x-api-key', 'cookie', 'host', 'content-length', 'transfer-encoding', 'connection',
-  'keep-alive', 'proxy-authorization', 'te', 'trailer', 'upgrade', 'expect',
+  'authorization',
+  'api-key',
+  'x-api-key',
+  'cookie',
+  'host',
+  'content-length',
+  'transfer-encoding',
+  'connection',
+  'keep-alive',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'upgrade',
+  'expect',
 ]);
 
 /** The built-in simulator's per-request control headers (test and demo knobs; see simulator/index.ts). */
 export const SIMULATOR_HEADERS: readonly string[] = [
-  'x-sim-ttft-ms', 'x-sim-tpot-ms', 'x-sim-output-tokens', 'x-sim-fault', 'x-sim-cache-read-tokens', 'x-sim-cache-write-tokens',
+  'x-sim-ttft-ms',
+  'x-sim-tpot-ms',
+  'x-sim-output-tokens',
+  'x-sim-fault',
+  'x-sim-cache-read-tokens',
+  'x-sim-cache-write-tokens',
 ];

@@ -49,7 +49,11 @@ export const MAX_SCRUBBED_BODY = 64 * 1024;
  * `body` is what to send; `decoded` says the content-encoding header must go. Undefined when
  * the body cannot be read (corrupt encoding, unknown encoding): the caller sends its own error.
  */
-export function scrubBody(raw: Buffer, encoding: string | undefined, secrets: readonly string[]): { body: Buffer; decoded: boolean } | undefined {
+export function scrubBody(
+  raw: Buffer,
+  encoding: string | undefined,
+  secrets: readonly string[],
+): { body: Buffer; decoded: boolean } | undefined {
   const enc = (encoding ?? '').trim().toLowerCase();
   let plain = raw;
   const decoded = enc !== '' && enc !== 'identity';

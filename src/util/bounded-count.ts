@@ -30,8 +30,17 @@ export const bpeWork = { calls: 0, chars: 0 };
 function isSpace(c: number): boolean {
   // JavaScript's \s (what the tokenizers' split regexes use).
   return (
-    c === 0x20 || (c >= 0x09 && c <= 0x0d) || c === 0xa0 || c === 0x1680 || (c >= 0x2000 && c <= 0x200a) ||
-    c === 0x2028 || c === 0x2029 || c === 0x202f || c === 0x205f || c === 0x3000 || c === 0xfeff
+    c === 0x20 ||
+    (c >= 0x09 && c <= 0x0d) ||
+    c === 0xa0 ||
+    c === 0x1680 ||
+    (c >= 0x2000 && c <= 0x200a) ||
+    c === 0x2028 ||
+    c === 0x2029 ||
+    c === 0x202f ||
+    c === 0x205f ||
+    c === 0x3000 ||
+    c === 0xfeff
   );
 }
 
@@ -109,7 +118,7 @@ export class BoundedCounter {
       while (j < len && isSpace(text.charCodeAt(j)) === ws) j++;
       if (j - i > MAX_PIECE_CHARS) {
         if (i > from) n += this.run(text.slice(from, i));
-        for (let k = i; k < j; ) {
+        for (let k = i; k < j;) {
           const next = k + MAX_PIECE_CHARS >= j ? j : safeCut(text, k + MAX_PIECE_CHARS);
           n += this.run(text.slice(k, next));
           k = next;

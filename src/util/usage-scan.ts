@@ -60,7 +60,6 @@ function countAfter(usage: string, key: string): number | undefined | null {
   return next === COMMA || next === CLOSE_BRACE || isSpace(next) ? n : null;
 }
 
-
 /**
  * Where the value of the key token found at `at` starts, or -1 unless that token really is
  * an object key. An unescaped `"usage"` can only be a string token (quotes inside strings

@@ -38,7 +38,8 @@ const drain = async (s: AsyncIterable<unknown>) => {
 /** The six kinds of request, each capped at CAP output tokens. */
 const KINDS: Array<(c: OpenAI) => Promise<unknown>> = [
   (c) => c.chat.completions.create({ model: 'm', max_tokens: CAP, messages: [{ role: 'user', content: 'hi' }] }),
-  async (c) => drain(await c.chat.completions.create({ model: 'm', max_tokens: CAP, messages: [{ role: 'user', content: 'hi' }], stream: true })),
+  async (c) =>
+    drain(await c.chat.completions.create({ model: 'm', max_tokens: CAP, messages: [{ role: 'user', content: 'hi' }], stream: true })),
   (c) => c.completions.create({ model: 'm', max_tokens: CAP, prompt: 'hi' }),
   async (c) => drain(await c.completions.create({ model: 'm', max_tokens: CAP, prompt: 'hi', stream: true })),
   (c) => c.responses.create({ model: 'm', max_output_tokens: CAP, input: 'hi' }),
@@ -46,32 +47,41 @@ const KINDS: Array<(c: OpenAI) => Promise<unknown>> = [
 ];
 
 describe('one budget across chat, completions and responses', () => {
-  it('$1.00 shared by three gateways under 300 concurrent mixed $0.01 requests: exactly 100 admitted, spend $1.00, nothing reserved', { timeout: 60_000 }, async () => {
-    const clients = gateways.map((g) => openaiClient(g, 'k-dollar'));
-    // One of each kind first, one at a time (so every API is among the admitted whatever the
-    // burst's timing), then the other 294 at once.
-    const first: PromiseSettledResult<unknown>[] = [];
-    for (let i = 0; i < KINDS.length; i++) first.push(...(await Promise.allSettled([KINDS[i]!(clients[i % clients.length]!)])));
-    const burst = await Promise.allSettled(
-      Array.from({ length: 300 - KINDS.length }, (_, i) => KINDS[Math.floor(i / clients.length) % KINDS.length]!(clients[i % clients.length]!)),
-    );
-    const results = [...first, ...burst];
-    expect(first.every((r) => r.status === 'fulfilled')).toBe(true);
-    let ok = 0;
-    let quota = 0;
-    const other: string[] = [];
-    for (const r of results) {
-      if (r.status === 'fulfilled') ok++;
-      else if (r.reason instanceof OpenAI.RateLimitError && r.reason.code === 'insufficient_quota') quota++;
-      else other.push(String(r.reason));
-    }
-    expect(other).toEqual([]);
-    expect(ok).toBe(100);
-    expect(quota).toBe(200);
-    // Settles are written after the response has ended (group-committed, off the request path).
-    for (const g of gateways) await eventually(async () => expect(await budgetOf(g.url, 'key', 'dollar')).toMatchObject({ spend_usd: 1, reserved_usd: 0 }));
-    // Every API took part in the admitted hundred (the first six made sure of it).
-    const endpoints = new Set(gateways.flatMap((g) => g.lines.filter((l) => l.msg === 'request' && l.status === 200).map((l) => l.endpoint)));
-    expect([...endpoints].sort()).toEqual(['chat/completions', 'completions', 'responses']);
-  });
+  it(
+    '$1.00 shared by three gateways under 300 concurrent mixed $0.01 requests: exactly 100 admitted, spend $1.00, nothing reserved',
+    { timeout: 60_000 },
+    async () => {
+      const clients = gateways.map((g) => openaiClient(g, 'k-dollar'));
+      // One of each kind first, one at a time (so every API is among the admitted whatever the
+      // burst's timing), then the other 294 at once.
+      const first: PromiseSettledResult<unknown>[] = [];
+      for (let i = 0; i < KINDS.length; i++) first.push(...(await Promise.allSettled([KINDS[i]!(clients[i % clients.length]!)])));
+      const burst = await Promise.allSettled(
+        Array.from({ length: 300 - KINDS.length }, (_, i) =>
+          KINDS[Math.floor(i / clients.length) % KINDS.length]!(clients[i % clients.length]!),
+        ),
+      );
+      const results = [...first, ...burst];
+      expect(first.every((r) => r.status === 'fulfilled')).toBe(true);
+      let ok = 0;
+      let quota = 0;
+      const other: string[] = [];
+      for (const r of results) {
+        if (r.status === 'fulfilled') ok++;
+        else if (r.reason instanceof OpenAI.RateLimitError && r.reason.code === 'insufficient_quota') quota++;
+        else other.push(String(r.reason));
+      }
+      expect(other).toEqual([]);
+      expect(ok).toBe(100);
+      expect(quota).toBe(200);
+      // Settles are written after the response has ended (group-committed, off the request path).
+      for (const g of gateways)
+        await eventually(async () => expect(await budgetOf(g.url, 'key', 'dollar')).toMatchObject({ spend_usd: 1, reserved_usd: 0 }));
+      // Every API took part in the admitted hundred (the first six made sure of it).
+      const endpoints = new Set(
+        gateways.flatMap((g) => g.lines.filter((l) => l.msg === 'request' && l.status === 200).map((l) => l.endpoint)),
+      );
+      expect([...endpoints].sort()).toEqual(['chat/completions', 'completions', 'responses']);
+    },
+  );
 });

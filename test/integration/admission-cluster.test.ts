@@ -6,7 +6,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, fleetKeysYaml, privateCluster, type RedisCluster, sharedLimitTests, simModelYaml, startFleet, stopFleet } from './admission-support.js';
+import {
+  ADMIN_TOKEN,
+  fleetKeysYaml,
+  privateCluster,
+  type RedisCluster,
+  sharedLimitTests,
+  simModelYaml,
+  startFleet,
+  stopFleet,
+} from './admission-support.js';
 import { requireBuild, type GatewayProcess } from '../helpers/process.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'admission-cluster-'));

@@ -91,7 +91,7 @@ describe('redis store', () => {
     expect(after).toEqual(before);
   });
 
-  it('a $0 budget is a budget (free requests only): its keys and arguments stay in step with the next scope\'s', async () => {
+  it("a $0 budget is a budget (free requests only): its keys and arguments stay in step with the next scope's", async () => {
     const [before] = await store.usage([a]);
     const r = res([zero, a], 10, 0);
     expect((await store.admit(r)).ok).toBe(true);

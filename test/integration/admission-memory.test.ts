@@ -91,7 +91,8 @@ describe('admission, memory store', () => {
     expect(b).toMatchObject({ spend_usd: 1, reserved_usd: 0, limit_usd: 1 });
 
     const m = await gw.metricsText();
-    for (const th of ['0.7', '0.8', '0.95', '1']) expect(metricValue(m, 'llm_gateway_budget_alerts_total', { scope: 'key', threshold: th })).toBe(1);
+    for (const th of ['0.7', '0.8', '0.95', '1'])
+      expect(metricValue(m, 'llm_gateway_budget_alerts_total', { scope: 'key', threshold: th })).toBe(1);
     expect(metricValue(m, 'llm_gateway_budget_spend_usd', { scope: 'key', name: 'dollar' })).toBe(1);
     expect(metricValue(m, 'llm_gateway_budget_limit_usd', { scope: 'key', name: 'dollar' })).toBe(1);
     expect(metricValue(m, 'llm_gateway_rate_limited_total', { scope: 'key', limit: 'budget' })).toBe(200);
@@ -130,7 +131,9 @@ describe('admission, memory store', () => {
 
   it('admitted responses carry x-ratelimit-* of the tightest scope where limits apply, none where they do not', async () => {
     // k-later: key tpm 100000, team rpm 2.
-    const ok = await openaiClient(gw, 'k-later').chat.completions.create({ ...ONE_CENT, messages: [{ role: 'user', content: 'x' }] }).withResponse();
+    const ok = await openaiClient(gw, 'k-later')
+      .chat.completions.create({ ...ONE_CENT, messages: [{ role: 'user', content: 'x' }] })
+      .withResponse();
     const h = ok.response.headers;
     expect(h.get('x-ratelimit-limit-requests')).toBe('2');
     expect(h.get('x-ratelimit-remaining-requests')).toBe('1');
@@ -138,7 +141,9 @@ describe('admission, memory store', () => {
     const remaining = Number(h.get('x-ratelimit-remaining-tokens'));
     expect(remaining).toBeLessThanOrEqual(100000 - 10);
     expect(remaining).toBeGreaterThan(100000 - 100);
-    const free = await openaiClient(gw, 'k-free').chat.completions.create({ ...ONE_CENT, messages: [{ role: 'user', content: 'x' }] }).withResponse();
+    const free = await openaiClient(gw, 'k-free')
+      .chat.completions.create({ ...ONE_CENT, messages: [{ role: 'user', content: 'x' }] })
+      .withResponse();
     expect(free.response.headers.get('x-ratelimit-limit-tokens')).toBeNull();
     expect(free.response.headers.get('x-ratelimit-limit-requests')).toBeNull();
   });
@@ -150,7 +155,9 @@ describe('admission, memory store', () => {
     const week = spend.body.budgets.find((b) => b.name === 'later')!;
     expect(new Date(week.period_start as string).getUTCDay()).toBe(1); // ISO week: Monday
     const limits = await admin<{ scopes: ScopeRow[] }>(gw.url, 'limits');
-    expect(limits.body.scopes.find((s) => s.scope === 'team' && s.name === 'capped')).toMatchObject({ rpm: { limit: 2, used: 1, remaining: 1 } });
+    expect(limits.body.scopes.find((s) => s.scope === 'team' && s.name === 'capped')).toMatchObject({
+      rpm: { limit: 2, used: 1, remaining: 1 },
+    });
     const unauth = await fetch(`${gw.url}/admin/spend`);
     expect(unauth.status).toBe(401);
   });

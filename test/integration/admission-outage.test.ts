@@ -72,7 +72,9 @@ describe('admission when Redis goes away and comes back', () => {
     expect((await fetch(`${closed.url}/readyz`)).status).toBe(503);
     expect((await fetch(`${open.url}/readyz`)).status).toBe(200);
     expect((await admin(open.url, 'spend')).status).toBe(503);
-    expect(metricValue(await open.metricsText(), 'llm_gateway_store_errors_total', { store: 'redis', op: 'admit' })).toBeGreaterThanOrEqual(5);
+    expect(metricValue(await open.metricsText(), 'llm_gateway_store_errors_total', { store: 'redis', op: 'admit' })).toBeGreaterThanOrEqual(
+      5,
+    );
 
     const m = await open.metricsText();
     expect(metricValue(m, 'llm_gateway_store_errors_total', { store: 'redis', op: 'settle' })).toBe(1); // the stream's
@@ -90,7 +92,10 @@ describe('admission when Redis goes away and comes back', () => {
     expect(spend.body).toMatchObject({ degraded: false, pending_ops: 0 });
     expect(metricValue(await open.metricsText(), 'llm_gateway_store_pending_operations')).toBe(0);
     await eventually(async () => expect(await budgetOf(open.url, 'key', 'app')).toMatchObject({ spend_usd: 0.13, reserved_usd: 0 }), 5_000);
-    await eventually(async () => expect(await budgetOf(closed.url, 'key', 'app')).toMatchObject({ spend_usd: 0.02, reserved_usd: 0 }), 5_000);
+    await eventually(
+      async () => expect(await budgetOf(closed.url, 'key', 'app')).toMatchObject({ spend_usd: 0.02, reserved_usd: 0 }),
+      5_000,
+    );
     const limits = await admin<{ scopes: Array<{ name: string; concurrency: { in_use: number } }> }>(open.url, 'limits');
     expect(limits.body.scopes.find((s) => s.name === 'app')!.concurrency.in_use).toBe(0);
   });

@@ -47,7 +47,7 @@ afterAll(async () => {
 });
 
 describe('redis store, 1 s bucket rings', () => {
-  it('counts per second, settles into the admit\'s bucket, and answers retry-after from the oldest bucket, never early', async () => {
+  it("counts per second, settles into the admit's bucket, and answers retry-after from the oldest bucket, never early", async () => {
     const t0 = Date.now();
     const r1 = res(400);
     expect((await store.admit(r1)).ok).toBe(true);

@@ -80,7 +80,9 @@ teams:
   it('an upstream that fails frees its reservation; its tokens settle to the real (zero) count', async () => {
     const c = openaiClient(gw, 'k-release');
     const before = await scopeOf('key', 'release');
-    const err = await c.chat.completions.create({ model: 'broken', max_tokens: 10, messages: [{ role: 'user', content: 'x' }] }).catch((e: unknown) => e);
+    const err = await c.chat.completions
+      .create({ model: 'broken', max_tokens: 10, messages: [{ role: 'user', content: 'x' }] })
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OpenAI.APIError);
     expect((err as InstanceType<typeof OpenAI.APIError>).status).toBeGreaterThanOrEqual(502);
     await eventually(async () => {

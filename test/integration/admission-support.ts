@@ -162,7 +162,11 @@ const ONE_CENT = { model: 'm', max_tokens: 10 };
 export function sharedLimitTests(fleet: () => GatewayProcess[]): void {
   it('rpm 100 shared by three gateways under 300 concurrent requests admits exactly 100', async () => {
     const gateways = fleet();
-    const r = await batch(gateways.map((g) => openaiClient(g, 'k-rpm')), 300, ONE_CENT);
+    const r = await batch(
+      gateways.map((g) => openaiClient(g, 'k-rpm')),
+      300,
+      ONE_CENT,
+    );
     expect(r.other.map((e) => String(e))).toEqual([]);
     expect(r.ok).toBe(100);
     expect(r.rateLimited).toBe(200);
@@ -172,12 +176,17 @@ export function sharedLimitTests(fleet: () => GatewayProcess[]): void {
 
   it('a $1.00 budget shared by three gateways under 300 concurrent $0.01 requests admits exactly 100, spend = $1.00, nothing left reserved', async () => {
     const gateways = fleet();
-    const r = await batch(gateways.map((g) => openaiClient(g, 'k-dollar')), 300, ONE_CENT);
+    const r = await batch(
+      gateways.map((g) => openaiClient(g, 'k-dollar')),
+      300,
+      ONE_CENT,
+    );
     expect(r.other.map((e) => String(e))).toEqual([]);
     expect(r.ok).toBe(100);
     expect(r.quota).toBe(200);
     // Settles are written after the response has ended (group-committed, off the request path).
-    for (const g of gateways) await eventually(async () => expect(await budgetOf(g.url, 'key', 'dollar')).toMatchObject({ spend_usd: 1, reserved_usd: 0 }));
+    for (const g of gateways)
+      await eventually(async () => expect(await budgetOf(g.url, 'key', 'dollar')).toMatchObject({ spend_usd: 1, reserved_usd: 0 }));
   });
 }
 
@@ -213,8 +222,26 @@ export async function privateCluster(dir: string, n = 3, server = 'redis-server'
       ports.push(port);
       nodes.push(
         await startRedisServer(
-          ['--port', String(port), '--cluster-port', String(bus), '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`,
-            '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--dir', dir],
+          [
+            '--port',
+            String(port),
+            '--cluster-port',
+            String(bus),
+            '--bind',
+            '127.0.0.1',
+            '--cluster-enabled',
+            'yes',
+            '--cluster-config-file',
+            `nodes-${port}.conf`,
+            '--save',
+            '',
+            '--appendonly',
+            'no',
+            '--daemonize',
+            'no',
+            '--dir',
+            dir,
+          ],
           undefined,
           server,
         ),
@@ -222,12 +249,17 @@ export async function privateCluster(dir: string, n = 3, server = 'redis-server'
     }
     await cli(redisCli, ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], 30_000);
     // Every node must see the whole cluster before clients come (slots served, gossip done).
-    await eventually(async () => {
-      for (const port of ports) {
-        const info = await cli(redisCli, ['-p', String(port), 'cluster', 'info'], 5_000);
-        if (!info.includes('cluster_state:ok') || !info.includes(`cluster_known_nodes:${n}`)) throw new Error(`node ${port} not ready: ${info}`);
-      }
-    }, 20_000, 100);
+    await eventually(
+      async () => {
+        for (const port of ports) {
+          const info = await cli(redisCli, ['-p', String(port), 'cluster', 'info'], 5_000);
+          if (!info.includes('cluster_state:ok') || !info.includes(`cluster_known_nodes:${n}`))
+            throw new Error(`node ${port} not ready: ${info}`);
+        }
+      },
+      20_000,
+      100,
+    );
   } catch (e) {
     await stop();
     throw e;

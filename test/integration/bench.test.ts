@@ -18,7 +18,8 @@ afterAll(async () => {
 });
 
 /** The bench to its end; past `timeoutMs`, SIGTERM (the bench then stops its own children), SIGKILL if it lingers. */
-const bench = (args: string[], timeoutMs: number): Promise<ProcessRun> => runProcess(process.execPath, ['bench/run.js', '--quiet', ...args], { cwd: ROOT, timeoutMs });
+const bench = (args: string[], timeoutMs: number): Promise<ProcessRun> =>
+  runProcess(process.execPath, ['bench/run.js', '--quiet', ...args], { cwd: ROOT, timeoutMs });
 
 type Json = Record<string, any>;
 
@@ -38,7 +39,24 @@ describe('bench/run.js', () => {
       // One round (the default is three): the figures are not judged here, only produced.
       bench(['--scenario', 'throughput', '--duration', '1', '--rounds', '1', '--connections', '4', '--out', tFile], 110_000),
       bench(
-        ['--scenario', 'streams,responses', '--streams', '10', '--responses-streams', '10', '--duration', '2', '--ttft-ms', '20', '--tpot-ms', '10', '--output-tokens', '16', '--out', sFile],
+        [
+          '--scenario',
+          'streams,responses',
+          '--streams',
+          '10',
+          '--responses-streams',
+          '10',
+          '--duration',
+          '2',
+          '--ttft-ms',
+          '20',
+          '--tpot-ms',
+          '10',
+          '--output-tokens',
+          '16',
+          '--out',
+          sFile,
+        ],
         110_000,
       ),
     ]);

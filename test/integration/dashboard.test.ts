@@ -14,7 +14,9 @@ import { newSession, sessionCookieName, validSession } from '../../src/auth/sess
 const CHROMIUM = '/usr/bin/chromium';
 const HAVE_CHROMIUM = existsSync(CHROMIUM);
 if (!HAVE_CHROMIUM) {
-  console.warn(`\n!!!!!!!!\n!!! ${CHROMIUM} is missing: the dashboard browser test is SKIPPED. Install it (apt-get install chromium, or .ci/run).\n!!!!!!!!\n`);
+  console.warn(
+    `\n!!!!!!!!\n!!! ${CHROMIUM} is missing: the dashboard browser test is SKIPPED. Install it (apt-get install chromium, or .ci/run).\n!!!!!!!!\n`,
+  );
 }
 const TOKEN = 'dash-secret-token';
 // Rendered only as text: if the page ever inserted data as markup, this would become an element.
@@ -25,7 +27,8 @@ let client: OpenAI;
 let browser: Browser | undefined;
 
 beforeAll(async () => {
-  gw = await withGateway(`
+  gw = await withGateway(
+    `
 admin_token: ${TOKEN}
 retries: { max: 0, backoff_ms: 0 }
 backends:
@@ -40,7 +43,9 @@ models:
     pricing: { input_per_mtok: 1, output_per_mtok: 4 }
   '${HOSTILE}':
     deployments: [{ backend: sim }]
-`, { apiKey: 'any' });
+`,
+    { apiKey: 'any' },
+  );
   client = gw.openai;
   // Budgets come from the llm_gateway_budget_* gauges, whoever sets them.
   gw.gw.metrics.budgetLimit.set({ scope: 'team', name: 'payments' }, 50);
@@ -100,7 +105,9 @@ describe('GET /admin/stats', () => {
   it('refuses a wrong or missing token with 401', async () => {
     expect((await stats({ authorization: 'Bearer nope' })).status).toBe(401);
     expect((await stats({})).status).toBe(401);
-    expect((await stats({ cookie: `llm_gateway_dashboard_${gw.port}=9999999999999.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA` })).status).toBe(401);
+    expect(
+      (await stats({ cookie: `llm_gateway_dashboard_${gw.port}=9999999999999.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA` })).status,
+    ).toBe(401);
   });
 
   it('answers per-model counters, quantiles, tokens, cost, budgets and circuits', async () => {
@@ -166,7 +173,16 @@ describe('the page in headless Chromium', () => {
       const { chromium } = await import('playwright-core');
       browser = await chromium.launch({
         executablePath: CHROMIUM,
-        args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+        args: [
+          '--headless',
+          '--no-sandbox',
+          '--disable-gpu',
+          '--disable-quic',
+          '--no-first-run',
+          '--disable-background-networking',
+          '--disable-component-update',
+          '--disable-sync',
+        ],
       });
       const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
       const problems: string[] = [];
@@ -210,7 +226,9 @@ describe('the page in headless Chromium', () => {
       const bg = traffic(2500);
       const rps = card.locator('[data-chart="rps"] .val');
       await expect.poll(async () => Number(await rps.textContent()), { timeout: 5000 }).toBeGreaterThan(0);
-      await expect.poll(() => card.locator('[data-chart="ttft"] .val').textContent(), { timeout: 5000 }).toMatch(/^[\d.]+ m?s · [\d.]+ m?s$/);
+      await expect
+        .poll(() => card.locator('[data-chart="ttft"] .val').textContent(), { timeout: 5000 })
+        .toMatch(/^[\d.]+ m?s · [\d.]+ m?s$/);
       await expect.poll(() => card.locator('[data-chart="tpot"] .val').textContent(), { timeout: 5000 }).toMatch(/ms/);
       const line = await card.locator('[data-chart="rps"] path.l0').getAttribute('d');
       expect(line).toMatch(/^M[\d.]+ [\d.]+/);
@@ -218,7 +236,9 @@ describe('the page in headless Chromium', () => {
       await expect.poll(() => page.locator('[data-field="total-overhead"] .val').textContent(), { timeout: 5000 }).toMatch(/^[\d.]+ m?s$/);
       await bg;
       const flaky = page.locator('section.card[data-model="flaky"]');
-      await expect.poll(async () => Number(await flaky.locator('[data-field="errors"]').textContent()), { timeout: 5000 }).toBeGreaterThan(0);
+      await expect
+        .poll(async () => Number(await flaky.locator('[data-field="errors"]').textContent()), { timeout: 5000 })
+        .toBeGreaterThan(0);
 
       await mkdir('test-output', { recursive: true });
       await page.screenshot({ path: join('test-output', 'dashboard.png'), fullPage: true });

@@ -15,7 +15,8 @@ const hasAmtool = await run('amtool', ['--version'], { timeout: 20_000 }).then(
   () => true,
   () => false,
 );
-if (!hasAmtool) console.warn('\n*** amtool NOT FOUND: deploy-alertmanager.test.ts checks are SKIPPED (apt-get install prometheus-alertmanager).\n');
+if (!hasAmtool)
+  console.warn('\n*** amtool NOT FOUND: deploy-alertmanager.test.ts checks are SKIPPED (apt-get install prometheus-alertmanager).\n');
 
 async function amtool(args: string[]): Promise<string> {
   try {
@@ -30,17 +31,41 @@ async function amtool(args: string[]): Promise<string> {
 describe('deploy/prometheus/alertmanager.yml', () => {
   it('has seed 001 timings', async () => {
     const doc = parse(await readFile(FILE, 'utf8')) as { route: Record<string, unknown> };
-    expect(doc.route).toMatchObject({ group_by: ['alertname', 'severity'], group_wait: '30s', group_interval: '5m', repeat_interval: '4h' });
+    expect(doc.route).toMatchObject({
+      group_by: ['alertname', 'severity'],
+      group_wait: '30s',
+      group_interval: '5m',
+      repeat_interval: '4h',
+    });
   });
 
-  it.skipIf(!hasAmtool)('passes amtool check-config', async () => {
-    expect(await amtool(['check-config', FILE])).toMatch(/SUCCESS/);
-  }, 60_000);
+  it.skipIf(!hasAmtool)(
+    'passes amtool check-config',
+    async () => {
+      expect(await amtool(['check-config', FILE])).toMatch(/SUCCESS/);
+    },
+    60_000,
+  );
 
-  it.skipIf(!hasAmtool)('routes critical, warning and info alerts to their receivers', async () => {
-    for (const [severity, receiver] of [['critical', 'critical-team'], ['warning', 'warning-team'], ['info', 'default']] as const) {
-      const out = await amtool(['config', 'routes', 'test', `--config.file=${FILE}`, `severity=${severity}`, 'alertname=LLMGatewayIncidentOpen']);
-      expect(out.split('\n')[0]!.trim(), severity).toBe(receiver);
-    }
-  }, 60_000);
+  it.skipIf(!hasAmtool)(
+    'routes critical, warning and info alerts to their receivers',
+    async () => {
+      for (const [severity, receiver] of [
+        ['critical', 'critical-team'],
+        ['warning', 'warning-team'],
+        ['info', 'default'],
+      ] as const) {
+        const out = await amtool([
+          'config',
+          'routes',
+          'test',
+          `--config.file=${FILE}`,
+          `severity=${severity}`,
+          'alertname=LLMGatewayIncidentOpen',
+        ]);
+        expect(out.split('\n')[0]!.trim(), severity).toBe(receiver);
+      }
+    },
+    60_000,
+  );
 });

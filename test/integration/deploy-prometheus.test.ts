@@ -134,7 +134,9 @@ describe.skipIf(!hasPrometheus || !hasBuild)('Prometheus scraping a running gate
       return evaluated ? gs : undefined;
     });
     expect(groups.map((g) => g.name).sort()).toEqual([...expectedGroups].sort());
-    const bad = groups.flatMap((g) => g.rules.filter((r) => r.health !== 'ok').map((r) => `${g.name}/${r.name}: ${r.health} ${r.lastError ?? ''}`));
+    const bad = groups.flatMap((g) =>
+      g.rules.filter((r) => r.health !== 'ok').map((r) => `${g.name}/${r.name}: ${r.health} ${r.lastError ?? ''}`),
+    );
     expect(bad).toEqual([]);
   }, 40_000);
 
@@ -157,7 +159,9 @@ describe.skipIf(!hasPrometheus || !hasBuild)('Prometheus scraping a running gate
     // The simulator answers every request, with first tokens well under 1 s.
     expect(Number(samples.avail[0]!.value[1])).toBe(0);
     expect(Number(samples.ttft[0]!.value[1])).toBe(0);
-    const firing = ((await (await fetch(`${api}/alerts`)).json()) as { data: { alerts: Array<{ labels: { alertname: string }; state: string }> } }).data.alerts
+    const firing = (
+      (await (await fetch(`${api}/alerts`)).json()) as { data: { alerts: Array<{ labels: { alertname: string }; state: string }> } }
+    ).data.alerts
       .filter((a) => a.state === 'firing')
       .map((a) => a.labels.alertname);
     expect(firing).toEqual([]);
@@ -165,12 +169,21 @@ describe.skipIf(!hasPrometheus || !hasBuild)('Prometheus scraping a running gate
 
   it('runs every Grafana dashboard query without error', async () => {
     const dash = JSON.parse(await readFile(join(ROOT, 'deploy', 'grafana', 'dashboard.json'), 'utf8')) as {
-      panels: Array<{ title?: string; targets?: Array<{ expr?: string }>; panels?: Array<{ title?: string; targets?: Array<{ expr?: string }> }> }>;
+      panels: Array<{
+        title?: string;
+        targets?: Array<{ expr?: string }>;
+        panels?: Array<{ title?: string; targets?: Array<{ expr?: string }> }>;
+      }>;
     };
     const values: Record<string, string> = { model: '.*', team: '.*', __rate_interval: '1m', __interval: '30s', __range: '1h' };
     const exprs = dash.panels
       .flatMap((p) => [p, ...(p.panels ?? [])])
-      .flatMap((p) => (p.targets ?? []).map((t) => ({ title: p.title, expr: (t.expr ?? '').replace(/\$\{(\w+)\}|\$(\w+)/g, (m, a?: string, b?: string) => values[(a ?? b)!] ?? m) })));
+      .flatMap((p) =>
+        (p.targets ?? []).map((t) => ({
+          title: p.title,
+          expr: (t.expr ?? '').replace(/\$\{(\w+)\}|\$(\w+)/g, (m, a?: string, b?: string) => values[(a ?? b)!] ?? m),
+        })),
+      );
     expect(exprs.length).toBeGreaterThan(20);
     const failed: string[] = [];
     let withData = 0;

@@ -136,21 +136,33 @@ const runbookAnchors = new Set(
 );
 
 describe('deploy/prometheus', () => {
-  it.skipIf(!hasPromtool)('alert_rules.yml passes promtool check rules', async () => {
-    const out = await promtool(['check', 'rules', 'deploy/prometheus/alert_rules.yml']);
-    expect(out).toMatch(/SUCCESS/);
-  }, 120_000);
+  it.skipIf(!hasPromtool)(
+    'alert_rules.yml passes promtool check rules',
+    async () => {
+      const out = await promtool(['check', 'rules', 'deploy/prometheus/alert_rules.yml']);
+      expect(out).toMatch(/SUCCESS/);
+    },
+    120_000,
+  );
 
-  it.skipIf(!hasPromtool)('the rule unit tests in alert_rules.test.yml pass', async () => {
-    const out = await promtool(['test', 'rules', ...RULE_TESTS.map((f) => `deploy/prometheus/${f}`)]);
-    expect(out).toMatch(/SUCCESS/);
-  }, 120_000);
+  it.skipIf(!hasPromtool)(
+    'the rule unit tests in alert_rules.test.yml pass',
+    async () => {
+      const out = await promtool(['test', 'rules', ...RULE_TESTS.map((f) => `deploy/prometheus/${f}`)]);
+      expect(out).toMatch(/SUCCESS/);
+    },
+    120_000,
+  );
 
-  it.skipIf(!hasPromtool)('prometheus.yml passes promtool check config (with its rule file)', async () => {
-    const out = await promtool(['check', 'config', 'deploy/prometheus/prometheus.yml']);
-    expect(out).toMatch(/SUCCESS: 1 rule files found/);
-    expect(out).not.toMatch(/FAILED/);
-  }, 120_000);
+  it.skipIf(!hasPromtool)(
+    'prometheus.yml passes promtool check config (with its rule file)',
+    async () => {
+      const out = await promtool(['check', 'config', 'deploy/prometheus/prometheus.yml']);
+      expect(out).toMatch(/SUCCESS: 1 rule files found/);
+      expect(out).not.toMatch(/FAILED/);
+    },
+    120_000,
+  );
 
   it('covers the alerts ops asked for', () => {
     const names = alerts.map((a) => a.alert);
@@ -166,8 +178,14 @@ describe('deploy/prometheus', () => {
       ['rate-limit rejections', /llm_gateway_rate_limited_total/],
       ['store errors', /llm_gateway_store_errors_total/],
       ['gateway down', /up\{job="llm-gateway"\} == 0/],
-      ['availability fast burn', /availability_errors:ratio_rate1h > \(14\.4 \* 0\.001\)[\s\S]*ratio_rate5m[\s\S]*ratio_rate6h > \(6 \* 0\.001\)[\s\S]*ratio_rate30m/],
-      ['availability slow burn', /availability_errors:ratio_rate1d > \(3 \* 0\.001\)[\s\S]*ratio_rate2h[\s\S]*ratio_rate3d > 0\.001[\s\S]*ratio_rate6h/],
+      [
+        'availability fast burn',
+        /availability_errors:ratio_rate1h > \(14\.4 \* 0\.001\)[\s\S]*ratio_rate5m[\s\S]*ratio_rate6h > \(6 \* 0\.001\)[\s\S]*ratio_rate30m/,
+      ],
+      [
+        'availability slow burn',
+        /availability_errors:ratio_rate1d > \(3 \* 0\.001\)[\s\S]*ratio_rate2h[\s\S]*ratio_rate3d > 0\.001[\s\S]*ratio_rate6h/,
+      ],
       ['latency fast burn', /slo_ttft_slow:ratio_rate1h > \(14\.4 \* 0\.01\)/],
       ['latency slow burn', /slo_ttft_slow:ratio_rate1d > \(3 \* 0\.01\)/],
     ];
@@ -195,7 +213,8 @@ describe('deploy/prometheus', () => {
     const recorded = new Set(rules.flatMap((r) => (r.record ? [r.record] : [])));
     for (const r of rules) {
       expect(unknownMetrics(r.expr), r.alert ?? r.record).toEqual([]);
-      for (const name of r.expr.match(/\bllm_gateway:[A-Za-z0-9_:]+/g) ?? []) expect(recorded, `${r.alert ?? r.record} uses ${name}`).toContain(name);
+      for (const name of r.expr.match(/\bllm_gateway:[A-Za-z0-9_:]+/g) ?? [])
+        expect(recorded, `${r.alert ?? r.record} uses ${name}`).toContain(name);
     }
   });
 
@@ -287,19 +306,27 @@ describe('deploy/grafana/dashboard.json', () => {
     for (const { title, expr } of dashboardExprs) expect(unknownMetrics(expr), `${title}: ${expr}`).toEqual([]);
   });
 
-  it.skipIf(!hasPromtool)('every PromQL expression parses (as recording rules, through promtool)', async () => {
-    const dir = await tmp('llm-gw-dash-');
-    const exprs = dashboardExprs.map(({ title, expr }) => ({ title, expr: substitute(expr) }));
-    for (const { title, expr } of exprs) expect(expr, `${title}: unsubstituted variable`).not.toMatch(/\$/);
-    // JSON is YAML; one group, one recording rule per panel query.
-    const file = join(dir, 'dashboard_rules.yml');
-    await writeFile(
-      file,
-      JSON.stringify({ groups: [{ name: 'dashboard', rules: exprs.map(({ expr }, i) => ({ record: `dashboard:expr_${i}`, expr })) }] }, null, 2),
-    );
-    const out = await promtool(['check', 'rules', file]);
-    expect(out).toMatch(new RegExp(`SUCCESS: ${exprs.length} rules found`));
-  }, 120_000);
+  it.skipIf(!hasPromtool)(
+    'every PromQL expression parses (as recording rules, through promtool)',
+    async () => {
+      const dir = await tmp('llm-gw-dash-');
+      const exprs = dashboardExprs.map(({ title, expr }) => ({ title, expr: substitute(expr) }));
+      for (const { title, expr } of exprs) expect(expr, `${title}: unsubstituted variable`).not.toMatch(/\$/);
+      // JSON is YAML; one group, one recording rule per panel query.
+      const file = join(dir, 'dashboard_rules.yml');
+      await writeFile(
+        file,
+        JSON.stringify(
+          { groups: [{ name: 'dashboard', rules: exprs.map(({ expr }, i) => ({ record: `dashboard:expr_${i}`, expr })) }] },
+          null,
+          2,
+        ),
+      );
+      const out = await promtool(['check', 'rules', file]);
+      expect(out).toMatch(new RegExp(`SUCCESS: ${exprs.length} rules found`));
+    },
+    120_000,
+  );
 });
 
 // ----------------------------------------------------------------------------------------
@@ -372,7 +399,15 @@ const placeholderEnv = { OPENAI_API_KEY: 'sk-test', GATEWAY_ADMIN_TOKEN: 'admin'
 describe('deploy/k8s', () => {
   it('every manifest parses as YAML into objects with apiVersion, kind and a name', () => {
     expect(manifestFiles.map((f) => relative(K8S, f))).toEqual(
-      expect.arrayContaining(['configmap.yaml', 'deployment.yaml', 'kustomization.yaml', 'networkpolicy.yaml', 'podmonitor.yaml', 'secret.yaml', 'redis/kustomization.yaml']),
+      expect.arrayContaining([
+        'configmap.yaml',
+        'deployment.yaml',
+        'kustomization.yaml',
+        'networkpolicy.yaml',
+        'podmonitor.yaml',
+        'secret.yaml',
+        'redis/kustomization.yaml',
+      ]),
     );
     for (const [file, docs] of manifests) {
       expect(docs.length, file).toBeGreaterThan(0);
@@ -393,7 +428,9 @@ describe('deploy/k8s', () => {
     ] as const) {
       const drainMs = (parse(text) as { server?: { drain_timeout_ms?: number } }).server?.drain_timeout_ms ?? 25_000;
       expect(drainMs, which).toBe(25_000);
-      expect(grace * 1000, `${which}: grace ${grace}s vs preStop ${preStop}s + drain ${drainMs}ms`).toBeGreaterThan(preStop * 1000 + drainMs);
+      expect(grace * 1000, `${which}: grace ${grace}s vs preStop ${preStop}s + drain ${drainMs}ms`).toBeGreaterThan(
+        preStop * 1000 + drainMs,
+      );
     }
     expect(grace).toBe(30);
   });
@@ -472,18 +509,22 @@ describe('deploy/k8s', () => {
     expect(to4000[0]!.from?.[0]?.namespaceSelector?.matchLabels).toEqual({ 'kubernetes.io/metadata.name': 'monitoring' });
   });
 
-  it.skipIf(!hasKubectl)('kustomize builds the base and the base with the redis component', async () => {
-    const base = await run('kubectl', ['kustomize', K8S], { timeout: 60_000 });
-    expect(base.stdout).toMatch(/store: memory/);
-    const dir = await tmp('llm-gw-kustomize-');
-    const rel = relative(dir, K8S);
-    await writeFile(
-      join(dir, 'kustomization.yaml'),
-      `apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [${rel}]\ncomponents: [${rel}/redis]\n`,
-    );
-    const withRedis = await run('kubectl', ['kustomize', dir], { timeout: 60_000 });
-    expect(withRedis.stdout).toMatch(/store: redis/);
-    expect(withRedis.stdout).toMatch(/name: REDIS_URL/);
-    expect(withRedis.stdout).toMatch(/name: llm-gateway-redis/);
-  }, 120_000);
+  it.skipIf(!hasKubectl)(
+    'kustomize builds the base and the base with the redis component',
+    async () => {
+      const base = await run('kubectl', ['kustomize', K8S], { timeout: 60_000 });
+      expect(base.stdout).toMatch(/store: memory/);
+      const dir = await tmp('llm-gw-kustomize-');
+      const rel = relative(dir, K8S);
+      await writeFile(
+        join(dir, 'kustomization.yaml'),
+        `apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [${rel}]\ncomponents: [${rel}/redis]\n`,
+      );
+      const withRedis = await run('kubectl', ['kustomize', dir], { timeout: 60_000 });
+      expect(withRedis.stdout).toMatch(/store: redis/);
+      expect(withRedis.stdout).toMatch(/name: REDIS_URL/);
+      expect(withRedis.stdout).toMatch(/name: llm-gateway-redis/);
+    },
+    120_000,
+  );
 });

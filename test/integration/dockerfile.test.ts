@@ -261,7 +261,11 @@ describe('the Dockerfile', () => {
 
     expect(find(runtime, 'USER').at(-1)?.args).toBe('node');
     expect(find(runtime, 'EXPOSE').map((i) => i.args)).toContain('4000');
-    expect(find(runtime, 'ENV').map((i) => i.args).join(' ')).not.toMatch(/GATEWAY_HOST/);
+    expect(
+      find(runtime, 'ENV')
+        .map((i) => i.args)
+        .join(' '),
+    ).not.toMatch(/GATEWAY_HOST/);
     expect(command()).toEqual(['node', 'dist/main.js', '--policies', '/etc/llm-gateway/policies.yaml', '--port', '4000']);
     // deploy/k8s passes only `args:`, so the entrypoint must be `node dist/main.js` on its own.
     expect(find(runtime, 'ENTRYPOINT').at(-1)?.exec).toEqual(['node', 'dist/main.js']);
@@ -272,15 +276,20 @@ describe('the Dockerfile', () => {
 
   it('.dockerignore keeps node_modules, dist, test-output, bench/results and .git out of the context', async () => {
     const ignored = dockerignore(await readFile(join(ROOT, '.dockerignore'), 'utf8'));
-    for (const p of ['node_modules', 'dist', 'test-output', 'bench/results', '.git', 'bench/node_modules']) expect(ignored(p), p).toBe(true);
-    for (const p of ['package.json', 'package-lock.json', 'tsconfig.json', 'src', 'src/main.ts', 'policies/policies.yaml']) expect(ignored(p), p).toBe(false);
+    for (const p of ['node_modules', 'dist', 'test-output', 'bench/results', '.git', 'bench/node_modules'])
+      expect(ignored(p), p).toBe(true);
+    for (const p of ['package.json', 'package-lock.json', 'tsconfig.json', 'src', 'src/main.ts', 'policies/policies.yaml'])
+      expect(ignored(p), p).toBe(false);
   });
 });
 
 describe('the image, assembled as the Dockerfile says', () => {
   it('holds dist/, production dependencies only, package.json and the policies at their documented path', async () => {
     const app = join(image.root, image.workdir);
-    const pkg = JSON.parse(await readFile(join(app, 'package.json'), 'utf8')) as { dependencies: Record<string, string>; devDependencies: Record<string, string> };
+    const pkg = JSON.parse(await readFile(join(app, 'package.json'), 'utf8')) as {
+      dependencies: Record<string, string>;
+      devDependencies: Record<string, string>;
+    };
     expect(existsSync(join(app, 'dist/main.js'))).toBe(true);
     expect(existsSync(join(app, 'dist/dashboard/index.js'))).toBe(true);
     expect(existsSync(join(image.root, 'etc/llm-gateway/policies.yaml'))).toBe(true);
@@ -289,7 +298,8 @@ describe('the image, assembled as the Dockerfile says', () => {
     for (const dev of ['vitest', 'typescript', 'playwright-core', 'openai', 'autocannon', 'vite', 'esbuild']) {
       expect(existsSync(join(app, 'node_modules', dev)), `${dev} is a devDependency`).toBe(false);
     }
-    for (const dev of Object.keys(pkg.devDependencies)) expect(existsSync(join(app, 'node_modules', dev)), `${dev} is a devDependency`).toBe(false);
+    for (const dev of Object.keys(pkg.devDependencies))
+      expect(existsSync(join(app, 'node_modules', dev)), `${dev} is a devDependency`).toBe(false);
     for (const absent of ['src', 'test', 'tsconfig.json', '.git', 'test-output']) expect(existsSync(join(app, absent)), absent).toBe(false);
   });
 

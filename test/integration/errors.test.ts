@@ -16,7 +16,8 @@ let client: OpenAI;
 beforeAll(async () => {
   sim = await startSimulator({ ttftMs: 5, tpotMs: 5, outputTokens: 8 });
   closedPort = await freePort();
-  gw = await withGateway(`
+  gw = await withGateway(
+    `
 server: { max_body_bytes: 2048 }
 backends:
   sim: { type: openai, base_url: "${sim.url}", timeout_ms: 400, idle_timeout_ms: 400, forward_headers: [x-sim-fault, x-sim-tpot-ms] }
@@ -24,7 +25,9 @@ backends:
 models:
   ok: { deployments: [{ backend: sim }] }
   dead: { deployments: [{ backend: dead }] }
-`, { apiKey: 'k' });
+`,
+    { apiKey: 'k' },
+  );
   client = gw.openai;
 });
 
@@ -36,7 +39,11 @@ afterAll(async () => {
 async function post(body: string, headers: Record<string, string> = { 'content-type': 'application/json' }) {
   const r = await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers, body });
   const text = await r.body.text();
-  return { status: r.statusCode, json: JSON.parse(text) as { error: { message: string; type: string; param: string | null; code: string } }, headers: r.headers };
+  return {
+    status: r.statusCode,
+    json: JSON.parse(text) as { error: { message: string; type: string; param: string | null; code: string } },
+    headers: r.headers,
+  };
 }
 
 function expectErrorShape(e: { error: Record<string, unknown> }) {
@@ -142,7 +149,10 @@ describe('upstream trouble', () => {
   it('upstream hanging before headers → 504 upstream_timeout', async () => {
     const before = sim.stats.aborted;
     await expect(
-      client.chat.completions.create({ model: 'ok', messages: [{ role: 'user', content: 'x' }] }, { headers: { 'x-sim-fault': JSON.stringify({ kind: 'hang' }) } }),
+      client.chat.completions.create(
+        { model: 'ok', messages: [{ role: 'user', content: 'x' }] },
+        { headers: { 'x-sim-fault': JSON.stringify({ kind: 'hang' }) } },
+      ),
     ).rejects.toMatchObject({ status: 504, code: 'upstream_timeout' });
     // The gateway gave up on the upstream request: the simulator saw the connection go.
     await expect.poll(() => sim.stats.aborted).toBeGreaterThan(before);
@@ -180,13 +190,19 @@ describe('upstream trouble', () => {
 
   it('upstream 5xx before the first byte → 502 with an OpenAI-shaped error', async () => {
     await expect(
-      client.chat.completions.create({ model: 'ok', messages: [{ role: 'user', content: 'x' }] }, { headers: { 'x-sim-fault': JSON.stringify({ kind: 'status', status: 500 }) } }),
+      client.chat.completions.create(
+        { model: 'ok', messages: [{ role: 'user', content: 'x' }] },
+        { headers: { 'x-sim-fault': JSON.stringify({ kind: 'status', status: 500 }) } },
+      ),
     ).rejects.toMatchObject({ status: 502 });
   });
 
   it('upstream 4xx passes with its status and message', async () => {
     await expect(
-      client.chat.completions.create({ model: 'ok', messages: [{ role: 'user', content: 'x' }] }, { headers: { 'x-sim-fault': JSON.stringify({ kind: 'context_length' }) } }),
+      client.chat.completions.create(
+        { model: 'ok', messages: [{ role: 'user', content: 'x' }] },
+        { headers: { 'x-sim-fault': JSON.stringify({ kind: 'context_length' }) } },
+      ),
     ).rejects.toMatchObject({ status: 400, code: 'context_length_exceeded' });
   });
 });

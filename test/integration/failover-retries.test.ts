@@ -35,7 +35,10 @@ async function rejection(p: Promise<unknown>): Promise<unknown> {
 }
 
 function circuit(gw: TestGateway, model: string, backend: string) {
-  return gw.gw.stages().router.breakers.view().find((c) => c.model === model && c.backend === backend)!;
+  return gw.gw
+    .stages()
+    .router.breakers.view()
+    .find((c) => c.model === model && c.backend === backend)!;
 }
 
 describe('failover: retries, fallbacks and clean errors', () => {
@@ -46,7 +49,8 @@ describe('failover: retries, fallbacks and clean errors', () => {
   beforeAll(async () => {
     for (const name of ['R', 'E', 'F', 'S', 'Sm', 'L'] as const) sims[name] = await startSimulator(SIM);
     const b = (n: keyof typeof sims) => `  ${n}: { type: openai, base_url: "${sims[n].url}" }`;
-    gw = await withGateway(`
+    gw = await withGateway(
+      `
 admin_token: admin-secret
 backends:
 ${(['R', 'E', 'F', 'S', 'Sm', 'L'] as const).map(b).join('\n')}
@@ -67,7 +71,9 @@ models:
     pricing: { input_per_mtok: 5, output_per_mtok: 15 }
 circuit_breaker: { window_s: 10, min_requests: 5, error_rate: 0.5, cooldown_s: 30, half_open_probes: 1 }
 retries: { max: 2, backoff_ms: 10, max_backoff_ms: 50, max_retry_after_ms: 3000, deadline_ms: 20000 }
-`, { apiKey: 'x' });
+`,
+      { apiKey: 'x' },
+    );
     client = gw.openai;
   });
 
@@ -171,7 +177,9 @@ retries: { max: 2, backoff_ms: 10, max_backoff_ms: 50, max_retry_after_ms: 3000,
     const ac2 = new AbortController();
     setTimeout(() => ac2.abort(), 200);
     const n499 = gw.logs.filter((l) => l.msg === 'request' && l.status === 499).length;
-    expect(await rejection(client.chat.completions.create({ model: 'flaky', messages }, { signal: ac2.signal }))).toBeInstanceOf(OpenAI.APIUserAbortError);
+    expect(await rejection(client.chat.completions.create({ model: 'flaky', messages }, { signal: ac2.signal }))).toBeInstanceOf(
+      OpenAI.APIUserAbortError,
+    );
     await pause(1100); // past the retry-after
     expect(R.stats.requests).toBe(1);
     expect(gw.logs.filter((l) => l.msg === 'request' && l.status === 499).length).toBe(n499 + 1);
@@ -192,7 +200,7 @@ retries: { max: 2, backoff_ms: 10, max_backoff_ms: 50, max_retry_after_ms: 3000,
     expect(metricValue(text, 'llm_gateway_retries_total', { model: 'pair', backend: 'E', reason: 'status_5xx' })).toBe(E.stats.requests);
   });
 
-  it("client 4xx errors never open a breaker; the same count of 5xx does", async () => {
+  it('client 4xx errors never open a breaker; the same count of 5xx does', async () => {
     const { S } = sims;
     S.configure({ fault: { kind: 'status', status: 400 } });
     for (let i = 0; i < 30; i++) {
@@ -264,7 +272,8 @@ describe('failover: deadline and per-attempt timeout', () => {
   beforeAll(async () => {
     H = await startSimulator(SIM);
     T = await startSimulator(SIM);
-    gw = await withGateway(`
+    gw = await withGateway(
+      `
 backends:
   H: { type: openai, base_url: "${H.url}" }
   T: { type: openai, base_url: "${T.url}", timeout_ms: 300 }
@@ -272,7 +281,9 @@ models:
   hangs: { deployments: [{ backend: H }] }
   slow: { deployments: [{ backend: T }] }
 retries: { max: 1, backoff_ms: 10, max_backoff_ms: 20, deadline_ms: 3000 }
-`, { apiKey: 'x' });
+`,
+      { apiKey: 'x' },
+    );
     client = gw.openai;
   });
 
@@ -293,7 +304,12 @@ retries: { max: 1, backoff_ms: 10, max_backoff_ms: 20, deadline_ms: 3000 }
     expect(H.stats.requests).toBe(1);
     await pause(20);
     expect(H.stats.aborted).toBe(1);
-    expect(gw.gw.stages().router.breakers.view().find((c) => c.backend === 'H')).toMatchObject({ requests: 0, state: 'closed' });
+    expect(
+      gw.gw
+        .stages()
+        .router.breakers.view()
+        .find((c) => c.backend === 'H'),
+    ).toMatchObject({ requests: 0, state: 'closed' });
   });
 
   // undici checks headersTimeout on a ~1 s timer wheel, so each attempt takes ~1 s here, not 300 ms.
@@ -303,7 +319,12 @@ retries: { max: 1, backoff_ms: 10, max_backoff_ms: 20, deadline_ms: 3000 }
     expect(err).toMatchObject({ status: 504, code: 'upstream_timeout' });
     expect(err.message).toContain('slow on T: headers_timeout ×2');
     expect(T.stats.requests).toBe(2);
-    expect(gw.gw.stages().router.breakers.view().find((c) => c.backend === 'T')).toMatchObject({ requests: 2, local_errors: 2, status_errors: 0 });
+    expect(
+      gw.gw
+        .stages()
+        .router.breakers.view()
+        .find((c) => c.backend === 'T'),
+    ).toMatchObject({ requests: 2, local_errors: 2, status_errors: 0 });
     expect(metricValue(await gw.metricsText(), 'llm_gateway_upstream_errors_total', { backend: 'T', reason: 'headers_timeout' })).toBe(2);
   });
 });

@@ -14,14 +14,17 @@ describe('failover: weighted split between deployments', () => {
   beforeAll(async () => {
     C = await startSimulator({ ttftMs: 0, tpotMs: 0, outputTokens: 2 });
     D = await startSimulator({ ttftMs: 0, tpotMs: 0, outputTokens: 2 });
-    gw = await withGateway(`
+    gw = await withGateway(
+      `
 backends:
   C: { type: openai, base_url: "${C.url}" }
   D: { type: openai, base_url: "${D.url}" }
 models:
   split:
     deployments: [{ backend: C, model: c-model, weight: 3 }, { backend: D, model: d-model, weight: 1 }]
-`, { apiKey: 'x' });
+`,
+      { apiKey: 'x' },
+    );
   });
 
   afterAll(async () => {

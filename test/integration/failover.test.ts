@@ -64,7 +64,8 @@ describe('failover: breaker opens on a degraded backend, fallback serves, traffi
     const sim = { ttftMs: 2, tpotMs: 1, outputTokens: 4 };
     A = await startSimulator(sim);
     B = await startSimulator(sim);
-    gw = await withGateway(`
+    gw = await withGateway(
+      `
 admin_token: admin-secret
 backends:
   A: { type: openai, base_url: "${A.url}" }
@@ -77,7 +78,9 @@ models:
     deployments: [{ backend: B, model: b-model }]
 circuit_breaker: { window_s: 2, min_requests: 10, error_rate: 0.5, cooldown_s: 0.5, max_cooldown_s: 1.5, half_open_probes: 3 }
 retries: { max: 1, backoff_ms: 5, max_backoff_ms: 20 }
-`, { apiKey: 'x' });
+`,
+      { apiKey: 'x' },
+    );
     client = gw.openai;
   });
 
@@ -111,8 +114,12 @@ retries: { max: 1, backoff_ms: 5, max_backoff_ms: 20 }
     expect(byBackup).toBeGreaterThan(0.9);
 
     let text = await scrape(gw);
-    expect(metricValue(text, 'llm_gateway_fallbacks_total', { from: 'primary', to: 'backup', reason: 'circuit_open' })).toBeGreaterThan(100);
-    expect(metricValue(text, 'llm_gateway_fallbacks_total', { from: 'primary', to: 'backup', reason: 'upstream_error' })).toBeGreaterThan(0);
+    expect(metricValue(text, 'llm_gateway_fallbacks_total', { from: 'primary', to: 'backup', reason: 'circuit_open' })).toBeGreaterThan(
+      100,
+    );
+    expect(metricValue(text, 'llm_gateway_fallbacks_total', { from: 'primary', to: 'backup', reason: 'upstream_error' })).toBeGreaterThan(
+      0,
+    );
     expect(metricValue(text, 'llm_gateway_upstream_errors_total', { backend: 'A', reason: 'status_5xx' })).toBeGreaterThan(5);
     expect(metricValue(text, 'llm_gateway_retries_total', { model: 'primary', backend: 'A', reason: 'status_5xx' })).toBeGreaterThan(0);
     expect(metricValue(text, 'llm_gateway_circuit_state', { model: 'backup', backend: 'B' })).toBe(0);

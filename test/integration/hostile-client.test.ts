@@ -79,7 +79,9 @@ describe('request timeouts', () => {
 
   it('a body that never ends gets a 408 request_timeout in the OpenAI shape', async () => {
     const { s, received, closed } = await rawSocket(gw.port);
-    s.write('POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"model":"m",');
+    s.write(
+      'POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"model":"m",',
+    );
     let timedOut = false;
     const guard = setTimeout(() => ((timedOut = true), s.destroy()), 20 * BODY_MS);
     await closed;
@@ -175,7 +177,11 @@ keys:
       `{"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f","parameters":${'{"a":'.repeat(100_000)}1${'}'.repeat(100_000)}}}]}`,
     ];
     for (const body of bodies) {
-      const r = await request(`${adm.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer k-budget' }, body });
+      const r = await request(`${adm.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: 'Bearer k-budget' },
+        body,
+      });
       const text = await r.body.text();
       expect(r.statusCode, text.slice(0, 200)).toBeLessThan(500);
       if (r.statusCode === 400) expect((JSON.parse(text) as { error: { code: string } }).error.code).toBe('json_too_deep');
@@ -194,7 +200,11 @@ keys:
       ['POST', '/admin/circuits/__proto__/sim', { state: 'open' }, 404],
     ];
     for (const [method, path, body, status] of cases) {
-      const r = await request(`${adm.url}${path}`, { method: method as 'GET' | 'POST', headers: auth, body: body === undefined ? undefined : JSON.stringify(body) });
+      const r = await request(`${adm.url}${path}`, {
+        method: method as 'GET' | 'POST',
+        headers: auth,
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
       const text = await r.body.text();
       expect(r.statusCode, `${method} ${path} ${text}`).toBe(status);
       expect(Object.keys((JSON.parse(text) as { error: object }).error).sort()).toEqual(['code', 'message', 'param', 'type']);

@@ -40,14 +40,17 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => elsewhere.listen(0, '127.0.0.1', r));
   elsewhereUrl = `http://127.0.0.1:${(elsewhere.address() as { port: number }).port}/v1/chat/completions`;
-  gw = await withGateway(`
+  gw = await withGateway(
+    `
 server: { max_upstream_body_bytes: 65536 }
 retries: { max: 0 }
 backends:
   up: { type: openai, base_url: "${upstreamUrl}", api_key: "${PROVIDER_KEY}", headers: { OpenAI-Organization: "org-gateway-own-0001" }, timeout_ms: 2000, idle_timeout_ms: 2000 }
 models:
   m: { deployments: [{ backend: up, model: up-model }], pricing: { input_per_mtok: 1, output_per_mtok: 1 } }
-`, { apiKey: 'k' });
+`,
+    { apiKey: 'k' },
+  );
   client = gw.openai;
 });
 
@@ -68,7 +71,11 @@ function postChat(opts: { stream?: boolean; content?: string; headers?: Record<s
   return request(`${gw.url}/v1/chat/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...opts.headers },
-    body: JSON.stringify({ model: 'm', ...(opts.stream ? { stream: true } : {}), messages: [{ role: 'user', content: opts.content ?? 'x' }] }),
+    body: JSON.stringify({
+      model: 'm',
+      ...(opts.stream ? { stream: true } : {}),
+      messages: [{ role: 'user', content: opts.content ?? 'x' }],
+    }),
   });
 }
 
@@ -94,12 +101,16 @@ describe('upstream redirects', () => {
         res.end('{"moved":true}');
       };
       // The SDK follows 307/308 itself: were the redirect relayed, `elsewhere` would get the prompt.
-      const err = await client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'secret prompt' }] }).catch((e: unknown) => e);
+      const err = await client.chat.completions
+        .create({ model: 'm', messages: [{ role: 'user', content: 'secret prompt' }] })
+        .catch((e: unknown) => e);
       expect(err).toBeInstanceOf(OpenAI.APIError);
       expect((err as InstanceType<typeof OpenAI.APIError>).status).toBe(502);
       expect((err as { code?: string }).code).toBe('upstream_redirect');
       expect(elsewhereHits).toBe(0);
-      const line = await gw.waitForLog((l) => l.msg === 'request' && (l.error as { code?: string } | undefined)?.code === 'upstream_redirect');
+      const line = await gw.waitForLog(
+        (l) => l.msg === 'request' && (l.error as { code?: string } | undefined)?.code === 'upstream_redirect',
+      );
       expect(line.status).toBe(502);
     });
   }
@@ -174,7 +185,8 @@ describe('what a client can make the gateway send', () => {
 });
 
 function sseEvents(): string[] {
-  const chunk = (content: string) => `data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', created: 1, model: 'up-model', choices: [{ index: 0, delta: { content }, finish_reason: null }] })}\n\n`;
+  const chunk = (content: string) =>
+    `data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', created: 1, model: 'up-model', choices: [{ index: 0, delta: { content }, finish_reason: null }] })}\n\n`;
   return [
     chunk('hel'),
     chunk('lo '),
@@ -206,7 +218,11 @@ describe('compressed upstream bodies (the upstream ignores accept-encoding: iden
   for (const kind of ['gzip', 'br'] as const) {
     it(`a ${kind} stream is decoded: the client gets plain SSE, output is counted, the injected usage event does not leak`, async () => {
       handler = compressedStream(kind);
-      const stream = await client.chat.completions.create({ model: 'm', stream: true, messages: [{ role: 'user', content: `hi ${kind}` }] });
+      const stream = await client.chat.completions.create({
+        model: 'm',
+        stream: true,
+        messages: [{ role: 'user', content: `hi ${kind}` }],
+      });
       let text = '';
       let usageSeen = false;
       for await (const c of stream) {
@@ -216,7 +232,15 @@ describe('compressed upstream bodies (the upstream ignores accept-encoding: iden
       expect(text).toBe('hello world');
       expect(usageSeen).toBe(false);
       expect(seen[0]!.headers['accept-encoding']).toBe('identity');
-      const line = await gw.waitForLog((l) => l.msg === 'request' && l.stream === true && l.status === 200 && l.tokens !== undefined && (l.tokens as { input: number }).input === 11 && !('seenBy' in l));
+      const line = await gw.waitForLog(
+        (l) =>
+          l.msg === 'request' &&
+          l.stream === true &&
+          l.status === 200 &&
+          l.tokens !== undefined &&
+          (l.tokens as { input: number }).input === 11 &&
+          !('seenBy' in l),
+      );
       (line as Record<string, unknown>).seenBy = kind;
       expect(line.tokens).toMatchObject({ input: 11, output: 3 });
       expect(line.tokens_estimated).toBe(false);
@@ -406,7 +430,11 @@ describe('pass-through routes', () => {
       res.writeHead(307, { location: elsewhereUrl.replace('/chat/completions', '/files'), 'content-type': 'application/json' });
       res.end('{}');
     };
-    const r = await request(`${gw.url}/v1/files`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"purpose":"batch"}' });
+    const r = await request(`${gw.url}/v1/files`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"purpose":"batch"}',
+    });
     expect(r.statusCode).toBe(502);
     expect(r.headers.location).toBeUndefined();
     expect(await errorCode(r)).toBe('upstream_redirect');
@@ -419,7 +447,12 @@ describe('pass-through routes', () => {
       res.end('{"object":"list","data":[]}');
     };
     const r = await request(`${gw.url}/v1/files`, {
-      headers: { 'x-api-key': 'sk-attacker', 'openai-organization': 'org-attacker', 'openai-project': 'proj-attacker', 'x-goog-api-key': 'g' },
+      headers: {
+        'x-api-key': 'sk-attacker',
+        'openai-organization': 'org-attacker',
+        'openai-project': 'proj-attacker',
+        'x-goog-api-key': 'g',
+      },
     });
     expect(r.statusCode).toBe(200);
     await r.body.text();
@@ -436,9 +469,19 @@ describe('provider secrets on pass-through routes', () => {
   for (const gz of [false, true]) {
     it(`an upstream error body quoting the provider key is scrubbed before it is relayed${gz ? ' (gzip-encoded)' : ''}`, async () => {
       handler = (_req, res) => {
-        const text = JSON.stringify({ error: { message: `Invalid key ${PROVIDER_KEY} for org-gateway-own-0001`, type: 'invalid_request_error', code: 'invalid_api_key' } });
+        const text = JSON.stringify({
+          error: {
+            message: `Invalid key ${PROVIDER_KEY} for org-gateway-own-0001`,
+            type: 'invalid_request_error',
+            code: 'invalid_api_key',
+          },
+        });
         const body = gz ? gzipSync(Buffer.from(text)) : Buffer.from(text);
-        res.writeHead(401, { 'content-type': 'application/json', 'content-length': body.length, ...(gz ? { 'content-encoding': 'gzip' } : {}) });
+        res.writeHead(401, {
+          'content-type': 'application/json',
+          'content-length': body.length,
+          ...(gz ? { 'content-encoding': 'gzip' } : {}),
+        });
         res.end(body);
       };
       const r = await request(`${gw.url}/v1/files`, { headers: { 'accept-encoding': 'gzip' } });

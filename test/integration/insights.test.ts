@@ -37,19 +37,26 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => hook.listen(0, '127.0.0.1', r));
   const hookUrl = `http://127.0.0.1:${(hook.address() as AddressInfo).port}/hook`;
-  gw = await withGateway(`
+  gw = await withGateway(
+    `
 admin_token: ${TOKEN}
 backends:
-${Object.entries(sims).map(([n, s]) => `  ${n}: { base_url: "${s.url}" }`).join('\n')}
+${Object.entries(sims)
+  .map(([n, s]) => `  ${n}: { base_url: "${s.url}" }`)
+  .join('\n')}
 models:
-${Object.keys(sims).map((n) => `  ${n}: { deployments: [{ backend: ${n} }] }`).join('\n')}
+${Object.keys(sims)
+  .map((n) => `  ${n}: { deployments: [{ backend: ${n} }] }`)
+  .join('\n')}
 retries: { max: 0 }
 insights:
   drift: { window: 500 }
   anomaly: { window: 100, z: 3 }
   webhook: ${hookUrl}
   notify: { batch_ms: 200 }
-`, { apiKey: 'k' });
+`,
+    { apiKey: 'k' },
+  );
   client = gw.openai;
 });
 
@@ -69,9 +76,11 @@ const ask = (model: string, stream = false) =>
 /** n requests, `conc` at a time. */
 async function burst(n: number, conc: number, one: () => Promise<unknown>): Promise<void> {
   let left = n;
-  await Promise.all(Array.from({ length: conc }, async () => {
-    while (left-- > 0) await one();
-  }));
+  await Promise.all(
+    Array.from({ length: conc }, async () => {
+      while (left-- > 0) await one();
+    }),
+  );
 }
 
 async function admin(method: 'GET' | 'POST', path: string, body?: unknown, token = TOKEN): Promise<{ status: number; json: any }> {

@@ -34,7 +34,10 @@ models:
       /* drain */
     }
     // A stream abandoned midway.
-    const s2 = await client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'x' }], stream: true }, { headers: { 'x-sim-tpot-ms': '50' } });
+    const s2 = await client.chat.completions.create(
+      { model: 'm', messages: [{ role: 'user', content: 'x' }], stream: true },
+      { headers: { 'x-sim-tpot-ms': '50' } },
+    );
     for await (const _ of s2) break; // the SDK aborts the request when the loop is left
     await expect.poll(() => sim.stats.aborted).toBe(1);
     await expect(client.models.list()).resolves.toBeTruthy();

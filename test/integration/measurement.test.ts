@@ -23,12 +23,16 @@ let gw: GatewayFixture;
 let client: OpenAI;
 
 beforeAll(async () => {
-  const steps = [{ delayMs: 0, bytes: chunkEvent({ role: 'assistant', content: '' }) }, { delayMs: TTFT_MS, bytes: chunkEvent({ content: 'tok0' }) }];
+  const steps = [
+    { delayMs: 0, bytes: chunkEvent({ role: 'assistant', content: '' }) },
+    { delayMs: TTFT_MS, bytes: chunkEvent({ content: 'tok0' }) },
+  ];
   for (let i = 1; i < TOKENS; i++) steps.push({ delayMs: TPOT_MS, bytes: chunkEvent({ content: ` tok${i}` }) });
   steps.push({ delayMs: 0, bytes: chunkEvent({}, {}, 'stop') + usageEvent(5, TOKENS) + 'data: [DONE]\n\n' });
   scripted = await startScriptedUpstream({ steps });
   noUsage = await startSimulator({ ttftMs: 1, tpotMs: 1, outputTokens: 40, omitUsage: true });
-  gw = await withGateway(`
+  gw = await withGateway(
+    `
 backends:
   timed: { type: openai, base_url: "${scripted.baseURL}" }
   nousage: { type: openai, base_url: "${noUsage.url}" }
@@ -37,7 +41,9 @@ models:
   nousage:
     deployments: [{ backend: nousage }]
     pricing: { input_per_mtok: 1, output_per_mtok: 1 }
-`, { apiKey: 'k' });
+`,
+    { apiKey: 'k' },
+  );
   client = gw.openai;
 });
 
@@ -97,7 +103,10 @@ describe('tokens when the upstream sends no usage', () => {
 
   it('a backend that stops sending usage is still counted (one token per content event), then by tokenizer again', async () => {
     const drain = async (id: string) => {
-      const s = await client.chat.completions.create({ model: 'nousage', messages: [{ role: 'user', content: 'x' }], stream: true }, { headers: { 'x-request-id': id } });
+      const s = await client.chat.completions.create(
+        { model: 'nousage', messages: [{ role: 'user', content: 'x' }], stream: true },
+        { headers: { 'x-request-id': id } },
+      );
       for await (const _ of s) {
         /* drain */
       }
@@ -115,7 +124,10 @@ describe('tokens when the upstream sends no usage', () => {
   });
 
   it('non-streamed responses without usage are estimated too', async () => {
-    const r = await client.chat.completions.create({ model: 'nousage', messages: [{ role: 'user', content: 'x' }] }, { headers: { 'x-request-id': 'est-2' } });
+    const r = await client.chat.completions.create(
+      { model: 'nousage', messages: [{ role: 'user', content: 'x' }] },
+      { headers: { 'x-request-id': 'est-2' } },
+    );
     expect(r.usage).toBeUndefined();
     const line = await gw.waitForLog((l) => l.msg === 'request' && l.request_id === 'est-2');
     expect(line.tokens_estimated).toBe(true);
@@ -130,7 +142,10 @@ describe('/metrics', () => {
       () => true,
       () => false,
     );
-    if (!promtool) console.warn('\n*** promtool is missing: SKIPPING `promtool check metrics`. Install it: apt-get install -y --no-install-recommends prometheus ***\n');
+    if (!promtool)
+      console.warn(
+        '\n*** promtool is missing: SKIPPING `promtool check metrics`. Install it: apt-get install -y --no-install-recommends prometheus ***\n',
+      );
   });
 
   it('passes promtool check metrics', async (ctx) => {

@@ -14,13 +14,23 @@ const ev = (name: string, data: unknown) => `event: ${name}\ndata: ${JSON.string
 
 const START = ev('message_start', {
   type: 'message_start',
-  message: { id: 'msg_s', type: 'message', role: 'assistant', model: 'claude-x', content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: 12, cache_creation_input_tokens: 30, cache_read_input_tokens: 200, output_tokens: 1 } },
+  message: {
+    id: 'msg_s',
+    type: 'message',
+    role: 'assistant',
+    model: 'claude-x',
+    content: [],
+    stop_reason: null,
+    stop_sequence: null,
+    usage: { input_tokens: 12, cache_creation_input_tokens: 30, cache_read_input_tokens: 200, output_tokens: 1 },
+  },
 });
 const BLOCK = ev('content_block_start', { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } });
 const PING = ev('ping', { type: 'ping' });
 const delta = (text: string) => ev('content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text } });
 const STOP_BLOCK = ev('content_block_stop', { type: 'content_block_stop', index: 0 });
-const messageDelta = (out: number) => ev('message_delta', { type: 'message_delta', delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { output_tokens: out } });
+const messageDelta = (out: number) =>
+  ev('message_delta', { type: 'message_delta', delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { output_tokens: out } });
 const STOP = ev('message_stop', { type: 'message_stop' });
 
 const DELTAS = 10;
@@ -47,9 +57,14 @@ let client: Anthropic;
 
 beforeAll(async () => {
   up = await startScriptedUpstream({ steps: timedSteps() });
-  failing = await startScriptedUpstream({ status: 529, headers: { 'content-type': 'application/json' }, steps: [{ delayMs: 0, bytes: JSON.stringify({ type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } }) }] });
+  failing = await startScriptedUpstream({
+    status: 529,
+    headers: { 'content-type': 'application/json' },
+    steps: [{ delayMs: 0, bytes: JSON.stringify({ type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } }) }],
+  });
   sim = await startSimulator({ ttftMs: 2, tpotMs: 1, outputTokens: 4 });
-  gw = await withGateway(`
+  gw = await withGateway(
+    `
 backends:
   scripted: { type: anthropic, base_url: "${up.baseURL}", api_key: sk-ant-1 }
   busy: { type: anthropic, base_url: "${failing.baseURL}", api_key: sk-ant-2 }
@@ -75,7 +90,9 @@ models:
     deployments: [{ backend: oai, model: gpt-x }]
   mixed:
     deployments: [{ backend: backup, model: m-anthropic }, { backend: oai, model: m-openai }]
-`, { apiKey: 'k' });
+`,
+    { apiKey: 'k' },
+  );
   client = gw.anthropic;
 });
 afterAll(async () => {
@@ -90,7 +107,9 @@ describe('an Anthropic upstream with known write times', () => {
     up.setScript({ steps: timedSteps() });
     const n = up.received.length + 1;
     const t0 = performance.now();
-    const { data: stream, response } = await client.messages.create({ model: 'claude-timed', max_tokens: 50, stream: true, messages: [{ role: 'user', content: 'hi' }] }).withResponse();
+    const { data: stream, response } = await client.messages
+      .create({ model: 'claude-timed', max_tokens: 50, stream: true, messages: [{ role: 'user', content: 'hi' }] })
+      .withResponse();
     let text = '';
     let clientFirst: number | undefined;
     for await (const e of stream) {
@@ -120,31 +139,67 @@ describe('an Anthropic upstream with known write times', () => {
   });
 
   it("the upstream's own error event goes to the client, which raises it; the input already reported is counted", async () => {
-    up.setScript({ steps: [{ delayMs: 0, bytes: START + BLOCK }, { delayMs: 5, bytes: delta(' a') }, { delayMs: 5, bytes: ev('error', { type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } }) }] });
+    up.setScript({
+      steps: [
+        { delayMs: 0, bytes: START + BLOCK },
+        { delayMs: 5, bytes: delta(' a') },
+        { delayMs: 5, bytes: ev('error', { type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } }) },
+      ],
+    });
     const stream = client.messages.stream({ model: 'claude-timed', max_tokens: 50, messages: [{ role: 'user', content: 'hi' }] });
     const e = await stream.finalMessage().catch((x: unknown) => x);
     expect(e).toBeInstanceOf(Anthropic.APIError);
     expect((e as APIError).error).toMatchObject({ type: 'error', error: { type: 'overloaded_error' } });
-    const line = await gw.waitForLog((l) => l.msg === 'request' && (l.error as { code?: string } | undefined)?.code === 'upstream_stream_error' && (l.tokens as { cached_input: number }).cached_input === 200);
+    const line = await gw.waitForLog(
+      (l) =>
+        l.msg === 'request' &&
+        (l.error as { code?: string } | undefined)?.code === 'upstream_stream_error' &&
+        (l.tokens as { cached_input: number }).cached_input === 200,
+    );
     expect((line.tokens as { input: number }).input).toBe(242);
   });
 
   it('a stream cut before message_stop: the gateway ends it with an api_error event the SDK raises', async () => {
-    up.setScript({ steps: [{ delayMs: 0, bytes: START + BLOCK }, { delayMs: 5, bytes: delta(' a') }], finish: 'destroy' });
-    const e = await client.messages.stream({ model: 'claude-timed', max_tokens: 50, messages: [{ role: 'user', content: 'hi' }] }).finalMessage().catch((x: unknown) => x);
+    up.setScript({
+      steps: [
+        { delayMs: 0, bytes: START + BLOCK },
+        { delayMs: 5, bytes: delta(' a') },
+      ],
+      finish: 'destroy',
+    });
+    const e = await client.messages
+      .stream({ model: 'claude-timed', max_tokens: 50, messages: [{ role: 'user', content: 'hi' }] })
+      .finalMessage()
+      .catch((x: unknown) => x);
     expect(e).toBeInstanceOf(Anthropic.APIError);
     expect((e as APIError).error).toMatchObject({ type: 'error', error: { type: 'api_error' } });
   });
 
   it("an upstream 400 reaches the client as a BadRequestError with the upstream's message", async () => {
-    up.setScript({ status: 400, headers: { 'content-type': 'application/json' }, steps: [{ delayMs: 0, bytes: JSON.stringify({ type: 'error', error: { type: 'invalid_request_error', message: 'messages: roles must alternate' } }) }] });
-    const e = await client.messages.create({ model: 'claude-timed', max_tokens: 50, messages: [{ role: 'user', content: 'hi' }] }).catch((x: unknown) => x);
+    up.setScript({
+      status: 400,
+      headers: { 'content-type': 'application/json' },
+      steps: [
+        {
+          delayMs: 0,
+          bytes: JSON.stringify({ type: 'error', error: { type: 'invalid_request_error', message: 'messages: roles must alternate' } }),
+        },
+      ],
+    });
+    const e = await client.messages
+      .create({ model: 'claude-timed', max_tokens: 50, messages: [{ role: 'user', content: 'hi' }] })
+      .catch((x: unknown) => x);
     expect(e).toBeInstanceOf(Anthropic.BadRequestError);
-    expect((e as APIError).error).toEqual({ type: 'error', error: { type: 'invalid_request_error', message: 'messages: roles must alternate' } });
+    expect((e as APIError).error).toEqual({
+      type: 'error',
+      error: { type: 'invalid_request_error', message: 'messages: roles must alternate' },
+    });
   });
 
   it('an upstream 529 (overloaded) is answered 529 overloaded_error', async () => {
-    const e = await client.messages.create({ model: 'claude-busy', max_tokens: 50, messages: [{ role: 'user', content: 'hi' }] }).catch((x: unknown) => x);
+    const e = await client.messages
+      .create({ model: 'claude-busy', max_tokens: 50, messages: [{ role: 'user', content: 'hi' }] })
+      .catch((x: unknown) => x);
     expect(e).toBeInstanceOf(Anthropic.OverloadedError);
     expect((e as APIError).status).toBe(529);
     expect((e as APIError).error).toMatchObject({ type: 'error', error: { type: 'overloaded_error' } });
@@ -156,15 +211,21 @@ describe('failover from one Claude model to another', () => {
     const before = failing.received.length;
     const REQUESTS = 8;
     for (let i = 0; i < REQUESTS; i++) {
-      const { data, response } = await client.messages.create({ model: 'claude-primary', max_tokens: 4, messages: [{ role: 'user', content: 'hi' }] }).withResponse();
+      const { data, response } = await client.messages
+        .create({ model: 'claude-primary', max_tokens: 4, messages: [{ role: 'user', content: 'hi' }] })
+        .withResponse();
       expect(data.model).toBe('claude-haiku');
       expect(response.headers.get('x-gateway-model')).toBe('claude-backup');
     }
     // min_requests 3, all failing: the circuit opened after the third; the rest never reached it.
     expect(failing.received.length - before).toBe(3);
     const text = await gw.metricsText();
-    expect(metricValue(text, 'llm_gateway_fallbacks_total', { from: 'claude-primary', to: 'claude-backup', reason: 'upstream_error' })).toBe(3);
-    expect(metricValue(text, 'llm_gateway_fallbacks_total', { from: 'claude-primary', to: 'claude-backup', reason: 'circuit_open' })).toBe(REQUESTS - 3);
+    expect(
+      metricValue(text, 'llm_gateway_fallbacks_total', { from: 'claude-primary', to: 'claude-backup', reason: 'upstream_error' }),
+    ).toBe(3);
+    expect(metricValue(text, 'llm_gateway_fallbacks_total', { from: 'claude-primary', to: 'claude-backup', reason: 'circuit_open' })).toBe(
+      REQUESTS - 3,
+    );
     expect(metricValue(text, 'llm_gateway_circuit_state', { model: 'claude-primary', backend: 'busy' })).toBe(2);
   });
 });
@@ -182,7 +243,9 @@ describe('routing by API', () => {
 
   it('a fallback with no deployment for the API is passed over: nothing is sent to it', async () => {
     const before = sim.stats.requests;
-    const e = await client.messages.create({ model: 'claude-then-gpt', max_tokens: 2, messages: [{ role: 'user', content: 'hi' }] }).catch((x: unknown) => x);
+    const e = await client.messages
+      .create({ model: 'claude-then-gpt', max_tokens: 2, messages: [{ role: 'user', content: 'hi' }] })
+      .catch((x: unknown) => x);
     expect(e).toBeInstanceOf(Anthropic.OverloadedError);
     expect(sim.stats.requests).toBe(before);
     const text = await gw.metricsText();

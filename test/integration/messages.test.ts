@@ -21,7 +21,8 @@ let client: Anthropic;
 
 beforeAll(async () => {
   sim = await startSimulator({ ttftMs: 5, tpotMs: 2, outputTokens: TOKENS });
-  gw = await withGateway(`
+  gw = await withGateway(
+    `
 admin_token: adm
 server: { max_body_bytes: 65536 }
 backends:
@@ -42,7 +43,9 @@ keys:
   - { key: sk-broke, name: broke, budget: { usd: 0, period: day } }
   - { key: sk-slow, name: slow, limits: { rpm: 1 } }
   - { key: sk-gpt, name: gptonly, models: [gpt-only] }
-`, { apiKey: 'sk-client' });
+`,
+    { apiKey: 'sk-client' },
+  );
   client = gw.anthropic;
 });
 afterAll(async () => {
@@ -65,11 +68,19 @@ function expectedCost(plain: number, read: number, write: number, out: number): 
 describe('Messages API through the gateway (@anthropic-ai/sdk)', () => {
   it('messages.create, not streamed: the text, the upstream model spliced in, the provider key as x-api-key, exact tokens and cost', async () => {
     const r = await client.messages
-      .create({ model: 'claude-sonnet', max_tokens: 100, system: SYSTEM, messages: [{ role: 'user', content: PROMPT }] }, { headers: { 'x-sim-cache-read-tokens': '400', 'x-sim-cache-write-tokens': '120' } })
+      .create(
+        { model: 'claude-sonnet', max_tokens: 100, system: SYSTEM, messages: [{ role: 'user', content: PROMPT }] },
+        { headers: { 'x-sim-cache-read-tokens': '400', 'x-sim-cache-write-tokens': '120' } },
+      )
       .withResponse();
     const msg = r.data;
     expect(msg.content).toEqual([{ type: 'text', text: completionText(TOKENS) }]);
-    expect(msg.usage).toMatchObject({ input_tokens: promptTokens, cache_read_input_tokens: 400, cache_creation_input_tokens: 120, output_tokens: TOKENS });
+    expect(msg.usage).toMatchObject({
+      input_tokens: promptTokens,
+      cache_read_input_tokens: 400,
+      cache_creation_input_tokens: 120,
+      output_tokens: TOKENS,
+    });
     const up = sim.stats.lastRequest!;
     expect((up.body as { model: string }).model).toBe('claude-sonnet-4-5');
     expect(up.headers['x-api-key']).toBe('sk-ant-provider-secret');
@@ -90,7 +101,10 @@ describe('Messages API through the gateway (@anthropic-ai/sdk)', () => {
     const readsBefore = metricValue(before, 'llm_gateway_tokens_total', { model: 'claude-sonnet', type: 'cached_input' }) ?? 0;
     const t0 = performance.now();
     const { data: stream, response } = await client.messages
-      .create({ model: 'claude-sonnet', max_tokens: 100, stream: true, system: SYSTEM, messages: [{ role: 'user', content: PROMPT }] }, { headers: { 'x-sim-cache-read-tokens': '30', 'x-sim-cache-write-tokens': '7' } })
+      .create(
+        { model: 'claude-sonnet', max_tokens: 100, stream: true, system: SYSTEM, messages: [{ role: 'user', content: PROMPT }] },
+        { headers: { 'x-sim-cache-read-tokens': '30', 'x-sim-cache-write-tokens': '7' } },
+      )
       .withResponse();
     let text = '';
     let firstAt: number | undefined;
@@ -122,14 +136,22 @@ describe('Messages API through the gateway (@anthropic-ai/sdk)', () => {
   });
 
   it('messages.stream(...).finalMessage() assembles the message', async () => {
-    const msg = await client.messages.stream({ model: 'claude-sonnet', max_tokens: 5, messages: [{ role: 'user', content: PROMPT }] }).finalMessage();
+    const msg = await client.messages
+      .stream({ model: 'claude-sonnet', max_tokens: 5, messages: [{ role: 'user', content: PROMPT }] })
+      .finalMessage();
     expect(msg.content).toEqual([{ type: 'text', text: completionText(5) }]);
     expect(msg.stop_reason).toBe('max_tokens');
     expect(msg.usage.output_tokens).toBe(5);
   });
 
   it('tool use, streamed and not: the SDK gets the tool_use block with input that fits the schema; output tokens counted', async () => {
-    const tools: Anthropic.Tool[] = [{ name: 'get_weather', description: 'Weather', input_schema: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } }];
+    const tools: Anthropic.Tool[] = [
+      {
+        name: 'get_weather',
+        description: 'Weather',
+        input_schema: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
+      },
+    ];
     const req = { model: 'claude-sonnet', max_tokens: 200, tools, messages: [{ role: 'user' as const, content: 'Weather in Paris?' }] };
     const whole = await client.messages.create(req);
     expect(whole.stop_reason).toBe('tool_use');
@@ -149,7 +171,11 @@ describe('Messages API through the gateway (@anthropic-ai/sdk)', () => {
     // The agent loop's second turn: the tool result gets a text answer.
     const next = await client.messages.create({
       ...req,
-      messages: [...req.messages, { role: 'assistant', content: whole.content }, { role: 'user', content: [{ type: 'tool_result', tool_use_id: block.id, content: 'sunny' }] }],
+      messages: [
+        ...req.messages,
+        { role: 'assistant', content: whole.content },
+        { role: 'user', content: [{ type: 'tool_result', tool_use_id: block.id, content: 'sunny' }] },
+      ],
     });
     expect(next.content[0]!.type).toBe('text');
   });
@@ -158,11 +184,15 @@ describe('Messages API through the gateway (@anthropic-ai/sdk)', () => {
     const text = await gw.metricsText();
     const r = await fetch(`${gw.url}/admin/stats`, { headers: { authorization: 'Bearer adm' } });
     expect(r.status).toBe(200);
-    const s = (await r.json()) as { models: Array<{ model: string; requests: number; ttft: { count: number }; tokens: Record<string, number>; cost_usd: number }> };
+    const s = (await r.json()) as {
+      models: Array<{ model: string; requests: number; ttft: { count: number }; tokens: Record<string, number>; cost_usd: number }>;
+    };
     const m = s.models.find((x) => x.model === 'claude-sonnet')!;
     expect(m.requests).toBeGreaterThanOrEqual(4);
     expect(m.ttft.count).toBeGreaterThanOrEqual(2);
-    expect(m.tokens.cache_write_input).toBe(metricValue(text, 'llm_gateway_tokens_total', { model: 'claude-sonnet', type: 'cache_write_input' }));
+    expect(m.tokens.cache_write_input).toBe(
+      metricValue(text, 'llm_gateway_tokens_total', { model: 'claude-sonnet', type: 'cache_write_input' }),
+    );
     expect(m.tokens.cache_write_input).toBeGreaterThanOrEqual(127);
     expect(m.cost_usd).toBeGreaterThan(0);
   });
@@ -197,7 +227,8 @@ describe('Messages API through the gateway (@anthropic-ai/sdk)', () => {
 });
 
 describe('refusals in Anthropic shape, raised by the SDK as typed errors', () => {
-  const ask = (c: Anthropic, model = 'claude-sonnet') => c.messages.create({ model, max_tokens: 10, messages: [{ role: 'user', content: 'hi' }] });
+  const ask = (c: Anthropic, model = 'claude-sonnet') =>
+    c.messages.create({ model, max_tokens: 10, messages: [{ role: 'user', content: 'hi' }] });
   const keyed = (apiKey: string, maxRetries = 0) => anthropicClient(gw, apiKey, { maxRetries });
 
   it('a wrong key → AuthenticationError (authentication_error)', async () => {
@@ -250,7 +281,9 @@ describe('refusals in Anthropic shape, raised by the SDK as typed errors', () =>
 
   it('a body over max_body_bytes → ContentTooLargeError (413 request_too_large), nothing sent', async () => {
     const before = sim.stats.requests;
-    const e = await client.messages.create({ model: 'claude-sonnet', max_tokens: 10, messages: [{ role: 'user', content: 'x'.repeat(100_000) }] }).catch((x: unknown) => x);
+    const e = await client.messages
+      .create({ model: 'claude-sonnet', max_tokens: 10, messages: [{ role: 'user', content: 'x'.repeat(100_000) }] })
+      .catch((x: unknown) => x);
     expect(e).toBeInstanceOf(Anthropic.ContentTooLargeError);
     expect((e as APIError).error).toMatchObject({ type: 'error', error: { type: 'request_too_large' } });
     expect(sim.stats.requests).toBe(before);
@@ -258,7 +291,11 @@ describe('refusals in Anthropic shape, raised by the SDK as typed errors', () =>
 
   it('missing max_tokens → BadRequestError before anything is sent', async () => {
     const before = sim.stats.requests;
-    const r = await fetch(`${gw.url}/v1/messages`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-api-key': 'sk-client' }, body: JSON.stringify({ model: 'claude-sonnet', messages: [] }) });
+    const r = await fetch(`${gw.url}/v1/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-api-key': 'sk-client' },
+      body: JSON.stringify({ model: 'claude-sonnet', messages: [] }),
+    });
     expect(r.status).toBe(400);
     expect(await r.json()).toMatchObject({ type: 'error', error: { type: 'invalid_request_error' } });
     expect(sim.stats.requests).toBe(before);
@@ -266,7 +303,10 @@ describe('refusals in Anthropic shape, raised by the SDK as typed errors', () =>
 
   it("an upstream's own 400 (Anthropic-shaped, from the simulator) reaches the SDK as BadRequestError with its message", async () => {
     const e = await client.messages
-      .create({ model: 'claude-sonnet', max_tokens: 10, messages: [{ role: 'user', content: 'hi' }] }, { headers: { 'x-sim-fault': JSON.stringify({ kind: 'status', status: 400 }) } })
+      .create(
+        { model: 'claude-sonnet', max_tokens: 10, messages: [{ role: 'user', content: 'hi' }] },
+        { headers: { 'x-sim-fault': JSON.stringify({ kind: 'status', status: 400 }) } },
+      )
       .catch((x: unknown) => x);
     expect(e).toBeInstanceOf(Anthropic.BadRequestError);
     expect((e as APIError).error).toEqual({ type: 'error', error: { type: 'invalid_request_error', message: 'Simulated error 400.' } });
@@ -280,7 +320,9 @@ describe('refusals in Anthropic shape, raised by the SDK as typed errors', () =>
     const e = await stream.finalMessage().catch((x: unknown) => x);
     expect(e).toBeInstanceOf(Anthropic.APIError);
     expect(String((e as Error).message)).toMatch(/api_error|broke/);
-    const line = await gw.waitForLog((l) => l.msg === 'request' && l.stream === true && (l.error as { code?: string } | undefined)?.code === 'upstream_stream_error');
+    const line = await gw.waitForLog(
+      (l) => l.msg === 'request' && l.stream === true && (l.error as { code?: string } | undefined)?.code === 'upstream_stream_error',
+    );
     expect(line.model).toBe('claude-sonnet');
   });
 });

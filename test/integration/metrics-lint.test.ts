@@ -24,21 +24,25 @@ afterAll(async () => {
 });
 
 describe('/metrics lint', () => {
-  it.skipIf(!hasPromtool)('the default-config /metrics page passes promtool check metrics (no *_total gauges)', async () => {
-    gw = await startGatewayProcess(['--policies', 'policies/policies.yaml', '--port', '0']);
-    const base = `http://127.0.0.1:${gw.port}`;
-    // One request first, so the per-request families are on the page too.
-    const r = await fetch(`${base}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'demo', messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 }),
-    });
-    expect(r.status).toBe(200);
-    await r.arrayBuffer();
-    const page = await (await fetch(`${base}/metrics`)).text();
-    expect(page).toMatch(/^llm_gateway_nodejs_active_handles\{/m); // the default metrics are there...
-    const { code, output } = await promtoolCheck(page);
-    expect(output).toBe(''); // ...and promtool has nothing to say about any of them
-    expect(code).toBe(0);
-  }, 90_000); // a cold start on a busy machine takes several seconds
+  it.skipIf(!hasPromtool)(
+    'the default-config /metrics page passes promtool check metrics (no *_total gauges)',
+    async () => {
+      gw = await startGatewayProcess(['--policies', 'policies/policies.yaml', '--port', '0']);
+      const base = `http://127.0.0.1:${gw.port}`;
+      // One request first, so the per-request families are on the page too.
+      const r = await fetch(`${base}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'demo', messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 }),
+      });
+      expect(r.status).toBe(200);
+      await r.arrayBuffer();
+      const page = await (await fetch(`${base}/metrics`)).text();
+      expect(page).toMatch(/^llm_gateway_nodejs_active_handles\{/m); // the default metrics are there...
+      const { code, output } = await promtoolCheck(page);
+      expect(output).toBe(''); // ...and promtool has nothing to say about any of them
+      expect(code).toBe(0);
+    },
+    90_000,
+  ); // a cold start on a busy machine takes several seconds
 });

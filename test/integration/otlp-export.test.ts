@@ -42,7 +42,12 @@ ${telemetry}
 
 /** Every string an attribute or event carries: none may hold prompt or completion text. */
 function strings(s: ReceivedSpan): string[] {
-  const all = [s.name, s.status.message, ...Object.values(s.attributes), ...s.events.flatMap((e) => [e.name, ...Object.values(e.attributes)])];
+  const all = [
+    s.name,
+    s.status.message,
+    ...Object.values(s.attributes),
+    ...s.events.flatMap((e) => [e.name, ...Object.values(e.attributes)]),
+  ];
   return all.flat().filter((v): v is string => typeof v === 'string');
 }
 
@@ -143,7 +148,9 @@ describe('OTLP export, protobuf, configured by OTEL_* variables', () => {
 
   it('marks a refused request as an error with error.type', async () => {
     const client = openaiClient(gw, 'k');
-    await expect(client.chat.completions.create({ model: 'no-such-model', messages: [{ role: 'user', content: PROMPT }] })).rejects.toMatchObject({ status: 404 });
+    await expect(
+      client.chat.completions.create({ model: 'no-such-model', messages: [{ role: 'user', content: PROMPT }] }),
+    ).rejects.toMatchObject({ status: 404 });
     const span = await receiver.waitForSpan((s) => s.name === 'chat no-such-model');
     expect(span.parentSpanId).toBe('');
     expect(span.attributes['error.type']).toBe('model_not_found');
@@ -166,7 +173,10 @@ describe('OTLP export, JSON, configured by telemetry.otlp in policies.yaml', () 
           : { headers: { 'content-type': 'application/json' }, steps: [{ delayMs: 0, bytes: WHOLE_BODY }] },
       );
       return startGateway(
-        policy(up, `telemetry: { otlp: { traces_endpoint: "${r.url}/v1/traces", protocol: http/json, service_name: from-policies, batch: { schedule_delay_ms: 20 } } }`),
+        policy(
+          up,
+          `telemetry: { otlp: { traces_endpoint: "${r.url}/v1/traces", protocol: http/json, service_name: from-policies, batch: { schedule_delay_ms: 20 } } }`,
+        ),
       );
     },
     (rig) => ({ receiver, upstream, gw } = rig),
@@ -191,7 +201,12 @@ describe('OTLP export, JSON, configured by telemetry.otlp in policies.yaml', () 
     });
     expect(span.attributes['gen_ai.response.time_to_first_chunk']).toBeUndefined();
     const retry = span.events.find((e) => e.name === 'llm_gateway.retry');
-    expect(retry?.attributes).toMatchObject({ 'llm_gateway.model': 'traced', 'llm_gateway.backend': 'up', 'error.type': 'status_5xx', 'llm_gateway.attempt': 2 });
+    expect(retry?.attributes).toMatchObject({
+      'llm_gateway.model': 'traced',
+      'llm_gateway.backend': 'up',
+      'error.type': 'status_5xx',
+      'llm_gateway.attempt': 2,
+    });
 
     // Both attempts carried the gateway's span as parent.
     for (const n of [1, 2]) expect((await upstream.settled(n)).headers.traceparent).toBe(`00-${span.traceId}-${span.spanId}-01`);
@@ -261,10 +276,18 @@ describe('OTLP metrics (OTEL_METRICS_EXPORTER=otlp), JSON', () => {
     (rig) => ({ receiver, gw } = rig),
   );
 
-  type Point = { attributes: Array<{ key: string; value: Record<string, unknown> }>; count: string | number; sum: number; explicitBounds: number[] };
+  type Point = {
+    attributes: Array<{ key: string; value: Record<string, unknown> }>;
+    count: string | number;
+    sum: number;
+    explicitBounds: number[];
+  };
   const points = (name: string): Point[] =>
     receiver.metrics.flatMap((m) =>
-      ((m.resourceMetrics as Array<{ scopeMetrics: Array<{ metrics: Array<{ name: string; histogram?: { dataPoints: Point[] } }> }> }>) ?? []).flatMap((rm) =>
+      (
+        (m.resourceMetrics as Array<{ scopeMetrics: Array<{ metrics: Array<{ name: string; histogram?: { dataPoints: Point[] } }> }> }>) ??
+        []
+      ).flatMap((rm) =>
         rm.scopeMetrics.flatMap((sm) => sm.metrics.filter((x) => x.name === name).flatMap((x) => x.histogram?.dataPoints ?? [])),
       ),
     );

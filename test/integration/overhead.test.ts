@@ -16,15 +16,37 @@ beforeAll(async () => {
     calls++;
     if (failNext) {
       failNext = false;
-      return { status: 503, headers: { 'content-type': 'application/json' }, steps: [{ delayMs: 0, bytes: '{"error":{"message":"busy"}}' }] };
+      return {
+        status: 503,
+        headers: { 'content-type': 'application/json' },
+        steps: [{ delayMs: 0, bytes: '{"error":{"message":"busy"}}' }],
+      };
     }
     const stream = (body as { stream?: boolean }).stream === true;
     // The upstream takes its time before the first byte: none of it may count as overhead.
     return stream
-      ? { steps: [{ delayMs: 40, bytes: chunkEvent({ content: 'a' }) }, { delayMs: 1, bytes: usageEvent(3, 1) }, { delayMs: 1, bytes: 'data: [DONE]\n\n' }] }
+      ? {
+          steps: [
+            { delayMs: 40, bytes: chunkEvent({ content: 'a' }) },
+            { delayMs: 1, bytes: usageEvent(3, 1) },
+            { delayMs: 1, bytes: 'data: [DONE]\n\n' },
+          ],
+        }
       : {
           headers: { 'content-type': 'application/json' },
-          steps: [{ delayMs: 40, bytes: JSON.stringify({ id: 'x', object: 'chat.completion', created: 1, model: 'up', choices: [{ index: 0, message: { role: 'assistant', content: 'a' }, finish_reason: 'stop' }], usage: { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 } }) }],
+          steps: [
+            {
+              delayMs: 40,
+              bytes: JSON.stringify({
+                id: 'x',
+                object: 'chat.completion',
+                created: 1,
+                model: 'up',
+                choices: [{ index: 0, message: { role: 'assistant', content: 'a' }, finish_reason: 'stop' }],
+                usage: { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 },
+              }),
+            },
+          ],
         };
   });
   gw = await startGateway(`
@@ -67,7 +89,10 @@ describe('llm_gateway_overhead_seconds', () => {
     expect(overhead).toBeLessThan(durations.reduce((a, d) => a + d - 0.04, 0));
 
     const res = await fetch(`${gw.url}/admin/stats`, { headers: { authorization: `Bearer ${TOKEN}` } });
-    const stats = (await res.json()) as { overhead: { count: number; p99: number | null }; models: Array<{ model: string; overhead: { count: number; p99: number | null } }> };
+    const stats = (await res.json()) as {
+      overhead: { count: number; p99: number | null };
+      models: Array<{ model: string; overhead: { count: number; p99: number | null } }>;
+    };
     expect(stats.overhead.count).toBe(5);
     expect(stats.overhead.p99).toBeGreaterThan(0);
     expect(stats.models.find((m) => m.model === 'm')?.overhead.count).toBe(5);

@@ -33,7 +33,12 @@ async function startRecorder(): Promise<string> {
       const path = rec.url.split('?')[0];
       const json = (status: number, body: unknown) => {
         const text = JSON.stringify(body);
-        res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'set-cookie': 'up=1', 'openai-organization': 'org-secret' });
+        res.writeHead(status, {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(text),
+          'set-cookie': 'up=1',
+          'openai-organization': 'org-secret',
+        });
         res.end(text);
       };
       if (rec.method === 'POST' && path === '/v1/chat/completions') {
@@ -47,7 +52,8 @@ async function startRecorder(): Promise<string> {
           usage: { prompt_tokens: 10, completion_tokens: 10, total_tokens: 20 },
         });
       }
-      if (rec.method === 'GET' && path === '/v1/chat/completions') return json(200, { object: 'list', data: [], first_id: null, last_id: null, has_more: false });
+      if (rec.method === 'GET' && path === '/v1/chat/completions')
+        return json(200, { object: 'list', data: [], first_id: null, last_id: null, has_more: false });
       if (path === '/v1/files/bin/content') {
         res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': BIN.length });
         return res.end(BIN);
@@ -311,7 +317,9 @@ describe('pass-through is transparent', () => {
     expect(JSON.stringify(gw.logs)).not.toContain('sk-provider-secret');
     expect(JSON.stringify(gw.logs)).not.toContain('sk-open');
     const text = await gw.metricsText();
-    expect(metricValue(text, 'llm_gateway_requests_total', { model: 'passthrough:files', backend: 'up', status: '200' })).toBeGreaterThanOrEqual(1);
+    expect(
+      metricValue(text, 'llm_gateway_requests_total', { model: 'passthrough:files', backend: 'up', status: '200' }),
+    ).toBeGreaterThanOrEqual(1);
   });
 });
 
@@ -324,7 +332,12 @@ describe('pass-through is admitted', () => {
   });
 
   it('a budgeted key gets 403 passthrough_not_allowed on spending routes unless allowed; free ones and reads pass', async () => {
-    const b = await raw('POST', '/v1/batches', 'sk-budget', JSON.stringify({ input_file_id: 'f', endpoint: '/v1/chat/completions', completion_window: '24h' }));
+    const b = await raw(
+      'POST',
+      '/v1/batches',
+      'sk-budget',
+      JSON.stringify({ input_file_id: 'f', endpoint: '/v1/chat/completions', completion_window: '24h' }),
+    );
     expect(b.status).toBe(403);
     expect((JSON.parse(b.body.toString()) as { error: { code: string } }).error.code).toBe('passthrough_not_allowed');
     expect((await raw('POST', '/v1/audio/speech', 'sk-m1only', '{"input":"x"}')).status).toBe(403);
@@ -349,7 +362,11 @@ describe('pass-through is admitted', () => {
     const form = new FormData();
     form.append('model', 'm1');
     form.append('file', new Blob([BIN, BIN, BIN, BIN]), 'speech.wav');
-    const r = await request(`${gw.url}/v1/audio/transcriptions`, { method: 'POST', body: form, headers: { authorization: 'Bearer sk-budget' } });
+    const r = await request(`${gw.url}/v1/audio/transcriptions`, {
+      method: 'POST',
+      body: form,
+      headers: { authorization: 'Bearer sk-budget' },
+    });
     expect(r.statusCode).toBe(403);
     expect(r.headers.connection).toBe('close');
     expect(((await r.body.json()) as { error: { code: string } }).error.code).toBe('passthrough_not_allowed');

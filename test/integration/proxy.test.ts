@@ -27,7 +27,8 @@ function scriptEvents(withUsage: boolean): string[] {
 beforeAll(async () => {
   sim = await startSimulator({ ttftMs: 5, tpotMs: 2, outputTokens: 12 });
   scripted = await startScriptedUpstream({ steps: [] });
-  gw = await withGateway(`
+  gw = await withGateway(
+    `
 backends:
   sim: { type: openai, base_url: "${sim.url}", api_key: sk-provider-secret }
   scripted: { type: openai, base_url: "${scripted.baseURL}" }
@@ -38,7 +39,9 @@ models:
   m-script:
     deployments: [{ backend: scripted, model: up-model }]
     pricing: { input_per_mtok: 1000, output_per_mtok: 3000, cached_input_per_mtok: 500 }
-`, { apiKey: 'sk-client-key' });
+`,
+    { apiKey: 'sk-client-key' },
+  );
   client = gw.openai;
 });
 
@@ -67,7 +70,12 @@ describe('chat completions through the simulator', () => {
   });
 
   it('streamed without include_usage: the SDK sees no usage chunk, yet the gateway counts exact tokens', async () => {
-    const stream = await client.chat.completions.create({ model: 'm-sim', messages: [{ role: 'user', content: 'stream please' }], stream: true, max_tokens: 9 });
+    const stream = await client.chat.completions.create({
+      model: 'm-sim',
+      messages: [{ role: 'user', content: 'stream please' }],
+      stream: true,
+      max_tokens: 9,
+    });
     let text = '';
     let sawUsage = false;
     for await (const chunk of stream) {
@@ -101,7 +109,9 @@ describe('chat completions through the simulator', () => {
     const runner = client.chat.completions.stream({
       model: 'm-sim',
       messages: [{ role: 'user', content: 'weather in Paris?' }],
-      tools: [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } }],
+      tools: [
+        { type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } },
+      ],
     });
     const final = await runner.finalChatCompletion();
     const call = final.choices[0]!.message.tool_calls?.[0];
@@ -147,9 +157,11 @@ describe('chat completions through the simulator', () => {
 });
 
 describe('other /v1/* routes', () => {
-  it('pass through to the first model\'s backend with the provider key, never the client\'s', async () => {
+  it("pass through to the first model's backend with the provider key, never the client's", async () => {
     const before = sim.stats.requests;
-    const r = await request(`${gw.url}/v1/files?purpose=batch`, { headers: { authorization: 'Bearer sk-client-key', connection: 'upgrade, keep-alive' } });
+    const r = await request(`${gw.url}/v1/files?purpose=batch`, {
+      headers: { authorization: 'Bearer sk-client-key', connection: 'upgrade, keep-alive' },
+    });
     const body = (await r.body.json()) as { error?: { code?: string } };
     // The simulator has no /files: its own OpenAI-shaped 404 comes back through the proxy.
     expect(r.statusCode).toBe(404);
@@ -174,7 +186,10 @@ describe('byte-exact pass-through (scripted upstream)', () => {
 
   it('without include_usage the client receives the upstream bytes minus exactly the injected usage event', async () => {
     const events = scriptEvents(true);
-    scripted.setScript({ steps: events.map((bytes) => ({ delayMs: 1, bytes })), headers: { connection: 'keep-alive', 'set-cookie': 'a=b', 'openai-organization': 'org-secret' } });
+    scripted.setScript({
+      steps: events.map((bytes) => ({ delayMs: 1, bytes })),
+      headers: { connection: 'keep-alive', 'set-cookie': 'a=b', 'openai-organization': 'org-secret' },
+    });
     const { bytes, headers } = await rawStream({ model: 'm-script', messages: [{ role: 'user', content: 'hi' }], stream: true });
     expect(bytes).toBe(scriptEvents(false).join(''));
     expect(headers['set-cookie']).toBeUndefined();
@@ -192,7 +207,12 @@ describe('byte-exact pass-through (scripted upstream)', () => {
     const steps = [];
     for (let i = 0; i < whole.length; i += 37) steps.push({ delayMs: 0, bytes: whole.slice(i, i + 37) });
     scripted.setScript({ steps });
-    const { bytes } = await rawStream({ model: 'm-script', messages: [{ role: 'user', content: 'hi' }], stream: true, stream_options: { include_usage: true } });
+    const { bytes } = await rawStream({
+      model: 'm-script',
+      messages: [{ role: 'user', content: 'hi' }],
+      stream: true,
+      stream_options: { include_usage: true },
+    });
     expect(bytes).toBe(whole);
   });
 
@@ -201,7 +221,10 @@ describe('byte-exact pass-through (scripted upstream)', () => {
     expect(metricValue(text, 'llm_gateway_tokens_total', { model: 'm-script', type: 'cached_input' })).toBe(6);
     expect(metricValue(text, 'llm_gateway_tokens_total', { model: 'm-script', type: 'input' })).toBe(22);
     expect(metricValue(text, 'llm_gateway_tokens_total', { model: 'm-script', type: 'output' })).toBe(8);
-    expect(metricValue(text, 'llm_gateway_cost_usd_total', { model: 'm-script', team: 'none' })).toBeCloseTo((2 * ((11 - 3) * 1000 + 3 * 500 + 4 * 3000)) / 1e6, 10);
+    expect(metricValue(text, 'llm_gateway_cost_usd_total', { model: 'm-script', team: 'none' })).toBeCloseTo(
+      (2 * ((11 - 3) * 1000 + 3 * 500 + 4 * 3000)) / 1e6,
+      10,
+    );
     expect(metricValue(text, 'llm_gateway_requests_total', { model: 'm-script', status: '200' })).toBe(2);
   });
 });

@@ -41,17 +41,19 @@ async function start(file: string): Promise<GatewayProcess> {
   return gw;
 }
 
-const logged = (gw: GatewayProcess, pred: (l: Record<string, unknown>) => boolean) => eventually(async () => {
-  const l = gw.lines.find(pred);
-  if (!l) throw new Error('no such log line yet');
-  return l;
-}, 8_000);
+const logged = (gw: GatewayProcess, pred: (l: Record<string, unknown>) => boolean) =>
+  eventually(async () => {
+    const l = gw.lines.find(pred);
+    if (!l) throw new Error('no such log line yet');
+    return l;
+  }, 8_000);
 
 async function metrics(gw: GatewayProcess): Promise<string> {
   return (await fetch(`${gw.url}/metrics`)).text();
 }
 
-const reloads = async (gw: GatewayProcess, result: 'success' | 'failure') => metricValue(await metrics(gw), 'llm_gateway_policy_reloads_total', { result }) ?? 0;
+const reloads = async (gw: GatewayProcess, result: 'success' | 'failure') =>
+  metricValue(await metrics(gw), 'llm_gateway_policy_reloads_total', { result }) ?? 0;
 
 const ask = (c: OpenAI, model: string) => c.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 8 });
 
@@ -152,7 +154,10 @@ keys:
       await sleep(500);
 
       // 2. POST /admin/reload (the watcher may see the file first: admin re-applies anyway).
-      atomicWrite(file, policy({ price: 5, models: '  m2: { deployments: [{ backend: sim }] }\n  m3: { deployments: [{ backend: sim }] }' }));
+      atomicWrite(
+        file,
+        policy({ price: 5, models: '  m2: { deployments: [{ backend: sim }] }\n  m3: { deployments: [{ backend: sim }] }' }),
+      );
       const r = await admin<{ ok: boolean; changed: unknown }>(gw.url, 'reload', {});
       expect(r.status).toBe(200);
       expect(r.body.ok).toBe(true);
@@ -295,7 +300,10 @@ keys:
     expect(limits.body.scopes.find((s) => s.name === 'limited')!.rpm.used).toBe(3);
     expect((await budgetOf(gw.url, 'key', 'limited')).spend_usd).toBeGreaterThan(spent);
 
-    const circuits = await admin<{ circuits: Array<{ model: string; backend: string; state: string; forced: boolean }> }>(gw.url, 'circuits');
+    const circuits = await admin<{ circuits: Array<{ model: string; backend: string; state: string; forced: boolean }> }>(
+      gw.url,
+      'circuits',
+    );
     expect(circuits.body.circuits.find((x) => x.model === 'guarded')).toMatchObject({ state: 'open', forced: true });
     await expect(ask(c, 'guarded')).rejects.toBeInstanceOf(OpenAI.InternalServerError); // 503: still open
     await admin(gw.url, 'circuits/guarded/sim', { state: 'closed' });
@@ -304,7 +312,12 @@ keys:
   it('a request in flight finishes under the policy it started with, even when the reload removes its model and backend', async () => {
     // The key's 5th request this minute (rpm 5): the counters carried over, so no more after it.
     const c = openaiClient(gw, 'k-lim');
-    const stream = await c.chat.completions.create({ model: 'slow', messages: [{ role: 'user', content: 'hi' }], max_tokens: 15, stream: true });
+    const stream = await c.chat.completions.create({
+      model: 'slow',
+      messages: [{ role: 'user', content: 'hi' }],
+      max_tokens: 15,
+      stream: true,
+    });
     const it = stream[Symbol.asyncIterator]();
     const first = await it.next();
     expect(first.done).toBe(false);
@@ -312,7 +325,11 @@ keys:
     expect(before.reserved_usd).toBeGreaterThan(0);
 
     atomicWrite(file, policy('  extra: { deployments: [{ backend: sim }] }', '')); // no `slow`, no `slowsim`
-    const r = await admin<{ ok: boolean; changed: { models: { removed: string[] }; backends: { removed: string[] } } }>(gw.url, 'reload', {});
+    const r = await admin<{ ok: boolean; changed: { models: { removed: string[] }; backends: { removed: string[] } } }>(
+      gw.url,
+      'reload',
+      {},
+    );
     expect(r.status).toBe(200);
     expect(r.body.changed.models.removed).toEqual(['slow']);
     expect(r.body.changed.backends.removed).toEqual(['slowsim']);

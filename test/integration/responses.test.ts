@@ -22,7 +22,11 @@ const TOOLS: OpenAI.Responses.Tool[] = [
 ];
 const JSON_HEAD = { 'content-type': 'application/json' };
 
-const json = (body: unknown, status = 200): Script => ({ status, headers: JSON_HEAD, steps: [{ delayMs: 0, bytes: JSON.stringify(body) }] });
+const json = (body: unknown, status = 200): Script => ({
+  status,
+  headers: JSON_HEAD,
+  steps: [{ delayMs: 0, bytes: JSON.stringify(body) }],
+});
 
 /** An upstream that creates responses named resp_<name>_<n> and answers follow-ups only for its own. */
 function upstreamScript(name: string, override: { next: Script | undefined }) {
@@ -37,12 +41,19 @@ function upstreamScript(name: string, override: { next: Script | undefined }) {
       if (b.stream) return { steps: streamSteps(id, WORDS, USAGE, TTFT_MS, TPOT_MS) };
       return { headers: JSON_HEAD, steps: [{ delayMs: 0, bytes: wholeResponse(id, TEXT, USAGE) }] };
     }
-    if (req.method === 'POST' && req.url === '/v1/responses/input_tokens') return json({ object: 'response.input_tokens', input_tokens: 7 });
+    if (req.method === 'POST' && req.url === '/v1/responses/input_tokens')
+      return json({ object: 'response.input_tokens', input_tokens: 7 });
     const m = /^\/v1\/responses\/(resp_([a-z]+)_\d+)(\/cancel|\/input_items)?(\?.*)?$/.exec(req.url);
     if (m && m[2] === name) {
       const id = m[1]!;
       if (m[3] === '/input_items') {
-        return json({ object: 'list', data: [{ id: 'msg_in', type: 'message', role: 'user', status: 'completed', content: [{ type: 'input_text', text: 'hi' }] }], first_id: 'msg_in', last_id: 'msg_in', has_more: false });
+        return json({
+          object: 'list',
+          data: [{ id: 'msg_in', type: 'message', role: 'user', status: 'completed', content: [{ type: 'input_text', text: 'hi' }] }],
+          first_id: 'msg_in',
+          last_id: 'msg_in',
+          has_more: false,
+        });
       }
       if (req.method === 'DELETE') return json({ id, object: 'response', deleted: true });
       if (m[4]?.includes('stream=true')) return { steps: streamSteps(id, WORDS, USAGE, 1, 1) };
@@ -98,7 +109,10 @@ describe('POST /v1/responses', () => {
   it('streamed with a tool call: events pass intact, exact tokens and cost, TTFT bracketed', async () => {
     const before = await gw.metricsText();
     const sent = performance.now();
-    const stream = await client().responses.create({ model: 'resp', input: 'Weather in Paris?', tools: TOOLS, stream: true }, { headers: { 'x-request-id': 'rs-1' } });
+    const stream = await client().responses.create(
+      { model: 'resp', input: 'Weather in Paris?', tools: TOOLS, stream: true },
+      { headers: { 'x-request-id': 'rs-1' } },
+    );
     let clientFirst: number | undefined;
     let text = '';
     let args = '';
@@ -114,7 +128,15 @@ describe('POST /v1/responses', () => {
     expect(final?.usage?.input_tokens_details.cached_tokens).toBe(20);
 
     const l = await line('rs-1');
-    expect(l).toMatchObject({ endpoint: 'responses', model: 'resp', backend: 'a', status: 200, stream: true, finish_reason: 'completed', tokens_estimated: false });
+    expect(l).toMatchObject({
+      endpoint: 'responses',
+      model: 'resp',
+      backend: 'a',
+      status: 200,
+      stream: true,
+      finish_reason: 'completed',
+      tokens_estimated: false,
+    });
     expect(l.tokens).toEqual({ input: 50, output: 30, cached_input: 20, reasoning: 10 });
     expect(l.cost_usd).toBeCloseTo(COST, 10);
     // The first content (the reasoning summary delta) is sent after TTFT_MS; the gateway stamps
@@ -125,9 +147,13 @@ describe('POST /v1/responses', () => {
     expect(l.tpot_ms).toBeGreaterThan(0);
 
     const after = await gw.metricsText();
-    const delta = (type: string) => (metricValue(after, 'llm_gateway_tokens_total', { model: 'resp', type }) ?? 0) - (metricValue(before, 'llm_gateway_tokens_total', { model: 'resp', type }) ?? 0);
+    const delta = (type: string) =>
+      (metricValue(after, 'llm_gateway_tokens_total', { model: 'resp', type }) ?? 0) -
+      (metricValue(before, 'llm_gateway_tokens_total', { model: 'resp', type }) ?? 0);
     expect([delta('input'), delta('output'), delta('cached_input'), delta('reasoning')]).toEqual([50, 30, 20, 10]);
-    const cost = (metricValue(after, 'llm_gateway_cost_usd_total', { model: 'resp' }) ?? 0) - (metricValue(before, 'llm_gateway_cost_usd_total', { model: 'resp' }) ?? 0);
+    const cost =
+      (metricValue(after, 'llm_gateway_cost_usd_total', { model: 'resp' }) ?? 0) -
+      (metricValue(before, 'llm_gateway_cost_usd_total', { model: 'resp' }) ?? 0);
     expect(cost).toBeCloseTo(COST, 10);
     // The upstream got the client's body with the deployment's model and nothing injected.
     const up = JSON.parse(a.received.at(-1)!.body) as Record<string, unknown>;
@@ -179,7 +205,11 @@ describe('POST /v1/responses', () => {
 
   it('bad input gets the same OpenAI-shaped errors as chat and is never forwarded', async () => {
     const n = forwarded();
-    const raw = await fetch(`${gw.baseURL}/responses`, { method: 'POST', headers: { authorization: 'Bearer k-free', 'content-type': 'application/json' }, body: '{"model":"resp","input":' });
+    const raw = await fetch(`${gw.baseURL}/responses`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer k-free', 'content-type': 'application/json' },
+      body: '{"model":"resp","input":',
+    });
     expect(raw.status).toBe(400);
     expect(((await raw.json()) as { error: { code: string } }).error.code).toBe('invalid_json');
     const c = client();
@@ -207,12 +237,19 @@ describe('POST /v1/responses', () => {
     expect(forwarded()).toBe(n);
 
     await client('k-rpm').responses.create({ model: 'resp', input: 'hi' });
-    await expect(client('k-rpm').responses.create({ model: 'resp', input: 'hi', stream: true })).rejects.toBeInstanceOf(OpenAI.RateLimitError);
+    await expect(client('k-rpm').responses.create({ model: 'resp', input: 'hi', stream: true })).rejects.toBeInstanceOf(
+      OpenAI.RateLimitError,
+    );
 
     // Worst case of the first (~1 prompt token, 40 output) fits $0.0001; it spends exactly $0.0001.
-    await client('k-budget').responses.create({ model: 'resp', input: 'hi', max_output_tokens: 40 }, { headers: { 'x-request-id': 'rb-1' } });
+    await client('k-budget').responses.create(
+      { model: 'resp', input: 'hi', max_output_tokens: 40 },
+      { headers: { 'x-request-id': 'rb-1' } },
+    );
     expect((await line('rb-1')).cost_usd).toBeCloseTo(COST, 10);
-    const spent = await client('k-budget').responses.create({ model: 'resp', input: 'hi', max_output_tokens: 40 }).catch((e: unknown) => e);
+    const spent = await client('k-budget')
+      .responses.create({ model: 'resp', input: 'hi', max_output_tokens: 40 })
+      .catch((e: unknown) => e);
     expect(spent).toBeInstanceOf(OpenAI.RateLimitError);
     expect((spent as InstanceType<typeof OpenAI.RateLimitError>).code).toBe('insufficient_quota');
     expect(forwarded()).toBe(n + 2);

@@ -12,9 +12,19 @@ import { completionText } from '../../src/simulator/words.js';
 import { withGateway, type GatewayFixture } from '../helpers/gateway.js';
 
 const TOKENS = 8;
-const Person = z.object({ name: z.string(), age: z.number().int().min(0).max(150), tags: z.array(z.string()), role: z.enum(['admin', 'user']) });
+const Person = z.object({
+  name: z.string(),
+  age: z.number().int().min(0).max(150),
+  tags: z.array(z.string()),
+  role: z.enum(['admin', 'user']),
+});
 const TOOLS: OpenAI.Responses.Tool[] = [
-  { type: 'function', name: 'lookup', strict: true, parameters: { type: 'object', properties: { q: { type: 'string' } }, required: ['q'], additionalProperties: false } },
+  {
+    type: 'function',
+    name: 'lookup',
+    strict: true,
+    parameters: { type: 'object', properties: { q: { type: 'string' } }, required: ['q'], additionalProperties: false },
+  },
 ];
 
 let sim: Simulator;
@@ -23,14 +33,17 @@ let client: OpenAI;
 
 beforeAll(async () => {
   sim = await startSimulator({ ttftMs: 5, tpotMs: 1, outputTokens: TOKENS });
-  gw = await withGateway(`
+  gw = await withGateway(
+    `
 backends:
   sim: { type: openai, base_url: "${sim.url}", api_key: sk-provider-secret, forward_headers: [x-sim-fault] }
 models:
   m:
     deployments: [{ backend: sim, model: upstream-m }]
     pricing: { input_per_mtok: 2, output_per_mtok: 8, cached_input_per_mtok: 1 }
-`, { apiKey: 'sk-client-key' });
+`,
+    { apiKey: 'sk-client-key' },
+  );
   client = gw.openai;
 });
 afterAll(async () => {
@@ -40,7 +53,12 @@ afterAll(async () => {
 
 describe('chat completions through the gateway: structured output and n', () => {
   it('.parse() with a zod schema and n = 3: every choice parses, usage counts them all', async () => {
-    const r = await client.chat.completions.parse({ model: 'm', messages: [{ role: 'user', content: 'A person.' }], n: 3, response_format: zodResponseFormat(Person, 'person') });
+    const r = await client.chat.completions.parse({
+      model: 'm',
+      messages: [{ role: 'user', content: 'A person.' }],
+      n: 3,
+      response_format: zodResponseFormat(Person, 'person'),
+    });
     expect(r.choices).toHaveLength(3);
     for (const c of r.choices) expect(Person.parse(c.message.parsed)).toEqual(c.message.parsed);
     const perChoice = countTokens(r.choices[0]!.message.content!);
@@ -50,7 +68,9 @@ describe('chat completions through the gateway: structured output and n', () => 
   });
 
   it('streamed n = 2: the SDK assembles both choices', async () => {
-    const done = await client.chat.completions.stream({ model: 'm', messages: [{ role: 'user', content: 'hi' }], n: 2 }).finalChatCompletion();
+    const done = await client.chat.completions
+      .stream({ model: 'm', messages: [{ role: 'user', content: 'hi' }], n: 2 })
+      .finalChatCompletion();
     expect(done.choices.map((c) => c.message.content)).toEqual([completionText(TOKENS, 0), completionText(TOKENS, 1)]);
   });
 });
@@ -69,7 +89,9 @@ describe('the Responses API through the gateway (openai SDK)', () => {
     const stream = client.responses.stream({ model: 'm', input: 'Say hello.' });
     const final = await stream.finalResponse();
     expect(final.output_text).toBe(completionText(TOKENS));
-    const line = await gw.waitForLog((l) => l.msg === 'request' && l.stream === true && (l.tokens as { output?: number } | undefined)?.output === TOKENS);
+    const line = await gw.waitForLog(
+      (l) => l.msg === 'request' && l.stream === true && (l.tokens as { output?: number } | undefined)?.output === TOKENS,
+    );
     expect(line.ttft_ms).toBeGreaterThanOrEqual(5);
     expect(line.tpot_ms).toBeGreaterThan(0);
   });
@@ -102,7 +124,11 @@ describe('the Responses API through the gateway (openai SDK)', () => {
 
   it('bad input gets an OpenAI-shaped 400 and is never forwarded', async () => {
     const before = sim.stats.requests;
-    const r = await fetch(`${gw.baseURL}/responses`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model":"m","input":' });
+    const r = await fetch(`${gw.baseURL}/responses`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"model":"m","input":',
+    });
     expect(r.status).toBe(400);
     expect((await r.json()) as unknown).toMatchObject({ error: { type: 'invalid_request_error' } });
     expect(sim.stats.requests).toBe(before);

@@ -46,7 +46,11 @@ afterAll(async () => {
 describe('shutdown past the drain timeout', () => {
   it('a cut stream gets a final shutting_down event, is logged as 503 (not 499), and its spend is in the last state flush', async () => {
     const client = openaiClient(gw, 'k-cut');
-    const stream = await client.chat.completions.create({ model: 'm', stream: true, messages: [{ role: 'user', content: 'tell me a long story' }] });
+    const stream = await client.chat.completions.create({
+      model: 'm',
+      stream: true,
+      messages: [{ role: 'user', content: 'tell me a long story' }],
+    });
     let text = '';
     let closing: Promise<void> | undefined;
     const err = await (async () => {

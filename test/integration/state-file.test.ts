@@ -30,7 +30,11 @@ afterAll(async () => {
 
 const month = () => periodAt('month', Date.now()).id;
 const validFile = (spentNano: unknown = 250_000_000, extra: Record<string, unknown> = {}) =>
-  JSON.stringify({ version: 1, saved_at: new Date().toISOString(), budgets: { 'key:a': { period: month(), spent_nano: spentNano, spent_usd: 0.25, alerted: [], ...extra } } });
+  JSON.stringify({
+    version: 1,
+    saved_at: new Date().toISOString(),
+    budgets: { 'key:a': { period: month(), spent_nano: spentNano, spent_usd: 0.25, alerted: [], ...extra } },
+  });
 
 function policyYaml(stateFile: string, onCorrupt?: 'refuse' | 'fresh'): string {
   return `
@@ -58,7 +62,10 @@ function stateWith(content: string | null): string {
 
 const build = (stateFile: string, onCorrupt?: 'refuse' | 'fresh') => {
   const metrics = new Metrics({ defaultMetrics: false });
-  const admission = createAdmission(parsePolicies(policyYaml(stateFile, onCorrupt), 'p.yaml', {}), { metrics, logger: pino({ level: 'silent' }) });
+  const admission = createAdmission(parsePolicies(policyYaml(stateFile, onCorrupt), 'p.yaml', {}), {
+    metrics,
+    logger: pino({ level: 'silent' }),
+  });
   return { admission, metrics };
 };
 
@@ -150,45 +157,57 @@ const PROCESS_TEST_MS = 90_000;
 describe('state file that cannot be used (node dist/main.js)', () => {
   beforeAll(() => requireBuild());
 
-  it('refuses to start: exit 1, stderr names the file and the way out, the file is unchanged', async () => {
-    const content = validFile('abc');
-    const f = stateWith(content);
-    const policies = join(f, '..', 'p.yaml');
-    writeFileSync(policies, policyYaml(f));
-    const r = await runGatewayProcess(['--policies', policies, '--port', '0']);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toContain(`state file ${f} `);
-    expect(r.stderr).toMatch(/spent_nano/);
-    expect(r.stderr).toMatch(/--reset-state/);
-    expect(r.lines.some((l) => l.msg === 'listening')).toBe(false);
-    expect(readFileSync(f, 'utf8')).toBe(content);
-  }, PROCESS_TEST_MS);
+  it(
+    'refuses to start: exit 1, stderr names the file and the way out, the file is unchanged',
+    async () => {
+      const content = validFile('abc');
+      const f = stateWith(content);
+      const policies = join(f, '..', 'p.yaml');
+      writeFileSync(policies, policyYaml(f));
+      const r = await runGatewayProcess(['--policies', policies, '--port', '0']);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`state file ${f} `);
+      expect(r.stderr).toMatch(/spent_nano/);
+      expect(r.stderr).toMatch(/--reset-state/);
+      expect(r.lines.some((l) => l.msg === 'listening')).toBe(false);
+      expect(readFileSync(f, 'utf8')).toBe(content);
+    },
+    PROCESS_TEST_MS,
+  );
 
-  it('--reset-state moves the file aside and starts with no recorded spend', async () => {
-    const content = validFile('abc');
-    const f = stateWith(content);
-    const policies = join(f, '..', 'p.yaml');
-    writeFileSync(policies, policyYaml(f));
-    const gw = await startGatewayProcess(['--policies', policies, '--port', '0', '--reset-state']);
-    live.push(gw);
-    const url = `http://127.0.0.1:${gw.port}`;
-    expect(await budgetOf(url, 'key', 'a')).toMatchObject({ spend_usd: 0 });
-    const moved = gw.lines.find((l) => l.msg?.toString().includes('--reset-state'));
-    expect(moved).toMatchObject({ level: 40, file: f });
-    expect(readFileSync(moved!.moved_to as string, 'utf8')).toBe(content);
-    expect(existsSync(f)).toBe(false);
-  }, PROCESS_TEST_MS);
+  it(
+    '--reset-state moves the file aside and starts with no recorded spend',
+    async () => {
+      const content = validFile('abc');
+      const f = stateWith(content);
+      const policies = join(f, '..', 'p.yaml');
+      writeFileSync(policies, policyYaml(f));
+      const gw = await startGatewayProcess(['--policies', policies, '--port', '0', '--reset-state']);
+      live.push(gw);
+      const url = `http://127.0.0.1:${gw.port}`;
+      expect(await budgetOf(url, 'key', 'a')).toMatchObject({ spend_usd: 0 });
+      const moved = gw.lines.find((l) => l.msg?.toString().includes('--reset-state'));
+      expect(moved).toMatchObject({ level: 40, file: f });
+      expect(readFileSync(moved!.moved_to as string, 'utf8')).toBe(content);
+      expect(existsSync(f)).toBe(false);
+    },
+    PROCESS_TEST_MS,
+  );
 
-  it('state.on_corrupt: fresh starts, keeping the bad file aside', async () => {
-    const content = '{"version":1,"budgets":{"key:a":{"period":"x","spent_nano":"1"+}}}';
-    const f = stateWith(content);
-    const policies = join(f, '..', 'p.yaml');
-    writeFileSync(policies, policyYaml(f, 'fresh'));
-    const gw = await startGatewayProcess(['--policies', policies, '--port', '0']);
-    live.push(gw);
-    expect(await budgetOf(`http://127.0.0.1:${gw.port}`, 'key', 'a')).toMatchObject({ spend_usd: 0 });
-    const line = gw.lines.find((l) => typeof l.moved_to === 'string');
-    expect(line).toMatchObject({ level: 50, file: f });
-    expect(readFileSync(line!.moved_to as string, 'utf8')).toBe(content);
-  }, PROCESS_TEST_MS);
+  it(
+    'state.on_corrupt: fresh starts, keeping the bad file aside',
+    async () => {
+      const content = '{"version":1,"budgets":{"key:a":{"period":"x","spent_nano":"1"+}}}';
+      const f = stateWith(content);
+      const policies = join(f, '..', 'p.yaml');
+      writeFileSync(policies, policyYaml(f, 'fresh'));
+      const gw = await startGatewayProcess(['--policies', policies, '--port', '0']);
+      live.push(gw);
+      expect(await budgetOf(`http://127.0.0.1:${gw.port}`, 'key', 'a')).toMatchObject({ spend_usd: 0 });
+      const line = gw.lines.find((l) => typeof l.moved_to === 'string');
+      expect(line).toMatchObject({ level: 50, file: f });
+      expect(readFileSync(line!.moved_to as string, 'utf8')).toBe(content);
+    },
+    PROCESS_TEST_MS,
+  );
 });

@@ -47,8 +47,12 @@ describe('the usage boundary', () => {
     expect(usageFault(parse('{"prompt_tokens":"12"}'))).toBe('prompt_tokens');
     expect(usageFault(parse('{"prompt_tokens":"NaN","completion_tokens":3}'))).toBe('prompt_tokens');
     expect(usageFault(parse('{"prompt_tokens":1,"completion_tokens":true}'))).toBe('completion_tokens');
-    expect(usageFault(parse('{"prompt_tokens":1,"prompt_tokens_details":{"cached_tokens":"x"}}'))).toBe('prompt_tokens_details.cached_tokens');
-    expect(usageFault(parse('{"prompt_tokens":1,"completion_tokens_details":{"reasoning_tokens":-3}}'))).toBe('completion_tokens_details.reasoning_tokens');
+    expect(usageFault(parse('{"prompt_tokens":1,"prompt_tokens_details":{"cached_tokens":"x"}}'))).toBe(
+      'prompt_tokens_details.cached_tokens',
+    );
+    expect(usageFault(parse('{"prompt_tokens":1,"completion_tokens_details":{"reasoning_tokens":-3}}'))).toBe(
+      'completion_tokens_details.reasoning_tokens',
+    );
   });
 
   it('reservations are clamped to safe integers (a NaN or huge one reserves the maximum, so a real limit refuses it)', () => {
@@ -61,7 +65,13 @@ describe('the usage boundary', () => {
 
 describe('memory store', () => {
   it('a non-finite or negative settled usage commits the reservation instead: windows and spend stay finite', () => {
-    const store = new MemoryStore(scopes, [], undefined, () => 0, () => Date.parse('2025-03-09T12:00:00Z'));
+    const store = new MemoryStore(
+      scopes,
+      [],
+      undefined,
+      () => 0,
+      () => Date.parse('2025-03-09T12:00:00Z'),
+    );
     let tokens = 0;
     let nano = 0;
     for (const bad of NON_FINITE) {
@@ -120,14 +130,51 @@ describe('redis store', () => {
     try {
       // ADMIT with a non-finite reservation is an error, not a reservation of inf.
       for (const bad of ['inf', 'nan', '-1', '1e400']) {
-        await expect(c.eval(ADMIT, keys.length, ...keys, 'x', bad, '5', '60000', '1000', '1', '-1', '1000000', '-1', '100000000000')).rejects.toThrow(/invalid reservation amount/);
+        await expect(
+          c.eval(ADMIT, keys.length, ...keys, 'x', bad, '5', '60000', '1000', '1', '-1', '1000000', '-1', '100000000000'),
+        ).rejects.toThrow(/invalid reservation amount/);
       }
       // A real reservation, then a settle that reports inf tokens and nan cost: the reservation is committed.
-      const admitted = (await c.eval(ADMIT, keys.length, ...keys, 'ok', '50', '7000', '60000', '1000', '1', '-1', '1000000', '-1', '100000000000')) as number[];
+      const admitted = (await c.eval(
+        ADMIT,
+        keys.length,
+        ...keys,
+        'ok',
+        '50',
+        '7000',
+        '60000',
+        '1000',
+        '1',
+        '-1',
+        '1000000',
+        '-1',
+        '100000000000',
+      )) as number[];
       expect(admitted[0]).toBe(1);
       const sec = admitted[10]!;
       // ARGV: n_thresholds, n_ops, then n_keys, id, mode, est, real, resv, cost, first, second, n, (rpm, tpm, conc, budget, exp).
-      await c.eval(SETTLE, keys.length, ...keys, '0', '1', String(keys.length), 'ok', '1', '50', 'inf', '7000', 'nan', '1', String(sec), '1', '-1', '1000000', '-1', '100000000000', '0');
+      await c.eval(
+        SETTLE,
+        keys.length,
+        ...keys,
+        '0',
+        '1',
+        String(keys.length),
+        'ok',
+        '1',
+        '50',
+        'inf',
+        '7000',
+        'nan',
+        '1',
+        String(sec),
+        '1',
+        '-1',
+        '1000000',
+        '-1',
+        '100000000000',
+        '0',
+      );
       expect(await c.hget(`${p}tpm:b`, 's')).toBe('50');
       expect(await c.hget(`${p}tpm:b`, String(sec % 61))).toBe('50');
       expect(await c.hget(`${p}spend`, 'spent')).toBe('7000');

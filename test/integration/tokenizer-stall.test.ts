@@ -95,7 +95,18 @@ describe('an upstream that sends no usage', () => {
           }
         : {
             headers: { 'content-type': 'application/json' },
-            steps: [{ delayMs: 0, bytes: JSON.stringify({ id: 'c', object: 'chat.completion', created: 1, model: 'up', choices: [{ index: 0, message: { role: 'assistant', content: OTHER_WORD }, finish_reason: 'stop' }] }) }],
+            steps: [
+              {
+                delayMs: 0,
+                bytes: JSON.stringify({
+                  id: 'c',
+                  object: 'chat.completion',
+                  created: 1,
+                  model: 'up',
+                  choices: [{ index: 0, message: { role: 'assistant', content: OTHER_WORD }, finish_reason: 'stop' }],
+                }),
+              },
+            ],
           },
     );
     gw = await startGateway(`

@@ -2,7 +2,16 @@
 // provider registered the way a host app would (here a minimal in-memory one: the gateway
 // depends only on @opentelemetry/api).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { trace, type Tracer, type TracerProvider, type Span, type SpanOptions, type Attributes, type AttributeValue, type SpanStatus } from '@opentelemetry/api';
+import {
+  trace,
+  type Tracer,
+  type TracerProvider,
+  type Span,
+  type SpanOptions,
+  type Attributes,
+  type AttributeValue,
+  type SpanStatus,
+} from '@opentelemetry/api';
 import { openaiClient, startGateway, type TestGateway } from '../helpers/gateway.js';
 
 interface Recorded {

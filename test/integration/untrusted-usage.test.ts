@@ -77,7 +77,8 @@ describe.each(['memory', 'redis'] as const)('invalid upstream usage (%s store)',
   const stateFile = () => join(dir, `${store}-state.json`);
 
   beforeAll(async () => {
-    gw = await withGateway(`
+    gw = await withGateway(
+      `
 admin_token: ${ADMIN_TOKEN}
 state: { store: ${store}, file: "${stateFile()}", flush_interval_ms: 100000, redis_url: "${REDIS_URL}", redis_prefix: "${PREFIX}${store}:", on_store_error: closed }
 retries: { max: 0, backoff_ms: 0 }
@@ -89,7 +90,9 @@ models:
     pricing: { input_per_mtok: 1000, output_per_mtok: 1000 }
 keys:
   - { key: k-usage, name: usage, limits: { tpm: 1000000 }, budget: { usd: 1000, period: month } }
-`, { apiKey: 'k-usage' });
+`,
+      { apiKey: 'k-usage' },
+    );
     client = gw.openai;
   });
 
@@ -109,10 +112,14 @@ keys:
       usageJson = bad;
       for (const stream of [true, false]) {
         const id = `${store}-bad-${++n}`;
-        const before = metricValue(await gw.metricsText(), 'llm_gateway_upstream_errors_total', { backend: 'up', reason: 'invalid_usage' }) ?? 0;
+        const before =
+          metricValue(await gw.metricsText(), 'llm_gateway_upstream_errors_total', { backend: 'up', reason: 'invalid_usage' }) ?? 0;
         const messages = [{ role: 'user' as const, content: 'count me' }];
         if (stream) {
-          const s = await client.chat.completions.create({ model: 'm', messages, stream: true, max_tokens: 5 }, { headers: { 'x-request-id': id } });
+          const s = await client.chat.completions.create(
+            { model: 'm', messages, stream: true, max_tokens: 5 },
+            { headers: { 'x-request-id': id } },
+          );
           let text = '';
           for await (const c of s) {
             expect(c.usage ?? null, 'the injected usage event never reaches the client').toBeNull();
@@ -153,7 +160,7 @@ keys:
     const ok = await client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'x' }], max_tokens: 5 });
     expect(ok.choices[0]!.message.content).toBe(CONTENT);
     const after = await row();
-    expect(after.budget!.spend_usd).toBeCloseTo(r.budget!.spend_usd + 7 * 1000 / 1e6, 9);
+    expect(after.budget!.spend_usd).toBeCloseTo(r.budget!.spend_usd + (7 * 1000) / 1e6, 9);
   });
 
   it.runIf(store === 'memory')('the state file holds finite spend (not null) and reads back the same after a restart', async () => {

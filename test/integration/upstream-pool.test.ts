@@ -65,7 +65,13 @@ const untilMetrics = (gw: TestGateway, pred: (text: string) => boolean, what: st
   eventually(
     async () => {
       const text = await gw.metricsText();
-      if (!pred(text)) throw new Error(`timed out waiting for ${what}; metrics:\n${text.split('\n').filter((l) => l.includes('upstream_')).join('\n')}`);
+      if (!pred(text))
+        throw new Error(
+          `timed out waiting for ${what}; metrics:\n${text
+            .split('\n')
+            .filter((l) => l.includes('upstream_'))
+            .join('\n')}`,
+        );
       return text;
     },
     20_000,

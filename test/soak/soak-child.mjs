@@ -82,7 +82,12 @@ function count(aborted, error) {
 /** The official SDK as the client (its fetch on its own undici pool, closed after the run). */
 function sdkClient() {
   const agent = new Agent({ connections: CONCURRENCY });
-  const client = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'k-soak', maxRetries: 0, fetch: (url, init) => undiciFetch(url, { ...init, dispatcher: agent }) });
+  const client = new OpenAI({
+    baseURL: `${base}/v1`,
+    apiKey: 'k-soak',
+    maxRetries: 0,
+    fetch: (url, init) => undiciFetch(url, { ...init, dispatcher: agent }),
+  });
   const one = async () => {
     const { stream, model, mode, delayMs, leaveAt } = plan();
     const ac = new AbortController();
@@ -212,7 +217,12 @@ async function snapshot() {
     fdsBesideUpstream: fds - 2 * upstream,
     inflight: gw.inflight.size,
     activeGauge: active,
-    scopes: limits.scopes.map((s) => ({ scope: s.scope, name: s.name, in_use: s.concurrency?.in_use ?? null, reserved_usd: s.budget?.reserved_usd ?? null })),
+    scopes: limits.scopes.map((s) => ({
+      scope: s.scope,
+      name: s.name,
+      in_use: s.concurrency?.in_use ?? null,
+      reserved_usd: s.budget?.reserved_usd ?? null,
+    })),
   };
 }
 
@@ -225,4 +235,15 @@ await run(TOTAL, SDK_SHARE);
 const soakMs = performance.now() - t1;
 const after = await snapshot();
 await gw.close(1000);
-process.stdout.write(JSON.stringify({ total: TOTAL, warmup: WARMUP, concurrency: CONCURRENCY, outcomes, soakMs, totalMs: performance.now() - t0, before, after }) + '\n');
+process.stdout.write(
+  JSON.stringify({
+    total: TOTAL,
+    warmup: WARMUP,
+    concurrency: CONCURRENCY,
+    outcomes,
+    soakMs,
+    totalMs: performance.now() - t0,
+    before,
+    after,
+  }) + '\n',
+);

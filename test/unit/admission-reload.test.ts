@@ -14,7 +14,11 @@ import { parsePolicies } from '../../src/config/load.js';
 import type { Identity } from '../../src/auth/index.js';
 import type { Route } from '../../src/policy/index.js';
 
-type KeySpec = { name: string; limits?: { rpm?: number; tpm?: number; concurrency?: number }; budget?: { usd: number; period: 'day' | 'week' | 'month' | 'total' } };
+type KeySpec = {
+  name: string;
+  limits?: { rpm?: number; tpm?: number; concurrency?: number };
+  budget?: { usd: number; period: 'day' | 'week' | 'month' | 'total' };
+};
 
 function table(keys: KeySpec[]) {
   return new ScopeTable({ keys: keys as never, users: {}, teams: {}, models: {}, global: undefined });
@@ -26,7 +30,13 @@ function stores(before: KeySpec[], after: KeySpec[], thresholds: [number[], numb
   const t1 = table(before);
   const t2 = table(after);
   const mk = (t: ScopeTable, th: number[], tag: string) =>
-    new MemoryStore(t.all, th, (s, _spent, fired) => fired.forEach((f) => alerts.push(`${tag}:${s.name}:${f}`)), () => clock.mono, () => clock.wall);
+    new MemoryStore(
+      t.all,
+      th,
+      (s, _spent, fired) => fired.forEach((f) => alerts.push(`${tag}:${s.name}:${f}`)),
+      () => clock.mono,
+      () => clock.wall,
+    );
   const old = mk(t1, thresholds[0], 'old');
   const next = mk(t2, thresholds[1], 'new');
   let n = 0;
@@ -81,7 +91,10 @@ describe('memory store: adopt()', () => {
   });
 
   it('a budget whose period changed starts a fresh spend but keeps what requests in flight reserved', () => {
-    const { t1, t2, old, next, res } = stores([{ name: 'k', budget: { usd: 1, period: 'day' } }], [{ name: 'k', budget: { usd: 1, period: 'month' } }]);
+    const { t1, t2, old, next, res } = stores(
+      [{ name: 'k', budget: { usd: 1, period: 'day' } }],
+      [{ name: 'k', budget: { usd: 1, period: 'month' } }],
+    );
     const a = res(t1, 1, 0.3);
     expect(old.admit(a).ok).toBe(true);
     const b = res(t1, 1, 0.3);
@@ -95,9 +108,12 @@ describe('memory store: adopt()', () => {
     expect(next.usage()[0]!.period?.id).toMatch(/^month:/);
   });
 
-  it('a threshold that fired stays fired when budget_alerts changes; later alerts are the new store\'s', () => {
+  it("a threshold that fired stays fired when budget_alerts changes; later alerts are the new store's", () => {
     const spec: KeySpec[] = [{ name: 'k', budget: { usd: 1, period: 'day' } }];
-    const { alerts, t1, old, next, res } = stores(spec, spec, [[0.5, 0.9], [0.25, 0.5, 0.75]]);
+    const { alerts, t1, old, next, res } = stores(spec, spec, [
+      [0.5, 0.9],
+      [0.25, 0.5, 0.75],
+    ]);
     const a = res(t1, 1, 0.6);
     old.admit(a);
     old.settle(a, { tokens: 1, costNano: toNano(0.6) });
@@ -112,7 +128,11 @@ describe('memory store: adopt()', () => {
   });
 
   it('a raised budget re-arms the thresholds its spend is now below', () => {
-    const { alerts, t1, t2, old, next, res } = stores([{ name: 'k', budget: { usd: 1, period: 'day' } }], [{ name: 'k', budget: { usd: 2, period: 'day' } }], [[0.5], [0.5]]);
+    const { alerts, t1, t2, old, next, res } = stores(
+      [{ name: 'k', budget: { usd: 1, period: 'day' } }],
+      [{ name: 'k', budget: { usd: 2, period: 'day' } }],
+      [[0.5], [0.5]],
+    );
     const a = res(t1, 1, 0.6);
     old.admit(a);
     old.settle(a, { tokens: 1, costNano: toNano(0.6) });
@@ -157,7 +177,13 @@ ${state}`;
   it('a new policy without limits still retires the old engine; open admission retires at once', async () => {
     const p1 = parsePolicies(yaml('{ key: x, name: app, limits: { rpm: 3 } }'), 't.yaml');
     const a1 = createAdmission(p1);
-    const t = await a1.admit({ identity: { key: 'app', config: p1.keys[0], teamLabel: 'none' }, route, promptTokens: 1, maxOutputTokens: 1, worstCaseUsd: 0 });
+    const t = await a1.admit({
+      identity: { key: 'app', config: p1.keys[0], teamLabel: 'none' },
+      route,
+      promptTokens: 1,
+      maxOutputTokens: 1,
+      worstCaseUsd: 0,
+    });
     const open = createAdmission(parsePolicies(yaml(''), 't.yaml'), {}, a1);
     const retiring = a1.retire();
     t.settle({ servedModel: 'm', inputTokens: 1, outputTokens: 1, costUsd: 0 });
@@ -180,7 +206,13 @@ models: { m: { deployments: [{ backend: sim }] } }
 keys: [{ key: x, name: app, ${limits} budget: { usd: 10, period: day } }]`;
     const route = { name: 'm' } as Route;
     const use = async (a: ReturnType<typeof createAdmission>, p: ReturnType<typeof parsePolicies>, usd: number) => {
-      const t = await a.admit({ identity: { key: 'app', config: p.keys[0], teamLabel: 'none' }, route, promptTokens: 1, maxOutputTokens: 1, worstCaseUsd: 1 });
+      const t = await a.admit({
+        identity: { key: 'app', config: p.keys[0], teamLabel: 'none' },
+        route,
+        promptTokens: 1,
+        maxOutputTokens: 1,
+        worstCaseUsd: 1,
+      });
       t.settle({ servedModel: 'm', inputTokens: 1, outputTokens: 1, costUsd: usd });
     };
     const p1 = parsePolicies(yaml(''), 't.yaml');

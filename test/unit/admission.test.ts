@@ -22,7 +22,11 @@ describe('budget periods (UTC)', () => {
   });
   it('week is the ISO week, Monday 00:00 UTC', () => {
     const sunday = periodAt('week', Date.parse('2025-03-09T23:59:59.999Z')); // a Sunday
-    expect([sunday.id, iso(sunday.start), iso(sunday.end)]).toEqual(['week:2025-03-03', '2025-03-03T00:00:00.000Z', '2025-03-10T00:00:00.000Z']);
+    expect([sunday.id, iso(sunday.start), iso(sunday.end)]).toEqual([
+      'week:2025-03-03',
+      '2025-03-03T00:00:00.000Z',
+      '2025-03-10T00:00:00.000Z',
+    ]);
     expect(periodAt('week', Date.parse('2025-03-10T00:00:00.000Z')).id).toBe('week:2025-03-10');
     expect(periodAt('week', Date.parse('2025-01-01T12:00:00Z')).id).toBe('week:2024-12-30'); // across a year
   });
@@ -36,14 +40,26 @@ describe('budget periods (UTC)', () => {
   });
 });
 
-function table(keys: Array<{ name: string; limits?: { rpm?: number; tpm?: number; concurrency?: number }; budget?: { usd: number; period: 'day' | 'week' | 'month' | 'total' } }>) {
+function table(
+  keys: Array<{
+    name: string;
+    limits?: { rpm?: number; tpm?: number; concurrency?: number };
+    budget?: { usd: number; period: 'day' | 'week' | 'month' | 'total' };
+  }>,
+) {
   return new ScopeTable({ keys: keys as never, users: {}, teams: {}, models: {}, global: undefined });
 }
 
 function harness(scopes: Scope[], thresholds: number[] = []) {
   const clock = { mono: 0, wall: Date.parse('2025-03-09T12:00:00Z') };
   const alerts: Array<[string, number, readonly number[]]> = [];
-  const store = new MemoryStore(scopes, thresholds, (s, spent, fired) => alerts.push([s.name, spent, fired]), () => clock.mono, () => clock.wall);
+  const store = new MemoryStore(
+    scopes,
+    thresholds,
+    (s, spent, fired) => alerts.push([s.name, spent, fired]),
+    () => clock.mono,
+    () => clock.wall,
+  );
   let n = 0;
   const res = (tokens = 1, usd = 0): Reservation => ({ id: String(++n), scopes, tokens, nano: toNano(usd) });
   return { clock, store, alerts, res };
@@ -196,7 +212,8 @@ describe('memory store: 1 s buckets, randomized and at scale', () => {
         refusals++;
         expect(['rpm', 'tpm']).toContain(v.limit);
         const scope = t.all[v.refusedAt]!;
-        const exact = v.limit === 'rpm' ? exactRetry(log, clock.mono, 1, scope.rpm, true) : exactRetry(log, clock.mono, r.tokens, scope.tpm, false);
+        const exact =
+          v.limit === 'rpm' ? exactRetry(log, clock.mono, 1, scope.rpm, true) : exactRetry(log, clock.mono, r.tokens, scope.tpm, false);
         expect(v.retryAfterMs).toBeGreaterThanOrEqual(exact - 1e-6);
         expect(v.retryAfterMs).toBeLessThanOrEqual(exact + 1_000 + 1e-6);
         if (rand() < 0.2) {
@@ -207,7 +224,8 @@ describe('memory store: 1 s buckets, randomized and at scale', () => {
           expect(store.admit(r)).toMatchObject({ ok: false, refusedAt: v.refusedAt, limit: v.limit });
           clock.mono = at;
           const w = store.admit(r);
-          if (!w.ok) expect([w.refusedAt, w.limit]).not.toEqual([v.refusedAt, v.limit]); // another scope or limit may still say no
+          if (!w.ok)
+            expect([w.refusedAt, w.limit]).not.toEqual([v.refusedAt, v.limit]); // another scope or limit may still say no
           else {
             const e = { at, tokens: r.tokens };
             log.push(e);
@@ -351,7 +369,8 @@ ${extra}`;
 
   it('checks key → user → team → model → global, and names the first scope that refuses', async () => {
     const p = parsePolicies(
-      yaml(`
+      yaml(
+        `
 keys: [{ key: x, name: app, user: u1, team: t1, limits: { rpm: 5 } }]
 users: { u1: { limits: { rpm: 4 } } }
 teams: { t1: { limits: { rpm: 3 } } }

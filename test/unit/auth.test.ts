@@ -32,7 +32,15 @@ describe('KeyRing.identify', () => {
     expect(() => fresh.identify({ authorization: 'Bearer sk-app-' })).toThrow(expect.objectContaining({ status: 401 }));
   });
   it('refuses a wrong, partial, padded-inside or missing key with 401 invalid_api_key', () => {
-    for (const authorization of ['Bearer sk-app-2', 'Bearer sk-app-1x', 'Bearer sk-app', 'Basic sk-app-1', 'sk-app-1', 'Bearer ', 'Bearer sk-app-1 extra']) {
+    for (const authorization of [
+      'Bearer sk-app-2',
+      'Bearer sk-app-1x',
+      'Bearer sk-app',
+      'Basic sk-app-1',
+      'sk-app-1',
+      'Bearer ',
+      'Bearer sk-app-1 extra',
+    ]) {
       expect(() => ring.identify({ authorization })).toThrow(expect.objectContaining({ status: 401, code: 'invalid_api_key' }));
     }
     expect(() => ring.identify({})).toThrow(expect.objectContaining({ status: 401 }));

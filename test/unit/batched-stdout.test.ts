@@ -66,7 +66,7 @@ describe('BatchedWriter', () => {
     const w = new BatchedWriter({ fd: p.wfd });
     const expected: string[] = [];
     // ~1.5 MB in bursts: many 64 KiB batches, partial writes and EAGAIN on a 64 KiB pipe.
-    for (let i = 0; i < 6000; ) {
+    for (let i = 0; i < 6000;) {
       for (let k = 0; k < 500; k++, i++) {
         const l = line(i);
         expected.push(l);
@@ -177,7 +177,7 @@ describe('BatchedWriter', () => {
     const w = new BatchedWriter({ fd: p.wfd, maxPendingBytes: cap, flushIntervalMs: 50, fields: { service: 'test' } });
     const N = 20_000; // ~5 MB, ten times the cap
     let maxPending = 0;
-    for (let i = 0; i < N; ) {
+    for (let i = 0; i < N;) {
       for (let k = 0; k < 500; k++, i++) w.write(line(i));
       maxPending = Math.max(maxPending, w.stats().pendingBytes);
       await new Promise((r) => setImmediate(r));
@@ -197,7 +197,9 @@ describe('BatchedWriter', () => {
     await closed(w);
     const out = (await p.finish()).split('\n');
     expect(out.pop()).toBe('');
-    const parsed = out.map((l) => JSON.parse(l) as { level: number; seq?: number; dropped_lines?: number; time?: string; msg: string; service?: string });
+    const parsed = out.map(
+      (l) => JSON.parse(l) as { level: number; seq?: number; dropped_lines?: number; time?: string; msg: string; service?: string },
+    );
     const warns = parsed.filter((l) => l.level === 40);
     expect(warns).toHaveLength(1);
     expect(warns[0]!.dropped_lines).toBe(dropped);

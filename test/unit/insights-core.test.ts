@@ -48,7 +48,18 @@ function setup(extra: Partial<{ post: (url: string, body: string) => Promise<num
   const body = { model: 'm1', messages: [{ role: 'user', content: 'hi' }] };
   let seq = 0;
   /** One settled request as settle would hand it over. */
-  const request = (o: { model?: string; backend?: string; status?: number; ttft?: number; tpot?: number; out?: number; code?: string; distinct?: boolean } = {}) => {
+  const request = (
+    o: {
+      model?: string;
+      backend?: string;
+      status?: number;
+      ttft?: number;
+      tpot?: number;
+      out?: number;
+      code?: string;
+      distinct?: boolean;
+    } = {},
+  ) => {
     const raw = Buffer.from(JSON.stringify({ ...body, n: o.distinct === false ? -1 : seq++ }));
     const ri = insights.begin(body, raw)!;
     const rec: Observation = {
@@ -77,7 +88,10 @@ describe('anomalies and incidents', () => {
     // Backend b turns slow; a stays fast.
     for (let i = 0; i < 20; i++) request({ ttft: i % 2 ? 5 : 400, backend: i % 2 ? 'a' : 'b' });
     for (let i = 0; i < 10; i++) request({ ttft: 400, backend: 'b' });
-    const during = insights.report() as { anomalies: Record<string, Record<string, { score: number }>>; incidents: Array<Record<string, unknown>> };
+    const during = insights.report() as {
+      anomalies: Record<string, Record<string, { score: number }>>;
+      incidents: Array<Record<string, unknown>>;
+    };
     expect(during.anomalies.m1!.ttft!.score).toBeGreaterThanOrEqual(0.5);
     const ttftIncidents = during.incidents.filter((i) => i.kind === 'ttft');
     expect(ttftIncidents).toHaveLength(1);
@@ -114,9 +128,11 @@ describe('anomalies and incidents', () => {
 describe('memory', () => {
   it('stays fixed per model over 100k requests', () => {
     const { insights, request } = setup();
-    for (let i = 0; i < 10_000; i++) request({ ttft: 5 + (i % 50), out: 10 + (i % 90), backend: i % 3 ? 'a' : 'b', model: i % 2 ? 'm1' : 'm2' });
+    for (let i = 0; i < 10_000; i++)
+      request({ ttft: 5 + (i % 50), out: 10 + (i % 90), backend: i % 3 ? 'a' : 'b', model: i % 2 ? 'm1' : 'm2' });
     const at10k = insights.footprint();
-    for (let i = 0; i < 90_000; i++) request({ ttft: 5 + (i % 50), out: 10 + (i % 90), backend: i % 3 ? 'a' : 'b', model: i % 2 ? 'm1' : 'm2' });
+    for (let i = 0; i < 90_000; i++)
+      request({ ttft: 5 + (i % 50), out: 10 + (i % 90), backend: i % 3 ? 'a' : 'b', model: i % 2 ? 'm1' : 'm2' });
     const at100k = insights.footprint();
     expect(at100k).toEqual(at10k);
     expect(at100k.models).toBe(2);
@@ -130,7 +146,9 @@ describe('recommendations', () => {
   it('identical prompts, a cheaper fallback for short answers, peak hours', () => {
     const { insights, request } = setup();
     for (let i = 0; i < 100; i++) request({ distinct: i % 4 !== 0 });
-    const r = insights.report() as { recommendations: Array<{ kind: string; model?: string; estimated_saving_usd: number | null; evidence: Record<string, unknown> }> };
+    const r = insights.report() as {
+      recommendations: Array<{ kind: string; model?: string; estimated_saving_usd: number | null; evidence: Record<string, unknown> }>;
+    };
     const cache = r.recommendations.find((x) => x.kind === 'exact_cache');
     expect(cache?.evidence.identical).toBe(24); // the first of the 25 identical ones is new
     const cheaper = r.recommendations.find((x) => x.kind === 'cheaper_model');
@@ -143,7 +161,15 @@ describe('recommendations', () => {
     const { insights } = setup();
     const start = Date.UTC(2026, 0, 5);
     const r = insights.report([
-      { scope: 'team', name: 'ml', period: 'day', period_start: new Date(start).toISOString(), resets_at: new Date(start + 86_400_000).toISOString(), limit_usd: 10, spend_usd: 8 },
+      {
+        scope: 'team',
+        name: 'ml',
+        period: 'day',
+        period_start: new Date(start).toISOString(),
+        resets_at: new Date(start + 86_400_000).toISOString(),
+        limit_usd: 10,
+        spend_usd: 8,
+      },
     ]) as { recommendations: Array<{ kind: string; evidence: Record<string, unknown> }> };
     const b = r.recommendations.find((x) => x.kind === 'budget_runs_out');
     // 10:00 UTC: 8 USD spent in 10 h → 10 USD at 12:30.
@@ -155,10 +181,14 @@ describe('webhook', () => {
   it('batches events into one POST per window, retries a failed POST, and bounds its queue', async () => {
     const bodies: string[] = [];
     let fail = 1;
-    const n = new BatchNotifier({ url: 'http://x', batch_ms: 20, retries: 3, backoff_ms: 5, timeout_ms: 1000, queue: 3 }, undefined, async (_u, body) => {
-      bodies.push(body);
-      return fail-- > 0 ? 500 : 200;
-    });
+    const n = new BatchNotifier(
+      { url: 'http://x', batch_ms: 20, retries: 3, backoff_ms: 5, timeout_ms: 1000, queue: 3 },
+      undefined,
+      async (_u, body) => {
+        bodies.push(body);
+        return fail-- > 0 ? 500 : 200;
+      },
+    );
     for (let i = 0; i < 5; i++) n.push({ i });
     expect(n.dropped).toBe(2);
     await new Promise((r) => setTimeout(r, 200));
@@ -221,9 +251,15 @@ describe('reconfiguration', () => {
 
 describe('config', () => {
   it('refuses bad insights settings with their path', () => {
-    expect(() => parsePolicies(POLICY.replace('drift: { window: 200 }', 'drift: { window: 5 }'), 't.yaml')).toThrow(/insights\.drift\.window/);
-    expect(() => parsePolicies(POLICY.replace('drift: { window: 200 }', 'quality: { sample: 2 }'), 't.yaml')).toThrow(/insights\.quality\.sample/);
-    expect(() => parsePolicies(POLICY.replace('webhook: http://127.0.0.1:9/hook', 'webhook: ftp://x'), 't.yaml')).toThrow(/insights\.webhook/);
+    expect(() => parsePolicies(POLICY.replace('drift: { window: 200 }', 'drift: { window: 5 }'), 't.yaml')).toThrow(
+      /insights\.drift\.window/,
+    );
+    expect(() => parsePolicies(POLICY.replace('drift: { window: 200 }', 'quality: { sample: 2 }'), 't.yaml')).toThrow(
+      /insights\.quality\.sample/,
+    );
+    expect(() => parsePolicies(POLICY.replace('webhook: http://127.0.0.1:9/hook', 'webhook: ftp://x'), 't.yaml')).toThrow(
+      /insights\.webhook/,
+    );
     expect(() => parsePolicies(POLICY.replace('drift: { window: 200 }', 'drfit: {}'), 't.yaml')).toThrow(/drfit/);
   });
 });

@@ -1,6 +1,15 @@
 // Quality signals of response text, and reading that text from raw response bytes.
 import { describe, expect, it } from 'vitest';
-import { extractText, isRefusal, isValidJson, luhn, piiKinds, scoreText, trigramRepetition, wantsJson } from '../../src/insights/quality.js';
+import {
+  extractText,
+  isRefusal,
+  isValidJson,
+  luhn,
+  piiKinds,
+  scoreText,
+  trigramRepetition,
+  wantsJson,
+} from '../../src/insights/quality.js';
 import { OutputSlice } from '../../src/insights/slice.js';
 
 describe('refusals (seed 001 patterns, English and Chinese)', () => {
@@ -72,8 +81,14 @@ describe('text from raw bytes', () => {
   });
   it('reads whole chat bodies, structured refusals, Anthropic and Responses events', () => {
     expect(extractText('{"choices":[{"message":{"role":"assistant","content":"Hi there"}}]}').text).toBe('Hi there');
-    expect(extractText('{"choices":[{"message":{"content":null,"refusal":"I will not."}}]}')).toEqual({ text: 'I will not.', refusalField: true });
-    expect(extractText('event: content_block_delta\ndata: {"type":"content_block_delta","delta":{"type":"text_delta","text":"Bonjour"}}\n\n').text).toBe('Bonjour');
+    expect(extractText('{"choices":[{"message":{"content":null,"refusal":"I will not."}}]}')).toEqual({
+      text: 'I will not.',
+      refusalField: true,
+    });
+    expect(
+      extractText('event: content_block_delta\ndata: {"type":"content_block_delta","delta":{"type":"text_delta","text":"Bonjour"}}\n\n')
+        .text,
+    ).toBe('Bonjour');
     expect(extractText('data: {"type":"response.output_text.delta","delta":"Hola"}\n\n').text).toBe('Hola');
   });
   it('a slice keeps head and tail by reference and says when it dropped the middle', () => {

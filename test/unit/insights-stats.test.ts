@@ -1,7 +1,20 @@
 // PSI and KS against values worked out by hand, and their properties over random samples.
 import { describe, expect, it } from 'vitest';
 import {
-  PSI_EPSILON, Reservoir, RollingWindow, binPercentile, bucketShares, ksStatistic, ksTest, kolmogorovQ, logBin, psi, psiFromShares, psiLevel, quantile, quantileEdges,
+  PSI_EPSILON,
+  Reservoir,
+  RollingWindow,
+  binPercentile,
+  bucketShares,
+  ksStatistic,
+  ksTest,
+  kolmogorovQ,
+  logBin,
+  psi,
+  psiFromShares,
+  psiLevel,
+  quantile,
+  quantileEdges,
 } from '../../src/insights/stats.js';
 import { FeatureDrift, compositeScore } from '../../src/insights/drift.js';
 import { mulberry32 } from '../helpers/random.js';
@@ -146,7 +159,11 @@ describe('bounded structures', () => {
   it('log bins read percentiles within their ±12% width', () => {
     const counts = new Float64Array(64);
     for (let v = 1; v <= 1000; v++) counts[logBin(v)]! += 1;
-    for (const [q, want] of [[0.5, 500], [0.95, 950], [0.99, 990]] as const) {
+    for (const [q, want] of [
+      [0.5, 500],
+      [0.95, 950],
+      [0.99, 990],
+    ] as const) {
       const got = binPercentile(counts, 1000, q)!;
       expect(Math.abs(got - want) / want).toBeLessThan(0.13);
     }

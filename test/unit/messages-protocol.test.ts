@@ -4,7 +4,15 @@
 // too), the tap's timing keys, error shapes, and the policies names.
 import { describe, expect, it } from 'vitest';
 import { StreamTap } from '../../src/streamtap/index.js';
-import { anthropicErrorBody, anthropicErrorType, anthropicStreamError, anthropicUsage, estimateMessagesPrompt, messagesGrammar, readMessageBody } from '../../src/protocols/messages.js';
+import {
+  anthropicErrorBody,
+  anthropicErrorType,
+  anthropicStreamError,
+  anthropicUsage,
+  estimateMessagesPrompt,
+  messagesGrammar,
+  readMessageBody,
+} from '../../src/protocols/messages.js';
 import { usageFromResponse } from '../../src/protocols/openai.js';
 import { costUsd } from '../../src/settle/index.js';
 import { usageFault } from '../../src/settle/usage.js';
@@ -17,7 +25,19 @@ const ev = (name: string, data: unknown) => `event: ${name}\ndata: ${JSON.string
 // A stream as Anthropic sends it: thinking, text and tool input deltas, pings between, and two
 // message_delta events (as with server tools) whose output_tokens are cumulative.
 const STREAM = [
-  ev('message_start', { type: 'message_start', message: { id: 'msg_1', type: 'message', role: 'assistant', content: [], model: 'claude', stop_reason: null, stop_sequence: null, usage: { input_tokens: 21, cache_creation_input_tokens: 188, cache_read_input_tokens: 1500, output_tokens: 1 } } }),
+  ev('message_start', {
+    type: 'message_start',
+    message: {
+      id: 'msg_1',
+      type: 'message',
+      role: 'assistant',
+      content: [],
+      model: 'claude',
+      stop_reason: null,
+      stop_sequence: null,
+      usage: { input_tokens: 21, cache_creation_input_tokens: 188, cache_read_input_tokens: 1500, output_tokens: 1 },
+    },
+  }),
   ev('content_block_start', { type: 'content_block_start', index: 0, content_block: { type: 'thinking', thinking: '' } }),
   ev('ping', { type: 'ping' }),
   ev('content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'thinking_delta', thinking: 'Let me think' } }),
@@ -27,9 +47,17 @@ const STREAM = [
   ev('content_block_delta', { type: 'content_block_delta', index: 1, delta: { type: 'text_delta', text: 'Hello' } }),
   ev('content_block_delta', { type: 'content_block_delta', index: 1, delta: { type: 'text_delta', text: ' "world"' } }),
   ev('content_block_stop', { type: 'content_block_stop', index: 1 }),
-  ev('content_block_start', { type: 'content_block_start', index: 2, content_block: { type: 'tool_use', id: 'toolu_1', name: 'f', input: {} } }),
+  ev('content_block_start', {
+    type: 'content_block_start',
+    index: 2,
+    content_block: { type: 'tool_use', id: 'toolu_1', name: 'f', input: {} },
+  }),
   ev('content_block_delta', { type: 'content_block_delta', index: 2, delta: { type: 'input_json_delta', partial_json: '' } }),
-  ev('content_block_delta', { type: 'content_block_delta', index: 2, delta: { type: 'input_json_delta', partial_json: '{"city": "Paris"}' } }),
+  ev('content_block_delta', {
+    type: 'content_block_delta',
+    index: 2,
+    delta: { type: 'input_json_delta', partial_json: '{"city": "Paris"}' },
+  }),
   ev('content_block_stop', { type: 'content_block_stop', index: 2 }),
   ev('message_delta', { type: 'message_delta', delta: { stop_reason: null, stop_sequence: null }, usage: { output_tokens: 40 } }),
   ev('ping', { type: 'ping' }),
@@ -64,12 +92,22 @@ describe('the Messages stream grammar', () => {
   it('a stream without message_stop is not complete; an error event is the upstream failing', () => {
     const cut = tapAll(STREAM.slice(0, 9).join(''), 50);
     expect(cut.complete).toBe(false);
-    const failed = tapAll(STREAM.slice(0, 9).join('') + ev('error', { type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } }), 50);
+    const failed = tapAll(
+      STREAM.slice(0, 9).join('') + ev('error', { type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } }),
+      50,
+    );
     expect(failed.upstreamError).toEqual({ type: 'overloaded_error', message: 'Overloaded' });
   });
 
   it('a message_delta that repeats the input counts replaces them (never adds)', () => {
-    const s = STREAM.slice(0, 14).join('') + ev('message_delta', { type: 'message_delta', delta: { stop_reason: 'end_turn' }, usage: { input_tokens: 21, cache_creation_input_tokens: 188, cache_read_input_tokens: 1500, output_tokens: 9 } }) + ev('message_stop', { type: 'message_stop' });
+    const s =
+      STREAM.slice(0, 14).join('') +
+      ev('message_delta', {
+        type: 'message_delta',
+        delta: { stop_reason: 'end_turn' },
+        usage: { input_tokens: 21, cache_creation_input_tokens: 188, cache_read_input_tokens: 1500, output_tokens: 9 },
+      }) +
+      ev('message_stop', { type: 'message_stop' });
     expect(tapAll(s, 33).usage).toEqual({ input: 1709, output: 9, cachedInput: 1500, reasoning: 0, cacheWriteInput: 188 });
   });
 });
@@ -91,8 +129,15 @@ describe('usage and cost: input means the whole prompt for both APIs, each part 
   });
 
   it('the same prompt costs the same through either API', () => {
-    const viaOpenAI = usageFromResponse({ usage: { prompt_tokens: 900, completion_tokens: 10, prompt_tokens_details: { cached_tokens: 800 } } })!;
-    const viaAnthropic = anthropicUsage({ input_tokens: 100, cache_read_input_tokens: 800, cache_creation_input_tokens: 0, output_tokens: 10 })!;
+    const viaOpenAI = usageFromResponse({
+      usage: { prompt_tokens: 900, completion_tokens: 10, prompt_tokens_details: { cached_tokens: 800 } },
+    })!;
+    const viaAnthropic = anthropicUsage({
+      input_tokens: 100,
+      cache_read_input_tokens: 800,
+      cache_creation_input_tokens: 0,
+      output_tokens: 10,
+    })!;
     expect(viaAnthropic.input).toBe(viaOpenAI.input);
     expect(costUsd(pricing, viaAnthropic)).toBeCloseTo(costUsd(pricing, viaOpenAI), 15);
   });
@@ -103,8 +148,17 @@ describe('usage and cost: input means the whole prompt for both APIs, each part 
   });
 
   it('a non-streamed message: usage and stop_reason; text only when usage is missing', () => {
-    const body = { id: 'msg', type: 'message', content: [{ type: 'text', text: 'hi there' }], stop_reason: 'end_turn', usage: { input_tokens: 5, cache_read_input_tokens: 0, cache_creation_input_tokens: 7, output_tokens: 2 } };
-    expect(readMessageBody(Buffer.from(JSON.stringify(body)))).toEqual({ usage: { input: 12, output: 2, cachedInput: 0, reasoning: 0, cacheWriteInput: 7 }, finishReason: 'end_turn' });
+    const body = {
+      id: 'msg',
+      type: 'message',
+      content: [{ type: 'text', text: 'hi there' }],
+      stop_reason: 'end_turn',
+      usage: { input_tokens: 5, cache_read_input_tokens: 0, cache_creation_input_tokens: 7, output_tokens: 2 },
+    };
+    expect(readMessageBody(Buffer.from(JSON.stringify(body)))).toEqual({
+      usage: { input: 12, output: 2, cachedInput: 0, reasoning: 0, cacheWriteInput: 7 },
+      finishReason: 'end_turn',
+    });
     const { usage: _u, ...bare } = body;
     expect(readMessageBody(Buffer.from(JSON.stringify(bare)))).toEqual({ finishReason: 'end_turn', text: 'hi there' });
     expect(readMessageBody(Buffer.from('not json'))).toBeUndefined();
@@ -112,9 +166,35 @@ describe('usage and cost: input means the whole prompt for both APIs, each part 
 
   it('the byte scan of a whole message reads what a full parse reads (nested usage and stop_reason keys in a tool input included)', () => {
     const bodies = [
-      { id: 'm', type: 'message', content: [{ type: 'text', text: 'a "usage": {"input_tokens": 9} \\"stop_reason\\"' }], stop_reason: 'end_turn', stop_sequence: null, usage: { input_tokens: 3, cache_creation_input_tokens: 4, cache_read_input_tokens: 5, output_tokens: 6 } },
-      { id: 'm', type: 'message', content: [{ type: 'tool_use', id: 't', name: 'f', input: { stop_reason: 'fake', usage: { input_tokens: 1000, output_tokens: 1000 } } }], stop_reason: 'tool_use', usage: { input_tokens: 10, output_tokens: 20, cache_creation: { ephemeral_5m_input_tokens: 0, ephemeral_1h_input_tokens: 0 }, service_tier: 'standard' } },
-      { id: 'm', type: 'message', content: [], stop_reason: 'max_tokens', usage: { input_tokens: 1, output_tokens: 2, cache_read_input_tokens: null } },
+      {
+        id: 'm',
+        type: 'message',
+        content: [{ type: 'text', text: 'a "usage": {"input_tokens": 9} \\"stop_reason\\"' }],
+        stop_reason: 'end_turn',
+        stop_sequence: null,
+        usage: { input_tokens: 3, cache_creation_input_tokens: 4, cache_read_input_tokens: 5, output_tokens: 6 },
+      },
+      {
+        id: 'm',
+        type: 'message',
+        content: [
+          { type: 'tool_use', id: 't', name: 'f', input: { stop_reason: 'fake', usage: { input_tokens: 1000, output_tokens: 1000 } } },
+        ],
+        stop_reason: 'tool_use',
+        usage: {
+          input_tokens: 10,
+          output_tokens: 20,
+          cache_creation: { ephemeral_5m_input_tokens: 0, ephemeral_1h_input_tokens: 0 },
+          service_tier: 'standard',
+        },
+      },
+      {
+        id: 'm',
+        type: 'message',
+        content: [],
+        stop_reason: 'max_tokens',
+        usage: { input_tokens: 1, output_tokens: 2, cache_read_input_tokens: null },
+      },
     ];
     for (const b of bodies) {
       const text = JSON.stringify(b, null, b.content.length === 0 ? 2 : undefined);
@@ -130,14 +210,25 @@ describe('usage and cost: input means the whole prompt for both APIs, each part 
     expect(usageFault({ input: 10, output: 1, cachedInput: 6, reasoning: 0, cacheWriteInput: 6 })).toBeDefined();
     expect(usageFault(anthropicUsage({ input_tokens: 1, cache_read_input_tokens: -5, output_tokens: 1 }))).toBeDefined();
     expect(usageFault(anthropicUsage({ input_tokens: 'x', output_tokens: 1 }))).toBeDefined();
-    expect(usageFault(anthropicUsage({ input_tokens: 1, cache_read_input_tokens: 2, cache_creation_input_tokens: 3, output_tokens: 1 }))).toBeUndefined();
+    expect(
+      usageFault(anthropicUsage({ input_tokens: 1, cache_read_input_tokens: 2, cache_creation_input_tokens: 3, output_tokens: 1 })),
+    ).toBeUndefined();
   });
 
   it('the prompt estimate counts system, message blocks and tools', () => {
     const small = estimateMessagesPrompt({ messages: [{ role: 'user', content: 'hi' }] });
     const more = estimateMessagesPrompt({
       system: [{ type: 'text', text: 'You are a helpful assistant.' }],
-      messages: [{ role: 'user', content: [{ type: 'text', text: 'hi' }, { type: 'image', source: {} }] }, { role: 'user', content: [{ type: 'tool_result', tool_use_id: 't', content: 'sunny and warm' }] }],
+      messages: [
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: 'hi' },
+            { type: 'image', source: {} },
+          ],
+        },
+        { role: 'user', content: [{ type: 'tool_result', tool_use_id: 't', content: 'sunny and warm' }] },
+      ],
       tools: [{ name: 'get_weather', input_schema: { type: 'object' } }],
     });
     expect(small).toBeGreaterThan(0);
@@ -149,13 +240,25 @@ describe("errors in Anthropic's shape", () => {
   it('types by status, as the SDK and Anthropic docs name them', () => {
     const got = Object.fromEntries([400, 401, 403, 404, 413, 429, 500, 502, 503, 504, 529].map((s) => [s, anthropicErrorType(s)]));
     expect(got).toEqual({
-      400: 'invalid_request_error', 401: 'authentication_error', 403: 'permission_error', 404: 'not_found_error', 413: 'request_too_large',
-      429: 'rate_limit_error', 500: 'api_error', 502: 'api_error', 503: 'overloaded_error', 504: 'timeout_error', 529: 'overloaded_error',
+      400: 'invalid_request_error',
+      401: 'authentication_error',
+      403: 'permission_error',
+      404: 'not_found_error',
+      413: 'request_too_large',
+      429: 'rate_limit_error',
+      500: 'api_error',
+      502: 'api_error',
+      503: 'overloaded_error',
+      504: 'timeout_error',
+      529: 'overloaded_error',
     });
   });
 
   it('an error body and a named error event the SDK raises', () => {
-    expect(JSON.parse(anthropicErrorBody(errors.badKey()))).toEqual({ type: 'error', error: { type: 'authentication_error', message: 'Incorrect API key provided.' } });
+    expect(JSON.parse(anthropicErrorBody(errors.badKey()))).toEqual({
+      type: 'error',
+      error: { type: 'authentication_error', message: 'Incorrect API key provided.' },
+    });
     const e = anthropicStreamError(errors.midStream('b', 'cut'));
     expect(e.startsWith('event: error\ndata: ')).toBe(true);
     expect(JSON.parse(e.slice('event: error\ndata: '.length))).toMatchObject({ type: 'error', error: { type: 'api_error' } });
@@ -183,7 +286,11 @@ models:
   });
 
   it('apis: defaults by type, overridable; an unknown API is refused', () => {
-    const p = parsePolicies(yaml('  a: { base_url: "http://127.0.0.1:8000/v1" }\n  v: { base_url: "http://127.0.0.1:8001/v1", apis: [chat, messages] }'), 'p.yaml', {});
+    const p = parsePolicies(
+      yaml('  a: { base_url: "http://127.0.0.1:8000/v1" }\n  v: { base_url: "http://127.0.0.1:8001/v1", apis: [chat, messages] }'),
+      'p.yaml',
+      {},
+    );
     const a = new Backend('a', 'http://127.0.0.1:8000/v1', p.backends.a!);
     const v = new Backend('v', 'http://127.0.0.1:8001/v1', p.backends.v!);
     expect([...a.apis].sort()).toEqual(['chat', 'completions', 'embeddings', 'responses']);

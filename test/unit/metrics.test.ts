@@ -8,7 +8,11 @@ import { DURATION_BUCKETS, Metrics, TTFT_BUCKETS } from '../../src/telemetry/met
 
 const lines = (text: string, name: string) => text.split('\n').filter((l) => l.startsWith(name));
 /** One metric's block (HELP, TYPE, samples) from a scrape. */
-const block = (text: string, name: string) => text.split('\n\n').find((b) => b.startsWith(`# HELP ${name} `))!.trim();
+const block = (text: string, name: string) =>
+  text
+    .split('\n\n')
+    .find((b) => b.startsWith(`# HELP ${name} `))!
+    .trim();
 
 describe('per-request metrics', () => {
   it('renders a histogram series as cumulative buckets, sum and count', async () => {
@@ -27,7 +31,9 @@ describe('per-request metrics', () => {
       `${name}_sum{${labels}} ${0.004 + 0.01 + 0.3 + 0.3 + 400}`,
       `${name}_count{${labels}} 5`,
     ]);
-    expect(text).toContain(`# HELP ${name} Time from receiving the request to its last byte leaving toward the client.\n# TYPE ${name} histogram\n`);
+    expect(text).toContain(
+      `# HELP ${name} Time from receiving the request to its last byte leaving toward the client.\n# TYPE ${name} histogram\n`,
+    );
   });
 
   it('shows an update made after a scrape on the next scrape', async () => {
@@ -37,8 +43,12 @@ describe('per-request metrics', () => {
     s.ttft.observe(0.2);
     const labels = { model: 'gpt', backend: 'openai' };
     const first = await m.registry.metrics();
-    expect(lines(first, 'llm_gateway_requests_total{')).toEqual(['llm_gateway_requests_total{model="gpt",backend="openai",status="200"} 1']);
-    expect(lines(first, 'llm_gateway_time_to_first_token_seconds_count')).toEqual(['llm_gateway_time_to_first_token_seconds_count{model="gpt",backend="openai"} 1']);
+    expect(lines(first, 'llm_gateway_requests_total{')).toEqual([
+      'llm_gateway_requests_total{model="gpt",backend="openai",status="200"} 1',
+    ]);
+    expect(lines(first, 'llm_gateway_time_to_first_token_seconds_count')).toEqual([
+      'llm_gateway_time_to_first_token_seconds_count{model="gpt",backend="openai"} 1',
+    ]);
 
     s.requests(200).inc();
     s.requests(499).inc();
@@ -49,7 +59,9 @@ describe('per-request metrics', () => {
       'llm_gateway_requests_total{model="gpt",backend="openai",status="200"} 2',
       'llm_gateway_requests_total{model="gpt",backend="openai",status="499"} 1',
     ]);
-    expect(lines(second, 'llm_gateway_time_to_first_token_seconds_count')).toEqual(['llm_gateway_time_to_first_token_seconds_count{model="gpt",backend="openai"} 2']);
+    expect(lines(second, 'llm_gateway_time_to_first_token_seconds_count')).toEqual([
+      'llm_gateway_time_to_first_token_seconds_count{model="gpt",backend="openai"} 2',
+    ]);
     expect(lines(second, 'llm_gateway_active_requests{')).toEqual(['llm_gateway_active_requests{model="gpt"} 1']);
     expect(m.series(labels.model, labels.backend)).toBe(s);
   });
@@ -73,11 +85,26 @@ describe('per-request metrics', () => {
   it('renders byte for byte what prom-client renders for the same updates', async () => {
     const m = new Metrics({ defaultMetrics: false });
     const ref = new Registry();
-    const ttft = new Histogram({ name: 'llm_gateway_time_to_first_token_seconds', help: m.ttft.help, labelNames: ['model', 'backend'], buckets: TTFT_BUCKETS, registers: [ref] });
-    const tokens = new Counter({ name: 'llm_gateway_tokens_total', help: m.tokens.help, labelNames: ['model', 'backend', 'type'], registers: [ref] });
+    const ttft = new Histogram({
+      name: 'llm_gateway_time_to_first_token_seconds',
+      help: m.ttft.help,
+      labelNames: ['model', 'backend'],
+      buckets: TTFT_BUCKETS,
+      registers: [ref],
+    });
+    const tokens = new Counter({
+      name: 'llm_gateway_tokens_total',
+      help: m.tokens.help,
+      labelNames: ['model', 'backend', 'type'],
+      registers: [ref],
+    });
     const active = new Gauge({ name: 'llm_gateway_active_requests', help: m.active.help, labelNames: ['model'], registers: [ref] });
     const values = [0, 1e-9, 0.01, 0.0100001, 0.07, 0.333, 1, 7.5, 59.99, 60, 61, 1e6];
-    for (const [model, backend] of [['a', 'x'], ['we"ird\\n', 'y'], ['a', 'z']] as const) {
+    for (const [model, backend] of [
+      ['a', 'x'],
+      ['we"ird\\n', 'y'],
+      ['a', 'z'],
+    ] as const) {
       const s = m.series(model, backend);
       for (const v of values) {
         s.ttft.observe(v);

@@ -65,8 +65,19 @@ describe('resolveOtlp', () => {
   it('lets telemetry.otlp in policies.yaml win field by field', () => {
     const s = on(
       resolveOtlp(
-        { endpoint: 'http://from-policies:4318', headers: { b: 'p' }, service_name: 'p', sampler: 'always_off', batch: { max_queue_size: 10 } },
-        { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://from-env/v1/traces', OTEL_EXPORTER_OTLP_HEADERS: 'a=e,b=e', OTEL_SERVICE_NAME: 'e', OTEL_BSP_SCHEDULE_DELAY: '7' },
+        {
+          endpoint: 'http://from-policies:4318',
+          headers: { b: 'p' },
+          service_name: 'p',
+          sampler: 'always_off',
+          batch: { max_queue_size: 10 },
+        },
+        {
+          OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://from-env/v1/traces',
+          OTEL_EXPORTER_OTLP_HEADERS: 'a=e,b=e',
+          OTEL_SERVICE_NAME: 'e',
+          OTEL_BSP_SCHEDULE_DELAY: '7',
+        },
       ),
     );
     expect(s.tracesEndpoint).toBe('http://from-policies:4318/v1/traces');
@@ -85,7 +96,11 @@ describe('resolveOtlp', () => {
     const u = resolveOtlp(undefined, { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'collector:4318' });
     expect(u.enabled).toBe(false);
     expect(u.problems.join()).toMatch(/not an http\(s\) URL/);
-    const n = resolveOtlp(undefined, { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c', OTEL_BSP_MAX_QUEUE_SIZE: 'lots', OTEL_TRACES_SAMPLER_ARG: '2' });
+    const n = resolveOtlp(undefined, {
+      OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c',
+      OTEL_BSP_MAX_QUEUE_SIZE: 'lots',
+      OTEL_TRACES_SAMPLER_ARG: '2',
+    });
     expect(on(n).batch.maxQueueSize).toBe(2048);
     expect(on(n).samplerArg).toBe(1);
     expect(n.problems).toHaveLength(2);
@@ -103,7 +118,11 @@ describe('telemetry.otlp in policies.yaml', () => {
   const base = 'backends: { sim: { type: simulator } }\nmodels: { m: { deployments: [{ backend: sim }] } }\n';
   it('is validated: known fields only, http protocols only', async () => {
     const { parsePolicies } = await import('../../src/config/load.js');
-    const ok = parsePolicies(base + 'telemetry: { otlp: { endpoint: "http://c:4318", protocol: http/json, sampler: traceidratio, sampler_arg: 0.5 } }', 't.yaml', {});
+    const ok = parsePolicies(
+      base + 'telemetry: { otlp: { endpoint: "http://c:4318", protocol: http/json, sampler: traceidratio, sampler_arg: 0.5 } }',
+      't.yaml',
+      {},
+    );
     expect(ok.telemetry?.otlp).toEqual({ endpoint: 'http://c:4318', protocol: 'http/json', sampler: 'traceidratio', sampler_arg: 0.5 });
     expect(() => parsePolicies(base + 'telemetry: { otlp: { protocol: grpc } }', 't.yaml', {})).toThrow(/telemetry\.otlp\.protocol/);
     expect(() => parsePolicies(base + 'telemetry: { otlp: { endpont: "http://c" } }', 't.yaml', {})).toThrow(/endpont/);
@@ -125,7 +144,9 @@ describe('resolveOtlpMetrics', () => {
     expect(resolveOtlpMetrics(undefined, { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318' })).toBeUndefined();
     expect(resolveOtlpMetrics({ metrics: { enabled: false } }, { OTEL_METRICS_EXPORTER: 'otlp' })).toBeUndefined();
     expect(resolveOtlpMetrics({ enabled: false }, { OTEL_METRICS_EXPORTER: 'otlp' })).toBeUndefined();
-    expect(resolveOtlpMetrics(undefined, { OTEL_METRICS_EXPORTER: 'prometheus,otlp', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318/' })).toEqual({
+    expect(
+      resolveOtlpMetrics(undefined, { OTEL_METRICS_EXPORTER: 'prometheus,otlp', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318/' }),
+    ).toEqual({
       metricsEndpoint: 'http://c:4318/v1/metrics',
       protocol: 'http/protobuf',
       headers: {},
@@ -139,6 +160,12 @@ describe('resolveOtlpMetrics', () => {
       { OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: 'http://m/v1/metrics', OTEL_EXPORTER_OTLP_METRICS_HEADERS: 'k=v' },
     );
     // The export timeout never exceeds the interval (the SDK refuses that).
-    expect(s).toMatchObject({ metricsEndpoint: 'http://m/v1/metrics', protocol: 'http/json', headers: { k: 'v' }, intervalMs: 1000, timeoutMs: 1000 });
+    expect(s).toMatchObject({
+      metricsEndpoint: 'http://m/v1/metrics',
+      protocol: 'http/json',
+      headers: { k: 'v' },
+      intervalMs: 1000,
+      timeoutMs: 1000,
+    });
   });
 });

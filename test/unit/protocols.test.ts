@@ -65,16 +65,25 @@ describe('Responses stream grammar through the tap', () => {
     const cut = feed(Buffer.from(STREAM.slice(0, STREAM.indexOf('event: response.completed'))), []);
     expect(cut.tap.complete).toBe(false);
     expect(cut.tap.usage).toBeUndefined();
-    const err = feed(Buffer.from('event: error\ndata: {"type":"error","code":"server_error","message":"boom","param":null,"sequence_number":3}\n\n'), []);
+    const err = feed(
+      Buffer.from('event: error\ndata: {"type":"error","code":"server_error","message":"boom","param":null,"sequence_number":3}\n\n'),
+      [],
+    );
     expect(err.tap.upstreamError).toEqual({ code: 'server_error', message: 'boom' });
-    const failed = feed(Buffer.from('event: response.failed\ndata: {"type":"response.failed","response":{"id":"resp_9","status":"failed","error":{"code":"server_error","message":"x"},"usage":null}}\n\n'), []);
+    const failed = feed(
+      Buffer.from(
+        'event: response.failed\ndata: {"type":"response.failed","response":{"id":"resp_9","status":"failed","error":{"code":"server_error","message":"x"},"usage":null}}\n\n',
+      ),
+      [],
+    );
     expect(failed.tap.complete).toBe(true);
     expect(failed.tap.upstreamError).toEqual({ code: 'server_error', message: 'x' });
     expect(failed.tap.finishReason).toBe('failed');
   });
 
   it('a nested "type" inside content is not taken for an event type, and an empty delta is no token', () => {
-    const ev = 'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","delta":"{\\"type\\":\\"error\\"}"}\n\n' +
+    const ev =
+      'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","delta":"{\\"type\\":\\"error\\"}"}\n\n' +
       'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","delta":""}\n\n';
     const { tap } = feed(Buffer.from(ev), []);
     expect(tap.contentEvents).toBe(1);
@@ -91,7 +100,11 @@ describe('protocol modules', () => {
 
   it('read a whole Responses body: usage, finish, id', () => {
     const facts = protocols.responses.readBody(Buffer.from(wholeResponse('resp_7', 'hi', USAGE)));
-    expect(facts).toEqual({ usage: { input: 50, output: 30, cachedInput: 20, reasoning: 10 }, finishReason: 'completed', responseId: 'resp_7' });
+    expect(facts).toEqual({
+      usage: { input: 50, output: 30, cachedInput: 20, reasoning: 10 },
+      finishReason: 'completed',
+      responseId: 'resp_7',
+    });
     const incomplete = JSON.parse(wholeResponse('resp_8', 'hi', USAGE)) as Record<string, unknown>;
     incomplete.status = 'incomplete';
     incomplete.incomplete_details = { reason: 'max_output_tokens' };

@@ -6,7 +6,14 @@ import { BreakerRegistry } from '../../src/routing/registry.js';
 import { backoffMs } from '../../src/routing/retry.js';
 import type { CircuitBreakerConfig } from '../../src/config/schema.js';
 
-const CFG: CircuitBreakerConfig = { window_s: 10, min_requests: 4, error_rate: 0.5, cooldown_s: 5, max_cooldown_s: 12, half_open_probes: 2 };
+const CFG: CircuitBreakerConfig = {
+  window_s: 10,
+  min_requests: 4,
+  error_rate: 0.5,
+  cooldown_s: 5,
+  max_cooldown_s: 12,
+  half_open_probes: 2,
+};
 
 function setup(cfg: Partial<CircuitBreakerConfig> = {}) {
   let now = 1_000_000;
@@ -51,7 +58,17 @@ describe('CircuitBreaker', () => {
     s.send('status_error'); // 2/4 = 0.5 ≥ 0.5
     expect(s.b.state).toBe('open');
     expect(s.transitions).toHaveLength(1);
-    expect(s.transitions[0]).toMatchObject({ from: 'closed', to: 'open', reason: 'error_rate', errorRate: 0.5, requests: 4, localErrors: 1, statusErrors: 1, cooldownMs: 5000, openings: 1 });
+    expect(s.transitions[0]).toMatchObject({
+      from: 'closed',
+      to: 'open',
+      reason: 'error_rate',
+      errorRate: 0.5,
+      requests: 4,
+      localErrors: 1,
+      statusErrors: 1,
+      cooldownMs: 5000,
+      openings: 1,
+    });
     expect(s.send('success')).toBe(false); // refuses traffic while open
   });
 

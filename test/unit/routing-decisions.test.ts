@@ -104,7 +104,10 @@ describe('weighted choice', () => {
 
   it('maps the random draw onto cumulative weights in order, and never picks a weight of 0', async () => {
     let draw = 0;
-    const s = await router('models: { m: { deployments: [{ backend: A, weight: 3 }, { backend: C, weight: 0 }, { backend: B, weight: 1 }] } }', () => draw);
+    const s = await router(
+      'models: { m: { deployments: [{ backend: A, weight: 3 }, { backend: C, weight: 0 }, { backend: B, weight: 1 }] } }',
+      () => draw,
+    );
     const pickAt = async (d: number) => {
       draw = d;
       return backendOf(await s.send('m'));
@@ -127,7 +130,8 @@ describe('weighted choice', () => {
 });
 
 describe('circuit breaker on the fake clock', () => {
-  const BREAKER = 'circuit_breaker: { window_s: 60, min_requests: 4, error_rate: 0.5, cooldown_s: 5, max_cooldown_s: 60, half_open_probes: 1 }';
+  const BREAKER =
+    'circuit_breaker: { window_s: 60, min_requests: 4, error_rate: 0.5, cooldown_s: 5, max_cooldown_s: 60, half_open_probes: 1 }';
 
   it('opens at the threshold, refuses without an attempt while open, and lets one probe through after the cooldown', async () => {
     const s = await router(`${BREAKER}\nmodels: { m: { deployments: [{ backend: A }] } }`);
@@ -190,7 +194,9 @@ describe('fallback order', () => {
     expect(backendOf(t)).toBe('C');
     expect((t as Target).route.name).toBe('f2');
     expect(s.attempts).toEqual(['m/A', 'f1/B', 'f2/C']);
-    const fallbacks = s.events.filter((e) => e.name === 'llm_gateway.fallback').map((e) => `${e.attributes['llm_gateway.fallback.from']}>${e.attributes['llm_gateway.fallback.to']}`);
+    const fallbacks = s.events
+      .filter((e) => e.name === 'llm_gateway.fallback')
+      .map((e) => `${e.attributes['llm_gateway.fallback.from']}>${e.attributes['llm_gateway.fallback.to']}`);
     expect(fallbacks).toEqual(['m>f1', 'f1>f2']);
     const text = await s.metrics.registry.metrics();
     expect(metricValue(text, 'llm_gateway_fallbacks_total', { from: 'm', to: 'f1', reason: 'upstream_error' })).toBe(1);
@@ -218,6 +224,8 @@ describe('fallback order', () => {
     for (const b of ['A', 'B', 'C']) s.failing.add(b);
     const e = await s.send('m');
     expect(e).toBeInstanceOf(GatewayError);
-    expect((e as GatewayError).message).toBe("No deployment could serve model 'm'. Tried: m on A: status 503; f1 on B: status 503; f2 on C: status 503.");
+    expect((e as GatewayError).message).toBe(
+      "No deployment could serve model 'm'. Tried: m on A: status 503; f1 on B: status 503; f2 on C: status 503.",
+    );
   });
 });

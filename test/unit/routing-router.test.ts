@@ -38,7 +38,11 @@ describe('Router and a policy reload', () => {
     r1.breakers.force('m', 'A', 'open');
     expect(metricValue(await metrics.registry.metrics(), 'llm_gateway_circuit_state', { model: 'm', backend: 'A' })).toBe(2);
 
-    const r2 = await build(`  m: { deployments: [{ backend: A }, { backend: B, model: new }], circuit_breaker: { cooldown_s: 7 } }`, metrics, r1);
+    const r2 = await build(
+      `  m: { deployments: [{ backend: A }, { backend: B, model: new }], circuit_breaker: { cooldown_s: 7 } }`,
+      metrics,
+      r1,
+    );
     expect(r2.breakers).toBe(r1.breakers);
     const view = r2.breakers.view().map((c) => `${c.model}/${c.backend}/${c.upstream_model}:${c.state}`);
     expect(view.sort()).toEqual(['m/A/m:open', 'm/B/new:closed']);

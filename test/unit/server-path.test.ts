@@ -101,7 +101,15 @@ describe('pass-through rule', () => {
   });
 
   it('spending writes are refused for restricted keys only, unless allowed', () => {
-    for (const p of ['/v1/batches', '/v1/images/generations', '/v1/audio/speech', '/v1/fine_tuning/jobs', '/v1/vector_stores', '/v1/realtime/sessions', '/v1/anything/new']) {
+    for (const p of [
+      '/v1/batches',
+      '/v1/images/generations',
+      '/v1/audio/speech',
+      '/v1/fine_tuning/jobs',
+      '/v1/vector_stores',
+      '/v1/realtime/sessions',
+      '/v1/anything/new',
+    ]) {
       expect(passthroughRule('POST', p, restricted, [])?.code).toBe('passthrough_not_allowed');
       expect(passthroughRule('POST', p, false, [])).toBeUndefined();
     }
@@ -112,7 +120,14 @@ describe('pass-through rule', () => {
   });
 
   it('free writes pass for every key', () => {
-    for (const p of ['/v1/moderations', '/v1/files', '/v1/uploads', '/v1/uploads/u1/parts', '/v1/chat/completions/cc-1', '/v1/batches/b1/cancel']) {
+    for (const p of [
+      '/v1/moderations',
+      '/v1/files',
+      '/v1/uploads',
+      '/v1/uploads/u1/parts',
+      '/v1/chat/completions/cc-1',
+      '/v1/batches/b1/cancel',
+    ]) {
       expect(passthroughRule('POST', p, restricted, [])).toBeUndefined();
     }
   });

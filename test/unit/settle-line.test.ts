@@ -47,7 +47,7 @@ function reference(rec: RequestRecord, servedModel: string, ttftMs: number | und
 describe('requestLine (the hand-built request log line)', () => {
   it('is one JSON line equal to a generic serialisation, for awkward values too', () => {
     let seed = 3;
-    const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n);
+    const rand = (n: number) => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n;
     const strs = ['plain', 'with "quotes"', 'back\\slash', 'new\nline', 'tab\t', 'é ünïcode 😀', '\u0000\u001f', '</script>', ''];
     const s = () => strs[rand(strs.length)]!;
     const maybe = <T>(v: T) => (rand(3) === 0 ? undefined : v);

@@ -20,7 +20,11 @@ const TOOLS: OpenAI.Responses.Tool[] = [
     strict: true,
     parameters: {
       type: 'object',
-      properties: { city: { type: 'string' }, days: { type: 'integer', minimum: 1, maximum: 7 }, unit: { type: 'string', enum: ['c', 'f'] } },
+      properties: {
+        city: { type: 'string' },
+        days: { type: 'integer', minimum: 1, maximum: 7 },
+        unit: { type: 'string', enum: ['c', 'f'] },
+      },
       required: ['city', 'days', 'unit'],
       additionalProperties: false,
     },
@@ -45,7 +49,11 @@ const messageItemEvents = (n: number) => [
 ];
 
 async function post(path: string, body: unknown, headers: Record<string, string> = {}) {
-  const r = await fetch(sim.url + path, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+  const r = await fetch(sim.url + path, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+  });
   return { status: r.status, headers: r.headers, text: await r.text() };
 }
 
@@ -121,7 +129,9 @@ describe('POST /responses, not streamed', () => {
       expect(r.status, JSON.stringify(body)).toBe(400);
       expect(JSON.parse(r.text).error).toMatchObject({ type: 'invalid_request_error', param });
     }
-    await expect(client.responses.create({ model: 'm', input: 'x', previous_response_id: 'resp_nope' })).rejects.toMatchObject({ status: 400 });
+    await expect(client.responses.create({ model: 'm', input: 'x', previous_response_id: 'resp_nope' })).rejects.toMatchObject({
+      status: 400,
+    });
   });
 });
 
@@ -152,7 +162,11 @@ describe('POST /responses, streamed', () => {
   });
 
   it('wire format: event line equals data.type, deltas carry ids and sim_ts; no [DONE]', async () => {
-    const r = await post('/responses', { model: 'm', input: INPUT, stream: true }, { 'x-sim-ttft-ms': '0', 'x-sim-tpot-ms': '0', 'x-sim-output-tokens': '2' });
+    const r = await post(
+      '/responses',
+      { model: 'm', input: INPUT, stream: true },
+      { 'x-sim-ttft-ms': '0', 'x-sim-tpot-ms': '0', 'x-sim-output-tokens': '2' },
+    );
     expect(r.status).toBe(200);
     expect(r.headers.get('content-type')).toBe('text/event-stream');
     expect(r.text).not.toContain('[DONE]');
@@ -160,7 +174,16 @@ describe('POST /responses, streamed', () => {
     for (const e of evs) expect(e.event).toBe(e.data.type);
     const added = evs.find((e) => e.event === 'response.output_item.added')!.data;
     const delta = evs.find((e) => e.event === 'response.output_text.delta')!.data;
-    expect(Object.keys(delta)).toEqual(['type', 'item_id', 'output_index', 'content_index', 'delta', 'logprobs', 'sequence_number', 'sim_ts']);
+    expect(Object.keys(delta)).toEqual([
+      'type',
+      'item_id',
+      'output_index',
+      'content_index',
+      'delta',
+      'logprobs',
+      'sequence_number',
+      'sim_ts',
+    ]);
     expect(delta.item_id).toBe((added.item as { id: string }).id);
     expect((delta.sim_ts as number) % 1).not.toBe(0); // sub-millisecond precision
     const created = evs[0]!.data.response as OpenAI.Responses.Response;
@@ -171,10 +194,17 @@ describe('POST /responses, streamed', () => {
   });
 
   it('ends with response.incomplete when max_output_tokens cuts it', async () => {
-    const r = await post('/responses', { model: 'm', input: INPUT, stream: true, max_output_tokens: 3 }, { 'x-sim-ttft-ms': '0', 'x-sim-tpot-ms': '0' });
+    const r = await post(
+      '/responses',
+      { model: 'm', input: INPUT, stream: true, max_output_tokens: 3 },
+      { 'x-sim-ttft-ms': '0', 'x-sim-tpot-ms': '0' },
+    );
     const evs = events(r.text);
     expect(evs.filter((e) => e.event === 'response.output_text.delta')).toHaveLength(3);
-    expect(evs.at(-1)!.data).toMatchObject({ type: 'response.incomplete', response: { status: 'incomplete', incomplete_details: { reason: 'max_output_tokens' } } });
+    expect(evs.at(-1)!.data).toMatchObject({
+      type: 'response.incomplete',
+      response: { status: 'incomplete', incomplete_details: { reason: 'max_output_tokens' } },
+    });
   });
 
   it('omitUsage: response.completed carries usage null', async () => {
@@ -233,7 +263,11 @@ describe('function calls', () => {
     const second = await client.responses.create({
       model: 'm',
       tools: TOOLS,
-      input: [{ role: 'user', content: 'Weather in Paris?' }, call, { type: 'function_call_output', call_id: call.call_id, output: '{"temp":21}' }],
+      input: [
+        { role: 'user', content: 'Weather in Paris?' },
+        call,
+        { type: 'function_call_output', call_id: call.call_id, output: '{"temp":21}' },
+      ],
     });
     expect(second.output_text).toBe(completionText(TOKENS));
     const none = await client.responses.create({ model: 'm', input: 'x', tools: TOOLS, tool_choice: 'none' });
@@ -290,7 +324,9 @@ describe('reasoning', () => {
       'response.completed',
     ]);
     expect(seen.map((e) => e.sequence_number)).toEqual(seen.map((_, i) => i));
-    const summary = seen.filter((e): e is OpenAI.Responses.ResponseReasoningSummaryTextDeltaEvent => e.type === 'response.reasoning_summary_text.delta');
+    const summary = seen.filter(
+      (e): e is OpenAI.Responses.ResponseReasoningSummaryTextDeltaEvent => e.type === 'response.reasoning_summary_text.delta',
+    );
     for (const d of summary) expect(countTokens(d.delta)).toBe(1);
     expect(final.output.map((o) => o.type)).toEqual(['reasoning', 'message']);
     expect((final.output[0] as OpenAI.Responses.ResponseReasoningItem).summary[0]!.text).toBe(summary.map((d) => d.delta).join(''));
@@ -300,9 +336,15 @@ describe('reasoning', () => {
 
   it('a function call after summarised reasoning is output item 1, assembled by the SDK', async () => {
     sim.configure({ ttftMs: 0, tpotMs: 0 });
-    const final = await client.responses.stream({ model: 'm', input: 'Weather?', tools: TOOLS, reasoning: { effort: 'medium', summary: 'concise' } }).finalResponse();
+    const final = await client.responses
+      .stream({ model: 'm', input: 'Weather?', tools: TOOLS, reasoning: { effort: 'medium', summary: 'concise' } })
+      .finalResponse();
     expect(final.output.map((o) => o.type)).toEqual(['reasoning', 'function_call']);
-    expect(JSON.parse((final.output[1] as OpenAI.Responses.ResponseFunctionToolCall).arguments)).toEqual({ city: 'hello', days: 7, unit: 'c' });
+    expect(JSON.parse((final.output[1] as OpenAI.Responses.ResponseFunctionToolCall).arguments)).toEqual({
+      city: 'hello',
+      days: 7,
+      unit: 'c',
+    });
     expect(final.usage!.output_tokens_details.reasoning_tokens).toBe(TOKENS);
   });
 
@@ -338,7 +380,9 @@ describe('stored responses and follow-ups', () => {
     await expect(client.responses.cancel(first.id)).rejects.toMatchObject({ status: 400 });
     await client.responses.delete(first.id);
     await expect(client.responses.retrieve(first.id)).rejects.toMatchObject({ status: 404 });
-    await expect(client.responses.create({ model: 'm', input: 'x', previous_response_id: first.id })).rejects.toMatchObject({ status: 400 });
+    await expect(client.responses.create({ model: 'm', input: 'x', previous_response_id: first.id })).rejects.toMatchObject({
+      status: 400,
+    });
   });
 
   it('a streamed response is stored once it completed; store: false is not stored', async () => {
@@ -369,7 +413,9 @@ describe('faults', () => {
     expect(evs.some((e) => e.event === 'response.completed')).toBe(false);
     await expect(client.responses.create({ model: 'm', input: INPUT })).rejects.toBeInstanceOf(OpenAI.InternalServerError);
     // In a summarised reasoning phase, too.
-    const rs = events((await post('/responses', { model: 'm', input: INPUT, stream: true, reasoning: { effort: 'medium', summary: 'auto' } })).text);
+    const rs = events(
+      (await post('/responses', { model: 'm', input: INPUT, stream: true, reasoning: { effort: 'medium', summary: 'auto' } })).text,
+    );
     expect(rs.at(-1)!.event).toBe('error');
     expect(rs.map((e) => e.data.sequence_number)).toEqual(rs.map((_, i) => i));
   });

@@ -65,7 +65,11 @@ describe('sampleFromSchema', () => {
   });
 
   it('never lets a property name become a prototype; remote refs resolve to a plain value', () => {
-    const v = sampleFromSchema({ type: 'object', properties: { __proto__: { type: 'string' }, x: { $ref: 'https://example.com/s.json' } }, required: ['__proto__', 'x'] }) as Record<string, unknown>;
+    const v = sampleFromSchema({
+      type: 'object',
+      properties: { __proto__: { type: 'string' }, x: { $ref: 'https://example.com/s.json' } },
+      required: ['__proto__', 'x'],
+    }) as Record<string, unknown>;
     expect(Object.getPrototypeOf(v)).toBe(Object.prototype);
     expect(Object.hasOwn(v, '__proto__')).toBe(true);
     expect(JSON.parse(JSON.stringify(v))).toHaveProperty('x');
@@ -75,7 +79,9 @@ describe('sampleFromSchema', () => {
     expect(sampleFromSchema({ type: 'number', minimum: 50, exclusiveMinimum: true, multipleOf: 5 })).toBe(55);
     expect(sampleFromSchema({ type: ['null', 'integer'], maximum: 3 })).toBe(3);
     expect(sampleFromSchema({ type: 'string', maxLength: 2 })).toBe('he');
-    expect(sampleFromSchema({ allOf: [{ type: 'object', properties: { a: { type: 'boolean' } } }, { properties: { b: { const: 1 } } }] })).toEqual({ a: true, b: 1 });
+    expect(
+      sampleFromSchema({ allOf: [{ type: 'object', properties: { a: { type: 'boolean' } } }, { properties: { b: { const: 1 } } }] }),
+    ).toEqual({ a: true, b: 1 });
   });
 });
 
@@ -119,10 +125,18 @@ describe('chat completions: n and response_format', () => {
     await expect(client.chat.completions.create({ model: 'm', messages: MSG, n: 0 })).rejects.toMatchObject({ status: 400, param: 'n' });
     await expect(client.chat.completions.create({ model: 'm', messages: MSG, n: 129 })).rejects.toMatchObject({ status: 400 });
     await expect(
-      client.chat.completions.create({ model: 'm', messages: MSG, response_format: { type: 'yaml' } as unknown as OpenAI.ResponseFormatJSONObject }),
+      client.chat.completions.create({
+        model: 'm',
+        messages: MSG,
+        response_format: { type: 'yaml' } as unknown as OpenAI.ResponseFormatJSONObject,
+      }),
     ).rejects.toMatchObject({ status: 400, param: 'response_format.type' });
     await expect(
-      client.chat.completions.create({ model: 'm', messages: MSG, response_format: { type: 'json_schema' } as unknown as OpenAI.ResponseFormatJSONSchema }),
+      client.chat.completions.create({
+        model: 'm',
+        messages: MSG,
+        response_format: { type: 'json_schema' } as unknown as OpenAI.ResponseFormatJSONSchema,
+      }),
     ).rejects.toMatchObject({ status: 400, param: 'response_format.json_schema' });
   });
 
@@ -131,20 +145,27 @@ describe('chat completions: n and response_format', () => {
     expect(r.choices[0]!.message.content).toBe(completionText(TOKENS));
     expect(r.usage!.completion_tokens).toBe(2 * TOKENS);
     expect(r.usage!.completion_tokens_details!.reasoning_tokens).toBe(TOKENS);
-    const s = await client.chat.completions.stream({ model: 'm', messages: MSG, reasoning_effort: 'low', stream_options: { include_usage: true } }).finalChatCompletion();
+    const s = await client.chat.completions
+      .stream({ model: 'm', messages: MSG, reasoning_effort: 'low', stream_options: { include_usage: true } })
+      .finalChatCompletion();
     expect(s.usage!.completion_tokens_details!.reasoning_tokens).toBe(Math.ceil(TOKENS / 2));
   });
 
   it('error_mid_stream on chat: a data: {"error"} event after N chunks, which the SDK raises', async () => {
     sim.configure({ fault: { kind: 'error_mid_stream', afterChunks: 2 } });
-    const r = await fetch(sim.url + '/chat/completions', { method: 'POST', body: JSON.stringify({ model: 'm', messages: MSG, stream: true }) });
+    const r = await fetch(sim.url + '/chat/completions', {
+      method: 'POST',
+      body: JSON.stringify({ model: 'm', messages: MSG, stream: true }),
+    });
     const events = (await r.text()).split('\n\n').filter(Boolean);
     expect(events.filter((e) => e.includes('"content":" '))).toHaveLength(2);
     expect(JSON.parse(events.at(-1)!.slice(6))).toMatchObject({ error: { type: 'server_error' } });
     const stream = await client.chat.completions.create({ model: 'm', messages: MSG, stream: true });
-    await expect((async () => {
-      for await (const _ of stream);
-    })()).rejects.toBeInstanceOf(OpenAI.APIError);
+    await expect(
+      (async () => {
+        for await (const _ of stream);
+      })(),
+    ).rejects.toBeInstanceOf(OpenAI.APIError);
     sim.configure({ fault: null });
   });
 

@@ -31,7 +31,11 @@ useSimulator({ ttftMs: TTFT, tpotMs: TPOT, outputTokens: TOKENS }, (s, c) => {
 
 /** POST JSON with fetch; returns status, headers and the raw body text. */
 async function post(path: string, body: unknown, headers: Record<string, string> = {}) {
-  const r = await fetch(sim.url + path, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+  const r = await fetch(sim.url + path, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+  });
   return { status: r.status, headers: r.headers, text: await r.text() };
 }
 
@@ -47,7 +51,6 @@ function sse(text: string): unknown[] {
       return d === '[DONE]' ? d : JSON.parse(d);
     });
 }
-
 
 describe('tokens', () => {
   it('every word is exactly one token in o200k_base and cl100k_base, alone and concatenated', () => {
@@ -100,7 +103,11 @@ describe('chat completions, streamed', () => {
   });
 
   it('matches the OpenAI wire format byte for byte in shape', async () => {
-    const r = await post('/chat/completions', { model: 'm', messages: MSG, stream: true }, { 'x-sim-ttft-ms': '0', 'x-sim-tpot-ms': '0', 'x-sim-output-tokens': '2' });
+    const r = await post(
+      '/chat/completions',
+      { model: 'm', messages: MSG, stream: true },
+      { 'x-sim-ttft-ms': '0', 'x-sim-tpot-ms': '0', 'x-sim-output-tokens': '2' },
+    );
     expect(r.status).toBe(200);
     expect(r.headers.get('content-type')).toBe('text/event-stream');
     expect(Number(r.headers.get('x-sim-request-ms'))).toBeGreaterThan(1.6e12);
@@ -115,11 +122,19 @@ describe('chat completions, streamed', () => {
   });
 
   it('honours stream_options.include_usage with a choices:[] usage chunk', async () => {
-    const r = await post('/chat/completions', { model: 'm', messages: MSG, stream: true, stream_options: { include_usage: true } }, { 'x-sim-ttft-ms': '0', 'x-sim-tpot-ms': '0' });
+    const r = await post(
+      '/chat/completions',
+      { model: 'm', messages: MSG, stream: true, stream_options: { include_usage: true } },
+      { 'x-sim-ttft-ms': '0', 'x-sim-tpot-ms': '0' },
+    );
     const events = sse(r.text);
     const usageChunk = events.at(-2) as { choices: unknown[]; usage: Record<string, number> };
     expect(usageChunk.choices).toEqual([]);
-    expect(usageChunk.usage).toMatchObject({ prompt_tokens: countTokens(MSG[0]!.content), completion_tokens: TOKENS, total_tokens: countTokens(MSG[0]!.content) + TOKENS });
+    expect(usageChunk.usage).toMatchObject({
+      prompt_tokens: countTokens(MSG[0]!.content),
+      completion_tokens: TOKENS,
+      total_tokens: countTokens(MSG[0]!.content) + TOKENS,
+    });
     for (const e of events.slice(0, -2)) expect((e as { usage: unknown }).usage).toBeNull();
   });
 
@@ -128,14 +143,20 @@ describe('chat completions, streamed', () => {
     let events = sse((await post('/chat/completions', { model: 'm', messages: MSG, stream: true })).text);
     expect((events.at(-2) as { usage?: unknown }).usage).toBeDefined();
     sim.configure({ includeUsageAlways: false, omitUsage: true });
-    events = sse((await post('/chat/completions', { model: 'm', messages: MSG, stream: true, stream_options: { include_usage: true } })).text);
+    events = sse(
+      (await post('/chat/completions', { model: 'm', messages: MSG, stream: true, stream_options: { include_usage: true } })).text,
+    );
     expect(events.some((e) => typeof e === 'object' && (e as { usage?: unknown }).usage)).toBe(false);
     const plain = await client.chat.completions.create({ model: 'm', messages: MSG });
     expect(plain.usage).toBeUndefined();
   });
 
   it('max_tokens caps the answer with finish_reason length', async () => {
-    const r = await post('/chat/completions', { model: 'm', messages: MSG, stream: true, max_tokens: 3 }, { 'x-sim-ttft-ms': '0', 'x-sim-tpot-ms': '0' });
+    const r = await post(
+      '/chat/completions',
+      { model: 'm', messages: MSG, stream: true, max_tokens: 3 },
+      { 'x-sim-ttft-ms': '0', 'x-sim-tpot-ms': '0' },
+    );
     const events = sse(r.text);
     expect(events).toHaveLength(1 + 3 + 1 + 1);
     expect(events.at(-2)).toMatchObject({ choices: [{ finish_reason: 'length' }] });
@@ -144,7 +165,16 @@ describe('chat completions, streamed', () => {
   it('streams a tool call the SDK assembles', async () => {
     sim.configure({ ttftMs: 10, tpotMs: 1 });
     const tools: OpenAI.ChatCompletionTool[] = [
-      { type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' }, days: { type: 'integer' }, unit: { type: 'string', enum: ['c', 'f'] } } } } },
+      {
+        type: 'function',
+        function: {
+          name: 'get_weather',
+          parameters: {
+            type: 'object',
+            properties: { city: { type: 'string' }, days: { type: 'integer' }, unit: { type: 'string', enum: ['c', 'f'] } },
+          },
+        },
+      },
     ];
     const runner = client.chat.completions.stream({ model: 'm', messages: MSG, tools, stream_options: { include_usage: true } });
     const done = await runner.finalChatCompletion();
@@ -163,10 +193,18 @@ describe('chat completions, streamed', () => {
   });
 
   it('tool-call wire format: head chunk names the call with empty arguments', async () => {
-    const tools = [{ type: 'function', function: { name: 'lookup', parameters: { type: 'object', properties: { q: { type: 'string' } } } } }];
-    const r = await post('/chat/completions', { model: 'm', messages: MSG, tools, stream: true }, { 'x-sim-ttft-ms': '0', 'x-sim-tpot-ms': '0' });
+    const tools = [
+      { type: 'function', function: { name: 'lookup', parameters: { type: 'object', properties: { q: { type: 'string' } } } } },
+    ];
+    const r = await post(
+      '/chat/completions',
+      { model: 'm', messages: MSG, tools, stream: true },
+      { 'x-sim-ttft-ms': '0', 'x-sim-tpot-ms': '0' },
+    );
     const events = sse(r.text) as Array<{ choices: Array<{ delta: { tool_calls?: unknown[] } }> }>;
-    expect(events[0]!.choices[0]!.delta.tool_calls).toEqual([{ index: 0, id: expect.stringMatching(/^call/), type: 'function', function: { name: 'lookup', arguments: '' } }]);
+    expect(events[0]!.choices[0]!.delta.tool_calls).toEqual([
+      { index: 0, id: expect.stringMatching(/^call/), type: 'function', function: { name: 'lookup', arguments: '' } },
+    ]);
     expect(events[1]!.choices[0]!.delta).toEqual({ tool_calls: [{ index: 0, function: { arguments: '{"' } }] });
   });
 });
@@ -184,7 +222,10 @@ describe('other endpoints', () => {
 
   it('per-request headers override timing and length; modelName overrides the echo', async () => {
     sim.configure({ modelName: 'sim-fixed' });
-    const res = await client.chat.completions.create({ model: 'whatever', messages: MSG }, { headers: { 'x-sim-ttft-ms': '0', 'x-sim-tpot-ms': '0', 'x-sim-output-tokens': '3' } });
+    const res = await client.chat.completions.create(
+      { model: 'whatever', messages: MSG },
+      { headers: { 'x-sim-ttft-ms': '0', 'x-sim-tpot-ms': '0', 'x-sim-output-tokens': '3' } },
+    );
     expect(res.usage!.completion_tokens).toBe(3);
     expect(res.model).toBe('sim-fixed');
     sim.configure({ modelName: undefined });
@@ -222,7 +263,9 @@ describe('other endpoints', () => {
     expect(models.data[0]).toMatchObject({ id: 'simulator', object: 'model' });
     const r = await post('/nope', {});
     expect(r.status).toBe(404);
-    expect(JSON.parse(r.text)).toEqual({ error: { message: 'Invalid URL (POST /v1/nope)', type: 'invalid_request_error', param: null, code: null } });
+    expect(JSON.parse(r.text)).toEqual({
+      error: { message: 'Invalid URL (POST /v1/nope)', type: 'invalid_request_error', param: null, code: null },
+    });
   });
 
   it('records the last request headers and body (proves which key was sent)', async () => {
@@ -244,8 +287,14 @@ describe('faults', () => {
     await expect(client.chat.completions.create({ model: 'm', messages: MSG })).rejects.toMatchObject({ status: 503 });
     // rate 0 never fires; a custom body is sent as given
     sim.configure({ fault: { kind: 'status', status: 429, rate: 0 } });
-    expect((await post('/chat/completions', { model: 'm', messages: MSG }, { 'x-sim-ttft-ms': '0', 'x-sim-tpot-ms': '0' })).status).toBe(200);
-    const custom = await post('/chat/completions', { model: 'm', messages: MSG }, { 'x-sim-fault': JSON.stringify({ kind: 'status', status: 418, body: { hi: 1 } }) });
+    expect((await post('/chat/completions', { model: 'm', messages: MSG }, { 'x-sim-ttft-ms': '0', 'x-sim-tpot-ms': '0' })).status).toBe(
+      200,
+    );
+    const custom = await post(
+      '/chat/completions',
+      { model: 'm', messages: MSG },
+      { 'x-sim-fault': JSON.stringify({ kind: 'status', status: 418, body: { hi: 1 } }) },
+    );
     expect([custom.status, custom.text]).toEqual([418, '{"hi":1}']);
     expect(sim.stats.faults).toBe(3);
   });
@@ -265,7 +314,9 @@ describe('faults', () => {
 
   it('hang: never answers; the client giving up counts as aborted', async () => {
     sim.configure({ fault: { kind: 'hang' } });
-    await expect(client.chat.completions.create({ model: 'm', messages: MSG }, { timeout: 200 })).rejects.toBeInstanceOf(OpenAI.APIConnectionTimeoutError);
+    await expect(client.chat.completions.create({ model: 'm', messages: MSG }, { timeout: 200 })).rejects.toBeInstanceOf(
+      OpenAI.APIConnectionTimeoutError,
+    );
     await until(() => sim.stats.aborted === 1);
     expect(sim.stats.completed).toBe(0);
   });
@@ -278,7 +329,10 @@ describe('faults', () => {
 
   it('die_mid_stream: headers and N token chunks, then the connection drops', async () => {
     sim.configure({ ttftMs: 0, tpotMs: 1 });
-    const stream = await client.chat.completions.create({ model: 'm', messages: MSG, stream: true }, { headers: { 'x-sim-fault': '{"kind":"die_mid_stream","afterChunks":3}' } });
+    const stream = await client.chat.completions.create(
+      { model: 'm', messages: MSG, stream: true },
+      { headers: { 'x-sim-fault': '{"kind":"die_mid_stream","afterChunks":3}' } },
+    );
     const got: string[] = [];
     const err = await (async () => {
       for await (const c of stream) if (c.choices[0]?.delta.content) got.push(c.choices[0].delta.content);
@@ -286,12 +340,20 @@ describe('faults', () => {
     expect(err).toBeInstanceOf(Error);
     expect(got).toHaveLength(3);
     // non-stream: half a body, then the drop
-    await expect(client.chat.completions.create({ model: 'm', messages: MSG }, { headers: { 'x-sim-fault': '{"kind":"die_mid_stream","afterChunks":0}' } })).rejects.toThrow();
+    await expect(
+      client.chat.completions.create(
+        { model: 'm', messages: MSG },
+        { headers: { 'x-sim-fault': '{"kind":"die_mid_stream","afterChunks":0}' } },
+      ),
+    ).rejects.toThrow();
   });
 
   it('slow_first_token: delays only the first token', async () => {
     const t0 = performance.now();
-    const stream = await client.chat.completions.create({ model: 'm', messages: MSG, stream: true }, { headers: { 'x-sim-fault': '{"kind":"slow_first_token","ttftMs":300}', 'x-sim-output-tokens': '2' } });
+    const stream = await client.chat.completions.create(
+      { model: 'm', messages: MSG, stream: true },
+      { headers: { 'x-sim-fault': '{"kind":"slow_first_token","ttftMs":300}', 'x-sim-output-tokens': '2' } },
+    );
     let first = 0;
     for await (const c of stream) if (c.choices[0]?.delta.content && !first) first = performance.now() - t0;
     expect(first).toBeGreaterThanOrEqual(299);
@@ -334,7 +396,10 @@ describe('lifecycle', () => {
 
   it('is driven over HTTP: POST /_sim/config, GET and DELETE /_sim/stats', async () => {
     const base = sim.url.replace(/\/v1$/, '');
-    const cfg = await fetch(base + '/_sim/config', { method: 'POST', body: JSON.stringify({ ttftMs: 0, tpotMs: 0, outputTokens: 2, fault: { kind: 'fail_times', times: 1, status: 500 } }) });
+    const cfg = await fetch(base + '/_sim/config', {
+      method: 'POST',
+      body: JSON.stringify({ ttftMs: 0, tpotMs: 0, outputTokens: 2, fault: { kind: 'fail_times', times: 1, status: 500 } }),
+    });
     expect(cfg.status).toBe(200);
     expect((await post('/chat/completions', { model: 'm', messages: MSG })).status).toBe(500);
     const ok = await client.chat.completions.create({ model: 'm', messages: MSG });
@@ -353,12 +418,16 @@ describe('lifecycle', () => {
     const body = JSON.stringify({ model: 'm', messages: MSG, stream: true });
     const one = () =>
       new Promise<number>((resolve, reject) => {
-        const req = http.request(sim.url + '/chat/completions', { method: 'POST', agent, headers: { 'content-type': 'application/json' } }, (res) => {
-          let n = 0;
-          res.setEncoding('utf8');
-          res.on('data', (d: string) => (n += d.split('"content":" ').length - 1 + d.split('"content":".').length - 1));
-          res.on('end', () => resolve(n));
-        });
+        const req = http.request(
+          sim.url + '/chat/completions',
+          { method: 'POST', agent, headers: { 'content-type': 'application/json' } },
+          (res) => {
+            let n = 0;
+            res.setEncoding('utf8');
+            res.on('data', (d: string) => (n += d.split('"content":" ').length - 1 + d.split('"content":".').length - 1));
+            res.on('end', () => resolve(n));
+          },
+        );
         req.on('error', reject);
         req.end(body);
       });
@@ -430,9 +499,13 @@ describe('lifecycle', () => {
 
   const cli = new URL('../../dist/simulator/cli.js', import.meta.url);
   it.skipIf(!existsSync(cli))('CLI prints its url and exits cleanly on SIGTERM (needs npm run build)', async () => {
-    const sim = await startProcess(process.execPath, [cli.pathname, '--port', '0', '--ttft-ms', '0', '--tpot-ms', '0', '--output-tokens', '3', '--error-rate', '0'], {
-      ready: (_line, obj) => obj !== undefined,
-    });
+    const sim = await startProcess(
+      process.execPath,
+      [cli.pathname, '--port', '0', '--ttft-ms', '0', '--tpot-ms', '0', '--output-tokens', '3', '--error-rate', '0'],
+      {
+        ready: (_line, obj) => obj !== undefined,
+      },
+    );
     const { url, port } = sim.readyLine as { url: string; port: number };
     expect(url).toBe(`http://127.0.0.1:${port}/v1`);
     const c = new OpenAI({ baseURL: url, apiKey: 'x', maxRetries: 0 });

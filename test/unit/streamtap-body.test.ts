@@ -66,13 +66,16 @@ describe('summariseBody (usage without a full parse)', () => {
       null,
       2,
     );
-    expect(summariseBody(Buffer.from(text))).toEqual({ usage: { input: 3, output: 1, cachedInput: 0, reasoning: 0 }, finishReason: undefined });
+    expect(summariseBody(Buffer.from(text))).toEqual({
+      usage: { input: 3, output: 1, cachedInput: 0, reasoning: 0 },
+      finishReason: undefined,
+    });
   });
 
   it('agrees with a full parse on random bodies whenever it answers', () => {
     const pieces = ['"', '\\', '{', '}', 'usage', '"usage":', 'finish_reason', ':', ',', ' ', 'é', '😀', '\n', 'a'];
     let seed = 42;
-    const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n);
+    const rand = (n: number) => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n;
     let answered = 0;
     for (let i = 0; i < 2000; i++) {
       let content = '';
@@ -89,13 +92,15 @@ describe('summariseBody (usage without a full parse)', () => {
     expect(answered).toBeGreaterThan(1500);
   });
 
-  it('a usage object nested in another object is not the response\'s usage (found by the property test)', () => {
-    const nested = '{"id":"x","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"extra":{"usage":{"prompt_tokens":12,"completion_tokens":1000}},"service_tier":"default"}';
+  it("a usage object nested in another object is not the response's usage (found by the property test)", () => {
+    const nested =
+      '{"id":"x","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"extra":{"usage":{"prompt_tokens":12,"completion_tokens":1000}},"service_tier":"default"}';
     const s = summariseBody(Buffer.from(nested));
     expect(s === undefined || s.usage === fullParse(nested).usage).toBe(true);
     expect(fullParse(nested).usage).toBeUndefined();
     // The top-level one is still read when a nested one comes after it.
-    const both = '{"usage":{"prompt_tokens":3,"completion_tokens":4},"choices":[],"extra":{"usage":{"prompt_tokens":12,"completion_tokens":1000}}}';
+    const both =
+      '{"usage":{"prompt_tokens":3,"completion_tokens":4},"choices":[],"extra":{"usage":{"prompt_tokens":12,"completion_tokens":1000}}}';
     expect(summariseBody(Buffer.from(both))?.usage ?? fullParse(both).usage).toEqual({ input: 3, output: 4, cachedInput: 0, reasoning: 0 });
   });
 });

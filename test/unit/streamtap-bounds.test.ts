@@ -58,7 +58,11 @@ describe('unbounded buffering in the stream tap', () => {
 
   it('without stripping, the scanner lets go of an oversized event too (observed events still counted)', () => {
     const tap = new StreamTap({ grammar: chunkGrammar, stripUsage: false, retainChunks: false });
-    const chunks = [Buffer.from('data: {"y":"'), Buffer.alloc(2 * MAX_HELD_EVENT_BYTES, 0x61), Buffer.from('"}\n\n' + content('a') + USAGE)];
+    const chunks = [
+      Buffer.from('data: {"y":"'),
+      Buffer.alloc(2 * MAX_HELD_EVENT_BYTES, 0x61),
+      Buffer.from('"}\n\n' + content('a') + USAGE),
+    ];
     const { out } = run(tap, chunks);
     expect(out.equals(Buffer.concat(chunks))).toBe(true);
     expect(tap.contentEvents).toBe(1);

@@ -34,13 +34,32 @@ const RUNS = Number(process.env.FUZZ_RUNS ?? 500);
 function prng(seed: number) {
   const next = mulberry32(seed);
   const int = (n: number) => Math.floor(next() * n);
-  const pick = <T,>(xs: readonly T[]): T => xs[int(xs.length)]!;
+  const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]!;
   return { next, int, pick, chance: (p: number) => next() < p };
 }
 type Rng = ReturnType<typeof prng>;
 
 // Pieces of JSON string content, escaped where JSON needs it: keys and SSE syntax quoted inside a value must never be taken for the real thing.
-const PIECES = ['a', 'é', '日本', '👋', ' ', '\\n', '\\r', '\\"', '\\"usage\\":', '\\"content\\":\\"x', 'data: x', '\\u00e9', '{', '}', ':', '[DONE]', '\\\\', 'content'];
+const PIECES = [
+  'a',
+  'é',
+  '日本',
+  '👋',
+  ' ',
+  '\\n',
+  '\\r',
+  '\\"',
+  '\\"usage\\":',
+  '\\"content\\":\\"x',
+  'data: x',
+  '\\u00e9',
+  '{',
+  '}',
+  ':',
+  '[DONE]',
+  '\\\\',
+  'content',
+];
 function text(r: Rng, min = 0): string {
   let s = '';
   const n = min + r.int(6);
@@ -51,7 +70,24 @@ function text(r: Rng, min = 0): string {
 const str = (r: Rng, min = 0) => `"${text(r, min)}"`;
 
 // Usage values as raw JSON text: everything an upstream might send.
-const COUNTS = ['0', '7', '12', '1000000000', '1000000001', '1e308', '1e400', '-1', '2.5', '"12"', '"NaN"', 'null', 'true', '{}', '[]', '9007199254740993'];
+const COUNTS = [
+  '0',
+  '7',
+  '12',
+  '1000000000',
+  '1000000001',
+  '1e308',
+  '1e400',
+  '-1',
+  '2.5',
+  '"12"',
+  '"NaN"',
+  'null',
+  'true',
+  '{}',
+  '[]',
+  '9007199254740993',
+];
 function usageJson(r: Rng): string {
   const fields: string[] = [];
   if (r.chance(0.85)) fields.push(`"prompt_tokens":${r.pick(COUNTS)}`);
@@ -80,7 +116,10 @@ function event(r: Rng): GenEvent {
     case 1:
       return d(`{${ENV},"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]${usageNull}}`);
     case 2:
-      return d(`{${ENV},"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":${str(r, 1)}}}]},"finish_reason":null}]}`, true);
+      return d(
+        `{${ENV},"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":${str(r, 1)}}}]},"finish_reason":null}]}`,
+        true,
+      );
     case 3:
       return d(`{${ENV},"choices":[{"index":0,"delta":{},"finish_reason":"${r.pick(['stop', 'length', 'tool_calls'])}"}]${usageNull}}`);
     case 4: // the usage-only event (what include_usage adds)
@@ -90,7 +129,10 @@ function event(r: Rng): GenEvent {
     case 6:
       return { lines: [r.pick([': keep-alive', ':', ': ping "content":"x"'])], token: false };
     case 7:
-      return { lines: [`event: ${r.pick(['message', 'ping'])}`, `data:${sp}{${ENV},"choices":[{"index":0,"delta":{"content":${str(r, 1)}}}]}`], token: true };
+      return {
+        lines: [`event: ${r.pick(['message', 'ping'])}`, `data:${sp}{${ENV},"choices":[{"index":0,"delta":{"content":${str(r, 1)}}}]}`],
+        token: true,
+      };
     case 8: // one JSON split over two data lines (joined with a newline, still valid JSON)
       return { lines: [`data:${sp}{${ENV},"choices":[],`, `data:${sp}"usage":${usageJson(r)}}`], token: false };
     case 9:
@@ -117,7 +159,8 @@ function isInjectedUsage(e: GenEvent): boolean {
   const u = o['usage'];
   if (typeof u !== 'object' || u === null || Array.isArray(u)) return false;
   const present = (v: unknown) => v !== undefined && v !== null;
-  if (!present((u as Record<string, unknown>)['prompt_tokens']) && !present((u as Record<string, unknown>)['completion_tokens'])) return false;
+  if (!present((u as Record<string, unknown>)['prompt_tokens']) && !present((u as Record<string, unknown>)['completion_tokens']))
+    return false;
   const choices = o['choices'];
   return choices === undefined || (Array.isArray(choices) && choices.length === 0);
 }
@@ -133,7 +176,13 @@ function splitAll(r: Rng, bytes: Buffer): Buffer[] {
   return chunks;
 }
 
-const scopes = new ScopeTable({ keys: [{ name: 'k', limits: { tpm: 1_000_000_000 }, budget: { usd: 1e6, period: 'total' } }] as never, users: {}, teams: {}, models: {}, global: undefined }).all;
+const scopes = new ScopeTable({
+  keys: [{ name: 'k', limits: { tpm: 1_000_000_000 }, budget: { usd: 1e6, period: 'total' } }] as never,
+  users: {},
+  teams: {},
+  models: {},
+  global: undefined,
+}).all;
 const PRICING = { input_per_mtok: 3, output_per_mtok: 15 };
 
 describe(`stream tap property test (seed ${SEED}, ${RUNS} streams)`, () => {
@@ -178,7 +227,13 @@ describe(`stream tap property test (seed ${SEED}, ${RUNS} streams)`, () => {
       const usage = usageFault(tap.usage) === undefined ? tap.usage : undefined;
       const counts = usage ?? { input: 5, output: countTokens(tap.outputText()), cachedInput: 0, reasoning: 0 };
       for (const v of Object.values(counts)) expect(Number.isSafeInteger(v) && v >= 0, where).toBe(true);
-      const store = new MemoryStore(scopes, [], undefined, () => 0, () => 0);
+      const store = new MemoryStore(
+        scopes,
+        [],
+        undefined,
+        () => 0,
+        () => 0,
+      );
       const res = { id: '', scopes, tokens: 100, nano: toNano(0.01), bucket: -1, gen: 0 };
       expect(store.admit(res).ok, where).toBe(true);
       store.settle(res, { tokens: counts.input + counts.output, costNano: toNano(costUsd(PRICING, counts)) });
@@ -245,7 +300,11 @@ describe(`body parsers property test (seed ${SEED})`, () => {
       const addUsage = r.chance(0.5);
       const where = `seed ${SEED} run ${run}: ${raw} -> ${model} usage=${addUsage}`;
       const out = rewriteBody(Buffer.from(raw), Buffer.from(JSON.stringify(model)), addUsage);
-      const dup = (raw.match(/"model":/g) ?? []).length - (raw.match(/\{"model":\{/g) ?? []).length - (raw.match(/"metadata":\{"model"/g) ?? []).length > 1;
+      const dup =
+        (raw.match(/"model":/g) ?? []).length -
+          (raw.match(/\{"model":\{/g) ?? []).length -
+          (raw.match(/"metadata":\{"model"/g) ?? []).length >
+        1;
       if (dup) {
         expect(out, where).toBeUndefined();
         continue;

@@ -39,7 +39,12 @@ type Eol = 'lf' | 'crlf' | 'cr';
 function stream(eol: Eol, events = EVENTS): { input: Buffer; stripped: Buffer } {
   const conv = (s: string) => (eol === 'lf' ? s : s.replace(/\n/g, eol === 'crlf' ? '\r\n' : '\r'));
   const input = Buffer.from(events.map(conv).join(''));
-  const stripped = Buffer.from(events.filter((e) => e !== USAGE_EVENT).map(conv).join(''));
+  const stripped = Buffer.from(
+    events
+      .filter((e) => e !== USAGE_EVENT)
+      .map(conv)
+      .join(''),
+  );
   return { input, stripped };
 }
 
@@ -78,7 +83,9 @@ describe('StreamTap: framing fuzz', () => {
     });
 
     it(`${eol}: every pair of split points around the usage event (three chunks)`, () => {
-      const uStart = input.indexOf('data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1700000000,"model":"gpt-4o-mini","choices":[]');
+      const uStart = input.indexOf(
+        'data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1700000000,"model":"gpt-4o-mini","choices":[]',
+      );
       expect(uStart).toBeGreaterThan(0);
       const lo = uStart - 4;
       const hi = input.indexOf('data: [DONE]') + 3;
@@ -101,7 +108,7 @@ describe('StreamTap: framing fuzz', () => {
       const rnd = mulberry32(42);
       for (let r = 0; r < 200; r++) {
         const chunks: Buffer[] = [];
-        for (let i = 0; i < input.length; ) {
+        for (let i = 0; i < input.length;) {
           const n = 1 + Math.floor(rnd() * 40);
           chunks.push(input.subarray(i, i + n));
           i += n;
@@ -154,7 +161,10 @@ describe('StreamTap: framing fuzz', () => {
     const spy = vi.spyOn(JSON, 'parse');
     try {
       const tap = new StreamTap({ grammar: chunkGrammar, stripUsage: true });
-      run(tap, EVENTS.map((e) => Buffer.from(e)));
+      run(
+        tap,
+        EVENTS.map((e) => Buffer.from(e)),
+      );
       expect(spy).toHaveBeenCalledTimes(1);
       expect(tap.usage?.output).toBe(7);
     } finally {
@@ -178,7 +188,10 @@ describe('StreamTap: framing fuzz', () => {
 describe('StreamTap: event classification', () => {
   const feed = (events: string[], strip = false) => {
     const tap = new StreamTap({ grammar: chunkGrammar, stripUsage: strip });
-    const out = run(tap, events.map((e) => Buffer.from(e)));
+    const out = run(
+      tap,
+      events.map((e) => Buffer.from(e)),
+    );
     return { tap, out: out.toString() };
   };
 
@@ -331,7 +344,10 @@ describe('StreamTap: event classification', () => {
 describe('token counting', () => {
   it('outputText + countTokens on a stream without usage', () => {
     const tap = new StreamTap({ grammar: chunkGrammar, stripUsage: false });
-    const { input } = stream('lf', EVENTS.filter((e) => e !== USAGE_EVENT));
+    const { input } = stream(
+      'lf',
+      EVENTS.filter((e) => e !== USAGE_EVENT),
+    );
     run(tap, [input.subarray(0, 333), input.subarray(333)]);
     expect(tap.usage).toBeUndefined();
     const text = tap.outputText();
@@ -346,7 +362,7 @@ describe('token counting', () => {
     expect(countTokens('a <|endoftext|> b')).toBeGreaterThan(3);
   });
 
-  it('the ranks read from the .tiktoken file count exactly like gpt-tokenizer\'s own cl100k module', async () => {
+  it("the ranks read from the .tiktoken file count exactly like gpt-tokenizer's own cl100k module", async () => {
     const reference = (await import('gpt-tokenizer/encoding/cl100k_base')).countTokens;
     const samples = [
       'The quick brown fox jumps over the lazy dog.',

@@ -43,15 +43,18 @@ const HOSTILE: Array<[string, string]> = [
 ];
 
 describe('bounded token counting', () => {
-  it.each(HOSTILE)('%s: no text handed to BPE holds a run longer than MAX_PIECE_CHARS, and at most EXACT_BUDGET_CHARS in all', (_name, text) => {
-    const { seen, bpe } = recorder();
-    const n = new BoundedCounter(bpe).count(text);
-    expect(seen.longestRun).toBeLessThanOrEqual(MAX_PIECE_CHARS);
-    expect(seen.chars).toBeLessThanOrEqual(EXACT_BUDGET_CHARS);
-    expect(seen.loneSurrogate).toBe(false); // slices never split a character
-    // The estimate is a count: a positive integer, never below UTF-8 bytes / 4 for the part not counted.
-    expect(Number.isSafeInteger(n) && n > 0).toBe(true);
-  });
+  it.each(HOSTILE)(
+    '%s: no text handed to BPE holds a run longer than MAX_PIECE_CHARS, and at most EXACT_BUDGET_CHARS in all',
+    (_name, text) => {
+      const { seen, bpe } = recorder();
+      const n = new BoundedCounter(bpe).count(text);
+      expect(seen.longestRun).toBeLessThanOrEqual(MAX_PIECE_CHARS);
+      expect(seen.chars).toBeLessThanOrEqual(EXACT_BUDGET_CHARS);
+      expect(seen.loneSurrogate).toBe(false); // slices never split a character
+      // The estimate is a count: a positive integer, never below UTF-8 bytes / 4 for the part not counted.
+      expect(Number.isSafeInteger(n) && n > 0).toBe(true);
+    },
+  );
 
   it('work is linear: twice the text hands BPE at most twice the characters, within one budget', () => {
     for (const unit of ['a', '中', ' ', 'ab!']) {
@@ -72,7 +75,7 @@ describe('bounded token counting', () => {
     const messages = Array.from({ length: 200 }, () => ({ role: 'user', content: 'b'.repeat(10_000) }));
     const n = estimatePromptTokens({ messages });
     expect(bpeWork.chars - before).toBeLessThanOrEqual(EXACT_BUDGET_CHARS);
-    expect(n).toBeGreaterThan(200 * 10_000 / 8); // 'bbbbbbbb' is one cl100k token: the estimate does not under-count
+    expect(n).toBeGreaterThan((200 * 10_000) / 8); // 'bbbbbbbb' is one cl100k token: the estimate does not under-count
   });
 
   it('ordinary text under the budget is counted exactly as gpt-tokenizer counts it', async () => {
@@ -96,7 +99,7 @@ describe('bounded token counting', () => {
     expect(countTokens(' '.repeat(EXACT_BUDGET_CHARS) + tail)).toBeGreaterThanOrEqual(Buffer.byteLength(tail) / 4);
   });
 
-  it('the simulator counts prompts with the same bound (it runs on the gateway\'s event loop)', () => {
+  it("the simulator counts prompts with the same bound (it runs on the gateway's event loop)", () => {
     const before = bpeWork.chars;
     expect(countText('a'.repeat(300_000))).toBeGreaterThan(300_000 / 8);
     expect(bpeWork.chars - before).toBeLessThanOrEqual(EXACT_BUDGET_CHARS);
@@ -147,6 +150,13 @@ describe('prompt texts counted before cost no BPE the next time', () => {
     const b = estimatePromptTokens(structuredClone(body));
     expect(b).toBe(a);
     expect(bpeWork.calls).toBe(before);
-    expect(a).toBe(countTokens(body.messages[0]!.content) + countTokens(body.messages[1]!.content) + countTokens('system') + countTokens('user') + 2 * 3 + 3);
+    expect(a).toBe(
+      countTokens(body.messages[0]!.content) +
+        countTokens(body.messages[1]!.content) +
+        countTokens('system') +
+        countTokens('user') +
+        2 * 3 +
+        3,
+    );
   });
 });

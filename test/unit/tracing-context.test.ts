@@ -25,7 +25,10 @@ afterAll(async () => {
 
 describe('Tracing.inject', () => {
   it('writes what the W3C propagator writes, for sampled, unsampled and tracestate-carrying spans', () => {
-    const parent = { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', tracestate: 'congo=t61rcWkgMzE,rojo=00f067aa0ba902b7' };
+    const parent = {
+      traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+      tracestate: 'congo=t61rcWkgMzE,rojo=00f067aa0ba902b7',
+    };
     const cases = [
       on.start(parent, 'chat', 'm', true),
       on.start({}, 'chat', 'm', false),

@@ -44,7 +44,7 @@ describe('rewriteBody (the client bytes with the model spliced in)', () => {
 
   it('agrees with parse-and-serialise on random bodies', () => {
     let seed = 7;
-    const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n);
+    const rand = (n: number) => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n;
     const pieces = ['"', '\\', '{', '}', '[', ']', ',', ':', 'model', '"model":', ' ', 'é', '😀', '\n', 'a'];
     const str = () => {
       let s = '';
