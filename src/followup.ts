@@ -8,7 +8,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { errors } from './errors.js';
 import type { Gateway } from './gateway.js';
 import type { Ticket } from './admission/index.js';
-import { answerFailure, CLIENT_LEFT, newRecord, settleRequest, upstreamHeaders } from './pipeline.js';
+import { answerFailure, newRecord, noteFailure, noteServed, settleRequest, upstreamHeaders } from './pipeline.js';
 import type { PromptCounter } from './streamtap/forward.js';
 import { forwardGuarded } from './upstream/guard.js';
 import { ClientAbort, ShutdownCut } from './upstream/failures.js';
@@ -118,11 +118,8 @@ export async function handleResponseFollowUp(gw: Gateway, f: FollowUpRequest): P
     active.inc();
     try {
       const served = await router.open(call, route);
-      rec.servedModel = served.route.name;
-      rec.backend = served.backend.name;
-      rec.upstreamModel = served.upstreamModel;
-      rec.attempts = served.attempts;
-      rec.system = served.backend.system;
+      // No pricing: reading a stored response again is not billed a second time.
+      noteServed(rec, served);
       const outcome = await forwardGuarded({
         res: f.res,
         wire: responses,
@@ -137,13 +134,7 @@ export async function handleResponseFollowUp(gw: Gateway, f: FollowUpRequest): P
       });
       router.report(served, outcome.failure === undefined || outcome.failure.reason === 'client_abort', outcome.failure);
       rec.status = outcome.status;
-      if (outcome.failure?.reason === 'shutdown') rec.status = 503;
-      // Reading a stored response again costs nothing: its usage is not counted a second time.
-      if (outcome.failure)
-        rec.error =
-          outcome.failure.reason === 'client_abort'
-            ? CLIENT_LEFT
-            : { code: outcome.failure.error.code, message: outcome.failure.error.message };
+      noteFailure(rec, outcome.failure);
       if (f.action === 'delete' && outcome.status < 300) gw.affinity.forget(f.responseId);
     } finally {
       active.dec();

@@ -17,9 +17,9 @@ import type { Gateway, Stages } from './gateway.js';
 import type { Ticket } from './admission/index.js';
 import type { PromptCounter } from './streamtap/forward.js';
 import { forwardGuarded } from './upstream/guard.js';
-import { ClientAbort, ShutdownCut } from './upstream/failures.js';
+import { ClientAbort, ShutdownCut, type UpstreamFailure } from './upstream/failures.js';
 import type { UpstreamExchange, UpstreamRequest } from './upstream/exchange.js';
-import type { RoutingContext, Target } from './routing/index.js';
+import type { RoutingContext, Served, Target } from './routing/index.js';
 import { settle, type RequestRecord } from './settle/index.js';
 import { upstreamRequestHeaders } from './upstream/headers.js';
 import { tooDeepToWalk } from './upstream/body.js';
@@ -40,7 +40,7 @@ export interface InferenceRequest {
   receivedAt: number;
 }
 
-export const CLIENT_LEFT = { code: 'client_closed_request', message: 'the client closed the connection' };
+const CLIENT_LEFT = { code: 'client_closed_request', message: 'the client closed the connection' };
 
 /**
  * One request's state in the pipeline. It is also the routing context and the prompt
@@ -186,13 +186,8 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
     active.inc();
     try {
       const served = await router.open(call, route);
-      rec.servedModel = served.route.name;
-      rec.backend = served.backend.name;
-      rec.upstreamModel = served.upstreamModel;
+      noteServed(rec, served);
       rec.pricing = served.route.config.pricing;
-      rec.attempts = served.attempts;
-      rec.system = served.backend.system;
-      rec.origin = served.backend.origin;
       const forwarded = forwardGuarded({
         res: r.res,
         wire: api,
@@ -228,13 +223,7 @@ export async function handleInference(gw: Gateway, r: InferenceRequest): Promise
       rec.lastTokenAt = outcome.lastTokenAt;
       rec.finishReason = outcome.finishReason;
       rec.usageFault = outcome.usageFault;
-      // Cut by the gateway's shutdown: its own 503, whatever status the stream had started with.
-      if (outcome.failure?.reason === 'shutdown') rec.status = 503;
-      if (outcome.failure)
-        rec.error =
-          outcome.failure.reason === 'client_abort'
-            ? CLIENT_LEFT
-            : { code: outcome.failure.error.code, message: outcome.failure.error.message };
+      noteFailure(rec, outcome.failure);
     } finally {
       active.dec();
     }
@@ -278,6 +267,24 @@ export function answerFailure(
   sendError(res, err, requestId, ticket?.headers, render);
   rec.status = err.status;
   rec.error = { code: err.code, message: err.message };
+}
+
+/** A body that broke after the head, or a client that left: what the record says of it. */
+export function noteFailure(rec: RequestRecord, failure: UpstreamFailure | undefined): void {
+  if (!failure) return;
+  // Cut by the gateway's shutdown: its own 503, whatever status the stream had started with.
+  if (failure.reason === 'shutdown') rec.status = 503;
+  rec.error = failure.reason === 'client_abort' ? CLIENT_LEFT : { code: failure.error.code, message: failure.error.message };
+}
+
+/** Who served the request, on its record (the log line, metrics and span read it). */
+export function noteServed(rec: RequestRecord, served: Served): void {
+  rec.servedModel = served.route.name;
+  rec.backend = served.backend.name;
+  rec.upstreamModel = served.upstreamModel;
+  rec.attempts = served.attempts;
+  rec.system = served.backend.system;
+  rec.origin = served.backend.origin;
 }
 
 export function newRecord(requestId: string, endpoint: string, receivedAt: number, model: string, stream: boolean): RequestRecord {

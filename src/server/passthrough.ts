@@ -33,6 +33,7 @@ import type { Ticket } from '../admission/index.js';
 import type { Backend } from '../upstream/backends.js';
 import { classifyError } from '../upstream/failures.js';
 import { MAX_SCRUBBED_BODY, scrubBody } from '../upstream/scrub.js';
+import { DROPPED_RESPONSE_HEADERS } from '../upstream/headers.js';
 import { errors, GatewayError, sendError } from '../errors.js';
 import { parseJsonObject, readBody } from './body.js';
 import type { RouteCall } from './routes.js';
@@ -134,23 +135,6 @@ const DROPPED_REQUEST = new Set([
   'x-api-key',
   'x-goog-api-key',
   'ocp-apim-subscription-key',
-]);
-
-/** Upstream response headers never passed back: hop-by-hop, cookies, the provider's account and rate limits, ids we set. */
-const DROPPED_RESPONSE = new Set([
-  'connection',
-  'keep-alive',
-  'transfer-encoding',
-  'te',
-  'trailer',
-  'upgrade',
-  'proxy-authenticate',
-  'set-cookie',
-  'openai-organization',
-  'openai-project',
-  'x-request-id',
-  'alt-svc',
-  'server',
 ]);
 
 function hasBody(req: IncomingMessage): boolean {
@@ -301,7 +285,7 @@ class PassthroughExchange implements Dispatcher.DispatchHandler {
     const out: OutgoingHttpHeaders = {};
     for (const name in upstream) {
       const v = upstream[name];
-      if (v !== undefined && !DROPPED_RESPONSE.has(name) && !name.startsWith('x-ratelimit-')) out[name] = v;
+      if (v !== undefined && !DROPPED_RESPONSE_HEADERS.has(name) && !name.startsWith('x-ratelimit-')) out[name] = v;
     }
     const ours = this.ticket.headers;
     for (const name in ours) out[name] = ours[name];

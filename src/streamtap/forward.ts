@@ -8,6 +8,7 @@ import type { BodyFacts, Wire } from './grammar.js';
 import type { ResponseSource } from '../upstream/exchange.js';
 import { UpstreamFailure } from '../upstream/failures.js';
 import { maskSecretsInPlace } from '../upstream/scrub.js';
+import { DROPPED_RESPONSE_HEADERS } from '../upstream/headers.js';
 import { errors, sendError } from '../errors.js';
 import type { TokenCounts } from '../settle/index.js';
 import { usageFault } from '../settle/usage.js';
@@ -49,23 +50,6 @@ export interface ForwardOutcome {
   /** The upstream reported usage that is not a plain token count: the field it was in (tokens were estimated instead). */
   usageFault?: string;
 }
-
-/** Upstream response headers never passed to the client: hop-by-hop, framing we redo, cookies and the provider's own account details. */
-const DROPPED_RESPONSE_HEADERS = new Set([
-  'connection',
-  'keep-alive',
-  'transfer-encoding',
-  'te',
-  'trailer',
-  'upgrade',
-  'proxy-authenticate',
-  'set-cookie',
-  'openai-organization',
-  'openai-project',
-  'x-request-id',
-  'alt-svc',
-  'server',
-]);
 
 function clientHeaders(upstream: IncomingHttpHeaders, opts: ForwardOptions): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};

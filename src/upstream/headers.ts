@@ -18,6 +18,28 @@ export const FORWARDED_REQUEST_HEADERS: ReadonlySet<string> = new Set([
 ]);
 
 /**
+ * Upstream response headers never passed to the client (streams, whole bodies and
+ * pass-through alike): hop-by-hop, framing the gateway redoes, cookies, the provider's own
+ * account details, and the ids the gateway sets itself. x-ratelimit-* is dropped as a prefix
+ * by the callers: the client gets the gateway's limits, not the provider key's.
+ */
+export const DROPPED_RESPONSE_HEADERS: ReadonlySet<string> = new Set([
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'proxy-authenticate',
+  'set-cookie',
+  'openai-organization',
+  'openai-project',
+  'x-request-id',
+  'alt-svc',
+  'server',
+]);
+
+/**
  * The headers of an upstream request: `base` (the gateway's own: content-type, x-request-id,
  * accept-encoding) plus the allow-listed client headers. Credentials, hop-by-hop headers,
  * cookies, forwarding headers and account selectors are dropped by not being listed.
