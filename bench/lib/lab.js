@@ -188,52 +188,43 @@ export class Lab {
     return target;
   }
 
-  async redisReachable() {
+  /** Runs fn with a short-lived connection to the bench's Redis; `failed` is returned when it cannot connect or fn throws. */
+  async withRedis(fn, failed) {
     const { Redis } = await import('ioredis');
-    const r = new Redis(this.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 1000, retryStrategy: () => null });
+    const r = new Redis(this.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, connectTimeout: 1000, retryStrategy: () => null });
     r.on('error', () => {});
     try {
       await r.connect();
-      return (await r.ping()) === 'PONG';
+      return await fn(r);
     } catch {
-      return false;
+      return failed;
     } finally {
       r.disconnect();
     }
+  }
+
+  redisReachable() {
+    return this.withRedis(async (r) => (await r.ping()) === 'PONG', false);
   }
 
   /** The Redis server's CPU so far (INFO cpu, user + sys), ms; NaN if unreachable. Other clients of that Redis count too. */
-  async redisCpuMs() {
-    const { Redis } = await import('ioredis');
-    const r = new Redis(this.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, connectTimeout: 1000, retryStrategy: () => null });
-    r.on('error', () => {});
-    try {
-      await r.connect();
+  redisCpuMs() {
+    return this.withRedis(async (r) => {
       const info = await r.info('cpu');
       const f = (re) => Number(re.exec(info)?.[1] ?? NaN);
       return (f(/used_cpu_user:([\d.]+)/) + f(/used_cpu_sys:([\d.]+)/)) * 1000;
-    } catch {
-      return NaN;
-    } finally {
-      r.disconnect();
-    }
+    }, NaN);
   }
 
-  async dropRedisKeys(prefix) {
-    const { Redis } = await import('ioredis');
-    const r = new Redis(this.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, connectTimeout: 1000, retryStrategy: () => null });
-    r.on('error', () => {});
-    try {
-      await r.connect();
+  dropRedisKeys(prefix) {
+    return this.withRedis(async (r) => {
       let cursor = '0';
       do {
         const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
         cursor = next;
         if (keys.length) await r.del(...keys);
       } while (cursor !== '0');
-    } finally {
-      r.disconnect();
-    }
+    }, undefined);
   }
 }
 

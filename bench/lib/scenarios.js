@@ -124,19 +124,18 @@ async function withCpu(t, fn, per = 'requests') {
 // ---------------------------------------------------------------------------------------------
 // 1. throughput: non-streamed completions at max rate, fixed connections.
 
+/** What the max-rate scenarios (throughput, features) ran with. */
+function maxRateSettings(ctx) {
+  const { connections, duration, rounds } = ctx.opts;
+  return { connections, duration_s: duration, rounds, stream: false, sim: { ttft_ms: 0, tpot_ms: 0, output_tokens: 16 } };
+}
+
 export async function throughput(ctx) {
-  const { connections, duration } = ctx.opts;
   await ctx.simConfig({ ttftMs: 0, tpotMs: 0, outputTokens: 16 });
   const targets = await inRounds(ctx, baseSpecs(ctx), (t) => maxRate(ctx, t, 'throughput'));
   ratios(targets);
   return {
-    settings: {
-      connections,
-      duration_s: duration,
-      rounds: ctx.opts.rounds,
-      stream: false,
-      sim: { ttft_ms: 0, tpot_ms: 0, output_tokens: 16 },
-    },
+    settings: maxRateSettings(ctx),
     targets,
   };
 }
@@ -481,7 +480,6 @@ export function measurementError(logText, recs, directOverheadMs) {
 // 4. features: throughput with keys, rate limits, budgets and breakers on.
 
 export async function features(ctx) {
-  const { connections, duration } = ctx.opts;
   if (ctx.remote)
     return { skipped: 'features compares gateway configurations the benchmark starts itself; not available with --target-url' };
   await ctx.simConfig({ ttftMs: 0, tpotMs: 0, outputTokens: 16 });
@@ -507,11 +505,7 @@ export async function features(ctx) {
     notes.push(`insights (defaults, quality.sample 1.0): ${on} µs CPU per request on vs ${off} off, ratio ${round(on / off, 3)}`);
   return {
     settings: {
-      connections,
-      duration_s: duration,
-      rounds: ctx.opts.rounds,
-      stream: false,
-      sim: { ttft_ms: 0, tpot_ms: 0, output_tokens: 16 },
+      ...maxRateSettings(ctx),
       features:
         'one virtual key; rpm/tpm/concurrency limits and budgets on key, user, team, model and global scopes (values never reached); circuit breaker at its defaults',
     },
