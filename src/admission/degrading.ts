@@ -31,12 +31,17 @@ export class DegradingStore implements Store {
     return this.redis.pendingOps;
   }
 
-  async admit(r: Reservation): Promise<Verdict> {
-    try {
-      return await this.redis.admit(r);
-    } catch (e) {
+  /** Synchronous where Redis' answer is (an admit against quota leases). */
+  admit(r: Reservation): Verdict | Promise<Verdict> {
+    const v = this.redis.admit(r);
+    if (!(v instanceof Promise)) return v;
+    return v.catch((e: unknown) => {
       if (!(e instanceof StoreUnavailable)) throw e;
-    }
+      return this.admitLocally(r);
+    });
+  }
+
+  private admitLocally(r: Reservation): Verdict {
     if (!this.fallingBack) {
       this.fallingBack = true;
       for (const [scope, s] of this.redis.lastSpent) this.local.setSpent(scope, s.periodId, s.nano);

@@ -152,6 +152,7 @@ class AdmissionEngine implements Admission {
         url: state.redis_url,
         prefix: state.redis_prefix,
         commandTimeoutMs: state.redis_timeout_ms,
+        leasedQuota: state.leased_quota,
         scopes: table.all,
         thresholds,
         onSpend: this.alerts.onSpend,
@@ -202,6 +203,7 @@ class AdmissionEngine implements Admission {
       bucket: -1,
       gen: 0,
       fallback: false,
+      leased: undefined,
     };
     // Only a shared store names reservations (its entries, fleet-wide): the memory path builds no id.
     if (this.store.namesReservations) r.id = `${this.idPrefix}.${(++this.seq).toString(36)}`;

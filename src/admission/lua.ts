@@ -187,6 +187,104 @@ return {1, 0, 0, 0, reqL, reqR, tokL, tokR, 0, 0, top, unpack(spent)}
 `;
 
 /**
+ * Grants quota leases (state.leased_quota): for each scope, a slice of what remains of each
+ * of its limits, reserved exactly as admits of that size would be, which the gateway then
+ * admits against locally until the end of the current Redis second. Counting a slice in this
+ * second's bucket is what keeps rate windows exact: every request admitted against it starts
+ * before the second ends, so the bucket (counted until the whole second has left the window)
+ * covers it for at least 60 s. Slots are members id#1..id#s of the concurrency set; the budget
+ * slice is one reservation member id:nano. Each scope is granted on its own: all of its
+ * limits, or nothing. A slice is the wanted rate for what is left of the second, at most
+ * `frac` of what remains; a limit that cannot give at least one request's worth grants nothing.
+ * ARGV: id, keep_ms (expiry of slots and budget slice), min_left_ms, frac, n,
+ *       n × (rpm, tpm, conc, budget, want_reqs/s, want_tokens/s, want_nano/s, min_tokens, min_nano)
+ * KEYS: per scope its keys as for ADMIT, then the lease's state hash.
+ * Returns {now_ms, left_ms, then per scope: reqs, tokens, slots, nano (-1 = no such limit,
+ *          all 0 = not granted), second counted in, req_remaining, tok_remaining, spent (-1 = no budget)}.
+ */
+export const LEASE = `${PRELUDE}
+local now = clock()
+local sec = math.floor(now / 1000)
+local left = (sec + 1) * 1000 - now
+local id, keep, minleft, frac, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local f = left / 1000
+local out = {now, left}
+local k, a = 1, 6
+for i = 1, n do
+  local rpm, tpm, conc, bud = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  local wr, wt, wn, mint, minn = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6]), tonumber(ARGV[a + 7]), tonumber(ARGV[a + 8])
+  a = a + 9
+  local lid = id .. '.' .. i
+  local ok = left >= minleft
+  local gr, gt, gs, gn, head, reqRem, tokRem, sp = -1, -1, -1, -1, sec, -1, -1, -1
+  local rz, tz, cz, bz, bs
+  local want = math.ceil(wr * f)
+  if rpm >= 0 then
+    rz = KEYS[k]; k = k + 1
+    local sum, h = advance(rz, sec)
+    if h > head then head = h end
+    gr = math.min(want, math.floor((rpm - sum) * frac))
+    reqRem = rpm - sum
+    if gr < 1 then ok = false end
+  end
+  if tpm >= 0 then
+    tz = KEYS[k]; k = k + 1
+    local sum, h = advance(tz, sec)
+    if h > head then head = h end
+    gt = math.min(math.ceil(wt * f), math.floor((tpm - sum) * frac))
+    tokRem = tpm - sum
+    if gt < mint or gt < 1 then ok = false end
+  end
+  if conc >= 0 then
+    cz = KEYS[k]; k = k + 1
+    redis.call('ZREMRANGEBYSCORE', cz, '-inf', now)
+    gs = math.min(want, math.floor((conc - redis.call('ZCARD', cz)) * frac))
+    if gs < 1 then ok = false end
+  end
+  if bud >= 0 then
+    bz, bs = KEYS[k], KEYS[k + 1]
+    local reserved = trim(bz, bs, now)
+    sp = tonumber(redis.call('HGET', KEYS[k + 2], 'spent') or '0')
+    k = k + 3
+    gn = math.min(math.ceil(wn * f), math.floor((bud - sp - reserved) * frac))
+    if gn < minn or gn < 1 then ok = false end
+  end
+  local st = KEYS[k]; k = k + 1
+  if not ok then
+    out[#out + 1] = 0; out[#out + 1] = 0; out[#out + 1] = 0; out[#out + 1] = 0
+  else
+    -- Counted in the newest head (never behind it, as ADMIT): the flush adjusts it there.
+    if rz then
+      redis.call('HINCRBY', rz, head % B, gr)
+      redis.call('HINCRBY', rz, 's', gr)
+      reqRem = reqRem - gr
+    end
+    if tz then
+      redis.call('HINCRBY', tz, head % B, fmt(gt))
+      redis.call('HINCRBY', tz, 's', fmt(gt))
+      tokRem = tokRem - gt
+    end
+    if cz then
+      for s = 1, gs do redis.call('ZADD', cz, now + keep, lid .. '#' .. s) end
+      redis.call('PEXPIRE', cz, keep + 1000)
+    end
+    if bz then
+      redis.call('ZADD', bz, now + keep, lid .. ':' .. fmt(gn))
+      redis.call('INCRBY', bs, fmt(gn))
+      redis.call('PEXPIRE', bz, keep + 1000)
+      redis.call('PEXPIRE', bs, keep + 1000)
+    end
+    -- q: the last flush applied; the grant itself, for undoing it if its reply was lost.
+    redis.call('HSET', st, 'q', 0, 'r', gr, 't', fmt(gt), 's', gs, 'n', fmt(gn), 'h', head)
+    redis.call('PEXPIRE', st, keep + 60000)
+    out[#out + 1] = gr; out[#out + 1] = gt; out[#out + 1] = gs; out[#out + 1] = gn
+  end
+  out[#out + 1] = head; out[#out + 1] = reqRem; out[#out + 1] = tokRem; out[#out + 1] = sp
+end
+return out
+`;
+
+/**
  * Settles a batch of reservations, each in its own mode: 1 settles, 2 cancels (as if never
  * admitted), 3 only adds spend (spend made on the local fallback while Redis was down;
  * idempotent through its marker key). Modes 1 and 2 are idempotent: each concurrency and
@@ -202,15 +300,34 @@ return {1, 0, 0, 0, reqL, reqR, tokL, tokR, 0, 0, top, unpack(spent)}
  *       n_keys, id, mode, est_tokens, real_tokens, reserved_nano, cost_nano, first, second, n,
  *       n × (rpm, tpm, conc, budget, spend_expire_at_ms)
  *       (second: the one the admit counted tokens in, -1 if unknown)
- * KEYS: per op, its scopes' keys as for ADMIT (n_keys of them), then, for mode 3 only, its marker.
+ *       Mode 4 (a quota lease's flush, one scope) has its own layout after n_keys, id, mode:
+ *       seq, second, requests_delta, tokens_delta, slots_freed ('3,5-9'), nano_held, nano_held_after,
+ *       cost_nano, then the scope's (rpm, tpm, conc, budget, spend_expire_at_ms).
+ * KEYS: per op, its scopes' keys as for ADMIT (n_keys of them), then, for mode 3 only, its
+ *       marker, and for mode 4 the lease's state hash.
  * Returns, per op and per budget scope: spent after (-1 if nothing committed), bitmask of thresholds fired now.
  */
 export const SETTLE = `${PRELUDE}
 local nth = tonumber(ARGV[1])
-local tb = 1
 local out = {}
+-- Adds cost to a budget's spend; appends spent after and the thresholds fired now (bitmask) to out.
+local function commit(sk, cost, exp, bud)
+  local sp = tonumber(redis.call('HGET', sk, 'spent') or '0') + cost
+  redis.call('HSET', sk, 'spent', fmt(sp))
+  if exp > 0 then redis.call('PEXPIREAT', sk, exp) end
+  local fired = 0
+  if bud > 0 then
+    for j = 1, nth do
+      local th = ARGV[1 + j]
+      if sp >= tonumber(th) * bud and redis.call('HSETNX', sk, 'alert:' .. th, '1') == 1 then fired = fired + 2 ^ (j - 1) end
+    end
+  end
+  out[#out + 1] = sp
+  out[#out + 1] = fired
+end
 local k, a = 1, nth + 3
 for o = 1, tonumber(ARGV[nth + 2]) do
+  if ARGV[a + 2] ~= '4' then
   local nk, id, mode, est, real, resv, cost, first, sec, n = tonumber(ARGV[a]), ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], tonumber(ARGV[a + 6]), ARGV[a + 7] == '1', tonumber(ARGV[a + 8]), tonumber(ARGV[a + 9])
   a = a + 10
   -- A real usage that is not a valid amount commits the reservation instead.
@@ -261,26 +378,69 @@ for o = 1, tonumber(ARGV[nth + 2]) do
         redis.call('SET', rs, fmt(r), 'KEEPTTL')
         if mode == 1 then apply = true end
       end
-      if apply and cost > 0 then
-        local sp = tonumber(redis.call('HGET', sk, 'spent') or '0') + cost
-        redis.call('HSET', sk, 'spent', fmt(sp))
-        if exp > 0 then redis.call('PEXPIREAT', sk, exp) end
-        local fired = 0
-        if bud > 0 then
-          for j = 1, nth do
-            local th = ARGV[tb + j]
-            if sp >= tonumber(th) * bud and redis.call('HSETNX', sk, 'alert:' .. th, '1') == 1 then fired = fired + 2 ^ (j - 1) end
-          end
-        end
-        out[#out + 1] = sp
-        out[#out + 1] = fired
-      else
-        out[#out + 1] = -1
-        out[#out + 1] = 0
-      end
+      if apply and cost > 0 then commit(sk, cost, exp, bud) else out[#out + 1] = -1; out[#out + 1] = 0 end
     end
   end
   k, a = nextK, nextA
+  else
+    -- mode 4: a quota lease's changes since its last flush (see LEASE). The lease's state
+    -- hash remembers the last flush applied, so a replayed one changes nothing twice.
+    local seq, sec, reqD, tokD, slots, held, nheld, cost = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6]), ARGV[a + 7], ARGV[a + 8], ARGV[a + 9], valid(ARGV[a + 10]) or 0
+    local rpm, tpm, conc, bud, exp = tonumber(ARGV[a + 11]), tonumber(ARGV[a + 12]), tonumber(ARGV[a + 13]), tonumber(ARGV[a + 14]), tonumber(ARGV[a + 15])
+    local nk, id = tonumber(ARGV[a]), ARGV[a + 1]
+    local st = KEYS[k + nk - 1]
+    local last = redis.call('HGET', st, 'q')
+    local fresh = seq > tonumber(last or '0')
+    if slots == '*' then
+      -- Undo a grant the gateway never heard of, if it was made and nothing flushed since.
+      local g = redis.call('HMGET', st, 'r', 't', 's', 'n', 'h')
+      fresh = last == '0' and g[5] ~= false
+      slots = ''
+      if fresh then
+        sec, reqD, tokD, held, nheld, cost = tonumber(g[5]), -tonumber(g[1]), -tonumber(g[2]), g[4], '0', 0
+        if tonumber(g[3]) > 0 then slots = '1-' .. g[3] end
+      end
+    end
+    if fresh then
+      redis.call('HSET', st, 'q', seq)
+      -- Normally the lease's own TTL (set by LEASE) stands; a hash that had expired gets one.
+      if not last then redis.call('PEXPIRE', st, 960000) end
+    end
+    if rpm >= 0 then
+      if fresh then adjust(KEYS[k], sec, reqD) end
+      k = k + 1
+    end
+    if tpm >= 0 then
+      if fresh then adjust(KEYS[k], sec, tokD) end
+      k = k + 1
+    end
+    if conc >= 0 then
+      -- Slots are members id#i; 'i-j' frees a range. Removing a member twice is harmless.
+      for part in string.gmatch(slots, '[^,]+') do
+        local x, y = string.match(part, '^(%d+)-(%d+)$')
+        x, y = tonumber(x or part), tonumber(y or part)
+        for s = x, y do redis.call('ZREM', KEYS[k], id .. '#' .. s) end
+      end
+      k = k + 1
+    end
+    if bud >= 0 then
+      local rz, rs, sk = KEYS[k], KEYS[k + 1], KEYS[k + 2]
+      k = k + 3
+      if fresh and held ~= nheld then
+        local old = id .. ':' .. held
+        local score = redis.call('ZSCORE', rz, old)
+        if score then
+          redis.call('ZREM', rz, old)
+          if tonumber(nheld) > 0 then redis.call('ZADD', rz, score, id .. ':' .. nheld) end
+          local r = tonumber(redis.call('GET', rs) or '0') - tonumber(held) + tonumber(nheld)
+          if r < 0 or redis.call('ZCARD', rz) == 0 then r = 0 end
+          redis.call('SET', rs, fmt(r), 'KEEPTTL')
+        end
+      end
+      if fresh and cost > 0 then commit(sk, cost, exp, bud) else out[#out + 1] = -1; out[#out + 1] = 0 end
+    end
+    k, a = k + 1, a + 16
+  end
 end
 return out
 `;

@@ -5,11 +5,12 @@
 // event-loop turn in one socket write. A dead Redis fails fast (no offline
 // queue, no per-command retries, a command timeout); ioredis reconnects by itself and, once
 // it is back, queued settles / cancels / fallback spend are replayed (all idempotent).
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
-import { ADMIT, INSPECT, RESET, SETTLE } from './lua.js';
+import { LEASE_FRACTION, LEASE_MIN_LEFT_MS, LeaseBook, QuotaLease, type LeaseFlush, type LeaseWant } from './lease.js';
+import { ADMIT, INSPECT, LEASE, RESET, SETTLE } from './lua.js';
 import { PeriodClock } from './periods.js';
 import { admissionPrefix, connectRedis, parseRedisUrl } from './redis-connect.js';
 import type { Scope } from './scopes.js';
@@ -55,7 +56,13 @@ class Script {
   }
 }
 
-const SCRIPTS = { admit: new Script(ADMIT), settle: new Script(SETTLE), inspect: new Script(INSPECT), reset: new Script(RESET) };
+const SCRIPTS = {
+  admit: new Script(ADMIT),
+  settle: new Script(SETTLE),
+  inspect: new Script(INSPECT),
+  reset: new Script(RESET),
+  lease: new Script(LEASE),
+};
 
 export interface RedisStoreOptions {
   url: string;
@@ -68,6 +75,8 @@ export interface RedisStoreOptions {
   commandTimeoutMs?: number;
   /** Reservation lease (default LEASE_MS). */
   leaseMs?: number;
+  /** Admit busy scopes locally against slices of their limits (state.leased_quota; lease.ts). */
+  leasedQuota?: boolean;
 }
 
 export class RedisStore implements Store {
@@ -96,6 +105,10 @@ export class RedisStore implements Store {
   readonly lastSpent = new Map<Scope, { periodId: string; nano: number }>();
   /** Called each time the connection becomes ready (after the first time: a recovery). */
   onReady: (() => void) | undefined;
+  private readonly leases: LeaseBook | undefined;
+  /** Names this gateway's leases fleet-wide. */
+  private readonly leaseIds = randomBytes(6).toString('base64url');
+  private leaseSeq = 0;
 
   constructor(private readonly o: RedisStoreOptions) {
     this.timeoutMs = o.commandTimeoutMs ?? 1_000;
@@ -124,6 +137,11 @@ export class RedisStore implements Store {
       logger: o.logger,
       metrics: o.metrics,
     });
+    if (o.leasedQuota)
+      this.leases = new LeaseBook(o.scopes.length, {
+        acquire: (scopes, wants, acq) => this.acquire(scopes, wants, acq),
+        flush: (l) => this.settles.submit({ mode: Mode.Lease, r: leaseOp(l.id, l.scope), u: ZERO, at: Date.now(), first: true, lease: l }),
+      });
     this.redis = connectRedis(target, {
       // Fail fast instead of queueing while disconnected: the fallback (or a 503) answers now.
       enableOfflineQueue: false,
@@ -269,7 +287,31 @@ export class RedisStore implements Store {
     }
   }
 
-  async admit(r: Reservation): Promise<Verdict> {
+  /**
+   * Against the scopes' leases when they all have room (no round trip); after the leases being
+   * fetched for its scopes, if any; else by one script.
+   */
+  admit(r: Reservation): Verdict | Promise<Verdict> {
+    if (!this.leases) return this.admitByScript(r);
+    const v = newVerdict();
+    const parts = this.leases.admit(r, v);
+    if (parts) {
+      r.leased = parts;
+      return v;
+    }
+    const wait = this.leases.pending(r);
+    return wait ? wait.then(() => this.admitAfterLease(r)) : this.admitByScript(r);
+  }
+
+  private admitAfterLease(r: Reservation): Verdict | Promise<Verdict> {
+    const v = newVerdict();
+    const parts = this.leases!.admit(r, v, false);
+    if (!parts) return this.admitByScript(r);
+    r.leased = parts;
+    return v;
+  }
+
+  private async admitByScript(r: Reservation): Promise<Verdict> {
     const keys: string[] = [];
     const args = [r.id, String(r.tokens), String(r.nano), this.leaseArg, CONCURRENCY_RETRY_ARG, String(r.scopes.length)];
     const at = Date.now();
@@ -317,6 +359,7 @@ export class RedisStore implements Store {
    * it cannot be written it is queued and replayed when Redis is back.
    */
   settle(r: Reservation, u: Usage): void {
+    if (r.leased) return this.leases!.settle(r, r.leased, settledUsage(r, u));
     this.settles.submit({ mode: Mode.Settle, r, u: settledUsage(r, u), at: Date.now(), first: true });
   }
 
@@ -327,11 +370,101 @@ export class RedisStore implements Store {
     this.settles.submit({ mode: Mode.Spend, r, u, at: Date.now(), first: true });
   }
 
-  /** Runs settles / cancels / spend additions, all in one script (applied in order, each whole). */
+  /** Runs LEASE for these scopes; the book hears the grants (or the failure). Nobody awaits it. */
+  private acquire(scopes: Scope[], wants: LeaseWant[], acq: { resolve(): void }): void {
+    const id = `${this.leaseIds}.${(++this.leaseSeq).toString(36)}`;
+    const keys: string[] = [];
+    const args = [id, this.leaseArg, LEASE_MIN_LEFT_ARG, LEASE_FRACTION_ARG, String(scopes.length)];
+    const at = Date.now();
+    for (let i = 0; i < scopes.length; i++) {
+      this.scopeArgs([scopes[i]!], at, keys, args, false);
+      const w = wants[i]!;
+      args.push(String(w.reqs), String(w.tokens), String(w.nano), String(w.minTokens), String(w.minNano));
+      keys.push(this.leaseKey(`${id}.${i + 1}`));
+    }
+    const sent = performance.now();
+    const book = this.leases!;
+    this.call(SCRIPTS.lease, keys, args)
+      .then(
+        (reply) => {
+          const rep = reply as number[];
+          const left = rep[1]!;
+          const deadline = LeaseBook.deadline(sent, left);
+          scopes.forEach((s, i) => {
+            const o = 2 + i * 8;
+            const spent = rep[o + 7]!;
+            if (spent >= 0) this.noteSpent(s, at, spent);
+            // Granted limits are >= 1 (or -1: none); a scope not granted answers 0 for all.
+            const lease =
+              rep[o] === 0
+                ? undefined
+                : new QuotaLease(
+                    `${id}.${i + 1}`,
+                    s,
+                    rep[o + 4]!,
+                    deadline,
+                    { reqs: rep[o]!, tokens: rep[o + 1]!, slots: rep[o + 2]!, nano: rep[o + 3]! },
+                    rep[o + 5]!,
+                    rep[o + 6]!,
+                  );
+            book.granted(s, lease, sent, left);
+          });
+        },
+        (e: unknown) => {
+          book.failed(scopes);
+          if (!(e instanceof StoreUnavailable)) return this.logger.error({ err: e }, 'quota lease script failed');
+          this.metrics.storeErrors.inc({ store: 'redis', op: 'lease' });
+          // It may have run: undo whatever it granted (the lease's state hash says what).
+          if (e.maybeApplied)
+            scopes.forEach((s, i) =>
+              this.settles.enqueue({ mode: Mode.Lease, r: leaseOp(`${id}.${i + 1}`, s), u: ZERO, at, first: false, flush: UNDO_GRANT }),
+            );
+        },
+      )
+      .catch((e: unknown) => {
+        book.failed(scopes);
+        this.logger.error({ err: e }, 'quota lease grant could not be taken');
+      })
+      // The requests waiting for these leases go on (against them, or by script).
+      .finally(() => acq.resolve());
+  }
+
+  private leaseKey(id: string): string {
+    return `${this.prefix}lease:${id}`;
+  }
+
+  /** A lease's flush (mode 4 of SETTLE): frozen the first time it is sent. */
+  private leaseArgs(op: PendingOp, keys: string[], args: string[]): void {
+    const f = (op.flush ??= op.lease!.snapshot());
+    const k0 = keys.length;
+    const head = args.length;
+    args.push(
+      '',
+      op.r.id,
+      '4',
+      String(f.seq),
+      String(op.lease?.second ?? -1),
+      String(f.reqDelta),
+      String(f.tokDelta),
+      f.freed,
+      String(f.held),
+      String(f.heldAfter),
+      String(f.cost),
+    );
+    this.scopeArgs(op.r.scopes, op.at, keys, args, true);
+    keys.push(this.leaseKey(op.r.id));
+    args[head] = String(keys.length - k0);
+  }
+
+  /** Runs settles / cancels / spend additions / lease flushes, all in one script (applied in order, each whole). */
   private async exec(ops: readonly PendingOp[]): Promise<void> {
     const keys: string[] = [];
     const args: string[] = [...this.thresholdArgs, String(ops.length)];
     for (const op of ops) {
+      if (op.mode === Mode.Lease) {
+        this.leaseArgs(op, keys, args);
+        continue;
+      }
       const { r, u } = op;
       const k0 = keys.length;
       const head = args.length;
@@ -399,6 +532,8 @@ export class RedisStore implements Store {
   }
 
   async close(): Promise<void> {
+    // What the leases hold unused goes back with the last flushes.
+    this.leases?.endAll();
     this.settles.stop(false);
     // Last chance for waiting and queued settles; whatever cannot be written now
     // expires with its lease.
@@ -421,4 +556,13 @@ export class RedisStore implements Store {
 }
 
 const ZERO: Usage = { tokens: 0, costNano: 0 };
+const LEASE_MIN_LEFT_ARG = String(LEASE_MIN_LEFT_MS);
+const LEASE_FRACTION_ARG = String(LEASE_FRACTION);
+/** The flush that undoes a grant whose reply was lost (SETTLE reads the grant from the lease's state hash). */
+const UNDO_GRANT: LeaseFlush = Object.freeze({ seq: 1, reqDelta: 0, tokDelta: 0, freed: '*', held: 0, heldAfter: 0, cost: 0 });
+
+/** The reservation a lease flush stands on: the lease's id and its one scope. */
+function leaseOp(id: string, scope: Scope): Reservation {
+  return { id, scopes: [scope], tokens: 0, nano: 0 };
+}
 const NONE: readonly number[] = Object.freeze([]);

@@ -5,6 +5,7 @@
 // idempotent: `first` tells the script whether it may already have run).
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
+import type { LeaseFlush, QuotaLease } from './lease.js';
 import { StoreUnavailable, type Reservation, type Usage } from './store.js';
 
 /** After a failure, retry the queue this long later. */
@@ -17,6 +18,8 @@ export const enum Mode {
   Settle = 1,
   Cancel = 2,
   Spend = 3,
+  /** A quota lease's flush (lease.ts): `r` names the lease and its one scope. */
+  Lease = 4,
 }
 
 export interface PendingOp {
@@ -26,6 +29,9 @@ export interface PendingOp {
   /** Wall-clock ms the request ended: the period its spend belongs to. */
   at: number;
   first: boolean;
+  /** Mode.Lease: the lease (absent when undoing a grant whose reply was lost) and its flush, frozen when first sent. */
+  lease?: QuotaLease | undefined;
+  flush?: LeaseFlush | undefined;
 }
 
 export interface SettleBatchDeps {

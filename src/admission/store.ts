@@ -4,6 +4,7 @@
 // `DegradingStore` (degrading.ts) is Redis with a local memory fallback while it is away.
 import type { LimitKind, Scope } from './scopes.js';
 import type { PeriodWindow } from './periods.js';
+import type { LeasedParts } from './lease.js';
 
 /** Sliding window length of rpm and tpm. */
 export const WINDOW_MS = 60_000;
@@ -27,6 +28,8 @@ export interface Reservation {
   gen?: number;
   /** Admitted by the local fallback while Redis was away (DegradingStore): settled there, its spend added to Redis later. */
   fallback?: boolean;
+  /** Admitted against quota leases (lease.ts): settled into them, not by a script of its own. */
+  leased?: LeasedParts | undefined;
 }
 
 /** The outcome of admit(). Limits are -1 where no scope has that kind of limit. */

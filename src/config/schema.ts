@@ -177,6 +177,10 @@ export const stateSchema = z
     file: z.string().optional(),
     flush_interval_ms: positiveInt.default(1_000),
     on_store_error: z.enum(['open', 'closed']).default('open'),
+    // Redis store: busy scopes are admitted locally against slices of their limits leased
+    // from Redis (src/admission/lease.ts): no round trip per request, never over a limit,
+    // at the price of up to one slice per gateway refused early near a limit.
+    leased_quota: z.boolean().default(false),
     // A state file that cannot be used (corrupt, wrong types, unreadable): refuse to start
     // (its spend must not silently become 0), or move it aside and start with no spend.
     on_corrupt: z.enum(['refuse', 'fresh']).default('refuse'),
@@ -324,6 +328,7 @@ export const policiesSchema = z
       redis_timeout_ms: 1_000,
       flush_interval_ms: 1_000,
       on_store_error: 'open',
+      leased_quota: false,
       on_corrupt: 'refuse',
       response_affinity_ttl_s: 30 * 86_400,
       response_affinity_max: 100_000,

@@ -119,9 +119,9 @@ export async function batch(clients: OpenAI[], n: number, body: { model: string;
 }
 
 /** Policies for a fleet on a shared Redis under `prefix` (the store refuses when Redis fails), serving simModelYaml(5, 1). */
-export const redisFleetPolicies = (redisUrl: string, prefix: string, keysYaml: string): string => `
+export const redisFleetPolicies = (redisUrl: string, prefix: string, keysYaml: string, leasedQuota = false): string => `
 admin_token: ${ADMIN_TOKEN}
-state: { store: redis, redis_url: "${redisUrl}", redis_prefix: "${prefix}", on_store_error: closed }
+state: { store: redis, redis_url: "${redisUrl}", redis_prefix: "${prefix}", on_store_error: closed, leased_quota: ${leasedQuota} }
 ${simModelYaml(5, 1)}
 ${keysYaml}
 `;
@@ -185,6 +185,62 @@ export function sharedLimitTests(fleet: () => GatewayProcess[]): void {
     expect(r.ok).toBe(100);
     expect(r.quota).toBe(200);
     // Settles are written after the response has ended (group-committed, off the request path).
+    for (const g of gateways)
+      await eventually(async () => expect(await budgetOf(g.url, 'key', 'dollar')).toMatchObject({ spend_usd: 1, reserved_usd: 0 }));
+  });
+}
+
+/**
+ * The same burst with quota leases (state.leased_quota): a slice a gateway took and did not
+ * use is refused to the others until its second ends, so the burst may admit fewer than
+ * 100, never more; once the slices are back, a client that keeps asking gets exactly what
+ * fits, and nothing stays reserved.
+ */
+export function leasedLimitTests(fleet: () => GatewayProcess[]): void {
+  /** Sequential requests through one gateway until the first refusal; how many were admitted. */
+  async function untilRefused(g: GatewayProcess, key: string): Promise<number> {
+    const client = openaiClient(g, key);
+    for (let n = 0; n <= 100; n++) {
+      try {
+        await client.chat.completions.create({ ...ONE_CENT, messages: [{ role: 'user', content: 'hi' }] });
+      } catch (e) {
+        expect(e).toBeInstanceOf(OpenAI.RateLimitError);
+        return n;
+      }
+    }
+    return 101;
+  }
+
+  it('rpm 100 with leases: the burst admits at most 100, and asking on until refused makes it exactly 100', async () => {
+    const gateways = fleet();
+    const r = await batch(
+      gateways.map((g) => openaiClient(g, 'k-rpm')),
+      300,
+      ONE_CENT,
+    );
+    expect(r.other.map((e) => String(e))).toEqual([]);
+    expect(r.ok).toBeLessThanOrEqual(100);
+    expect(r.ok + r.rateLimited).toBe(300);
+    // The leases end with their Redis second; what they did not use is back within the next.
+    await new Promise((res) => setTimeout(res, 1_100));
+    const more = await untilRefused(gateways[2]!, 'k-rpm');
+    expect(r.ok + more).toBe(100);
+    const limits = await admin<{ scopes: Array<{ name: string; rpm: { used: number } }> }>(gateways[1]!.url, 'limits');
+    expect(limits.body.scopes.find((s) => s.name === 'rpm100')!.rpm.used).toBe(100);
+  });
+
+  it('a $1.00 budget with leases: the burst never spends over $1.00, and asking on spends exactly $1.00, nothing left reserved', async () => {
+    const gateways = fleet();
+    const r = await batch(
+      gateways.map((g) => openaiClient(g, 'k-dollar')),
+      300,
+      ONE_CENT,
+    );
+    expect(r.other.map((e) => String(e))).toEqual([]);
+    expect(r.ok).toBeLessThanOrEqual(100);
+    await new Promise((res) => setTimeout(res, 1_100));
+    const more = await untilRefused(gateways[0]!, 'k-dollar');
+    expect(r.ok + more).toBe(100);
     for (const g of gateways)
       await eventually(async () => expect(await budgetOf(g.url, 'key', 'dollar')).toMatchObject({ spend_usd: 1, reserved_usd: 0 }));
   });
