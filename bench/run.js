@@ -292,6 +292,7 @@ async function main() {
       return lab.gateway({
         features: spec.features ?? null,
         insights: spec.insights === true,
+        leased: spec.leased === true,
         name: spec.name,
         inspect: spec.inspect === true,
       });

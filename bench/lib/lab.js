@@ -25,7 +25,7 @@ export function cpuPlan(pin) {
  * What a gateway's policy sets beyond its backend and model, each with its reason: printed
  * beside the tables, so a figure is never read as the shipped defaults' when it is not.
  */
-export function gatewayKnobs(features) {
+export function gatewayKnobs(features, leased = false) {
   if (!features) return [];
   const knobs = [
     {
@@ -37,6 +37,11 @@ export function gatewayKnobs(features) {
     knobs.push({
       knob: 'state: {store: redis, redis_url, redis_prefix}',
       reason: 'the shared-store variant; a prefix per run keeps runs apart',
+    });
+  if (leased)
+    knobs.push({
+      knob: 'state.leased_quota: true',
+      reason: 'the Redis store admitting busy scopes against leased slices (off by default)',
     });
   return knobs;
 }
@@ -112,7 +117,7 @@ export class Lab {
    * features: null, or 'memory' / 'redis': keys, rate limits, budgets at every scope (see
    * gatewayKnobs, which the report prints beside the tables).
    */
-  async gateway({ features = null, insights = false, name = 'gateway', inspect = false } = {}) {
+  async gateway({ features = null, insights = false, leased = false, name = 'gateway', inspect = false } = {}) {
     const n = ++this.seq;
     const key = `sk-bench-${this.tag}`;
     const policy = {
@@ -140,7 +145,7 @@ export class Lab {
       policy.global = { limits: HUGE, budget: BIG_BUDGET };
       if (features === 'redis') {
         redisPrefix = `llmgw-bench-${this.tag}-${n}:`;
-        policy.state = { store: 'redis', redis_url: this.redisUrl, redis_prefix: redisPrefix };
+        policy.state = { store: 'redis', redis_url: this.redisUrl, redis_prefix: redisPrefix, leased_quota: leased };
       } else {
         policy.state = { store: 'memory' };
       }
@@ -179,7 +184,7 @@ export class Lab {
       inspectorUrl: inspect ? inspectorUrl(child.stderr()) : undefined,
       redisPrefix,
       redisCpuMs: redisPrefix ? () => this.redisCpuMs() : undefined,
-      knobs: gatewayKnobs(features),
+      knobs: gatewayKnobs(features, leased),
       stop: async () => {
         await child.stop(5000);
         if (redisPrefix) await this.dropRedisKeys(redisPrefix).catch(() => {});

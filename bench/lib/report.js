@@ -318,6 +318,17 @@ export function evaluate(results) {
         'ratio',
         cpuNote(gr, 0.7),
       );
+    const gl = f['gateway+features(redis,leased)'];
+    if (gl)
+      add(
+        'throughput_redis_leased',
+        'throughput: gateway with all features (redis store, leased quota) / bare proxy req/s',
+        gl.vs_bare,
+        0.7,
+        gl.vs_bare >= 0.7,
+        'ratio',
+        cpuNote(gl, 0.7),
+      );
   } else if (s.throughput?.targets?.gateway && s.throughput.targets.bare) {
     const r = s.throughput.targets.gateway.vs_bare;
     add(

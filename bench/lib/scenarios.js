@@ -488,8 +488,10 @@ export async function features(ctx) {
   if (ctx.opts.targets.includes('gateway')) {
     specs.push({ kind: 'gateway', features: 'memory', name: 'gateway+features' });
     specs.push({ kind: 'gateway', features: 'memory', insights: true, name: 'gateway+features+insights' });
-    if (await ctx.lab.redisReachable()) specs.push({ kind: 'gateway', features: 'redis', name: 'gateway+features(redis)' });
-    else notes.push(`redis at ${ctx.opts.redisUrl} unreachable: the redis store variant was skipped`);
+    if (await ctx.lab.redisReachable()) {
+      specs.push({ kind: 'gateway', features: 'redis', name: 'gateway+features(redis)' });
+      specs.push({ kind: 'gateway', features: 'redis', leased: true, name: 'gateway+features(redis,leased)' });
+    } else notes.push(`redis at ${ctx.opts.redisUrl} unreachable: the redis store variant was skipped`);
   }
   const admission = {};
   const targets = await inRounds(ctx, specs, async (t, spec) => {

@@ -28,6 +28,13 @@ export const LEASE_MIN_RATE = 20;
 const HEADROOM = 1.5;
 /** Local deadline margin, for the two clocks' rates differing slightly over one second. */
 const DEADLINE_MARGIN_MS = 10;
+/**
+ * Settles change a lease's counters; Redis hears of them at most this much later, many
+ * settles to one flush (spend and token counts are that late to show, never to count: the
+ * slice holds them reserved meanwhile). A lease that ends flushes at once: others may need
+ * what it did not use.
+ */
+export const LEASE_FLUSH_MS = 50;
 
 /** A lease's changes that Redis has not seen yet, frozen when the flush is first sent (replays send the same). */
 export interface LeaseFlush {
@@ -47,9 +54,11 @@ export class QuotaLease {
   reqs: number;
   tokens: number;
   nano: number;
-  /** Slots granted (Infinity: no concurrency limit) and handed out: a request takes slot `taken + 1`. */
+  /** Slots granted (Infinity: no concurrency limit) and handed out: a request takes a spare one, else slot `taken + 1`. */
   readonly slots: number;
   taken = 0;
+  /** Slots their requests gave back while the lease admits: used again before it ends, not freed in Redis. */
+  private readonly spare: number[] = [];
   ended = false;
   /** Requests admitted against it and not settled yet. */
   live = 0;
@@ -64,6 +73,8 @@ export class QuotaLease {
   seq = 0;
   /** A flush of this lease waits in the settle batch. */
   queued = false;
+  /** It waits for the book's next flush tick. */
+  ticking = false;
   timer: NodeJS.Timeout | undefined = undefined;
 
   constructor(
@@ -88,7 +99,12 @@ export class QuotaLease {
 
   hasRoom(r: Reservation, now: number): boolean {
     return (
-      !this.ended && now < this.deadline && this.reqs >= 1 && this.tokens >= r.tokens && this.taken < this.slots && this.nano >= r.nano
+      !this.ended &&
+      now < this.deadline &&
+      this.reqs >= 1 &&
+      this.tokens >= r.tokens &&
+      (this.taken < this.slots || this.spare.length > 0) &&
+      this.nano >= r.nano
     );
   }
 
@@ -105,7 +121,8 @@ export class QuotaLease {
     this.tokens -= r.tokens;
     this.nano -= r.nano;
     this.live++;
-    return this.slots === Infinity ? 0 : ++this.taken;
+    if (this.slots === Infinity) return 0;
+    return this.spare.pop() ?? ++this.taken;
   }
 
   settle(r: Reservation, u: Usage, slot: number): void {
@@ -115,7 +132,10 @@ export class QuotaLease {
       this.cost += u.costNano;
       this.heldAfter -= r.nano;
     }
-    if (slot > 0) this.free(String(slot));
+    if (slot > 0) {
+      if (this.ended) this.free(String(slot));
+      else this.spare.push(slot);
+    }
   }
 
   /** No more admits: what was not used goes back with the next flush. */
@@ -126,6 +146,8 @@ export class QuotaLease {
     if (this.reqs !== Infinity) this.reqDelta -= this.reqs;
     if (this.tokens !== Infinity) this.tokDelta -= this.tokens;
     if (this.nano !== Infinity) this.heldAfter -= this.nano;
+    if (this.spare.length > 0) this.free(this.spare.join(','));
+    this.spare.length = 0;
     if (this.slots !== Infinity && this.taken < this.slots)
       this.free(this.taken + 1 === this.slots ? String(this.slots) : `${this.taken + 1}-${this.slots}`);
     this.reqs = this.tokens = this.nano = 0;
@@ -198,6 +220,9 @@ export interface LeasedParts {
 
 export class LeaseBook {
   private readonly states: ScopeState[] = [];
+  /** Leases with changes waiting for the flush tick. */
+  private ticking: QuotaLease[] = [];
+  private tick: NodeJS.Timeout | undefined;
 
   constructor(
     scopeCount: number,
@@ -352,17 +377,40 @@ export class LeaseBook {
     l.end();
     const st = this.states[l.scope.slot]!;
     if (st.lease === l) st.lease = undefined;
-    this.schedule(l);
+    this.flushNow(l);
   }
 
-  private schedule(l: QuotaLease): void {
+  private flushNow(l: QuotaLease): void {
     if (l.queued || !l.dirty) return;
     l.queued = true;
     this.deps.flush(l);
   }
 
-  /** Ends every lease (closing): what they hold unused goes back. */
+  /** At the next flush tick. */
+  private schedule(l: QuotaLease): void {
+    if (l.ticking || l.queued) return;
+    l.ticking = true;
+    this.ticking.push(l);
+    if (!this.tick) {
+      this.tick = setTimeout(() => this.flushTicking(), LEASE_FLUSH_MS);
+      this.tick.unref();
+    }
+  }
+
+  private flushTicking(): void {
+    this.tick = undefined;
+    const list = this.ticking;
+    this.ticking = [];
+    for (const l of list) {
+      l.ticking = false;
+      this.flushNow(l);
+    }
+  }
+
+  /** Ends every lease and flushes every change (closing): what they hold unused goes back. */
   endAll(): void {
     for (const st of this.states) if (st.lease) this.endLease(st.lease);
+    clearTimeout(this.tick);
+    this.flushTicking();
   }
 }

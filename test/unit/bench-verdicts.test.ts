@@ -58,11 +58,13 @@ describe('bench verdicts', () => {
           bare: { rps: 1000, proxy_cpu_us_per_request: 100 },
           'gateway+features': { rps: 860, vs_bare: 0.86, proxy_cpu_us_per_request: 180 },
           'gateway+features(redis)': { rps: 650, vs_bare: 0.65, proxy_cpu_us_per_request: 400, redis_cpu_us_per_request: 240 },
+          'gateway+features(redis,leased)': { rps: 800, vs_bare: 0.8, proxy_cpu_us_per_request: 200, redis_cpu_us_per_request: 10 },
         },
       },
     });
     expect(byId(v, 'throughput')).toMatchObject({ pass: true, limit: 0.85 });
     expect(byId(v, 'throughput_redis')).toMatchObject({ pass: false, limit: 0.7 });
     expect(byId(v, 'throughput_redis')!.note).toContain('Redis CPU 240 µs/req');
+    expect(byId(v, 'throughput_redis_leased')).toMatchObject({ pass: true, limit: 0.7 });
   });
 });
