@@ -24,8 +24,10 @@ export const LEASE_MIN_LEFT_MS = 100;
 export const LEASE_FRACTION = 0.25;
 /** Below this many requests a second for a scope (at this gateway) per-request admits are cheap enough. */
 export const LEASE_MIN_RATE = 20;
-/** A lease asks for this much more than the scope's recent rate, for its share of the second. */
+/** A lease asks for this much more than the scope's recent rate (and concurrency), for its share of the second. */
 const HEADROOM = 1.5;
+/** Slots a lease asks for at least (before the scope's concurrency here is known). */
+const MIN_SLOTS = 8;
 /** Local deadline margin, for the two clocks' rates differing slightly over one second. */
 const DEADLINE_MARGIN_MS = 10;
 /**
@@ -174,6 +176,8 @@ export class QuotaLease {
 /** What a lease asks for, per second (LEASE scales it to what is left of the second). */
 export interface LeaseWant {
   reqs: number;
+  /** Slots are used again within a lease: about the scope's peak concurrency here, not its rate. */
+  slots: number;
   tokens: number;
   nano: number;
   /** The smallest useful slice: one average request. */
@@ -201,6 +205,10 @@ interface ScopeState {
   lastRate: number;
   avgTokens: number;
   avgNano: number;
+  /** Requests admitted against this scope's leases and not settled; the most of them this window and the last. */
+  live: number;
+  peak: number;
+  lastPeak: number;
 }
 
 /** One LEASE script in flight: settles when its grants (or its failure) are in. */
@@ -238,6 +246,9 @@ export class LeaseBook {
         lastRate: 0,
         avgTokens: 0,
         avgNano: 0,
+        live: 0,
+        peak: 0,
+        lastPeak: 0,
       });
   }
 
@@ -261,7 +272,9 @@ export class LeaseBook {
     const parts: LeasedParts = { leases: [], slots: [] };
     for (let i = 0; i < scopes.length; i++) {
       const s = scopes[i]!;
-      const l = this.states[s.slot]!.lease!;
+      const st = this.states[s.slot]!;
+      const l = st.lease!;
+      if (++st.live > st.peak) st.peak = st.live;
       parts.leases.push(l);
       parts.slots.push(l.take(r));
       if (s.rpm) {
@@ -285,6 +298,7 @@ export class LeaseBook {
   settle(r: Reservation, parts: LeasedParts, u: Usage): void {
     for (let i = 0; i < parts.leases.length; i++) {
       const l = parts.leases[i]!;
+      this.states[l.scope.slot]!.live--;
       l.settle(r, u, parts.slots[i]!);
       this.schedule(l);
     }
@@ -296,6 +310,8 @@ export class LeaseBook {
       st.lastRate = elapsed < 2_000 ? (st.count * 1_000) / elapsed : 0;
       st.windowStart = now;
       st.count = 0;
+      st.lastPeak = st.peak;
+      st.peak = st.live;
     }
     st.count++;
     st.avgTokens += (r.tokens - st.avgTokens) / 16;
@@ -322,6 +338,7 @@ export class LeaseBook {
       (scopes ??= []).push(s);
       (wants ??= []).push({
         reqs,
+        slots: Math.min(reqs, Math.ceil(Math.max(st.peak, st.lastPeak, MIN_SLOTS) * HEADROOM)),
         tokens: Math.ceil(reqs * st.avgTokens),
         nano: Math.ceil(reqs * st.avgNano),
         minTokens: Math.ceil(st.avgTokens),

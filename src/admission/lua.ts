@@ -194,10 +194,11 @@ return {1, 0, 0, 0, reqL, reqR, tokL, tokR, 0, 0, top, unpack(spent)}
  * before the second ends, so the bucket (counted until the whole second has left the window)
  * covers it for at least 60 s. Slots are members id#1..id#s of the concurrency set; the budget
  * slice is one reservation member id:nano. Each scope is granted on its own: all of its
- * limits, or nothing. A slice is the wanted rate for what is left of the second, at most
- * `frac` of what remains; a limit that cannot give at least one request's worth grants nothing.
+ * limits, or nothing. A slice is the wanted rate for what is left of the second (slots: the
+ * wanted number), at most `frac` of what remains; a limit that cannot give at least one
+ * request's worth grants nothing.
  * ARGV: id, keep_ms (expiry of slots and budget slice), min_left_ms, frac, n,
- *       n × (rpm, tpm, conc, budget, want_reqs/s, want_tokens/s, want_nano/s, min_tokens, min_nano)
+ *       n × (rpm, tpm, conc, budget, want_reqs/s, want_tokens/s, want_nano/s, min_tokens, min_nano, want_slots)
  * KEYS: per scope its keys as for ADMIT, then the lease's state hash.
  * Returns {now_ms, left_ms, then per scope: reqs, tokens, slots, nano (-1 = no such limit,
  *          all 0 = not granted), second counted in, req_remaining, tok_remaining, spent (-1 = no budget)}.
@@ -212,8 +213,8 @@ local out = {now, left}
 local k, a = 1, 6
 for i = 1, n do
   local rpm, tpm, conc, bud = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-  local wr, wt, wn, mint, minn = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6]), tonumber(ARGV[a + 7]), tonumber(ARGV[a + 8])
-  a = a + 9
+  local wr, wt, wn, mint, minn, ws = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6]), tonumber(ARGV[a + 7]), tonumber(ARGV[a + 8]), tonumber(ARGV[a + 9])
+  a = a + 10
   local lid = id .. '.' .. i
   local ok = left >= minleft
   local gr, gt, gs, gn, head, reqRem, tokRem, sp = -1, -1, -1, -1, sec, -1, -1, -1
@@ -238,7 +239,8 @@ for i = 1, n do
   if conc >= 0 then
     cz = KEYS[k]; k = k + 1
     redis.call('ZREMRANGEBYSCORE', cz, '-inf', now)
-    gs = math.min(want, math.floor((conc - redis.call('ZCARD', cz)) * frac))
+    -- Slots: as many as wanted (they are used again within the lease), not the second's share.
+    gs = math.min(ws, math.floor((conc - redis.call('ZCARD', cz)) * frac))
     if gs < 1 then ok = false end
   end
   if bud >= 0 then

@@ -379,7 +379,7 @@ export class RedisStore implements Store {
     for (let i = 0; i < scopes.length; i++) {
       this.scopeArgs([scopes[i]!], at, keys, args, false);
       const w = wants[i]!;
-      args.push(String(w.reqs), String(w.tokens), String(w.nano), String(w.minTokens), String(w.minNano));
+      args.push(String(w.reqs), String(w.tokens), String(w.nano), String(w.minTokens), String(w.minNano), String(w.slots));
       keys.push(this.leaseKey(`${id}.${i + 1}`));
     }
     const sent = performance.now();

@@ -149,9 +149,9 @@ describe('leased quota: three gateways, one Redis', () => {
     expect(u!.inUse).toBe(0);
   });
 
-  it('budget $1.00, $0.03 reserved and $0.02 spent per request: never over $1.00, and nothing more fits', async () => {
-    const w = toNano(0.03);
-    const c = toNano(0.02);
+  it('budget $1.00, $0.003 reserved and $0.002 spent per request: never over $1.00, and nothing more fits', async () => {
+    const w = toNano(0.003);
+    const c = toNano(0.002);
     const r = await fleet(gws, usdScope, { tokens: 10, nano: w, used: { tokens: 10, costNano: c }, holdMs: 1, forMs: 3_500 });
     expect(r.leased).toBeGreaterThan(0);
     const [u] = await gws[0]!.usage([usdScope]);
