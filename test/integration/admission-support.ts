@@ -252,6 +252,8 @@ export interface RedisCluster {
   url: string;
   /** SIGKILLs every node and waits for it to exit. */
   stop(): Promise<void>;
+  /** SIGKILLs one node (a crash: its replica, if any, takes over). */
+  kill(port: number): Promise<void>;
 }
 
 /** Runs a redis-cli command; its output, or an error when it fails. */
@@ -265,7 +267,11 @@ async function cli(command: string, args: string[], timeoutMs: number): Promise<
  * A private Redis Cluster of `n` masters (no replicas), each `server` process on its own
  * port and cluster-bus port in `dir`. Started whole or not at all: a failure stops what started.
  */
-export async function privateCluster(dir: string, n = 3, server = 'redis-server', redisCli = 'redis-cli'): Promise<RedisCluster> {
+export async function privateCluster(
+  dir: string,
+  { masters = 3, replicas = 0, nodeTimeoutMs = 15_000, server = 'redis-server', redisCli = 'redis-cli' } = {},
+): Promise<RedisCluster> {
+  const n = masters * (1 + replicas);
   const nodes: Started[] = [];
   const ports: number[] = [];
   const stop = async () => {
@@ -289,6 +295,8 @@ export async function privateCluster(dir: string, n = 3, server = 'redis-server'
             'yes',
             '--cluster-config-file',
             `nodes-${port}.conf`,
+            '--cluster-node-timeout',
+            String(nodeTimeoutMs),
             '--save',
             '',
             '--appendonly',
@@ -303,7 +311,11 @@ export async function privateCluster(dir: string, n = 3, server = 'redis-server'
         ),
       );
     }
-    await cli(redisCli, ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], 30_000);
+    await cli(
+      redisCli,
+      ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', String(replicas), '--cluster-yes'],
+      30_000,
+    );
     // Every node must see the whole cluster before clients come (slots served, gossip done).
     await eventually(
       async () => {
@@ -320,5 +332,12 @@ export async function privateCluster(dir: string, n = 3, server = 'redis-server'
     await stop();
     throw e;
   }
-  return { ports, url: `redis+cluster://${ports.map((p) => `127.0.0.1:${p}`).join(',')}`, stop };
+  return {
+    ports,
+    url: `redis+cluster://${ports.map((p) => `127.0.0.1:${p}`).join(',')}`,
+    stop,
+    kill: async (port) => {
+      await nodes[ports.indexOf(port)]!.stop('SIGKILL');
+    },
+  };
 }
