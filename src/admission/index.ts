@@ -207,7 +207,15 @@ class AdmissionEngine implements Admission {
     };
     // Only a shared store names reservations (its entries, fleet-wide): the memory path builds no id.
     if (this.store.namesReservations) r.id = `${this.idPrefix}.${(++this.seq).toString(36)}`;
-    const v = this.store.admit(r);
+    // Outstanding from here: a retiring engine also waits for the admits still deciding.
+    this.outstanding++;
+    let v: Verdict | Promise<Verdict>;
+    try {
+      v = this.store.admit(r);
+    } catch (e) {
+      this.release();
+      throw e;
+    }
     return v instanceof Promise ? this.decideLater(r, v) : this.decide(r, v);
   }
 
@@ -216,6 +224,7 @@ class AdmissionEngine implements Admission {
     try {
       v = await p;
     } catch (e) {
+      this.release();
       if (!(e instanceof StoreUnavailable)) throw e;
       throw errors.storeUnavailable(1);
     }
@@ -223,13 +232,20 @@ class AdmissionEngine implements Admission {
   }
 
   private decide(r: Reservation, v: Verdict): Ticket {
-    if (!v.ok) throw this.refusal(r, v);
-    this.outstanding++;
+    if (!v.ok) {
+      this.release();
+      throw this.refusal(r, v);
+    }
     return new LiveTicket(rateHeaders(v), this, r);
   }
 
-  settle(r: Reservation, su: SettledUsage): void {
+  /** An admit refused or failed, or a ticket settled. */
+  private release(): void {
     if (--this.outstanding === 0) this.allSettled?.();
+  }
+
+  settle(r: Reservation, su: SettledUsage): void {
+    this.release();
     const u: Usage = { tokens: su.inputTokens + su.outputTokens, costNano: toNano(su.costUsd) };
     if (!isAmount(u.tokens) || !isAmount(u.costNano)) {
       // The stores commit the reservation instead (settledUsage): say so, it is a bug upstream of here.

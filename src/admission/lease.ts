@@ -73,7 +73,10 @@ export class QuotaLease {
   held: number;
   heldAfter: number;
   seq = 0;
-  /** A flush of this lease waits in the settle batch. */
+  /**
+   * A flush of this lease is on its way and not acknowledged yet: the next one waits for it,
+   * so flushes reach Redis in order (a replay after a failure keeps its place).
+   */
   queued = false;
   /** It waits for the book's next flush tick. */
   ticking = false;
@@ -82,8 +85,9 @@ export class QuotaLease {
   constructor(
     readonly id: string,
     readonly scope: Scope,
-    /** The Redis second its rate counts went into (flushes adjust that bucket). */
-    readonly second: number,
+    /** The Redis seconds its rpm and tpm counts went into (each ring's own head; flushes adjust those buckets). */
+    readonly reqSecond: number,
+    readonly tokSecond: number,
     /** performance.now() from which it admits nothing. */
     readonly deadline: number,
     grant: { reqs: number; tokens: number; slots: number; nano: number },
@@ -97,6 +101,18 @@ export class QuotaLease {
     this.slots = n(grant.slots);
     this.nano = n(grant.nano);
     this.held = this.heldAfter = Math.max(0, grant.nano);
+  }
+
+  /** Room for a request of this size: one request, a slot, these tokens and nano-USD, before the deadline. */
+  fits(tokens: number, nano: number, now: number): boolean {
+    return (
+      !this.ended &&
+      now < this.deadline &&
+      this.reqs >= 1 &&
+      this.tokens >= tokens &&
+      (this.taken < this.slots || this.spare.length > 0) &&
+      this.nano >= nano
+    );
   }
 
   hasRoom(r: Reservation, now: number): boolean {
@@ -168,7 +184,6 @@ export class QuotaLease {
     this.reqDelta = this.tokDelta = this.cost = 0;
     this.freed = '';
     this.held = this.heldAfter;
-    this.queued = false;
     return f;
   }
 }
@@ -228,6 +243,8 @@ export interface LeasedParts {
 
 export class LeaseBook {
   private readonly states: ScopeState[] = [];
+  /** The store is closing: no new lease admits anything. */
+  private closing = false;
   /** Leases with changes waiting for the flush tick. */
   private ticking: QuotaLease[] = [];
   private tick: NodeJS.Timeout | undefined;
@@ -241,7 +258,7 @@ export class LeaseBook {
         lease: undefined,
         acquiring: undefined,
         notBefore: 0,
-        windowStart: 0,
+        windowStart: -Infinity,
         count: 0,
         lastRate: 0,
         avgTokens: 0,
@@ -329,7 +346,8 @@ export class LeaseBook {
     for (const s of r.scopes) {
       const st = this.states[s.slot]!;
       const l = st.lease;
-      if ((l && l.hasRoom(r, now)) || st.acquiring || now < st.notBefore) continue;
+      // A lease too small for this request but not for the average one is kept (the request goes by script).
+      if ((l && l.fits(st.avgTokens, st.avgNano, now)) || st.acquiring || now < st.notBefore) continue;
       const rate = this.rate(st, now);
       if (rate < LEASE_MIN_RATE) continue;
       if (l) this.endLease(l);
@@ -367,6 +385,11 @@ export class LeaseBook {
     st.acquiring = undefined;
     if (!lease) {
       st.notBefore = sentAt + leftMs;
+      return;
+    }
+    if (this.closing) {
+      // Granted while the store closes: everything goes back at once.
+      this.endLease(lease);
       return;
     }
     if (st.lease) this.endLease(st.lease);
@@ -424,8 +447,22 @@ export class LeaseBook {
     }
   }
 
+  /** A flush of `l` was written: the changes made since may go. */
+  flushed(l: QuotaLease): void {
+    l.queued = false;
+    if (!l.dirty) return;
+    if (l.ended) this.flushNow(l);
+    else this.schedule(l);
+  }
+
+  /** The store is closing: leases granted from now on are ended at once. */
+  close(): void {
+    this.closing = true;
+  }
+
   /** Ends every lease and flushes every change (closing): what they hold unused goes back. */
   endAll(): void {
+    this.closing = true;
     for (const st of this.states) if (st.lease) this.endLease(st.lease);
     clearTimeout(this.tick);
     this.flushTicking();

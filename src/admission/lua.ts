@@ -201,7 +201,8 @@ return {1, 0, 0, 0, reqL, reqR, tokL, tokR, 0, 0, top, unpack(spent)}
  *       n × (rpm, tpm, conc, budget, want_reqs/s, want_tokens/s, want_nano/s, min_tokens, min_nano, want_slots)
  * KEYS: per scope its keys as for ADMIT, then the lease's state hash.
  * Returns {now_ms, left_ms, then per scope: reqs, tokens, slots, nano (-1 = no such limit,
- *          all 0 = not granted), second counted in, req_remaining, tok_remaining, spent (-1 = no budget)}.
+ *          all 0 = not granted), second counted in by rpm and by tpm, req_remaining,
+ *          tok_remaining, spent (-1 = no budget)}.
  */
 export const LEASE = `${PRELUDE}
 local now = clock()
@@ -217,21 +218,22 @@ for i = 1, n do
   a = a + 10
   local lid = id .. '.' .. i
   local ok = left >= minleft
-  local gr, gt, gs, gn, head, reqRem, tokRem, sp = -1, -1, -1, -1, sec, -1, -1, -1
+  -- Each ring counts the slice at its own head (never behind the current second).
+  local gr, gt, gs, gn, hr, ht, reqRem, tokRem, sp = -1, -1, -1, -1, sec, sec, -1, -1, -1
   local rz, tz, cz, bz, bs
   local want = math.ceil(wr * f)
   if rpm >= 0 then
     rz = KEYS[k]; k = k + 1
-    local sum, h = advance(rz, sec)
-    if h > head then head = h end
+    local sum
+    sum, hr = advance(rz, sec)
     gr = math.min(want, math.floor((rpm - sum) * frac))
     reqRem = rpm - sum
     if gr < 1 then ok = false end
   end
   if tpm >= 0 then
     tz = KEYS[k]; k = k + 1
-    local sum, h = advance(tz, sec)
-    if h > head then head = h end
+    local sum
+    sum, ht = advance(tz, sec)
     gt = math.min(math.ceil(wt * f), math.floor((tpm - sum) * frac))
     tokRem = tpm - sum
     if gt < mint or gt < 1 then ok = false end
@@ -255,14 +257,13 @@ for i = 1, n do
   if not ok then
     out[#out + 1] = 0; out[#out + 1] = 0; out[#out + 1] = 0; out[#out + 1] = 0
   else
-    -- Counted in the newest head (never behind it, as ADMIT): the flush adjusts it there.
     if rz then
-      redis.call('HINCRBY', rz, head % B, gr)
+      redis.call('HINCRBY', rz, hr % B, gr)
       redis.call('HINCRBY', rz, 's', gr)
       reqRem = reqRem - gr
     end
     if tz then
-      redis.call('HINCRBY', tz, head % B, fmt(gt))
+      redis.call('HINCRBY', tz, ht % B, fmt(gt))
       redis.call('HINCRBY', tz, 's', fmt(gt))
       tokRem = tokRem - gt
     end
@@ -277,11 +278,11 @@ for i = 1, n do
       redis.call('PEXPIRE', bs, keep + 1000)
     end
     -- q: the last flush applied; the grant itself, for undoing it if its reply was lost.
-    redis.call('HSET', st, 'q', 0, 'r', gr, 't', fmt(gt), 's', gs, 'n', fmt(gn), 'h', head)
+    redis.call('HSET', st, 'q', 0, 'r', gr, 't', fmt(gt), 's', gs, 'n', fmt(gn), 'hr', hr, 'ht', ht)
     redis.call('PEXPIRE', st, keep + 60000)
     out[#out + 1] = gr; out[#out + 1] = gt; out[#out + 1] = gs; out[#out + 1] = gn
   end
-  out[#out + 1] = head; out[#out + 1] = reqRem; out[#out + 1] = tokRem; out[#out + 1] = sp
+  out[#out + 1] = hr; out[#out + 1] = ht; out[#out + 1] = reqRem; out[#out + 1] = tokRem; out[#out + 1] = sp
 end
 return out
 `;
@@ -303,8 +304,8 @@ return out
  *       n × (rpm, tpm, conc, budget, spend_expire_at_ms)
  *       (second: the one the admit counted tokens in, -1 if unknown)
  *       Mode 4 (a quota lease's flush, one scope) has its own layout after n_keys, id, mode:
- *       seq, second, requests_delta, tokens_delta, slots_freed ('3,5-9'), nano_held, nano_held_after,
- *       cost_nano, then the scope's (rpm, tpm, conc, budget, spend_expire_at_ms).
+ *       seq, first, rpm_second, tpm_second, requests_delta, tokens_delta, slots_freed ('3,5-9'),
+ *       nano_held, nano_held_after, cost_nano, then the scope's (rpm, tpm, conc, budget, spend_expire_at_ms).
  * KEYS: per op, its scopes' keys as for ADMIT (n_keys of them), then, for mode 3 only, its
  *       marker, and for mode 4 the lease's state hash.
  * Returns, per op and per budget scope: spent after (-1 if nothing committed), bitmask of thresholds fired now.
@@ -387,33 +388,35 @@ for o = 1, tonumber(ARGV[nth + 2]) do
   else
     -- mode 4: a quota lease's changes since its last flush (see LEASE). The lease's state
     -- hash remembers the last flush applied, so a replayed one changes nothing twice.
-    local seq, sec, reqD, tokD, slots, held, nheld, cost = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6]), ARGV[a + 7], ARGV[a + 8], ARGV[a + 9], valid(ARGV[a + 10]) or 0
-    local rpm, tpm, conc, bud, exp = tonumber(ARGV[a + 11]), tonumber(ARGV[a + 12]), tonumber(ARGV[a + 13]), tonumber(ARGV[a + 14]), tonumber(ARGV[a + 15])
+    local seq, first, rsec, tsec = tonumber(ARGV[a + 3]), ARGV[a + 4] == '1', tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])
+    local reqD, tokD, slots, held, nheld, cost = tonumber(ARGV[a + 7]), tonumber(ARGV[a + 8]), ARGV[a + 9], ARGV[a + 10], ARGV[a + 11], valid(ARGV[a + 12]) or 0
+    local rpm, tpm, conc, bud, exp = tonumber(ARGV[a + 13]), tonumber(ARGV[a + 14]), tonumber(ARGV[a + 15]), tonumber(ARGV[a + 16]), tonumber(ARGV[a + 17])
     local nk, id = tonumber(ARGV[a]), ARGV[a + 1]
     local st = KEYS[k + nk - 1]
     local last = redis.call('HGET', st, 'q')
-    local fresh = seq > tonumber(last or '0')
+    -- A hash that expired (a flush more than 16 min after the last one): as for a settle whose
+    -- reservation expired, only a first send applies (a replay may have been applied already).
+    local fresh = (last and seq > tonumber(last)) or (not last and first)
     if slots == '*' then
       -- Undo a grant the gateway never heard of, if it was made and nothing flushed since.
-      local g = redis.call('HMGET', st, 'r', 't', 's', 'n', 'h')
+      local g = redis.call('HMGET', st, 'r', 't', 's', 'n', 'hr', 'ht')
       fresh = last == '0' and g[5] ~= false
       slots = ''
       if fresh then
-        sec, reqD, tokD, held, nheld, cost = tonumber(g[5]), -tonumber(g[1]), -tonumber(g[2]), g[4], '0', 0
+        rsec, tsec, reqD, tokD, held, nheld, cost = tonumber(g[5]), tonumber(g[6]), -tonumber(g[1]), -tonumber(g[2]), g[4], '0', 0
         if tonumber(g[3]) > 0 then slots = '1-' .. g[3] end
       end
     end
     if fresh then
       redis.call('HSET', st, 'q', seq)
-      -- Normally the lease's own TTL (set by LEASE) stands; a hash that had expired gets one.
-      if not last then redis.call('PEXPIRE', st, 960000) end
+      redis.call('PEXPIRE', st, 960000)
     end
     if rpm >= 0 then
-      if fresh then adjust(KEYS[k], sec, reqD) end
+      if fresh then adjust(KEYS[k], rsec, reqD) end
       k = k + 1
     end
     if tpm >= 0 then
-      if fresh then adjust(KEYS[k], sec, tokD) end
+      if fresh then adjust(KEYS[k], tsec, tokD) end
       k = k + 1
     end
     if conc >= 0 then
@@ -441,7 +444,7 @@ for o = 1, tonumber(ARGV[nth + 2]) do
       end
       if fresh and cost > 0 then commit(sk, cost, exp, bud) else out[#out + 1] = -1; out[#out + 1] = 0 end
     end
-    k, a = k + 1, a + 16
+    k, a = k + 1, a + 18
   end
 end
 return out

@@ -109,6 +109,8 @@ export class RedisStore implements Store {
   /** Names this gateway's leases fleet-wide. */
   private readonly leaseIds = randomBytes(6).toString('base64url');
   private leaseSeq = 0;
+  /** LEASE scripts in flight (close() waits for them, so that no grant outlives the store). */
+  private readonly acquiring = new Set<Promise<void>>();
 
   constructor(private readonly o: RedisStoreOptions) {
     this.timeoutMs = o.commandTimeoutMs ?? 1_000;
@@ -384,15 +386,15 @@ export class RedisStore implements Store {
     }
     const sent = performance.now();
     const book = this.leases!;
-    this.call(SCRIPTS.lease, keys, args)
+    const p: Promise<void> = this.call(SCRIPTS.lease, keys, args)
       .then(
         (reply) => {
           const rep = reply as number[];
           const left = rep[1]!;
           const deadline = LeaseBook.deadline(sent, left);
           scopes.forEach((s, i) => {
-            const o = 2 + i * 8;
-            const spent = rep[o + 7]!;
+            const o = 2 + i * 9;
+            const spent = rep[o + 8]!;
             if (spent >= 0) this.noteSpent(s, at, spent);
             // Granted limits are >= 1 (or -1: none); a scope not granted answers 0 for all.
             const lease =
@@ -402,10 +404,11 @@ export class RedisStore implements Store {
                     `${id}.${i + 1}`,
                     s,
                     rep[o + 4]!,
+                    rep[o + 5]!,
                     deadline,
                     { reqs: rep[o]!, tokens: rep[o + 1]!, slots: rep[o + 2]!, nano: rep[o + 3]! },
-                    rep[o + 5]!,
                     rep[o + 6]!,
+                    rep[o + 7]!,
                   );
             book.granted(s, lease, sent, left);
           });
@@ -426,7 +429,11 @@ export class RedisStore implements Store {
         this.logger.error({ err: e }, 'quota lease grant could not be taken');
       })
       // The requests waiting for these leases go on (against them, or by script).
-      .finally(() => acq.resolve());
+      .finally(() => {
+        this.acquiring.delete(p);
+        acq.resolve();
+      });
+    this.acquiring.add(p);
   }
 
   private leaseKey(id: string): string {
@@ -443,7 +450,9 @@ export class RedisStore implements Store {
       op.r.id,
       '4',
       String(f.seq),
-      String(op.lease?.second ?? -1),
+      op.first ? '1' : '0',
+      String(op.lease?.reqSecond ?? -1),
+      String(op.lease?.tokSecond ?? -1),
       String(f.reqDelta),
       String(f.tokDelta),
       f.freed,
@@ -488,6 +497,7 @@ export class RedisStore implements Store {
     const reply = (await this.call(SCRIPTS.settle, keys, args)) as number[];
     let j = 0;
     for (const op of ops) {
+      if (op.lease) this.leases!.flushed(op.lease);
       for (const s of op.r.scopes) {
         if (!s.budget) continue;
         const spent = reply[j]!;
@@ -532,8 +542,17 @@ export class RedisStore implements Store {
   }
 
   async close(): Promise<void> {
-    // What the leases hold unused goes back with the last flushes.
-    this.leases?.endAll();
+    if (this.leases) {
+      // Grants still on their way are ended as they arrive; then what every lease holds unused
+      // goes back with the last flushes.
+      this.leases.close();
+      if (this.acquiring.size > 0) {
+        let t: NodeJS.Timeout | undefined;
+        await Promise.race([Promise.all(this.acquiring), new Promise<void>((r) => (t = setTimeout(r, 2_000)))]);
+        clearTimeout(t);
+      }
+      this.leases.endAll();
+    }
     this.settles.stop(false);
     // Last chance for waiting and queued settles; whatever cannot be written now
     // expires with its lease.

@@ -5,6 +5,8 @@
 // fits; slots and reservations all come back; a grant whose reply was lost is undone.
 import { afterAll, describe, expect, it } from 'vitest';
 import pino from 'pino';
+import { Redis } from 'ioredis';
+import { LEASE } from '../../src/admission/lua.js';
 import { RedisStore } from '../../src/admission/redis.js';
 import { ScopeTable, toNano } from '../../src/admission/scopes.js';
 import type { Reservation, Verdict } from '../../src/admission/store.js';
@@ -51,6 +53,18 @@ afterAll(async () => {
   await Promise.all(stores.map((s) => s.close()));
   await flushPrefix(REDIS_URL, PREFIX);
 });
+
+/** Waits, if need be, until the Redis clock is less than 500 ms into a second. */
+async function earlyInASecond(): Promise<void> {
+  const c = new Redis(REDIS_URL);
+  try {
+    const [, us] = await c.time();
+    const ms = Number(us) / 1000;
+    if (ms > 500) await new Promise((res) => setTimeout(res, 1_010 - ms));
+  } finally {
+    c.disconnect();
+  }
+}
 
 let n = 0;
 const reservation = (scope: S, tokens: number, nano: number): Reservation => ({
@@ -184,6 +198,8 @@ describe('leased quota: a grant whose reply was lost', () => {
       granted(s, undefined, ...rest);
     };
     const [before] = await g.usage([scope]);
+    // A grant needs 100 ms of the Redis second left: start early in one.
+    await earlyInASecond();
     // Busy enough to ask for a lease: 40 admits at once (the ones not leased go by script).
     const rs = Array.from({ length: 40 }, () => reservation(scope, 100, toNano(0.002)));
     const vs = await Promise.all(rs.map((r) => g.admit(r)));
@@ -209,5 +225,99 @@ describe('leased quota: a grant whose reply was lost', () => {
     await exec(ops());
     const [after] = await g.usage([scope]);
     expect(after).toMatchObject({ rpmUsed: before!.rpmUsed + 40, tpmUsed: before!.tpmUsed + 40 * 100, inUse: 0, reservedNano: 0 });
+  });
+});
+
+describe('leased quota: the scripts on their own', () => {
+  it("counts a rate slice in each ring's own head, so a ring behind another keeps it for the whole window", async () => {
+    const r = new Redis(REDIS_URL);
+    const rz = `${PREFIX}heads:rpm:b`;
+    const tz = `${PREFIX}heads:tpm:b`;
+    const st = `${PREFIX}lease:heads.1`;
+    try {
+      await earlyInASecond();
+      const sec = Number((await r.time())[0]);
+      // The tpm ring 3 s ahead of Redis' clock (a failover to a slower clock); no rpm ring yet.
+      await r.hset(tz, 'h', sec + 3, 's', 0);
+      // One scope: rpm 100, tpm 1,000,000; wants 100 requests/s, 100,000 tokens/s, 8 slots.
+      const out = (await r.eval(
+        LEASE,
+        3,
+        rz,
+        tz,
+        st,
+        'heads',
+        '900000',
+        '0',
+        '0.25',
+        '1',
+        '100',
+        '1000000',
+        '-1',
+        '-1',
+        '100',
+        '100000',
+        '0',
+        '1',
+        '0',
+        '8',
+      )) as number[];
+      const granted = out[2]!;
+      expect(granted).toBeGreaterThan(0);
+      expect(out[6]).toBe(sec); // rpm counted at its own head
+      expect(out[7]).toBe(sec + 3); // tpm at its own
+      // Later, when the rpm ring has moved on: the slice still counts (it would have vanished
+      // from a bucket of the other ring's second).
+      await new Promise((res) => setTimeout(res, 4_100));
+      const again = (await r.eval(
+        LEASE,
+        3,
+        rz,
+        tz,
+        st,
+        'heads2',
+        '900000',
+        '0',
+        '0.25',
+        '1',
+        '100',
+        '1000000',
+        '-1',
+        '-1',
+        '1',
+        '1',
+        '0',
+        '1',
+        '0',
+        '1',
+      )) as number[];
+      expect(again[8]! + (again[2]! > 0 ? again[2]! : 0)).toBe(100 - granted);
+    } finally {
+      await r.del(rz, tz, st, `${PREFIX}lease:heads2.1`);
+      r.disconnect();
+    }
+  }, 15_000);
+
+  it('a flush whose lease state has expired applies only on its first send: a replay never commits twice', async () => {
+    const g = gateway();
+    await g.usage([undoScope]);
+    const exec = (g as unknown as { exec(ops: object[]): Promise<void> }).exec.bind(g);
+    const flush = (seq: number) => ({ seq, reqDelta: 0, tokDelta: 0, freed: '', held: 0, heldAfter: 0, cost: toNano(0.01) });
+    const op = (id: string, seq: number, first: boolean) => ({
+      mode: 4,
+      r: { id, scopes: [undoScope], tokens: 0, nano: 0 },
+      u: { tokens: 0, costNano: 0 },
+      at: Date.now(),
+      first,
+      flush: flush(seq),
+    });
+    const [before] = await g.usage([undoScope]);
+    // A replay (may have run before) of a lease whose state hash is gone: nothing.
+    await exec([op('gone.1', 3, false)]);
+    expect((await g.usage([undoScope]))[0]!.spentNano).toBe(before!.spentNano);
+    // A first send: applied, once, and its replay is recognised.
+    await exec([op('gone.2', 3, true)]);
+    await exec([op('gone.2', 3, false)]);
+    expect((await g.usage([undoScope]))[0]!.spentNano).toBe(before!.spentNano + toNano(0.01));
   });
 });
