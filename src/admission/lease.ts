@@ -343,6 +343,7 @@ export class LeaseBook {
     let scopes: Scope[] | undefined;
     let wants: LeaseWant[] | undefined;
     let acq: Acquisition | undefined;
+    if (this.closing) return;
     for (const s of r.scopes) {
       const st = this.states[s.slot]!;
       const l = st.lease;

@@ -505,7 +505,12 @@ export class RedisStore implements Store {
         j += 2;
         if (spent < 0) continue;
         this.noteSpent(s, op.at, spent);
-        this.o.onSpend(s, spent, mask ? this.o.thresholds.filter((_, i) => mask & (1 << i)) : NONE);
+        // The script has run: a listener's failure must not make these operations look unwritten (and replayed).
+        try {
+          this.o.onSpend(s, spent, mask ? this.o.thresholds.filter((_, i) => mask & (1 << i)) : NONE);
+        } catch (e) {
+          this.logger.error({ err: e }, 'budget spend listener failed');
+        }
       }
     }
   }

@@ -125,7 +125,11 @@ export class SettleBatch {
   enqueue(op: PendingOp): void {
     if (this.closed) return;
     if (this.pending.length >= MAX_PENDING) {
-      const dropped = this.pending.shift()!;
+      // The oldest settle goes (its reservation's expiry frees it); a lease's flush is kept,
+      // since the lease sends nothing more until it is written.
+      const i = this.pending.findIndex((o) => o.mode !== Mode.Lease);
+      const dropped = this.pending.splice(Math.max(i, 0), 1)[0]!;
+      if (dropped.lease) dropped.lease.queued = false;
       this.d.logger.error(
         { store: 'redis', reservation: dropped.r.id },
         'too many operations waiting for the state store: dropping the oldest (its lease will expire)',
@@ -169,7 +173,8 @@ export class SettleBatch {
       this.draining = false;
       if (this.pending.length > 0) this.scheduleDrain();
     }
-    await Promise.all(this.inflight);
+    // A reply may submit more (a lease's next flush waits for the one before it): wait for those too.
+    while (this.inflight.size > 0) await Promise.all(this.inflight);
   }
 
   /** Stops the replay timer; `final` also stops queueing (what is not written then expires with its lease). */

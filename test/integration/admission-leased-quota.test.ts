@@ -23,6 +23,7 @@ const table = new ScopeTable({
     { name: 'usd', budget: { usd: 1, period: 'day' } },
     { name: 'all', limits: { rpm: 400, tpm: 1_000_000, concurrency: 50 }, budget: { usd: 100, period: 'day' } },
     { name: 'undo', limits: { rpm: 4_000, tpm: 1_000_000, concurrency: 1_000 }, budget: { usd: 100, period: 'day' } },
+    { name: 'close', limits: { rpm: 100_000, tpm: 10_000_000, concurrency: 1_000 }, budget: { usd: 100, period: 'day' } },
   ] as never,
   users: {},
   teams: {},
@@ -30,7 +31,7 @@ const table = new ScopeTable({
   global: undefined,
 });
 type S = NonNullable<(typeof table.all)[0]>;
-const [rpmScope, tpmScope, concScope, usdScope, allScope, undoScope] = table.all as [S, S, S, S, S, S];
+const [rpmScope, tpmScope, concScope, usdScope, allScope, undoScope, closeScope] = table.all as [S, S, S, S, S, S, S];
 const stores: RedisStore[] = [];
 
 function gateway(opts: { commandTimeoutMs?: number } = {}): RedisStore {
@@ -319,5 +320,57 @@ describe('leased quota: the scripts on their own', () => {
     await exec([op('gone.2', 3, true)]);
     await exec([op('gone.2', 3, false)]);
     expect((await g.usage([undoScope]))[0]!.spentNano).toBe(before!.spentNano + toNano(0.01));
+  });
+});
+
+describe('leased quota: closing', () => {
+  /** What a closed store left held in Redis for scope `name`: slots and budget members of leases. */
+  async function leftHeld(name: string) {
+    const c = new Redis(REDIS_URL);
+    try {
+      await new Promise((r) => setTimeout(r, 200));
+      const base = `${PREFIX}key:${name}:`;
+      return {
+        slots: (await c.zrange(`${base}conc`, 0, -1)).filter((m) => m.includes('#')),
+        budget: (await c.zrange(`${base}reserved`, 0, -1)).filter((m) => /\.\d+\.\d+:/.test(m)),
+      };
+    } finally {
+      c.disconnect();
+    }
+  }
+
+  it('returns every lease, also one whose earlier flush is still unanswered when close() begins', async () => {
+    const g = gateway();
+    await g.usage([closeScope]);
+    await earlyInASecond();
+    let leased: Reservation | undefined;
+    for (let i = 0; i < 20 && !leased; i++) {
+      const r = reservation(closeScope, 100, 1_000);
+      const v = await g.admit(r);
+      expect(v.ok).toBe(true);
+      if (r.leased) leased = r;
+      else g.settle(r, { tokens: 100, costNano: 1_000 });
+    }
+    expect(leased).toBeDefined();
+    // A settle and its flush sent now (as the 50 ms tick would): one flush in flight as close() begins.
+    g.settle(leased!, { tokens: 80, costNano: 700 });
+    (g as unknown as { leases: { flushTicking(): void } }).leases.flushTicking();
+    await g.close();
+    expect(await leftHeld('close')).toEqual({ slots: [], budget: [] });
+  });
+
+  it('starts no lease once close() has begun (an admit that comes late goes by script)', async () => {
+    const g = gateway();
+    await g.usage([closeScope]);
+    for (let i = 0; i < 5; i++) {
+      const r = reservation(closeScope, 100, 1_000);
+      expect((await g.admit(r)).ok).toBe(true);
+      g.settle(r, { tokens: 100, costNano: 1_000 });
+    }
+    const closing = g.close();
+    const late = g.admit(reservation(closeScope, 100, 1_000));
+    await Promise.resolve(late).catch(() => undefined);
+    await closing;
+    expect(await leftHeld('close')).toEqual({ slots: [], budget: [] });
   });
 });

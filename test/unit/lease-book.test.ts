@@ -5,6 +5,9 @@ import { describe, expect, it } from 'vitest';
 import { LeaseBook, QuotaLease, type LeaseWant } from '../../src/admission/lease.js';
 import { ScopeTable } from '../../src/admission/scopes.js';
 import { newVerdict, type Reservation } from '../../src/admission/store.js';
+import { SettleBatch, type PendingOp } from '../../src/admission/settle-batch.js';
+import { Metrics } from '../../src/telemetry/metrics.js';
+import pino from 'pino';
 
 const table = new ScopeTable({
   keys: [{ name: 'k', limits: { rpm: 100_000, tpm: 10_000_000, concurrency: 100 }, budget: { usd: 100, period: 'day' } }] as never,
@@ -98,5 +101,51 @@ describe('LeaseBook', () => {
     expect(flushes).toEqual([l]);
     expect(l.snapshot()).toMatchObject({ reqDelta: -50, heldAfter: 0, freed: '1-10' });
     expect(b.admit(res(), newVerdict())).toBeUndefined();
+  });
+
+  it('keeps a lease flush when a long outage fills the replay queue: the oldest settle goes instead', async () => {
+    let up = false;
+    const sent: PendingOp[] = [];
+    // The book's flushes go to the batch (made below: nothing is flushed before then).
+    const b: LeaseBook = new LeaseBook(table.all.length, {
+      acquire: () => undefined,
+      flush: (l) => batch.submit({ mode: 4, r: res(), u: { tokens: 0, costNano: 0 }, at: 0, first: true, lease: l }),
+    });
+    const batch = new SettleBatch({
+      exec: (ops) => {
+        for (const op of ops)
+          if (op.lease) {
+            op.flush ??= op.lease.snapshot();
+            sent.push(op);
+            b.flushed(op.lease);
+          }
+        return Promise.resolve();
+      },
+      available: () => up,
+      logger: pino({ level: 'silent' }),
+      metrics: new Metrics({ defaultMetrics: false }),
+    });
+    b.admit(res(), newVerdict());
+    b.admit(res(), newVerdict());
+    const l = lease('a.1');
+    b.granted(scope, l, performance.now(), 900);
+    const r1 = res();
+    const p1 = b.admit(r1, newVerdict())!;
+    const r2 = res();
+    const p2 = b.admit(r2, newVerdict())!;
+    b.settle(r1, p1, { tokens: 100, costNano: 500 }); // Redis away: its flush queues
+    await new Promise((r) => setTimeout(r, 80));
+    expect(l.queued).toBe(true);
+    for (let i = 0; i < 100_000; i++) batch.enqueue({ mode: 1, r: res(), u: { tokens: 0, costNano: 0 }, at: 0, first: true });
+    expect(batch.pendingOps).toBe(100_000);
+    up = true;
+    b.settle(r2, p2, { tokens: 100, costNano: 700 });
+    b.endAll();
+    await batch.drain();
+    batch.stop(true);
+    // The lease's flush was kept and written; frozen when first sent, it carries both costs and the end.
+    expect(sent.map((o) => o.flush!.seq)).toEqual([1]);
+    expect(sent[0]!.flush).toMatchObject({ cost: 1_200, reqDelta: -48, heldAfter: 0, freed: '1,2,3-10' });
+    expect(l.queued).toBe(false);
   });
 });
