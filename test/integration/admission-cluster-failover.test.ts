@@ -7,15 +7,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, budgetOf, privateCluster, type RedisCluster, simModelYaml } from './admission-support.js';
-import { openaiClient } from '../helpers/gateway.js';
+import {
+  ADMIN_TOKEN,
+  carriesOnAfterFailover,
+  FAILOVER_KEY_YAML,
+  privateCluster,
+  type RedisCluster,
+  simModelYaml,
+  spendBeforeFailover,
+} from './admission-support.js';
 import { requireBuild, spawnGateway, type GatewayProcess } from '../helpers/process.js';
-import { eventually } from '../helpers/wait.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'admission-failover-'));
 let cluster: RedisCluster | undefined;
 let gateway: GatewayProcess | undefined;
-const CENT = { model: 'm', max_tokens: 10, messages: [{ role: 'user' as const, content: 'hi' }] };
 
 beforeAll(async () => {
   requireBuild();
@@ -28,8 +33,7 @@ beforeAll(async () => {
 admin_token: ${ADMIN_TOKEN}
 state: { store: redis, redis_url: "${cluster.url}", redis_prefix: "llmgw:", redis_timeout_ms: 1000, on_store_error: closed }
 ${simModelYaml(5, 1)}
-keys:
-  - { key: k-fo, name: fo, limits: { rpm: 10000 }, budget: { usd: 10, period: day } }
+${FAILOVER_KEY_YAML}
 `,
   );
   gateway = await spawnGateway(file);
@@ -63,9 +67,7 @@ async function slotOwner(c: Cluster): Promise<{ master: number; replica: number 
 
 describe('admission on a Redis Cluster whose master fails over', () => {
   it('carries on against the promoted replica, with the spend it had', async () => {
-    const client = openaiClient(gateway!, 'k-fo');
-    for (let i = 0; i < 5; i++) await client.chat.completions.create(CENT);
-    await eventually(async () => expect(await budgetOf(gateway!.url, 'key', 'fo')).toMatchObject({ spend_usd: 0.05, reserved_usd: 0 }));
+    await spendBeforeFailover(gateway!);
 
     const c = new Cluster(cluster!.ports.map((port) => ({ host: '127.0.0.1', port })));
     let owner: { master: number; replica: number };
@@ -81,21 +83,7 @@ describe('admission on a Redis Cluster whose master fails over', () => {
     await cluster!.kill(owner.master);
 
     // While the replica is being promoted the store is unreachable (on_store_error: closed → 503).
-    let served = 0;
-    await eventually(
-      async () => {
-        await client.chat.completions.create(CENT, { maxRetries: 0 });
-        served++;
-      },
-      30_000,
-      250,
-    );
-    for (let i = 0; i < 3; i++) await client.chat.completions.create(CENT);
-    served += 3;
-    await eventually(async () =>
-      expect(await budgetOf(gateway!.url, 'key', 'fo')).toMatchObject({ spend_usd: (5 + served) / 100, reserved_usd: 0 }),
-    );
-    expect((await fetch(`${gateway!.url}/readyz`)).status).toBe(200);
+    await carriesOnAfterFailover(gateway!);
     // It is the replica that serves now.
     const c2 = new Cluster([{ host: '127.0.0.1', port: owner.replica }]);
     try {

@@ -7,8 +7,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, budgetOf, privateRedis, type RedisServer, simModelYaml } from './admission-support.js';
-import { openaiClient } from '../helpers/gateway.js';
+import {
+  ADMIN_TOKEN,
+  carriesOnAfterFailover,
+  FAILOVER_KEY_YAML,
+  privateRedis,
+  type RedisServer,
+  simModelYaml,
+  spendBeforeFailover,
+} from './admission-support.js';
 import { freePort } from '../helpers/net.js';
 import { requireBuild, spawnGateway, startRedisServer, type GatewayProcess, type Started } from '../helpers/process.js';
 import { eventually } from '../helpers/wait.js';
@@ -19,7 +26,6 @@ let replica: Started | undefined;
 let replicaPort = 0;
 let sentinel: Started | undefined;
 let gateway: GatewayProcess | undefined;
-const CENT = { model: 'm', max_tokens: 10, messages: [{ role: 'user' as const, content: 'hi' }] };
 
 async function withRedis<T>(port: number, fn: (c: Redis) => Promise<T>): Promise<T> {
   const c = new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: 1 });
@@ -80,8 +86,7 @@ beforeAll(async () => {
 admin_token: ${ADMIN_TOKEN}
 state: { store: redis, redis_url: "redis+sentinel://127.0.0.1:${port}/gwmaster", redis_timeout_ms: 1000, on_store_error: closed }
 ${simModelYaml(5, 1)}
-keys:
-  - { key: k-fo, name: fo, limits: { rpm: 10000 }, budget: { usd: 10, period: day } }
+${FAILOVER_KEY_YAML}
 `,
   );
   gateway = await spawnGateway(file);
@@ -97,29 +102,14 @@ afterAll(async () => {
 
 describe('admission through Redis Sentinel across a failover', () => {
   it('carries on against the promoted replica, with the spend it had', async () => {
-    const client = openaiClient(gateway!, 'k-fo');
-    for (let i = 0; i < 5; i++) await client.chat.completions.create(CENT);
-    await eventually(async () => expect(await budgetOf(gateway!.url, 'key', 'fo')).toMatchObject({ spend_usd: 0.05, reserved_usd: 0 }));
+    await spendBeforeFailover(gateway!);
     // The spend is on the replica before the master dies (replication is asynchronous).
     expect(await withRedis(master!.port, (c) => c.call('WAIT', '1', '5000'))).toBe(1);
     await master!.kill();
 
     // The sentinel calls the master down after 1 s and promotes the replica; meanwhile 503s.
-    let served = 0;
-    await eventually(
-      async () => {
-        await client.chat.completions.create(CENT, { maxRetries: 0 });
-        served++;
-      },
-      30_000,
-      250,
-    );
-    for (let i = 0; i < 3; i++) await client.chat.completions.create(CENT);
-    served += 3;
-    await eventually(async () =>
-      expect(await budgetOf(gateway!.url, 'key', 'fo')).toMatchObject({ spend_usd: (5 + served) / 100, reserved_usd: 0 }),
-    );
+    await carriesOnAfterFailover(gateway!);
+    // It is the replica that serves now.
     expect(await withRedis(replicaPort, (c) => c.call('ROLE'))).toEqual(expect.arrayContaining(['master']));
-    expect((await fetch(`${gateway!.url}/readyz`)).status).toBe(200);
   }, 60_000);
 });

@@ -251,6 +251,42 @@ export function leasedLimitTests(fleet: () => GatewayProcess[]): void {
   });
 }
 
+/** The failover tests' key: a $10 daily budget, rpm far out of reach. */
+export const FAILOVER_KEY_YAML = `keys:
+  - { key: k-fo, name: fo, limits: { rpm: 10000 }, budget: { usd: 10, period: day } }`;
+const FAILOVER_ASK = { model: 'm', max_tokens: 10, messages: [{ role: 'user' as const, content: 'hi' }] };
+
+/** Five $0.01 requests with key k-fo, and their spend in Redis. */
+export async function spendBeforeFailover(g: GatewayProcess): Promise<void> {
+  const client = openaiClient(g, 'k-fo');
+  for (let i = 0; i < 5; i++) await client.chat.completions.create(FAILOVER_ASK);
+  await eventually(async () => expect(await budgetOf(g.url, 'key', 'fo')).toMatchObject({ spend_usd: 0.05, reserved_usd: 0 }));
+}
+
+/**
+ * After the store's master was killed: requests until one is admitted again (503s meanwhile,
+ * on_store_error: closed), three more, and the budget then holds exactly the five from
+ * before plus what was served; the gateway is ready.
+ */
+export async function carriesOnAfterFailover(g: GatewayProcess): Promise<void> {
+  const client = openaiClient(g, 'k-fo');
+  let served = 0;
+  await eventually(
+    async () => {
+      await client.chat.completions.create(FAILOVER_ASK, { maxRetries: 0 });
+      served++;
+    },
+    30_000,
+    250,
+  );
+  for (let i = 0; i < 3; i++) await client.chat.completions.create(FAILOVER_ASK);
+  served += 3;
+  await eventually(async () =>
+    expect(await budgetOf(g.url, 'key', 'fo')).toMatchObject({ spend_usd: (5 + served) / 100, reserved_usd: 0 }),
+  );
+  expect((await fetch(`${g.url}/readyz`)).status).toBe(200);
+}
+
 export interface RedisCluster {
   ports: number[];
   /** redis+cluster://127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3 */
