@@ -160,6 +160,29 @@ export const fleetKeysYaml = (team?: string): string => {
 
 const ONE_CENT = { model: 'm', max_tokens: 10 };
 
+/** 300 concurrent $0.01 requests with `key`, spread over the fleet; none fails otherwise than by a refusal. */
+async function burst(gateways: GatewayProcess[], key: string): Promise<BatchResult> {
+  const r = await batch(
+    gateways.map((g) => openaiClient(g, key)),
+    300,
+    ONE_CENT,
+  );
+  expect(r.other.map((e) => String(e))).toEqual([]);
+  return r;
+}
+
+/** What /admin/limits says scope `name` has used of its rpm. */
+async function rpmUsed(g: GatewayProcess, name: string): Promise<number> {
+  const limits = await admin<{ scopes: Array<{ name: string; rpm: { used: number } }> }>(g.url, 'limits');
+  return limits.body.scopes.find((s) => s.name === name)!.rpm.used;
+}
+
+/** Every gateway reports the key's $1.00 budget spent exactly, nothing reserved (settles are written after the response). */
+async function spentExactlyOneDollar(gateways: GatewayProcess[]): Promise<void> {
+  for (const g of gateways)
+    await eventually(async () => expect(await budgetOf(g.url, 'key', 'dollar')).toMatchObject({ spend_usd: 1, reserved_usd: 0 }));
+}
+
 /**
  * What a fleet sharing one store must hold exactly, whatever the store: rpm 100 and a $1.00
  * budget under 300 concurrent requests spread over every gateway (keys of fleetKeysYaml).
@@ -167,31 +190,18 @@ const ONE_CENT = { model: 'm', max_tokens: 10 };
 export function sharedLimitTests(fleet: () => GatewayProcess[]): void {
   it('rpm 100 shared by three gateways under 300 concurrent requests admits exactly 100', async () => {
     const gateways = fleet();
-    const r = await batch(
-      gateways.map((g) => openaiClient(g, 'k-rpm')),
-      300,
-      ONE_CENT,
-    );
-    expect(r.other.map((e) => String(e))).toEqual([]);
+    const r = await burst(gateways, 'k-rpm');
     expect(r.ok).toBe(100);
     expect(r.rateLimited).toBe(200);
-    const limits = await admin<{ scopes: Array<{ name: string; rpm: { used: number } }> }>(gateways[1]!.url, 'limits');
-    expect(limits.body.scopes.find((s) => s.name === 'rpm100')!.rpm.used).toBe(100);
+    expect(await rpmUsed(gateways[1]!, 'rpm100')).toBe(100);
   });
 
   it('a $1.00 budget shared by three gateways under 300 concurrent $0.01 requests admits exactly 100, spend = $1.00, nothing left reserved', async () => {
     const gateways = fleet();
-    const r = await batch(
-      gateways.map((g) => openaiClient(g, 'k-dollar')),
-      300,
-      ONE_CENT,
-    );
-    expect(r.other.map((e) => String(e))).toEqual([]);
+    const r = await burst(gateways, 'k-dollar');
     expect(r.ok).toBe(100);
     expect(r.quota).toBe(200);
-    // Settles are written after the response has ended (group-committed, off the request path).
-    for (const g of gateways)
-      await eventually(async () => expect(await budgetOf(g.url, 'key', 'dollar')).toMatchObject({ spend_usd: 1, reserved_usd: 0 }));
+    await spentExactlyOneDollar(gateways);
   });
 }
 
@@ -218,36 +228,24 @@ export function leasedLimitTests(fleet: () => GatewayProcess[]): void {
 
   it('rpm 100 with leases: the burst admits at most 100, and asking on until refused makes it exactly 100', async () => {
     const gateways = fleet();
-    const r = await batch(
-      gateways.map((g) => openaiClient(g, 'k-rpm')),
-      300,
-      ONE_CENT,
-    );
-    expect(r.other.map((e) => String(e))).toEqual([]);
+    const r = await burst(gateways, 'k-rpm');
     expect(r.ok).toBeLessThanOrEqual(100);
     expect(r.ok + r.rateLimited).toBe(300);
     // The leases end with their Redis second; what they did not use is back within the next.
     await new Promise((res) => setTimeout(res, 1_100));
     const more = await untilRefused(gateways[2]!, 'k-rpm');
     expect(r.ok + more).toBe(100);
-    const limits = await admin<{ scopes: Array<{ name: string; rpm: { used: number } }> }>(gateways[1]!.url, 'limits');
-    expect(limits.body.scopes.find((s) => s.name === 'rpm100')!.rpm.used).toBe(100);
+    expect(await rpmUsed(gateways[1]!, 'rpm100')).toBe(100);
   });
 
   it('a $1.00 budget with leases: the burst never spends over $1.00, and asking on spends exactly $1.00, nothing left reserved', async () => {
     const gateways = fleet();
-    const r = await batch(
-      gateways.map((g) => openaiClient(g, 'k-dollar')),
-      300,
-      ONE_CENT,
-    );
-    expect(r.other.map((e) => String(e))).toEqual([]);
+    const r = await burst(gateways, 'k-dollar');
     expect(r.ok).toBeLessThanOrEqual(100);
     await new Promise((res) => setTimeout(res, 1_100));
     const more = await untilRefused(gateways[0]!, 'k-dollar');
     expect(r.ok + more).toBe(100);
-    for (const g of gateways)
-      await eventually(async () => expect(await budgetOf(g.url, 'key', 'dollar')).toMatchObject({ spend_usd: 1, reserved_usd: 0 }));
+    await spentExactlyOneDollar(gateways);
   });
 }
 
