@@ -307,28 +307,22 @@ export function evaluate(results) {
       'ratio',
       cpuNote(g, 0.85),
     );
-    const gr = f['gateway+features(redis)'];
-    if (gr)
-      add(
-        'throughput_redis',
-        'throughput: gateway with all features (redis store) / bare proxy req/s',
-        gr.vs_bare,
-        0.7,
-        gr.vs_bare >= 0.7,
-        'ratio',
-        cpuNote(gr, 0.7),
-      );
-    const gl = f['gateway+features(redis,leased)'];
-    if (gl)
-      add(
-        'throughput_redis_leased',
-        'throughput: gateway with all features (redis store, leased quota) / bare proxy req/s',
-        gl.vs_bare,
-        0.7,
-        gl.vs_bare >= 0.7,
-        'ratio',
-        cpuNote(gl, 0.7),
-      );
+    for (const [target, id, what] of [
+      ['gateway+features(redis)', 'throughput_redis', 'redis store'],
+      ['gateway+features(redis,leased)', 'throughput_redis_leased', 'redis store, leased quota'],
+    ]) {
+      const r = f[target];
+      if (r)
+        add(
+          id,
+          `throughput: gateway with all features (${what}) / bare proxy req/s`,
+          r.vs_bare,
+          0.7,
+          r.vs_bare >= 0.7,
+          'ratio',
+          cpuNote(r, 0.7),
+        );
+    }
   } else if (s.throughput?.targets?.gateway && s.throughput.targets.bare) {
     const r = s.throughput.targets.gateway.vs_bare;
     add(

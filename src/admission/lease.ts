@@ -116,14 +116,7 @@ export class QuotaLease {
   }
 
   hasRoom(r: Reservation, now: number): boolean {
-    return (
-      !this.ended &&
-      now < this.deadline &&
-      this.reqs >= 1 &&
-      this.tokens >= r.tokens &&
-      (this.taken < this.slots || this.spare.length > 0) &&
-      this.nano >= r.nano
-    );
+    return this.fits(r.tokens, r.nano, now);
   }
 
   get dirty(): boolean {
