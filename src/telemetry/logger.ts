@@ -6,14 +6,11 @@
 // pino's wildcard `redact` paths, which cloned every logged object (28 of the 72 KiB the
 // gateway allocated per request in the bench).
 //
-// Lines are batched (BatchedWriter, batched-stdout.ts) and written with one async write per
-// 256 KiB (each write is a thread-pool hand-off with a fixed cost: in the features bench
-// 64 KiB batches spent 3.5% of the gateway's CPU in writeString, 256 KiB 0.7%): one async
-// write per line cost a thread-pool round trip per request (~8% of the
-// gateway's CPU in the throughput bench). It replaced pino.destination (sonic-boom, 8 KiB
-// minLength), whose write() flattens its growing buffer on every line to measure it: pinned
-// to one core, 7.1-8.7 µs CPU per request line against 3.5 µs for pino alone; the batcher
-// measured 5.1-5.4 µs. A timer writes a partly filled batch so lines never wait long, the
+// Lines are batched (BatchedWriter, batched-stdout.ts): each is encoded into an off-heap batch
+// buffer as it is logged, and a batch goes out with one async write per 256 KiB. One async
+// write per line cost a thread-pool round trip per request (~8% of the gateway's CPU in the
+// throughput bench), and pino.destination (sonic-boom) flattens its growing buffer on every
+// line to measure it. A timer writes a partly filled batch so lines never wait long, the
 // queue is bounded (a stalled stdout reader drops lines and says how many), and closeLog()
 // and process exit write what is queued.
 import pino, { type Logger, type DestinationStream } from 'pino';
