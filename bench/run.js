@@ -34,6 +34,9 @@ options:
   --rounds N            throughput and features: take the targets in turn N times and keep
                         each one's median round (default 3; 1 = one pass)
   --warmup S            warm-up seconds per target (default min(2, duration/4))
+  --stream-warmup S     streams, responses, messages: seconds of streams before the measured
+                        window (default 6: a fresh gateway is still compiling its per-request
+                        code after 2 s at 100 streams, which are only ~70 requests a second)
   --connections N       autocannon connections for throughput/features/soak (default 16)
   --rate N              latency scenario request rate (default 500)
   --latency-client C    paced (open loop, default) | autocannon (overallRate; bursty, see docs/performance.md)
@@ -98,6 +101,7 @@ function parseOptions(argv) {
       rounds: { type: 'string' },
       'stream-rounds': { type: 'string' },
       warmup: { type: 'string' },
+      'stream-warmup': { type: 'string' },
       connections: { type: 'string' },
       rate: { type: 'string' },
       'latency-client': { type: 'string', default: 'paced' },
@@ -146,6 +150,7 @@ function parseOptions(argv) {
     scenario,
     duration,
     warmup: numberOpt(values, 'warmup', Math.min(2, duration / 4)),
+    streamWarmup: numberOpt(values, 'stream-warmup', 6),
     connections: numberOpt(values, 'connections', 16, { int: true, min: 1 }),
     rate: numberOpt(values, 'rate', 500, { min: 1 }),
     rounds: numberOpt(values, 'rounds', 3, { int: true, min: 1 }),
@@ -309,6 +314,7 @@ async function main() {
       scenarios: opts.scenario,
       duration_s: opts.duration,
       warmup_s: opts.warmup,
+      stream_warmup_s: opts.streamWarmup,
       connections: opts.connections,
       rate: opts.rate,
       latency_client: opts.latencyClient,

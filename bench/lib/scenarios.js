@@ -298,14 +298,14 @@ export async function streams(ctx, n, api = 'chat') {
  * counted when they arrive inside the measured window.
  */
 async function streamRun(ctx, t, n, api) {
-  const { ttftMs, tpotMs, outputTokens, duration, warmup } = ctx.opts;
+  const { ttftMs, tpotMs, outputTokens, duration, streamWarmup } = ctx.opts;
   const pool = streamPool(t.origin, n + 8);
   const path = t.base + STREAM_APIS[api].path;
   const body = Buffer.from(STREAM_APIS[api].body(t.model, outputTokens));
   const streamMs = t.remote ? 2000 : ttftMs + Math.max(0, outputTokens - 1) * tpotMs;
   const ramp = Math.min(2000, Math.max(100, streamMs));
   const start = nowMs();
-  const mStart = start + Math.max(ramp, warmup * 1000);
+  const mStart = start + Math.max(ramp, streamWarmup * 1000);
   const mEnd = mStart + duration * 1000;
   const delays = new Samples(1 << 16);
   const gaps = new Samples(1 << 16);

@@ -48,6 +48,8 @@ describe('bench/run.js', () => {
           '10',
           '--duration',
           '2',
+          '--stream-warmup',
+          '0.5',
           '--ttft-ms',
           '20',
           '--tpot-ms',
