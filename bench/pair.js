@@ -1,0 +1,172 @@
+#!/usr/bin/env node
+// Paired A/B: two proxies on the same core, under the same load, at the same time, each with
+// its own load generator pool; CPU per chunk (streams) or per request (whole) of each over the
+// same windows. Alternating rounds (bench/run.js) let a shared VM's drift fall between A and B:
+// the same build measured 42 to 90 µs of CPU per chunk minutes apart. Paired, both see the same
+// drift and their ratio holds within a few percent per round (A against A: 1.000).
+//
+//   node bench/pair.js --a bare --b gateway                  bare proxy against this build
+//   node bench/pair.js --a ../old --b gateway                another build (a checkout with dist/) against this one
+//   node bench/pair.js --mode whole --connections 8          non-streamed requests, CPU per request
+//
+// Streams are chat completions from the simulator (--ttft-ms, --tpot-ms, --output-tokens), --streams
+// workers per target; a chunk is one read by the client. npm run build first.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import os from 'node:os';
+import { parseArgs } from 'node:util';
+import { Pool } from 'undici';
+import { Lab, MODEL, cpuPlan } from './lib/lab.js';
+import { stopAll } from './lib/procs.js';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const { values } = parseArgs({
+  options: {
+    a: { type: 'string', default: 'bare' },
+    b: { type: 'string', default: 'gateway' },
+    mode: { type: 'string', default: 'stream' },
+    streams: { type: 'string', default: '50' },
+    connections: { type: 'string', default: '8' },
+    rounds: { type: 'string', default: '6' },
+    'round-s': { type: 'string', default: '5' },
+    warmup: { type: 'string', default: '8' },
+    'ttft-ms': { type: 'string', default: '100' },
+    'tpot-ms': { type: 'string', default: '20' },
+    'output-tokens': { type: 'string', default: '64' },
+    json: { type: 'boolean', default: false },
+  },
+});
+const num = (name) => {
+  const n = Number(values[name]);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name} takes a positive number, got "${values[name]}"`);
+  return n;
+};
+const whole = values.mode === 'whole';
+if (!whole && values.mode !== 'stream') throw new Error(`--mode is stream or whole, got "${values.mode}"`);
+const workers = whole ? num('connections') : num('streams');
+const per = whole ? 'request' : 'chunk';
+
+const dir = mkdtempSync(join(os.tmpdir(), 'llm-gw-pair-'));
+const cpus = cpuPlan('auto');
+const lab = new Lab({ root: ROOT, dir, cpus, progress: { update() {}, done() {} } });
+
+/** 'bare', 'gateway' (this checkout) or a directory holding another build's dist/. */
+async function target(spec, name) {
+  if (spec === 'bare') return lab.bare();
+  lab.gatewayRoot = spec === 'gateway' ? ROOT : resolve(spec);
+  return lab.gateway({ name });
+}
+
+/** /proc/PID/stat user and system CPU, ms. */
+function cpuSplit(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const tick = 1000 / 100;
+  return { user: Number(f[11]) * tick, sys: Number(f[12]) * tick };
+}
+
+/** Keeps `workers` requests in flight against t until stopped; counts chunks (client reads) or requests. */
+function drive(t) {
+  const pool = new Pool(t.origin, { connections: workers });
+  const body = JSON.stringify({
+    model: MODEL,
+    stream: !whole,
+    max_tokens: whole ? 16 : num('output-tokens'),
+    messages: [{ role: 'user', content: 'hello there, how are you today?' }],
+  });
+  const state = { count: 0, errors: 0, stop: false };
+  const one = () =>
+    new Promise((done) =>
+      pool.dispatch(
+        { method: 'POST', path: `${t.base}/chat/completions`, headers: { 'content-type': 'application/json', ...t.headers }, body },
+        {
+          onRequestStart() {},
+          onResponseStart(_c, status) {
+            if (status !== 200) state.errors++;
+          },
+          onResponseData() {
+            if (!whole) state.count++;
+          },
+          onResponseEnd() {
+            if (whole) state.count++;
+            done();
+          },
+          onResponseError() {
+            state.errors++;
+            done();
+          },
+        },
+      ),
+    );
+  // Starts spread over one stream's length, so that streams do not end in step.
+  const spread = whole ? 0 : num('ttft-ms') + num('tpot-ms') * num('output-tokens');
+  const loops = Array.from({ length: workers }, async (_, w) => {
+    await new Promise((r) => setTimeout(r, (w * spread) / workers));
+    while (!state.stop) await one();
+  });
+  state.close = async () => {
+    state.stop = true;
+    await Promise.all(loops);
+    await pool.close();
+  };
+  return state;
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const median = (xs) => [...xs].sort((p, q) => p - q)[Math.floor((xs.length - 1) / 2)];
+
+try {
+  await lab.startSimulator();
+  await lab.configureSim(
+    whole
+      ? { ttftMs: 0, tpotMs: 0, outputTokens: 16 }
+      : { ttftMs: num('ttft-ms'), tpotMs: num('tpot-ms'), outputTokens: num('output-tokens') },
+  );
+  const A = await target(values.a, 'a');
+  const B = await target(values.b, 'b');
+  const loads = [drive(A), drive(B)];
+  await sleep(num('warmup') * 1000);
+  const rounds = [];
+  for (let r = 0; r < num('rounds'); r++) {
+    const before = [A, B].map((t) => cpuSplit(t.child.pid));
+    const counts = loads.map((l) => l.count);
+    await sleep(num('round-s') * 1000);
+    const row = [A, B].map((t, i) => {
+      const c = cpuSplit(t.child.pid);
+      const n = loads[i].count - counts[i];
+      return { n, user: ((c.user - before[i].user) * 1000) / n, sys: ((c.sys - before[i].sys) * 1000) / n };
+    });
+    const [a, b] = row.map((x) => x.user + x.sys);
+    rounds.push({ a: row[0], b: row[1], ratio: b / a });
+    if (!values.json)
+      process.stdout.write(
+        `round ${r + 1}: A ${a.toFixed(1)} µs/${per} (user ${row[0].user.toFixed(1)}, sys ${row[0].sys.toFixed(1)}), ` +
+          `B ${b.toFixed(1)} (user ${row[1].user.toFixed(1)}, sys ${row[1].sys.toFixed(1)}), B/A ${(b / a).toFixed(3)}  [${row[0].n} / ${row[1].n} ${per}s]\n`,
+      );
+  }
+  await Promise.all(loads.map((l) => l.close()));
+  const total = (k) => rounds.reduce((s, r) => s + r[k].user + r[k].sys, 0);
+  const summary = {
+    a: values.a,
+    b: values.b,
+    mode: values.mode,
+    workers,
+    per,
+    median_ratio: Number(median(rounds.map((r) => r.ratio)).toFixed(3)),
+    ratio_of_sums: Number((total('b') / total('a')).toFixed(3)),
+    a_us: Number(median(rounds.map((r) => r.a.user + r.a.sys)).toFixed(1)),
+    b_us: Number(median(rounds.map((r) => r.b.user + r.b.sys)).toFixed(1)),
+    errors: loads.map((l) => l.errors),
+    rounds,
+  };
+  if (values.json) process.stdout.write(JSON.stringify(summary) + '\n');
+  else
+    process.stdout.write(
+      `median: A ${summary.a_us} µs/${per}, B ${summary.b_us}, B/A ${summary.median_ratio} (of sums ${summary.ratio_of_sums}); errors ${summary.errors.join(' / ')}\n`,
+    );
+} finally {
+  await stopAll();
+  rmSync(dir, { recursive: true, force: true });
+}
