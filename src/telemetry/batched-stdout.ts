@@ -16,10 +16,10 @@
 // logger runs it with 256 KiB batches (logger.ts says why).
 //
 // Behaviour:
-// - write() encodes the line into the current batch buffer (`batchBytes` long); a full
-//   buffer is sealed and, when no write is in flight, written with ONE fs.write. Writes
-//   never overlap, so order is kept. A timer writes a partly filled batch, so a line waits at most about
-//   `flushIntervalMs` (plus a write in flight).
+// - write() encodes the line into the current batch buffer; once it holds `batchBytes` it
+//   is sealed and, when no write is in flight, written with ONE fs.write. Writes never
+//   overlap, so order is kept. A timer writes a partly filled batch, so a line waits at most
+//   about `flushIntervalMs` (plus a write in flight).
 // - Partial writes continue with the remainder. EAGAIN (stdout can be a non-blocking pipe)
 //   retries after a short backoff. Other errors (EPIPE, EBADF...) are reported once on
 //   stderr and lose that batch; logging goes on and nothing ever throws into the caller.
