@@ -138,3 +138,35 @@ describe('bench/run.js', () => {
     expect(sRun.stdout).toMatch(/responses \(POST \/v1\/responses\): 10 concurrent/);
   }, 120_000);
 });
+
+describe('bench/pair.js', () => {
+  it("runs two proxies side by side under the same load and reports each one's CPU per chunk and per request", async () => {
+    const pair = (args: string[]) =>
+      runProcess(process.execPath, ['bench/pair.js', '--json', '--warmup', '1', '--rounds', '2', '--round-s', '1', ...args], {
+        cwd: ROOT,
+        timeoutMs: 60_000,
+      });
+    const [streams, whole] = await Promise.all([
+      pair(['--streams', '4', '--ttft-ms', '20', '--tpot-ms', '10', '--output-tokens', '16']),
+      pair(['--mode', 'whole', '--connections', '2']),
+    ]);
+    for (const [run, per] of [
+      [streams, 'chunk'],
+      [whole, 'request'],
+    ] as const) {
+      expect(run.code, `pair exited ${run.code}\n${run.stderr}`).toBe(0);
+      expect(run.lines).toHaveLength(1);
+      const r = run.lines[0] as Json;
+      expect([r.a, r.b, r.per]).toEqual(['bare', 'gateway', per]);
+      expect(r.errors).toEqual([0, 0]);
+      expect(r.rounds).toHaveLength(2);
+      for (const round of r.rounds as Json[]) {
+        expect(round.a.n).toBeGreaterThan(0);
+        expect(round.b.n).toBeGreaterThan(0);
+        expect(round.ratio).toBeGreaterThan(0);
+      }
+      expect(r.a_us).toBeGreaterThan(0);
+      expect(r.b_us).toBeGreaterThan(0);
+    }
+  }, 90_000);
+});
