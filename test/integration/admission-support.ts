@@ -123,10 +123,14 @@ export async function batch(clients: OpenAI[], n: number, body: { model: string;
   return out;
 }
 
-/** Policies for a fleet on a shared Redis under `prefix` (the store refuses when Redis fails), serving simModelYaml(5, 1). */
+/**
+ * Policies for a fleet on a shared Redis under `prefix` (the store refuses when Redis fails),
+ * serving simModelYaml(5, 1). The command timeout is generous: these tests are about
+ * exactness, and on a starved machine a 1 s timeout turns into refusals they would count.
+ */
 export const redisFleetPolicies = (redisUrl: string, prefix: string, keysYaml: string, leasedQuota = false): string => `
 admin_token: ${ADMIN_TOKEN}
-state: { store: redis, redis_url: "${redisUrl}", redis_prefix: "${prefix}", on_store_error: closed, leased_quota: ${leasedQuota} }
+state: { store: redis, redis_url: "${redisUrl}", redis_prefix: "${prefix}", redis_timeout_ms: 10000, on_store_error: closed, leased_quota: ${leasedQuota} }
 ${simModelYaml(5, 1)}
 ${keysYaml}
 `;

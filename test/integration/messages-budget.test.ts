@@ -91,7 +91,13 @@ describe('one budget across chat and messages', () => {
   it('three gateways on Redis: the same, for the fleet', async () => {
     requireBuild();
     const file = join(dir, 'policies.yaml');
-    writeFileSync(file, policies(`state: { store: redis, redis_url: "${REDIS_URL}", redis_prefix: "${PREFIX}", on_store_error: closed }`));
+    // A generous command timeout: this is about exactness, and a starved machine's 1 s timeouts would be refusals.
+    writeFileSync(
+      file,
+      policies(
+        `state: { store: redis, redis_url: "${REDIS_URL}", redis_prefix: "${PREFIX}", redis_timeout_ms: 10000, on_store_error: closed }`,
+      ),
+    );
     // One after another: three cold starts at once can outlast the helper's start timeout on a loaded machine.
     for (let i = 0; i < 3; i++) children.push(await spawnGateway(file));
     const t = await mixedBatch(children);
