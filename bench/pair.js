@@ -8,6 +8,8 @@
 //   node bench/pair.js --a bare --b gateway                  bare proxy against this build
 //   node bench/pair.js --a ../old --b gateway                another build (a checkout with dist/) against this one
 //   node bench/pair.js --mode whole --connections 8          non-streamed requests, CPU per request
+//   node bench/pair.js --a gateway --b gateway --b-node-args "--max-semi-space-size=16"
+//                                                            one build under two sets of V8/Node flags
 //
 // Streams are chat completions from the simulator (--ttft-ms, --tpot-ms, --output-tokens), --streams
 // workers per target; a chunk is one read by the client. npm run build first.
@@ -26,6 +28,8 @@ const { values } = parseArgs({
   options: {
     a: { type: 'string', default: 'bare' },
     b: { type: 'string', default: 'gateway' },
+    'a-node-args': { type: 'string', default: '' },
+    'b-node-args': { type: 'string', default: '' },
     mode: { type: 'string', default: 'stream' },
     streams: { type: 'string', default: '50' },
     connections: { type: 'string', default: '8' },
@@ -56,6 +60,7 @@ const lab = new Lab({ root: ROOT, dir, cpus, progress: { update() {}, done() {} 
 async function target(spec, name) {
   if (spec === 'bare') return lab.bare();
   lab.gatewayRoot = spec === 'gateway' ? ROOT : resolve(spec);
+  lab.gatewayNodeArgs = values[`${name}-node-args`].split(/\s+/).filter(Boolean);
   return lab.gateway({ name });
 }
 
@@ -151,6 +156,8 @@ try {
   const summary = {
     a: values.a,
     b: values.b,
+    a_node_args: values['a-node-args'] || undefined,
+    b_node_args: values['b-node-args'] || undefined,
     mode: values.mode,
     workers,
     per,
