@@ -58,27 +58,18 @@ export class GenAiMetrics {
       readers: [new sdk.PeriodicExportingMetricReader({ exporter, exportIntervalMillis: s.intervalMs, exportTimeoutMillis: s.timeoutMs })],
     });
     const meter = provider.getMeter(TRACER_NAME, TRACER_VERSION);
+    const histogram = (name: string, unit: string, description: string, buckets: number[]) =>
+      meter.createHistogram(name, { unit, description, advice: { explicitBucketBoundaries: buckets } });
     return new GenAiMetrics(
-      meter.createHistogram('gen_ai.client.token.usage', {
-        unit: '{token}',
-        description: 'Number of input and output tokens used.',
-        advice: { explicitBucketBoundaries: TOKEN_BUCKETS },
-      }),
-      meter.createHistogram('gen_ai.client.operation.duration', {
-        unit: 's',
-        description: 'GenAI operation duration.',
-        advice: { explicitBucketBoundaries: DURATION_BUCKETS },
-      }),
-      meter.createHistogram('gen_ai.server.time_to_first_token', {
-        unit: 's',
-        description: 'Time to generate first token for successful responses.',
-        advice: { explicitBucketBoundaries: TTFT_BUCKETS },
-      }),
-      meter.createHistogram('gen_ai.server.time_per_output_token', {
-        unit: 's',
-        description: 'Time per output token generated after the first token for successful responses.',
-        advice: { explicitBucketBoundaries: TPOT_BUCKETS },
-      }),
+      histogram('gen_ai.client.token.usage', '{token}', 'Number of input and output tokens used.', TOKEN_BUCKETS),
+      histogram('gen_ai.client.operation.duration', 's', 'GenAI operation duration.', DURATION_BUCKETS),
+      histogram('gen_ai.server.time_to_first_token', 's', 'Time to generate first token for successful responses.', TTFT_BUCKETS),
+      histogram(
+        'gen_ai.server.time_per_output_token',
+        's',
+        'Time per output token generated after the first token for successful responses.',
+        TPOT_BUCKETS,
+      ),
       provider,
     );
   }
