@@ -8,7 +8,7 @@
 //   node bench/pair.js --a bare --b gateway                  bare proxy against this build
 //   node bench/pair.js --a ../old --b gateway                another build (a checkout with dist/) against this one
 //   node bench/pair.js --mode whole --connections 8          non-streamed requests, CPU per request
-//   node bench/pair.js --a gateway --b gateway --b-node-args "--max-semi-space-size=16"
+//   node bench/pair.js --a gateway --b gateway --b-node-args=--max-semi-space-size=16
 //                                                            one build under two sets of V8/Node flags
 //
 // Streams are chat completions from the simulator (--ttft-ms, --tpot-ms, --output-tokens), --streams

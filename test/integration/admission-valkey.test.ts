@@ -12,13 +12,12 @@ import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  ADMIN_TOKEN,
   fleetKeysYaml,
   leasedLimitTests,
   privateCluster,
   type RedisCluster,
+  redisFleetPolicies,
   sharedLimitTests,
-  simModelYaml,
   startFleet,
   stopFleet,
 } from './admission-support.js';
@@ -43,13 +42,8 @@ let server: Started | undefined;
 let serverPort = 0;
 let cluster: RedisCluster | undefined;
 
-const policies = (url: string, leased = false) => `
-admin_token: ${ADMIN_TOKEN}
-# A generous command timeout: this test is about exactness, not about a busy machine's latency.
-state: { store: redis, redis_url: "${url}", redis_prefix: "${leased ? 'llmgw-leased:' : 'llmgw:'}", redis_timeout_ms: 10000, on_store_error: closed, leased_quota: ${leased} }
-${simModelYaml(5, 1)}
-${fleetKeysYaml()}
-`;
+const policies = (url: string, leased = false): string =>
+  redisFleetPolicies(url, leased ? 'llmgw-leased:' : 'llmgw:', fleetKeysYaml(), leased);
 
 afterAll(async () => {
   await stopFleet(standaloneGateways);
