@@ -10,6 +10,10 @@
 //   node bench/pair.js --mode whole --connections 8          non-streamed requests, CPU per request
 //   node bench/pair.js --a gateway --b gateway --b-node-args=--max-semi-space-size=16
 //                                                            one build under two sets of V8/Node flags
+//   node bench/pair.js --cpu-prof DIR                        a V8 .cpuprofile of both (bench/profile-summary.js)
+//   node bench/pair.js --include-usage                       the client asks for usage itself: both
+//                                                            proxies relay the same bytes (without it the
+//                                                            gateway asks for usage and strips it again)
 //
 // Streams are chat completions from the simulator (--ttft-ms, --tpot-ms, --output-tokens), --streams
 // workers per target; a chunk is one read by the client. npm run build first.
@@ -39,6 +43,8 @@ const { values } = parseArgs({
     'ttft-ms': { type: 'string', default: '100' },
     'tpot-ms': { type: 'string', default: '20' },
     'output-tokens': { type: 'string', default: '64' },
+    'include-usage': { type: 'boolean', default: false },
+    'cpu-prof': { type: 'string' },
     json: { type: 'boolean', default: false },
   },
 });
@@ -54,13 +60,14 @@ const per = whole ? 'request' : 'chunk';
 
 const dir = mkdtempSync(join(os.tmpdir(), 'llm-gw-pair-'));
 const cpus = cpuPlan('auto');
-const lab = new Lab({ root: ROOT, dir, cpus, progress: { update() {}, done() {} } });
+const lab = new Lab({ root: ROOT, dir, cpus, cpuProfDir: values['cpu-prof'], progress: { update() {}, done() {} } });
 
 /** 'bare', 'gateway' (this checkout) or a directory holding another build's dist/. */
 async function target(spec, name) {
-  if (spec === 'bare') return lab.bare();
+  const nodeArgs = values[`${name}-node-args`].split(/\s+/).filter(Boolean);
+  if (spec === 'bare') return lab.bare(10_000, nodeArgs);
   lab.gatewayRoot = spec === 'gateway' ? ROOT : resolve(spec);
-  lab.gatewayNodeArgs = values[`${name}-node-args`].split(/\s+/).filter(Boolean);
+  lab.gatewayNodeArgs = nodeArgs;
   return lab.gateway({ name });
 }
 
@@ -80,6 +87,7 @@ function drive(t) {
     stream: !whole,
     max_tokens: whole ? 16 : num('output-tokens'),
     messages: [{ role: 'user', content: 'hello there, how are you today?' }],
+    ...(values['include-usage'] && !whole ? { stream_options: { include_usage: true } } : {}),
   });
   const state = { count: 0, errors: 0, stop: false };
   const one = () =>

@@ -97,12 +97,15 @@ export class Lab {
     return { name: 'direct', origin: this.sim.origin, base: '/v1', model: MODEL, headers: {}, child: null, stop: async () => {} };
   }
 
-  async bare(connections = 10_000) {
+  async bare(connections = 10_000, extraNodeArgs = []) {
     const n = ++this.seq;
     const { child, info } = await startNode({
       name: `bare-${n}`,
       script: join(this.root, 'bench/bare-proxy.js'),
-      nodeArgs: this.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${this.cpuProfDir}`, `--cpu-prof-name=bare-${n}.cpuprofile`] : [],
+      nodeArgs: [
+        ...(this.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${this.cpuProfDir}`, `--cpu-prof-name=bare-${n}.cpuprofile`] : []),
+        ...extraNodeArgs,
+      ],
       args: ['--upstream', this.sim.origin, '--port', '0', '--connections', String(connections)],
       dir: this.dir,
       cpu: this.cpus.proxy,
