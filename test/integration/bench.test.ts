@@ -147,7 +147,21 @@ describe('bench/pair.js', () => {
         timeoutMs: 60_000,
       });
     const [streams, whole] = await Promise.all([
-      pair(['--streams', '4', '--ttft-ms', '20', '--tpot-ms', '10', '--output-tokens', '16']),
+      // The streams run also takes the options that split the gap: usage asked for by the
+      // client, and the bare proxy with an idle gateway preloaded (a preload that fails to
+      // start fails the run).
+      pair([
+        '--streams',
+        '4',
+        '--ttft-ms',
+        '20',
+        '--tpot-ms',
+        '10',
+        '--output-tokens',
+        '16',
+        '--include-usage',
+        `--a-node-args=--import=${join(ROOT, 'bench/lib/idle-gateway.mjs')}`,
+      ]),
       pair(['--mode', 'whole', '--connections', '2']),
     ]);
     for (const [run, per] of [
