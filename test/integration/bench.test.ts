@@ -23,6 +23,9 @@ const bench = (args: string[], timeoutMs: number): Promise<ProcessRun> =>
 
 type Json = Record<string, any>;
 
+/** The simulator's stream shape in every streamed smoke run: short and quick. */
+const SIM_ARGS = ['--ttft-ms', '20', '--tpot-ms', '10', '--output-tokens', '16'];
+
 async function results(file: string, run: ProcessRun): Promise<Json> {
   expect(run.code, `bench exited ${run.code}\n${run.stderr}\n${run.stdout}`).toBe(0);
   return JSON.parse(await readFile(file, 'utf8')) as Json;
@@ -50,12 +53,7 @@ describe('bench/run.js', () => {
           '2',
           '--stream-warmup',
           '0.5',
-          '--ttft-ms',
-          '20',
-          '--tpot-ms',
-          '10',
-          '--output-tokens',
-          '16',
+          ...SIM_ARGS,
           '--out',
           sFile,
         ],
@@ -150,18 +148,7 @@ describe('bench/pair.js', () => {
       // The streams run also takes the options that split the gap: usage asked for by the
       // client, and the bare proxy with an idle gateway preloaded (a preload that fails to
       // start fails the run).
-      pair([
-        '--streams',
-        '4',
-        '--ttft-ms',
-        '20',
-        '--tpot-ms',
-        '10',
-        '--output-tokens',
-        '16',
-        '--include-usage',
-        `--a-node-args=--import=${join(ROOT, 'bench/lib/idle-gateway.mjs')}`,
-      ]),
+      pair(['--streams', '4', ...SIM_ARGS, '--include-usage', `--a-node-args=--import=${join(ROOT, 'bench/lib/idle-gateway.mjs')}`]),
       pair(['--mode', 'whole', '--connections', '2']),
     ]);
     for (const [run, per] of [
