@@ -1,5 +1,6 @@
 // Preload (node --import) that starts an idle gateway inside another process: its modules,
-// heap and timers, and no traffic. `bench/pair.js --a bare --a-node-args=--import=<this file>`
+// heap and timers, and no traffic. Run from the checkout,
+//   node bench/pair.js --a bare --b bare --b-node-args=--import=./bench/lib/idle-gateway.mjs
 // measures what the weight of the gateway's process alone costs the bare proxy's forwarding.
 import { parsePolicies } from '../../dist/config/load.js';
 import { Gateway } from '../../dist/gateway.js';
