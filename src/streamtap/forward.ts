@@ -10,6 +10,7 @@ import { UpstreamFailure } from '../upstream/failures.js';
 import { maskSecretsInPlace } from '../upstream/scrub.js';
 import { DROPPED_RESPONSE_HEADERS } from '../upstream/headers.js';
 import { errors, sendError } from '../errors.js';
+import { ChunkWriter } from '../server/chunk-writer.js';
 import type { TokenCounts } from '../settle/index.js';
 import { usageFault } from '../settle/usage.js';
 
@@ -85,6 +86,8 @@ function forwardStream(opts: ForwardOptions, grammar: NonNullable<Wire['grammar'
   res.writeHead(exchange.status, clientHeaders(exchange.headers, opts));
   // Send the head now: the client sees the 200 before the first token, as it would direct.
   res.flushHeaders();
+  const out = new ChunkWriter(res);
+  const drains = out.drainEmitter;
   let waitingForDrain = false;
   const onDrain = () => {
     waitingForDrain = false;
@@ -93,7 +96,7 @@ function forwardStream(opts: ForwardOptions, grammar: NonNullable<Wire['grammar'
 
   return new Promise((resolve) => {
     const finish = (failure?: UpstreamFailure) => {
-      res.off('drain', onDrain);
+      drains.off('drain', onDrain);
       let tokens: TokenCounts;
       let estimated = false;
       const fault = usageFault(tap.usage);
@@ -125,13 +128,13 @@ function forwardStream(opts: ForwardOptions, grammar: NonNullable<Wire['grammar'
       onData(chunk) {
         opts.outputSlice?.push(chunk);
         const clean = tap.upstreamError === undefined;
-        const out = tap.push(chunk);
+        const relay = tap.push(chunk);
         // An upstream error event is relayed as the upstream's bytes: masked if it quotes a provider secret.
-        if (clean && out !== null && tap.upstreamError !== undefined) maskSecretsInPlace(out, backend.secrets);
-        if (out === null || res.write(out)) return true;
+        if (clean && relay !== null && tap.upstreamError !== undefined) maskSecretsInPlace(relay, backend.secrets);
+        if (relay === null || out.write(relay)) return true;
         if (!waitingForDrain) {
           waitingForDrain = true;
-          res.once('drain', onDrain);
+          drains.once('drain', onDrain);
         }
         return false;
       },
