@@ -18,14 +18,13 @@
 // Streams are chat completions from the simulator (--ttft-ms, --tpot-ms, --output-tokens), --streams
 // workers per target; a chunk is one read by the client. npm run build first.
 import { mkdtempSync, rmSync } from 'node:fs';
-import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
-import { Pool } from 'undici';
 import { Lab, MODEL, cpuPlan } from './lib/lab.js';
 import { stopAll } from './lib/procs.js';
+import { drive, pairedRounds } from './lib/paired.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const { values } = parseArgs({
@@ -71,64 +70,21 @@ async function target(spec, name) {
   return lab.gateway({ name });
 }
 
-/** /proc/PID/stat user and system CPU, ms. */
-function cpuSplit(pid) {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const tick = 1000 / 100;
-  return { user: Number(f[11]) * tick, sys: Number(f[12]) * tick };
-}
-
-/** Keeps `workers` requests in flight against t until stopped; counts chunks (client reads) or requests. */
-function drive(t) {
-  const pool = new Pool(t.origin, { connections: workers });
-  const body = JSON.stringify({
-    model: MODEL,
+const body = JSON.stringify({
+  model: MODEL,
+  stream: !whole,
+  max_tokens: whole ? 16 : num('output-tokens'),
+  messages: [{ role: 'user', content: 'hello there, how are you today?' }],
+  ...(values['include-usage'] && !whole ? { stream_options: { include_usage: true } } : {}),
+});
+const load = (t) =>
+  drive(t, {
+    workers,
+    path: '/chat/completions',
+    body,
     stream: !whole,
-    max_tokens: whole ? 16 : num('output-tokens'),
-    messages: [{ role: 'user', content: 'hello there, how are you today?' }],
-    ...(values['include-usage'] && !whole ? { stream_options: { include_usage: true } } : {}),
+    spreadMs: whole ? 0 : num('ttft-ms') + num('tpot-ms') * num('output-tokens'),
   });
-  const state = { count: 0, errors: 0, stop: false };
-  const one = () =>
-    new Promise((done) =>
-      pool.dispatch(
-        { method: 'POST', path: `${t.base}/chat/completions`, headers: { 'content-type': 'application/json', ...t.headers }, body },
-        {
-          onRequestStart() {},
-          onResponseStart(_c, status) {
-            if (status !== 200) state.errors++;
-          },
-          onResponseData() {
-            if (!whole) state.count++;
-          },
-          onResponseEnd() {
-            if (whole) state.count++;
-            done();
-          },
-          onResponseError() {
-            state.errors++;
-            done();
-          },
-        },
-      ),
-    );
-  // Starts spread over one stream's length, so that streams do not end in step.
-  const spread = whole ? 0 : num('ttft-ms') + num('tpot-ms') * num('output-tokens');
-  const loops = Array.from({ length: workers }, async (_, w) => {
-    await new Promise((r) => setTimeout(r, (w * spread) / workers));
-    while (!state.stop) await one();
-  });
-  state.close = async () => {
-    state.stop = true;
-    await Promise.all(loops);
-    await pool.close();
-  };
-  return state;
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const median = (xs) => [...xs].sort((p, q) => p - q)[Math.floor((xs.length - 1) / 2)];
 
 try {
   await lab.startSimulator();
@@ -139,28 +95,21 @@ try {
   );
   const A = await target(values.a, 'a');
   const B = await target(values.b, 'b');
-  const loads = [drive(A), drive(B)];
-  await sleep(num('warmup') * 1000);
-  const rounds = [];
-  for (let r = 0; r < num('rounds'); r++) {
-    const before = [A, B].map((t) => cpuSplit(t.child.pid));
-    const counts = loads.map((l) => l.count);
-    await sleep(num('round-s') * 1000);
-    const row = [A, B].map((t, i) => {
-      const c = cpuSplit(t.child.pid);
-      const n = loads[i].count - counts[i];
-      return { n, user: ((c.user - before[i].user) * 1000) / n, sys: ((c.sys - before[i].sys) * 1000) / n };
-    });
-    const [a, b] = row.map((x) => x.user + x.sys);
-    rounds.push({ a: row[0], b: row[1], ratio: b / a });
-    if (!values.json)
+  const loads = [load(A), load(B)];
+  await new Promise((r) => setTimeout(r, num('warmup') * 1000));
+  const paired = await pairedRounds(A, B, loads, {
+    rounds: num('rounds'),
+    roundMs: num('round-s') * 1000,
+    onRound(row, i) {
+      if (values.json) return;
+      const [a, b] = [row.a, row.b].map((x) => x.user + x.sys);
       process.stdout.write(
-        `round ${r + 1}: A ${a.toFixed(1)} µs/${per} (user ${row[0].user.toFixed(1)}, sys ${row[0].sys.toFixed(1)}), ` +
-          `B ${b.toFixed(1)} (user ${row[1].user.toFixed(1)}, sys ${row[1].sys.toFixed(1)}), B/A ${(b / a).toFixed(3)}  [${row[0].n} / ${row[1].n} ${per}s]\n`,
+        `round ${i + 1}: A ${a.toFixed(1)} µs/${per} (user ${row.a.user.toFixed(1)}, sys ${row.a.sys.toFixed(1)}), ` +
+          `B ${b.toFixed(1)} (user ${row.b.user.toFixed(1)}, sys ${row.b.sys.toFixed(1)}), B/A ${row.ratio.toFixed(3)}  [${row.a.n} / ${row.b.n} ${per}s]\n`,
       );
-  }
+    },
+  });
   await Promise.all(loads.map((l) => l.close()));
-  const total = (k) => rounds.reduce((s, r) => s + r[k].user + r[k].sys, 0);
   const summary = {
     a: values.a,
     b: values.b,
@@ -169,12 +118,7 @@ try {
     mode: values.mode,
     workers,
     per,
-    median_ratio: Number(median(rounds.map((r) => r.ratio)).toFixed(3)),
-    ratio_of_sums: Number((total('b') / total('a')).toFixed(3)),
-    a_us: Number(median(rounds.map((r) => r.a.user + r.a.sys)).toFixed(1)),
-    b_us: Number(median(rounds.map((r) => r.b.user + r.b.sys)).toFixed(1)),
-    errors: loads.map((l) => l.errors),
-    rounds,
+    ...paired,
   };
   if (values.json) process.stdout.write(JSON.stringify(summary) + '\n');
   else

@@ -45,6 +45,11 @@ options:
   --messages-streams N[,N...]   concurrent streams of the messages scenario (default 100)
   --stream-rounds N     streams, responses, messages: take the targets in turn N times at each level
                         and keep each one's median round by CPU per chunk (default 1)
+  --stream-pair-at N[,N...]  streams: at these levels also run bare and gateway side by side
+                        (bench/lib/paired.js) for the CPU-per-chunk verdict, which drift between
+                        rounds taken in turn swamps (default 100; 0 = never)
+  --stream-pair-rounds N     rounds of that paired run, after --stream-warmup (default 5)
+  --stream-pair-round-s S    seconds per paired round (default 5)
   --ttft-ms MS          simulator time to first token for streams (default 100)
   --tpot-ms MS          simulator time per output token for streams (default 20)
   --output-tokens N     tokens per streamed completion (default 64)
@@ -100,6 +105,9 @@ function parseOptions(argv) {
       duration: { type: 'string' },
       rounds: { type: 'string' },
       'stream-rounds': { type: 'string' },
+      'stream-pair-at': { type: 'string', default: '100' },
+      'stream-pair-rounds': { type: 'string' },
+      'stream-pair-round-s': { type: 'string' },
       warmup: { type: 'string' },
       'stream-warmup': { type: 'string' },
       connections: { type: 'string' },
@@ -155,6 +163,10 @@ function parseOptions(argv) {
     rate: numberOpt(values, 'rate', 500, { min: 1 }),
     rounds: numberOpt(values, 'rounds', 3, { int: true, min: 1 }),
     streamRounds: numberOpt(values, 'stream-rounds', 1, { int: true, min: 1 }),
+    streamPairAt:
+      values['stream-pair-at'] === '' || values['stream-pair-at'] === '0' ? [] : levels(values['stream-pair-at'], 'stream-pair-at'),
+    streamPairRounds: numberOpt(values, 'stream-pair-rounds', 5, { int: true, min: 1 }),
+    streamPairRoundS: numberOpt(values, 'stream-pair-round-s', 5, { min: 0.5 }),
     latencyClient: values['latency-client'],
     streams: levels(values.streams, 'streams'),
     responsesStreams: levels(values['responses-streams'], 'responses-streams'),

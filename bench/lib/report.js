@@ -176,6 +176,13 @@ export function renderTables(results, { markdown = false } = {}) {
     );
     const g = sc.targets.gateway;
     if (g?.gateway_overhead_ms?.n) parts.push(overheadLine(g.gateway_overhead_ms, g.added_ttft_vs_bare_ms, 'TTFT'));
+    const pc = sc.paired_cpu;
+    if (pc)
+      parts.push(
+        `side by side (both at once on the proxy core, ${pc.warmup_s} s warm-up, ${pc.rounds.length} rounds of ${pc.round_s} s): ` +
+          `proxy CPU µs/chunk bare ${fmt(pc.bare_us_per_chunk, 1)}, gateway ${fmt(pc.gateway_us_per_chunk, 1)}; ` +
+          `gateway/bare by round ${pc.rounds.map((r) => fmt(r.ratio, 3)).join(' / ')}, median ${fmt(pc.median_ratio, 3)}`,
+      );
     const m = Object.entries(sc.measurement ?? {});
     if (m.length) {
       parts.push(
@@ -416,10 +423,16 @@ export function evaluate(results) {
         'ms',
         `≤ 25 ms${why}`,
       );
-    // CPU per chunk at 100 streams (issue [11]): within 1.15x of the bare proxy's.
-    const cpuRatio = g.proxy_cpu_us_per_chunk / b.proxy_cpu_us_per_chunk;
+    // CPU per chunk at 100 streams (issue [11]): within 1.15x of the bare proxy's. Judged on
+    // the side-by-side run when there is one: rounds taken in turn drift more than the gap.
+    const pc = sc.paired_cpu;
+    const cpuRatio = pc ? pc.median_ratio : g.proxy_cpu_us_per_chunk / b.proxy_cpu_us_per_chunk;
     if (n === 100 && sc.settings.api === 'chat' && Number.isFinite(cpuRatio)) {
-      const by = sc.settings.rounds > 1 ? `, median of ${sc.settings.rounds} rounds` : ', one round';
+      const by = pc
+        ? `, side by side, median of ${pc.rounds.length} rounds`
+        : sc.settings.rounds > 1
+          ? `, median of ${sc.settings.rounds} rounds in turn`
+          : ', one round';
       add(
         'streams_cpu_100',
         `streams: proxy CPU per chunk, gateway / bare proxy, at 100 streams${by}`,

@@ -5,6 +5,7 @@ import { openStream, streamPool } from './streams.js';
 import { Samples, summarize, round, nowMs, median } from './stats.js';
 import { targetRss, scrape, scrapeHistogram } from './lab.js';
 import { gcAndMemory } from './inspector.js';
+import { drive, pairedRounds } from './paired.js';
 import { Pool } from 'undici';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -274,7 +275,13 @@ export async function streams(ctx, n, api = 'chat') {
     if (!child || name === 'bare') continue;
     measurement[name] = measurementError(child.log(), recsByTarget[name], directOverhead?.median_ms);
   }
+  const names = baseSpecs(ctx).map((spec) => spec.name);
+  const paired =
+    !ctx.remote && api === 'chat' && ctx.opts.streamPairAt.includes(n) && names.includes('bare') && names.includes('gateway')
+      ? await pairedStreamsCpu(ctx, n, api)
+      : undefined;
   return {
+    paired_cpu: paired,
     settings: {
       api,
       path: `/v1${STREAM_APIS[api].path}`,
@@ -290,6 +297,47 @@ export async function streams(ctx, n, api = 'chat') {
     direct_overhead_ms: directOverhead,
     measurement,
   };
+}
+
+/**
+ * Bare proxy and gateway side by side on the proxy core, n streams each from their own client
+ * pools, CPU per chunk of both over the same windows (bench/lib/paired.js): the ratio the CPU
+ * verdict is judged on. A chunk is one client read, counted the same way for both.
+ */
+async function pairedStreamsCpu(ctx, n, api) {
+  const { ttftMs, tpotMs, outputTokens, streamWarmup, streamPairRounds, streamPairRoundS } = ctx.opts;
+  ctx.progress.update(`streams(${n}) starting bare and gateway side by side`, { force: true });
+  const started = [];
+  const loads = [];
+  try {
+    for (const kind of ['bare', 'gateway']) started.push(await ctx.up({ kind, name: kind }));
+    const [A, B] = started;
+    for (const t of started) {
+      const body = STREAM_APIS[api].body(t.model, outputTokens);
+      loads.push(drive(t, { workers: n, path: STREAM_APIS[api].path, body, stream: true, spreadMs: ttftMs + tpotMs * outputTokens }));
+    }
+    ctx.progress.update(`streams(${n}) side by side: ${streamWarmup} s warm-up`, { force: true });
+    await new Promise((r) => setTimeout(r, streamWarmup * 1000));
+    const result = await pairedRounds(A, B, loads, {
+      rounds: streamPairRounds,
+      roundMs: streamPairRoundS * 1000,
+      onRound: (row, i) =>
+        ctx.progress.update(`streams(${n}) side by side: round ${i + 1}/${streamPairRounds}, gateway/bare ${row.ratio}`, { force: true }),
+    });
+    return {
+      warmup_s: streamWarmup,
+      round_s: streamPairRoundS,
+      bare_us_per_chunk: result.a_us,
+      gateway_us_per_chunk: result.b_us,
+      median_ratio: result.median_ratio,
+      ratio_of_sums: result.ratio_of_sums,
+      errors: { bare: result.errors[0], gateway: result.errors[1] },
+      rounds: result.rounds.map((r) => ({ bare: r.a, gateway: r.b, ratio: r.ratio })),
+    };
+  } finally {
+    await Promise.all(loads.map((l) => l.close()));
+    for (const t of started.reverse()) await t.stop();
+  }
 }
 
 /**

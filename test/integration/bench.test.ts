@@ -53,6 +53,13 @@ describe('bench/run.js', () => {
           '2',
           '--stream-warmup',
           '0.5',
+          // The side-by-side CPU run (judged at 100 streams) at this level too, one short round.
+          '--stream-pair-at',
+          '10',
+          '--stream-pair-rounds',
+          '1',
+          '--stream-pair-round-s',
+          '1',
           ...SIM_ARGS,
           '--out',
           sFile,
@@ -110,6 +117,16 @@ describe('bench/run.js', () => {
     expect(sc.gateway_knobs).toEqual({ gateway: [] });
     expect(sRun.stdout).toMatch(/policy of gateway: backend and model only/);
     expect(s.targets.map((x: Json) => x.id)).toEqual(expect.arrayContaining(['streams_ttft_10', 'streams_rate_10']));
+    // Bare and gateway side by side: both carried chunks in the same window, and both cost CPU.
+    const pc = sc.paired_cpu as Json;
+    expect(pc.rounds).toHaveLength(1);
+    expect(pc.rounds[0].bare.n).toBeGreaterThan(0);
+    expect(pc.rounds[0].gateway.n).toBeGreaterThan(0);
+    expect(pc.bare_us_per_chunk).toBeGreaterThan(0);
+    expect(pc.gateway_us_per_chunk).toBeGreaterThan(0);
+    expect(pc.median_ratio).toBeCloseTo(pc.gateway_us_per_chunk / pc.bare_us_per_chunk, 2);
+    expect(pc.errors).toEqual({ bare: 0, gateway: 0 });
+    expect(sRun.stdout).toMatch(/side by side \(both at once on the proxy core/);
 
     // The same over the Responses API: named events, one stamped delta per token, through every target.
     const rs = s.scenarios.responses_10 as Json;
