@@ -8,6 +8,7 @@
 //   node bench/pair.js --a bare --b gateway                  bare proxy against this build
 //   node bench/pair.js --a ../old --b gateway                another build (a checkout with dist/) against this one
 //   node bench/pair.js --mode whole --connections 8          non-streamed requests, CPU per request
+//   node bench/pair.js --mode whole --b gateway+features     ... with every feature on (memory store)
 //   node bench/pair.js --a gateway --b gateway --b-node-args=--max-semi-space-size=16
 //                                                            one build under two sets of V8/Node flags
 //   node bench/pair.js --cpu-prof DIR                        a V8 .cpuprofile of both (bench/profile-summary.js)
@@ -61,13 +62,18 @@ const dir = mkdtempSync(join(os.tmpdir(), 'llm-gw-pair-'));
 const cpus = cpuPlan('auto');
 const lab = new Lab({ root: ROOT, dir, cpus, cpuProfDir: values['cpu-prof'], progress: { update() {}, done() {} } });
 
-/** 'bare', 'gateway' (this checkout) or a directory holding another build's dist/. */
+/**
+ * 'bare', 'gateway' (this checkout), 'gateway+features' (this checkout with keys, limits and
+ * budgets at every scope on the memory store, as the features scenario) or a directory
+ * holding another build's dist/.
+ */
 async function target(spec, name) {
   const nodeArgs = values[`${name}-node-args`].split(/\s+/).filter(Boolean);
   if (spec === 'bare') return lab.bare(10_000, nodeArgs);
-  lab.gatewayRoot = spec === 'gateway' ? ROOT : resolve(spec);
+  const features = spec === 'gateway+features';
+  lab.gatewayRoot = spec === 'gateway' || features ? ROOT : resolve(spec);
   lab.gatewayNodeArgs = nodeArgs;
-  return lab.gateway({ name });
+  return lab.gateway({ name, features: features ? 'memory' : null });
 }
 
 const body = JSON.stringify({
