@@ -6,10 +6,38 @@
 import { ERROR, INFO, SERVICE, isoNow } from '../telemetry/request-log.js';
 import type { RequestRecord } from './index.js';
 
-const round = (n: number, d = 3) => Math.round(n * 10 ** d) / 10 ** d;
 const str = JSON.stringify as (s: string) => string;
 /** A number as JSON prints it (non-finite numbers are null in JSON). */
 const num = (n: number) => (Number.isFinite(n) ? String(n) : 'null');
+
+const POW10 = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000];
+const ZEROS = '00000000';
+/**
+ * `x` rounded to `d` decimals (d ≤ 8), as JSON prints that number: the same text as
+ * String(Math.round(x * 10 ** d) / 10 ** d), from integer parts. String() of a fraction
+ * runs V8's shortest-digits search, the dearest thing on the line (~1 µs a number in the
+ * running gateway). A decimal of at most 15 significant digits is the shortest text of the
+ * double nearest it, so the digits of the rounded integer are that text; the rare values
+ * outside (15+ digits, or under 1e-6, which String() writes with an exponent) take String().
+ */
+export function decimal(x: number, d: number): string {
+  const scale = POW10[d]!;
+  const m = Math.round(x * scale);
+  if (!(m > -1e15 && m < 1e15)) return Number.isFinite(x) ? String(m / scale) : 'null';
+  const a = m < 0 ? -m : m;
+  const whole = Math.floor(a / scale);
+  let frac = a - whole * scale;
+  const sign = m < 0 ? '-' : '';
+  if (frac === 0) return sign + whole;
+  if (whole === 0 && a * 1_000_000 < scale) return String(m / scale);
+  let digits = d;
+  while (frac % 10 === 0) {
+    frac /= 10;
+    digits--;
+  }
+  const f = '' + frac;
+  return sign + whole + '.' + ZEROS.slice(0, digits - f.length) + f;
+}
 
 const HEAD = `{"level":${INFO},"time":"`;
 /** A 5xx is the gateway's or an upstream's failure: logged at pino's level error (50), so alerts on error lines see it. */
@@ -32,19 +60,19 @@ export function requestLine(
   if (rec.backend !== undefined) s += ',"backend":' + str(rec.backend);
   if (rec.upstreamModel !== undefined) s += ',"upstream_model":' + str(rec.upstreamModel);
   s += ',"status":' + num(rec.status) + ',"stream":' + (rec.stream ? 'true' : 'false');
-  if (ttftMs !== undefined) s += ',"ttft_ms":' + num(round(ttftMs));
-  if (tpotMs !== undefined) s += ',"tpot_ms":' + num(round(tpotMs));
+  if (ttftMs !== undefined) s += ',"ttft_ms":' + decimal(ttftMs, 3);
+  if (tpotMs !== undefined) s += ',"tpot_ms":' + decimal(tpotMs, 3);
   // TTFT split: waiting for an upstream connection, and the upstream's own time to first token.
-  if (rec.queueMs !== undefined) s += ',"queue_ms":' + num(round(rec.queueMs));
+  if (rec.queueMs !== undefined) s += ',"queue_ms":' + decimal(rec.queueMs, 3);
   if (
     ttftMs !== undefined &&
     rec.upstreamStartAt !== undefined &&
     rec.firstTokenAt !== undefined &&
     rec.upstreamStartAt === rec.upstreamStartAt
   ) {
-    s += ',"upstream_ttft_ms":' + num(round(rec.firstTokenAt - rec.upstreamStartAt));
+    s += ',"upstream_ttft_ms":' + decimal(rec.firstTokenAt - rec.upstreamStartAt, 3);
   }
-  s += ',"duration_ms":' + num(round(rec.endedAt - rec.receivedAt));
+  s += ',"duration_ms":' + decimal(rec.endedAt - rec.receivedAt, 3);
   const t = rec.tokens;
   if (t) {
     s +=
@@ -60,7 +88,7 @@ export function requestLine(
     s += '}';
     s += ',"tokens_estimated":' + (rec.estimated === true ? 'true' : 'false');
   }
-  s += ',"cost_usd":' + num(round(cost, 8));
+  s += ',"cost_usd":' + decimal(cost, 8);
   if (rec.keyName !== undefined) s += ',"key_name":' + str(rec.keyName);
   if (rec.user !== undefined) s += ',"user":' + str(rec.user);
   if (rec.team !== undefined) s += ',"team":' + str(rec.team);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { requestLine } from '../../src/settle/line.js';
+import { decimal, requestLine } from '../../src/settle/line.js';
 import type { RequestRecord } from '../../src/settle/index.js';
 
 const round = (n: number, d = 3) => Math.round(n * 10 ** d) / 10 ** d;
@@ -91,6 +91,50 @@ describe('requestLine (the hand-built request log line)', () => {
       expect(parsed.time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
       delete parsed.time;
       expect(parsed).toEqual(reference(rec, rec.servedModel ?? rec.model, ttft, tpot, cost));
+    }
+  });
+});
+
+describe('decimal (a rounded number as JSON prints it, from integer parts)', () => {
+  const reference = (x: number, d: number) => {
+    const v = round(x, d);
+    return Number.isFinite(v) ? String(v) : 'null';
+  };
+
+  it('prints what String() prints, over every magnitude, sign and rounding edge', () => {
+    let seed = 7;
+    const rand = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000;
+    const values: number[] = [0, -0, 0.5, -0.5, 0.0005, -0.0005, 0.0015, 1e-6, 9.9e-7, 1e-7, 1e-9, 0.1, 0.2, 0.3, 1, 10, 999.9995];
+    values.push(NaN, Infinity, -Infinity, 1e14, 1e15, 1e16, 123456789012.34567, -98765.4321, Number.MAX_SAFE_INTEGER, Number.MIN_VALUE);
+    for (let i = 0; i < 200_000; i++) {
+      // Spread over 1e-10 .. 1e16, both signs: latencies, costs, and the absurd.
+      const v = rand() * 10 ** Math.floor(rand() * 26 - 10);
+      values.push(rand() < 0.2 ? -v : v);
+    }
+    const wrong: string[] = [];
+    let checked = 0;
+    for (const x of values) {
+      for (const d of [0, 1, 3, 6, 8]) {
+        const got = decimal(x, d);
+        const want = reference(x, d);
+        if (got !== want && wrong.length < 5) wrong.push(`decimal(${x}, ${d}) = ${got}, String() ${want}`);
+        checked++;
+      }
+    }
+    expect(wrong).toEqual([]);
+    expect(checked).toBe(values.length * 5);
+  });
+
+  it('a value on the line parses back to the rounded number', () => {
+    for (const [x, d, text] of [
+      [12.3456, 3, '12.346'],
+      [0.00000123, 8, '0.00000123'],
+      [0.00000012, 8, '1.2e-7'],
+      [-4.5, 3, '-4.5'],
+      [1000, 3, '1000'],
+    ] as const) {
+      expect(decimal(x, d)).toBe(text);
+      expect(JSON.parse(decimal(x, d))).toBe(round(x, d));
     }
   });
 });
