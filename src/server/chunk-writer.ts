@@ -14,6 +14,8 @@ import type { Socket } from 'node:net';
 
 /** node:http's fields that say how it would write the body (stable since Node 0.x, not typed). */
 interface ResponseInternals {
+  /** The head was handed to the socket (headersSent is true as soon as writeHead ran). */
+  _headerSent?: boolean;
   chunkedEncoding?: boolean;
   _hasBody?: boolean;
   outputData?: unknown[];
@@ -40,7 +42,7 @@ export class ChunkWriter {
     const direct =
       s !== null &&
       (s as SocketInternals)._httpMessage === res &&
-      res.headersSent &&
+      r._headerSent === true &&
       r.chunkedEncoding === true &&
       r._hasBody === true &&
       Array.isArray(r.outputData) &&
@@ -59,7 +61,9 @@ export class ChunkWriter {
   write(chunk: Buffer): boolean {
     const s = this.socket;
     const n = chunk.length;
-    if (s === null || n === 0 || n > MAX_FRAMED || s.destroyed) return this.res.write(chunk);
+    // Not writable: destroyed, or ended after the client half-closed; node:http then queues
+    // the chunk itself instead of failing the socket and what it still holds.
+    if (s === null || n === 0 || n > MAX_FRAMED || !s.writable) return this.res.write(chunk);
     let digits = 1;
     for (let v = n >>> 4; v > 0; v >>>= 4) digits++;
     const frame = Buffer.allocUnsafe(digits + 4 + n);

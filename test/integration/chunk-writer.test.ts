@@ -2,9 +2,9 @@
 // (server/chunk-writer.ts) when node:http would, and hands them to res.write otherwise: these
 // read the raw bytes off a socket to check the framing, the fallbacks (HTTP/1.0, a pipelined
 // response, large chunks) and that backpressure still reaches the upstream.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createServer, type Server, type ServerResponse } from 'node:http';
-import { connect, type Socket } from 'node:net';
+import { connect, Socket } from 'node:net';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { listenLoopback } from '../helpers/net.js';
 import { chunkEvent, usageEvent } from '../fixtures/scripted-upstream.js';
@@ -176,12 +176,81 @@ describe('ChunkWriter', () => {
       await l.close();
     }
   });
+  it('a head not yet flushed keeps the writer on res.write (its frames must not overtake the head)', async () => {
+    let direct: boolean | undefined;
+    const server = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' }); // headersSent, but nothing written yet
+      const w = new ChunkWriter(res);
+      direct = w.drainEmitter === res.socket;
+      w.write(Buffer.from('data: a\n\n'));
+      res.end();
+    });
+    const l = await listenLoopback(server);
+    try {
+      const bytes = await new Promise<Buffer>((resolve, reject) => {
+        const s = connect(l.port, '127.0.0.1', () => s.write('GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'));
+        const got: Buffer[] = [];
+        s.on('data', (c: Buffer) => got.push(c));
+        s.once('end', () => resolve(Buffer.concat(got)));
+        s.once('error', reject);
+      });
+      expect(direct).toBe(false);
+      expect(parseChunked(bytes)!.body.toString()).toBe('data: a\n\n');
+    } finally {
+      await l.close();
+    }
+  });
+
+  it('after the client half-closes, what node:http already holds still reaches it', async () => {
+    // The client sends its request, stops reading, and half-closes (FIN) while a backlog is
+    // queued in the server's socket; node:http then ends the socket. A chunk written after
+    // that must go through res.write (which drops it, as node:http does), not to the ended
+    // socket, whose write-after-end error would destroy it and the backlog with it.
+    const BACKLOG = 8 * 1024 * 1024;
+    let afterHalfClose = 0;
+    const server = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.flushHeaders();
+      const w = new ChunkWriter(res);
+      res.write(Buffer.alloc(BACKLOG, 0x61));
+      const t = setInterval(() => {
+        if (res.destroyed || afterHalfClose === 5) {
+          clearInterval(t);
+          if (!res.destroyed) res.end();
+          return;
+        }
+        if (!res.socket?.writable) afterHalfClose++;
+        w.write(Buffer.from('data: x\n\n'));
+      }, 20);
+    });
+    const l = await listenLoopback(server);
+    try {
+      const received = await new Promise<number>((resolve, reject) => {
+        const s = connect(l.port, '127.0.0.1', () => s.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n'));
+        s.pause();
+        let n = 0;
+        s.on('data', (c: Buffer) => (n += c.length));
+        s.once('close', () => resolve(n));
+        s.once('error', reject);
+        setTimeout(() => s.end(), 100);
+        setTimeout(() => s.resume(), 400);
+      });
+      expect(afterHalfClose).toBeGreaterThan(0);
+      expect(received).toBeGreaterThan(BACKLOG);
+    } finally {
+      await l.close();
+    }
+  });
 });
 
 describe('streamed bodies on the wire', () => {
   it('HTTP/1.1: valid chunked coding whose frames carry exactly the upstream bytes', async () => {
     play = playEvents(EVENTS);
+    const path = vi.spyOn(ChunkWriter.prototype, 'drainEmitter', 'get');
     const bytes = await exchange(requestText('1.1'), (b) => parseChunked(b) !== undefined);
+    // The gateway took the direct path: its writer waits for drains on the socket itself.
+    expect(path.mock.results.map((x) => x.value instanceof Socket)).toEqual([true]);
+    path.mockRestore();
     const r = parseChunked(bytes)!;
     expect(r.head).toMatch(/^HTTP\/1\.1 200 /);
     expect(r.head.toLowerCase()).toContain('transfer-encoding: chunked');
@@ -200,6 +269,31 @@ describe('streamed bodies on the wire', () => {
     expect(text.slice(0, headEnd)).toMatch(/^HTTP\/1\.1 200 /);
     expect(text.slice(0, headEnd).toLowerCase()).not.toContain('transfer-encoding');
     expect(text.slice(headEnd + 4)).toBe(WHOLE);
+  });
+
+  it('keep-alive: a second stream on the same connection, after the first, is framed directly too', async () => {
+    play = playEvents(EVENTS);
+    const path = vi.spyOn(ChunkWriter.prototype, 'drainEmitter', 'get');
+    const s = await rawConnect(gw.port);
+    const chunks: Buffer[] = [];
+    const bodies: string[] = [];
+    await new Promise<void>((resolve, reject) => {
+      s.on('data', (c: Buffer) => {
+        chunks.push(c);
+        const r = parseChunked(Buffer.concat(chunks));
+        if (!r) return;
+        bodies.push(r.body.toString('utf8'));
+        chunks.length = 0;
+        if (bodies.length === 2) return resolve();
+        s.write(requestText('1.1'));
+      });
+      s.once('error', reject);
+      s.write(requestText('1.1'));
+    });
+    s.destroy();
+    expect(bodies).toEqual([WHOLE, WHOLE]);
+    expect(path.mock.results.map((x) => x.value instanceof Socket)).toEqual([true, true]);
+    path.mockRestore();
   });
 
   it('pipelined: the second stream waits its turn and both arrive whole, in order', async () => {
