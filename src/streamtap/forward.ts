@@ -10,7 +10,7 @@ import { UpstreamFailure } from '../upstream/failures.js';
 import { maskSecretsInPlace } from '../upstream/scrub.js';
 import { DROPPED_RESPONSE_HEADERS } from '../upstream/headers.js';
 import { errors, sendError } from '../errors.js';
-import { ChunkWriter } from '../server/chunk-writer.js';
+import { ChunkWriter } from './chunk-writer.js';
 import type { TokenCounts } from '../settle/index.js';
 import { usageFault } from '../settle/usage.js';
 

@@ -1,5 +1,5 @@
 // Streamed bodies on the wire. The forwarder frames chunks for chunked transfer coding itself
-// (server/chunk-writer.ts) when node:http would, and hands them to res.write otherwise: these
+// (streamtap/chunk-writer.ts) when node:http would, and hands them to res.write otherwise: these
 // read the raw bytes off a socket to check the framing, the fallbacks (HTTP/1.0, a pipelined
 // response, large chunks) and that backpressure still reaches the upstream.
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -8,7 +8,7 @@ import { connect, Socket } from 'node:net';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { listenLoopback } from '../helpers/net.js';
 import { chunkEvent, usageEvent } from '../fixtures/scripted-upstream.js';
-import { ChunkWriter } from '../../src/server/chunk-writer.js';
+import { ChunkWriter } from '../../src/streamtap/chunk-writer.js';
 
 /** What the upstream plays for a request: events written one per write, honouring backpressure. */
 let play: (res: ServerResponse) => void = () => {};
