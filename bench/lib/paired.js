@@ -5,6 +5,7 @@
 // round. Used by bench/pair.js and by the streams scenario's CPU verdict (bench/run.js).
 import { readFileSync } from 'node:fs';
 import { Pool } from 'undici';
+import { median } from './stats.js';
 
 /** /proc/PID/stat user and system CPU, ms. */
 export function cpuSplit(pid) {
@@ -59,7 +60,6 @@ export function drive(t, { workers, path, body, stream, spreadMs = 0 }) {
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const median = (xs) => [...xs].sort((p, q) => p - q)[Math.floor((xs.length - 1) / 2)];
 const r3 = (x) => Number(x.toFixed(3));
 const r1 = (x) => Number(x.toFixed(1));
 

@@ -317,7 +317,7 @@ async function pairedStreamsCpu(ctx, n, api) {
       loads.push(drive(t, { workers: n, path: STREAM_APIS[api].path, body, stream: true, spreadMs: ttftMs + tpotMs * outputTokens }));
     }
     ctx.progress.update(`streams(${n}) side by side: ${streamWarmup} s warm-up`, { force: true });
-    await new Promise((r) => setTimeout(r, streamWarmup * 1000));
+    await sleep(streamWarmup * 1000);
     const result = await pairedRounds(A, B, loads, {
       rounds: streamPairRounds,
       roundMs: streamPairRoundS * 1000,
