@@ -50,6 +50,10 @@ options:
                         rounds taken in turn swamps (default 100; 0 = never)
   --stream-pair-rounds N     rounds of that paired run, after --stream-warmup (default 5)
   --stream-pair-round-s S    seconds per paired round (default 5)
+  --features-pair-rounds N   features: also run the bare proxy side by side with the features
+                        gateways (memory; Redis leased) for the throughput verdicts, judged on
+                        CPU per request at each one's own capacity (default 5; 0 = never)
+  --features-pair-round-s S  seconds per paired features round (default 5)
   --ttft-ms MS          simulator time to first token for streams (default 100)
   --tpot-ms MS          simulator time per output token for streams (default 20)
   --output-tokens N     tokens per streamed completion (default 64)
@@ -108,6 +112,8 @@ function parseOptions(argv) {
       'stream-pair-at': { type: 'string', default: '100' },
       'stream-pair-rounds': { type: 'string' },
       'stream-pair-round-s': { type: 'string' },
+      'features-pair-rounds': { type: 'string' },
+      'features-pair-round-s': { type: 'string' },
       warmup: { type: 'string' },
       'stream-warmup': { type: 'string' },
       connections: { type: 'string' },
@@ -167,6 +173,8 @@ function parseOptions(argv) {
       values['stream-pair-at'] === '' || values['stream-pair-at'] === '0' ? [] : levels(values['stream-pair-at'], 'stream-pair-at'),
     streamPairRounds: numberOpt(values, 'stream-pair-rounds', 5, { int: true, min: 1 }),
     streamPairRoundS: numberOpt(values, 'stream-pair-round-s', 5, { min: 0.5 }),
+    featuresPairRounds: numberOpt(values, 'features-pair-rounds', 5, { int: true, min: 0 }),
+    featuresPairRoundS: numberOpt(values, 'features-pair-round-s', 5, { min: 0.5 }),
     latencyClient: values['latency-client'],
     streams: levels(values.streams, 'streams'),
     responsesStreams: levels(values['responses-streams'], 'responses-streams'),

@@ -65,11 +65,14 @@ const r1 = (x) => Number(x.toFixed(1));
 
 /**
  * `rounds` windows of `roundMs` over the running loads; per window each target's CPU (µs) per
- * counted unit and their ratio B/A. `onRound(row, i)` sees each window as it ends.
+ * counted unit and their ratio B/A. A target on the Redis store (`redisCpuMs`) also gets the
+ * Redis server's CPU per unit over the same window (`redis`, not in the ratio). `onRound(row, i)`
+ * sees each window as it ends.
  */
 export async function pairedRounds(A, B, loads, { rounds, roundMs, onRound = () => {} }) {
   const out = [];
   for (let i = 0; i < rounds; i++) {
+    const redisBefore = await Promise.all([A, B].map((t) => t.redisCpuMs?.()));
     const before = [A, B].map((t) => cpuSplit(t.child.pid));
     const counts = loads.map((l) => l.count);
     await sleep(roundMs);
@@ -78,6 +81,10 @@ export async function pairedRounds(A, B, loads, { rounds, roundMs, onRound = () 
       const n = loads[k].count - counts[k];
       return { n, user: r1(((c.user - before[k].user) * 1000) / n), sys: r1(((c.sys - before[k].sys) * 1000) / n) };
     });
+    const redisAfter = await Promise.all([A, B].map((t) => t.redisCpuMs?.()));
+    for (const [k, side] of [a, b].entries())
+      if (Number.isFinite(redisBefore[k]) && Number.isFinite(redisAfter[k]))
+        side.redis = r1(((redisAfter[k] - redisBefore[k]) * 1000) / side.n);
     const row = { a, b, ratio: r3((b.user + b.sys) / (a.user + a.sys)) };
     out.push(row);
     onRound(row, i);
@@ -88,6 +95,7 @@ export async function pairedRounds(A, B, loads, { rounds, roundMs, onRound = () 
     ratio_of_sums: r3(total('b') / total('a')),
     a_us: r1(median(out.map((r) => r.a.user + r.a.sys))),
     b_us: r1(median(out.map((r) => r.b.user + r.b.sys))),
+    ...(out[0]?.b.redis !== undefined ? { b_redis_us: r1(median(out.map((r) => r.b.redis))) } : {}),
     errors: loads.map((l) => l.errors),
     rounds: out,
   };

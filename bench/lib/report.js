@@ -224,6 +224,14 @@ export function renderTables(results, { markdown = false } = {}) {
       s.features,
     );
     parts.push(maxRateTable(s.features.targets, 'gateway', markdown));
+    for (const [name, pc] of Object.entries(s.features.paired_cpu ?? {}))
+      parts.push(
+        `side by side with bare (both at once on the proxy core, ${pc.warmup_s} s warm-up, ${pc.rounds.length} rounds of ${pc.round_s} s): ` +
+          `proxy CPU µs/request bare ${fmt(pc.bare_us_per_request, 1)}, ${name} ${fmt(pc.gateway_us_per_request, 1)}` +
+          (pc.redis_us_per_request === undefined ? '' : ` (+ Redis ${fmt(pc.redis_us_per_request, 1)})`) +
+          `; gateway/bare by round ${pc.rounds.map((r) => fmt(r.ratio, 3)).join(' / ')}, median ${fmt(pc.median_ratio, 3)}: ` +
+          `${pct(pc.capacity_vs_bare)} of bare's capacity`,
+      );
     for (const note of s.features.notes ?? []) parts.push(`note: ${note}`);
   } else if (s.features?.skipped) parts.push(`\nfeatures: skipped (${s.features.skipped})`);
   if (s.memory?.targets) {
@@ -304,32 +312,38 @@ export function evaluate(results) {
       const redis = g.redis_cpu_us_per_request === undefined ? '' : `; Redis CPU ${fmt(g.redis_cpu_us_per_request, 0)} µs/req`;
       return a && b ? `≥ ${pct(limit)} (by CPU per request: ${pct(a / b)}${redis})` : `≥ ${pct(limit)}`;
     };
-    const g = f['gateway+features'];
-    add(
-      'throughput',
-      'throughput: gateway with all features (memory store) / bare proxy req/s',
-      g.vs_bare,
-      0.85,
-      g.vs_bare >= 0.85,
-      'ratio',
-      cpuNote(g, 0.85),
-    );
-    for (const [target, id, what] of [
-      ['gateway+features(redis)', 'throughput_redis', 'redis store'],
-      ['gateway+features(redis,leased)', 'throughput_redis_leased', 'redis store, leased quota'],
-    ]) {
+    // Judged on the side-by-side run where there is one: its CPU ratio is what each proxy can
+    // serve at its own capacity. The rounds' req/s are capped by the load generator's core for
+    // both, and read anywhere from 67% to 99% on the same build.
+    const judge = (target, id, what, limit) => {
       const r = f[target];
-      if (r)
+      if (!r) return;
+      const pc = s.features.paired_cpu?.[target];
+      if (pc) {
+        const redis = pc.redis_us_per_request === undefined ? '' : `, Redis ${fmt(pc.redis_us_per_request, 1)}`;
+        add(
+          id,
+          `throughput: gateway with all features (${what}) / bare proxy, req/s at each one's capacity (side by side, bare/gateway CPU per request, median of ${pc.rounds.length} rounds)`,
+          pc.capacity_vs_bare,
+          limit,
+          pc.capacity_vs_bare >= limit,
+          'ratio',
+          `≥ ${pct(limit)} (CPU µs/request bare ${fmt(pc.bare_us_per_request, 1)}, gateway ${fmt(pc.gateway_us_per_request, 1)}${redis}; req/s of the rounds in turn ${pct(r.vs_bare)})`,
+        );
+      } else
         add(
           id,
           `throughput: gateway with all features (${what}) / bare proxy req/s`,
           r.vs_bare,
-          0.7,
-          r.vs_bare >= 0.7,
+          limit,
+          r.vs_bare >= limit,
           'ratio',
-          cpuNote(r, 0.7),
+          cpuNote(r, limit),
         );
-    }
+    };
+    judge('gateway+features', 'throughput', 'memory store', 0.85);
+    judge('gateway+features(redis)', 'throughput_redis', 'redis store', 0.7);
+    judge('gateway+features(redis,leased)', 'throughput_redis_leased', 'redis store, leased quota', 0.7);
   } else if (s.throughput?.targets?.gateway && s.throughput.targets.bare) {
     const r = s.throughput.targets.gateway.vs_bare;
     add(

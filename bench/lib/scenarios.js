@@ -300,44 +300,69 @@ export async function streams(ctx, n, api = 'chat') {
 }
 
 /**
- * Bare proxy and gateway side by side on the proxy core, n streams each from their own client
- * pools, CPU per chunk of both over the same windows (bench/lib/paired.js): the ratio the CPU
- * verdict is judged on. A chunk is one client read, counted the same way for both.
+ * Two targets side by side on the proxy core, each driven by its own client pool, and the CPU
+ * of both read over the same windows (bench/lib/paired.js). `load(t)` gives drive()'s options
+ * for a target. The verdicts that compare CPU are judged on these runs: rounds taken in turn
+ * drift more than the gaps they judge.
  */
-async function pairedStreamsCpu(ctx, n, api) {
-  const { ttftMs, tpotMs, outputTokens, streamWarmup, streamPairRounds, streamPairRoundS } = ctx.opts;
-  ctx.progress.update(`streams(${n}) starting bare and gateway side by side`, { force: true });
+async function sideBySide(ctx, specA, specB, { label, load, warmupS, rounds, roundS }) {
+  ctx.progress.update(`${label}: starting ${specA.name} and ${specB.name} side by side`, { force: true });
   const started = [];
   const loads = [];
   try {
-    for (const kind of ['bare', 'gateway']) started.push(await ctx.up({ kind, name: kind }));
+    for (const spec of [specA, specB]) started.push(await ctx.up(spec));
     const [A, B] = started;
-    for (const t of started) {
-      const body = STREAM_APIS[api].body(t.model, outputTokens);
-      loads.push(drive(t, { workers: n, path: STREAM_APIS[api].path, body, stream: true, spreadMs: ttftMs + tpotMs * outputTokens }));
-    }
-    ctx.progress.update(`streams(${n}) side by side: ${streamWarmup} s warm-up`, { force: true });
-    await sleep(streamWarmup * 1000);
+    if (B.knobs) ctx.knobs[specB.name] = B.knobs;
+    for (const t of started) loads.push(drive(t, load(t)));
+    ctx.progress.update(`${label} side by side: ${warmupS} s warm-up`, { force: true });
+    await sleep(warmupS * 1000);
     const result = await pairedRounds(A, B, loads, {
-      rounds: streamPairRounds,
-      roundMs: streamPairRoundS * 1000,
+      rounds,
+      roundMs: roundS * 1000,
       onRound: (row, i) =>
-        ctx.progress.update(`streams(${n}) side by side: round ${i + 1}/${streamPairRounds}, gateway/bare ${row.ratio}`, { force: true }),
+        ctx.progress.update(`${label} side by side: round ${i + 1}/${rounds}, ${specB.name}/${specA.name} ${row.ratio}`, { force: true }),
     });
-    return {
-      warmup_s: streamWarmup,
-      round_s: streamPairRoundS,
-      bare_us_per_chunk: result.a_us,
-      gateway_us_per_chunk: result.b_us,
-      median_ratio: result.median_ratio,
-      ratio_of_sums: result.ratio_of_sums,
-      errors: { bare: result.errors[0], gateway: result.errors[1] },
-      rounds: result.rounds.map((r) => ({ bare: r.a, gateway: r.b, ratio: r.ratio })),
-    };
+    return { warmup_s: warmupS, round_s: roundS, ...result };
   } finally {
     await Promise.all(loads.map((l) => l.close()));
     for (const t of started.reverse()) await t.stop();
   }
+}
+
+/**
+ * Bare proxy and gateway side by side, n streams each: CPU per chunk (a chunk is one client
+ * read, counted the same way for both), the streams CPU verdict.
+ */
+async function pairedStreamsCpu(ctx, n, api) {
+  const { ttftMs, tpotMs, outputTokens, streamWarmup, streamPairRounds, streamPairRoundS } = ctx.opts;
+  const result = await sideBySide(
+    ctx,
+    { kind: 'bare', name: 'bare' },
+    { kind: 'gateway', name: 'gateway' },
+    {
+      label: `streams(${n})`,
+      load: (t) => ({
+        workers: n,
+        path: STREAM_APIS[api].path,
+        body: STREAM_APIS[api].body(t.model, outputTokens),
+        stream: true,
+        spreadMs: ttftMs + tpotMs * outputTokens,
+      }),
+      warmupS: streamWarmup,
+      rounds: streamPairRounds,
+      roundS: streamPairRoundS,
+    },
+  );
+  return {
+    warmup_s: result.warmup_s,
+    round_s: result.round_s,
+    bare_us_per_chunk: result.a_us,
+    gateway_us_per_chunk: result.b_us,
+    median_ratio: result.median_ratio,
+    ratio_of_sums: result.ratio_of_sums,
+    errors: { bare: result.errors[0], gateway: result.errors[1] },
+    rounds: result.rounds.map((r) => ({ bare: r.a, gateway: r.b, ratio: r.ratio })),
+  };
 }
 
 /**
@@ -549,6 +574,7 @@ export async function features(ctx) {
     return r;
   });
   ratios(targets);
+  const sideBySideRuns = await pairedFeaturesCpu(ctx, specs);
   const off = targets['gateway+features']?.proxy_cpu_us_per_request;
   const on = targets['gateway+features+insights']?.proxy_cpu_us_per_request;
   if (off && on)
@@ -560,9 +586,51 @@ export async function features(ctx) {
         'one virtual key; rpm/tpm/concurrency limits and budgets on key, user, team, model and global scopes (values never reached); circuit breaker at its defaults',
     },
     targets,
+    paired_cpu: sideBySideRuns,
     admission,
     notes,
   };
+}
+
+/**
+ * The bare proxy side by side with each judged features gateway (memory store; Redis store
+ * with leased quota), `--connections` each: CPU per request of both over the same windows.
+ * Their ratio is what each could serve at its own capacity, which the req/s of the rounds
+ * above do not show when the load generator's core is the limit for both.
+ */
+async function pairedFeaturesCpu(ctx, specs) {
+  const names = specs.map((s) => s.name);
+  if (ctx.opts.featuresPairRounds === 0 || !names.includes('bare')) return undefined;
+  const out = {};
+  for (const name of ['gateway+features', 'gateway+features(redis,leased)']) {
+    const spec = specs.find((s) => s.name === name);
+    if (!spec) continue;
+    const r = await sideBySide(ctx, { kind: 'bare', name: 'bare' }, spec, {
+      label: `features ${name}`,
+      load: (t) => ({
+        workers: ctx.opts.connections,
+        path: '/chat/completions',
+        body: chatBody(t.model, { max_tokens: 16 }),
+        stream: false,
+      }),
+      warmupS: Math.max(ctx.opts.warmup, 5),
+      rounds: ctx.opts.featuresPairRounds,
+      roundS: ctx.opts.featuresPairRoundS,
+    });
+    out[name] = {
+      warmup_s: r.warmup_s,
+      round_s: r.round_s,
+      bare_us_per_request: r.a_us,
+      gateway_us_per_request: r.b_us,
+      redis_us_per_request: r.b_redis_us,
+      median_ratio: r.median_ratio,
+      capacity_vs_bare: round(1 / r.median_ratio, 3),
+      ratio_of_sums: r.ratio_of_sums,
+      errors: { bare: r.errors[0], gateway: r.errors[1] },
+      rounds: r.rounds.map((x) => ({ bare: x.a, gateway: x.b, ratio: x.ratio })),
+    };
+  }
+  return out;
 }
 
 /** One request through a features gateway: is admission visibly at work (x-ratelimit-* headers)? And does a wrong key get 401? */

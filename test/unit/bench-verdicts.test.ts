@@ -67,4 +67,33 @@ describe('bench verdicts', () => {
     expect(byId(v, 'throughput_redis')!.note).toContain('Redis CPU 240 µs/req');
     expect(byId(v, 'throughput_redis_leased')).toMatchObject({ pass: true, limit: 0.7 });
   });
+
+  it('features: a side-by-side run, where there is one, is judged instead of the req/s of rounds in turn', () => {
+    const paired = (bare: number, gw: number, redis?: number) => ({
+      bare_us_per_request: bare,
+      gateway_us_per_request: gw,
+      redis_us_per_request: redis,
+      median_ratio: gw / bare,
+      capacity_vs_bare: bare / gw,
+      rounds: [{ ratio: gw / bare }, { ratio: gw / bare }, { ratio: gw / bare }],
+    });
+    const v = verdicts({
+      features: {
+        targets: {
+          bare: { rps: 1000, proxy_cpu_us_per_request: 100 },
+          // The load generator caps both: req/s alike, capacity not.
+          'gateway+features': { rps: 990, vs_bare: 0.99, proxy_cpu_us_per_request: 200 },
+          'gateway+features(redis)': { rps: 650, vs_bare: 0.65, proxy_cpu_us_per_request: 400, redis_cpu_us_per_request: 240 },
+          'gateway+features(redis,leased)': { rps: 700, vs_bare: 0.7, proxy_cpu_us_per_request: 130, redis_cpu_us_per_request: 10 },
+        },
+        paired_cpu: { 'gateway+features': paired(80, 160), 'gateway+features(redis,leased)': paired(80, 100, 4) },
+      },
+    });
+    expect(byId(v, 'throughput')).toMatchObject({ pass: false, limit: 0.85, value: 0.5 });
+    expect(byId(v, 'throughput')!.note).toContain('req/s of the rounds in turn 99%');
+    expect(byId(v, 'throughput_redis_leased')).toMatchObject({ pass: true, value: 0.8 });
+    expect(byId(v, 'throughput_redis_leased')!.note).toContain('Redis 4.0');
+    // Not paired: still judged on its rounds' req/s.
+    expect(byId(v, 'throughput_redis')).toMatchObject({ pass: false, value: 0.65 });
+  });
 });
