@@ -9,6 +9,8 @@
 //   node bench/pair.js --a ../old --b gateway                another build (a checkout with dist/) against this one
 //   node bench/pair.js --mode whole --connections 8          non-streamed requests, CPU per request
 //   node bench/pair.js --mode whole --b gateway+features     ... with every feature on (memory store)
+//   node bench/pair.js --mode whole --a ../old+features --b gateway+features
+//   node bench/pair.js --mode whole --a gateway+features --b gateway+leased   memory store against leased Redis
 //   node bench/pair.js --a gateway --b gateway --b-node-args=--max-semi-space-size=16
 //                                                            one build under two sets of V8/Node flags
 //   node bench/pair.js --cpu-prof DIR                        a V8 .cpuprofile of both (bench/profile-summary.js)
@@ -45,6 +47,7 @@ const { values } = parseArgs({
     'output-tokens': { type: 'string', default: '64' },
     'include-usage': { type: 'boolean', default: false },
     'cpu-prof': { type: 'string' },
+    'redis-url': { type: 'string', default: 'redis://127.0.0.1:6379' },
     json: { type: 'boolean', default: false },
   },
 });
@@ -60,20 +63,35 @@ const per = whole ? 'request' : 'chunk';
 
 const dir = mkdtempSync(join(os.tmpdir(), 'llm-gw-pair-'));
 const cpus = cpuPlan('auto');
-const lab = new Lab({ root: ROOT, dir, cpus, cpuProfDir: values['cpu-prof'], progress: { update() {}, done() {} } });
+const lab = new Lab({
+  root: ROOT,
+  dir,
+  cpus,
+  cpuProfDir: values['cpu-prof'],
+  redisUrl: values['redis-url'],
+  progress: { update() {}, done() {} },
+});
+
+/** The features scenario's gateway variants: keys, limits and budgets at every scope, on a store. */
+const VARIANTS = {
+  features: { features: 'memory' },
+  redis: { features: 'redis' },
+  leased: { features: 'redis', leased: true },
+};
 
 /**
- * 'bare', 'gateway' (this checkout), 'gateway+features' (this checkout with keys, limits and
- * budgets at every scope on the memory store, as the features scenario) or a directory
- * holding another build's dist/.
+ * 'bare', 'gateway' (this checkout) or a directory holding another build's dist/; a gateway
+ * with '+features' (memory store), '+redis' or '+leased' (Redis store, leased quota) runs as
+ * that variant of the features scenario.
  */
 async function target(spec, name) {
   const nodeArgs = values[`${name}-node-args`].split(/\s+/).filter(Boolean);
   if (spec === 'bare') return lab.bare(10_000, nodeArgs);
-  const features = spec === 'gateway+features';
-  lab.gatewayRoot = spec === 'gateway' || features ? ROOT : resolve(spec);
+  const [root, variant] = spec.split('+');
+  if (variant !== undefined && !VARIANTS[variant]) throw new Error(`unknown variant "+${variant}" (${Object.keys(VARIANTS).join(', ')})`);
+  lab.gatewayRoot = root === 'gateway' ? ROOT : resolve(root);
   lab.gatewayNodeArgs = nodeArgs;
-  return lab.gateway({ name, features: features ? 'memory' : null });
+  return lab.gateway({ name, ...(variant ? VARIANTS[variant] : {}) });
 }
 
 const body = JSON.stringify({
@@ -92,6 +110,7 @@ const load = (t) =>
     spreadMs: whole ? 0 : num('ttft-ms') + num('tpot-ms') * num('output-tokens'),
   });
 
+const started = [];
 try {
   await lab.startSimulator();
   await lab.configureSim(
@@ -100,7 +119,9 @@ try {
       : { ttftMs: num('ttft-ms'), tpotMs: num('tpot-ms'), outputTokens: num('output-tokens') },
   );
   const A = await target(values.a, 'a');
+  started.push(A);
   const B = await target(values.b, 'b');
+  started.push(B);
   const loads = [load(A), load(B)];
   await new Promise((r) => setTimeout(r, num('warmup') * 1000));
   const paired = await pairedRounds(A, B, loads, {
@@ -109,9 +130,10 @@ try {
     onRound(row, i) {
       if (values.json) return;
       const [a, b] = [row.a, row.b].map((x) => x.user + x.sys);
+      const redis = [row.a, row.b].map((x) => (x.redis === undefined ? '' : `, Redis ${x.redis.toFixed(1)}`));
       process.stdout.write(
-        `round ${i + 1}: A ${a.toFixed(1)} µs/${per} (user ${row.a.user.toFixed(1)}, sys ${row.a.sys.toFixed(1)}), ` +
-          `B ${b.toFixed(1)} (user ${row.b.user.toFixed(1)}, sys ${row.b.sys.toFixed(1)}), B/A ${row.ratio.toFixed(3)}  [${row.a.n} / ${row.b.n} ${per}s]\n`,
+        `round ${i + 1}: A ${a.toFixed(1)} µs/${per} (user ${row.a.user.toFixed(1)}, sys ${row.a.sys.toFixed(1)}${redis[0]}), ` +
+          `B ${b.toFixed(1)} (user ${row.b.user.toFixed(1)}, sys ${row.b.sys.toFixed(1)}${redis[1]}), B/A ${row.ratio.toFixed(3)}  [${row.a.n} / ${row.b.n} ${per}s]\n`,
       );
     },
   });
@@ -132,6 +154,8 @@ try {
       `median: A ${summary.a_us} µs/${per}, B ${summary.b_us}, B/A ${summary.median_ratio} (of sums ${summary.ratio_of_sums}); errors ${summary.errors.join(' / ')}\n`,
     );
 } finally {
+  // A target's own stop also drops its Redis keys (the Redis variants).
+  for (const t of started.reverse()) await t.stop().catch(() => {});
   await stopAll();
   rmSync(dir, { recursive: true, force: true });
 }
