@@ -613,7 +613,7 @@ async function pairedFeaturesCpu(ctx, specs) {
         body: chatBody(t.model, { max_tokens: 16 }),
         stream: false,
       }),
-      warmupS: Math.max(ctx.opts.warmup, 5),
+      warmupS: ctx.opts.warmup,
       rounds: ctx.opts.featuresPairRounds,
       roundS: ctx.opts.featuresPairRoundS,
     });

@@ -37,8 +37,9 @@ describe('bench/run.js', () => {
     dir = await mkdtemp(join(tmpdir(), 'bench-test-'));
     const tFile = join(dir, 'throughput.json');
     const sFile = join(dir, 'streams.json');
-    // Both runs at once, to keep the test short; each one's figures are only checked for sanity.
-    const [tRun, sRun] = await Promise.all([
+    const fFile = join(dir, 'features.json');
+    // The runs at once, to keep the test short; each one's figures are only checked for sanity.
+    const [tRun, sRun, fRun] = await Promise.all([
       // One round (the default is three): the figures are not judged here, only produced.
       bench(['--scenario', 'throughput', '--duration', '1', '--rounds', '1', '--connections', '4', '--out', tFile], 110_000),
       bench(
@@ -63,6 +64,29 @@ describe('bench/run.js', () => {
           ...SIM_ARGS,
           '--out',
           sFile,
+        ],
+        110_000,
+      ),
+      // Every features gateway (memory, insights, Redis, leased quota) once, and the side-by-side
+      // runs its throughput verdicts are judged on, one short round each.
+      bench(
+        [
+          '--scenario',
+          'features',
+          '--targets',
+          'bare,gateway',
+          '--duration',
+          '0.5',
+          '--rounds',
+          '1',
+          '--connections',
+          '2',
+          '--features-pair-rounds',
+          '1',
+          '--features-pair-round-s',
+          '0.5',
+          '--out',
+          fFile,
         ],
         110_000,
       ),
@@ -151,6 +175,38 @@ describe('bench/run.js', () => {
     expect(rm.token_count_mismatches).toBe(0);
     expect(rm.tpot_abs_error_ms.n).toBe(rm.compared);
     expect(sRun.stdout).toMatch(/responses \(POST \/v1\/responses\): 10 concurrent/);
+
+    const f = await results(fFile, fRun);
+    const ft = f.scenarios.features.targets as Json;
+    expect(Object.keys(ft).sort()).toEqual(
+      [
+        'bare',
+        'gateway',
+        'gateway+features',
+        'gateway+features(redis)',
+        'gateway+features(redis,leased)',
+        'gateway+features+insights',
+      ].sort(),
+    );
+    for (const [name, r] of Object.entries(ft)) {
+      expect(r.requests, name).toBeGreaterThan(0);
+      expect([r.non2xx, r.errors, r.timeouts], name).toEqual([0, 0, 0]);
+    }
+    const fp = f.scenarios.features.paired_cpu as Json;
+    expect(Object.keys(fp).sort()).toEqual(['gateway+features', 'gateway+features(redis,leased)']);
+    for (const [name, pc] of Object.entries(fp)) {
+      expect(pc.rounds, name).toHaveLength(1);
+      expect(pc.rounds[0].bare.n, name).toBeGreaterThan(0);
+      expect(pc.rounds[0].gateway.n, name).toBeGreaterThan(0);
+      expect(pc.errors, name).toEqual({ bare: 0, gateway: 0 });
+      expect(pc.capacity_vs_bare, name).toBeCloseTo(pc.bare_us_per_request / pc.gateway_us_per_request, 1);
+    }
+    // Redis's CPU over the same window, for the Redis gateway only.
+    expect(fp['gateway+features'].redis_us_per_request).toBeUndefined();
+    expect(fp['gateway+features(redis,leased)'].redis_us_per_request).toBeGreaterThanOrEqual(0);
+    const verdict = f.targets.find((x: Json) => x.id === 'throughput') as Json;
+    expect(verdict.value).toBe(fp['gateway+features'].capacity_vs_bare);
+    expect(fRun.stdout).toMatch(/side by side with bare/);
   }, 120_000);
 });
 
@@ -166,7 +222,8 @@ describe('bench/pair.js', () => {
       // client, and the bare proxy with an idle gateway preloaded (a preload that fails to
       // start fails the run).
       pair(['--streams', '4', ...SIM_ARGS, '--include-usage', `--a-node-args=--import=${join(ROOT, 'bench/lib/idle-gateway.mjs')}`]),
-      pair(['--mode', 'whole', '--connections', '2']),
+      // The whole-request run against the leased-quota Redis variant: Redis's CPU per round beside.
+      pair(['--mode', 'whole', '--connections', '2', '--b', 'gateway+leased']),
     ]);
     for (const [run, per] of [
       [streams, 'chunk'],
@@ -175,7 +232,7 @@ describe('bench/pair.js', () => {
       expect(run.code, `pair exited ${run.code}\n${run.stderr}`).toBe(0);
       expect(run.lines).toHaveLength(1);
       const r = run.lines[0] as Json;
-      expect([r.a, r.b, r.per]).toEqual(['bare', 'gateway', per]);
+      expect([r.a, r.b, r.per]).toEqual(['bare', per === 'chunk' ? 'gateway' : 'gateway+leased', per]);
       expect(r.errors).toEqual([0, 0]);
       expect(r.rounds).toHaveLength(2);
       for (const round of r.rounds as Json[]) {
@@ -186,5 +243,9 @@ describe('bench/pair.js', () => {
       expect(r.a_us).toBeGreaterThan(0);
       expect(r.b_us).toBeGreaterThan(0);
     }
+    const leased = whole.lines[0] as Json;
+    expect(leased.b_redis_us).toBeGreaterThanOrEqual(0);
+    for (const round of leased.rounds as Json[]) expect(round.b.redis).toBeGreaterThanOrEqual(0);
+    expect((streams.lines[0] as Json).b_redis_us).toBeUndefined();
   }, 90_000);
 });
