@@ -300,29 +300,38 @@ export async function streams(ctx, n, api = 'chat') {
 }
 
 /**
- * Two targets side by side on the proxy core, each driven by its own client pool, and the CPU
- * of both read over the same windows (bench/lib/paired.js). `load(t)` gives drive()'s options
- * for a target. The verdicts that compare CPU are judged on these runs: rounds taken in turn
- * drift more than the gaps they judge.
+ * The bare proxy and a gateway side by side on the proxy core, each driven by its own client
+ * pool, and the CPU of both read over the same windows (bench/lib/paired.js), per `per` (chunk
+ * or request). `load(t)` gives drive()'s options for a target. The verdicts that compare CPU
+ * are judged on these runs: rounds taken in turn drift more than the gaps they judge.
  */
-async function sideBySide(ctx, specA, specB, { label, load, warmupS, rounds, roundS }) {
-  ctx.progress.update(`${label}: starting ${specA.name} and ${specB.name} side by side`, { force: true });
+async function sideBySide(ctx, gatewaySpec, { label, per, load, warmupS, rounds, roundS }) {
+  ctx.progress.update(`${label}: starting bare and ${gatewaySpec.name} side by side`, { force: true });
   const started = [];
   const loads = [];
   try {
-    for (const spec of [specA, specB]) started.push(await ctx.up(spec));
+    for (const spec of [{ kind: 'bare', name: 'bare' }, gatewaySpec]) started.push(await ctx.up(spec));
     const [A, B] = started;
-    if (B.knobs) ctx.knobs[specB.name] = B.knobs;
     for (const t of started) loads.push(drive(t, load(t)));
     ctx.progress.update(`${label} side by side: ${warmupS} s warm-up`, { force: true });
     await sleep(warmupS * 1000);
-    const result = await pairedRounds(A, B, loads, {
+    const r = await pairedRounds(A, B, loads, {
       rounds,
       roundMs: roundS * 1000,
       onRound: (row, i) =>
-        ctx.progress.update(`${label} side by side: round ${i + 1}/${rounds}, ${specB.name}/${specA.name} ${row.ratio}`, { force: true }),
+        ctx.progress.update(`${label} side by side: round ${i + 1}/${rounds}, ${gatewaySpec.name}/bare ${row.ratio}`, { force: true }),
     });
-    return { warmup_s: warmupS, round_s: roundS, ...result };
+    return {
+      warmup_s: warmupS,
+      round_s: roundS,
+      [`bare_us_per_${per}`]: r.a_us,
+      [`gateway_us_per_${per}`]: r.b_us,
+      ...(r.b_redis_us !== undefined ? { [`redis_us_per_${per}`]: r.b_redis_us } : {}),
+      median_ratio: r.median_ratio,
+      ratio_of_sums: r.ratio_of_sums,
+      errors: { bare: r.errors[0], gateway: r.errors[1] },
+      rounds: r.rounds.map((x) => ({ bare: x.a, gateway: x.b, ratio: x.ratio })),
+    };
   } finally {
     await Promise.all(loads.map((l) => l.close()));
     for (const t of started.reverse()) await t.stop();
@@ -333,14 +342,14 @@ async function sideBySide(ctx, specA, specB, { label, load, warmupS, rounds, rou
  * Bare proxy and gateway side by side, n streams each: CPU per chunk (a chunk is one client
  * read, counted the same way for both), the streams CPU verdict.
  */
-async function pairedStreamsCpu(ctx, n, api) {
+function pairedStreamsCpu(ctx, n, api) {
   const { ttftMs, tpotMs, outputTokens, streamWarmup, streamPairRounds, streamPairRoundS } = ctx.opts;
-  const result = await sideBySide(
+  return sideBySide(
     ctx,
-    { kind: 'bare', name: 'bare' },
     { kind: 'gateway', name: 'gateway' },
     {
       label: `streams(${n})`,
+      per: 'chunk',
       load: (t) => ({
         workers: n,
         path: STREAM_APIS[api].path,
@@ -353,16 +362,6 @@ async function pairedStreamsCpu(ctx, n, api) {
       roundS: streamPairRoundS,
     },
   );
-  return {
-    warmup_s: result.warmup_s,
-    round_s: result.round_s,
-    bare_us_per_chunk: result.a_us,
-    gateway_us_per_chunk: result.b_us,
-    median_ratio: result.median_ratio,
-    ratio_of_sums: result.ratio_of_sums,
-    errors: { bare: result.errors[0], gateway: result.errors[1] },
-    rounds: result.rounds.map((r) => ({ bare: r.a, gateway: r.b, ratio: r.ratio })),
-  };
 }
 
 /**
@@ -599,14 +598,14 @@ export async function features(ctx) {
  * above do not show when the load generator's core is the limit for both.
  */
 async function pairedFeaturesCpu(ctx, specs) {
-  const names = specs.map((s) => s.name);
-  if (ctx.opts.featuresPairRounds === 0 || !names.includes('bare')) return undefined;
+  if (ctx.opts.featuresPairRounds === 0 || !specs.some((s) => s.name === 'bare')) return undefined;
   const out = {};
   for (const name of ['gateway+features', 'gateway+features(redis,leased)']) {
     const spec = specs.find((s) => s.name === name);
     if (!spec) continue;
-    const r = await sideBySide(ctx, { kind: 'bare', name: 'bare' }, spec, {
+    const r = await sideBySide(ctx, spec, {
       label: `features ${name}`,
+      per: 'request',
       load: (t) => ({
         workers: ctx.opts.connections,
         path: '/chat/completions',
@@ -617,18 +616,7 @@ async function pairedFeaturesCpu(ctx, specs) {
       rounds: ctx.opts.featuresPairRounds,
       roundS: ctx.opts.featuresPairRoundS,
     });
-    out[name] = {
-      warmup_s: r.warmup_s,
-      round_s: r.round_s,
-      bare_us_per_request: r.a_us,
-      gateway_us_per_request: r.b_us,
-      redis_us_per_request: r.b_redis_us,
-      median_ratio: r.median_ratio,
-      capacity_vs_bare: round(1 / r.median_ratio, 3),
-      ratio_of_sums: r.ratio_of_sums,
-      errors: { bare: r.errors[0], gateway: r.errors[1] },
-      rounds: r.rounds.map((x) => ({ bare: x.a, gateway: x.b, ratio: x.ratio })),
-    };
+    out[name] = { ...r, capacity_vs_bare: round(1 / r.median_ratio, 3) };
   }
   return out;
 }
