@@ -1,7 +1,7 @@
 // A Redis connection held by a worker thread (redis-worker.ts), used from the gateway's thread
 // by message. ioredis, loaded into the gateway's own isolate, cost every request there 1.26 to
 // 1.32× the CPU, whether Redis was used or not; in a thread of its own it costs the gateway
-// 1.07× (docs/performance.md, "Why the Redis store costs the gateway so much more"). A command crosses a message port
+// 1.07× (docs/performance.md, "What loading ioredis costs"). A command crosses a message port
 // each way; the leased-quota store sends a few dozen a second, and commands sent in one turn
 // of either thread are still written to Redis together (auto-pipelining runs in the worker).
 import { existsSync } from 'node:fs';

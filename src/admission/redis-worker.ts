@@ -1,6 +1,6 @@
 // The thread that holds one Redis connection (redis-thread.ts starts it). ioredis lives only
 // here: loaded into the gateway's own isolate it made every request of that isolate cost 1.26 to
-// 1.32× the CPU, Redis in use or not (docs/performance.md, "Why the Redis store costs the gateway so much more").
+// 1.32× the CPU, Redis in use or not (docs/performance.md, "What loading ioredis costs").
 import { parentPort, workerData } from 'node:worker_threads';
 import { connectRedis, type RedisTarget } from './redis-connect.js';
 import { BACKSTOP_MS, type LinkReply, type LinkRequest, type LinkSettings } from './redis-thread.js';
