@@ -101,11 +101,10 @@ export class RedisThread {
       // ioredis and a connection's buffers; a Redis reply larger than this is refused anyway.
       resourceLimits: { maxOldGenerationSizeMb: 64 },
     });
+    w.unref();
     w.on('message', (m: LinkReply) => this.worker === w && this.receive(m));
     w.on('error', (e: Error) => this.onError?.(e));
     w.on('exit', () => this.exited(w));
-    // After the listeners: adding a 'message' listener refs the thread again.
-    w.unref();
     this.worker = w;
     return w;
   }
