@@ -100,16 +100,10 @@ export function hasHashTag(key: string): boolean {
 /** Connection options shared by every form (per node for a cluster). */
 export type CommonOptions = Pick<
   RedisOptions,
-  | 'enableOfflineQueue'
-  | 'maxRetriesPerRequest'
-  | 'connectTimeout'
-  | 'commandTimeout'
-  | 'retryStrategy'
-  | 'lazyConnect'
-  | 'enableAutoPipelining'
+  'enableOfflineQueue' | 'maxRetriesPerRequest' | 'connectTimeout' | 'retryStrategy' | 'lazyConnect' | 'enableAutoPipelining'
 >;
 
-/** Opens the connection the target names; ioredis is loaded only here, in the thread of redis-worker.ts. */
+/** Opens the connection the target names; ioredis is loaded only here (a memory-store gateway never pays for it). */
 export function connectRedis(target: RedisTarget, o: CommonOptions): Redis | Cluster {
   const io = createRequire(import.meta.url)('ioredis') as typeof import('ioredis');
   if (target.kind === 'single') return new io.Redis(target.url, o);

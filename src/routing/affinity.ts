@@ -9,8 +9,8 @@
 // a fleet sends follow-ups to the right place. Redis trouble never fails a request: a write
 // that fails is dropped (logged once), a read that fails or times out is a miss.
 import { LRUCache } from 'lru-cache';
-import { parseRedisUrl } from '../admission/redis-connect.js';
-import { RedisThread } from '../admission/redis-thread.js';
+import type { Cluster, Redis } from 'ioredis';
+import { connectRedis, parseRedisUrl } from '../admission/redis-connect.js';
 import type { Policies } from '../config/schema.js';
 import type { Logger } from '../telemetry/logger.js';
 
@@ -39,7 +39,7 @@ export class ResponseAffinity {
    * Responses API should not carry.
    */
   private local: LRUCache<string, AffinityEntry> | undefined;
-  private readonly redis: RedisThread | undefined;
+  private readonly redis: Redis | Cluster | undefined;
   private readonly prefix: string;
   private warned = false;
 
@@ -53,8 +53,14 @@ export class ResponseAffinity {
       // starting gateway must be recorded too); with no retries per request, the queue is
       // failed at the first failed reconnect, so an outage cannot grow it.
       // Connected on first use: a gateway that never sees Responses traffic opens no connection.
-      this.redis = new RedisThread(parseRedisUrl(s.redis.url), { lazyConnect: true, enableOfflineQueue: true });
-      this.redis.onError = (err: Error) => this.warn('response affinity: Redis unreachable', err);
+      this.redis = connectRedis(parseRedisUrl(s.redis.url), {
+        lazyConnect: true,
+        enableOfflineQueue: true,
+        maxRetriesPerRequest: 0,
+        retryStrategy: (n) => Math.min(100 * n, 1_000),
+        enableAutoPipelining: true,
+      });
+      this.redis.on('error', (err: Error) => this.warn('response affinity: Redis unreachable', err));
     }
   }
 
@@ -85,7 +91,7 @@ export class ResponseAffinity {
     this.cache().set(id, entry);
     if (this.redis) {
       this.redis
-        .command('set', [this.prefix + id, JSON.stringify(entry), 'PX', String(this.s.ttlMs)])
+        .set(this.prefix + id, JSON.stringify(entry), 'PX', this.s.ttlMs)
         .catch((e: Error) => this.warn('response affinity: Redis write failed', e));
     }
   }
@@ -98,7 +104,7 @@ export class ResponseAffinity {
     let timer: NodeJS.Timeout | undefined;
     try {
       const text = await Promise.race([
-        this.redis.command('get', [this.prefix + id]) as Promise<string | null>,
+        this.redis.get(this.prefix + id),
         new Promise<null>((r) => (timer = setTimeout(() => r(null), READ_TIMEOUT_MS))),
       ]);
       if (!text) return undefined;
@@ -118,7 +124,7 @@ export class ResponseAffinity {
   /** A deleted response: its follow-ups have nowhere to go. */
   forget(id: string): void {
     this.local?.delete(id);
-    this.redis?.command('del', [this.prefix + id]).catch((e: Error) => this.warn('response affinity: Redis write failed', e));
+    this.redis?.del(this.prefix + id).catch((e: Error) => this.warn('response affinity: Redis write failed', e));
   }
 
   get size(): number {
