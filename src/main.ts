@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // CLI: `llm-gateway [--policies FILE] [--port N] [--host H]` runs the gateway;
 // `llm-gateway check FILE` validates a policies file for ops' own CI.
+// First, before any other module is evaluated: the V8 flags the gateway sets for itself.
+import './util/gc.js';
 import { parseArgs } from 'node:util';
 import { readFile } from 'node:fs/promises';
 import { loadPolicies, parsePolicies, PolicyError } from './config/load.js';
