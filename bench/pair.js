@@ -11,6 +11,7 @@
 //   node bench/pair.js --mode whole --b gateway+features     ... with every feature on (memory store)
 //   node bench/pair.js --mode whole --a ../old+features --b gateway+features
 //   node bench/pair.js --mode whole --a gateway+features --b gateway+leased   memory store against leased Redis
+//   node bench/pair.js --mode whole --a gateway+features --b gateway+features+otlp   ... against every request traced
 //   node bench/pair.js --a gateway --b gateway --b-node-args=--max-semi-space-size=16
 //                                                            one build under two sets of V8/Node flags
 //   node bench/pair.js --cpu-prof DIR                        a V8 .cpuprofile of both (bench/profile-summary.js)
@@ -77,21 +78,27 @@ const VARIANTS = {
   features: { features: 'memory' },
   redis: { features: 'redis' },
   leased: { features: 'redis', leased: true },
+  otlp: { otlp: true },
 };
 
 /**
  * 'bare', 'gateway' (this checkout) or a directory holding another build's dist/; a gateway
  * with '+features' (memory store), '+redis' or '+leased' (Redis store, leased quota) runs as
- * that variant of the features scenario.
+ * that variant of the features scenario; '+otlp' traces every request and exports the spans
+ * (OTLP/HTTP protobuf) to a sink in this process. Variants combine: gateway+features+otlp.
  */
 async function target(spec, name) {
   const nodeArgs = values[`${name}-node-args`].split(/\s+/).filter(Boolean);
   if (spec === 'bare') return lab.bare(10_000, nodeArgs);
-  const [root, variant] = spec.split('+');
-  if (variant !== undefined && !VARIANTS[variant]) throw new Error(`unknown variant "+${variant}" (${Object.keys(VARIANTS).join(', ')})`);
+  const [root, ...variants] = spec.split('+');
+  const options = {};
+  for (const v of variants) {
+    if (!VARIANTS[v]) throw new Error(`unknown variant "+${v}" (${Object.keys(VARIANTS).join(', ')})`);
+    Object.assign(options, VARIANTS[v]);
+  }
   lab.gatewayRoot = root === 'gateway' ? ROOT : resolve(root);
   lab.gatewayNodeArgs = nodeArgs;
-  return lab.gateway({ name, ...(variant ? VARIANTS[variant] : {}) });
+  return lab.gateway({ name, ...options });
 }
 
 const body = JSON.stringify({
@@ -138,6 +145,8 @@ try {
     },
   });
   await Promise.all(loads.map((l) => l.close()));
+  // Stopped before the summary: a traced gateway exports its last spans as it stops.
+  for (const t of started.splice(0).reverse()) await t.stop();
   const summary = {
     a: values.a,
     b: values.b,
@@ -147,11 +156,14 @@ try {
     workers,
     per,
     ...paired,
+    otlp_exports: lab.otlpExports,
   };
   if (values.json) process.stdout.write(JSON.stringify(summary) + '\n');
   else
     process.stdout.write(
-      `median: A ${summary.a_us} µs/${per}, B ${summary.b_us}, B/A ${summary.median_ratio} (of sums ${summary.ratio_of_sums}); errors ${summary.errors.join(' / ')}\n`,
+      `median: A ${summary.a_us} µs/${per}, B ${summary.b_us}, B/A ${summary.median_ratio} (of sums ${summary.ratio_of_sums}); errors ${summary.errors.join(' / ')}` +
+        (lab.otlpExports === undefined ? '' : `; OTLP trace exports received ${lab.otlpExports}`) +
+        '\n',
     );
 } finally {
   // A target's own stop also drops its Redis keys (the Redis variants).

@@ -2,6 +2,7 @@
 // whole run, and for each measurement a fresh bare proxy or gateway in front of it. In
 // remote mode (--target-url): one target, an existing deployment, and nothing started.
 import { writeFileSync } from 'node:fs';
+import http from 'node:http';
 import { join } from 'node:path';
 import os from 'node:os';
 import { Pool } from 'undici';
@@ -120,7 +121,7 @@ export class Lab {
    * features: null, or 'memory' / 'redis': keys, rate limits, budgets at every scope (see
    * gatewayKnobs, which the report prints beside the tables).
    */
-  async gateway({ features = null, insights = false, leased = false, name = 'gateway', inspect = false } = {}) {
+  async gateway({ features = null, insights = false, leased = false, otlp = false, name = 'gateway', inspect = false } = {}) {
     const n = ++this.seq;
     const key = `sk-bench-${this.tag}`;
     const policy = {
@@ -155,6 +156,8 @@ export class Lab {
     }
     // Traffic intelligence with its defaults (quality.sample 1.0): what it costs per request.
     if (insights) policy.insights = {};
+    // Every request traced and exported (OTLP/HTTP protobuf) to a sink in this process.
+    if (otlp) policy.telemetry = { otlp: { enabled: true, endpoint: await this.otlpSink(), sampler: 'always_on' } };
     // YAML is a superset of JSON: the policy file is written as JSON.
     const file = join(this.dir, `policies-${n}.yaml`);
     writeFileSync(file, JSON.stringify(policy, null, 2));
@@ -194,6 +197,25 @@ export class Lab {
       },
     };
     return target;
+  }
+
+  /**
+   * An OTLP/HTTP receiver in this process that takes every export and answers 200 with an
+   * empty ExportTraceServiceResponse (an empty protobuf message is zero bytes); it counts the
+   * trace exports in `otlpExports`. Started once; unref'd, so it never holds the bench open.
+   */
+  async otlpSink() {
+    if (!this.sink) {
+      this.otlpExports = 0;
+      this.sink = http.createServer((req, res) => {
+        if (req.url === '/v1/traces') this.otlpExports++;
+        req.resume();
+        req.on('end', () => res.writeHead(200, { 'content-type': 'application/x-protobuf', 'content-length': 0 }).end());
+      });
+      await new Promise((r) => this.sink.listen(0, '127.0.0.1', r));
+      this.sink.unref();
+    }
+    return `http://127.0.0.1:${this.sink.address().port}`;
   }
 
   /** Runs fn with a short-lived connection to the bench's Redis; `failed` is returned when it cannot connect or fn throws. */

@@ -222,8 +222,9 @@ describe('bench/pair.js', () => {
       // client, and the bare proxy with an idle gateway preloaded (a preload that fails to
       // start fails the run).
       pair(['--streams', '4', ...SIM_ARGS, '--include-usage', `--a-node-args=--import=${join(ROOT, 'bench/lib/idle-gateway.mjs')}`]),
-      // The whole-request run against the leased-quota Redis variant: Redis's CPU per round beside.
-      pair(['--mode', 'whole', '--connections', '2', '--b', 'gateway+leased']),
+      // The whole-request run: every request traced and exported (OTLP) against the
+      // leased-quota Redis variant, Redis's CPU per round beside.
+      pair(['--mode', 'whole', '--connections', '2', '--a', 'gateway+features+otlp', '--b', 'gateway+leased']),
     ]);
     for (const [run, per] of [
       [streams, 'chunk'],
@@ -232,7 +233,7 @@ describe('bench/pair.js', () => {
       expect(run.code, `pair exited ${run.code}\n${run.stderr}`).toBe(0);
       expect(run.lines).toHaveLength(1);
       const r = run.lines[0] as Json;
-      expect([r.a, r.b, r.per]).toEqual(['bare', per === 'chunk' ? 'gateway' : 'gateway+leased', per]);
+      expect([r.a, r.b, r.per]).toEqual(per === 'chunk' ? ['bare', 'gateway', per] : ['gateway+features+otlp', 'gateway+leased', per]);
       expect(r.errors).toEqual([0, 0]);
       expect(r.rounds).toHaveLength(2);
       for (const round of r.rounds as Json[]) {
@@ -247,5 +248,8 @@ describe('bench/pair.js', () => {
     expect(leased.b_redis_us).toBeGreaterThanOrEqual(0);
     for (const round of leased.rounds as Json[]) expect(round.b.redis).toBeGreaterThanOrEqual(0);
     expect((streams.lines[0] as Json).b_redis_us).toBeUndefined();
+    // The traced gateway's spans reached the bench's OTLP sink (at the latest when it stopped).
+    expect(leased.otlp_exports).toBeGreaterThan(0);
+    expect((streams.lines[0] as Json).otlp_exports).toBeUndefined();
   }, 90_000);
 });
