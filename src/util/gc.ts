@@ -6,10 +6,11 @@
 // in a state where each scavenge finds ~2 MB of finished requests' objects still reachable and
 // promotes them (95% promotion rate against ~10%, a mark-compact every few seconds). Loading
 // ioredis, the OpenTelemetry SDK and exporters (OTLP export on), or even 4,000 `new Function`s
-// puts it there: 1.24-1.32x the CPU per request, paired against the same build. Off, none of
-// them costs anything (0.80 of the same build with the OTLP modules loaded), and the gateway
-// that loads none of them is unchanged (1.01; streams 1.00). The marking work moves onto the
-// main thread in small incremental steps; it was on the same core anyway under a CPU limit.
+// puts it there: 1.24-1.32x the CPU per request, paired against the same build. Off, the
+// gateway's own loads of them cost nothing measurable (the leased-quota Redis store 1.08x the
+// memory store, was 1.27-1.34x), and a gateway that loads none of them is unchanged (1.01;
+// streams 1.00). Marking then runs on the main thread in small incremental steps; under a
+// one-core limit it shared that core anyway.
 // docs/performance.md, "What the isolate loads, and V8's concurrent marking".
 import { setFlagsFromString } from 'node:v8';
 
