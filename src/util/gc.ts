@@ -1,6 +1,6 @@
 // V8's concurrent marking is turned off for the gateway's isolate (unless its node command line
-// names the flag either way). Imported first by main.ts: the flag is read each time a marking
-// cycle starts, and none has started before the first module is evaluated.
+// names the flag either way). Imported first by main.ts, so it is set before any other module
+// runs (they are parsed before, not run); V8 reads the flag each time a marking cycle starts.
 //
 // Why: with concurrent marking on, what the isolate has loaded decides whether the gateway runs
 // in a state where each scavenge finds ~2 MB of finished requests' objects still reachable and
